@@ -1,0 +1,87 @@
+"""What the rest of the gateway hands to the audit log.
+
+An ``AuditEvent`` carries what happened, in plain values. Personal data (holder
+codes and names) travels in ``personal`` and is never stored raw: the audit log
+turns it into keyed hashes and masks before the record is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+__all__ = ["ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError", "EventType"]
+
+
+class EventType(StrEnum):
+    """Kinds of cross-province handling acts that are logged."""
+
+    VERIFICATION = "verification"
+    TRANSLATION = "translation"
+    PARTNER_QUERY = "partner-query"
+    OPERATOR_CHANGE = "operator-change"
+    IDENTITY_CHANGE = "identity-change"
+    LICENCE_IMPORT = "licence-import"
+    TRUST_LIST_LOADED = "trust-list-loaded"
+
+
+class ActorKind(StrEnum):
+    """Who asked."""
+
+    LOCAL_SYSTEM = "local-system"
+    PARTNER = "partner"
+    OPERATOR = "operator"
+    CLI = "cli"
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEvent:
+    """One handling act, as the service that performed it saw it."""
+
+    event_type: EventType
+    actor_kind: ActorKind
+    actor_id: str
+    at: datetime
+    """When the act was received (aware, UTC)."""
+    source_addr: str | None = None
+    outcome: str
+    """The indication for verifications; ``ok``, ``refused`` or ``error`` otherwise."""
+    sub_indication: str | None = None
+    cn_status: int | None = None
+    use_cause: str | None = None
+    matter_before: Mapping[str, str] | None = None
+    """The matter as the caller named it: ``{"region": ..., "code": ...}``."""
+    matters_after: tuple[Mapping[str, str], ...] = ()
+    """The matter(s) it was mapped to."""
+    licence_identifier: str | None = None
+    licence_type: str | None = None
+    issuer_region: str | None = None
+    partner_region: str | None = None
+    trust_list_version: int | None = None
+    cached: bool = False
+    latency_ms: float | None = None
+    request_id: str | None = None
+    personal: Mapping[str, str] = field(default_factory=dict)
+    """Raw personal data (``holder_code``, ``holder_name``, ...); pseudonymised before storage."""
+    details: Mapping[str, object] = field(default_factory=dict)
+    """Other non-personal facts (credential digest, status list used, change id ...)."""
+
+
+class AuditUnavailableError(Exception):
+    """The audit log could not make a record durable; the request must fail."""
+
+
+class AuditLog(Protocol):
+    """The port every service writes through."""
+
+    async def append(self, event: AuditEvent) -> int:
+        """Make the event's record durable and return its leaf index.
+
+        Returns only after the record is durable; raises ``AuditUnavailableError``
+        when it cannot be made so.
+        """
+        ...

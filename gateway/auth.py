@@ -1,0 +1,50 @@
+"""Bearer credentials: local systems' API keys and operators' tokens."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.appkeys import IDENTITIES_KEY
+from gateway.identity import Identity, IdentityKind, Role
+from gateway.problems import Problem
+
+__all__ = ["bearer", "require_client", "require_operator"]
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ecert-gateway"'}
+
+
+def bearer(request: web.Request) -> str | None:
+    """The bearer token of the request, if it has one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def _lookup(request: web.Request) -> Identity | None:
+    token = bearer(request)
+    if token is None or len(token) > 256:
+        return None
+    return await request.app[IDENTITIES_KEY].lookup(token)
+
+
+async def require_client(request: web.Request) -> Identity:
+    """The local system calling, or a 401 problem."""
+    identity = await _lookup(request)
+    if identity is None or identity.kind is not IdentityKind.CLIENT:
+        raise Problem(401, "Unauthorized", "a local system's API key is required",
+                      headers=_CHALLENGE, extra={"cn_status": 11})
+    return identity
+
+
+async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
+    """The operator calling, with one of ``roles``; 401 or 403 otherwise."""
+    identity = await _lookup(request)
+    if identity is None or identity.kind is not IdentityKind.OPERATOR:
+        raise Problem(401, "Unauthorized", "an operator token is required", headers=_CHALLENGE)
+    if identity.role not in roles:
+        raise Problem(403, "Forbidden",
+                      f"role {identity.role} may not do this; needs one of "
+                      f"{sorted(r.value for r in roles)}")
+    return identity

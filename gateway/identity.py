@@ -1,0 +1,155 @@
+"""Local systems' API keys and operators' tokens.
+
+Both are random secrets printed once by the CLI; only their SHA-256 is stored
+(they carry 256 bits of entropy, so an unkeyed hash is not brute-forceable).
+The running gateway reads the same SQLite file, so a key made while it runs is
+honoured on its next lookup; positive answers are cached for a few seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from gateway.sqlite import SqliteDB, connect
+
+__all__ = [
+    "Identity",
+    "IdentityError",
+    "IdentityKind",
+    "IdentityStore",
+    "Role",
+    "add_identity",
+    "identity_db_path",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    token_sha256 TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT,
+    created_at TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (kind, name)
+)
+"""
+
+_POSITIVE_TTL_S = 5.0
+
+
+class IdentityError(Exception):
+    """An identity could not be created (duplicate name, bad role)."""
+
+
+class IdentityKind(StrEnum):
+    """Which door a credential opens."""
+
+    CLIENT = "client"
+    OPERATOR = "operator"
+
+
+class Role(StrEnum):
+    """Operator roles, kept apart as GB/T 22239 level 3 asks (三权分立)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated caller."""
+
+    kind: IdentityKind
+    name: str
+    role: Role | None
+
+
+def identity_db_path(data_dir: Path) -> Path:
+    """Where a data folder keeps its identities."""
+    return data_dir / "identity.db"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _ensure(conn: sqlite3.Connection) -> None:
+    conn.execute(_SCHEMA)
+
+
+def add_identity(data_dir: Path, kind: IdentityKind, name: str, role: Role | None = None) -> str:
+    """Create an identity and return its secret (shown once, never stored)."""
+    if not name or len(name) > 128 or not name.isprintable():
+        raise IdentityError("name must be 1-128 printable characters")
+    if (kind is IdentityKind.OPERATOR) != (role is not None):
+        raise IdentityError("operators need a role; local systems have none")
+    prefix = "ecg_c_" if kind is IdentityKind.CLIENT else "ecg_o_"
+    token = prefix + secrets.token_urlsafe(32)
+    conn = connect(identity_db_path(data_dir), synchronous="FULL")
+    try:
+        _ensure(conn)
+        conn.execute(
+            "INSERT INTO identities (token_sha256, kind, name, role, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (_digest(token), kind.value, name, role.value if role else None,
+             datetime.now(UTC).isoformat(timespec="seconds")),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise IdentityError(f"a {kind.value} named {name!r} already exists") from exc
+    finally:
+        conn.close()
+    return token
+
+
+class IdentityStore:
+    """Looks credentials up in the data folder's identity database."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._db = SqliteDB(identity_db_path(data_dir), synchronous="NORMAL")
+        self._cache: dict[str, tuple[float, Identity]] = {}
+
+    async def open(self) -> None:
+        """Create the table if this data folder has none yet."""
+        await self._db.run(_ensure)
+
+    async def close(self) -> None:
+        """Release the database."""
+        await self._db.close()
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be read."""
+        await self._db.run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def lookup(self, token: str) -> Identity | None:
+        """The identity a secret belongs to, or None."""
+        digest = _digest(token)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+
+        def _query(conn: sqlite3.Connection) -> tuple[str, str, str | None] | None:
+            row = conn.execute(
+                "SELECT kind, name, role FROM identities WHERE token_sha256 = ? AND disabled = 0",
+                (digest,),
+            ).fetchone()
+            return None if row is None else (row[0], row[1], row[2])
+
+        row = await self._db.run(_query)
+        if row is None:
+            self._cache.pop(digest, None)
+            return None
+        identity = Identity(IdentityKind(row[0]), row[1], Role(row[2]) if row[2] else None)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + _POSITIVE_TTL_S, identity)
+        return identity

@@ -1,0 +1,89 @@
+"""The gateway's own signing keys and compact JWS signing.
+
+Keys are made on first start and kept in the data folder (``keys/``, mode 0600);
+their public halves are published at ``/.well-known/jwks.json`` so receipts,
+licences and status lists the gateway signs can be checked offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from trust import b64url_encode
+
+__all__ = ["SigningKey", "load_or_create_key", "sign_compact"]
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An Ed25519 key with its ``kid``."""
+
+    kid: str
+    private: ed25519.Ed25519PrivateKey
+    use: str
+
+    @property
+    def public_jwk(self) -> dict[str, Any]:
+        """The public JWK (RFC 8037), with ``kid``, ``alg`` and ``use``."""
+        raw = self.private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw), "kid": self.kid,
+                "alg": "EdDSA", "use": "sig", "key_ops": ["verify"], "ecert_use": self.use}
+
+    def sign(self, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        """Sign ``claims`` under ``header`` (``alg`` and ``kid`` are set here)."""
+        return sign_compact({**header, "alg": "EdDSA", "kid": self.kid}, claims, self.private)
+
+
+def sign_compact(
+    header: dict[str, Any], claims: dict[str, Any], key: ed25519.Ed25519PrivateKey
+) -> str:
+    """A compact JWS (RFC 7515) over orjson-serialised header and claims."""
+    signing_input = (b64url_encode(orjson.dumps(header)) + "." +
+                     b64url_encode(orjson.dumps(claims)))
+    signature = key.sign(signing_input.encode("ascii"))
+    return signing_input + "." + b64url_encode(signature)
+
+
+def _thumbprint(public: ed25519.Ed25519PublicKey) -> str:
+    # RFC 7638 3.2 with the RFC 8037 members of an OKP key, in lexicographic order.
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    canonical = orjson.dumps({"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(raw)})
+    return b64url_encode(hashlib.sha256(canonical).digest())
+
+
+def load_or_create_key(data_dir: Path, name: str, *, kid_prefix: str) -> SigningKey:
+    """Load ``keys/<name>.pem`` from the data folder, making it on first use.
+
+    Blocking file I/O: call it at start-up or from an executor.
+    """
+    path = data_dir / "keys" / f"{name}.pem"
+    if path.exists():
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, ed25519.Ed25519PrivateKey):
+            raise ValueError(f"{path.name} is not an Ed25519 key")
+        private = loaded
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private = ed25519.Ed25519PrivateKey.generate()
+        pem = private.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    kid = f"{kid_prefix}-{_thumbprint(private.public_key())[:16]}"
+    return SigningKey(kid=kid, private=private, use=name)

@@ -1,0 +1,72 @@
+"""The trust list the gateway currently serves from, swapped atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from trust import TrustList, TrustListError, Verifier
+
+__all__ = ["TrustSnapshot", "TrustState", "empty_trust_list", "read_trust_list"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSnapshot:
+    """One trust list and the verifier built on it; never changes once made."""
+
+    trust_list: TrustList
+    verifier: Verifier
+
+
+class TrustState:
+    """Holds the current snapshot; a request takes one snapshot and keeps it."""
+
+    def __init__(self, trust_list: TrustList, *, clock_skew_s: int = 0) -> None:
+        self._skew = clock_skew_s
+        self._snapshot = TrustSnapshot(trust_list, Verifier(trust_list, clock_skew_s=clock_skew_s))
+
+    @property
+    def snapshot(self) -> TrustSnapshot:
+        """The current snapshot."""
+        return self._snapshot
+
+    def replace(self, trust_list: TrustList) -> None:
+        """Serve from ``trust_list`` from now on; a lower version is refused (rollback)."""
+        if trust_list.version < self._snapshot.trust_list.version:
+            raise TrustListError(
+                f"version {trust_list.version} is lower than the current "
+                f"{self._snapshot.trust_list.version} (rollback refused)"
+            )
+        self._snapshot = TrustSnapshot(trust_list,
+                                       Verifier(trust_list, clock_skew_s=self._skew))
+
+
+def empty_trust_list(issuer: str, now: datetime | None = None) -> TrustList:
+    """A list that trusts nobody: what a gateway without a configured list serves."""
+    now = now or datetime.now(UTC)
+    return TrustList.from_json({
+        "version": 0,
+        "issued_at": now.isoformat(),
+        "next_update": (now + timedelta(days=3650)).isoformat(),
+        "issuer": issuer,
+        "partners": [],
+    })
+
+
+def read_trust_list(path: Path) -> TrustList:
+    """Read a plain trust-list JSON file (blocking; start-up only)."""
+    data = path.read_bytes()
+    stripped = data.strip()
+    if stripped[:1] != b"{":
+        raise TrustListError(
+            f"{path.name}: not a plain trust-list JSON document (signed trustlist+jwt "
+            "exports are not accepted by this version)"
+        )
+    try:
+        document = orjson.loads(stripped)
+    except orjson.JSONDecodeError as exc:
+        raise TrustListError(f"{path.name}: not JSON: {exc}") from exc
+    return TrustList.from_json(document)

@@ -1,0 +1,56 @@
+"""The architecture holds: pure packages stay pure, facades stay tidy."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN_IN_PURE = {"aiohttp", "redis", "asyncio", "gateway", "psycopg", "sqlite3", "mocks"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", ["trust", "registry"])
+def test_pure_packages_import_no_io(package: str) -> None:
+    """trust/ and registry/ import neither aiohttp, redis, asyncio, databases nor gateway."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imports(path) & FORBIDDEN_IN_PURE)
+        for path in (ROOT / package).rglob("*.py")
+        if _imports(path) & FORBIDDEN_IN_PURE
+    }
+    assert {} == offenders
+
+
+def test_mocks_do_not_import_gateway() -> None:
+    """Mock partner regions stand apart from the gateway they are used to test."""
+    offenders = [str(p) for p in (ROOT / "mocks").rglob("*.py") if "gateway" in _imports(p)]
+    assert [] == offenders
+
+
+@pytest.mark.parametrize("package", ["trust", "registry", "mocks", "gateway"])
+def test_facade_all_is_sorted_and_resolves(package: str) -> None:
+    """Each package's __all__ is sorted and every name in it exists."""
+    module = importlib.import_module(package)
+    names = list(module.__all__)
+    assert sorted(names) == names
+    missing = [name for name in names if not hasattr(module, name)]
+    assert [] == missing
+
+
+@pytest.mark.parametrize("package", ["trust", "registry", "mocks", "gateway"])
+def test_packages_ship_py_typed(package: str) -> None:
+    """Every package is marked as typed (PEP 561)."""
+    assert (ROOT / package / "py.typed").exists()

@@ -1,0 +1,167 @@
+"""The claims of an ``ecert+jwt`` licence (spec/ecert-profile.md), parsed strictly."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from trust._timeutil import parse_day
+
+__all__ = ["ClaimsError", "Licence", "StatusReference", "numeric_date", "parse_claims"]
+
+_REGION = re.compile(r"\A[0-9]{6}\Z")
+_TYPE_CODE = re.compile(r"\A[0-9A-Z]{18}[0-9]{3}\Z")
+_HOLDER_CODE_TYPE = re.compile(r"\A[0-9]{3}\Z")
+_MAX_MATTERS = 256
+
+
+class ClaimsError(ValueError):
+    """The claims do not follow the profile's schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReference:
+    """A licence's entry in its issuer's Token Status List."""
+
+    idx: int
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Licence:
+    """A licence's claims, as typed values."""
+
+    iss: str
+    jti: str
+    iat: datetime
+    nbf: datetime | None
+    exp: datetime | None
+    type_code: str
+    type_name: str
+    number: str
+    issuer_name: str
+    issuer_code: str
+    issue_date: date
+    holder_name: str
+    holder_code: str
+    holder_code_type: str
+    valid_from: date
+    valid_until: date | None
+    matters: tuple[str, ...]
+    fields: Mapping[str, Any]
+    status: StatusReference | None
+
+    def summary(self) -> dict[str, Any]:
+        """The non-personal facts a verification answer and an audit record may carry."""
+        return {
+            "identifier": self.jti,
+            "type_code": self.type_code,
+            "type_name": self.type_name,
+            "number": self.number,
+            "issuer_region": self.iss,
+            "issuer_name": self.issuer_name,
+            "issuer_code": self.issuer_code,
+            "issue_date": self.issue_date.isoformat(),
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": None if self.valid_until is None else self.valid_until.isoformat(),
+            "matters": list(self.matters),
+        }
+
+
+def numeric_date(value: object, name: str) -> datetime:
+    """RFC 7519 NumericDate: seconds since the epoch, integer or fraction; not a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClaimsError(f"{name} must be a NumericDate")
+    if not 0 <= value < 253402300800:  # up to 9999-12-31
+        raise ClaimsError(f"{name} is out of range")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _text(obj: Mapping[str, Any], name: str, *, max_len: int = 512) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ClaimsError(f"lic.{name} must be a non-empty string")
+    if len(value) > max_len:
+        raise ClaimsError(f"lic.{name} is longer than {max_len} characters")
+    return value
+
+
+def _day(obj: Mapping[str, Any], name: str) -> date:
+    try:
+        return parse_day(obj.get(name), f"lic.{name}")
+    except ValueError as exc:
+        raise ClaimsError(str(exc)) from exc
+
+
+def parse_claims(claims: object) -> Licence:
+    """Check the claims against the profile's schema and return them typed."""
+    if not isinstance(claims, Mapping):
+        raise ClaimsError("payload is not a JSON object")
+    iss = claims.get("iss")
+    if not isinstance(iss, str) or not _REGION.match(iss):
+        raise ClaimsError("iss must be a 6-digit region code")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise ClaimsError("jti (证照标识) must be a non-empty string")
+    if "iat" not in claims:
+        raise ClaimsError("iat is required")
+    iat = numeric_date(claims["iat"], "iat")
+    nbf = numeric_date(claims["nbf"], "nbf") if claims.get("nbf") is not None else None
+    exp = numeric_date(claims["exp"], "exp") if claims.get("exp") is not None else None
+    lic = claims.get("lic")
+    if not isinstance(lic, Mapping):
+        raise ClaimsError("lic must be an object")
+    type_code = _text(lic, "type_code")
+    if not _TYPE_CODE.match(type_code):
+        raise ClaimsError("lic.type_code must be 21 characters (USCC 18 + 3 digits)")
+    holder_code_type = _text(lic, "holder_code_type")
+    if not _HOLDER_CODE_TYPE.match(holder_code_type):
+        raise ClaimsError("lic.holder_code_type must be a 3-digit code")
+    valid_until = None if lic.get("valid_until") is None else _day(lic, "valid_until")
+    valid_from = _day(lic, "valid_from")
+    if valid_until is not None and valid_until < valid_from:
+        raise ClaimsError("lic.valid_until is before lic.valid_from")
+    matters_raw = lic.get("matters", [])
+    if matters_raw is None:
+        matters_raw = []
+    if (not isinstance(matters_raw, list) or len(matters_raw) > _MAX_MATTERS
+            or not all(isinstance(m, str) and 0 < len(m) <= 64 for m in matters_raw)):
+        raise ClaimsError("lic.matters must be a list of matter codes")
+    fields = lic.get("fields", {})
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, Mapping):
+        raise ClaimsError("lic.fields must be an object")
+    status = None
+    if claims.get("status") is not None:
+        raw_status = claims["status"]
+        entry = raw_status.get("status_list") if isinstance(raw_status, Mapping) else None
+        if not isinstance(entry, Mapping):
+            raise ClaimsError("status must be {\"status_list\": {\"idx\", \"uri\"}}")
+        idx = entry.get("idx")
+        uri = entry.get("uri")
+        if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+            raise ClaimsError("status.status_list.idx must be a non-negative integer")
+        if not isinstance(uri, str) or not uri or len(uri) > 2048:
+            raise ClaimsError("status.status_list.uri must be a URI")
+        status = StatusReference(idx, uri)
+    return Licence(
+        iss=iss, jti=jti, iat=iat, nbf=nbf, exp=exp,
+        type_code=type_code,
+        type_name=_text(lic, "type_name"),
+        number=_text(lic, "number"),
+        issuer_name=_text(lic, "issuer_name"),
+        issuer_code=_text(lic, "issuer_code"),
+        issue_date=_day(lic, "issue_date"),
+        holder_name=_text(lic, "holder_name"),
+        holder_code=_text(lic, "holder_code", max_len=64),
+        holder_code_type=holder_code_type,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        matters=tuple(matters_raw),
+        fields=dict(fields),
+        status=status,
+    )

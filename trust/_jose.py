@@ -1,0 +1,255 @@
+"""Compact JWS parsing and signature verification for the algorithms the profile allows.
+
+Keys are parsed once (when the trust list loads) into ``VerifyingKey`` objects;
+a verification then costs one signature check and no key parsing. The allow-list
+is the ecert profile's: ES256, ES384, EdDSA (Ed25519), PS256, RS256 with RSA keys
+of 2048 bits or more. ``SM2SM3`` is reserved and not implemented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from trust._b64 import b64url_decode
+from trust._errors import JoseError
+
+__all__ = [
+    "ALLOWED_ALGS",
+    "MAX_CREDENTIAL_BYTES",
+    "Alg",
+    "CompactJWS",
+    "VerifyingKey",
+    "key_from_jwk",
+    "key_from_public",
+    "parse_compact",
+]
+
+MAX_CREDENTIAL_BYTES = 64 * 1024
+"""ecert profile: a credential longer than 64 KiB is refused unread."""
+
+MIN_RSA_BITS = 2048
+
+
+class Alg(StrEnum):
+    """Signature algorithms on the profile's allow-list (RFC 7518, RFC 8037)."""
+
+    ES256 = "ES256"
+    ES384 = "ES384"
+    EDDSA = "EdDSA"
+    PS256 = "PS256"
+    RS256 = "RS256"
+
+
+ALLOWED_ALGS: frozenset[str] = frozenset(a.value for a in Alg)
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+# RFC 7518 3.5: PS256 uses MGF1 with SHA-256 and a salt as long as the hash.
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+_PKCS1 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyingKey:
+    """A public key ready to verify, with the algorithms it may be used with."""
+
+    public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+    algs: frozenset[Alg]
+    weak_reason: str | None = None
+    """Set when the allow-list forbids this key (RSA under 2048 bits)."""
+
+    def verify(self, alg: Alg, signing_input: bytes, signature: bytes) -> bool:
+        """True when ``signature`` is a valid ``alg`` signature over ``signing_input``.
+
+        Raises ``JoseError(constraint=True)`` when the key is too weak for the allow-list.
+        Returns False for every other mismatch (wrong algorithm for the key included).
+        """
+        if self.weak_reason is not None:
+            raise JoseError(self.weak_reason, constraint=True)
+        if alg not in self.algs:
+            return False
+        key = self.public_key
+        try:
+            if alg is Alg.ES256 or alg is Alg.ES384:
+                assert isinstance(key, ec.EllipticCurvePublicKey)
+                width = 32 if alg is Alg.ES256 else 48
+                # RFC 7518 3.4: the signature is R || S, each exactly the curve's width.
+                if len(signature) != 2 * width:
+                    return False
+                r = int.from_bytes(signature[:width], "big")
+                s = int.from_bytes(signature[width:], "big")
+                der = encode_dss_signature(r, s)
+                key.verify(der, signing_input, _ECDSA_SHA256 if alg is Alg.ES256 else _ECDSA_SHA384)
+            elif alg is Alg.EDDSA:
+                assert isinstance(key, ed25519.Ed25519PublicKey)
+                if len(signature) != 64:
+                    return False
+                key.verify(signature, signing_input)
+            else:
+                assert isinstance(key, rsa.RSAPublicKey)
+                if len(signature) != (key.key_size + 7) // 8:
+                    return False
+                key.verify(signature, signing_input, _PSS if alg is Alg.PS256 else _PKCS1, _SHA256)
+        except InvalidSignature:
+            return False
+        except ValueError:
+            # encode_dss_signature refuses nothing in range; OpenSSL may refuse odd inputs.
+            return False
+        return True
+
+
+def key_from_public(
+    public_key: object, *, declared_alg: str | None = None
+) -> VerifyingKey:
+    """Wrap a cryptography public key, deciding which allowed algorithms fit it."""
+    algs: set[Alg]
+    weak: str | None = None
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        curve = public_key.curve.name
+        if curve == "secp256r1":
+            algs = {Alg.ES256}
+        elif curve == "secp384r1":
+            algs = {Alg.ES384}
+        else:
+            raise JoseError(f"EC curve {curve} is not on the allow-list", constraint=True)
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        algs = {Alg.EDDSA}
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        algs = {Alg.PS256, Alg.RS256}
+        if public_key.key_size < MIN_RSA_BITS:
+            weak = f"RSA key of {public_key.key_size} bits is under the {MIN_RSA_BITS}-bit minimum"
+    else:
+        raise JoseError(f"key type {type(public_key).__name__} is not on the allow-list",
+                        constraint=True)
+    if declared_alg is not None:
+        if declared_alg not in ALLOWED_ALGS:
+            raise JoseError(f"key declares alg {declared_alg!r}, not on the allow-list",
+                            constraint=True)
+        if Alg(declared_alg) not in algs:
+            raise JoseError(f"key declares alg {declared_alg!r}, which does not fit its type")
+        # RFC 7517 4.4: a declared alg pins the key to that one algorithm.
+        algs = {Alg(declared_alg)}
+    return VerifyingKey(public_key, frozenset(algs), weak)
+
+
+def _int(jwk: Mapping[str, Any], name: str) -> int:
+    value = jwk.get(name)
+    if not isinstance(value, str) or not value:
+        raise JoseError(f"JWK member {name!r} missing or not a string")
+    try:
+        return int.from_bytes(b64url_decode(value), "big")
+    except ValueError as exc:
+        raise JoseError(f"JWK member {name!r} is not base64url") from exc
+
+
+def _raw(jwk: Mapping[str, Any], name: str, size: int) -> bytes:
+    value = jwk.get(name)
+    if not isinstance(value, str):
+        raise JoseError(f"JWK member {name!r} missing or not a string")
+    try:
+        data = b64url_decode(value)
+    except ValueError as exc:
+        raise JoseError(f"JWK member {name!r} is not base64url") from exc
+    if len(data) != size:
+        raise JoseError(f"JWK member {name!r} must be {size} bytes")
+    return data
+
+
+def key_from_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
+    """Parse a public JWK (RFC 7517/7518/8037). Private members are refused."""
+    if not isinstance(jwk, Mapping):
+        raise JoseError("JWK must be an object")
+    if "d" in jwk or "p" in jwk:
+        raise JoseError("JWK carries private key material")
+    kty = jwk.get("kty")
+    declared = jwk.get("alg")
+    if declared is not None and not isinstance(declared, str):
+        raise JoseError("JWK alg must be a string")
+    public: object
+    if kty == "EC":
+        crv = jwk.get("crv")
+        curves: dict[str, tuple[ec.EllipticCurve, int]] = {
+            "P-256": (ec.SECP256R1(), 32),
+            "P-384": (ec.SECP384R1(), 48),
+        }
+        if crv not in curves:
+            raise JoseError(f"EC curve {crv!r} is not on the allow-list", constraint=True)
+        curve, size = curves[str(crv)]
+        x = _raw(jwk, "x", size)
+        y = _raw(jwk, "y", size)
+        try:
+            public = ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
+        except ValueError as exc:
+            raise JoseError("EC point is not on the curve") from exc
+    elif kty == "OKP":
+        if jwk.get("crv") != "Ed25519":
+            raise JoseError(f"OKP curve {jwk.get('crv')!r} is not on the allow-list",
+                            constraint=True)
+        public = ed25519.Ed25519PublicKey.from_public_bytes(_raw(jwk, "x", 32))
+    elif kty == "RSA":
+        n = _int(jwk, "n")
+        e = _int(jwk, "e")
+        try:
+            public = rsa.RSAPublicNumbers(e, n).public_key()
+        except ValueError as exc:
+            raise JoseError("RSA key is invalid") from exc
+    else:
+        raise JoseError(f"JWK kty {kty!r} is not supported", constraint=True)
+    return key_from_public(public, declared_alg=declared)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactJWS:
+    """A compact JWS split and decoded, not yet verified."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_compact(token: str | bytes, *, max_bytes: int = MAX_CREDENTIAL_BYTES) -> CompactJWS:
+    """Split a compact JWS (RFC 7515 7.1) strictly; raise ``JoseError`` on any flaw.
+
+    The header must be a JSON object; the payload is returned as bytes.
+    """
+    if isinstance(token, str):
+        if len(token) > max_bytes:
+            raise JoseError(f"credential longer than {max_bytes} bytes")
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise JoseError("credential is not ASCII") from exc
+    else:
+        raw = token
+    if len(raw) > max_bytes:
+        raise JoseError(f"credential longer than {max_bytes} bytes")
+    parts = raw.split(b".")
+    if len(parts) != 3:
+        raise JoseError("not three dot-separated parts")
+    header_b64, payload_b64, sig_b64 = parts
+    if not header_b64 or not sig_b64:
+        raise JoseError("empty header or signature part")
+    try:
+        header_bytes = b64url_decode(header_b64)
+        payload = b64url_decode(payload_b64)
+        signature = b64url_decode(sig_b64)
+    except ValueError as exc:
+        raise JoseError(f"a part is not base64url: {exc}") from exc
+    try:
+        header = orjson.loads(header_bytes)
+    except orjson.JSONDecodeError as exc:
+        raise JoseError("header is not JSON") from exc
+    if not isinstance(header, dict):
+        raise JoseError("header is not a JSON object")
+    return CompactJWS(header, payload, header_b64 + b"." + payload_b64, signature)

@@ -1,0 +1,50 @@
+"""Time parsing for trust data. No clock: times are always arguments."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+__all__ = ["CHINA_TZ", "day_end", "day_start", "parse_rfc3339", "require_aware"]
+
+CHINA_TZ = timezone(timedelta(hours=8), "CST")
+"""Licence dates (有效期, 颁发日期) are calendar days in China Standard Time."""
+
+
+def require_aware(at: datetime, name: str = "at") -> datetime:
+    """Refuse naive datetimes: every check takes an aware time."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return at.astimezone(UTC)
+
+
+def parse_rfc3339(text: object, name: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an explicit offset (``Z`` or ``+hh:mm``)."""
+    if not isinstance(text, str) or len(text) < 20 or "T" not in text.upper():
+        raise ValueError(f"{name} must be an RFC 3339 date-time string")
+    try:
+        value = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError as exc:
+        raise ValueError(f"{name} is not an RFC 3339 date-time: {text!r}") from exc
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must carry a time zone offset")
+    return value.astimezone(UTC)
+
+
+def parse_day(text: object, name: str) -> date:
+    """Parse ``YYYY-MM-DD``."""
+    if not isinstance(text, str) or len(text) != 10:
+        raise ValueError(f"{name} must be YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not a valid date: {text!r}") from exc
+
+
+def day_start(day: date) -> datetime:
+    """First instant of ``day`` in China Standard Time, as UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).astimezone(UTC)
+
+
+def day_end(day: date) -> datetime:
+    """First instant after ``day`` (inclusive end date) in China Standard Time, as UTC."""
+    return day_start(day) + timedelta(days=1)
