@@ -64,7 +64,7 @@ def redis_server() -> Iterator[str]:
         return
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="ecert-redis-") as folder:
-        proc = subprocess.Popen(  # noqa: S603 - our own private test server
+        proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", folder],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -119,11 +119,11 @@ def postgres_server() -> Iterator[str]:
     try:
         if owner is not None:
             os.chown(folder, owner.pw_uid, owner.pw_gid)
-        subprocess.run(  # noqa: S603 - our own private test server
+        subprocess.run(
             [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [*run_as, pg_ctl, "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
              f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=on", "start"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -135,6 +135,6 @@ def postgres_server() -> Iterator[str]:
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "stop"],  # noqa: S603
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
                        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)

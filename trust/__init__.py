@@ -47,7 +47,6 @@ from trust._verifier import Pending, StatusUnavailable, Verifier
 
 __all__ = [
     "ALLOWED_ALGS",
-    "MAX_CREDENTIAL_BYTES",
     "Alg",
     "Anchor",
     "AnchorStatus",
@@ -62,6 +61,7 @@ __all__ = [
     "JoseError",
     "Licence",
     "LicenceIdentifier",
+    "MAX_CREDENTIAL_BYTES",
     "Partner",
     "PartnerStatus",
     "Pending",

@@ -171,6 +171,13 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
         raise JoseError("JWK must be an object")
     if "d" in jwk or "p" in jwk:
         raise JoseError("JWK carries private key material")
+    # RFC 7517 4.2/4.3: a key marked for another use or other operations must not verify.
+    if "use" in jwk and jwk["use"] != "sig":
+        raise JoseError(f"JWK use {jwk['use']!r} is not 'sig'")
+    if "key_ops" in jwk:
+        ops = jwk["key_ops"]
+        if not isinstance(ops, list) or "verify" not in ops:
+            raise JoseError("JWK key_ops does not allow 'verify'")
     kty = jwk.get("kty")
     declared = jwk.get("alg")
     if declared is not None and not isinstance(declared, str):

@@ -249,30 +249,34 @@ class Verifier:
             jws = parse_compact(credential)
         except JoseError as exc:
             return _format_failure(str(exc))
-        try:
-            claims: Any = orjson.loads(jws.payload)
-        except orjson.JSONDecodeError:
-            return _format_failure("payload is not JSON")
-        if not isinstance(claims, dict):
-            return _format_failure("payload is not a JSON object")
         run = _Run()
-        run.ok("structure", "compact JWS, header and payload are JSON objects")
-        # 2. protected header
+        claims: Any = None
+        try:
+            claims = orjson.loads(jws.payload)
+        except orjson.JSONDecodeError:
+            run.fail("structure", SubIndication.FORMAT_FAILURE, "payload is not JSON")
+        else:
+            if isinstance(claims, dict):
+                run.ok("structure", "compact JWS, header and payload are JSON objects")
+            else:
+                run.fail("structure", SubIndication.FORMAT_FAILURE,
+                         "payload is not a JSON object")
+        # 2. protected header (its checks still run and are listed after a payload failure)
         header = jws.header
         alg_name = header.get("alg")
         if not isinstance(alg_name, str):
             run.fail("header.alg", SubIndication.FORMAT_FAILURE, "alg missing or not a string")
-            return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
-                           anchor=None, partner=None, valid_until=None,
-                           status_needed=None).finish()
-        if alg_name not in ALLOWED_ALGS:
+        elif alg_name not in ALLOWED_ALGS:
             run.fail("header.alg", SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
                      f"alg {alg_name!r} is not on the allow-list")
+        else:
+            run.ok("header.alg", f"{alg_name} is allowed")
+        if run.first is not None:
             return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
                            anchor=None, partner=None, valid_until=None,
                            status_needed=None).finish()
+        assert isinstance(alg_name, str)
         alg = Alg(alg_name)
-        run.ok("header.alg", f"{alg_name} is allowed")
         header_problem = self._header_problem(header)
         certs: list[x509.Certificate] = []
         if header_problem is None and "x5c" in header:

@@ -1,0 +1,77 @@
+"""Mock partner regions for tests, demos and benchmarks.
+
+Each :class:`MockRegion` behaves like a partner gateway: it owns a root CA,
+a licence-signing certificate and ES256 keys for licences, status lists and
+requests; it issues ``ecert+jwt`` licences per spec/ecert-profile.md, keeps an
+IETF Token Status List, writes its trust-list entry, and signs request tokens
+for Huzhou's partner API. :class:`Federation` builds the standard partners
+and their trust list; :func:`serve_federation` puts each region behind a real
+HTTP server on loopback. ``python -m mocks`` runs them as a process.
+
+Nothing here imports the gateway; verification is deliberately left to it
+(and to independent libraries in the tests).
+"""
+
+from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, LicenceType
+from mocks._federation import STANDARD_PARTNERS, Federation, PartnerSpec
+from mocks._jws import ALGORITHMS, Alg, b64url_decode, b64url_encode, public_jwk, sign_compact
+from mocks._people import (
+    IDENTIFIER_ROOT,
+    lenient_check_char,
+    licence_identifier,
+    make_resident_id,
+    make_uscc,
+    strict_check_char,
+)
+from mocks._region import (
+    DELETE,
+    KEYS_VALID_FROM,
+    KEYS_VALID_UNTIL,
+    ROOT_VALID_UNTIL,
+    IssuedLicence,
+    MockRegion,
+    rfc3339,
+)
+from mocks._server import (
+    REGION_KEY,
+    RunningFederation,
+    create_region_app,
+    reserve_sockets,
+    serve_federation,
+)
+from mocks._status import LicenceState
+
+__all__ = [
+    "ALGORITHMS",
+    "Alg",
+    "BUSINESS_LICENCE",
+    "CONSTRUCTION_WORKER",
+    "DELETE",
+    "Federation",
+    "IDENTIFIER_ROOT",
+    "IssuedLicence",
+    "KEYS_VALID_FROM",
+    "KEYS_VALID_UNTIL",
+    "LICENCE_TYPES",
+    "LicenceState",
+    "LicenceType",
+    "MockRegion",
+    "PartnerSpec",
+    "REGION_KEY",
+    "ROOT_VALID_UNTIL",
+    "RunningFederation",
+    "STANDARD_PARTNERS",
+    "b64url_decode",
+    "b64url_encode",
+    "create_region_app",
+    "lenient_check_char",
+    "licence_identifier",
+    "make_resident_id",
+    "make_uscc",
+    "public_jwk",
+    "reserve_sockets",
+    "rfc3339",
+    "serve_federation",
+    "sign_compact",
+    "strict_check_char",
+]
