@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.appkeys import SETTINGS_KEY, VERIFICATION_KEY
 from gateway.auth import require_client
+from gateway.logs import request_id_of
 from gateway.problems import Problem
 from gateway.verification import VerificationRequest
 
@@ -76,7 +77,7 @@ async def verify(request: web.Request) -> web.Response:
     req = parse_item(await _json_body(request, settings.max_body_bytes))
     service = request.app[VERIFICATION_KEY]
     answer = await service.verify(req, actor=identity.name, source=request.remote,
-                                  request_id=request.get("request_id"))
+                                  request_id=request_id_of(request))
     return _json(answer)
 
 
@@ -93,7 +94,7 @@ async def verify_batch(request: web.Request) -> web.Response:
     requests = [parse_item(item, i) for i, item in enumerate(items)]
     service = request.app[VERIFICATION_KEY]
     results = await service.verify_batch(requests, actor=identity.name, source=request.remote,
-                                         request_id=request.get("request_id"))
+                                         request_id=request_id_of(request))
     return _json({"results": results})
 
 

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-__all__ = ["JsonFormatter", "configure_logging", "request_id_middleware", "request_id_var"]
+__all__ = [
+    "REQUEST_ID_KEY",
+    "JsonFormatter",
+    "configure_logging",
+    "request_id_middleware",
+    "request_id_of",
+    "request_id_var",
+]
+
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -52,6 +61,11 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def request_id_of(request: web.Request) -> str | None:
+    """The id the middleware gave this request."""
+    return request.get(REQUEST_ID_KEY)
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -61,7 +75,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     given = request.headers.get("X-Request-Id", "")
     request_id = given if 0 < len(given) <= 64 and given.isascii() and given.isprintable() else ""
     request_id = request_id or uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID_KEY] = request_id
     token = request_id_var.set(request_id)
     try:
         response = await handler(request)

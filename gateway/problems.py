@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway.audit.event import AuditUnavailableError
+from gateway.logs import request_id_of
 
 __all__ = ["ERROR_STATUS", "Problem", "problem_middleware", "problem_response"]
 
@@ -76,7 +77,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a problem body."""
-    request_id = request.get("request_id")
+    request_id = request_id_of(request)
     try:
         return await handler(request)
     except Problem as problem:

@@ -67,4 +67,5 @@ class SqliteDB:
 
         if self._conn is not None:
             await self.run(_close)
-        self._executor.shutdown(wait=True)
+        # The worker is idle now; do not join it on the event loop.
+        self._executor.shutdown(wait=False)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Literal, TypeAlias
 
+from stdnum import numdb
 from stdnum.cn import ric, uscc
 from stdnum.iso7064 import mod_37_36
 
@@ -129,6 +130,11 @@ def uscc_for(kind: str, division: str, name: str) -> str:
     digest = hashlib.sha256(f"{kind}/{division}/{name}".encode()).digest()
     body = f"{int.from_bytes(digest[:8], 'big') % 10**8:08d}"
     return make_uscc(kind, division, body)
+
+
+# stdnum reads its county-code table from a data file on first use; read it at
+# import so that issuing a licence inside an event loop never blocks on file I/O.
+numdb.get("cn/loc")
 
 
 def make_resident_id(prefixes: Sequence[str], rng: random.Random) -> str:

@@ -8,6 +8,8 @@ package decides.
   x StatusListError        a status list is malformed, badly signed or stale
   x IdentifierError        a 证照标识 is malformed
   x JoseError              a JWS or JWK is malformed, or its key is not acceptable
+  x MerkleProofError       an inclusion or consistency proof does not hold (RFC 9162)
+  x NoteError              a signed note or checkpoint is malformed or badly signed (C2SP)
 """
 
 from trust._anchors import (
@@ -44,6 +46,23 @@ from trust._jose import (
 from trust._status import StatusList, StatusValue, parse_status_list
 from trust._verdict import Check, CheckResult, Indication, SubIndication, Verdict
 from trust._verifier import Pending, StatusUnavailable, Verifier
+from trust.merkle import (
+    MerkleProofError,
+    leaf_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+from trust.note import (
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    NoteVerifier,
+    key_id,
+    open_checkpoint,
+    open_note,
+    sign_note,
+)
 
 __all__ = [
     "ALLOWED_ALGS",
@@ -54,6 +73,7 @@ __all__ = [
     "Check",
     "CheckOutcome",
     "CheckResult",
+    "Checkpoint",
     "CompactJWS",
     "IdentifierError",
     "IdentifierPolicy",
@@ -62,6 +82,10 @@ __all__ = [
     "Licence",
     "LicenceIdentifier",
     "MAX_CREDENTIAL_BYTES",
+    "MerkleProofError",
+    "NoteError",
+    "NoteSigner",
+    "NoteVerifier",
     "Partner",
     "PartnerStatus",
     "Pending",
@@ -84,8 +108,16 @@ __all__ = [
     "iso7064_check_char",
     "key_from_jwk",
     "key_from_public",
+    "key_id",
+    "leaf_hash",
+    "open_checkpoint",
+    "open_note",
     "parse_compact",
     "parse_identifier",
     "parse_status_list",
+    "root_from_leaf_hashes",
+    "sign_note",
     "variant_check_char",
+    "verify_consistency",
+    "verify_inclusion",
 ]

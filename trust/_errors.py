@@ -5,6 +5,8 @@
   x StatusListError        a status list cannot be used (malformed, badly signed, stale)
   x IdentifierError        a 证照标识 is malformed
   x JoseError              a compact JWS is malformed or its key unusable
+  x MerkleProofError       a Merkle proof does not hold (trust.merkle)
+  x NoteError              a signed note or checkpoint is unusable (trust.note)
 
 A bad licence is never an exception: ``Verifier`` answers it with a ``Verdict``.
 """

@@ -1,4 +1,4 @@
-"""The package surface: sorted __all__, docstrings, and purity of imports."""
+"""The package surface: docstrings and purity of imports (sorting: tests/test_architecture.py)."""
 
 # STYLE.md: tests assert `expected == actual`, expected first
 
@@ -17,14 +17,6 @@ FORBIDDEN = {"asyncio", "aiohttp", "redis", "gateway", "socket", "urllib", "http
 
 class TestFacade:
     """registry/__init__.py is a small, documented facade over private modules."""
-
-    def test_all_is_sorted(self) -> None:
-        """__all__ is sorted isort-style (CONSTANTS, Classes, functions), as ruff RUF022 wants."""
-
-        def key(name: str) -> tuple[int, str]:
-            return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
-
-        assert sorted(registry.__all__, key=key) == registry.__all__
 
     def test_every_public_name_resolves_and_is_documented(self) -> None:
         """Each public class and function has a docstring."""

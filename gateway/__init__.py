@@ -1,0 +1,9 @@
+"""The gateway: HTTP API, stores, caches and the clock, around the pure trust core.
+
+Only this package (and ``mocks``) performs I/O.
+"""
+
+from gateway.app import create_app
+from gateway.settings import Settings, SettingsError, load_settings
+
+__all__ = ["Settings", "SettingsError", "create_app", "load_settings"]

@@ -1,0 +1,70 @@
+"""``ecert-gateway``: the command line. The only place an error becomes an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.cli import audit, identities
+from gateway.identity import IdentityError
+from gateway.logs import configure_logging
+from gateway.settings import SettingsError, load_settings
+from trust import TrustError
+
+__all__ = ["main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    toml_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
+    settings = load_settings(
+        os.environ,
+        toml_text,
+        {"listen": args.listen, "data_dir": args.data_dir, "trust_list_file": args.trust_list},
+    )
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    logging.getLogger("gateway").info(
+        "gateway starting", extra={"listen": settings.listen, "data_dir": str(settings.data_dir)}
+    )
+    # run_app stops accepting on SIGTERM/SIGINT, lets in-flight requests finish
+    # (up to shutdown_timeout), then runs the cleanup contexts in reverse.
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+                shutdown_timeout=settings.shutdown_timeout_s, print=None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line parser."""
+    parser = argparse.ArgumentParser(prog="ecert-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
+    serve.add_argument("--data-dir", help="folder for every store and key of this instance")
+    serve.add_argument("--trust-list", help="trust-list JSON file to start from")
+    serve.add_argument("--config", help="settings file (TOML)")
+    serve.set_defaults(func=_serve)
+    identities.register(sub)
+    audit.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; exit non-zero with a one-line reason on failure."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (SettingsError, IdentityError, TrustError, OSError, ValueError) as exc:
+        print(f"ecert-gateway {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The application factory: ``create_app(settings) -> web.Application``.
+
+Every long-lived resource (stores, keys, client sessions, the audit writer) is
+owned by a ``cleanup_ctx`` entry, opened in order at start-up and closed in
+reverse order after in-flight requests have drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+
+from gateway.api_verify import setup_routes as setup_verify_routes
+from gateway.appkeys import (
+    AUDIT_KEY,
+    AUDIT_PORT_KEY,
+    IDENTITIES_KEY,
+    SETTINGS_KEY,
+    VERIFICATION_KEY,
+)
+from gateway.audit.event import AuditLog
+from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.identity import IdentityStore
+from gateway.logs import request_id_middleware
+from gateway.problems import problem_middleware
+from gateway.settings import Settings
+from gateway.signing import SigningKey, load_or_create_key
+from gateway.status_fetch import StatusFetcher
+from gateway.trust_state import TrustState, empty_trust_list, read_trust_list
+from gateway.verification import Clock, VerificationService, utc_now
+from trust import TrustList
+
+__all__ = ["JWKS_KEY", "READINESS_KEY", "TRUST_KEY", "create_app"]
+
+TRUST_KEY = web.AppKey("trust", TrustState)
+JWKS_KEY = web.AppKey("jwks", list[SigningKey])
+Probe = Callable[[], Awaitable[None]]
+READINESS_KEY = web.AppKey("readiness", dict[str, Probe])
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def healthz(_: web.Request) -> web.Response:
+    """GET /healthz: the process is alive."""
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """GET /readyz: every store (and Redis, when configured) answers."""
+    results: dict[str, str] = {}
+    ready = True
+    for name, probe in request.app[READINESS_KEY].items():
+        try:
+            await asyncio.wait_for(probe(), timeout=2.0)
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"unavailable: {type(exc).__name__}"
+            ready = False
+    snapshot = request.app[TRUST_KEY].snapshot
+    return _json({"status": "ready" if ready else "not-ready", "checks": results,
+                  "trust_list_version": snapshot.trust_list.version},
+                 status=200 if ready else 503)
+
+
+async def jwks(request: web.Request) -> web.Response:
+    """GET /.well-known/jwks.json: every public key the gateway signs with."""
+    return web.Response(
+        body=orjson.dumps({"keys": [k.public_jwk for k in request.app[JWKS_KEY]]}),
+        content_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    audit: AuditLog | None = None,
+    trust_list: TrustList | None = None,
+    clock: Clock | None = None,
+) -> web.Application:
+    """Build the gateway application.
+
+    ``audit``, ``trust_list`` and ``clock`` may be injected (tests); otherwise the
+    audit log is opened from the settings, the trust list read from
+    ``settings.trust_list_file`` (or the data folder's ``trust-list.json``), and
+    time is the system clock.
+    """
+    app = web.Application(
+        middlewares=[request_id_middleware, problem_middleware],
+        client_max_size=settings.max_batch_body_bytes,
+    )
+    app[SETTINGS_KEY] = settings
+    app[READINESS_KEY] = {}
+    app[JWKS_KEY] = []
+
+    async def identities_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = IdentityStore(settings.data_dir)
+        await store.open()
+        app[IDENTITIES_KEY] = store
+        app[READINESS_KEY]["identities"] = store.ping
+        yield
+        await store.close()
+
+    async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
+        if audit is not None:
+            app[AUDIT_PORT_KEY] = audit
+            yield
+            return
+        from gateway.audit import audit_ctx as real_audit_ctx  # noqa: PLC0415 - only when not injected
+
+        async for _ in real_audit_ctx(app):
+            app[AUDIT_PORT_KEY] = app[AUDIT_KEY]
+            yield
+
+    async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        receipt_key = await loop.run_in_executor(
+            None, lambda: load_or_create_key(settings.data_dir, "receipt",
+                                             kid_prefix=f"{settings.gateway_id}-receipt"))
+        app[JWKS_KEY].append(receipt_key)
+        loaded = trust_list
+        if loaded is None:
+            path = settings.trust_list_file or settings.data_dir / "trust-list.json"
+            if await loop.run_in_executor(None, path.exists):
+                loaded = await loop.run_in_executor(None, read_trust_list, path)
+            elif settings.trust_list_file is not None:
+                raise FileNotFoundError(f"trust list {path} not found")
+            else:
+                loaded = empty_trust_list(settings.gateway_id, datetime.now(UTC))
+        state = TrustState(loaded, clock_skew_s=settings.clock_skew_s)
+        app[TRUST_KEY] = state
+        fetcher = StatusFetcher(timeout_s=settings.status_fetch_timeout_s,
+                                max_bytes=settings.status_max_bytes)
+        await fetcher.start()
+        app[VERIFICATION_KEY] = VerificationService(
+            trust=state, status=fetcher, receipts=receipt_key, audit=app[AUDIT_PORT_KEY],
+            gateway_id=settings.gateway_id, clock=clock or utc_now,
+        )
+        yield
+        await fetcher.close()
+
+    app.cleanup_ctx.extend([identities_ctx, audit_ctx, trust_ctx])
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    setup_verify_routes(app)
+    setup_audit_routes(app)
+    return app

@@ -1,0 +1,176 @@
+"""Audit records: the canonical bytes that become Merkle leaves.
+
+A record is a JSON object with a fixed set of fields (absent values are
+``null``), serialised by orjson with sorted keys, so the same record always
+gives the same bytes and the same leaf hash. Personal data never appears raw:
+each ``AuditEvent.personal`` value becomes ``{"hmac": "hmac:v<N>:<hex>",
+"mask": "..."}`` where the HMAC-SHA256 key lives outside the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import unicodedata
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.audit._keys import HmacKeyring
+from gateway.audit.event import AuditEvent
+
+__all__ = [
+    "RECORD_VERSION",
+    "Pseudonymiser",
+    "Uuid7Generator",
+    "build_record",
+    "encode_record",
+    "mask",
+]
+
+RECORD_VERSION = 1
+
+_FIELDS = (
+    "v", "event_id", "time", "event_type", "actor_kind", "actor_id", "source_addr",
+    "outcome", "sub_indication", "cn_status", "use_cause", "matter_before",
+    "matters_after", "licence_identifier", "licence_type", "issuer_region",
+    "partner_region", "trust_list_version", "cached", "latency_ms", "request_id",
+    "personal", "details", "gateway",
+)  # fmt: skip
+
+
+class Uuid7Generator:
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, then a 12-bit counter and 62 random bits.
+
+    Monotonic within the process (RFC 9562 6.2 method 1): ids made in the same
+    millisecond, or after the clock stepped back, count up from the last one.
+    """
+
+    def __init__(self, clock_ms: Callable[[], int]) -> None:
+        self._clock_ms = clock_ms
+        self._last_ms = -1
+        self._counter = 0
+
+    def __call__(self) -> str:
+        """A new id in the 8-4-4-4-12 hex form."""
+        now = self._clock_ms()
+        if now > self._last_ms:
+            self._last_ms = now
+            self._counter = secrets.randbelow(1 << 11)  # leave room to count up
+        else:
+            self._counter += 1
+            if self._counter >= 1 << 12:
+                self._last_ms += 1
+                self._counter = 0
+        value = (self._last_ms & ((1 << 48) - 1)) << 80
+        value |= 0x7 << 76 | self._counter << 64
+        value |= 0b10 << 62 | secrets.randbits(62)
+        text = f"{value:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def mask(field: str, value: str) -> str:
+    """A form a person may read: names keep their first character, codes their ends."""
+    value = value.strip()
+    if not value:
+        return ""
+    if "name" in field:
+        return value[0] + "*" * max(1, len(value) - 1)
+    if len(value) > 8:
+        return value[:4] + "*" * (len(value) - 8) + value[-4:]
+    return value[0] + "*" * max(1, len(value) - 1)
+
+
+def _normalise(field: str, value: str) -> str:
+    value = unicodedata.normalize("NFC", value.strip())
+    # Codes and id numbers are case-insensitive (a 身份证号 may end in x or X).
+    return value if "name" in field else value.upper()
+
+
+class Pseudonymiser:
+    """Keyed hashes and masks of personal values."""
+
+    def __init__(self, keyring: HmacKeyring) -> None:
+        self._keyring = keyring
+
+    def pseudonym(self, field: str, value: str, version: int | None = None) -> str:
+        """``hmac:v<N>:<hex>`` of the normalised value under key version N."""
+        version = self._keyring.current if version is None else version
+        digest = hmac.new(
+            self._keyring.key(version), _normalise(field, value).encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+        return f"hmac:v{version}:{digest}"
+
+    def protect(self, personal: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """Every personal value as its pseudonym and mask."""
+        return {
+            field: {"hmac": self.pseudonym(field, value), "mask": mask(field, value)}
+            for field, value in personal.items()
+        }
+
+
+def _time(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("audit event time must be timezone-aware")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_record(
+    event: AuditEvent, *, event_id: str, pseudonymiser: Pseudonymiser, gateway: str
+) -> dict[str, Any]:
+    """The record of an event: fixed fields, personal data pseudonymised."""
+    record: dict[str, Any] = {
+        "v": RECORD_VERSION,
+        "event_id": event_id,
+        "time": _time(event.at),
+        "event_type": str(event.event_type),
+        "actor_kind": str(event.actor_kind),
+        "actor_id": event.actor_id,
+        "source_addr": event.source_addr,
+        "outcome": event.outcome,
+        "sub_indication": event.sub_indication,
+        "cn_status": event.cn_status,
+        "use_cause": event.use_cause,
+        "matter_before": dict(event.matter_before) if event.matter_before is not None else None,
+        "matters_after": [dict(m) for m in event.matters_after],
+        "licence_identifier": event.licence_identifier,
+        "licence_type": event.licence_type,
+        "issuer_region": event.issuer_region,
+        "partner_region": event.partner_region,
+        "trust_list_version": event.trust_list_version,
+        "cached": event.cached,
+        "latency_ms": None if event.latency_ms is None else round(event.latency_ms, 3),
+        "request_id": event.request_id,
+        "personal": pseudonymiser.protect(event.personal),
+        "details": dict(event.details),
+        "gateway": gateway,
+    }
+    assert tuple(record) == _FIELDS
+    return record
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """Canonical bytes: orjson, sorted keys, no whitespace, UTF-8."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def record_time_ms(record: Mapping[str, Any]) -> int:
+    """The record's time as Unix milliseconds."""
+    return int(datetime.fromisoformat(str(record["time"])).timestamp() * 1000)
+
+
+def record_partner(record: Mapping[str, Any]) -> str | None:
+    """The partner region a record concerns: the querying partner or the issuer."""
+    value = record.get("partner_region") or record.get("issuer_region")
+    return None if value is None else str(value)
+
+
+def record_matter(record: Mapping[str, Any]) -> str | None:
+    """The matter as the caller named it, ``region:code``."""
+    matter = record.get("matter_before")
+    if not isinstance(matter, Mapping):
+        return None
+    return f"{matter.get('region', '')}:{matter.get('code', '')}"

@@ -1,0 +1,547 @@
+"""The audit service: group-committing writer, in-memory tree, checkpoint publisher.
+
+Write path. ``append(event)`` builds the record (pseudonymised, canonical
+bytes, leaf hash) on the event loop, queues it with a future and wakes the
+writer task. The writer takes up to ``batch_max`` queued records, hands them
+to the store on the writer thread, which commits them in one transaction under
+the sequencer lock (SQLite ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a
+PostgreSQL advisory lock), and only then resolves every future with its index.
+A failed commit fails every future of the batch with ``AuditUnavailableError``.
+
+Tree. The service keeps every complete node of the Merkle tree in memory,
+rebuilt at start from the stored leaf hashes and grown only from what the
+store confirms: its own batches plus entries other writers (another gateway on
+the same PostgreSQL, or the CLI) committed first, which the store reports
+under the same lock. Proofs are served from it without touching the store.
+
+Checkpoints. A publisher task looks every ``checkpoint_interval_s``; when the
+tree has grown past the latest kept checkpoint it proves consistency from that
+checkpoint to the new tree with ``trust.merkle``, and only then signs the new
+checkpoint and keeps it (all checkpoints are kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway.audit._keys import HmacKeyring, load_signing_key
+from gateway.audit._record import (
+    Pseudonymiser,
+    Uuid7Generator,
+    build_record,
+    encode_record,
+    record_matter,
+    record_partner,
+    record_time_ms,
+)
+from gateway.audit._store import (
+    AuditStore,
+    AuditStoreError,
+    EntryRow,
+    RecordFilter,
+    StoredCheckpoint,
+    open_store,
+)
+from gateway.audit._tree import MerkleTree
+from gateway.audit.event import AuditEvent, AuditUnavailableError
+from trust.merkle import MerkleProofError, leaf_hash, verify_consistency
+from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
+
+__all__ = [
+    "AuditService",
+    "EntryProof",
+    "LogIntegrityError",
+    "append_event_sync",
+    "check_log_identity",
+    "origin_for",
+]
+
+_log = logging.getLogger("gateway.audit")
+
+T = TypeVar("T")
+
+_MAX_PENDING = 100_000
+_HMAC_CHECK = b"ecert-gateway audit hmac key check"
+BACKEND_FILE = "audit-backend"
+
+
+class LogIntegrityError(AuditUnavailableError):
+    """The stored log contradicts what was signed or configured; it is not written to."""
+
+
+def origin_for(gateway_id: str, configured: str | None = None) -> str:
+    """The log's origin line (and key name): configured, or derived from the gateway id."""
+    if configured:
+        return configured
+    return (
+        "huzhou.ecert-gateway/audit"
+        if gateway_id == "330500"
+        else f"{gateway_id}.ecert-gateway/audit"
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _row(record: dict[str, Any], data: bytes) -> EntryRow:
+    return EntryRow(
+        event_id=str(record["event_id"]),
+        ts_ms=record_time_ms(record),
+        event_type=str(record["event_type"]),
+        outcome=str(record["outcome"]),
+        partner=record_partner(record),
+        matter=record_matter(record),
+        record=data,
+        leaf_hash=leaf_hash(data),
+    )
+
+
+def check_log_identity(
+    store: AuditStore,
+    keyring: HmacKeyring,
+    *,
+    origin: str | None = None,
+    verifier: NoteVerifier | None = None,
+) -> None:
+    """Refuse a store that belongs to another origin, signing key or HMAC key.
+
+    The first writer records them in ``audit_meta``; every later writer (other
+    gateway instances, the CLI) must present the same, so one log never mixes
+    pseudonyms or signatures made under different keys.
+    """
+    for version in range(1, keyring.current + 1):
+        try:
+            key = keyring.key(version)
+        except KeyError:
+            continue
+        check = hmac.new(key, _HMAC_CHECK, "sha256").hexdigest()
+        if store.set_meta_once(f"hmac_check_v{version}", check) != check:
+            raise LogIntegrityError(
+                f"keys/audit-hmac-v{version}.key differs from the key this log was written with"
+            )
+    if origin is not None and store.set_meta_once("origin", origin) != origin:
+        raise LogIntegrityError(f"this log's origin is {store.meta('origin')!r}, not {origin!r}")
+    if verifier is not None:
+        vkey = verifier.to_vkey()
+        if store.set_meta_once("vkey", vkey) != vkey:
+            raise LogIntegrityError(
+                "keys/audit-ed25519.key is not the key this log is signed with"
+                f" ({store.meta('vkey')})"
+            )
+
+
+def _write_backend_marker(data_dir: Path, backend: str) -> None:
+    path = data_dir / BACKEND_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text().strip() != backend:
+        path.write_text(backend + "\n")
+
+
+def _check_backend(data_dir: Path, postgres_dsn: str | None) -> None:
+    path = data_dir / BACKEND_FILE
+    if postgres_dsn is None and path.exists() and path.read_text().strip() == "postgres":
+        raise AuditUnavailableError(
+            "this data folder's audit log is in PostgreSQL: pass its DSN (--postgres-dsn)"
+        )
+
+
+def append_event_sync(
+    data_dir: Path,
+    event: AuditEvent,
+    *,
+    postgres_dsn: str | None = None,
+    gateway_id: str = "330500",
+) -> int:
+    """Append one event from a process that runs no service (the CLI).
+
+    The record is sequenced under the same lock the gateway's writer takes, so
+    it joins the same log whether or not a gateway runs; a running gateway picks
+    it up in its tree and covers it with its next checkpoint. Returns the index
+    once the record is durable.
+    """
+    try:
+        _check_backend(data_dir, postgres_dsn)
+        store = open_store(data_dir, postgres_dsn)
+        try:
+            keyring = HmacKeyring.load(data_dir)
+            check_log_identity(store, keyring)
+            record = build_record(
+                event,
+                event_id=Uuid7Generator(_now_ms)(),
+                pseudonymiser=Pseudonymiser(keyring),
+                gateway=gateway_id,
+            )
+            first, _ = store.append([_row(record, encode_record(record))], None)
+        finally:
+            store.close()
+    except (AuditStoreError, OSError, ValueError, TypeError) as exc:
+        raise AuditUnavailableError(f"audit record not written: {exc}") from exc
+    return first
+
+
+class _Worker:
+    """One thread that owns one store connection."""
+
+    def __init__(self, name: str, factory: Callable[[], AuditStore]) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._factory = factory
+        self._store: AuditStore | None = None
+
+    def _call(self, fn: Callable[[AuditStore], T]) -> T:
+        if self._store is None:
+            self._store = self._factory()
+        return fn(self._store)
+
+    async def run(self, fn: Callable[[AuditStore], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=False)  # idle: the close job above was the last
+
+
+@dataclass(frozen=True, slots=True)
+class EntryProof:
+    """An entry with its inclusion proof in a signed checkpoint's tree."""
+
+    index: int
+    leaf: bytes
+    record: dict[str, Any]
+    tree_size: int
+    inclusion: list[bytes]
+    checkpoint: str
+
+
+class AuditService:
+    """The gateway's audit log (implements ``AuditLog``)."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        postgres_dsn: str | None = None,
+        gateway_id: str = "330500",
+        origin: str | None = None,
+        batch_max: int = 2000,
+        checkpoint_interval_s: float = 1.0,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.data_dir = data_dir
+        self.postgres_dsn = postgres_dsn
+        self.gateway_id = gateway_id
+        self.origin = origin_for(gateway_id, origin)
+        self._batch_max = max(1, batch_max)
+        self._interval = checkpoint_interval_s
+        self._clock_ms = clock_ms
+        self._new_id = Uuid7Generator(clock_ms)
+        self._tree = MerkleTree()
+        self._pending: list[tuple[EntryRow, asyncio.Future[int]]] = []
+        self._wake = asyncio.Event()
+        self._publish_lock = asyncio.Lock()
+        self._closing = False
+        self._started = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writer_worker: _Worker | None = None
+        self._reader_worker: _Worker | None = None
+        self._signer: NoteSigner | None = None
+        self._pseudonymiser: Pseudonymiser | None = None
+        self._latest: StoredCheckpoint | None = None
+
+    @property
+    def tree_size(self) -> int:
+        """Entries this instance's tree holds."""
+        return self._tree.size
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        """The log's public note key."""
+        assert self._signer is not None, "service not started"
+        return self._signer.verifier
+
+    def vkey(self) -> str:
+        """The verifier key in signed-note vkey form."""
+        return self.verifier.to_vkey()
+
+    def _open(self) -> AuditStore:
+        return open_store(self.data_dir, self.postgres_dsn)
+
+    async def _write(self, fn: Callable[[AuditStore], T]) -> T:
+        assert self._writer_worker is not None, "service not started"
+        return await self._writer_worker.run(fn)
+
+    async def _read(self, fn: Callable[[AuditStore], T]) -> T:
+        assert self._reader_worker is not None, "service not started"
+        return await self._reader_worker.run(fn)
+
+    async def start(self) -> None:
+        """Open the store, check the log against its latest checkpoint, start the tasks."""
+        loop = asyncio.get_running_loop()
+        self._writer_worker = _Worker("audit-writer", self._open)
+        self._reader_worker = _Worker("audit-reader", self._open)
+        try:
+            await loop.run_in_executor(None, _check_backend, self.data_dir, self.postgres_dsn)
+            signing_key = await loop.run_in_executor(None, load_signing_key, self.data_dir)
+            keyring = await loop.run_in_executor(None, HmacKeyring.load, self.data_dir)
+            self._signer = NoteSigner(self.origin, signing_key)
+            self._pseudonymiser = Pseudonymiser(keyring)
+            verifier = self._signer.verifier
+            await self._write(
+                lambda s: check_log_identity(s, keyring, origin=self.origin, verifier=verifier)
+            )
+            backend = "postgres" if self.postgres_dsn else "sqlite"
+            await loop.run_in_executor(None, _write_backend_marker, self.data_dir, backend)
+            hashes = await self._read(lambda s: s.leaf_hashes(0))
+            self._tree = await loop.run_in_executor(None, _build_tree, hashes)
+            latest = await self._read(lambda s: s.latest_checkpoint())
+            self._check_against(latest)
+            self._latest = latest
+        except AuditStoreError as exc:
+            await self._close_workers()
+            raise AuditUnavailableError(f"audit store unavailable: {exc}") from exc
+        except BaseException:
+            await self._close_workers()
+            raise
+        self._started = True
+        self._tasks = [
+            asyncio.create_task(self._writer_loop(), name="audit-writer"),
+            asyncio.create_task(self._publisher_loop(), name="audit-checkpoints"),
+        ]
+        _log.info("audit log open", extra={"tree_size": self._tree.size, "origin": self.origin})
+
+    def _check_against(self, latest: StoredCheckpoint | None) -> None:
+        """The stored log must still contain the latest signed checkpoint's tree."""
+        if latest is None:
+            return
+        try:
+            body = open_checkpoint(latest.note, self.verifier, origin=self.origin)
+        except NoteError as exc:
+            raise LogIntegrityError(f"latest checkpoint does not verify: {exc}") from exc
+        if body.size != latest.size or body.root_hash != latest.root:
+            raise LogIntegrityError("latest checkpoint row does not match its signed note")
+        if self._tree.size < latest.size:
+            raise LogIntegrityError(
+                f"the log holds {self._tree.size} entries but a checkpoint of {latest.size}"
+                " was signed: entries are missing (run `audit verify`)"
+            )
+        if self._tree.root(latest.size) != latest.root:
+            raise LogIntegrityError(
+                f"the first {latest.size} entries no longer hash to the signed root"
+                " (run `audit verify`)"
+            )
+
+    async def stop(self) -> None:
+        """Write every queued record, publish a last checkpoint and close."""
+        if not self._started:
+            return
+        self._started = False
+        self._closing = True
+        self._wake.set()
+        writer, publisher = self._tasks
+        await writer
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
+        try:
+            await self.publish()
+        except (AuditUnavailableError, AuditStoreError):
+            _log.exception("last checkpoint not published")
+        await self._close_workers()
+
+    async def _close_workers(self) -> None:
+        for worker in (self._writer_worker, self._reader_worker):
+            if worker is not None:
+                await worker.close()
+        self._writer_worker = self._reader_worker = None
+
+    async def __aenter__(self) -> AuditService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- writing ---------------------------------------------------------------
+
+    async def append(self, event: AuditEvent) -> int:
+        """Make the event's record durable and return its leaf index."""
+        if not self._started or self._closing:
+            raise AuditUnavailableError("audit log is not running")
+        if len(self._pending) >= _MAX_PENDING:
+            raise AuditUnavailableError("audit log is overloaded")
+        assert self._pseudonymiser is not None
+        try:
+            record = build_record(
+                event,
+                event_id=self._new_id(),
+                pseudonymiser=self._pseudonymiser,
+                gateway=self.gateway_id,
+            )
+            row = _row(record, encode_record(record))
+        except (TypeError, ValueError) as exc:
+            raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def _writer_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._pending[: self._batch_max]
+            del self._pending[: self._batch_max]
+            rows = [row for row, _ in batch]
+            known = self._tree.size
+            try:
+                first, foreign = await self._write(partial(_append, rows, known))
+            except Exception as exc:
+                _log.error("audit batch not written: %s", exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(
+                            AuditUnavailableError(f"audit record not written: {exc}")
+                        )
+                continue
+            self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
+            for i, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result(first + i)
+
+    def _absorb(self, start: int, hashes: list[bytes]) -> None:
+        """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped."""
+        size = self._tree.size
+        if start > size:
+            return  # a gap: the next catch-up reads it from the store
+        self._tree.extend(hashes[size - start :])
+
+    async def _catch_up(self) -> None:
+        start = self._tree.size
+        hashes = await self._read(lambda s: s.leaf_hashes(start))
+        self._absorb(start, hashes)
+
+    # -- checkpoints -----------------------------------------------------------
+
+    async def _publisher_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.publish()
+            except Exception:
+                _log.exception("checkpoint not published")
+
+    async def publish(self) -> StoredCheckpoint | None:
+        """Sign and keep a checkpoint of the current tree if it grew; return the latest."""
+        assert self._signer is not None, "service not started"
+        async with self._publish_lock:
+            await self._catch_up()
+            latest = await self._read(lambda s: s.latest_checkpoint())
+            size = self._tree.size
+            if latest is not None and latest.size >= size:
+                self._latest = latest
+                return latest
+            root = self._tree.root(size)
+            # An empty tree gets one checkpoint of size 0, so there is always one to serve;
+            # every tree extends the empty tree, so there is nothing to prove from it.
+            if latest is not None and latest.size > 0:
+                # tlog-checkpoint: never sign a tree inconsistent with one already signed.
+                try:
+                    open_checkpoint(latest.note, self._signer.verifier, origin=self.origin)
+                    proof = self._tree.consistency_proof(latest.size, size)
+                    verify_consistency(latest.size, size, proof, latest.root, root)
+                except (NoteError, MerkleProofError) as exc:
+                    _log.critical("refusing to sign checkpoint %d: %s", size, exc)
+                    raise LogIntegrityError(f"checkpoint {size} not signed: {exc}") from exc
+            note = Checkpoint(self.origin, size, root).sign(self._signer)
+            stored = StoredCheckpoint(size, root, note, self._clock_ms())
+            previous = None if latest is None else latest.size
+            if await self._write(lambda s: s.add_checkpoint(stored, previous)):
+                self._latest = stored
+                return stored
+            # Another instance kept one first; ours is retried on the next tick.
+            return await self._read(lambda s: s.latest_checkpoint())
+
+    async def ping(self) -> None:
+        """Raise if the service cannot write (readiness probe)."""
+        if not self._started or self._closing:
+            raise AuditUnavailableError("audit log is not running")
+        await self._read(lambda s: s.size())
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The latest kept checkpoint (from any instance)."""
+        return await self._read(lambda s: s.latest_checkpoint())
+
+    # -- reading ---------------------------------------------------------------
+
+    async def entry(self, index: int) -> EntryProof | None:
+        """An entry with its inclusion proof in the latest checkpoint covering it."""
+        found = await self._read(lambda s: s.entry(index))
+        if found is None:
+            return None
+        record_bytes, _ = found
+        checkpoint = await self.latest_checkpoint()
+        if checkpoint is None or checkpoint.size <= index:
+            checkpoint = await self.publish()
+        if checkpoint is None or checkpoint.size <= index:
+            raise AuditUnavailableError(f"entry {index} is not yet covered by a checkpoint")
+        if self._tree.size < checkpoint.size:
+            await self._catch_up()
+        return EntryProof(
+            index=index,
+            leaf=record_bytes,
+            record=orjson.loads(record_bytes),
+            tree_size=checkpoint.size,
+            inclusion=self._tree.inclusion_proof(index, checkpoint.size),
+            checkpoint=checkpoint.note,
+        )
+
+    async def consistency(self, first: int, second: int) -> list[bytes]:
+        """RFC 6962 consistency proof between two tree sizes (``0 < first <= second``)."""
+        if self._tree.size < second:
+            await self._catch_up()
+        return self._tree.consistency_proof(first, second)
+
+    async def records(self, flt: RecordFilter) -> list[tuple[int, dict[str, Any]]]:
+        """Records matching a filter, as stored (pseudonymised)."""
+        rows = await self._read(lambda s: s.query(flt))
+        return [(i, orjson.loads(r)) for i, r in rows]
+
+    async def stats(self, day: date) -> list[tuple[str | None, str | None, str, int]]:
+        """Counts per partner x matter x outcome of one UTC day."""
+        start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+        end = start + int(timedelta(days=1).total_seconds() * 1000)
+        return await self._read(lambda s: s.stats(start, end))
+
+
+def _append(rows: list[EntryRow], known: int, store: AuditStore) -> tuple[int, list[bytes]]:
+    return store.append(rows, known)
+
+
+def _build_tree(hashes: list[bytes]) -> MerkleTree:
+    tree = MerkleTree()
+    tree.extend(hashes)
+    return tree

@@ -1,0 +1,460 @@
+"""Where audit records and checkpoints are kept: one port, two adapters.
+
+``AuditStore`` is synchronous; the service runs it on its own threads and the
+CLI calls it directly. Both adapters share the SQL here and differ in how they
+open connections, mark placeholders and take the sequencer lock:
+
+* SQLite (``data_dir/audit.db``, WAL, ``synchronous=FULL``): ``BEGIN IMMEDIATE``
+  takes the database's single write lock, across processes.
+* PostgreSQL: ``pg_advisory_xact_lock`` on a key derived from the schema, held
+  until the transaction ends.
+
+Under that lock the writer reads the next index, inserts its batch with
+consecutive indices and commits, so indices are dense and unique whichever
+process writes. Nothing here updates or deletes; triggers refuse both.
+
+Errors::
+
+    * AuditStoreError     the store is unreachable, corrupt or has shrunk
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+from gateway.sqlite import connect
+
+__all__ = [
+    "AuditStore",
+    "AuditStoreError",
+    "EntryRow",
+    "PostgresAuditStore",
+    "RecordFilter",
+    "SqliteAuditStore",
+    "StoredCheckpoint",
+    "open_store",
+    "sqlite_path",
+]
+
+
+class AuditStoreError(Exception):
+    """The audit store failed or holds something it must not."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One record to append, with the columns queries filter on."""
+
+    event_id: str
+    ts_ms: int
+    event_type: str
+    outcome: str
+    partner: str | None
+    matter: str | None
+    record: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint as kept."""
+
+    size: int
+    root: bytes
+    note: str
+    created_ms: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordFilter:
+    """Which records a query wants; all conditions must hold."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+    partner: str | None = None
+    matter: str | None = None
+    event_type: str | None = None
+    outcome: str | None = None
+    after_index: int = -1
+    limit: int = 100
+
+
+class AuditStore(Protocol):
+    """The audit log's storage port (synchronous; one thread per instance)."""
+
+    def setup(self) -> None:
+        """Create tables and append-only triggers if missing."""
+
+    def size(self) -> int:
+        """Number of entries."""
+
+    def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
+        """Stored leaf hashes of entries ``[start, end)`` in index order."""
+
+    def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
+        """Append rows under the sequencer lock and commit.
+
+        Returns the first index given to ``rows`` and the leaf hashes of
+        entries ``[known_size, first)`` other writers added meanwhile (none
+        when ``known_size`` is None: the caller keeps no tree).
+        """
+
+    def entry(self, index: int) -> tuple[bytes, bytes] | None:
+        """Record bytes and stored leaf hash of an entry."""
+
+    def iter_entries(
+        self, start: int = 0, chunk: int = 20_000
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """``(index, record, leaf_hash)`` from ``start`` on, in index order."""
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        """Every kept checkpoint, smallest tree first."""
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree."""
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint, previous_size: int | None) -> bool:
+        """Keep a checkpoint if the latest kept one still has ``previous_size``."""
+
+    def query(self, flt: RecordFilter) -> list[tuple[int, bytes]]:
+        """Matching ``(index, record)`` pairs after ``flt.after_index``, in index order."""
+
+    def stats(self, start_ms: int, end_ms: int) -> list[tuple[str | None, str | None, str, int]]:
+        """Counts per partner, matter and outcome of records in ``[start_ms, end_ms)``."""
+
+    def meta(self, name: str) -> str | None:
+        """A log-wide setting (origin, public key, HMAC check value)."""
+
+    def set_meta_once(self, name: str, value: str) -> str:
+        """Store a setting unless one exists; return the stored value."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+_TABLES = (
+    (
+        "audit_entries (idx {int} PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,"
+        " ts_ms {int} NOT NULL, event_type TEXT NOT NULL, outcome TEXT NOT NULL,"
+        " partner TEXT, matter TEXT, record {blob} NOT NULL, leaf_hash {blob} NOT NULL)"
+    ),
+    (
+        "audit_checkpoints (tree_size {int} PRIMARY KEY, root_hash {blob} NOT NULL,"
+        " note TEXT NOT NULL, created_ms {int} NOT NULL)"
+    ),
+    "audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_TABLE_NAMES = ("audit_entries", "audit_checkpoints", "audit_meta")
+_INSERT = (
+    "INSERT INTO audit_entries (idx, event_id, ts_ms, event_type, outcome, partner, matter,"
+    " record, leaf_hash) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
+
+
+class _SqlStore:
+    """SQL shared by both adapters; ``{p}`` is the placeholder."""
+
+    _p = "?"
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _write(self, lock: int) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{p}", self._p)
+
+    def size(self) -> int:
+        row = self._exec("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries").fetchone()
+        return int(row[0])
+
+    def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
+        stop = (1 << 62) if end is None else end
+        rows = self._exec(
+            self._sql(
+                "SELECT leaf_hash FROM audit_entries WHERE idx >= {p} AND idx < {p} ORDER BY idx"
+            ),
+            (start, stop),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
+        with self._write(1):
+            first = self.size()
+            if known_size is None:
+                known_size = first
+            if first < known_size:
+                raise AuditStoreError(
+                    f"the store holds {first} entries but {known_size} were seen: refusing to write"
+                )
+            foreign = self.leaf_hashes(known_size, first) if first > known_size else []
+            if len(foreign) != first - known_size:
+                raise AuditStoreError("the store has a gap in its indices")
+            self._insert_many(
+                self._sql(_INSERT),
+                [
+                    (first + i, r.event_id, r.ts_ms, r.event_type, r.outcome, r.partner,
+                     r.matter, r.record, r.leaf_hash)
+                    for i, r in enumerate(rows)
+                ],
+            )  # fmt: skip
+        return first, foreign
+
+    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def entry(self, index: int) -> tuple[bytes, bytes] | None:
+        row = self._exec(
+            self._sql("SELECT record, leaf_hash FROM audit_entries WHERE idx = {p}"), (index,)
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def iter_entries(
+        self, start: int = 0, chunk: int = 20_000
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        sql = self._sql(
+            "SELECT idx, record, leaf_hash FROM audit_entries"
+            " WHERE idx >= {p} ORDER BY idx LIMIT {p}"
+        )
+        while True:
+            rows = self._exec(sql, (start, chunk)).fetchall()
+            for idx, record, leaf in rows:
+                yield int(idx), bytes(record), bytes(leaf)
+            if len(rows) < chunk:
+                return
+            start = int(rows[-1][0]) + 1
+
+    def _checkpoint(self, row: Sequence[Any]) -> StoredCheckpoint:
+        return StoredCheckpoint(int(row[0]), bytes(row[1]), str(row[2]), int(row[3]))
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._exec(
+            "SELECT tree_size, root_hash, note, created_ms FROM audit_checkpoints"
+            " ORDER BY tree_size"
+        ).fetchall()
+        return [self._checkpoint(r) for r in rows]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        row = self._exec(
+            "SELECT tree_size, root_hash, note, created_ms FROM audit_checkpoints"
+            " ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else self._checkpoint(row)
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint, previous_size: int | None) -> bool:
+        with self._write(2):
+            row = self._exec("SELECT MAX(tree_size) FROM audit_checkpoints").fetchone()
+            latest = None if row[0] is None else int(row[0])
+            if latest != previous_size:
+                return False
+            self._exec(
+                self._sql(
+                    "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms)"
+                    " VALUES ({p}, {p}, {p}, {p})"
+                ),
+                (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_ms),
+            )
+        return True
+
+    def query(self, flt: RecordFilter) -> list[tuple[int, bytes]]:
+        where: list[str] = ["idx > {p}"]
+        params: list[Any] = [flt.after_index]
+        if flt.start_ms is not None:
+            where.append("ts_ms >= {p}")
+            params.append(flt.start_ms)
+        if flt.end_ms is not None:
+            where.append("ts_ms < {p}")
+            params.append(flt.end_ms)
+        for column, value in (
+            ("partner", flt.partner),
+            ("event_type", flt.event_type),
+            ("outcome", flt.outcome),
+        ):
+            if value is not None:
+                where.append(f"{column} = {{p}}")
+                params.append(value)
+        if flt.matter is not None:
+            if ":" in flt.matter:
+                where.append("matter = {p}")
+                params.append(flt.matter)
+            else:  # a bare code matches it in any region
+                where.append("substr(matter, length(matter) - {p} + 1) = {p}")
+                params.extend([len(flt.matter) + 1, ":" + flt.matter])
+        sql = (
+            "SELECT idx, record FROM audit_entries WHERE "  # noqa: S608 - only fixed column names are interpolated
+            + " AND ".join(where)
+            + " ORDER BY idx LIMIT {p}"
+        )
+        params.append(flt.limit)
+        rows = self._exec(self._sql(sql), params).fetchall()
+        return [(int(i), bytes(r)) for i, r in rows]
+
+    def stats(self, start_ms: int, end_ms: int) -> list[tuple[str | None, str | None, str, int]]:
+        rows = self._exec(
+            self._sql(
+                "SELECT partner, matter, outcome, COUNT(*) FROM audit_entries"
+                " WHERE ts_ms >= {p} AND ts_ms < {p} GROUP BY partner, matter, outcome"
+            ),
+            (start_ms, end_ms),
+        ).fetchall()
+        result = [(p, m, str(o), int(c)) for p, m, o, c in rows]
+        result.sort(key=lambda r: (r[0] or "", r[1] or "", r[2]))
+        return result
+
+    def meta(self, name: str) -> str | None:
+        row = self._exec(
+            self._sql("SELECT value FROM audit_meta WHERE name = {p}"), (name,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_once(self, name: str, value: str) -> str:
+        with self._write(1):
+            self._exec(
+                self._sql(
+                    "INSERT INTO audit_meta (name, value) VALUES ({p}, {p})"
+                    " ON CONFLICT (name) DO NOTHING"
+                ),
+                (name, value),
+            )
+        stored = self.meta(name)
+        assert stored is not None
+        return stored
+
+
+def sqlite_path(data_dir: Path) -> Path:
+    """Where a data folder keeps its SQLite audit log."""
+    return data_dir / "audit.db"
+
+
+class SqliteAuditStore(_SqlStore):
+    """The embedded adapter: one SQLite file in WAL mode, every commit fsynced."""
+
+    _p = "?"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._conn = connect(path, synchronous="FULL")
+        except sqlite3.Error as exc:
+            raise AuditStoreError(f"cannot open {path}: {exc}") from exc
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(str(exc)) from exc
+
+    @contextmanager
+    def _write(self, lock: int) -> Iterator[None]:
+        # BEGIN IMMEDIATE takes SQLite's one write lock now, for every process.
+        self._exec("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._exec("COMMIT")
+
+    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        try:
+            self._conn.executemany(sql, params)
+        except sqlite3.Error as exc:
+            raise AuditStoreError(str(exc)) from exc
+
+    def setup(self) -> None:
+        with self._write(1):
+            for table in _TABLES:
+                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="INTEGER", blob="BLOB"))
+            self._exec("CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)")
+            for name in _TABLE_NAMES:
+                for op in ("UPDATE", "DELETE"):
+                    self._exec(
+                        f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name}"
+                        f" BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op} refused'); END"
+                    )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresAuditStore(_SqlStore):
+    """The shared adapter: several gateway instances append to one log."""
+
+    _p = "%s"
+    _LOCK_CLASS = 0x330500  # first key of the advisory locks; the second is the schema's hash
+
+    def __init__(self, dsn: str) -> None:
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.Error as exc:
+            raise AuditStoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            # No parameters: no placeholder parsing (the trigger function's text holds "%").
+            return self._conn.execute(sql, params or None)
+        except psycopg.Error as exc:
+            raise AuditStoreError(str(exc)) from exc
+
+    @contextmanager
+    def _write(self, lock: int) -> Iterator[None]:
+        try:
+            with self._conn.transaction():
+                self._conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || %s))",
+                    (self._LOCK_CLASS, str(lock)),
+                )
+                yield
+        except psycopg.Error as exc:
+            raise AuditStoreError(str(exc)) from exc
+
+    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(sql, params)
+
+    def setup(self) -> None:
+        with self._write(1):
+            for table in _TABLES:
+                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="BIGINT", blob="BYTEA"))
+            self._exec("CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)")
+            self._exec(
+                "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger"
+                " LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'audit log is append-only: % refused on %',"
+                " TG_OP, TG_TABLE_NAME; END $$"
+            )
+            for name in _TABLE_NAMES:
+                self._exec(
+                    f"CREATE OR REPLACE TRIGGER {name}_no_change BEFORE UPDATE OR DELETE ON {name}"
+                    " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
+                )
+                self._exec(
+                    f"CREATE OR REPLACE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name}"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
+                )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_store(data_dir: Path, postgres_dsn: str | None) -> AuditStore:
+    """The adapter a data folder's settings call for, with its schema in place."""
+    store: AuditStore
+    if postgres_dsn:
+        store = PostgresAuditStore(postgres_dsn)
+    else:
+        store = SqliteAuditStore(sqlite_path(data_dir))
+    try:
+        store.setup()
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,251 @@
+"""HTTP endpoints of the audit log (spec: http-api.md, "Audit log").
+
+Public: ``/v1/audit/checkpoint`` and ``/v1/audit/key``. Everything else needs
+an operator token with the auditor role. Binary values are standard base64
+with padding, as in C2SP.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.appkeys import AUDIT_KEY, IDENTITIES_KEY
+from gateway.audit._store import RecordFilter
+from gateway.audit._tree import TreeError
+from gateway.identity import Identity, IdentityKind, Role
+from gateway.problems import Problem
+
+__all__ = ["setup_routes"]
+
+_MAX_LIMIT = 1000
+_CSV_COLUMNS = (
+    "index", "event_id", "time", "event_type", "actor_kind", "actor_id", "source_addr",
+    "partner_region", "issuer_region", "matter_before", "matters_after", "use_cause",
+    "licence_identifier", "licence_type", "outcome", "sub_indication", "cn_status",
+    "trust_list_version", "cached", "latency_ms", "request_id", "personal",
+)  # fmt: skip
+
+
+def setup_routes(app: web.Application) -> None:
+    """Add the audit endpoints to ``app``."""
+    app.router.add_get("/v1/audit/checkpoint", get_checkpoint)
+    app.router.add_get("/v1/audit/key", get_key)
+    app.router.add_get("/v1/audit/entries/{index}", get_entry)
+    app.router.add_get("/v1/audit/consistency", get_consistency)
+    app.router.add_get("/v1/audit/records", get_records)
+    app.router.add_get("/v1/audit/stats", get_stats)
+    app.router.add_get("/v1/audit/export.csv", get_export)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _json(body: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def _require_auditor(request: web.Request) -> Identity:
+    """The caller's identity if it is an operator with the auditor role (401/403 otherwise)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    unauthorised = Problem(
+        401, "Unauthorized", "an auditor's operator token is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )  # fmt: skip
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorised
+    identity = await request.app[IDENTITIES_KEY].lookup(token.strip())
+    if identity is None or identity.kind is not IdentityKind.OPERATOR:
+        raise unauthorised
+    if identity.role is not Role.AUDITOR:
+        raise Problem(403, "Forbidden", "the audit log is open to the auditor role only")
+    return identity
+
+
+def _int(request: web.Request, name: str, value: str | None, *, minimum: int = 0) -> int:
+    if value is None:
+        raise Problem(400, "Bad request", f"{name} is required")
+    try:
+        number = int(value)
+    except ValueError:
+        raise Problem(400, "Bad request", f"{name} must be an integer") from None
+    if number < minimum:
+        raise Problem(400, "Bad request", f"{name} must be at least {minimum}")
+    return number
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    """The latest signed checkpoint, as a C2SP note."""
+    service = request.app[AUDIT_KEY]
+    checkpoint = await service.latest_checkpoint() or await service.publish()
+    if checkpoint is None:
+        raise Problem(503, "Audit log unavailable", "no checkpoint has been published yet")
+    return web.Response(text=checkpoint.note, content_type="text/plain", charset="utf-8")
+
+
+async def get_key(request: web.Request) -> web.Response:
+    """The log's verifier key (signed-note vkey)."""
+    vkey = request.app[AUDIT_KEY].vkey()
+    return web.Response(text=vkey + "\n", content_type="text/plain", charset="utf-8")
+
+
+async def get_entry(request: web.Request) -> web.Response:
+    """One entry, the exact bytes hashed, and its inclusion proof in a signed tree."""
+    await _require_auditor(request)
+    index = _int(request, "index", request.match_info["index"])
+    proof = await request.app[AUDIT_KEY].entry(index)
+    if proof is None:
+        raise Problem(404, "Not found", f"no audit entry {index}")
+    return _json(
+        {
+            "index": proof.index,
+            "leaf": _b64(proof.leaf),
+            "record": proof.record,
+            "tree_size": proof.tree_size,
+            "inclusion": [_b64(h) for h in proof.inclusion],
+            "checkpoint": proof.checkpoint,
+        }
+    )
+
+
+async def get_consistency(request: web.Request) -> web.Response:
+    """RFC 6962 consistency proof between two tree sizes."""
+    await _require_auditor(request)
+    first = _int(request, "first", request.query.get("first"), minimum=1)
+    second = _int(request, "second", request.query.get("second"), minimum=1)
+    service = request.app[AUDIT_KEY]
+    if first > second:
+        raise Problem(400, "Bad request", "first must not exceed second")
+    try:
+        proof = await service.consistency(first, second)
+    except TreeError:
+        raise Problem(
+            400, "Bad request", f"second exceeds the log's size ({service.tree_size})"
+        ) from None
+    return _json({"first": first, "second": second, "proof": [_b64(h) for h in proof]})
+
+
+def _time_ms(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise Problem(400, "Bad request", f"{name} must be an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise Problem(400, "Bad request", f"{name} must carry a time zone (e.g. Z)")
+    return int(parsed.timestamp() * 1000)
+
+
+def _filter(request: web.Request, *, limit: int | None = None) -> RecordFilter:
+    q = request.query
+    if limit is None:
+        limit = _int(request, "limit", q.get("limit", "100"), minimum=1)
+        limit = min(limit, _MAX_LIMIT)
+    cursor = q.get("cursor")
+    return RecordFilter(
+        start_ms=_time_ms("from", q.get("from")),
+        end_ms=_time_ms("to", q.get("to")),
+        partner=q.get("partner"),
+        matter=q.get("matter"),
+        event_type=q.get("event_type"),
+        outcome=q.get("outcome"),
+        after_index=-1 if cursor is None else _int(request, "cursor", cursor),
+        limit=limit,
+    )
+
+
+async def get_records(request: web.Request) -> web.Response:
+    """Records matching filters, oldest first, a page at a time."""
+    await _require_auditor(request)
+    flt = _filter(request)
+    rows = await request.app[AUDIT_KEY].records(flt)
+    next_cursor = str(rows[-1][0]) if len(rows) == flt.limit else None
+    return _json(
+        {
+            "records": [{"index": i, "record": r} for i, r in rows],
+            "next_cursor": next_cursor,
+        }
+    )
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """Counts per partner x matter x outcome of one UTC day."""
+    await _require_auditor(request)
+    text = request.query.get("day")
+    try:
+        day = date.fromisoformat(text) if text else datetime.now(UTC).date()
+    except ValueError:
+        raise Problem(400, "Bad request", "day must be YYYY-MM-DD") from None
+    rows = await request.app[AUDIT_KEY].stats(day)
+    return _json(
+        {
+            "day": day.isoformat(),
+            "timezone": "UTC",
+            "counts": [
+                {"partner": p, "matter": m, "outcome": o, "count": c} for p, m, o, c in rows
+            ],
+            "total": sum(r[3] for r in rows),
+        }
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    # Keep spreadsheets from running cells as formulas (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_rows(rows: list[tuple[int, dict[str, Any]]]) -> str:
+    """CSV lines (no header) for records."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for index, record in rows:
+        writer.writerow([str(index)] + [_cell(record.get(column)) for column in _CSV_COLUMNS[1:]])
+    return out.getvalue()
+
+
+def csv_header() -> str:
+    """The CSV header line."""
+    return ",".join(_CSV_COLUMNS) + "\r\n"
+
+
+async def get_export(request: web.Request) -> web.StreamResponse:
+    """Matching records as CSV (UTF-8), streamed a page at a time."""
+    await _require_auditor(request)
+    flt = _filter(request, limit=_MAX_LIMIT)
+    service = request.app[AUDIT_KEY]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="audit.csv"',
+        }
+    )
+    await response.prepare(request)
+    await response.write(csv_header().encode())
+    after = flt.after_index
+    while True:
+        rows = await service.records(replace(flt, after_index=after))
+        if rows:
+            await response.write(csv_rows(rows).encode())
+            after = rows[-1][0]
+        if len(rows) < flt.limit:
+            break
+    await response.write_eof()
+    return response

@@ -1,0 +1,244 @@
+"""``ecert-gateway audit verify|query|stats|export``, and the CLI's way into the log.
+
+Every subcommand takes ``--data-dir DIR`` (and ``--postgres-dsn DSN`` when the
+log is in PostgreSQL) after its own name. Handlers return an exit code and
+print a one-line reason on standard error when they fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from gateway.audit import (
+    AuditStoreError,
+    RecordFilter,
+    append_cli_event,
+    open_store,
+    origin_for,
+    verify_log,
+)
+from gateway.audit._keys import load_signing_key
+from gateway.audit._store import AuditStore
+from gateway.audit.routes import csv_header, csv_rows
+from trust.note import NoteError, NoteSigner, NoteVerifier
+
+__all__ = ["append_cli_event", "register"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, required=True, help="the instance's data folder")
+    parser.add_argument(
+        "--postgres-dsn", default=None, help="the log's PostgreSQL DSN (default: SQLite in DIR)"
+    )
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", help="RFC 3339 time, inclusive")
+    parser.add_argument("--to", dest="end", help="RFC 3339 time, exclusive")
+    parser.add_argument("--partner", help="partner region code")
+    parser.add_argument("--matter", help="matter code, or REGION:CODE")
+    parser.add_argument("--event-type", help="event type (verification, partner-query ...)")
+    parser.add_argument("--outcome", help="outcome (TOTAL_PASSED, ok, refused ...)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``audit verify|query|stats|export`` to the top-level parser."""
+    audit = subparsers.add_parser("audit", help="check and read the audit log")
+    commands = audit.add_subparsers(dest="audit_command", required=True)
+
+    verify = commands.add_parser("verify", help="recompute the tree and check every checkpoint")
+    _common(verify)
+    verify.add_argument(
+        "--vkey", help="the log's verifier key held elsewhere (default: the data folder's key)"
+    )
+    verify.add_argument(
+        "--checkpoint", type=Path, action="append", default=[],
+        help="a checkpoint note saved elsewhere that the log must still match (repeatable)",
+    )  # fmt: skip
+    verify.add_argument("--origin", help="the log's origin (default: as recorded in the log)")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.set_defaults(func=cmd_verify)
+
+    query = commands.add_parser("query", help="print matching records as JSON lines")
+    _common(query)
+    _filters(query)
+    query.add_argument("--limit", type=int, default=100)
+    query.set_defaults(func=cmd_query)
+
+    stats = commands.add_parser("stats", help="counts per partner x matter x outcome of a day")
+    _common(stats)
+    stats.add_argument("--day", help="YYYY-MM-DD (UTC; default today)")
+    stats.set_defaults(func=cmd_stats)
+
+    export = commands.add_parser("export", help="write matching records as CSV")
+    _common(export)
+    _filters(export)
+    export.add_argument("--out", type=Path, help="output file (default: standard output)")
+    export.set_defaults(func=cmd_export)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _open(args: argparse.Namespace) -> AuditStore:
+    data_dir: Path = args.data_dir
+    if args.postgres_dsn is None and not (data_dir / "audit.db").exists():
+        raise AuditStoreError(f"no audit log in {data_dir}")
+    return open_store(data_dir, args.postgres_dsn)
+
+
+def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (AuditStoreError, NoteError, OSError, ValueError) as exc:
+            return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    handler.__name__ = fn.__name__
+    handler.__doc__ = fn.__doc__
+    return handler
+
+
+class _Progress:
+    """A one-line progress bar on standard error, redrawn with carriage returns."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self._stream = stream
+        self._enabled = enabled
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._enabled or total < 50_000:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        self._stream.write(
+            f"\rverifying [{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries"
+        )
+        self._stream.flush()
+        self._drawn = True
+
+    def end(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+@_guarded
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Recompute the whole tree from stored records and check every checkpoint."""
+    store = _open(args)
+    try:
+        origin = args.origin or store.meta("origin")
+        if args.vkey:
+            verifier = NoteVerifier.from_vkey(args.vkey)
+        else:
+            stored_vkey = store.meta("vkey")
+            name = origin or origin_for("330500")
+            verifier = NoteSigner(name, load_signing_key(args.data_dir)).verifier
+            if stored_vkey is not None and stored_vkey != verifier.to_vkey():
+                return _fail("the data folder's signing key is not the key this log records")
+        extra = [path.read_text(encoding="utf-8") for path in args.checkpoint]
+        progress = _Progress(sys.stderr, not args.quiet)
+        report = verify_log(
+            store, verifier, origin=origin, extra_checkpoints=extra, progress=progress
+        )
+        progress.end()
+    finally:
+        store.close()
+    if not report.ok:
+        where = "" if report.index is None else f"index {report.index}: "
+        return _fail(f"audit log verification failed at {where}{report.reason}")
+    print(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified")
+    return 0
+
+
+def _time_ms(value: str | None) -> int | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {value!r} needs a time zone (e.g. Z)")
+    return int(parsed.timestamp() * 1000)
+
+
+def _filter_from(args: argparse.Namespace, limit: int) -> RecordFilter:
+    return RecordFilter(
+        start_ms=_time_ms(args.start),
+        end_ms=_time_ms(args.end),
+        partner=args.partner,
+        matter=args.matter,
+        event_type=args.event_type,
+        outcome=args.outcome,
+        limit=limit,
+    )
+
+
+@_guarded
+def cmd_query(args: argparse.Namespace) -> int:
+    """Print matching records, one JSON object a line: ``{"index": n, "record": {...}}``."""
+    store = _open(args)
+    try:
+        rows = store.query(_filter_from(args, max(1, args.limit)))
+    finally:
+        store.close()
+    out = sys.stdout.buffer
+    for index, record in rows:
+        out.write(orjson.dumps({"index": index, "record": orjson.loads(record)}) + b"\n")
+    out.flush()
+    return 0
+
+
+@_guarded
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Print the counts of one UTC day as JSON."""
+    day = date.fromisoformat(args.day) if args.day else datetime.now(UTC).date()
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    end = start + int(timedelta(days=1).total_seconds() * 1000)
+    store = _open(args)
+    try:
+        rows = store.stats(start, end)
+    finally:
+        store.close()
+    body: dict[str, Any] = {
+        "day": day.isoformat(),
+        "timezone": "UTC",
+        "counts": [{"partner": p, "matter": m, "outcome": o, "count": c} for p, m, o, c in rows],
+        "total": sum(r[3] for r in rows),
+    }
+    sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+    return 0
+
+
+@_guarded
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write matching records as CSV."""
+    store = _open(args)
+    flt = _filter_from(args, 5000)
+    try:
+        target = args.out.open("w", encoding="utf-8", newline="") if args.out else sys.stdout
+        try:
+            target.write(csv_header())
+            while True:
+                rows = store.query(flt)
+                target.write(csv_rows([(i, orjson.loads(r)) for i, r in rows]))
+                if len(rows) < flt.limit:
+                    break
+                flt = replace(flt, after_index=rows[-1][0])
+        finally:
+            if args.out:
+                target.close()
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,75 @@
+"""The PostgreSQL store: several instances share one log safely."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.audit import AuditService, append_cli_event, open_store, verify_log
+from tests.audit.conftest import EventFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.allow_blocking]
+
+
+async def test_two_instances_and_the_cli_share_one_log(
+    data_dir: Path, postgres_dsn: str, make_event: EventFactory
+) -> None:
+    """Two services appending at once, plus a CLI record, give dense unique indices."""
+    first = AuditService(data_dir=data_dir, postgres_dsn=postgres_dsn, batch_max=16)
+    second = AuditService(data_dir=data_dir, postgres_dsn=postgres_dsn, batch_max=16)
+    await first.start()
+    await second.start()
+    try:
+        tasks = [
+            svc.append(make_event(actor_id=f"i{n}")) for n in range(60) for svc in (first, second)
+        ]
+        indices = await asyncio.gather(*tasks)
+        cli_index = await asyncio.to_thread(
+            append_cli_event, data_dir, make_event(actor_id="cli"), postgres_dsn=postgres_dsn
+        )
+        assert list(range(121)) == sorted([*indices, cli_index])
+        await first.publish()
+        latest = await second.publish()
+        assert latest is not None
+        assert 121 == latest.size
+    finally:
+        await first.stop()
+        await second.stop()
+    store = open_store(data_dir, postgres_dsn)
+    try:
+        report = verify_log(store, first.verifier)
+    finally:
+        store.close()
+    assert report.ok, report.reason
+
+
+async def test_schema_refuses_changes(
+    data_dir: Path, postgres_dsn: str, make_event: EventFactory
+) -> None:
+    """UPDATE, DELETE and TRUNCATE are refused by triggers."""
+    async with AuditService(data_dir=data_dir, postgres_dsn=postgres_dsn) as svc:
+        await svc.append(make_event())
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        for sql in (
+            "UPDATE audit_entries SET outcome = 'x'",
+            "DELETE FROM audit_entries",
+            "TRUNCATE audit_entries",
+            "TRUNCATE audit_checkpoints",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(sql)
+
+
+async def test_cli_refuses_sqlite_when_log_is_in_postgres(
+    data_dir: Path, postgres_dsn: str, make_event: EventFactory
+) -> None:
+    """A CLI record without the DSN is refused rather than written to a second log."""
+    from gateway.audit import AuditUnavailableError
+
+    async with AuditService(data_dir=data_dir, postgres_dsn=postgres_dsn):
+        pass
+    with pytest.raises(AuditUnavailableError, match="PostgreSQL"):
+        append_cli_event(data_dir, make_event())

@@ -1,0 +1,296 @@
+"""The audit service on SQLite: group commit, checkpoints, append-only store, integrity."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import stat
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.audit import (
+    AuditService,
+    AuditUnavailableError,
+    LogIntegrityError,
+    append_cli_event,
+    open_store,
+    verify_log,
+)
+from gateway.audit._keys import load_signing_key
+from gateway.audit._record import Uuid7Generator, mask
+from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
+from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
+from trust.note import NoteSigner, open_checkpoint
+
+
+async def _fill(service: AuditService, make_event: EventFactory, n: int) -> list[int]:
+    return list(
+        await asyncio.gather(*(service.append(make_event(actor_id=f"w{i}")) for i in range(n)))
+    )
+
+
+class TestAppend:
+    """append() returns dense indices once records are durable."""
+
+    async def test_concurrent_appends_get_dense_indices(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """200 concurrent appends get indices 0..199, each once."""
+        indices = await _fill(service, make_event, 200)
+        assert list(range(200)) == sorted(indices)
+        assert 200 == service.tree_size
+
+    async def test_record_is_canonical_and_pseudonymised(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """The leaf is sorted-key JSON; personal values are keyed hashes and masks."""
+        index = await service.append(make_event())
+        entry = await service.entry(index)
+        assert entry is not None
+        assert orjson.dumps(entry.record, option=orjson.OPT_SORT_KEYS) == entry.leaf
+        personal = entry.record["personal"]
+        assert personal["holder_code"]["mask"] == "3305**********1234"
+        assert personal["holder_name"]["mask"] == "张**"
+        assert personal["holder_code"]["hmac"].startswith("hmac:v1:")
+        assert entry.record["time"] == "2026-11-26T08:30:01.234Z"
+        assert entry.record["latency_ms"] == 12.346
+
+    async def test_refuses_after_stop(self, data_dir: Path, make_event: EventFactory) -> None:
+        """A stopped service fails appends instead of dropping them."""
+        svc = AuditService(data_dir=data_dir)
+        await svc.start()
+        await svc.stop()
+        with pytest.raises(AuditUnavailableError):
+            await svc.append(make_event())
+
+    async def test_stop_drains_queued_records(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """Records queued before stop() are all written."""
+        svc = AuditService(data_dir=data_dir, batch_max=7)
+        await svc.start()
+        tasks = [asyncio.ensure_future(svc.append(make_event())) for _ in range(50)]
+        await asyncio.sleep(0)
+        await svc.stop()
+        assert list(range(50)) == sorted(await asyncio.gather(*tasks))
+
+
+class TestCheckpoints:
+    """Checkpoints are published soon after growth, signed, and consistent."""
+
+    async def test_checkpoint_follows_growth(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """A checkpoint covering new records appears within 2 s."""
+        await _fill(service, make_event, 5)
+        for _ in range(40):
+            latest = await service.latest_checkpoint()
+            if latest is not None and latest.size == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert latest is not None
+        assert 5 == latest.size
+        body = open_checkpoint(latest.note, service.verifier)
+        assert "huzhou.ecert-gateway/audit" == body.origin
+        assert service.vkey().startswith("huzhou.ecert-gateway/audit+")
+
+    async def test_entry_proof_verifies(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """An entry's inclusion proof leads to its checkpoint's signed root."""
+        await _fill(service, make_event, 13)
+        entry = await service.entry(6)
+        assert entry is not None
+        body = open_checkpoint(entry.checkpoint, service.verifier)
+        assert body.size == entry.tree_size >= 7
+        verify_inclusion(6, entry.tree_size, leaf_hash(entry.leaf), entry.inclusion, body.root_hash)
+
+    @pytest.mark.allow_blocking
+    async def test_consecutive_checkpoints_are_consistent(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """Every kept checkpoint is consistent with the next."""
+        for _ in range(3):
+            await _fill(service, make_event, 4)
+            await service.publish()
+        await service.stop()
+        store = open_store(service.data_dir, None)
+        checkpoints = store.checkpoints()
+        store.close()
+        sizes = [c.size for c in checkpoints]
+        assert {4, 8, 12} <= set(sizes)
+        assert sorted(set(sizes)) == sizes
+        async with AuditService(data_dir=service.data_dir) as svc:
+            for a, b in itertools.pairwise(checkpoints):
+                proof = await svc.consistency(a.size, b.size)
+                verify_consistency(a.size, b.size, proof, a.root, b.root)
+
+
+class TestStore:
+    """The store refuses changes and keeps personal data out."""
+
+    @pytest.mark.allow_blocking
+    async def test_triggers_refuse_update_and_delete(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """UPDATE and DELETE of entries and checkpoints abort."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 3)
+        conn = sqlite3.connect(data_dir / "audit.db")
+        for sql in (
+            "UPDATE audit_entries SET outcome = 'x'",
+            "DELETE FROM audit_entries",
+            "DELETE FROM audit_checkpoints",
+            "UPDATE audit_meta SET value = 'x'",
+        ):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql)
+        conn.close()
+
+    @pytest.mark.allow_blocking
+    async def test_no_raw_personal_data_in_files(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """Neither the database nor its WAL holds a raw holder code or name."""
+        svc = AuditService(data_dir=data_dir)
+        await svc.start()
+        await _fill(svc, make_event, 20)
+        # Read the files while the service holds them open, so the WAL is still there.
+        files = [p for p in data_dir.iterdir() if p.name.startswith("audit.db")]  # noqa: ASYNC240
+        assert any(p.name.endswith("-wal") for p in files)
+        blob = b"".join(p.read_bytes() for p in files)
+        await svc.stop()
+        blob += (data_dir / "audit.db").read_bytes()
+        for raw in (HOLDER_CODE, HOLDER_NAME, HOLDER_CODE[4:-4]):
+            assert raw.encode() not in blob
+        assert mask("holder_code", HOLDER_CODE).encode() in blob
+
+    @pytest.mark.allow_blocking
+    async def test_keys_are_private_files(self, service: AuditService) -> None:
+        """Signing and HMAC keys live in data_dir/keys with mode 0600."""
+        for name in ("audit-ed25519.key", "audit-hmac-v1.key"):
+            mode = (service.data_dir / "keys" / name).stat().st_mode
+            assert 0o600 == stat.S_IMODE(mode)
+
+
+class TestCli:
+    """Records the CLI writes join the same log."""
+
+    @pytest.mark.allow_blocking
+    async def test_cli_append_while_gateway_runs(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """A CLI record gets the next index and the gateway's next checkpoint covers it."""
+        await _fill(service, make_event, 3)
+        index = append_cli_event(service.data_dir, make_event(actor_id="cli"))
+        assert 3 == index
+        assert 4 == await service.append(make_event())
+        checkpoint = await service.publish()
+        assert checkpoint is not None
+        assert 5 == checkpoint.size
+
+    @pytest.mark.allow_blocking
+    def test_cli_append_without_gateway(self, data_dir: Path, make_event: EventFactory) -> None:
+        """With no gateway the CLI writes directly; a later gateway covers it."""
+        assert 0 == append_cli_event(data_dir, make_event())
+        assert 1 == append_cli_event(data_dir, make_event())
+
+        async def later() -> int:
+            async with AuditService(data_dir=data_dir) as svc:
+                cp = await svc.publish()
+                return 0 if cp is None else cp.size
+
+        assert 2 == asyncio.run(later())
+
+
+class TestIntegrity:
+    """Tampering is noticed by verify and by the next start."""
+
+    @pytest.mark.allow_blocking
+    async def test_edited_record_is_named(self, data_dir: Path, make_event: EventFactory) -> None:
+        """Changing one byte of one record (trigger dropped) names its index."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 30)
+            verifier = svc.verifier
+        conn = sqlite3.connect(data_dir / "audit.db")
+        conn.execute("DROP TRIGGER audit_entries_no_update")
+        (record,) = conn.execute("SELECT record FROM audit_entries WHERE idx = 17").fetchone()
+        edited = record.replace(b"10.0.0.7", b"10.0.0.8")
+        assert edited != record
+        conn.execute("UPDATE audit_entries SET record = ? WHERE idx = 17", (edited,))
+        conn.commit()
+        conn.close()
+        store = open_store(data_dir, None)
+        report = verify_log(store, verifier)
+        store.close()
+        assert not report.ok
+        assert 17 == report.index
+
+    @pytest.mark.allow_blocking
+    async def test_rehashed_record_fails_checkpoint(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """An edit that also fixes the stored leaf hash breaks the signed root, and start-up."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 10)
+        conn = sqlite3.connect(data_dir / "audit.db")
+        conn.execute("DROP TRIGGER audit_entries_no_update")
+        (record,) = conn.execute("SELECT record FROM audit_entries WHERE idx = 4").fetchone()
+        forged = record.replace(b"TOTAL_PASSED", b"TOTAL_FAILED")
+        conn.execute(
+            "UPDATE audit_entries SET record = ?, leaf_hash = ? WHERE idx = 4",
+            (forged, leaf_hash(forged)),
+        )
+        conn.commit()
+        conn.close()
+        verifier = NoteSigner("huzhou.ecert-gateway/audit", load_signing_key(data_dir)).verifier
+        store = open_store(data_dir, None)
+        report = verify_log(store, verifier)
+        store.close()
+        assert not report.ok
+        assert "signed root" in report.reason
+        with pytest.raises(LogIntegrityError):
+            await AuditService(data_dir=data_dir).start()
+
+    @pytest.mark.allow_blocking
+    async def test_deleted_tail_is_noticed(self, data_dir: Path, make_event: EventFactory) -> None:
+        """Deleting the last records (trigger dropped) is caught against the kept checkpoint."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 12)
+            verifier = svc.verifier
+        conn = sqlite3.connect(data_dir / "audit.db")
+        conn.execute("DROP TRIGGER audit_entries_no_delete")
+        conn.execute("DELETE FROM audit_entries WHERE idx >= 9")
+        conn.commit()
+        conn.close()
+        store = open_store(data_dir, None)
+        report = verify_log(store, verifier)
+        store.close()
+        assert not report.ok
+        assert 9 == report.index
+        with pytest.raises(LogIntegrityError):
+            await AuditService(data_dir=data_dir).start()
+
+
+class TestUuid7:
+    """Event ids are RFC 9562 version 7 and ordered."""
+
+    def test_layout_and_order(self) -> None:
+        """Version 7, variant 10, the millisecond time first, increasing within a millisecond."""
+        gen = Uuid7Generator(lambda: 0x0123456789AB)
+        ids = [gen() for _ in range(5000)]
+        assert sorted(ids) == ids
+        assert len(set(ids)) == len(ids)
+        first = ids[0].replace("-", "")
+        assert first.startswith("0123456789ab7")
+        assert first[16] in "89ab"
+
+    def test_clock_going_back_keeps_order(self) -> None:
+        """A clock stepping back does not make an older-looking id."""
+        times = iter([1000, 999, 1001])
+        gen = Uuid7Generator(lambda: next(times))
+        a, b, c = gen(), gen(), gen()
+        assert a < b < c

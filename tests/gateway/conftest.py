@@ -1,0 +1,70 @@
+"""Fixtures for gateway tests: a served mock federation, a gateway app, a local-system key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.identity import IdentityKind, add_identity
+from gateway.settings import load_settings
+from mocks import Federation, RunningFederation, serve_federation
+from tests.fakes import MemoryAudit
+from trust import TrustList
+
+AppFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[RunningFederation]:
+    """Shanghai, Hefei and Bijie served on loopback ports."""
+    federation = Federation.standard(seed=5, codes=["310000", "340100", "520500"])
+    async with serve_federation(federation) as served:
+        yield served
+
+
+def trust_document(federation: Federation, **changes: Any) -> dict[str, Any]:
+    """The federation's trust list as of now, valid for a week."""
+    now = datetime.now(UTC)
+    doc = federation.trust_list(version=changes.pop("version", 3),
+                                issued_at=now - timedelta(hours=1),
+                                next_update=now + timedelta(days=7))
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+async def client_key(tmp_path: Path) -> str:
+    """A local system's API key in the test's data folder."""
+    return await asyncio.get_running_loop().run_in_executor(
+        None, add_identity, tmp_path, IdentityKind.CLIENT, "window-01")
+
+
+@pytest.fixture
+def audit() -> MemoryAudit:
+    """The audit port, recording in memory."""
+    return MemoryAudit()
+
+
+@pytest.fixture
+def gateway_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    tmp_path: Path, audit: MemoryAudit, running: RunningFederation,
+) -> AppFactory:
+    """Start a gateway on the served federation's trust list (or a given one)."""
+
+    async def start(trust_list: TrustList | None = None, **settings: Any) -> TestClient[
+            web.Request, web.Application]:
+        config = load_settings({}, None, {"data_dir": tmp_path, **settings})
+        tl = trust_list or TrustList.from_json(trust_document(running.federation))
+        app = create_app(config, audit=audit, trust_list=tl)
+        return await aiohttp_client(app)
+
+    return start

@@ -1,0 +1,256 @@
+"""POST /v1/verifications over HTTP, with partner status lists served for real."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from gateway.audit.event import EventType
+from mocks import RunningFederation
+from tests.fakes import MemoryAudit
+from tests.gateway.conftest import AppFactory, trust_document
+from trust import TrustList
+
+pytestmark = pytest.mark.asyncio
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+async def test_valid_licence_passes_with_receipt_and_audit(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        audit: MemoryAudit) -> None:
+    """A Shanghai licence passes, carries a receipt that verifies, and is audited."""
+    client = await gateway_client()
+    issued = running.federation["310000"].issue()
+    resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                             json={"credential": issued.token, "use_cause": "办理营业执照变更"})
+    assert 200 == resp.status
+    body = await resp.json()
+    assert "TOTAL_PASSED" == body["indication"]
+    assert body["sub_indication"] is None
+    assert 0 == body["cn_status"]
+    assert issued.identifier == body["licence"]["identifier"]
+    assert "310000" == body["licence"]["issuer_region"]
+    assert 3 == body["trust_list_version"]
+    assert body["status_list"]["uri"].startswith(running.url("310000"))
+    # The receipt verifies with the key published at /.well-known/jwks.json.
+    jwks = await (await client.get("/.well-known/jwks.json")).json()
+    head_b64, claims_b64, sig_b64 = body["receipt"].split(".")
+    head = orjson.loads(_b64(head_b64))
+    claims = orjson.loads(_b64(claims_b64))
+    assert "ecert-receipt+jwt" == head["typ"]
+    jwk = next(k for k in jwks["keys"] if k["kid"] == head["kid"])
+    public = ed25519.Ed25519PublicKey.from_public_bytes(_b64(jwk["x"]))
+    public.verify(_b64(sig_b64), f"{head_b64}.{claims_b64}".encode())
+    assert hashlib.sha256(issued.token.encode()).hexdigest() == claims["credential_sha256"]
+    assert "TOTAL_PASSED" == claims["indication"]
+    assert 3 == claims["trust_list_version"]
+    assert body["status_list"] == claims["status"]
+    # One audit record, with the holder's data only as personal (to be pseudonymised).
+    assert 1 == len(audit.events)
+    event = audit.events[0]
+    assert EventType.VERIFICATION == event.event_type
+    assert "window-01" == event.actor_id
+    assert "办理营业执照变更" == event.use_cause
+    assert issued.claims["lic"]["holder_code"] == event.personal["holder_code"]
+
+
+async def test_revoked_in_status_list_over_http(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """A licence its region revoked answers REVOKED with cn_status 21."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    issued = sh.issue()
+    assert issued.status_idx is not None
+    sh.revoke(issued.status_idx)
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": issued.token})).json()
+    assert ("TOTAL_FAILED", "REVOKED", 21) == (body["indication"], body["sub_indication"],
+                                              body["cn_status"])
+
+
+async def test_status_list_unreachable_is_try_later(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """A status list the region cannot serve gives INDETERMINATE / TRY_LATER, never a pass."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    sh.status_available = False
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": sh.issue().token})).json()
+    assert ("INDETERMINATE", "TRY_LATER", 99) == (body["indication"], body["sub_indication"],
+                                                 body["cn_status"])
+
+
+async def test_every_sub_indication_over_http(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """Each sub-indication of verdicts.md is reached by a mock-made token through HTTP."""
+    fed = running.federation
+    sh, hf = fed["310000"], fed["340100"]
+    unknown = sh.add_signing_key("ES256", kid="310000-unlisted", publish=False)
+    old_key = sh.add_signing_key("ES256", kid="310000-2023",
+                                 valid_from=datetime(2023, 1, 1, tzinfo=UTC))
+    rogue = sh.add_certificate_key(rogue_root=True)
+    broken = sh.add_certificate_key(ca=True)
+    suspended, revoked = sh.issue(), sh.issue()
+    assert suspended.status_idx is not None
+    assert revoked.status_idx is not None
+    sh.suspend(suspended.status_idx)
+    sh.revoke(revoked.status_idx)
+    head, _, sig = sh.issue().token.split(".")
+    tampered = f"{head}.{base64.urlsafe_b64encode(b'{}').decode().rstrip('=')}.{sig}"
+    cases: dict[str, str] = {
+        "FORMAT_FAILURE": "not-a-jws",
+        "CRYPTO_CONSTRAINTS_FAILURE": sh.issue(header_override={"alg": "HS256"}).token,
+        "UNKNOWN_ISSUER": sh.issue(kid=unknown).token,
+        "NO_CERTIFICATE_CHAIN_FOUND": sh.issue(kid=rogue, use_x5c=True).token,
+        "CHAIN_CONSTRAINTS_FAILURE": sh.issue(kid=broken, use_x5c=True).token,
+        "SIGNING_KEY_NOT_VALID": sh.issue(kid=sh.status_kid).token,
+        "REVOKED": revoked.token,
+        "SIG_CRYPTO_FAILURE": tampered,
+        "JURISDICTION_MISMATCH": sh.issue(claims_override={"iss": "340100"}).token,
+        "IDENTIFIER_CHECK_FAILURE": sh.issue(check_char="wrong").token,
+        "ISSUER_NOT_RECOGNISED_FOR_TYPE": hf.issue().token,
+        "NOT_YET_VALID": sh.issue(nbf=2_000_000_000).token,
+        # Signed in 2023 and expired in 2026, before today.
+        "EXPIRED": sh.issue(kid=old_key, iat=1_700_000_000, exp=1_770_000_000).token,
+        "SUSPENDED": suspended.token,
+        "TRY_LATER": fed["520500"].issue().token,
+    }
+    doc = trust_document(fed)
+    for entry in doc["partners"]:
+        if entry["region_code"] == "340100":
+            entry["recognised_licence_types"] = ["11100000MB0143028R001"]
+        if entry["region_code"] == "520500":
+            entry["status"] = "suspended"
+    client = await gateway_client(TrustList.from_json(doc))
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": t} for t in cases.values()]})
+    assert 200 == resp.status
+    results = (await resp.json())["results"]
+    actual = {expected: result["sub_indication"]
+              for expected, result in zip(cases, results, strict=True)}
+    assert {k: k for k in cases} == actual
+
+
+async def test_weak_rsa_key_over_http(gateway_client: AppFactory, running: RunningFederation,
+                                      client_key: str) -> None:
+    """A licence from a 1024-bit RSA anchor answers CRYPTO_CONSTRAINTS_FAILURE."""
+    sh = running.federation["310000"]
+    kid = sh.add_signing_key("RS256", kid="310000-weak", rsa_bits=1024)
+    client = await gateway_client()
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": sh.issue(kid=kid).token})).json()
+    assert "CRYPTO_CONSTRAINTS_FAILURE" == body["sub_indication"]
+
+
+class TestRequests:
+    """Malformed requests are 4xx problem bodies; malformed licences are verdicts."""
+
+    async def test_no_key_is_401_problem(self, gateway_client: AppFactory) -> None:
+        """Without an API key the answer is 401 with a problem body."""
+        client = await gateway_client()
+        resp = await client.post("/v1/verifications", json={"credential": "x"})
+        assert 401 == resp.status
+        assert "application/problem+json" == resp.content_type
+        body = await resp.json()
+        assert {"type", "title", "status", "detail"} <= set(body)
+
+    async def test_wrong_key_is_401(self, gateway_client: AppFactory) -> None:
+        """A made-up key is refused."""
+        client = await gateway_client()
+        resp = await client.post("/v1/verifications", json={"credential": "x"},
+                                 headers=_auth("ecg_c_madeup"))
+        assert 401 == resp.status
+
+    @pytest.mark.parametrize("body", [
+        b"not json", b"[]", b"{}", b'{"credential": 5}',
+        orjson.dumps({"credential": "x", "use_cause": "因" * 201}),
+        orjson.dumps({"credential": "x", "matter": {"region": "33", "code": "x"}}),
+        orjson.dumps({"credential": "x", "matter": "330500"}),
+    ])
+    async def test_malformed_request_is_400(self, gateway_client: AppFactory, client_key: str,
+                                            body: bytes) -> None:
+        """Bad JSON, no credential, a long use_cause or a bad matter: 400 problem, not 500."""
+        client = await gateway_client()
+        resp = await client.post("/v1/verifications", data=body,
+                                 headers={**_auth(client_key),
+                                          "Content-Type": "application/json"})
+        assert 400 == resp.status
+        assert "application/problem+json" == resp.content_type
+
+    async def test_oversized_credential_is_a_verdict(self, gateway_client: AppFactory,
+                                                     client_key: str,
+                                                     audit: MemoryAudit) -> None:
+        """A credential over 64 KiB is answered 200 FORMAT_FAILURE, and audited."""
+        client = await gateway_client()
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": "a" * 70_000})
+        assert 200 == resp.status
+        assert "FORMAT_FAILURE" == (await resp.json())["sub_indication"]
+        assert 1 == len(audit.events)
+
+    async def test_body_over_limit_is_413(self, gateway_client: AppFactory,
+                                          client_key: str) -> None:
+        """A single-verification body over 1 MiB is 413 with a problem body."""
+        client = await gateway_client()
+        body = io.BytesIO(orjson.dumps({"credential": "a" * (2 << 20)}))
+        resp = await client.post("/v1/verifications", data=body,
+                                 headers={**_auth(client_key),
+                                          "Content-Type": "application/json"})
+        assert 413 == resp.status
+        assert "application/problem+json" == resp.content_type
+
+    async def test_batch_over_1000_items_is_400(self, gateway_client: AppFactory,
+                                                client_key: str) -> None:
+        """More than 1,000 items in a batch is refused as a whole."""
+        client = await gateway_client()
+        resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                                 json={"items": [{"credential": "x"}] * 1001})
+        assert 400 == resp.status
+
+    async def test_audit_failure_fails_the_request(self, gateway_client: AppFactory,
+                                                   client_key: str,
+                                                   audit: MemoryAudit) -> None:
+        """When the audit record cannot be written, no verdict is answered: 503 problem."""
+        client = await gateway_client()
+        audit.failing = True
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": "x"})
+        assert 503 == resp.status
+        assert "application/problem+json" == resp.content_type
+
+
+async def test_batch_keeps_order_and_audits_each(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        audit: MemoryAudit) -> None:
+    """A batch answers in request order and makes one audit record per item."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    tokens: list[Any] = [sh.issue().token, "garbage", sh.issue().token]
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": t} for t in tokens]})
+    results = (await resp.json())["results"]
+    assert ["TOTAL_PASSED", "TOTAL_FAILED", "TOTAL_PASSED"] == [r["indication"] for r in results]
+    assert 3 == len(audit.events)
+
+
+async def test_health_and_readiness(gateway_client: AppFactory) -> None:
+    """/healthz answers ok and /readyz reports its stores."""
+    client = await gateway_client()
+    assert 200 == (await client.get("/healthz")).status
+    ready = await client.get("/readyz")
+    assert 200 == ready.status
+    assert "ready" == (await ready.json())["status"]
