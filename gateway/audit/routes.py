@@ -17,10 +17,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_KEY, IDENTITIES_KEY
+from gateway.appkeys import AUDIT_KEY
+from gateway.audit._service import AuditService
 from gateway.audit._store import RecordFilter
 from gateway.audit._tree import TreeError
-from gateway.identity import Identity, IdentityKind, Role
+from gateway.auth import require_operator
+from gateway.identity import Identity, Role
 from gateway.problems import Problem
 
 __all__ = ["setup_routes"]
@@ -55,20 +57,14 @@ def _json(body: Any) -> web.Response:
 
 async def _require_auditor(request: web.Request) -> Identity:
     """The caller's identity if it is an operator with the auditor role (401/403 otherwise)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    unauthorised = Problem(
-        401, "Unauthorized", "an auditor's operator token is required",
-        headers={"WWW-Authenticate": "Bearer"},
-    )  # fmt: skip
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorised
-    identity = await request.app[IDENTITIES_KEY].lookup(token.strip())
-    if identity is None or identity.kind is not IdentityKind.OPERATOR:
-        raise unauthorised
-    if identity.role is not Role.AUDITOR:
-        raise Problem(403, "Forbidden", "the audit log is open to the auditor role only")
-    return identity
+    return await require_operator(request, {Role.AUDITOR})
+
+
+def _service(request: web.Request) -> AuditService:
+    service = request.app.get(AUDIT_KEY)
+    if service is None:
+        raise Problem(503, "Audit log unavailable", "this instance serves no audit log")
+    return service
 
 
 def _int(request: web.Request, name: str, value: str | None, *, minimum: int = 0) -> int:
@@ -85,7 +81,7 @@ def _int(request: web.Request, name: str, value: str | None, *, minimum: int = 0
 
 async def get_checkpoint(request: web.Request) -> web.Response:
     """The latest signed checkpoint, as a C2SP note."""
-    service = request.app[AUDIT_KEY]
+    service = _service(request)
     checkpoint = await service.latest_checkpoint() or await service.publish()
     if checkpoint is None:
         raise Problem(503, "Audit log unavailable", "no checkpoint has been published yet")
@@ -94,7 +90,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
 
 async def get_key(request: web.Request) -> web.Response:
     """The log's verifier key (signed-note vkey)."""
-    vkey = request.app[AUDIT_KEY].vkey()
+    vkey = _service(request).vkey()
     return web.Response(text=vkey + "\n", content_type="text/plain", charset="utf-8")
 
 
@@ -102,7 +98,7 @@ async def get_entry(request: web.Request) -> web.Response:
     """One entry, the exact bytes hashed, and its inclusion proof in a signed tree."""
     await _require_auditor(request)
     index = _int(request, "index", request.match_info["index"])
-    proof = await request.app[AUDIT_KEY].entry(index)
+    proof = await _service(request).entry(index)
     if proof is None:
         raise Problem(404, "Not found", f"no audit entry {index}")
     return _json(
@@ -122,7 +118,7 @@ async def get_consistency(request: web.Request) -> web.Response:
     await _require_auditor(request)
     first = _int(request, "first", request.query.get("first"), minimum=1)
     second = _int(request, "second", request.query.get("second"), minimum=1)
-    service = request.app[AUDIT_KEY]
+    service = _service(request)
     if first > second:
         raise Problem(400, "Bad request", "first must not exceed second")
     try:
@@ -168,7 +164,7 @@ async def get_records(request: web.Request) -> web.Response:
     """Records matching filters, oldest first, a page at a time."""
     await _require_auditor(request)
     flt = _filter(request)
-    rows = await request.app[AUDIT_KEY].records(flt)
+    rows = await _service(request).records(flt)
     next_cursor = str(rows[-1][0]) if len(rows) == flt.limit else None
     return _json(
         {
@@ -186,7 +182,7 @@ async def get_stats(request: web.Request) -> web.Response:
         day = date.fromisoformat(text) if text else datetime.now(UTC).date()
     except ValueError:
         raise Problem(400, "Bad request", "day must be YYYY-MM-DD") from None
-    rows = await request.app[AUDIT_KEY].stats(day)
+    rows = await _service(request).stats(day)
     return _json(
         {
             "day": day.isoformat(),
@@ -230,7 +226,7 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     """Matching records as CSV (UTF-8), streamed a page at a time."""
     await _require_auditor(request)
     flt = _filter(request, limit=_MAX_LIMIT)
-    service = request.app[AUDIT_KEY]
+    service = _service(request)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
