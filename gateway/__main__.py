@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.cli import audit, identities
+from gateway.cli import audit, identities, registry
 from gateway.identity import IdentityError
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     identities.register(sub)
     audit.register(sub)
+    registry.register(sub)
     return parser
 
 

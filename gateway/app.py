@@ -26,6 +26,8 @@ from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
 from gateway.identity import IdentityStore
 from gateway.logs import request_id_middleware
+from gateway.matters import REGISTRY_KEY
+from gateway.matters import setup as setup_matters
 from gateway.problems import problem_middleware
 from gateway.settings import Settings
 from gateway.signing import SigningKey, load_or_create_key
@@ -141,11 +143,15 @@ def create_app(
         app[VERIFICATION_KEY] = VerificationService(
             trust=state, status=fetcher, receipts=receipt_key, audit=app[AUDIT_PORT_KEY],
             gateway_id=settings.gateway_id, clock=clock or utc_now,
+            matters=app.get(REGISTRY_KEY),
         )
         yield
         await fetcher.close()
 
-    app.cleanup_ctx.extend([identities_ctx, audit_ctx, trust_ctx])
+    # The registry loads before trust_ctx, which hands it to the verification service.
+    app.cleanup_ctx.extend([identities_ctx, audit_ctx])
+    setup_matters(app)
+    app.cleanup_ctx.append(trust_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/.well-known/jwks.json", jwks)

@@ -254,3 +254,39 @@ async def test_health_and_readiness(gateway_client: AppFactory) -> None:
     ready = await client.get("/readyz")
     assert 200 == ready.status
     assert "ready" == (await ready.json())["status"]
+
+
+async def test_licence_matters_translate_to_huzhou(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        audit: MemoryAudit) -> None:
+    """A Shanghai licence's own matter code is answered with the Huzhou matter it maps to."""
+    client = await gateway_client()
+    token = running.federation["310000"].issue(matters=["310000-20-SFJ-0001"]).token
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": token})).json()
+    assert "TOTAL_PASSED" == body["indication"]
+    assert [("330500", "公共服务-00901-001", "equivalent")] == [
+        (m["region"], m["code"], m["relationship"]) for m in body["matters"]]
+    assert ({"region": "330500", "code": "公共服务-00901-001"},) == tuple(
+        dict(m) for m in audit.events[0].matters_after)
+
+
+async def test_requested_matter_checked_in_partner_scheme(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """A Huzhou matter is translated into the partner's scheme for the agreement check."""
+    fed = running.federation
+    doc = trust_document(fed)
+    for entry in doc["partners"]:
+        if entry["region_code"] == "310000":
+            entry["recognised_matters"] = ["310000-20-SFJ-0001"]
+    client = await gateway_client(TrustList.from_json(doc))
+    token = fed["310000"].issue().token
+
+    async def sub(code: str) -> Any:
+        answer = await (await client.post(
+            "/v1/verifications", headers=_auth(client_key),
+            json={"credential": token, "matter": {"region": "330500", "code": code}})).json()
+        return answer["sub_indication"]
+
+    assert await sub("公共服务-00901-001") is None
+    assert "ISSUER_NOT_RECOGNISED_FOR_TYPE" == await sub("公共服务-00902-001")

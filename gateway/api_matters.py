@@ -1,0 +1,331 @@
+"""HTTP routes of the matter registry, for local systems.
+
+* ``GET  /v1/catalogues``                  catalogues (and maps) held
+* ``GET  /v1/catalogues/coverage?at=``     Huzhou's 跨省通办 matters by best match per partner
+* ``GET  /v1/matters/{region}/{code}``     one matter's details (``?at=`` optional)
+* ``POST /v1/matters/translate``           one translation (audited)
+* ``POST /v1/matters/translate/batch``     many, in order (one audit record each)
+
+A malformed request is a 400 problem; a code not of its catalogue's shape is
+a 400 naming the scheme; a region without a catalogue is a 404. A batch is
+checked whole before anything is translated or recorded, so it is answered
+whole or refused whole. Every translation answered has a durable audit record
+first (a failed append becomes a 503 through the problem middleware).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.appkeys import AUDIT_PORT_KEY, SETTINGS_KEY
+from gateway.audit.event import ActorKind, AuditEvent, EventType
+from gateway.auth import require_client
+from gateway.logs import request_id_of
+from gateway.matters import REGISTRY_KEY, MatterService
+from gateway.problems import Problem
+from registry import (
+    NATIONAL,
+    CodeFormatError,
+    Coverage,
+    Period,
+    Relationship,
+    Translation,
+    UnknownCodeError,
+    UnknownRegionError,
+)
+
+__all__ = ["setup_routes"]
+
+MAX_CODE = 128
+MAX_REGION = 16
+MAX_CONDITIONS = 16
+MAX_CONDITION_KEY = 64
+MAX_CONDITION_VALUE = 256
+BATCH_CHUNK = 64
+"""Translations between two yields to the event loop in a batch."""
+
+_DATE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _TranslateRequest:
+    source_region: str
+    code: str
+    target_region: str
+    at: date | None
+    conditions: Mapping[str, str] | None
+
+
+def _bad(detail: str, *, index: int | None = None) -> Problem:
+    where = "" if index is None else f"items[{index}]: "
+    return Problem(400, "Bad request", where + detail, kind="bad-request")
+
+
+def _date(raw: object, what: str, *, index: int | None = None) -> date:
+    if not isinstance(raw, str) or not _DATE.match(raw):
+        raise _bad(f"{what} must be a date YYYY-MM-DD", index=index)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise _bad(f"{what} is not a calendar date: {raw}", index=index) from exc
+
+
+def _text(raw: object, what: str, limit: int, *, index: int | None) -> str:
+    if not isinstance(raw, str) or not 0 < len(raw) <= limit:
+        raise _bad(f"{what} must be a string of 1 to {limit} characters", index=index)
+    return raw
+
+
+def _conditions(raw: object, *, index: int | None) -> Mapping[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) > MAX_CONDITIONS:
+        raise _bad(f"conditions must be an object of at most {MAX_CONDITIONS} strings",
+                   index=index)
+    for key, value in raw.items():
+        if not 0 < len(key) <= MAX_CONDITION_KEY:
+            raise _bad(f"condition names are 1 to {MAX_CONDITION_KEY} characters", index=index)
+        if not isinstance(value, str) or len(value) > MAX_CONDITION_VALUE:
+            raise _bad(f"conditions.{key} must be a string of at most "
+                       f"{MAX_CONDITION_VALUE} characters", index=index)
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def parse_translate(item: object, index: int | None = None) -> _TranslateRequest:
+    """Validate one translation request object (shape only)."""
+    if not isinstance(item, dict):
+        raise _bad("a translation request must be a JSON object", index=index)
+    source = item.get("source")
+    if not isinstance(source, dict):
+        raise _bad("source must be an object {region, code}", index=index)
+    region = _text(source.get("region"), "source.region", MAX_REGION, index=index)
+    code = _text(source.get("code"), "source.code", MAX_CODE, index=index)
+    target = _text(item.get("target_region"), "target_region", MAX_REGION, index=index)
+    at_raw = item.get("at")
+    at = None if at_raw is None else _date(at_raw, "at", index=index)
+    return _TranslateRequest(region, code, target, at,
+                             _conditions(item.get("conditions"), index=index))
+
+
+def _registry_problem(exc: CodeFormatError | UnknownRegionError | UnknownCodeError,
+                      *, index: int | None = None) -> Problem:
+    where = "" if index is None else f"items[{index}]: "
+    if isinstance(exc, CodeFormatError):
+        return Problem(400, "Bad matter code", where + str(exc), kind="bad-matter-code",
+                       extra={"scheme": exc.scheme, "code": exc.code})
+    if isinstance(exc, UnknownRegionError):
+        return Problem(404, "Unknown region", where + str(exc), kind="unknown-region",
+                       extra={"region": exc.region})
+    return Problem(404, "Unknown matter", where + str(exc), kind="unknown-matter",
+                   extra={"region": exc.region, "code": exc.code})
+
+
+async def _json_body(request: web.Request, limit: int) -> Any:
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
+    body = await request.read()
+    if len(body) > limit:
+        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"body is not JSON: {exc}") from exc
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+def _service(request: web.Request) -> MatterService:
+    return request.app[REGISTRY_KEY]
+
+
+def _query_at(request: web.Request, service: MatterService) -> date:
+    raw = request.query.get("at")
+    return service.today() if raw is None else _date(raw, "at")
+
+
+def _period(period: Period) -> dict[str, str | None]:
+    return {"valid_from": None if period.start is None else period.start.isoformat(),
+            "valid_until": None if period.end is None else period.end.isoformat()}
+
+
+# ---------------------------------------------------------------- translation
+
+
+def _translate_one(service: MatterService, req: _TranslateRequest, today: date,
+                   index: int | None = None) -> tuple[date, Translation]:
+    at = req.at or today
+    try:
+        return at, service.translate(req.source_region, req.code, req.target_region, at=at,
+                                     conditions=req.conditions)
+    except (CodeFormatError, UnknownRegionError) as exc:
+        raise _registry_problem(exc, index=index) from exc
+
+
+def _answer(at: date, translation: Translation) -> dict[str, Any]:
+    answer = translation.as_dict()
+    answer["at"] = at.isoformat()
+    return answer
+
+
+def _event(req: _TranslateRequest, at: date, translation: Translation, *, actor: str,
+           request: web.Request, received: datetime, started: float,
+           huzhou: str) -> AuditEvent:
+    partner = next((r for r in (req.source_region, req.target_region)
+                    if r not in (huzhou, NATIONAL)), None)
+    return AuditEvent(
+        event_type=EventType.TRANSLATION,
+        actor_kind=ActorKind.LOCAL_SYSTEM,
+        actor_id=actor,
+        at=received,
+        source_addr=request.remote,
+        outcome="ok" if translation.result else "refused",
+        matter_before={"region": req.source_region, "code": req.code},
+        matters_after=tuple(
+            {"region": req.target_region, "code": m.code, "relationship": m.relationship.value}
+            for m in translation.matches if m.relationship is not Relationship.NOT_RELATED),
+        partner_region=partner,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        request_id=request_id_of(request),
+        details={
+            "target_region": req.target_region,
+            "at": at.isoformat(),
+            "conditions": dict(req.conditions or {}),
+            "maps": sorted({ref for m in translation.matches for ref in m.maps}),
+            "message": translation.message or None,
+        },
+    )
+
+
+async def translate(request: web.Request) -> web.Response:
+    """POST /v1/matters/translate"""
+    started = time.perf_counter()
+    received = datetime.now(UTC)
+    identity = await require_client(request)
+    settings = request.app[SETTINGS_KEY]
+    req = parse_translate(await _json_body(request, settings.max_body_bytes))
+    service = _service(request)
+    at, translation = _translate_one(service, req, service.today())
+    await request.app[AUDIT_PORT_KEY].append(_event(
+        req, at, translation, actor=identity.name, request=request, received=received,
+        started=started, huzhou=service.huzhou_region))
+    return _json(_answer(at, translation))
+
+
+async def translate_batch(request: web.Request) -> web.Response:
+    """POST /v1/matters/translate/batch"""
+    started = time.perf_counter()
+    received = datetime.now(UTC)
+    identity = await require_client(request)
+    settings = request.app[SETTINGS_KEY]
+    body = await _json_body(request, settings.max_batch_body_bytes)
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise _bad('body must be {"items": [<translation request>, ...]}')
+    if len(items) > settings.max_batch_items:
+        raise _bad(f"at most {settings.max_batch_items} items per batch")
+    requests = [parse_translate(item, i) for i, item in enumerate(items)]
+    service = _service(request)
+    today = service.today()
+    done: list[tuple[date, Translation]] = []
+    for i, req in enumerate(requests):
+        done.append(_translate_one(service, req, today, i))
+        if i % BATCH_CHUNK == BATCH_CHUNK - 1:
+            await asyncio.sleep(0)  # cold translations are CPU work: let other requests in
+    audit = request.app[AUDIT_PORT_KEY]
+    await asyncio.gather(*(
+        audit.append(_event(req, at, translation, actor=identity.name, request=request,
+                            received=received, started=started,
+                            huzhou=service.huzhou_region))
+        for req, (at, translation) in zip(requests, done, strict=True)))
+    return _json({"results": [_answer(at, translation) for at, translation in done]})
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def catalogues(request: web.Request) -> web.Response:
+    """GET /v1/catalogues: every catalogue version and concept map held."""
+    await require_client(request)
+    registry = _service(request).registry
+    cats = sorted(registry.catalogues, key=lambda c: (c.kind.value, c.region, c.version))
+    maps = sorted(registry.maps, key=lambda m: (m.url, m.version))
+    return _json({
+        "catalogues": [
+            {"region": c.region, "kind": c.kind.value, "url": c.url, "version": c.version,
+             "title": c.title, "scheme": c.scheme.name, **_period(c.period),
+             "code_count": len(c.concepts)}
+            for c in cats],
+        "maps": [
+            {"url": m.url, "version": m.version, "status": m.status.value,
+             "title": m.title, "source": m.source, "target": m.target,
+             **_period(m.period), "reverse_reviewed": m.reverse_reviewed,
+             "illustrative": m.illustrative}
+            for m in maps],
+    })
+
+
+def coverage_json(coverage: Coverage) -> dict[str, Any]:
+    """One partner's coverage counts as the API shows them."""
+    return {"partner": coverage.partner, "total": coverage.total,
+            "equivalent": coverage.equivalent,
+            "narrower_or_broader": coverage.narrower_or_broader,
+            "related": coverage.related, "none": coverage.none,
+            "unmatched_codes": list(coverage.unmatched_codes)}
+
+
+async def coverage(request: web.Request) -> web.Response:
+    """GET /v1/catalogues/coverage?at=YYYY-MM-DD"""
+    await require_client(request)
+    service = _service(request)
+    at = _query_at(request, service)
+    try:
+        found = service.coverage(at=at)
+    except UnknownRegionError as exc:
+        raise _registry_problem(exc) from exc
+    return _json({"at": at.isoformat(), "huzhou_region": service.huzhou_region,
+                  "partners": [coverage_json(c) for c in found.values()]})
+
+
+async def matter(request: web.Request) -> web.Response:
+    """GET /v1/matters/{region}/{code}[?at=YYYY-MM-DD]"""
+    await require_client(request)
+    service = _service(request)
+    region = request.match_info["region"]
+    code = request.match_info["code"]
+    if len(region) > MAX_REGION or len(code) > MAX_CODE:
+        raise _bad("region or code is too long")
+    at = None if "at" not in request.query else _query_at(request, service)
+    try:
+        details = service.lookup(region, code, at=at)
+    except (CodeFormatError, UnknownRegionError, UnknownCodeError) as exc:
+        raise _registry_problem(exc) from exc
+    matter_type = details.matter_type
+    return _json({
+        "region": details.region, "code": details.code, "name": details.name,
+        "catalogue": details.catalogue, "scheme": details.scheme,
+        "parts": dict(details.parts),
+        "matter_type": None if matter_type is None else matter_type.value,
+        **_period(details.period),
+        "illustrative": details.illustrative, "cross_province": details.cross_province,
+        "properties": dict(details.properties),
+    })
+
+
+def setup_routes(app: web.Application) -> None:
+    """Add the matter registry routes."""
+    app.router.add_get("/v1/catalogues", catalogues)
+    app.router.add_get("/v1/catalogues/coverage", coverage)
+    app.router.add_get("/v1/matters/{region}/{code}", matter)
+    app.router.add_post("/v1/matters/translate", translate)
+    app.router.add_post("/v1/matters/translate/batch", translate_batch)

@@ -1,0 +1,440 @@
+"""The matter registry in the gateway: the MatterResolver port and the /v1/matters routes."""
+
+# STYLE.md: tests assert `expected == actual`, expected first
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
+from gateway.identity import IdentityKind, add_identity
+from gateway.matters import (
+    DEFAULT_REGISTRY_DIR,
+    REGISTRY_KEY,
+    MatterService,
+    china_today,
+    load_service,
+    read_registry_files,
+    setup,
+)
+from gateway.settings import load_settings
+from gateway.verification import MatterLink, MatterResolver
+from registry import LoadError
+
+AT = "2025-03-01"
+SH_MAP = "urn:ecert:map:310000-national|2024.1"
+HZ_MAP = "urn:ecert:map:330500-national|2024.1"
+G60_MAP = "urn:ecert:map:330500-340100|2024.1"
+HF_MAP = "urn:ecert:map:340100-national|2024.1"
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[[web.Application], Awaitable[Client]]
+
+
+class RecordingAudit:
+    """An in-memory audit log that records every event (or refuses, when told to)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.fail = False
+
+    async def append(self, event: AuditEvent) -> int:
+        """Record the event and return its index; raise when ``fail`` is set."""
+        if self.fail:
+            raise AuditUnavailableError("test: log refuses writes")
+        self.events.append(event)
+        return len(self.events) - 1
+
+
+@pytest.fixture
+def audit() -> RecordingAudit:
+    """The audit double the app writes to."""
+    return RecordingAudit()
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> str:
+    """A local system's API key (made outside the event loop, as the CLI would)."""
+    return add_identity(tmp_path, IdentityKind.CLIENT, "window-01")
+
+
+def _wired(app: web.Application) -> bool:
+    return any(r.resource is not None and r.resource.canonical == "/v1/matters/translate"
+               for r in app.router.routes())
+
+
+@pytest.fixture
+def app(tmp_path: Path, audit: RecordingAudit) -> web.Application:
+    """The gateway app with the matter registry wired in (by create_app or here)."""
+    settings = load_settings({}, None, {"data_dir": tmp_path})
+    application = create_app(settings, audit=audit)
+    if not _wired(application):
+        setup(application)
+    return application
+
+
+@pytest.fixture
+async def client(app: web.Application, aiohttp_client: ClientFactory) -> Client:
+    """A test client of the app."""
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    """The Authorization header of window-01."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _req(region: str, code: str, target: str, *, at: str | None = AT,
+         conditions: dict[str, str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"source": {"region": region, "code": code}, "target_region": target}
+    if at is not None:
+        body["at"] = at
+    if conditions is not None:
+        body["conditions"] = conditions
+    return body
+
+
+async def _translate(client: Client, auth: dict[str, str], body: object,
+                     status: int = 200) -> dict[str, Any]:
+    resp = await client.post("/v1/matters/translate", json=body, headers=auth)
+    assert status == resp.status, await resp.text()
+    answer: dict[str, Any] = await resp.json(content_type=None)
+    return answer
+
+
+# ------------------------------------------------------------------ the resolver port
+
+
+@pytest.fixture(scope="module")
+def service() -> MatterService:
+    """The sample registry with today fixed at 2025-03-01."""
+    files = read_registry_files(DEFAULT_REGISTRY_DIR)
+    built, report = MatterService.from_files(files, today=lambda: date(2025, 3, 1))
+    assert report.ok, str(report)
+    return built
+
+
+class TestResolver:
+    """MatterService as verification's MatterResolver."""
+
+    def test_is_a_matter_resolver(self, service: MatterService) -> None:
+        """The service fits the port VerificationService takes as ``matters=``."""
+        resolver: MatterResolver = service
+        assert resolver is service
+
+    def test_partner_codes_include_the_code_and_its_translations(
+            self, service: MatterService) -> None:
+        """A Huzhou matter stands for itself and its equivalent in Hefei."""
+        expected = frozenset({"许可-00906-001", "AH-3401-XK00101"})
+        assert expected == service.partner_codes("330500", "许可-00906-001", "340100")
+
+    def test_partner_codes_of_unknown_region_is_the_code_alone(
+            self, service: MatterService) -> None:
+        """A region the registry lacks never raises: the code stands for itself."""
+        assert frozenset({"X-1"}) == service.partner_codes("330500", "X-1", "999999")
+
+    def test_huzhou_matters_of_a_licence(self, service: MatterService) -> None:
+        """A Shanghai licence's matter chains to Huzhou; junk codes add nothing."""
+        expected = [MatterLink("330500", "公共服务-00901-001", "equivalent",
+                               f"{SH_MAP} {HZ_MAP}")]
+        assert expected == service.huzhou_matters("310000", ["310000-20-SFJ-0001", "junk"])
+
+    def test_huzhou_matters_of_unknown_issuer_is_empty(self, service: MatterService) -> None:
+        """An issuer region without a catalogue yields nothing, not an exception."""
+        assert [] == service.huzhou_matters("999999", ["310000-20-SFJ-0001"])
+
+
+class TestLoading:
+    """Where the registry is read from at start-up."""
+
+    async def test_configured_folder_replaces_the_default(self, tmp_path: Path) -> None:
+        """``[registry] dir`` names the base folder; only its files load."""
+        base = tmp_path / "reg"
+        base.mkdir()
+        for name in ("330500-matters.codesystem.json", "310000-matters.codesystem.json"):
+            shutil.copy(DEFAULT_REGISTRY_DIR / "catalogues" / name, base / name)
+        settings = load_settings({}, f'[registry]\ndir = "{base}"\n',
+                                 {"data_dir": tmp_path / "data"})
+        loaded = await load_service(settings)
+        assert ["310000"] == loaded.partner_regions()
+
+    async def test_a_broken_file_stops_start_up(self, tmp_path: Path) -> None:
+        """A registry with problems raises LoadError rather than serving part of it."""
+        overlay = tmp_path / "registry"
+        overlay.mkdir()
+        (overlay / "broken.json").write_bytes(b"{not json")
+        with pytest.raises(LoadError):
+            await load_service(load_settings({}, None, {"data_dir": tmp_path}))
+
+
+# ------------------------------------------------------------------ translate
+
+
+class TestTranslate:
+    """POST /v1/matters/translate."""
+
+    async def test_direct_map(self, client: Client, auth: dict[str, str]) -> None:
+        """Huzhou to Hefei uses the G60 crosswalk directly."""
+        answer = await _translate(client, auth, _req("330500", "许可-00906-001", "340100"))
+        expected = {"result": True, "at": AT, "matches": [{
+            "code": "AH-3401-XK00101", "name": "内资企业设立登记", "relationship": "equivalent",
+            "path": ["330500:许可-00906-001", "340100:AH-3401-XK00101"], "maps": [G60_MAP]}]}
+        assert expected == answer
+
+    async def test_chain_through_national(self, client: Client, auth: dict[str, str]) -> None:
+        """Shanghai to Huzhou goes through the national basic code, both maps listed."""
+        answer = await _translate(client, auth, _req("310000", "310000-20-SFJ-0001", "330500"))
+        match = answer["matches"][0]
+        expected = (True, "公共服务-00901-001", "equivalent",
+                    ["310000:310000-20-SFJ-0001", "national:002090001000",
+                     "330500:公共服务-00901-001"], [SH_MAP, HZ_MAP])
+        assert expected == (answer["result"], match["code"], match["relationship"],
+                            match["path"], match["maps"])
+
+    @pytest.mark.parametrize(("conditions", "expected"), [
+        (None, [("310000-01-SCJ-0002", {"applicant_type": "person"})]),
+        ({"applicant_type": "person"}, [("310000-01-SCJ-0002", {"applicant_type": "person"})]),
+        ({"applicant_type": "enterprise"}, []),
+    ])
+    async def test_conditions(self, client: Client, auth: dict[str, str],
+                              conditions: dict[str, str] | None,
+                              expected: list[tuple[str, dict[str, str]]]) -> None:
+        """The applicant type selects the target; unstated, the match names its condition."""
+        answer = await _translate(client, auth, _req("330500", "许可-00906-002", "310000",
+                                                     conditions=conditions))
+        assert expected == [(m["code"], m.get("depends_on")) for m in answer["matches"]]
+
+    async def test_reverse_use_of_unreviewed_map_is_refused(
+            self, client: Client, auth: dict[str, str]) -> None:
+        """Hefei's map to national is not read backwards; the message names it."""
+        answer = await _translate(client, auth, _req("330500", "确认-00907-001", "340100"))
+        expected: tuple[object, ...] = (False, [], True, True)
+        assert expected == (answer["result"], answer["matches"], HF_MAP in answer["message"],
+                            "not reviewed for reverse use" in answer["message"])
+
+    @pytest.mark.parametrize(("at", "result"), [("2024-06-30", False), ("2024-07-01", True)])
+    async def test_at_selects_valid_rows(self, client: Client, auth: dict[str, str], at: str,
+                                         result: bool) -> None:
+        """A crosswalk row valid from 2024-07-01 is not used the day before."""
+        answer = await _translate(client, auth, _req("330500", "公共服务-00902-001", "340100",
+                                                     at=at))
+        assert result == answer["result"]
+
+    async def test_at_defaults_to_today_in_china(self, client: Client,
+                                                 auth: dict[str, str]) -> None:
+        """Without ``at`` the translation is made for today's date in UTC+8."""
+        answer = await _translate(client, auth, _req("330500", "许可-00906-001", "340100",
+                                                     at=None))
+        assert china_today().isoformat() == answer["at"]
+
+    async def test_unknown_code_is_recorded_untranslated(
+            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+        """A well-shaped code the catalogue lacks is result false, and audited as refused."""
+        answer = await _translate(client, auth, _req("310000", "310000-20-SFJ-9999", "330500"))
+        event = audit.events[-1]
+        expected = (False, "refused", {"region": "310000", "code": "310000-20-SFJ-9999"}, ())
+        assert expected == (answer["result"], event.outcome, dict(event.matter_before or {}),
+                            event.matters_after)
+
+    async def test_wrong_shape_is_400(self, client: Client, auth: dict[str, str],
+                                      audit: RecordingAudit) -> None:
+        """A code not of Shanghai's scheme is a 400 naming the scheme; nothing is audited."""
+        resp = await client.post("/v1/matters/translate", json=_req("310000", "bad", "330500"),
+                                 headers=auth)
+        body = await resp.json(content_type=None)
+        expected: tuple[object, ...] = (400, "application/problem+json", "sh-item", True, [])
+        assert expected == (resp.status, resp.content_type, body["scheme"],
+                            "is not a valid sh-item code" in body["detail"], audit.events)
+
+    @pytest.mark.parametrize(("source", "target"), [("999999", "330500"), ("310000", "999999")])
+    async def test_unknown_region_is_404(self, client: Client, auth: dict[str, str],
+                                         source: str, target: str) -> None:
+        """A source or target region without a catalogue is a 404 problem."""
+        body = await _translate(client, auth, _req(source, "310000-20-SFJ-0001", target),
+                                status=404)
+        assert "999999" == body["region"]
+
+    async def test_bad_json_is_400(self, client: Client, auth: dict[str, str]) -> None:
+        """A body that is not JSON is a 400 problem, not a 500."""
+        resp = await client.post("/v1/matters/translate", data=b"{nope", headers=auth)
+        body = await resp.json(content_type=None)
+        assert (400, "Bad request") == (resp.status, body["title"])
+
+    @pytest.mark.parametrize("body", [
+        [], {"target_region": "330500"},
+        {"source": {"region": "310000"}, "target_region": "330500"},
+        {"source": {"region": 310000, "code": "x"}, "target_region": "330500"},
+        {"source": {"region": "310000", "code": "x"}},
+        _req("310000", "310000-20-SFJ-0001", "330500", at="2025-02-30"),
+        _req("310000", "310000-20-SFJ-0001", "330500", at="20250301"),
+        {**_req("310000", "310000-20-SFJ-0001", "330500"), "conditions": ["a"]},
+        {**_req("310000", "310000-20-SFJ-0001", "330500"), "conditions": {"a": 1}},
+    ])
+    async def test_malformed_request_is_400(self, client: Client, auth: dict[str, str],
+                                            body: object) -> None:
+        """Every malformed request shape is a 400 problem body."""
+        answer = await _translate(client, auth, body, status=400)
+        assert "bad-request" == answer["type"].rsplit("/", 1)[1]
+
+    @pytest.mark.parametrize("header", [None, "Bearer not-a-key", "Basic abc"])
+    async def test_missing_or_wrong_credential_is_401(
+            self, client: Client, header: str | None) -> None:
+        """Without a local system's key the answer is 401."""
+        headers = {} if header is None else {"Authorization": header}
+        resp = await client.post("/v1/matters/translate",
+                                 json=_req("330500", "许可-00906-001", "340100"), headers=headers)
+        assert 401 == resp.status
+
+    async def test_failed_audit_fails_the_request(
+            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+        """No translation is answered without its audit record: 503."""
+        audit.fail = True
+        resp = await client.post("/v1/matters/translate",
+                                 json=_req("330500", "许可-00906-001", "340100"), headers=auth)
+        assert 503 == resp.status
+
+
+class TestAudit:
+    """Every translation answered leaves an audit record."""
+
+    async def test_translation_event(self, client: Client, auth: dict[str, str],
+                                     audit: RecordingAudit) -> None:
+        """The record names the caller, the matter before and the matters after."""
+        await _translate(client, auth, _req("310000", "310000-20-GJJ-0001", "330500"))
+        (event,) = audit.events
+        expected = (EventType.TRANSLATION, ActorKind.LOCAL_SYSTEM, "window-01", "ok",
+                    {"region": "310000", "code": "310000-20-GJJ-0001"},
+                    [("330500", "公共服务-00904-001"), ("330500", "公共服务-00904-002")],
+                    "310000", True, [SH_MAP, HZ_MAP])
+        actual = (event.event_type, event.actor_kind, event.actor_id, event.outcome,
+                  dict(event.matter_before or {}),
+                  [(m["region"], m["code"]) for m in event.matters_after],
+                  event.partner_region, bool(event.request_id), event.details["maps"])
+        assert expected == actual
+
+    async def test_request_id_is_recorded(self, client: Client, auth: dict[str, str],
+                                          audit: RecordingAudit) -> None:
+        """The caller's X-Request-Id reaches the record."""
+        await client.post("/v1/matters/translate",
+                          json=_req("330500", "许可-00906-001", "340100"),
+                          headers={**auth, "X-Request-Id": "req-42"})
+        assert "req-42" == audit.events[-1].request_id
+
+
+# ------------------------------------------------------------------ batch
+
+
+class TestBatch:
+    """POST /v1/matters/translate/batch."""
+
+    async def test_results_keep_order_and_each_is_audited(
+            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+        """Answers come back in request order, one audit record per item."""
+        items = [_req("310000", "310000-20-SFJ-0001", "330500"),
+                 _req("330500", "许可-00906-001", "340100"),
+                 _req("310000", "310000-20-SFJ-9999", "330500")]
+        resp = await client.post("/v1/matters/translate/batch", json={"items": items},
+                                 headers=auth)
+        body = await resp.json()
+        expected = ([True, True, False],
+                    [["公共服务-00901-001"], ["AH-3401-XK00101"], []],
+                    ["310000-20-SFJ-0001", "许可-00906-001", "310000-20-SFJ-9999"],
+                    ["ok", "ok", "refused"])
+        actual = ([r["result"] for r in body["results"]],
+                  [[m["code"] for m in r["matches"]] for r in body["results"]],
+                  [(e.matter_before or {})["code"] for e in audit.events],
+                  [e.outcome for e in audit.events])
+        assert expected == actual
+
+    async def test_one_bad_item_refuses_the_batch(
+            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+        """A wrong-shaped code in item 1 is a 400 naming it; nothing is translated or audited."""
+        items = [_req("310000", "310000-20-SFJ-0001", "330500"),
+                 _req("310000", "bad", "330500")]
+        resp = await client.post("/v1/matters/translate/batch", json={"items": items},
+                                 headers=auth)
+        body = await resp.json(content_type=None)
+        assert (400, True, []) == (resp.status, body["detail"].startswith("items[1]: "),
+                                   audit.events)
+
+    @pytest.mark.parametrize("body", [{}, {"items": {}}, [1], {"items": [1]}])
+    async def test_malformed_batch_is_400(self, client: Client, auth: dict[str, str],
+                                          body: object) -> None:
+        """A batch body without a list of request objects is a 400 problem."""
+        resp = await client.post("/v1/matters/translate/batch", json=body, headers=auth)
+        assert 400 == resp.status
+
+
+# ------------------------------------------------------------------ reading
+
+
+class TestCatalogues:
+    """GET /v1/catalogues, /v1/catalogues/coverage and /v1/matters/{region}/{code}."""
+
+    async def test_catalogue_list(self, client: Client, auth: dict[str, str]) -> None:
+        """Each catalogue version is listed with its scheme, validity and code count."""
+        resp = await client.get("/v1/catalogues", headers=auth)
+        body = await resp.json()
+        huzhou = next(c for c in body["catalogues"]
+                      if c["region"] == "330500" and c["kind"] == "matter")
+        expected = {"region": "330500", "kind": "matter",
+                    "url": "urn:ecert:catalogue:330500:matter", "version": "2024.1",
+                    "scheme": "zj-power-basic", "valid_from": "2024-01-01",
+                    "valid_until": None, "code_count": 15}
+        assert expected == {k: v for k, v in huzhou.items() if k != "title"}
+
+    async def test_coverage_numbers(self, client: Client, auth: dict[str, str]) -> None:
+        """Huzhou's 13 跨省通办 matters counted by best match in each partner's catalogue."""
+        resp = await client.get("/v1/catalogues/coverage", params={"at": AT}, headers=auth)
+        body = await resp.json()
+        expected = {"310000": (13, 5, 7, 1, 0), "330100": (13, 12, 1, 0, 0),
+                    "340100": (13, 4, 2, 1, 6), "520500": (13, 2, 5, 1, 5)}
+        assert expected == {p["partner"]: (p["total"], p["equivalent"],
+                                           p["narrower_or_broader"], p["related"], p["none"])
+                            for p in body["partners"]}
+
+    async def test_coverage_bad_date_is_400(self, client: Client, auth: dict[str, str]) -> None:
+        """A malformed ``at`` is a 400 problem."""
+        resp = await client.get("/v1/catalogues/coverage", params={"at": "soon"}, headers=auth)
+        assert 400 == resp.status
+
+    async def test_matter_details(self, client: Client, auth: dict[str, str]) -> None:
+        """A Huzhou matter's name, parts and flags."""
+        resp = await client.get("/v1/matters/330500/许可-00906-001", headers=auth)
+        body = await resp.json()
+        expected = ("内资企业及分支机构设立登记", {"category": "许可", "main": "00906",
+                                                    "sub": "001"}, True, True)
+        assert expected == (body["name"], body["parts"], body["cross_province"],
+                            body["illustrative"])
+
+    @pytest.mark.parametrize(("path", "status"), [
+        ("/v1/matters/330500/许可-99999-001", 404),
+        ("/v1/matters/999999/许可-00906-001", 404),
+        ("/v1/matters/330500/nonsense", 400),
+    ])
+    async def test_matter_lookup_failures(self, client: Client, auth: dict[str, str],
+                                          path: str, status: int) -> None:
+        """Unknown code or region is 404, a code of the wrong shape 400."""
+        resp = await client.get(path, headers=auth)
+        assert (status, "application/problem+json") == (resp.status, resp.content_type)
+
+    async def test_reading_needs_a_key(self, client: Client) -> None:
+        """The catalogue list is for authenticated local systems."""
+        resp = await client.get("/v1/catalogues")
+        assert 401 == resp.status
+
+    async def test_registry_is_in_the_app(self, client: Client) -> None:
+        """The loaded service sits under REGISTRY_KEY."""
+        app = client.app
+        assert app is not None
+        assert "330500" == app[REGISTRY_KEY].huzhou_region
