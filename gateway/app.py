@@ -24,6 +24,8 @@ from gateway.appkeys import (
 )
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
+from gateway.cache import redis_client as make_redis_client
 from gateway.identity import IdentityStore
 from gateway.logs import request_id_middleware
 from gateway.matters import REGISTRY_KEY
@@ -77,6 +79,24 @@ async def jwks(request: web.Request) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: counters in the Prometheus text format."""
+    service = request.app[VERIFICATION_KEY]
+    lines = ["# TYPE ecert_verifications_total counter"]
+    lines += [f'ecert_verifications_total{{indication="{k}"}} {v}'
+              for k, v in sorted(service.outcomes.items())]
+    lines.append("# TYPE ecert_cache_events_total counter")
+    if service.cache is not None:
+        lines += [f'ecert_cache_events_total{{tier="{tier}",event="{event}"}} {count}'
+                  for (tier, event), count in sorted(service.cache.metrics.counts.items())]
+        lines.append(f"ecert_cache_memory_entries {len(service.cache.memory)}")
+    lines.append("# TYPE ecert_status_fetches_total counter")
+    lines.append(f"ecert_status_fetches_total {service.status.fetches}")
+    lines.append(f"ecert_status_fetch_failures_total {service.status.failures}")
+    lines.append(f"ecert_trust_list_version {request.app[TRUST_KEY].snapshot.trust_list.version}")
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
 def create_app(
@@ -140,13 +160,27 @@ def create_app(
         fetcher = StatusFetcher(timeout_s=settings.status_fetch_timeout_s,
                                 max_bytes=settings.status_max_bytes)
         await fetcher.start()
+        redis_client = None
+        cache = None
+        if settings.cache_enabled:
+            metrics = CacheMetrics()
+            redis_tier = None
+            if settings.redis_url:
+                redis_client = make_redis_client(settings.redis_url,
+                                                 timeout_s=settings.redis_timeout_s)
+                redis_tier = RedisTier(redis_client, metrics)
+                app[READINESS_KEY]["redis"] = redis_tier.ping
+            cache = VerdictCache(MemoryTier(settings.cache_max_entries), redis_tier, metrics)
         app[VERIFICATION_KEY] = VerificationService(
             trust=state, status=fetcher, receipts=receipt_key, audit=app[AUDIT_PORT_KEY],
             gateway_id=settings.gateway_id, clock=clock or utc_now,
-            matters=app.get(REGISTRY_KEY),
+            matters=app.get(REGISTRY_KEY), cache=cache,
+            cache_max_ttl_s=settings.cache_max_ttl_s,
         )
         yield
         await fetcher.close()
+        if redis_client is not None:
+            await redis_client.aclose()
 
     # The registry loads before trust_ctx, which hands it to the verification service.
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
@@ -155,6 +189,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/metrics", metrics)
     setup_verify_routes(app)
     setup_audit_routes(app)
     return app

@@ -47,6 +47,10 @@ class Settings:
     status_max_bytes: int = 1 << 20
     cache_enabled: bool = True
     cache_max_entries: int = 100_000
+    cache_max_ttl_s: float = 300.0
+    """No cached verdict lives longer than this, whatever its licence allows."""
+    redis_timeout_s: float = 0.25
+    """A Redis call slower than this counts as a miss (and an error)."""
     audit_checkpoint_interval_s: float = 1.0
     audit_batch_max: int = 2000
     shutdown_timeout_s: float = 10.0

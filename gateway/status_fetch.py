@@ -67,6 +67,16 @@ class StatusFetcher:
             return entry.status
         return None
 
+    def held(self, uri: str) -> StatusList | None:
+        """The last good list for ``uri``, however old (for cache validity checks)."""
+        entry = self._cache.get(uri)
+        return None if entry is None else entry.status
+
+    def refresh_in(self, uri: str) -> float | None:
+        """Seconds until ``uri`` is fetched again, or None when nothing is held."""
+        entry = self._cache.get(uri)
+        return None if entry is None else max(0.0, entry.refresh_at - time.monotonic())
+
     def forget(self, uri: str | None = None) -> None:
         """Drop one cached list, or all of them."""
         if uri is None:

@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
+from gateway.cache import CacheEntry, VerdictCache
 from gateway.signing import SigningKey
 from gateway.status_fetch import StatusFetcher
-from gateway.trust_state import TrustState
-from trust import Pending, Verdict
+from gateway.trust_state import TrustSnapshot, TrustState
+from trust import Indication, Pending, SubIndication, Verdict, b64url_decode
 
 __all__ = [
     "Clock",
@@ -92,6 +95,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(slots=True)
+class _Outcome:
+    """One verification's result before it is rendered: fresh or from the cache."""
+
+    core: dict[str, Any]
+    """The verdict fields of the answer (no receipt, no holder data)."""
+    holder: dict[str, str] | None
+    cached: bool
+    links: list[MatterLink]
+    status_claim: dict[str, Any] | None
+
+
+def _holder_from_credential(credential: str) -> dict[str, str] | None:
+    """Holder fields of a credential already verified once (a cache hit): no checks here."""
+    try:
+        payload = orjson.loads(b64url_decode(credential.split(".")[1]))
+        lic = payload["lic"]
+        return {"name": str(lic["holder_name"]), "code": str(lic["holder_code"]),
+                "code_type": str(lic["holder_code_type"])}
+    except (ValueError, KeyError, IndexError, TypeError, orjson.JSONDecodeError):
+        return None
+
+
 class VerificationService:
     """Verifies licences for local systems."""
 
@@ -104,6 +130,8 @@ class VerificationService:
         audit: AuditLog,
         gateway_id: str,
         matters: MatterResolver | None = None,
+        cache: VerdictCache | None = None,
+        cache_max_ttl_s: float = 300.0,
         clock: Clock = utc_now,
     ) -> None:
         self.trust = trust
@@ -112,17 +140,19 @@ class VerificationService:
         self.audit = audit
         self.gateway_id = gateway_id
         self.matters: MatterResolver = matters or NoMatterResolver()
+        self.cache = cache
+        self.cache_max_ttl_s = cache_max_ttl_s
         self.clock = clock
+        self.outcomes: dict[str, int] = {}
 
-    def _matter_codes(self, req: VerificationRequest, snapshot_partner: str | None,
-                      ) -> frozenset[str] | None:
-        if req.matter_code is None or snapshot_partner is None:
-            return None
+    def _matter_codes(self, req: VerificationRequest, partner_region: str) -> frozenset[str]:
+        assert req.matter_code is not None
         return self.matters.partner_codes(req.matter_region or "330500", req.matter_code,
-                                          snapshot_partner)
+                                          partner_region)
 
-    def _start(self, req: VerificationRequest, at: datetime) -> Pending | Verdict:
-        verifier = self.trust.snapshot.verifier
+    def _start(self, snapshot: TrustSnapshot, req: VerificationRequest,
+               at: datetime) -> Pending | Verdict:
+        verifier = snapshot.verifier
         pending = verifier.start(req.credential, at=at)
         if req.matter_code is None or isinstance(pending, Verdict):
             return pending
@@ -134,7 +164,7 @@ class VerificationService:
         codes = self._matter_codes(req, partner.region_code)
         return verifier.start(req.credential, at=at, matter_codes=codes)
 
-    async def _finish(self, pending: Pending | Verdict) -> Verdict:
+    async def _finish(self, snapshot: TrustSnapshot, pending: Pending | Verdict) -> Verdict:
         if isinstance(pending, Verdict):
             return pending
         ref = pending.status_needed
@@ -142,41 +172,59 @@ class VerificationService:
             return pending.finish()
         partner = pending.partner
         assert partner is not None
-        snapshot = self.trust.snapshot
         status = await self.status.get(ref.uri, partner, snapshot.trust_list)
         return pending.finish(status)
 
-    def _answer(self, req: VerificationRequest, verdict: Verdict, at: datetime,
-                digest: str) -> tuple[dict[str, Any], list[MatterLink]]:
+    @staticmethod
+    def _cache_key(req: VerificationRequest, digest: str) -> str:
+        matter = "" if req.matter_code is None else f"{req.matter_region}|{req.matter_code}"
+        return f"{digest}:{matter}"
+
+    def _entry_for(self, verdict: Verdict, core: dict[str, Any], now: float) -> CacheEntry | None:
+        """A cache entry for a definitive verdict, with the TTL it can bear; else None."""
+        sub = verdict.sub_indication
+        if verdict.indication is Indication.INDETERMINATE or sub is SubIndication.NOT_YET_VALID:
+            return None
+        limit = now + self.cache_max_ttl_s
+        next_update = verdict_trust_next_update(self.trust.snapshot)
+        limit = min(limit, next_update)
+        status_uri = status_iat = None
+        if verdict.passed:
+            if verdict.valid_until is not None:
+                limit = min(limit, verdict.valid_until.timestamp())
+            if verdict.status_used is not None:
+                status_uri = verdict.status_used[0]
+                status_iat = int(verdict.status_used[1].timestamp())
+                refresh = self.status.refresh_in(status_uri)
+                limit = min(limit, now + (refresh if refresh is not None else 0.0))
+        if limit <= now:
+            return None
+        return CacheEntry(orjson.dumps(core), limit, status_uri, status_iat)
+
+    def _usable(self, entry: CacheEntry) -> bool:
+        """A hit whose status list this instance already holds in a newer version is void."""
+        if entry.status_uri is None or entry.status_iat is None:
+            return True
+        held = self.status.held(entry.status_uri)
+        return held is None or int(held.issued_at.timestamp()) <= entry.status_iat
+
+    def _core(self, verdict: Verdict) -> tuple[dict[str, Any], list[MatterLink],
+                                               dict[str, str] | None]:
         licence = verdict.licence
         summary: dict[str, Any] | None = None
         links: list[MatterLink] = []
+        holder: dict[str, str] | None = None
         if licence is not None:
             summary = licence.summary()
-            # Holder data only as the caller sent it, for the window to compare.
-            summary["holder"] = {"name": licence.holder_name, "code": licence.holder_code,
-                                 "code_type": licence.holder_code_type}
+            holder = {"name": licence.holder_name, "code": licence.holder_code,
+                      "code_type": licence.holder_code_type}
             if verdict.passed:
                 links = self.matters.huzhou_matters(licence.iss, licence.matters)
         status_claim: dict[str, Any] | None = None
         if verdict.status_used is not None:
             status_claim = {"uri": verdict.status_used[0],
                             "iat": int(verdict.status_used[1].timestamp())}
-        receipt = self.receipts.sign(
-            {"typ": "ecert-receipt+jwt"},
-            {
-                "iss": self.gateway_id,
-                "iat": int(at.timestamp()),
-                "credential_sha256": digest,
-                "indication": verdict.indication.value,
-                "sub_indication": (None if verdict.sub_indication is None
-                                   else verdict.sub_indication.value),
-                "cn_status": verdict.cn_status,
-                "trust_list_version": verdict.trust_list_version,
-                "status": status_claim,
-            },
-        )
-        answer = {
+        core = {
             "indication": verdict.indication.value,
             "sub_indication": (None if verdict.sub_indication is None
                                else verdict.sub_indication.value),
@@ -186,56 +234,116 @@ class VerificationService:
             "matters": [m.to_json() for m in links],
             "trust_list_version": verdict.trust_list_version,
             "status_list": status_claim,
-            "cached": False,
-            "receipt": receipt,
         }
-        return answer, links
+        return core, links, holder
 
-    def _event(self, req: VerificationRequest, verdict: Verdict, links: list[MatterLink],
-               *, actor: str, source: str | None, request_id: str | None, at: datetime,
-               started: float, digest: str) -> AuditEvent:
-        licence = verdict.licence
-        personal: dict[str, str] = {}
+    async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
+                      now: float) -> _Outcome | None:
+        if self.cache is None:
+            return None
+        version = snapshot.trust_list.version
+        found = await self.cache.get(version, self._cache_key(req, digest), now)
+        if found is None or not self._usable(found[0]):
+            return None
+        core: dict[str, Any] = orjson.loads(found[0].answer)
+        links = [MatterLink(**m) for m in core.get("matters") or []]
+        return _Outcome(core, _holder_from_credential(req.credential), True, links,
+                        core.get("status_list"))
+
+    async def _remember(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
+                        *, verdict: Verdict, core: dict[str, Any], now: float) -> None:
+        if self.cache is None or snapshot is not self.trust.snapshot:
+            return  # the trust list changed meanwhile: do not file under the new version
+        entry = self._entry_for(verdict, core, now)
+        if entry is not None:
+            await self.cache.put(snapshot.trust_list.version, self._cache_key(req, digest),
+                                 entry, now)
+
+    def _render(self, outcome: _Outcome, at: datetime, digest: str) -> dict[str, Any]:
+        core = outcome.core
+        receipt = self.receipts.sign(
+            {"typ": "ecert-receipt+jwt"},
+            {
+                "iss": self.gateway_id,
+                "iat": int(at.timestamp()),
+                "credential_sha256": digest,
+                "indication": core["indication"],
+                "sub_indication": core["sub_indication"],
+                "cn_status": core["cn_status"],
+                "trust_list_version": core["trust_list_version"],
+                "status": outcome.status_claim,
+                "cached": outcome.cached,
+            },
+        )
+        licence = core["licence"]
         if licence is not None:
-            personal = {"holder_code": licence.holder_code, "holder_name": licence.holder_name}
+            # Holder data only as the caller sent it, for the window to compare.
+            licence = {**licence, "holder": outcome.holder}
+        indication = core["indication"]
+        self.outcomes[indication] = self.outcomes.get(indication, 0) + 1
+        return {**core, "licence": licence, "cached": outcome.cached, "receipt": receipt}
+
+    def _event(self, req: VerificationRequest, outcome: _Outcome, *, actor: str,
+               source: str | None, request_id: str | None, at: datetime, started: float,
+               digest: str) -> AuditEvent:
+        core = outcome.core
+        licence = core["licence"] or {}
+        personal: dict[str, str] = {}
+        if outcome.holder is not None:
+            personal = {"holder_code": outcome.holder["code"],
+                        "holder_name": outcome.holder["name"]}
         matter_before = None
         if req.matter_code is not None:
             matter_before = {"region": req.matter_region or "330500", "code": req.matter_code}
+        status = outcome.status_claim
         return AuditEvent(
             event_type=EventType.VERIFICATION,
             actor_kind=ActorKind.LOCAL_SYSTEM,
             actor_id=actor,
             at=at,
             source_addr=source,
-            outcome=verdict.indication.value,
-            sub_indication=None if verdict.sub_indication is None else verdict.sub_indication.value,
-            cn_status=verdict.cn_status,
+            outcome=core["indication"],
+            sub_indication=core["sub_indication"],
+            cn_status=core["cn_status"],
             use_cause=req.use_cause,
             matter_before=matter_before,
-            matters_after=tuple({"region": m.region, "code": m.code} for m in links),
-            licence_identifier=None if licence is None else licence.jti,
-            licence_type=None if licence is None else licence.type_code,
-            issuer_region=None if licence is None else licence.iss,
-            partner_region=None if licence is None else licence.iss,
-            trust_list_version=verdict.trust_list_version,
-            cached=False,
+            matters_after=tuple({"region": m.region, "code": m.code} for m in outcome.links),
+            licence_identifier=licence.get("identifier"),
+            licence_type=licence.get("type_code"),
+            issuer_region=licence.get("issuer_region"),
+            partner_region=licence.get("issuer_region"),
+            trust_list_version=core["trust_list_version"],
+            cached=outcome.cached,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             request_id=request_id,
             personal=personal,
             details={"credential_sha256": digest,
-                     "status_list": None if verdict.status_used is None
-                     else verdict.status_used[0]},
+                     "status_list": None if status is None else status["uri"]},
         )
+
+    async def _outcome(self, snapshot: TrustSnapshot, req: VerificationRequest, at: datetime,
+                       digest: str, pending: Pending | Verdict | None = None) -> _Outcome:
+        now = at.timestamp()
+        hit = await self._lookup(snapshot, req, digest, now)
+        if hit is not None:
+            return hit
+        if pending is None:
+            pending = self._start(snapshot, req, at)
+        verdict = await self._finish(snapshot, pending)
+        core, links, holder = self._core(verdict)
+        await self._remember(snapshot, req, digest, verdict=verdict, core=core, now=now)
+        return _Outcome(core, holder, False, links, core["status_list"])
 
     async def verify(self, req: VerificationRequest, *, actor: str, source: str | None = None,
                      request_id: str | None = None) -> dict[str, Any]:
         """Verify one licence; the answer is returned once its audit record is durable."""
         started = time.perf_counter()
         at = self.clock()
-        verdict = await self._finish(self._start(req, at))
+        snapshot = self.trust.snapshot
         digest = hashlib.sha256(req.credential.encode("utf-8", "surrogatepass")).hexdigest()
-        answer, links = self._answer(req, verdict, at, digest)
-        await self.audit.append(self._event(req, verdict, links, actor=actor, source=source,
+        outcome = await self._outcome(snapshot, req, at, digest)
+        answer = self._render(outcome, at, digest)
+        await self.audit.append(self._event(req, outcome, actor=actor, source=source,
                                             request_id=request_id, at=at, started=started,
                                             digest=digest))
         return answer
@@ -246,25 +354,31 @@ class VerificationService:
         """Verify many; answers keep the order of ``items``."""
         started = time.perf_counter()
         at = self.clock()
-        pendings: list[Pending | Verdict] = []
-        for index, req in enumerate(items):
-            pendings.append(self._start(req, at))
+        snapshot = self.trust.snapshot
+        digests = [hashlib.sha256(r.credential.encode("utf-8", "surrogatepass")).hexdigest()
+                   for r in items]
+        outcomes: list[_Outcome] = []
+        for index, (req, digest) in enumerate(zip(items, digests, strict=True)):
+            outcomes.append(await self._outcome(snapshot, req, at, digest))
             if index % BATCH_CHUNK == BATCH_CHUNK - 1:
                 await asyncio.sleep(0)  # let other requests run between chunks
-        verdicts = await asyncio.gather(*(self._finish(p) for p in pendings))
         answers: list[dict[str, Any]] = []
         appends = []
-        for index, (req, verdict) in enumerate(zip(items, verdicts, strict=True)):
-            digest = hashlib.sha256(req.credential.encode("utf-8", "surrogatepass")).hexdigest()
-            answer, links = self._answer(req, verdict, at, digest)
-            answers.append(answer)
+        for index, (req, outcome, digest) in enumerate(zip(items, outcomes, digests,
+                                                           strict=True)):
+            answers.append(self._render(outcome, at, digest))
             appends.append(self.audit.append(self._event(
-                req, verdict, links, actor=actor, source=source, request_id=request_id, at=at,
+                req, outcome, actor=actor, source=source, request_id=request_id, at=at,
                 started=started, digest=digest)))
             if index % BATCH_CHUNK == BATCH_CHUNK - 1:
                 await asyncio.sleep(0)
         await asyncio.gather(*appends)
         return answers
+
+
+def verdict_trust_next_update(snapshot: TrustSnapshot) -> float:
+    """The instant the snapshot's trust list goes stale, as Unix time."""
+    return snapshot.trust_list.next_update.timestamp()
 
 
 def request_from_json(item: Mapping[str, Any]) -> VerificationRequest:

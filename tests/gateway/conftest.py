@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.identity import IdentityKind, add_identity
 from gateway.settings import load_settings
+from gateway.verification import Clock
 from mocks import Federation, RunningFederation, serve_federation
 from tests.fakes import MemoryAudit
 from trust import TrustList
@@ -60,11 +61,12 @@ def gateway_client(
 ) -> AppFactory:
     """Start a gateway on the served federation's trust list (or a given one)."""
 
-    async def start(trust_list: TrustList | None = None, **settings: Any) -> TestClient[
-            web.Request, web.Application]:
-        config = load_settings({}, None, {"data_dir": tmp_path, **settings})
+    async def start(trust_list: TrustList | None = None, *, clock: Clock | None = None,
+                    data_dir: Path | None = None,
+                    **settings: Any) -> TestClient[web.Request, web.Application]:
+        config = load_settings({}, None, {"data_dir": data_dir or tmp_path, **settings})
         tl = trust_list or TrustList.from_json(trust_document(running.federation))
-        app = create_app(config, audit=audit, trust_list=tl)
+        app = create_app(config, audit=audit, trust_list=tl, clock=clock)
         return await aiohttp_client(app)
 
     return start

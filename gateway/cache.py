@@ -1,0 +1,229 @@
+"""Verification cache in two tiers: in-process, then Redis shared by all instances.
+
+What is cached is a definitive verdict, keyed by the credential's SHA-256, the
+trust-list version and the requested matter, and only for as long as it can
+hold: never past the licence's ``exp``/``valid_until``, the trust list's
+``next_update``, or the freshness of the status list it used. INDETERMINATE
+answers (and so every answer shaped by a transport error) are never cached.
+Holder data is never cached: on a hit it is read again from the credential the
+caller sent.
+
+Redis is an optimisation, never a dependency: an error, a timeout or a
+restart makes the tier miss (and, for a moment, stop asking), so answers get
+slower, never wrong and never 5xx. The client reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.driver_info import DriverInfo
+from redis.exceptions import RedisError
+from redis.utils import get_lib_version
+
+__all__ = [
+    "CacheEntry",
+    "CacheMetrics",
+    "MemoryTier",
+    "RedisTier",
+    "VerdictCache",
+    "redis_client",
+]
+
+_log = logging.getLogger("gateway.cache")
+
+KEY_PREFIX = "ecert:v1:verdict:"
+REDIS_BACKOFF_S = 1.0
+"""After a Redis error, tier 2 is skipped for this long (no timeout per request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached verdict: the answer without receipt or holder data, and its limits."""
+
+    answer: bytes
+    """orjson of the answer's verdict fields (no receipt, no holder)."""
+    expires_at: float
+    """Unix time after which the entry must not be served."""
+    status_uri: str | None = None
+    status_iat: int | None = None
+    """The status list the verdict used: a newer one held locally voids the entry."""
+
+    def encode(self) -> bytes:
+        """Bytes for Redis."""
+        return orjson.dumps({"a": orjson.Fragment(self.answer), "e": self.expires_at,
+                             "u": self.status_uri, "i": self.status_iat})
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> CacheEntry:
+        """Parse bytes from Redis (raises ValueError when they are not an entry)."""
+        try:
+            raw: dict[str, Any] = orjson.loads(data)
+            return cls(orjson.dumps(raw["a"]), float(raw["e"]), raw.get("u"), raw.get("i"))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError("not a cache entry") from exc
+
+
+# redis-py reads its own version from package metadata (file I/O) for every new
+# connection unless told; read it once at import, off the event loop.
+_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+
+
+def redis_client(url: str, *, timeout_s: float) -> aioredis.Redis:
+    """An asyncio Redis client whose calls give up after ``timeout_s``."""
+    client: aioredis.Redis = aioredis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        retry_on_timeout=False, driver_info=_REDIS_DRIVER)
+    return client
+
+
+class CacheMetrics:
+    """Counters per tier: hits, misses, errors, stores."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, tier: str, event: str) -> None:
+        """Add one to ``tier``/``event``."""
+        key = (tier, event)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def get(self, tier: str, event: str) -> int:
+        """The current count."""
+        return self.counts.get((tier, event), 0)
+
+
+class MemoryTier:
+    """Tier 1: a size-bounded LRU of entries, in this process."""
+
+    name = "memory"
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._data: OrderedDict[str, CacheEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str, now: float) -> CacheEntry | None:
+        """The live entry for ``key``, refreshed as most recently used."""
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at <= now:
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: CacheEntry) -> None:
+        """Store, evicting the least recently used beyond the bound."""
+        self._data[key] = entry
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop everything (a new trust list makes every entry unreachable anyway)."""
+        self._data.clear()
+
+
+class RedisTier:
+    """Tier 2: Redis, shared by every gateway instance."""
+
+    name = "redis"
+
+    def __init__(self, client: aioredis.Redis, metrics: CacheMetrics) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._skip_until = 0.0
+
+    def _failed(self, exc: BaseException) -> None:
+        self._metrics.count(self.name, "error")
+        self._skip_until = time.monotonic() + REDIS_BACKOFF_S
+        _log.warning("redis cache unavailable", extra={"error": repr(exc)})
+
+    async def get(self, key: str, now: float) -> CacheEntry | None:
+        """The live entry, or None on a miss or any Redis trouble."""
+        if time.monotonic() < self._skip_until:
+            self._metrics.count(self.name, "skipped")
+            return None
+        try:
+            data = await self._client.get(KEY_PREFIX + key)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return None
+        if data is None:
+            return None
+        try:
+            entry = CacheEntry.decode(data)
+        except ValueError:
+            self._metrics.count(self.name, "error")
+            return None
+        return entry if entry.expires_at > now else None
+
+    async def put(self, key: str, entry: CacheEntry, now: float) -> None:
+        """Store with a TTL that ends when the entry does; errors are counted, not raised."""
+        ttl_ms = int((entry.expires_at - now) * 1000)
+        if ttl_ms <= 0 or time.monotonic() < self._skip_until:
+            return
+        try:
+            await self._client.set(KEY_PREFIX + key, entry.encode(), px=ttl_ms)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+
+    async def ping(self) -> None:
+        """Raise when Redis does not answer."""
+        await self._client.ping()
+
+
+class VerdictCache:
+    """The two tiers behind one lookup."""
+
+    def __init__(self, memory: MemoryTier, redis: RedisTier | None,
+                 metrics: CacheMetrics) -> None:
+        self.memory = memory
+        self.redis = redis
+        self.metrics = metrics
+        self._version: int | None = None
+
+    def _observe(self, version: int) -> None:
+        if self._version != version:
+            # Keys carry the version, so old entries can never match; free their memory.
+            self.memory.clear()
+            self._version = version
+
+    async def get(self, version: int, key: str, now: float) -> tuple[CacheEntry, str] | None:
+        """The entry and the tier that had it, or None."""
+        self._observe(version)
+        entry = self.memory.get(key, now)
+        if entry is not None:
+            self.metrics.count("memory", "hit")
+            return entry, "memory"
+        self.metrics.count("memory", "miss")
+        if self.redis is None:
+            return None
+        entry = await self.redis.get(key, now)
+        if entry is None:
+            self.metrics.count("redis", "miss")
+            return None
+        self.metrics.count("redis", "hit")
+        self.memory.put(key, entry)
+        return entry, "redis"
+
+    async def put(self, version: int, key: str, entry: CacheEntry, now: float) -> None:
+        """Store in both tiers."""
+        self._observe(version)
+        if entry.expires_at <= now:
+            return
+        self.memory.put(key, entry)
+        self.metrics.count("memory", "store")
+        if self.redis is not None:
+            await self.redis.put(key, entry, now)
+            self.metrics.count("redis", "store")

@@ -1,0 +1,271 @@
+"""The verification cache: hits are nearly free, never stale, and Redis is optional."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import TRUST_KEY
+from gateway.cache import CacheEntry, CacheMetrics, MemoryTier, RedisTier, redis_client
+from gateway.identity import IdentityKind, add_identity
+from mocks import RunningFederation
+from tests.fakes import MemoryAudit
+from tests.gateway.conftest import AppFactory, trust_document
+from tests.services import free_port, unavailable
+from trust import TrustList
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class Clock:
+    """A settable clock, starting now."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class TestMemoryTier:
+    """Tier 1 bounds and expiry."""
+
+    def test_lru_bound(self) -> None:
+        """Beyond its bound the least recently used entry goes first."""
+        tier = MemoryTier(2)
+        for key in "abc":
+            tier.put(key, CacheEntry(b"{}", 100.0))
+        assert tier.get("a", 0.0) is None
+        assert tier.get("c", 0.0) is not None
+        assert 2 == len(tier)
+
+    @pytest.mark.parametrize(("now", "hit"), [(99.0, True), (100.0, False), (101.0, False)])
+    def test_expiry(self, now: float, hit: bool) -> None:
+        """An entry is served strictly before its expiry."""
+        tier = MemoryTier(10)
+        tier.put("k", CacheEntry(b"{}", 100.0))
+        assert hit == (tier.get("k", now) is not None)
+
+    def test_entry_round_trips(self) -> None:
+        """An entry survives encoding for Redis."""
+        entry = CacheEntry(b'{"x":1}', 12.5, "http://s/1", 7)
+        assert entry == CacheEntry.decode(entry.encode())
+
+
+async def test_redis_tier_down_is_a_miss_not_an_error() -> None:
+    """A Redis that refuses connections makes tier 2 miss and count an error."""
+    metrics = CacheMetrics()
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    tier = RedisTier(client, metrics)
+    try:
+        assert await tier.get("k", 0.0) is None
+        await tier.put("k", CacheEntry(b"{}", time.time() + 60), time.time())
+        assert 1 <= metrics.get("redis", "error")
+    finally:
+        await client.aclose()
+
+
+async def test_repeat_is_a_cache_hit_with_fresh_receipt_and_audit(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        audit: MemoryAudit) -> None:
+    """The second verification of a licence is answered from tier 1, still receipted and audited."""
+    client = await gateway_client()
+    token = running.federation["310000"].issue().token
+    answers = []
+    for _ in range(2):
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": token})
+        answers.append(await resp.json())
+    assert [False, True] == [a["cached"] for a in answers]
+    assert answers[0]["indication"] == answers[1]["indication"] == "TOTAL_PASSED"
+    assert answers[0]["licence"] == answers[1]["licence"]
+    assert answers[1]["receipt"]
+    assert [False, True] == [e.cached for e in audit.events]
+    assert audit.events[1].personal["holder_code"] == audit.events[0].personal["holder_code"]
+
+
+@pytest.mark.parametrize(("offset", "expected"), [(-1, (True, "TOTAL_PASSED")),
+                                                  (0, (False, "TOTAL_FAILED")),
+                                                  (1, (False, "TOTAL_FAILED"))])
+async def test_entry_never_outlives_exp(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        offset: int, expected: tuple[bool, str]) -> None:
+    """A cached pass is served up to one second before exp, and never at or after it."""
+    clock = Clock()
+    client = await gateway_client(clock=clock)
+    sh = running.federation["310000"]
+    sh.status_ttl_s = 3600
+    exp = int(clock.now.timestamp()) + 100
+    token = sh.issue(exp=exp).token
+    first = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                     json={"credential": token})).json()
+    assert "TOTAL_PASSED" == first["indication"]
+    clock.now = datetime.fromtimestamp(exp + offset, UTC)
+    second = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                      json={"credential": token})).json()
+    assert expected == (second["cached"], second["indication"])
+
+
+async def test_indeterminate_is_never_cached(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """TRY_LATER because the status list is down is asked again, then passes when it is back."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    token = sh.issue().token
+    sh.status_available = False
+    first = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                     json={"credential": token})).json()
+    sh.status_available = True
+    second = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                      json={"credential": token})).json()
+    assert ("TRY_LATER", False) == (first["sub_indication"], first["cached"])
+    assert ("TOTAL_PASSED", False) == (second["indication"], second["cached"])
+
+
+async def test_new_trust_list_version_is_never_answered_from_old_entries(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """After the anchor is revoked in a new trust-list version, the cached pass is not used."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    token = sh.issue().token
+    ok = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                  json={"credential": token})).json()
+    assert "TOTAL_PASSED" == ok["indication"]
+    doc = trust_document(running.federation, version=4)
+    for entry in doc["partners"]:
+        for anchor in entry["anchors"]:
+            if anchor["kid"] == sh.licence_kid:
+                anchor.update(status="revoked", revoked_at=doc["issued_at"],
+                              revocation_reason="key-compromise")
+    client.app[TRUST_KEY].replace(TrustList.from_json(doc))
+    after = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                     json={"credential": token})).json()
+    assert ("REVOKED", False, 4) == (after["sub_indication"], after["cached"],
+                                     after["trust_list_version"])
+
+
+async def test_revocation_in_status_list_stops_passing(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """Once the gateway holds the newer status list, the cached pass is gone."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    sh.status_ttl_s = 1
+    issued = sh.issue()
+    assert issued.status_idx is not None
+    body = {"credential": issued.token}
+    first = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                     json=body)).json()
+    assert "TOTAL_PASSED" == first["indication"]
+    sh.revoke(issued.status_idx)
+    deadline = time.monotonic() + 10
+    answer: dict[str, Any] = first
+    while time.monotonic() < deadline and answer["sub_indication"] != "REVOKED":
+        await asyncio.sleep(0.2)
+        answer = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                          json=body)).json()
+    assert "REVOKED" == answer["sub_indication"]
+
+
+@pytest.mark.redis
+async def test_shared_redis_hit_on_second_instance(
+        gateway_client: AppFactory, running: RunningFederation, redis_url: str,
+        tmp_path: Path) -> None:
+    """A licence verified on instance A is a tier-2 hit on instance B."""
+    keys = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        keys.append(await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w"))
+    a = await gateway_client(data_dir=tmp_path / "a", redis_url=redis_url)
+    b = await gateway_client(data_dir=tmp_path / "b", redis_url=redis_url)
+    token = running.federation["310000"].issue().token
+    first = await (await a.post("/v1/verifications", headers=_auth(keys[0]),
+                                json={"credential": token})).json()
+    second = await (await b.post("/v1/verifications", headers=_auth(keys[1]),
+                                 json={"credential": token})).json()
+    assert (False, True) == (first["cached"], second["cached"])
+    assert first["indication"] == second["indication"]
+    metrics = await (await b.get("/metrics")).text()
+    assert 'ecert_cache_events_total{tier="redis",event="hit"} 1' in metrics
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A redis-server of this test's own, which the test may stop and start again."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server not on PATH: cannot stop and restart a private Redis")
+    assert binary is not None
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    start()
+    yield port, procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.redis
+@pytest.mark.allow_blocking
+async def test_redis_stopped_mid_run_changes_no_verdict(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        private_redis: tuple[int, list[subprocess.Popen[bytes]]]) -> None:
+    """Redis stopped during a run: zero 5xx, the same verdicts; started again: hits resume."""
+    port, procs = private_redis
+    await asyncio.sleep(0.3)
+    client = await gateway_client(redis_url=f"redis://127.0.0.1:{port}/0")
+    sh = running.federation["310000"]
+    tokens = [sh.issue().token for _ in range(6)] + ["garbage"]
+    expected = ["TOTAL_PASSED"] * 6 + ["TOTAL_FAILED"]
+
+    async def run_all() -> list[tuple[int, str]]:
+        out = []
+        for token in tokens:
+            resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                     json={"credential": token})
+            out.append((resp.status, (await resp.json())["indication"]))
+        return out
+
+    assert [(200, e) for e in expected] == await run_all()
+    procs[0].terminate()
+    procs[0].wait(timeout=10)
+    client.app[TRUST_KEY].replace(TrustList.from_json(trust_document(running.federation,
+                                                                     version=9)))
+    assert [(200, e) for e in expected] == await run_all()  # tier 1 cleared: full + redis down
+    procs.append(subprocess.Popen(  # noqa: ASYNC220 - restart our own test server
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    await asyncio.sleep(1.5)  # past the tier's back-off after errors
+    client.app[TRUST_KEY].replace(TrustList.from_json(trust_document(running.federation,
+                                                                     version=10)))
+    assert [(200, e) for e in expected] == await run_all()  # stores into the new Redis
+    metrics_before = await (await client.get("/metrics")).text()
+    assert 'tier="redis",event="error"' in metrics_before
+    # Tier 1 still holds version 10; drop it to prove tier 2 answers again.
+    from gateway.appkeys import VERIFICATION_KEY
+
+    cache = client.app[VERIFICATION_KEY].cache
+    assert cache is not None
+    cache.memory.clear()
+    resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                             json={"credential": tokens[0]})
+    assert (200, True) == (resp.status, (await resp.json())["cached"])
+    assert 1 <= cache.metrics.get("redis", "hit")
