@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from stdnum.cn import uscc
 
 from trust._anchors import (
@@ -30,7 +31,7 @@ from trust._anchors import (
     PartnerStatus,
     TrustList,
 )
-from trust._chain import candidate_roots, validate_chain
+from trust._chain import ChainResult, candidate_roots, validate_chain
 from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, parse_claims
 from trust._errors import IdentifierError, JoseError
 from trust._identifier import CheckOutcome, check_identifier, parse_identifier
@@ -51,6 +52,8 @@ __all__ = ["Pending", "StatusUnavailable", "Verifier"]
 LICENCE_TYP = frozenset({"ecert+jwt", "application/ecert+jwt"})
 FORBIDDEN_HEADER = ("jku", "x5u", "jwk")
 MAX_CLOCK_SKEW_S = 300
+_MAX_CACHED_CHAINS = 4096
+_SHA256 = hashes.SHA256()
 
 P = CheckResult.PASSED
 F = CheckResult.FAILED
@@ -203,6 +206,10 @@ class Verifier:
         if not 0 <= clock_skew_s <= MAX_CLOCK_SKEW_S:
             raise ValueError(f"clock_skew_s must be within 0..{MAX_CLOCK_SKEW_S}")
         self.trust_list = trust_list
+        # Chains already validated under this trust list: the time-independent part
+        # (signatures, constraints) holds for any signing time inside every
+        # certificate's validity, so a chain is validated once per window.
+        self._chains: dict[tuple[bytes, str], tuple[ChainResult, datetime, datetime]] = {}
         self._skew = timedelta(seconds=clock_skew_s)
 
     def check(
@@ -464,7 +471,7 @@ class Verifier:
             return roots[0], None
         chain_error = ""
         for root in roots:
-            result = validate_chain(certs, root, at=signed_at)
+            result = self._validated_chain(certs, root, signed_at)
             if not result.ok:
                 chain_error = result.detail
                 continue
@@ -481,6 +488,22 @@ class Verifier:
         run.fail("anchor", SubIndication.CHAIN_CONSTRAINTS_FAILURE,
                  f"chain reaches a partner root but breaks a constraint: {chain_error}")
         return roots[0], None
+
+    def _validated_chain(self, certs: list[x509.Certificate], root: Anchor,
+                         signed_at: datetime) -> ChainResult:
+        key = (b"".join(c.fingerprint(_SHA256) for c in certs), root.kid)
+        known = self._chains.get(key)
+        if known is not None and known[1] <= signed_at <= known[2]:
+            return known[0]
+        result = validate_chain(certs, root, at=signed_at)
+        if result.ok:
+            chain = [*certs, root.certificates[0]]
+            start = max(c.not_valid_before_utc for c in chain)
+            end = min(c.not_valid_after_utc for c in chain)
+            if len(self._chains) >= _MAX_CACHED_CHAINS:
+                self._chains.clear()
+            self._chains[key] = (result, start, end)
+        return result
 
     @staticmethod
     def _check_identifier(run: _Run, licence: Licence, partner: Partner | None) -> None:

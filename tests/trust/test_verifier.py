@@ -257,6 +257,20 @@ class TestAnchors:
         token = sh.issue(iat=T - 60, kid=kid, use_x5c=True).token
         assert_sub(SubIndication.CHAIN_CONSTRAINTS_FAILURE, verify(trust_list(), token, sh))
 
+    def test_validated_chain_is_reused_only_inside_its_validity(
+            self, sh: MockRegion, trust_list: Build) -> None:
+        """A chain validated once is not re-validated, yet still fails outside its window."""
+        kid = sh.add_certificate_key(not_before=NOW - timedelta(days=10),
+                                     not_after=NOW - timedelta(days=1))
+        verifier = Verifier(trust_list())
+        inside = sh.issue(iat=T - 5 * 86400, use_x5c=True, kid=kid, with_status=False,
+                          exp=T + 86400).token
+        outside = sh.issue(iat=T - 3600, use_x5c=True, kid=kid, with_status=False,
+                           exp=T + 86400).token
+        assert_sub(None, verifier.check(inside, at=NOW))
+        assert_sub(SubIndication.CHAIN_CONSTRAINTS_FAILURE, verifier.check(outside, at=NOW))
+        assert_sub(None, verifier.check(inside, at=NOW))
+
     def test_key_for_another_use(self, sh: MockRegion, trust_list: Build) -> None:
         """A licence signed with the status-signing key fails: wrong use."""
         token = sh.issue(iat=T - 60, kid=sh.status_kid).token
