@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.appkeys import AUDIT_PORT_KEY, SETTINGS_KEY
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.auth import require_client
+from gateway.httpjson import bad_request, json_response, read_json
 from gateway.logs import request_id_of
 from gateway.matters import REGISTRY_KEY, MatterService
 from gateway.problems import Problem
@@ -65,23 +65,18 @@ class _TranslateRequest:
     conditions: Mapping[str, str] | None
 
 
-def _bad(detail: str, *, index: int | None = None) -> Problem:
-    where = "" if index is None else f"items[{index}]: "
-    return Problem(400, "Bad request", where + detail, kind="bad-request")
-
-
 def _date(raw: object, what: str, *, index: int | None = None) -> date:
     if not isinstance(raw, str) or not _DATE.match(raw):
-        raise _bad(f"{what} must be a date YYYY-MM-DD", index=index)
+        raise bad_request(f"{what} must be a date YYYY-MM-DD", index=index)
     try:
         return date.fromisoformat(raw)
     except ValueError as exc:
-        raise _bad(f"{what} is not a calendar date: {raw}", index=index) from exc
+        raise bad_request(f"{what} is not a calendar date: {raw}", index=index) from exc
 
 
 def _text(raw: object, what: str, limit: int, *, index: int | None) -> str:
     if not isinstance(raw, str) or not 0 < len(raw) <= limit:
-        raise _bad(f"{what} must be a string of 1 to {limit} characters", index=index)
+        raise bad_request(f"{what} must be a string of 1 to {limit} characters", index=index)
     return raw
 
 
@@ -89,13 +84,14 @@ def _conditions(raw: object, *, index: int | None) -> Mapping[str, str] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict) or len(raw) > MAX_CONDITIONS:
-        raise _bad(f"conditions must be an object of at most {MAX_CONDITIONS} strings",
+        raise bad_request(f"conditions must be an object of at most {MAX_CONDITIONS} strings",
                    index=index)
     for key, value in raw.items():
         if not 0 < len(key) <= MAX_CONDITION_KEY:
-            raise _bad(f"condition names are 1 to {MAX_CONDITION_KEY} characters", index=index)
+            raise bad_request(f"condition names are 1 to {MAX_CONDITION_KEY} characters",
+                              index=index)
         if not isinstance(value, str) or len(value) > MAX_CONDITION_VALUE:
-            raise _bad(f"conditions.{key} must be a string of at most "
+            raise bad_request(f"conditions.{key} must be a string of at most "
                        f"{MAX_CONDITION_VALUE} characters", index=index)
     return {str(k): str(v) for k, v in raw.items()}
 
@@ -103,10 +99,10 @@ def _conditions(raw: object, *, index: int | None) -> Mapping[str, str] | None:
 def parse_translate(item: object, index: int | None = None) -> _TranslateRequest:
     """Validate one translation request object (shape only)."""
     if not isinstance(item, dict):
-        raise _bad("a translation request must be a JSON object", index=index)
+        raise bad_request("a translation request must be a JSON object", index=index)
     source = item.get("source")
     if not isinstance(source, dict):
-        raise _bad("source must be an object {region, code}", index=index)
+        raise bad_request("source must be an object {region, code}", index=index)
     region = _text(source.get("region"), "source.region", MAX_REGION, index=index)
     code = _text(source.get("code"), "source.code", MAX_CODE, index=index)
     target = _text(item.get("target_region"), "target_region", MAX_REGION, index=index)
@@ -127,22 +123,6 @@ def _registry_problem(exc: CodeFormatError | UnknownRegionError | UnknownCodeErr
                        extra={"region": exc.region})
     return Problem(404, "Unknown matter", where + str(exc), kind="unknown-matter",
                    extra={"region": exc.region, "code": exc.code})
-
-
-async def _json_body(request: web.Request, limit: int) -> Any:
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
-    body = await request.read()
-    if len(body) > limit:
-        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _bad(f"body is not JSON: {exc}") from exc
-
-
-def _json(data: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
 def _service(request: web.Request) -> MatterService:
@@ -213,13 +193,13 @@ async def translate(request: web.Request) -> web.Response:
     received = datetime.now(UTC)
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    req = parse_translate(await _json_body(request, settings.max_body_bytes))
+    req = parse_translate(await read_json(request, settings.max_body_bytes))
     service = _service(request)
     at, translation = _translate_one(service, req, service.today())
     await request.app[AUDIT_PORT_KEY].append(_event(
         req, at, translation, actor=identity.name, request=request, received=received,
         started=started, huzhou=service.huzhou_region))
-    return _json(_answer(at, translation))
+    return json_response(_answer(at, translation))
 
 
 async def translate_batch(request: web.Request) -> web.Response:
@@ -228,12 +208,12 @@ async def translate_batch(request: web.Request) -> web.Response:
     received = datetime.now(UTC)
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    body = await _json_body(request, settings.max_batch_body_bytes)
+    body = await read_json(request, settings.max_batch_body_bytes)
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list):
-        raise _bad('body must be {"items": [<translation request>, ...]}')
+        raise bad_request('body must be {"items": [<translation request>, ...]}')
     if len(items) > settings.max_batch_items:
-        raise _bad(f"at most {settings.max_batch_items} items per batch")
+        raise bad_request(f"at most {settings.max_batch_items} items per batch")
     requests = [parse_translate(item, i) for i, item in enumerate(items)]
     service = _service(request)
     today = service.today()
@@ -248,7 +228,7 @@ async def translate_batch(request: web.Request) -> web.Response:
                             received=received, started=started,
                             huzhou=service.huzhou_region))
         for req, (at, translation) in zip(requests, done, strict=True)))
-    return _json({"results": [_answer(at, translation) for at, translation in done]})
+    return json_response({"results": [_answer(at, translation) for at, translation in done]})
 
 
 # ---------------------------------------------------------------- reading
@@ -260,7 +240,7 @@ async def catalogues(request: web.Request) -> web.Response:
     registry = _service(request).registry
     cats = sorted(registry.catalogues, key=lambda c: (c.kind.value, c.region, c.version))
     maps = sorted(registry.maps, key=lambda m: (m.url, m.version))
-    return _json({
+    return json_response({
         "catalogues": [
             {"region": c.region, "kind": c.kind.value, "url": c.url, "version": c.version,
              "title": c.title, "scheme": c.scheme.name, **_period(c.period),
@@ -275,7 +255,7 @@ async def catalogues(request: web.Request) -> web.Response:
     })
 
 
-def coverage_json(coverage: Coverage) -> dict[str, Any]:
+def coveragejson_response(coverage: Coverage) -> dict[str, Any]:
     """One partner's coverage counts as the API shows them."""
     return {"partner": coverage.partner, "total": coverage.total,
             "equivalent": coverage.equivalent,
@@ -293,8 +273,8 @@ async def coverage(request: web.Request) -> web.Response:
         found = service.coverage(at=at)
     except UnknownRegionError as exc:
         raise _registry_problem(exc) from exc
-    return _json({"at": at.isoformat(), "huzhou_region": service.huzhou_region,
-                  "partners": [coverage_json(c) for c in found.values()]})
+    return json_response({"at": at.isoformat(), "huzhou_region": service.huzhou_region,
+                  "partners": [coveragejson_response(c) for c in found.values()]})
 
 
 async def matter(request: web.Request) -> web.Response:
@@ -304,14 +284,14 @@ async def matter(request: web.Request) -> web.Response:
     region = request.match_info["region"]
     code = request.match_info["code"]
     if len(region) > MAX_REGION or len(code) > MAX_CODE:
-        raise _bad("region or code is too long")
+        raise bad_request("region or code is too long")
     at = None if "at" not in request.query else _query_at(request, service)
     try:
         details = service.lookup(region, code, at=at)
     except (CodeFormatError, UnknownRegionError, UnknownCodeError) as exc:
         raise _registry_problem(exc) from exc
     matter_type = details.matter_type
-    return _json({
+    return json_response({
         "region": details.region, "code": details.code, "name": details.name,
         "catalogue": details.catalogue, "scheme": details.scheme,
         "parts": dict(details.parts),

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.appkeys import SETTINGS_KEY, VERIFICATION_KEY
 from gateway.auth import require_client
+from gateway.httpjson import bad_request, json_response, read_json
 from gateway.logs import request_id_of
-from gateway.problems import Problem
 from gateway.verification import VerificationRequest
 
 __all__ = ["setup_routes"]
@@ -20,82 +18,60 @@ MAX_USE_CAUSE = 200
 _REGION = re.compile(r"\A[0-9]{6}\Z")
 
 
-def _bad(detail: str, *, index: int | None = None) -> Problem:
-    where = "" if index is None else f"items[{index}]: "
-    return Problem(400, "Bad request", where + detail, kind="bad-request",
-                   extra={"cn_status": 12})
-
-
 def parse_item(item: object, index: int | None = None) -> VerificationRequest:
     """Validate one verification request object."""
     if not isinstance(item, dict):
-        raise _bad("a verification request must be a JSON object", index=index)
+        raise bad_request("a verification request must be a JSON object", index=index)
     credential = item.get("credential")
     if not isinstance(credential, str):
-        raise _bad("credential is required and must be a string", index=index)
+        raise bad_request("credential is required and must be a string", index=index)
     use_cause = item.get("use_cause")
     if use_cause is not None:
         if not isinstance(use_cause, str):
-            raise _bad("use_cause must be a string", index=index)
+            raise bad_request("use_cause must be a string", index=index)
         if len(use_cause) > MAX_USE_CAUSE:
-            raise _bad(f"use_cause is longer than {MAX_USE_CAUSE} characters", index=index)
+            raise bad_request(f"use_cause is longer than {MAX_USE_CAUSE} characters", index=index)
     matter = item.get("matter")
     region = code = None
     if matter is not None:
         if not isinstance(matter, dict):
-            raise _bad("matter must be an object {region, code}", index=index)
+            raise bad_request("matter must be an object {region, code}", index=index)
         region = matter.get("region", "330500")
         code = matter.get("code")
         if not isinstance(region, str) or not _REGION.match(region):
-            raise _bad("matter.region must be a 6-digit region code", index=index)
+            raise bad_request("matter.region must be a 6-digit region code", index=index)
         if not isinstance(code, str) or not 0 < len(code) <= 64:
-            raise _bad("matter.code must be a string of 1 to 64 characters", index=index)
+            raise bad_request("matter.code must be a string of 1 to 64 characters", index=index)
     return VerificationRequest(credential=credential, use_cause=use_cause,
                                matter_region=region, matter_code=code)
-
-
-async def _json_body(request: web.Request, limit: int) -> Any:
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
-    body = await request.read()
-    if len(body) > limit:
-        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise _bad(f"body is not JSON: {exc}") from exc
-
-
-def _json(data: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
 async def verify(request: web.Request) -> web.Response:
     """POST /v1/verifications"""
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    req = parse_item(await _json_body(request, settings.max_body_bytes))
+    req = parse_item(await read_json(request, settings.max_body_bytes))
     service = request.app[VERIFICATION_KEY]
     answer = await service.verify(req, actor=identity.name, source=request.remote,
                                   request_id=request_id_of(request))
-    return _json(answer)
+    return json_response(answer)
 
 
 async def verify_batch(request: web.Request) -> web.Response:
     """POST /v1/verifications/batch"""
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    body = await _json_body(request, settings.max_batch_body_bytes)
+    body = await read_json(request, settings.max_batch_body_bytes)
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list):
-        raise _bad("body must be {\"items\": [<verification request>, ...]}")
+        raise bad_request("body must be {\"items\": [<verification request>, ...]}")
     if len(items) > settings.max_batch_items:
-        raise _bad(f"at most {settings.max_batch_items} items per batch")
+        raise bad_request(f"at most {settings.max_batch_items} items per batch")
     requests = [parse_item(item, i) for i, item in enumerate(items)]
     service = request.app[VERIFICATION_KEY]
     results = await service.verify_batch(requests, actor=identity.name, source=request.remote,
                                          request_id=request_id_of(request))
-    return _json({"results": results})
+    return json_response({"results": results})
 
 
 def setup_routes(app: web.Application) -> None:

@@ -1,0 +1,37 @@
+"""JSON in and out of handlers: bounded bodies, problem bodies for bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.problems import Problem
+
+__all__ = ["bad_request", "json_response", "read_json"]
+
+
+def bad_request(detail: str, *, index: int | None = None) -> Problem:
+    """A 400 problem (national status 12, a required parameter missing or wrong)."""
+    where = "" if index is None else f"items[{index}]: "
+    return Problem(400, "Bad request", where + detail, kind="bad-request",
+                   extra={"cn_status": 12})
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request body parsed as JSON; 413 over ``limit`` bytes, 400 when not JSON."""
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
+    body = await request.read()
+    if len(body) > limit:
+        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"body is not JSON: {exc}") from exc
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """An ``application/json`` response serialised by orjson."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
