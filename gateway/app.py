@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
+from gateway.api_partner import setup as setup_partner
 from gateway.api_verify import setup_routes as setup_verify_routes
 from gateway.appkeys import (
     AUDIT_KEY,
@@ -186,6 +187,8 @@ def create_app(
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
     setup_matters(app)
     app.cleanup_ctx.append(trust_ctx)
+    # Partner queries read TRUST_KEY, JWKS_KEY and the audit port: after trust_ctx.
+    setup_partner(app, clock=clock)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/.well-known/jwks.json", jwks)

@@ -7,6 +7,8 @@ IETF Token Status List, writes its trust-list entry, and signs request tokens
 for Huzhou's partner API. :class:`Federation` builds the standard partners
 and their trust list; :func:`serve_federation` puts each region behind a real
 HTTP server on loopback. ``python -m mocks`` runs them as a process.
+:class:`PartnerClient` signs and sends a partner region's queries of Huzhou's
+licences (``POST /v1/partner/licences/query``).
 
 Nothing here imports the gateway; verification is deliberately left to it
 (and to independent libraries in the tests).
@@ -15,6 +17,7 @@ Nothing here imports the gateway; verification is deliberately left to it
 from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, LicenceType
 from mocks._federation import STANDARD_PARTNERS, Federation, PartnerSpec
 from mocks._jws import ALGORITHMS, Alg, b64url_decode, b64url_encode, public_jwk, sign_compact
+from mocks._partner_client import QUERY_PATH, PartnerAnswer, PartnerClient
 from mocks._people import (
     IDENTIFIER_ROOT,
     lenient_check_char,
@@ -56,7 +59,10 @@ __all__ = [
     "LicenceState",
     "LicenceType",
     "MockRegion",
+    "PartnerAnswer",
+    "PartnerClient",
     "PartnerSpec",
+    "QUERY_PATH",
     "REGION_KEY",
     "ROOT_VALID_UNTIL",
     "RunningFederation",

@@ -1,0 +1,705 @@
+"""Huzhou's licence library: the licences partner regions may query, and their status.
+
+What is kept, per licence: its 证照标识, the profile's ``lic`` object (holder
+fields included, since the licence handed to a partner carries them), its state
+(``valid``, ``revoked``, ``suspended``) and its index in Huzhou's status list,
+allocated once at import and never reused.
+
+Holder codes are never an index in clear: a holder lookup goes through
+``holder_hmac``, an HMAC-SHA256 of ``<holder_code_type>:<holder_code>`` under a
+versioned key kept in ``DATA_DIR/keys/licence-holder-hmac-v<N>.key`` (outside
+every store and log). The newest key hashes new rows; lookups try every version
+held, so a rotation (drop in a ``v<N+1>`` key, re-import) needs no downtime.
+Nothing of a licence is logged by this module.
+
+One port, two adapters, one SQL:
+
+* ``LicenceStore`` (async) is what the gateway asks: ``SqliteLicenceStore``
+  (``DATA_DIR/licences.db`` through ``gateway.sqlite.SqliteDB``) or
+  ``PostgresLicenceStore`` (``settings.postgres_dsn``, a connection on a thread
+  of its own). ``open_store(settings)`` picks one.
+* ``LicenceRepository`` (sync) is what ``ecert-gateway licences import`` writes
+  through; ``open_repository(data_dir, postgres_dsn)`` picks the same backend.
+
+Errors::
+
+    * LicenceError
+      x LicenceRecordError    a licence row is not acceptable (import)
+      x LicenceStoreError     the store failed (wrapped at the adapter)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import orjson
+import psycopg
+from stdnum.cn import ric, uscc
+
+from gateway.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
+from gateway.settings import Settings
+from gateway.sqlite import SqliteDB, connect
+from trust import CheckOutcome, IdentifierError, check_identifier, parse_identifier
+
+__all__ = [
+    "HOLDER_CODE_TYPES",
+    "LIC_KEYS",
+    "STATUS_LIST_NAME",
+    "HolderKeyring",
+    "ImportCounts",
+    "LicenceError",
+    "LicenceRecord",
+    "LicenceRecordError",
+    "LicenceRepository",
+    "LicenceState",
+    "LicenceStore",
+    "LicenceStoreError",
+    "PostgresLicenceStore",
+    "SqliteLicenceStore",
+    "StatusEntries",
+    "StoredLicence",
+    "licence_db_path",
+    "open_repository",
+    "open_store",
+    "record_from_mapping",
+]
+
+T = TypeVar("T")
+
+STATUS_LIST_NAME = "licences"
+"""The name of Huzhou's one status list (``GET /v1/status/licences``)."""
+
+LIC_KEYS = (
+    "type_code", "type_name", "number", "issuer_name", "issuer_code", "issue_date",
+    "holder_name", "holder_code", "holder_code_type", "valid_from", "valid_until",
+    "matters", "fields",
+)
+"""The keys of the profile's ``lic`` object (ecert-profile.md), in profile order."""
+_OPTIONAL = frozenset({"valid_until", "matters", "fields"})
+
+HOLDER_CODE_TYPES = {"001": "USCC", "111": "居民身份证号"}
+"""Holder code types whose codes are checked; other 3-digit types are kept as given."""
+
+_TYPE_CODE = re.compile(r"\A[0-9A-Z]{21}\Z")
+_CODE_TYPE = re.compile(r"\A[0-9]{3}\Z")
+_DATE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+MAX_TEXT = 512
+"""Longest text accepted in a ``lic`` field (a name, a number)."""
+
+
+class LicenceError(Exception):
+    """Root of the licence library's errors."""
+
+
+class LicenceRecordError(LicenceError):
+    """A licence row is not acceptable; the message says which field and why."""
+
+
+class LicenceStoreError(LicenceError):
+    """The licence store is unreachable or failed."""
+
+
+class LicenceState(StrEnum):
+    """What Huzhou's registry says of a licence (expiry is judged from ``valid_until``)."""
+
+    VALID = "valid"
+    REVOKED = "revoked"
+    SUSPENDED = "suspended"
+
+    @property
+    def status_value(self) -> int:
+        """The IETF Token Status List value: 0 valid, 1 invalid, 2 suspended."""
+        return {"valid": 0, "revoked": 1, "suspended": 2}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceRecord:
+    """A validated licence row, ready to store."""
+
+    identifier: str
+    lic: Mapping[str, Any]
+    state: LicenceState
+
+    @property
+    def type_code(self) -> str:
+        """证照类型代码."""
+        return str(self.lic["type_code"])
+
+    def content_sha256(self) -> str:
+        """Digest of what the row says (lic and state): equal digests, nothing to change."""
+        canonical = orjson.dumps({"lic": dict(self.lic), "state": self.state.value},
+                                 option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLicence:
+    """A licence as the store holds it."""
+
+    identifier: str
+    lic: Mapping[str, Any]
+    state: LicenceState
+    status_idx: int
+
+    @property
+    def type_code(self) -> str:
+        """证照类型代码."""
+        return str(self.lic["type_code"])
+
+    @property
+    def valid_until(self) -> date | None:
+        """Last day of validity (inclusive), None for 长期."""
+        raw = self.lic.get("valid_until")
+        return None if raw is None else date.fromisoformat(str(raw))
+
+    @property
+    def issue_date(self) -> date:
+        """颁发日期."""
+        return date.fromisoformat(str(self.lic["issue_date"]))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEntries:
+    """What the status list needs: its length and every entry that is not valid."""
+
+    size: int
+    values: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ImportCounts:
+    """What an import did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rekeyed: int = 0
+    """Rows whose content was the same but whose holder HMAC was made with an older key."""
+
+    def add(self, other: ImportCounts) -> None:
+        """Sum ``other`` into this."""
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rekeyed += other.rekeyed
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str:
+    value = raw.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise LicenceRecordError(f"{name} is missing or empty")
+    if len(value) > MAX_TEXT:
+        raise LicenceRecordError(f"{name} is longer than {MAX_TEXT} characters")
+    return value.strip()
+
+
+def _date(raw: Mapping[str, Any], name: str) -> date:
+    value = raw.get(name)
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise LicenceRecordError(f"{name} must be a date YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise LicenceRecordError(f"{name} is not a calendar date") from exc
+
+
+def _holder_code(code_type: str, code: str) -> str:
+    if code_type == "001":
+        if not uscc.is_valid(code):
+            raise LicenceRecordError("holder_code is not a valid USCC (GB 32100) for type 001")
+        return uscc.compact(code)
+    if code_type == "111":
+        # stdnum checks the county code, the birth date and the MOD 11-2 character.
+        if not ric.is_valid(code):
+            raise LicenceRecordError("holder_code is not a valid 居民身份证号 for type 111")
+        return str(ric.compact(code)).upper()
+    return code
+
+
+def record_from_mapping(raw: Mapping[str, Any]) -> LicenceRecord:
+    """Validate one row (``identifier``, the ``lic`` keys, ``state``); raise
+    ``LicenceRecordError`` naming the first problem. Error messages never quote
+    holder data."""
+    unknown = sorted(set(raw) - {"identifier", "state", *LIC_KEYS})
+    if unknown:
+        raise LicenceRecordError(f"unknown keys {unknown}")
+    identifier_text = _text(raw, "identifier")
+    try:
+        identifier = parse_identifier(identifier_text)
+    except IdentifierError as exc:
+        raise LicenceRecordError(f"identifier: {exc}") from exc
+    outcome = check_identifier(identifier)
+    if outcome is not CheckOutcome.VALID:
+        # Huzhou issues strictly: the known wrong variant is a partner's tolerance, not ours.
+        raise LicenceRecordError(
+            f"identifier check character is wrong ({outcome.value}; ISO 7064 MOD 37,36 expected)")
+    state_raw = raw.get("state", "valid")
+    try:
+        state = LicenceState(state_raw)
+    except ValueError as exc:
+        raise LicenceRecordError("state must be valid, revoked or suspended") from exc
+
+    type_code = _text(raw, "type_code")
+    if not _TYPE_CODE.match(type_code):
+        raise LicenceRecordError("type_code must be 21 characters 0-9A-Z")
+    if type_code != identifier.type_code:
+        raise LicenceRecordError("type_code differs from the identifier's type code")
+    issuer_code = _text(raw, "issuer_code")
+    if not uscc.is_valid(issuer_code):
+        raise LicenceRecordError("issuer_code is not a valid USCC (GB 32100)")
+    if issuer_code != identifier.issuer_code:
+        raise LicenceRecordError("issuer_code differs from the identifier's issuer code")
+    code_type = _text(raw, "holder_code_type")
+    if not _CODE_TYPE.match(code_type):
+        raise LicenceRecordError("holder_code_type must be 3 digits (001 USCC, 111 身份证)")
+    holder_code = _holder_code(code_type, _text(raw, "holder_code"))
+    issue_date = _date(raw, "issue_date")
+    valid_from = _date(raw, "valid_from")
+    valid_until: date | None = None
+    if raw.get("valid_until") not in (None, ""):
+        valid_until = _date(raw, "valid_until")
+        if valid_until < valid_from:
+            raise LicenceRecordError("valid_until is before valid_from")
+    lic: dict[str, Any] = {
+        "type_code": type_code,
+        "type_name": _text(raw, "type_name"),
+        "number": _text(raw, "number"),
+        "issuer_name": _text(raw, "issuer_name"),
+        "issuer_code": issuer_code,
+        "issue_date": issue_date.isoformat(),
+        "holder_name": _text(raw, "holder_name"),
+        "holder_code": holder_code,
+        "holder_code_type": code_type,
+        "valid_from": valid_from.isoformat(),
+        "valid_until": None if valid_until is None else valid_until.isoformat(),
+    }
+    matters = raw.get("matters")
+    if matters not in (None, [], ""):
+        if not isinstance(matters, list) or not all(
+                isinstance(m, str) and 0 < len(m) <= 64 for m in matters):
+            raise LicenceRecordError("matters must be a list of matter codes")
+        lic["matters"] = list(matters)
+    fields_raw = raw.get("fields")
+    if fields_raw not in (None, {}, ""):
+        if not isinstance(fields_raw, dict) or not all(isinstance(k, str) for k in fields_raw):
+            raise LicenceRecordError("fields must be an object")
+        lic["fields"] = dict(fields_raw)
+    missing = [k for k in LIC_KEYS if k not in lic and k not in _OPTIONAL]
+    assert not missing, missing
+    return LicenceRecord(identifier=str(identifier), lic=lic, state=state)
+
+
+# ----------------------------------------------------------------------- holder keys
+
+
+def _normalise_holder(code_type: str, code: str) -> bytes:
+    # A 身份证号 may end in x or X; codes compare case-insensitively.
+    return f"{code_type.strip()}:{unicodedata.normalize('NFC', code.strip()).upper()}".encode()
+
+
+class HolderKeyring:
+    """Versioned HMAC keys for holder lookups; the newest hashes new rows."""
+
+    def __init__(self, keys: Mapping[int, bytes]) -> None:
+        if not keys:
+            raise LicenceError("a holder keyring needs at least one key")
+        self._keys = dict(keys)
+        self.current = max(self._keys)
+
+    @classmethod
+    def load(cls, data_dir: Path) -> HolderKeyring:
+        """Every ``licence-holder-hmac-v<N>.key`` under ``DATA_DIR/keys``, making v1 if none
+        exists (blocking file I/O: start-up, the CLI, or an executor)."""
+        return cls(load_versioned_secrets(data_dir, "licence-holder-hmac"))
+
+    @staticmethod
+    def add_version(data_dir: Path) -> int:
+        """Make the next key version (rotation); rows move to it on their next import."""
+        current = HolderKeyring.load(data_dir).current
+        load_or_create_secret(keys_dir(data_dir) / f"licence-holder-hmac-v{current + 1}.key")
+        return current + 1
+
+    def pseudonym(self, code_type: str, code: str, version: int | None = None) -> str:
+        """``v<N>:<hex>``: the lookup key of a holder under key version N (default newest)."""
+        version = self.current if version is None else version
+        digest = hmac.new(self._keys[version], _normalise_holder(code_type, code),
+                          hashlib.sha256).hexdigest()
+        return f"v{version}:{digest}"
+
+    def pseudonyms(self, code_type: str, code: str) -> list[str]:
+        """The holder's lookup key under every version held, newest first."""
+        return [self.pseudonym(code_type, code, v) for v in sorted(self._keys, reverse=True)]
+
+
+# ----------------------------------------------------------------------- SQL
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS licences (
+        identifier TEXT PRIMARY KEY,
+        type_code TEXT NOT NULL,
+        holder_hmac TEXT NOT NULL,
+        lic TEXT NOT NULL,
+        state TEXT NOT NULL,
+        status_idx INTEGER NOT NULL UNIQUE,
+        content_sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS licences_holder ON licences (holder_hmac, type_code)",
+    "CREATE INDEX IF NOT EXISTS licences_type ON licences (type_code)",
+)
+_COLUMNS = "identifier, lic, state, status_idx"
+
+
+Connection = Any
+"""A DB-API connection: ``sqlite3.Connection`` or ``psycopg.Connection``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialect:
+    name: str
+    placeholder: str
+
+    def sql(self, text: str) -> str:
+        """``text`` with ``?`` placeholders in this dialect's form."""
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    @contextmanager
+    def transaction(self, conn: Connection) -> Iterator[None]:
+        """One write transaction holding the store's write lock (status indices are dense)."""
+        if self.name == "sqlite":
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        else:
+            with conn.transaction():
+                conn.execute("LOCK TABLE licences IN SHARE ROW EXCLUSIVE MODE")
+                yield
+
+
+SQLITE = _Dialect("sqlite", "?")
+POSTGRES = _Dialect("postgresql", "%s")
+
+
+def _setup(conn: Connection, _: _Dialect) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
+def _stored(row: Sequence[Any]) -> StoredLicence:
+    return StoredLicence(identifier=row[0], lic=orjson.loads(row[1]),
+                         state=LicenceState(row[2]), status_idx=int(row[3]))
+
+
+def _by_identifier(conn: Connection, d: _Dialect, identifier: str) -> StoredLicence | None:
+    row = conn.execute(d.sql(f"SELECT {_COLUMNS} FROM licences WHERE identifier = ?"),  # noqa: S608 - constant columns
+                       (identifier,)).fetchone()
+    return None if row is None else _stored(row)
+
+
+def _by_holder(conn: Connection, d: _Dialect, pseudonyms: Sequence[str],
+               type_code: str) -> list[StoredLicence]:
+    marks = ", ".join("?" for _ in pseudonyms)
+    rows = conn.execute(
+        d.sql(f"SELECT {_COLUMNS} FROM licences WHERE holder_hmac IN ({marks}) "  # noqa: S608 - placeholders only
+              "AND type_code = ? ORDER BY identifier"),
+        (*pseudonyms, type_code)).fetchall()
+    return [_stored(r) for r in rows]
+
+
+def _type_published(conn: Connection, d: _Dialect, type_code: str) -> bool:
+    row = conn.execute(d.sql("SELECT 1 FROM licences WHERE type_code = ? LIMIT 1"),
+                       (type_code,)).fetchone()
+    return row is not None
+
+
+def _status_entries(conn: Connection, _: _Dialect) -> StatusEntries:
+    top = conn.execute("SELECT MAX(status_idx) FROM licences").fetchone()
+    size = 0 if top is None or top[0] is None else int(top[0]) + 1
+    values = {int(idx): LicenceState(state).status_value for idx, state in conn.execute(
+        "SELECT status_idx, state FROM licences WHERE state <> 'valid'").fetchall()}
+    return StatusEntries(size=size, values=values)
+
+
+def _count(conn: Connection, _: _Dialect) -> int:
+    row = conn.execute("SELECT COUNT(*) FROM licences").fetchone()
+    return int(row[0])
+
+
+def _import_chunk(conn: Connection, d: _Dialect, records: Sequence[LicenceRecord],
+                  keyring: HolderKeyring, now: str) -> ImportCounts:
+    counts = ImportCounts()
+    with d.transaction(conn):
+        top = conn.execute("SELECT MAX(status_idx) FROM licences").fetchone()
+        next_idx = 0 if top is None or top[0] is None else int(top[0]) + 1
+        for record in records:
+            digest = record.content_sha256()
+            holder = keyring.pseudonym(str(record.lic["holder_code_type"]),
+                                       str(record.lic["holder_code"]))
+            row = conn.execute(
+                d.sql("SELECT content_sha256, holder_hmac FROM licences WHERE identifier = ?"),
+                (record.identifier,)).fetchone()
+            lic_json = orjson.dumps(dict(record.lic)).decode()
+            if row is None:
+                conn.execute(d.sql(
+                    "INSERT INTO licences (identifier, type_code, holder_hmac, lic, state, "
+                    "status_idx, content_sha256, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    (record.identifier, record.type_code, holder, lic_json, record.state.value,
+                     next_idx, digest, now, now))
+                next_idx += 1
+                counts.added += 1
+            elif row[0] != digest:
+                # The status index stays: partners hold licences that point at it.
+                conn.execute(d.sql(
+                    "UPDATE licences SET type_code = ?, holder_hmac = ?, lic = ?, state = ?, "
+                    "content_sha256 = ?, updated_at = ? WHERE identifier = ?"),
+                    (record.type_code, holder, lic_json, record.state.value, digest, now,
+                     record.identifier))
+                counts.updated += 1
+            elif row[1] != holder:
+                conn.execute(d.sql("UPDATE licences SET holder_hmac = ? WHERE identifier = ?"),
+                             (holder, record.identifier))
+                counts.rekeyed += 1
+            else:
+                counts.unchanged += 1
+    return counts
+
+
+# ----------------------------------------------------------------------- sync repository
+
+
+def licence_db_path(data_dir: Path) -> Path:
+    """The SQLite file of the licence library."""
+    return data_dir / "licences.db"
+
+
+class LicenceRepository:
+    """Synchronous access for the CLI (and tests): import rows, read them back."""
+
+    def __init__(self, conn: Connection, dialect: _Dialect) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self.backend = dialect.name
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(self._conn, self._dialect, *args)
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise LicenceStoreError(f"licence store ({self.backend}) failed: "
+                                    f"{type(exc).__name__}") from exc
+
+    def setup(self) -> None:
+        """Create the table and indices if missing."""
+        self._call(_setup)
+
+    def import_records(self, records: Sequence[LicenceRecord], keyring: HolderKeyring,
+                       *, chunk: int = 2000,
+                       progress: Callable[[int], None] | None = None) -> ImportCounts:
+        """Add or update ``records`` in transactions of ``chunk`` rows.
+
+        A row whose content is unchanged is left as it is, so importing the same
+        file twice changes nothing. ``progress(n)`` is told how many rows are done.
+        """
+        total = ImportCounts()
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for start in range(0, len(records), chunk):
+            part = records[start:start + chunk]
+            total.add(self._call(_import_chunk, part, keyring, now))
+            if progress is not None:
+                progress(start + len(part))
+        return total
+
+    def by_identifier(self, identifier: str) -> StoredLicence | None:
+        """The licence with this 证照标识."""
+        return self._call(_by_identifier, identifier)
+
+    def count(self) -> int:
+        """Number of licences held."""
+        return self._call(_count)
+
+    def status_entries(self) -> StatusEntries:
+        """The status list's length and non-valid entries."""
+        return self._call(_status_entries)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+@contextmanager
+def open_repository(data_dir: Path, postgres_dsn: str | None = None
+                    ) -> Iterator[LicenceRepository]:
+    """A set-up repository on PostgreSQL when ``postgres_dsn`` is given, else on SQLite."""
+    try:
+        if postgres_dsn:
+            conn: Connection = psycopg.connect(postgres_dsn, autocommit=True)
+            repo = LicenceRepository(conn, POSTGRES)
+        else:
+            repo = LicenceRepository(connect(licence_db_path(data_dir)), SQLITE)
+    except (sqlite3.Error, psycopg.Error) as exc:
+        raise LicenceStoreError(f"cannot open the licence store: {type(exc).__name__}") from exc
+    try:
+        repo.setup()
+        yield repo
+    finally:
+        repo.close()
+
+
+# ----------------------------------------------------------------------- async port
+
+
+class LicenceStore(Protocol):
+    """What the partner API asks of the licence library. Every method may raise
+    ``LicenceStoreError``."""
+
+    backend: str
+
+    async def open(self) -> None:
+        """Connect and create the schema if missing."""
+
+    async def close(self) -> None:
+        """Release the connection."""
+
+    async def ping(self) -> None:
+        """Raise unless the store answers (readiness)."""
+
+    async def by_identifier(self, identifier: str) -> StoredLicence | None:
+        """The licence with this 证照标识."""
+
+    async def by_holder(self, pseudonyms: Sequence[str], type_code: str) -> list[StoredLicence]:
+        """Licences of one type held by the holder with any of these lookup keys."""
+
+    async def type_published(self, type_code: str) -> bool:
+        """True when Huzhou holds at least one licence of this type."""
+
+    async def status_entries(self) -> StatusEntries:
+        """The status list's length and non-valid entries."""
+
+
+class _ThreadedStore:
+    """Shared query methods; subclasses say how a function reaches the connection."""
+
+    backend = "?"
+    _dialect: _Dialect
+
+    async def _run(self, fn: Callable[[Connection], T]) -> T:
+        raise NotImplementedError
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        dialect = self._dialect
+        try:
+            return await self._run(lambda conn: fn(conn, dialect, *args))
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise LicenceStoreError(f"licence store ({self.backend}) failed: "
+                                    f"{type(exc).__name__}") from exc
+
+    async def ping(self) -> None:
+        """Raise unless the store answers."""
+        await self._call(_count)
+
+    async def by_identifier(self, identifier: str) -> StoredLicence | None:
+        """The licence with this 证照标识."""
+        return await self._call(_by_identifier, identifier)
+
+    async def by_holder(self, pseudonyms: Sequence[str], type_code: str) -> list[StoredLicence]:
+        """Licences of one type held by the holder with any of these lookup keys."""
+        if not pseudonyms:
+            return []
+        return await self._call(_by_holder, list(pseudonyms), type_code)
+
+    async def type_published(self, type_code: str) -> bool:
+        """True when Huzhou holds at least one licence of this type."""
+        return await self._call(_type_published, type_code)
+
+    async def status_entries(self) -> StatusEntries:
+        """The status list's length and non-valid entries."""
+        return await self._call(_status_entries)
+
+
+class SqliteLicenceStore(_ThreadedStore):
+    """The licence library in ``DATA_DIR/licences.db``, served by one SQLite thread."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self._dialect = SQLITE
+        self._db = SqliteDB(path)
+
+    async def _run(self, fn: Callable[[Connection], T]) -> T:
+        return await self._db.run(fn)
+
+    async def open(self) -> None:
+        """Create the schema if missing."""
+        await self._call(_setup)
+
+    async def close(self) -> None:
+        """Close the connection and its thread."""
+        await self._db.close()
+
+
+class PostgresLicenceStore(_ThreadedStore):
+    """The licence library in PostgreSQL; one connection, used from one thread."""
+
+    backend = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        self._dialect = POSTGRES
+        self._dsn = dsn
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-licences")
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+        return self._conn
+
+    async def _run(self, fn: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+
+    async def open(self) -> None:
+        """Connect and create the schema if missing."""
+        await self._call(_setup)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+
+        def _close(_: Connection) -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        if self._conn is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, lambda: _close(None))
+        self._executor.shutdown(wait=False)
+
+
+def open_store(settings: Settings) -> LicenceStore:
+    """The store the settings name (unopened): PostgreSQL when ``postgres_dsn`` is set."""
+    if settings.postgres_dsn:
+        return PostgresLicenceStore(settings.postgres_dsn)
+    return SqliteLicenceStore(licence_db_path(settings.data_dir))
+

@@ -1,0 +1,381 @@
+"""Who a partner request comes from, and whether it may be answered.
+
+* ``check_request_token`` (pure: bytes, trust list and time in) authenticates an
+  ``ecert-request+jwt`` (http-api.md, "Partner queries of Huzhou licences"):
+  ``typ``, an allow-listed ``alg``, ``kid`` naming an active ``request-signing``
+  anchor whose window contains ``iat``, ``iss`` = the anchor's region, ``aud`` =
+  the gateway, ``exp - iat`` at most 300 s and not past (a small skew either
+  way), ``htm``/``htu``/``body_sha256`` binding the token to this very request.
+* ``ReplayCache`` remembers ``jti``s until their token expires: in memory
+  (``MemoryReplayCache``) or in Redis with ``SET NX EX`` (``RedisReplayCache``,
+  shared by every instance). A cache that cannot answer refuses the request.
+* ``RateLimiter`` is a token bucket per partner region.
+* ``check_agreement`` applies the partner's agreement: licence type in
+  ``recognised_licence_types`` and the partner's matter (its own scheme) in
+  ``recognised_matters``; a wildcard accepts anything.
+
+Errors (they carry data, never HTTP; ``gateway.api_partner`` maps them)::
+
+    * PartnerError
+      x RequestTokenError        the request token is missing, malformed, badly signed,
+                                 expired, replayed or bound to another request (401, cn 11)
+      x AgreementError           the agreement does not cover this request (403, cn 100)
+      x ReplayCacheUnavailableError  the replay cache cannot answer (503)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import redis.asyncio as aioredis
+from redis.driver_info import DriverInfo
+from redis.exceptions import RedisError
+from redis.utils import get_lib_version
+
+from trust import (
+    ALLOWED_ALGS,
+    Alg,
+    AnchorStatus,
+    AnchorUse,
+    JoseError,
+    Partner,
+    PartnerStatus,
+    TrustList,
+    parse_compact,
+)
+
+__all__ = [
+    "MAX_REQUEST_LIFETIME_S",
+    "MAX_TOKEN_BYTES",
+    "REQUEST_SKEW_S",
+    "REQUEST_TYP",
+    "AgreementError",
+    "MemoryReplayCache",
+    "PartnerError",
+    "PartnerRequest",
+    "RateLimiter",
+    "RedisReplayCache",
+    "ReplayCache",
+    "ReplayCacheUnavailableError",
+    "RequestTokenError",
+    "check_agreement",
+    "check_request_token",
+    "redis_replay_client",
+]
+
+REQUEST_TYP = "ecert-request+jwt"
+MAX_REQUEST_LIFETIME_S = 300
+"""http-api.md: ``exp`` at most 300 s after ``iat``."""
+REQUEST_SKEW_S = 30
+"""Clock difference tolerated between a partner and Huzhou, either way."""
+MAX_TOKEN_BYTES = 8 * 1024
+MAX_JTI = 128
+_FOREIGN_KEY_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+
+
+class PartnerError(Exception):
+    """Root of the partner-request errors."""
+
+
+class RequestTokenError(PartnerError):
+    """The request token does not authenticate this request; ``reason`` says why."""
+
+    def __init__(self, reason: str, *, claimed_iss: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.claimed_iss = claimed_iss
+        """The ``iss`` the token claimed, unverified (for the audit record only)."""
+
+
+class AgreementError(PartnerError):
+    """The partner's agreement does not cover this request."""
+
+    def __init__(self, reason: str, *, suspended: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.suspended = suspended
+        """True when the partner as a whole is suspended (try again later)."""
+
+
+class ReplayCacheUnavailableError(PartnerError):
+    """The replay cache cannot say whether a ``jti`` was seen: the request is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRequest:
+    """An authenticated partner request."""
+
+    partner: Partner
+    kid: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+    @property
+    def region(self) -> str:
+        """The partner's region code."""
+        return self.partner.region_code
+
+    @property
+    def replay_key(self) -> str:
+        """The key the replay cache remembers (a ``jti`` is unique per partner)."""
+        return f"{self.region}:{self.jti}"
+
+
+def _int_claim(claims: Mapping[str, object], name: str, iss: str | None) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestTokenError(f"{name} must be a NumericDate integer", claimed_iss=iss)
+    return value
+
+
+def check_request_token(
+    token: str,
+    *,
+    trust_list: TrustList,
+    audience: str,
+    method: str,
+    path: str,
+    body: bytes,
+    now: int,
+    skew_s: int = REQUEST_SKEW_S,
+) -> PartnerRequest:
+    """Authenticate a partner's request token for this request; raise ``RequestTokenError``.
+
+    Pure: the replay check is the caller's (``ReplayCache``), after this passes,
+    so that only signed tokens can spend a ``jti``. A suspended partner
+    authenticates (its key is checked) and is refused by ``check_agreement``.
+    """
+    try:
+        jws = parse_compact(token, max_bytes=MAX_TOKEN_BYTES)
+    except JoseError as exc:
+        raise RequestTokenError(f"not a compact JWS: {exc}") from exc
+    header = jws.header
+    try:
+        raw_claims = orjson.loads(jws.payload)
+    except orjson.JSONDecodeError as exc:
+        raise RequestTokenError("payload is not JSON") from exc
+    if not isinstance(raw_claims, dict):
+        raise RequestTokenError("payload is not a JSON object")
+    claims: dict[str, object] = raw_claims
+    iss_raw = claims.get("iss")
+    iss = iss_raw if isinstance(iss_raw, str) and len(iss_raw) <= 16 else None
+    if header.get("typ") != REQUEST_TYP:
+        raise RequestTokenError(f"typ must be {REQUEST_TYP}", claimed_iss=iss)
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
+        raise RequestTokenError("alg is not on the profile's allow-list", claimed_iss=iss)
+    if any(name in header for name in _FOREIGN_KEY_HEADERS):
+        raise RequestTokenError("header names a key or extension the gateway does not accept",
+                                claimed_iss=iss)
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise RequestTokenError("kid is required", claimed_iss=iss)
+    if iss is None:
+        raise RequestTokenError("iss must be the partner's region code")
+    anchors = [a for a in trust_list.anchors(kid)
+               if a.use is AnchorUse.REQUEST_SIGNING and a.region == iss]
+    if not anchors:
+        raise RequestTokenError("kid is not a request-signing key of the issuing region",
+                                claimed_iss=iss)
+    verified = None
+    for anchor in anchors:
+        if anchor.key is None:
+            continue
+        try:
+            if anchor.key.verify(Alg(alg), jws.signing_input, jws.signature):
+                verified = anchor
+                break
+        except JoseError:
+            continue  # a key the allow-list forbids verifies nothing
+    if verified is None:
+        raise RequestTokenError("signature does not verify", claimed_iss=iss)
+    if verified.status is not AnchorStatus.ACTIVE:
+        raise RequestTokenError(f"request-signing key is {verified.status.value}",
+                                claimed_iss=iss)
+    partner = trust_list.partner(iss)
+    if partner is None:  # an anchor always has its partner; kept for the type checker
+        raise RequestTokenError("unknown partner", claimed_iss=iss)
+    iat = _int_claim(claims, "iat", iss)
+    exp = _int_claim(claims, "exp", iss)
+    if not verified.window_contains(datetime.fromtimestamp(iat, UTC)):
+        raise RequestTokenError("request-signing key is outside its validity window at iat",
+                                claimed_iss=iss)
+    aud = claims.get("aud")
+    if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+        raise RequestTokenError(f"aud must be {audience}", claimed_iss=iss)
+    if exp <= iat or exp - iat > MAX_REQUEST_LIFETIME_S:
+        raise RequestTokenError(f"exp must be within {MAX_REQUEST_LIFETIME_S} s after iat",
+                                claimed_iss=iss)
+    if iat > now + skew_s:
+        raise RequestTokenError("iat is in the future", claimed_iss=iss)
+    if now > exp + skew_s:
+        raise RequestTokenError("token expired", claimed_iss=iss)
+    if claims.get("htm") != method:
+        raise RequestTokenError(f"htm must be {method}", claimed_iss=iss)
+    if claims.get("htu") != path:
+        raise RequestTokenError("htu does not name this request's path", claimed_iss=iss)
+    digest = claims.get("body_sha256")
+    if not isinstance(digest, str) or not hmac.compare_digest(
+            digest.lower().encode(), hashlib.sha256(body).hexdigest().encode()):
+        raise RequestTokenError("body_sha256 does not match the request body", claimed_iss=iss)
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI or not jti.isprintable():
+        raise RequestTokenError(f"jti must be a string of 1..{MAX_JTI} characters",
+                                claimed_iss=iss)
+    return PartnerRequest(partner=partner, kid=kid, jti=jti, issued_at=iat, expires_at=exp)
+
+
+def check_agreement(partner: Partner, *, type_code: str, matter_code: str) -> None:
+    """Raise ``AgreementError`` unless the partner is active and its agreement covers
+    ``type_code`` and its own ``matter_code``."""
+    if partner.status is not PartnerStatus.ACTIVE:
+        raise AgreementError(f"partner {partner.region_code} is suspended", suspended=True)
+    if not partner.covers_type(type_code):
+        raise AgreementError(f"the agreement does not cover licence type {type_code}")
+    if not partner.covers_matter(frozenset({matter_code})):
+        raise AgreementError(f"the agreement does not cover matter {matter_code}")
+
+
+# ----------------------------------------------------------------------- replay cache
+
+
+class ReplayCache:
+    """Port: remembers request ``jti``s until their tokens expire."""
+
+    async def first_use(self, key: str, ttl_s: int) -> bool:
+        """Record ``key`` for ``ttl_s`` seconds; True when it was not held already.
+
+        Raises ``ReplayCacheUnavailableError`` when it cannot tell.
+        """
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        """Raise unless the cache answers (readiness)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryReplayCache(ReplayCache):
+    """Per-process replay cache with expiry; refuses (fails closed) when full."""
+
+    def __init__(self, *, max_entries: int = 1_000_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: dict[str, float] = {}
+        self._max = max_entries
+        self._clock = clock
+        self._next_sweep = 0.0
+
+    def _sweep(self, now: float) -> None:
+        self._entries = {k: until for k, until in self._entries.items() if until > now}
+        self._next_sweep = now + 10.0
+
+    async def first_use(self, key: str, ttl_s: int) -> bool:
+        """Record ``key`` unless it is held and unexpired."""
+        now = self._clock()
+        if now >= self._next_sweep or len(self._entries) >= self._max:
+            self._sweep(now)
+        until = self._entries.get(key)
+        if until is not None and until > now:
+            return False
+        if len(self._entries) >= self._max:
+            raise ReplayCacheUnavailableError("replay cache is full")
+        self._entries[key] = now + max(1, ttl_s)
+        return True
+
+
+# redis-py reads its own version from package metadata (file I/O) for every new
+# connection unless told; read it once at import, off the event loop.
+_REDIS_VERSION: str = get_lib_version()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=_REDIS_VERSION)
+
+
+def redis_replay_client(url: str, *, timeout_s: float = 1.0) -> aioredis.Redis:
+    """The replay cache's own asyncio Redis client."""
+    client: aioredis.Redis = aioredis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        retry_on_timeout=False, driver_info=_REDIS_DRIVER)
+    return client
+
+
+class RedisReplayCache(ReplayCache):
+    """Replay cache shared by every gateway instance: ``SET key 1 NX EX ttl``."""
+
+    PREFIX = "ecert:v1:request-jti:"
+
+    def __init__(self, client: aioredis.Redis, *, owns_client: bool = True) -> None:
+        self._client = client
+        self._owns = owns_client
+
+    async def first_use(self, key: str, ttl_s: int) -> bool:
+        """True when Redis set the key (it was not there)."""
+        try:
+            stored = await self._client.set(self.PREFIX + key, b"1", nx=True,
+                                            ex=max(1, ttl_s))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ReplayCacheUnavailableError(
+                f"replay cache (Redis) unavailable: {type(exc).__name__}") from exc
+        return bool(stored)
+
+    async def ping(self) -> None:
+        """Raise unless Redis answers."""
+        await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the client when it is ours."""
+        if self._owns:
+            await self._client.aclose()
+
+
+# ----------------------------------------------------------------------- rate limits
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per key (partner region): ``rate`` tokens a second, ``burst`` at most.
+
+    ``limits`` overrides ``(rate, burst)`` for some keys. In-process: each gateway
+    instance counts its own requests.
+    """
+
+    def __init__(self, rate: float, burst: int, *,
+                 limits: Mapping[str, tuple[float, int]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a rate limit needs a positive rate and a burst of at least 1")
+        self._default = (rate, burst)
+        self._limits = dict(limits or {})
+        self._buckets: dict[str, _Bucket] = {}
+        self._clock = clock
+
+    def take(self, key: str) -> float | None:
+        """Spend one token; None when allowed, else the seconds until one is available."""
+        rate, burst = self._limits.get(key, self._default)
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(float(burst), now)
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return (1.0 - bucket.tokens) / rate
+
+    @staticmethod
+    def retry_after(wait_s: float) -> str:
+        """The ``Retry-After`` header value (whole seconds, at least 1)."""
+        return str(max(1, math.ceil(wait_s)))

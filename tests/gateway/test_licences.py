@@ -1,0 +1,302 @@
+"""Huzhou's licence library: row checks, ``licences import|demo``, holder keys, backends."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.cli import licences as cli
+from gateway.licences import (
+    HolderKeyring,
+    LicenceRecordError,
+    LicenceState,
+    SqliteLicenceStore,
+    licence_db_path,
+    open_repository,
+    record_from_mapping,
+)
+from gateway.partner import RedisReplayCache, redis_replay_client
+from tests.gateway.test_partner_api import HOLDER, OTHER_HOLDER, licence_row
+
+_CSV_COLUMNS = ("identifier", "type_code", "type_name", "number", "issuer_name", "issuer_code",
+                "issue_date", "holder_name", "holder_code", "holder_code_type", "valid_from",
+                "valid_until", "matters", "fields", "state")
+
+
+def run(*argv: str) -> int:
+    """Run ``ecert-gateway licences ...`` through the module's own parser."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["licences", *argv])
+    return int(args.func(args))
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any] | str]) -> Path:
+    """One row a line; strings are written as they are (broken lines)."""
+    lines = [r if isinstance(r, str) else orjson.dumps(r).decode() for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """The same rows as CSV (fields as JSON, matters joined by |)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_CSV_COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        cells = dict(row)
+        cells["fields"] = orjson.dumps(row["fields"]).decode() if row.get("fields") else ""
+        cells["matters"] = "|".join(row.get("matters", []))
+        writer.writerow(cells)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path
+
+
+def bad_rows() -> list[dict[str, Any] | str]:
+    """Good rows on lines 1 and 7, bad ones between them."""
+    wrong_check = licence_row(2)
+    wrong_check["identifier"] = wrong_check["identifier"][:-1] + (
+        "0" if wrong_check["identifier"][-1] != "0" else "1")
+    bad_issuer = licence_row(3)
+    bad_issuer["issuer_code"] = "113305004570633270"
+    bad_id = licence_row(4, holder=HOLDER[:-1] + ("0" if HOLDER[-1] != "0" else "1"))
+    bad_date = licence_row(5)
+    bad_date["valid_until"] = "2026-02-30"
+    return [licence_row(1), wrong_check, bad_issuer, bad_id, bad_date, "{not json",
+            licence_row(6, holder=OTHER_HOLDER)]
+
+
+class TestRecords:
+    """record_from_mapping checks one row."""
+
+    def test_good_row(self) -> None:
+        """A good row keeps every lic key; 长期 is null."""
+        row = licence_row(1)
+        row["valid_until"] = None
+        record = record_from_mapping(row)
+        assert LicenceState.VALID is record.state
+        assert record.lic["valid_until"] is None
+        assert HOLDER == record.lic["holder_code"]
+
+    @pytest.mark.parametrize(("change", "message"), [
+        ({"state": "cancelled"}, "state"),
+        ({"holder_code_type": "11"}, "holder_code_type"),
+        ({"type_code": "11100000000013338W011"}, "type_code differs"),
+        ({"valid_from": "2030-01-01", "valid_until": "2029-01-01"}, "before"),
+        ({"colour": "red"}, "unknown keys"),
+        ({"number": ""}, "number"),
+    ])
+    def test_bad_rows(self, change: dict[str, Any], message: str) -> None:
+        """Each problem is named, without quoting holder data."""
+        row = {**licence_row(1), **change}
+        with pytest.raises(LicenceRecordError, match=message) as caught:
+            record_from_mapping(row)
+        assert HOLDER not in str(caught.value)
+
+
+class TestImport:
+    """``licences import``: bad rows reported by line, good rows kept, idempotent."""
+
+    def test_bad_rows_reported_with_line_numbers_good_rows_kept(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+            caplog: pytest.LogCaptureFixture) -> None:
+        """Lines 2-6 are rejected with their numbers; lines 1 and 7 are stored."""
+        caplog.set_level(logging.DEBUG)
+        path = write_jsonl(tmp_path / "batch.jsonl", bad_rows())
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path / "data"))
+        err = capsys.readouterr().err
+        for line, reason in [(2, "check character"), (3, "issuer_code"), (4, "身份证号"),
+                             (5, "valid_until"), (6, "JSON")]:
+            assert f"{path}:{line}: " in err
+            assert reason in next(x for x in err.splitlines() if f"{path}:{line}:" in x)
+        assert f"{path}:1:" not in err
+        assert f"{path}:7:" not in err
+        with open_repository(tmp_path / "data") as repo:
+            assert 2 == repo.count()
+            assert repo.by_identifier(licence_row(1)["identifier"]) is not None
+            assert repo.by_identifier(licence_row(6)["identifier"]) is not None
+        assert HOLDER not in err
+        assert HOLDER not in caplog.text
+
+    def test_csv_with_line_numbers(self, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+        """CSV rows count from the header's line 1."""
+        good = licence_row(1)
+        good["matters"] = ["许可-00393-002", "公共服务-00901-001"]
+        bad = licence_row(2)
+        bad["issue_date"] = "yesterday"
+        path = write_csv(tmp_path / "batch.csv", [good, bad])
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path))
+        assert f"{path}:3: issue_date" in capsys.readouterr().err
+        with open_repository(tmp_path) as repo:
+            stored = repo.by_identifier(good["identifier"])
+        assert stored is not None
+        assert ["许可-00393-002", "公共服务-00901-001"] == stored.lic["matters"]
+        assert {"operation_category": "建筑电工"} == stored.lic["fields"]
+
+    def test_reimport_changes_nothing_and_update_keeps_status_index(
+            self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The same file twice changes nothing; a changed row keeps its status index."""
+        rows = [licence_row(n) for n in range(5)]
+        path = write_jsonl(tmp_path / "batch.jsonl", rows)
+        assert 0 == run("import", str(path), "--data-dir", str(tmp_path))
+        with open_repository(tmp_path) as repo:
+            before = {r["identifier"]: repo.by_identifier(r["identifier"]) for r in rows}
+        assert 0 == run("import", str(path), "--data-dir", str(tmp_path))
+        assert "added 0, updated 0, unchanged 5" in capsys.readouterr().out
+        with open_repository(tmp_path) as repo:
+            after = {i: repo.by_identifier(i) for i in before}
+        assert before == after
+        changed = licence_row(3, state="revoked")
+        write_jsonl(path, [changed])
+        assert 0 == run("import", str(path), "--data-dir", str(tmp_path))
+        with open_repository(tmp_path) as repo:
+            stored = repo.by_identifier(changed["identifier"])
+            entries = repo.status_entries()
+        assert stored is not None
+        old = before[changed["identifier"]]
+        assert old is not None
+        assert (LicenceState.REVOKED, old.status_idx) == (stored.state, stored.status_idx)
+        assert {old.status_idx: 1} == dict(entries.values)
+        assert 5 == entries.size
+
+    def test_one_audit_record_without_personal_data(self, tmp_path: Path) -> None:
+        """The import is one audit record with counts and the file digest; no holder code
+        is written to the audit log or any file but the licence store."""
+        import hashlib
+
+        path = write_jsonl(tmp_path / "batch.jsonl", bad_rows())
+        data_dir = tmp_path / "data"
+        run("import", str(path), "--data-dir", str(data_dir))
+        from gateway.audit import open_store
+
+        store = open_store(data_dir, None)
+        try:
+            entries = list(store.iter_entries())
+        finally:
+            store.close()
+        assert 1 == len(entries)
+        record = orjson.loads(entries[0][1])
+        text = entries[0][1].decode()
+        assert "licence-import" in text
+        assert hashlib.sha256(path.read_bytes()).hexdigest() in text
+        assert '"rejected":5' in text.replace(" ", "")
+        assert record is not None
+        for file in data_dir.rglob("*"):
+            if file.is_file() and not file.name.startswith("licences.db"):
+                assert HOLDER.encode() not in file.read_bytes(), file.name
+
+    def test_unknown_csv_column_fails_whole_file(self, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """A header naming something else is refused before any row is read."""
+        path = tmp_path / "x.csv"
+        path.write_text("identifier,colour\n1,red\n", encoding="utf-8")
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path))
+        assert "unknown columns" in capsys.readouterr().err
+
+
+class TestDemo:
+    """``licences demo`` makes realistic, valid Huzhou licences."""
+
+    def test_demo_rows_are_valid_and_varied(self) -> None:
+        """Every generated row passes the import checks; states are mixed."""
+        rows = list(cli.demo_rows(600, seed=1))
+        records = [record_from_mapping(r) for r in rows]
+        assert 600 == len({r.identifier for r in records})
+        states = {r.state for r in records}
+        assert {LicenceState.VALID, LicenceState.REVOKED, LicenceState.SUSPENDED} == states
+        assert all(str(r.lic["issuer_code"])[2:6] == "3305" for r in records)
+        prefixes = {str(r.lic["holder_code"])[:6] for r in records
+                    if r.lic["holder_code_type"] == "111"}
+        assert prefixes <= {"330502", "330503", "330521", "330522", "330523"}
+
+    def test_demo_imports(self, tmp_path: Path) -> None:
+        """The command writes the file and imports it."""
+        assert 0 == run("demo", "--data-dir", str(tmp_path), "--count", "300")
+        with open_repository(tmp_path) as repo:
+            assert 300 == repo.count()
+        assert (tmp_path / "demo-licences.jsonl").exists()
+
+
+class TestHolderKeys:
+    """Holder lookups by versioned HMAC."""
+
+    def test_pseudonyms_are_keyed_and_versioned(self, tmp_path: Path) -> None:
+        """Case does not matter; another key gives another pseudonym; every version is tried."""
+        keyring = HolderKeyring.load(tmp_path)
+        first = keyring.pseudonym("111", HOLDER)
+        assert first == keyring.pseudonym("111", HOLDER.lower())
+        assert HOLDER not in first
+        assert first.startswith("v1:")
+        assert 2 == HolderKeyring.add_version(tmp_path)
+        rotated = HolderKeyring.load(tmp_path)
+        assert rotated.pseudonyms("111", HOLDER)[-1] == first
+        assert rotated.pseudonyms("111", HOLDER)[0].startswith("v2:")
+        assert first != HolderKeyring.load(tmp_path / "other").pseudonym("111", HOLDER)
+
+    async def test_lookup_survives_rotation_and_reimport_rekeys(self, tmp_path: Path) -> None:
+        """After a rotation old rows are still found; a re-import moves them to the new key."""
+        import asyncio
+
+        from tests.gateway.test_partner_api import import_rows
+
+        loop = asyncio.get_running_loop()
+        row = licence_row(1)
+        await loop.run_in_executor(None, import_rows, tmp_path, [row])
+        await loop.run_in_executor(None, HolderKeyring.add_version, tmp_path)
+        keyring = await loop.run_in_executor(None, HolderKeyring.load, tmp_path)
+        store = SqliteLicenceStore(licence_db_path(tmp_path))
+        await store.open()
+        try:
+            found = await store.by_holder(keyring.pseudonyms("111", HOLDER), row["type_code"])
+            assert [row["identifier"]] == [f.identifier for f in found]
+        finally:
+            await store.close()
+
+        def reimport() -> int:
+            with open_repository(tmp_path) as repo:
+                return repo.import_records([record_from_mapping(row)], keyring).rekeyed
+
+        assert 1 == await loop.run_in_executor(None, reimport)
+
+
+class TestBackends:
+    """PostgreSQL store and Redis replay cache against real servers."""
+
+    @pytest.mark.postgres
+    def test_postgres_import_is_idempotent(self, tmp_path: Path, postgres_dsn: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """The CLI imports into PostgreSQL; twice changes nothing."""
+        path = write_jsonl(tmp_path / "batch.jsonl", bad_rows())
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path),
+                        "--postgres-dsn", postgres_dsn)
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path),
+                        "--postgres-dsn", postgres_dsn)
+        out = capsys.readouterr().out
+        assert "added 2, updated 0, unchanged 0" in out
+        assert "added 0, updated 0, unchanged 2" in out
+        with open_repository(tmp_path, postgres_dsn) as repo:
+            assert ("postgresql", 2) == (repo.backend, repo.count())
+            assert 2 == repo.status_entries().size
+
+    @pytest.mark.redis
+    async def test_redis_replay_cache(self, redis_url: str) -> None:
+        """SET NX EX: the first use wins, the second is refused."""
+        import uuid
+
+        cache = RedisReplayCache(redis_replay_client(redis_url))
+        key = f"310000:{uuid.uuid4().hex}"
+        try:
+            assert await cache.first_use(key, 60)
+            assert not await cache.first_use(key, 60)
+            await cache.ping()
+        finally:
+            await cache.close()

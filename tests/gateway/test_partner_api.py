@@ -1,0 +1,605 @@
+"""POST /v1/partner/licences/query and GET /v1/status/{name}, over HTTP with mock partners."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.api_partner import QUERY_PATH, setup
+from gateway.app import create_app
+from gateway.audit.event import ActorKind, AuditEvent, EventType
+from gateway.licences import HolderKeyring, open_repository, record_from_mapping
+from gateway.partner import (
+    MemoryReplayCache,
+    RateLimiter,
+    RequestTokenError,
+    check_request_token,
+)
+from gateway.settings import load_settings
+from mocks import (
+    BUSINESS_LICENCE,
+    CONSTRUCTION_WORKER,
+    Federation,
+    PartnerClient,
+    RunningFederation,
+    b64url_decode,
+    make_resident_id,
+    make_uscc,
+)
+from tests.fakes import MemoryAudit
+from tests.gateway.conftest import trust_document
+from trust import TrustList, iso7064_check_char
+
+SHANGHAI = "310000"
+SH_MATTER = "310000-20-SFJ-0001"
+"""A Shanghai matter the sample registry maps to Huzhou through the national list."""
+ISSUER = make_uscc("11", "330500", "45706332")
+"""湖州市住房和城乡建设局 (illustrative USCC with Huzhou's division code)."""
+_RNG = random.Random(7)
+HOLDER = make_resident_id(["330502"], _RNG)
+OTHER_HOLDER = make_resident_id(["330521"], _RNG)
+ORG_HOLDER = make_uscc("91", "330502", "12345678")
+
+Client = TestClient[web.Request, web.Application]
+CHINA = timezone(timedelta(hours=8))
+
+
+def china_today() -> date:
+    """Today in China, the calendar licence dates are written in."""
+    return datetime.now(CHINA).date()
+Start = Callable[..., Awaitable[Client]]
+
+
+def licence_row(serial: int, *, type_code: str = CONSTRUCTION_WORKER, holder: str = HOLDER,
+                holder_type: str = "111", state: str = "valid",
+                valid_until: date | None = None, issued: date | None = None) -> dict[str, Any]:
+    """A Huzhou licence row as ``licences import`` takes it."""
+    issued = issued or china_today() - timedelta(days=30)
+    until = valid_until or issued + timedelta(days=730)
+    serial_text = f"2026{serial:08d}"
+    body = f"{type_code}{ISSUER}{serial_text}001"
+    return {
+        "identifier": f"1.2.156.3005.2.{type_code}.{ISSUER}.{serial_text}.001."
+                      f"{iso7064_check_char(body)}",
+        "type_code": type_code, "type_name": "建筑施工特种作业人员操作资格证书",
+        "number": f"浙A{serial:012d}", "issuer_name": "湖州市住房和城乡建设局",
+        "issuer_code": ISSUER, "issue_date": issued.isoformat(), "holder_name": "沈建国",
+        "holder_code": holder, "holder_code_type": holder_type,
+        "valid_from": issued.isoformat(), "valid_until": until.isoformat(),
+        "fields": {"operation_category": "建筑电工"}, "state": state,
+    }
+
+
+def import_rows(data_dir: Path, rows: Sequence[dict[str, Any]],
+                postgres_dsn: str | None = None) -> None:
+    """Store rows as the CLI would (blocking: run in an executor)."""
+    keyring = HolderKeyring.load(data_dir)
+    with open_repository(data_dir, postgres_dsn) as repo:
+        repo.import_records([record_from_mapping(r) for r in rows], keyring)
+
+
+def _wired(app: web.Application) -> bool:
+    return any(r.resource is not None and r.resource.canonical == QUERY_PATH
+               for r in app.router.routes())
+
+
+@pytest.fixture
+def start(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
+          audit: MemoryAudit, running: RunningFederation) -> Start:
+    """Import licences, then start a gateway with the partner API on the federation's list."""
+
+    async def _start(rows: Sequence[dict[str, Any]] = (), *,
+                     trust_list: TrustList | None = None, **settings: Any) -> Client:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, import_rows, tmp_path, rows,
+                                   settings.get("postgres_dsn"))
+        config = load_settings({}, None, {"data_dir": tmp_path, **settings})
+        tl = trust_list or TrustList.from_json(trust_document(running.federation))
+        app = create_app(config, audit=audit, trust_list=tl)
+        if not _wired(app):
+            setup(app)
+        return await aiohttp_client(app)
+
+    return _start
+
+
+def partner(client: Client, running: RunningFederation, region: str = SHANGHAI
+            ) -> PartnerClient:
+    """A mock partner sending through the test client's session."""
+    return PartnerClient(running.federation[region], str(client.make_url("")),
+                         session=client.session)
+
+
+def _events(audit: MemoryAudit) -> list[AuditEvent]:
+    return [e for e in audit.events if e.event_type is EventType.PARTNER_QUERY]
+
+
+def _b64json(part: str) -> dict[str, Any]:
+    import orjson
+
+    value = orjson.loads(b64url_decode(part))
+    assert isinstance(value, dict)
+    return value
+
+
+async def _jwk(client: Client, kid: str) -> jwt.PyJWK:
+    jwks = await (await client.get("/.well-known/jwks.json")).json()
+    return jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == kid))
+
+
+class TestFound:
+    """A valid licence is found and handed out signed by Huzhou."""
+
+    async def test_identifier_query_verifies_with_pyjwt_and_status_resolves(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
+        """cn 0: the licence verifies with PyJWT and the JWKS key, and its status entry is 0."""
+        row = licence_row(1)
+        client = await start([licence_row(0, state="revoked"), row])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(row["identifier"], matter_code=SH_MATTER))
+        assert 200 == answer.status
+        assert 0 == answer.cn_status
+        assert 1 == len(answer.body["licences"])
+        token = answer.body["licences"][0]
+        header = _b64json(token.split(".")[0])
+        assert "ecert+jwt" == header["typ"]
+        assert header["kid"].startswith("330500-lic-")
+        key = await _jwk(client, header["kid"])
+        claims = jwt.decode(token, key.key, algorithms=["EdDSA"], issuer="330500",
+                            options={"require": ["iss", "iat", "jti", "exp"]})
+        assert row["identifier"] == claims["jti"]
+        assert HOLDER == claims["lic"]["holder_code"]
+        assert CONSTRUCTION_WORKER == claims["lic"]["type_code"]
+        assert row["valid_until"] == claims["lic"]["valid_until"]
+        # The status entry resolves through Huzhou's published list.
+        reference = claims["status"]["status_list"]
+        resp = await client.get(urlsplit(reference["uri"]).path)
+        assert 200 == resp.status
+        status_token = await resp.text()
+        status_header = _b64json(status_token.split(".")[0])
+        assert "statuslist+jwt" == status_header["typ"]
+        status_key = await _jwk(client, status_header["kid"])
+        status_claims = jwt.decode(status_token, status_key.key, algorithms=["EdDSA"])
+        assert reference["uri"] == status_claims["sub"]
+        assert 300 == status_claims["ttl"]
+        assert status_claims["exp"] > status_claims["iat"]
+        assert 2 == status_claims["status_list"]["bits"]
+        data = zlib.decompress(b64url_decode(status_claims["status_list"]["lst"]))
+
+        def value(idx: int) -> int:
+            return (data[idx * 2 // 8] >> (idx * 2 % 8)) & 0b11
+
+        assert 0 == value(reference["idx"])
+        assert 1 == value(0)  # the revoked licence imported first
+        # The matter is reported in both schemes.
+        assert [{"region": SHANGHAI, "code": SH_MATTER, "name": "机动车驾驶证公证"}] == \
+            answer.body["matter"]["partner"]
+        assert ["公共服务-00901-001"] == [m["code"] for m in answer.body["matter"]["huzhou"]]
+        event = _events(audit)[-1]
+        assert SHANGHAI == event.partner_region
+        assert ActorKind.PARTNER is event.actor_kind
+        assert {"region": SHANGHAI, "code": SH_MATTER} == event.matter_before
+        assert ({"region": "330500", "code": "公共服务-00901-001"},) == event.matters_after
+        assert "ok" == event.outcome
+        assert 0 == event.cn_status
+        assert row["identifier"] == event.licence_identifier
+
+    async def test_holder_query_returns_valid_licences_and_audits_holder_only_as_personal(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
+        """A holder query returns that holder's valid licences of the type; the holder
+        code reaches the audit port only in ``personal``."""
+        rows = [licence_row(1), licence_row(2), licence_row(3, holder=OTHER_HOLDER),
+                licence_row(4, state="revoked")]
+        client = await start(rows)
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_holder(HOLDER.lower(), CONSTRUCTION_WORKER,
+                                             matter_code=SH_MATTER))
+        assert 200 == answer.status
+        assert 0 == answer.cn_status
+        ids = sorted(_b64json(t.split(".")[1])["jti"] for t in answer.body["licences"])
+        assert sorted([rows[0]["identifier"], rows[1]["identifier"]]) == ids
+        event = _events(audit)[-1]
+        assert {"holder_code": HOLDER.lower()} == dict(event.personal)
+        outside = repr({**{f: getattr(event, f) for f in event.__slots__ if f != "personal"}})
+        assert HOLDER not in outside.upper()
+
+    async def test_organisation_holder_query(self, start: Start,
+                                              running: RunningFederation) -> None:
+        """An organisation (code type 001) is found by its USCC."""
+        row = licence_row(5, type_code=BUSINESS_LICENCE, holder=ORG_HOLDER, holder_type="001")
+        client = await start([row])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_holder(ORG_HOLDER, BUSINESS_LICENCE, holder_code_type="001",
+                                             matter_code=SH_MATTER))
+        assert (200, 0) == (answer.status, answer.cn_status)
+
+    async def test_jwks_lists_licence_and_status_keys(self, start: Start) -> None:
+        """Huzhou's licence- and status-signing keys are published."""
+        client = await start()
+        jwks = await (await client.get("/.well-known/jwks.json")).json()
+        uses = {k.get("ecert_use") for k in jwks["keys"]}
+        assert {"licence-signing", "status-signing"} <= uses
+        assert 404 == (await client.get("/v1/status/nope")).status
+
+
+class TestAnswers:
+    """Each lookup outcome has its national status code."""
+
+    async def test_not_found_is_200_cn_10(self, start: Start, running: RunningFederation,
+                                          audit: MemoryAudit) -> None:
+        """An identifier Huzhou does not hold: 200, cn 10, no licences."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(99)["identifier"],
+                                                 matter_code=SH_MATTER))
+        assert (200, 10, []) == (answer.status, answer.cn_status, answer.body["licences"])
+        assert 10 == _events(audit)[-1].cn_status
+
+    async def test_unknown_type_is_200_cn_13(self, start: Start,
+                                             running: RunningFederation) -> None:
+        """A licence type Huzhou does not publish: 200, cn 13."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_holder(HOLDER, "11100000000013338W099",
+                                             matter_code=SH_MATTER))
+        assert (200, 13) == (answer.status, answer.cn_status)
+
+    @pytest.mark.parametrize(("state", "expired", "cn_status"), [
+        ("revoked", False, 21), ("valid", True, 22), ("suspended", False, 23),
+        ("revoked", True, 21)])
+    async def test_licence_states(self, start: Start, running: RunningFederation,
+                                  state: str, expired: bool, cn_status: int) -> None:
+        """Revoked 21, expired 22, suspended 23; no licence is handed out."""
+        issued = china_today() - timedelta(days=1000)
+        today = china_today()
+        until = today - timedelta(days=1) if expired else today + timedelta(days=9)
+        row = licence_row(1, state=state, issued=issued, valid_until=until)
+        client = await start([row])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(row["identifier"], matter_code=SH_MATTER))
+        assert (200, cn_status, []) == (answer.status, answer.cn_status, answer.body["licences"])
+
+    async def test_last_valid_day_is_still_valid(self, start: Start,
+                                                 running: RunningFederation) -> None:
+        """valid_until is inclusive (China's calendar)."""
+        today = china_today()
+        row = licence_row(1, issued=today - timedelta(days=400), valid_until=today)
+        client = await start([row])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(row["identifier"], matter_code=SH_MATTER))
+        assert 0 == answer.cn_status
+
+
+class TestAuthentication:
+    """Bad, expired, replayed or lifted request tokens are 401, cn 11."""
+
+    async def _expect_401(self, answer: Any, audit: MemoryAudit) -> None:
+        assert 401 == answer.status
+        assert 11 == answer.cn_status
+        assert "application/problem+json" in answer.headers["Content-Type"]
+        event = _events(audit)[-1]
+        assert ("refused", 11) == (event.outcome, event.cn_status)
+
+    async def test_key_not_in_trust_list(self, start: Start, running: RunningFederation,
+                                         audit: MemoryAudit) -> None:
+        """A request signed with a key Huzhou does not trust."""
+        client = await start([licence_row(1)])
+        region = running.federation[SHANGHAI]
+        kid = region.add_signing_key("ES256", use="request-signing", publish=False)
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER), kid=kid)
+        await self._expect_401(answer, audit)
+        event = _events(audit)[-1]
+        assert event.partner_region is None
+        assert SHANGHAI == event.details["claimed_iss"]
+        assert {"region": SHANGHAI, "code": SH_MATTER} == event.matter_before
+
+    async def test_another_regions_key(self, start: Start, running: RunningFederation,
+                                       audit: MemoryAudit) -> None:
+        """Hefei's key cannot speak for Shanghai."""
+        client = await start()
+        sh = partner(client, running)
+        hefei = partner(client, running, "340100")
+        answer = await hefei.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                    matter_code=SH_MATTER),
+                                   claims_override={"iss": SHANGHAI})
+        await self._expect_401(answer, audit)
+
+    async def test_local_system_key_is_not_a_partner_credential(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
+        """A bearer that is not a request token is 401."""
+        client = await start()
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER), token="x" * 43)
+        await self._expect_401(answer, audit)
+
+    async def test_expired_token(self, start: Start, running: RunningFederation,
+                                 audit: MemoryAudit) -> None:
+        """A token past its exp (beyond the skew)."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER),
+                                iat=int(time.time()) - 400, lifetime=300)
+        await self._expect_401(answer, audit)
+        assert "expired" in answer.body["detail"]
+
+    async def test_replayed_jti(self, start: Start, running: RunningFederation,
+                                audit: MemoryAudit) -> None:
+        """The same token twice: the second is refused."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        import orjson
+
+        token = sh.sign(orjson.dumps(body))
+        first = await sh.query(body, token=token)
+        assert 200 == first.status
+        second = await sh.query(body, token=token)
+        await self._expect_401(second, audit)
+        assert "replay" in second.body["detail"]
+
+    async def test_body_changed_after_signing(self, start: Start, running: RunningFederation,
+                                              audit: MemoryAudit) -> None:
+        """A token lifted onto another body."""
+        client = await start([licence_row(1), licence_row(2)])
+        sh = partner(client, running)
+        import orjson
+
+        signed = orjson.dumps(sh.by_identifier(licence_row(1)["identifier"],
+                                               matter_code=SH_MATTER))
+        answer = await sh.query(sh.by_identifier(licence_row(2)["identifier"],
+                                                 matter_code=SH_MATTER), signed_body=signed)
+        await self._expect_401(answer, audit)
+        assert "body_sha256" in answer.body["detail"]
+
+    async def test_token_for_another_path_or_audience(self, start: Start,
+                                                      running: RunningFederation,
+                                                      audit: MemoryAudit) -> None:
+        """htu and aud bind the token to this endpoint of this gateway."""
+        client = await start()
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        answer = await sh.query(body, claims_override={"htu": "/v1/verifications"})
+        await self._expect_401(answer, audit)
+        answer = await sh.query(body, aud="320500")
+        await self._expect_401(answer, audit)
+
+
+class TestRefusals:
+    """Requests that authenticate but may not be answered."""
+
+    async def test_missing_use_cause_is_400_cn_12(self, start: Start,
+                                                  running: RunningFederation,
+                                                  audit: MemoryAudit) -> None:
+        """No reason for use: 400, cn 12."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        del body["use_cause"]
+        answer = await sh.query(body)
+        assert (400, 12) == (answer.status, answer.cn_status)
+        event = _events(audit)[-1]
+        assert ("refused", 12, SHANGHAI) == (event.outcome, event.cn_status,
+                                             event.partner_region)
+        assert {"region": SHANGHAI, "code": SH_MATTER} == event.matter_before
+
+    @pytest.mark.parametrize("change", ["no-matter", "long-cause", "half-holder", "both",
+                                        "other-region", "bad-identifier"])
+    async def test_malformed_queries_are_400_cn_12(self, start: Start,
+                                                   running: RunningFederation,
+                                                   change: str) -> None:
+        """Missing or malformed fields: 400, cn 12."""
+        client = await start()
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        if change == "no-matter":
+            del body["matter"]
+        elif change == "long-cause":
+            body["use_cause"] = "因" * 201
+        elif change == "half-holder":
+            body = sh.by_holder(HOLDER, CONSTRUCTION_WORKER, matter_code=SH_MATTER)
+            del body["holder_code_type"]
+        elif change == "both":
+            body["holder_code"] = HOLDER
+        elif change == "other-region":
+            body["matter"]["region"] = "340100"
+        else:
+            body["identifier"] = "1.2.156.3005.2.nonsense"
+        answer = await sh.query(body)
+        assert (400, 12) == (answer.status, answer.cn_status)
+
+    async def test_suspended_partner_is_403_try_later(self, start: Start,
+                                                      running: RunningFederation,
+                                                      audit: MemoryAudit) -> None:
+        """A suspended partner authenticates but is refused: 403, cn 100, TRY_LATER."""
+        running.federation[SHANGHAI].partner_status = "suspended"
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER))
+        assert (403, 100) == (answer.status, answer.cn_status)
+        assert "TRY_LATER" == answer.body["sub_indication"]
+        assert SHANGHAI == _events(audit)[-1].partner_region
+
+    async def test_type_out_of_agreement_is_403_cn_100(self, start: Start,
+                                                       running: RunningFederation) -> None:
+        """A licence type the agreement does not list."""
+        running.federation[SHANGHAI].recognised_licence_types = (BUSINESS_LICENCE,)
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER))
+        assert (403, 100) == (answer.status, answer.cn_status)
+
+    async def test_matter_out_of_agreement_is_403_cn_100(self, start: Start,
+                                                         running: RunningFederation) -> None:
+        """A partner matter the agreement does not list; a listed one passes."""
+        running.federation[SHANGHAI].recognised_matters = ("310000-20-SFJ-0002",)
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        identifier = licence_row(1)["identifier"]
+        answer = await sh.query(sh.by_identifier(identifier, matter_code=SH_MATTER))
+        assert (403, 100) == (answer.status, answer.cn_status)
+        answer = await sh.query(sh.by_identifier(identifier, matter_code="310000-20-SFJ-0002"))
+        assert (200, 0) == (answer.status, answer.cn_status)
+
+    async def test_rate_limit_is_429_with_retry_after(self, start: Start,
+                                                      running: RunningFederation,
+                                                      audit: MemoryAudit) -> None:
+        """Past the burst, a partner is told when to come back; others are unaffected."""
+        client = await start([licence_row(1)], partner_rate_per_s=0.1, partner_rate_burst=2)
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        statuses = [(await sh.query(body)).status for _ in range(2)]
+        assert [200, 200] == statuses
+        limited = await sh.query(body)
+        assert 429 == limited.status
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert "refused" == _events(audit)[-1].outcome
+        hefei = partner(client, running, "340100")
+        other = await hefei.query(hefei.by_identifier(licence_row(1)["identifier"],
+                                                      matter_code="340100-whatever"))
+        assert 200 == other.status
+
+    async def test_every_query_is_audited(self, start: Start, running: RunningFederation,
+                                          audit: MemoryAudit) -> None:
+        """One record per query, refused ones included; holder codes only in personal."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        await sh.query(sh.by_holder(HOLDER, CONSTRUCTION_WORKER, matter_code=SH_MATTER))
+        await sh.query(sh.by_holder(HOLDER, CONSTRUCTION_WORKER, matter_code=SH_MATTER),
+                       token="bad")
+        no_cause = sh.by_holder(HOLDER, CONSTRUCTION_WORKER, matter_code=SH_MATTER)
+        no_cause["use_cause"] = ""
+        await sh.query(no_cause)
+        events = _events(audit)
+        assert 3 == len(events)
+        assert ["ok", "refused", "refused"] == [e.outcome for e in events]
+        assert [0, 11, 12] == [e.cn_status for e in events]
+        for event in events:
+            public = repr({f: getattr(event, f) for f in event.__slots__ if f != "personal"})
+            assert HOLDER not in public
+
+
+class TestBackends:
+    """The same API on Redis (replay cache) and PostgreSQL (licence store)."""
+
+    @pytest.mark.redis
+    async def test_replay_refused_through_redis(self, start: Start, running: RunningFederation,
+                                                redis_url: str) -> None:
+        """With Redis configured, a replayed jti is refused."""
+        client = await start([licence_row(1)], redis_url=redis_url)
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        import orjson
+
+        token = sh.sign(orjson.dumps(body))
+        assert 200 == (await sh.query(body, token=token)).status
+        again = await sh.query(body, token=token)
+        assert (401, 11) == (again.status, again.cn_status)
+        ready = await (await client.get("/readyz")).json()
+        assert "ok" == ready["checks"]["replay-cache"]
+
+    @pytest.mark.postgres
+    async def test_found_in_postgres(self, start: Start, running: RunningFederation,
+                                     postgres_dsn: str) -> None:
+        """Licences imported into PostgreSQL are found, and states hold."""
+        rows = [licence_row(1), licence_row(2, state="suspended")]
+        client = await start(rows, postgres_dsn=postgres_dsn)
+        sh = partner(client, running)
+        found = await sh.query(sh.by_holder(HOLDER, CONSTRUCTION_WORKER, matter_code=SH_MATTER))
+        assert (200, 0, 1) == (found.status, found.cn_status, len(found.body["licences"]))
+        suspended = await sh.query(sh.by_identifier(rows[1]["identifier"],
+                                                    matter_code=SH_MATTER))
+        assert 23 == suspended.cn_status
+
+
+class TestRequestToken:
+    """check_request_token on its own: boundaries one second either side."""
+
+    @pytest.fixture
+    def federation(self) -> Federation:
+        """Shanghai alone."""
+        return Federation.standard(seed=3, codes=[SHANGHAI])
+
+    def _check(self, federation: Federation, *, now: int, **token_args: Any) -> None:
+        tl = TrustList.from_json(trust_document(federation))
+        body = b'{"x":1}'
+        token = federation[SHANGHAI].request_token(body=body, path=QUERY_PATH, **token_args)
+        check_request_token(token, trust_list=tl, audience="330500", method="POST",
+                            path=QUERY_PATH, body=body, now=now, skew_s=30)
+
+    def test_lifetime_boundary(self, federation: Federation) -> None:
+        """exp - iat = 300 passes; 301 fails."""
+        now = int(time.time())
+        self._check(federation, now=now, iat=now, lifetime=300)
+        with pytest.raises(RequestTokenError, match="300"):
+            self._check(federation, now=now, iat=now, lifetime=301)
+
+    def test_expiry_boundary(self, federation: Federation) -> None:
+        """Accepted up to exp + skew, refused one second later."""
+        iat = int(time.time()) - 200
+        self._check(federation, now=iat + 100 + 30, iat=iat, lifetime=100)
+        with pytest.raises(RequestTokenError, match="expired"):
+            self._check(federation, now=iat + 100 + 31, iat=iat, lifetime=100)
+
+    def test_future_iat_boundary(self, federation: Federation) -> None:
+        """iat up to skew ahead passes; one second more fails."""
+        now = int(time.time())
+        self._check(federation, now=now, iat=now + 30)
+        with pytest.raises(RequestTokenError, match="future"):
+            self._check(federation, now=now, iat=now + 31)
+
+    def test_wrong_typ_refused(self, federation: Federation) -> None:
+        """A licence-typed token is not a request token."""
+        tl = TrustList.from_json(trust_document(federation))
+        region = federation[SHANGHAI]
+        from mocks import sign_compact
+
+        claims = {"iss": SHANGHAI, "aud": "330500", "iat": int(time.time()),
+                  "exp": int(time.time()) + 60, "jti": "j", "htm": "POST", "htu": QUERY_PATH,
+                  "body_sha256": ""}
+        token = sign_compact({"alg": "ES256", "typ": "ecert+jwt", "kid": region.request_kid},
+                             claims, region.private_key(region.request_kid), "ES256")
+        with pytest.raises(RequestTokenError, match="typ"):
+            check_request_token(token, trust_list=tl, audience="330500", method="POST",
+                                path=QUERY_PATH, body=b"", now=int(time.time()))
+
+
+class TestLimiterAndCache:
+    """The rate limiter and the in-memory replay cache."""
+
+    def test_token_bucket(self) -> None:
+        """burst requests pass at once, then one per 1/rate seconds."""
+        now = [0.0]
+        limiter = RateLimiter(2.0, 3, clock=lambda: now[0])
+        assert [None, None, None] == [limiter.take("310000") for _ in range(3)]
+        wait = limiter.take("310000")
+        assert wait == pytest.approx(0.5)
+        now[0] += 0.5
+        assert limiter.take("310000") is None
+        assert limiter.take("340100") is None
+
+    async def test_memory_replay_cache_expires(self) -> None:
+        """A jti is refused while remembered, accepted again after its TTL."""
+        now = [0.0]
+        cache = MemoryReplayCache(clock=lambda: now[0])
+        assert await cache.first_use("310000:a", 10)
+        assert not await cache.first_use("310000:a", 10)
+        now[0] += 11
+        assert await cache.first_use("310000:a", 10)
