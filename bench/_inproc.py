@@ -1,0 +1,155 @@
+"""``python -m bench._inproc``: the in-process measurements (no HTTP), one JSON line out.
+
+* ``es256``: a loop of raw ``cryptography`` ES256 verifications over the naive
+  pool's licences (signing input and DER signature prepared beforehand), on one
+  core: the ceiling of any verifier in Python on this machine.
+* ``audit``: appends/s through ``AuditService`` (the group-committing writer,
+  SQLite with ``synchronous=FULL``) with many concurrent appenders for a fixed
+  time; then the time of ``AuditService.entry(i)`` (store read + inclusion
+  proof against the latest checkpoint) at the tree size reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from gateway.audit import ActorKind, AuditEvent, AuditService, EventType
+from mocks import b64url_decode
+
+
+def _prepared(pool: Path, limit: int = 5000) -> list[tuple[bytes, bytes]]:
+    prepared = []
+    for line in pool.read_bytes().splitlines()[:limit]:
+        token = orjson.loads(line)["credential"]
+        head, payload, signature = token.split(".")
+        raw = b64url_decode(signature)
+        der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        prepared.append((f"{head}.{payload}".encode("ascii"), der))
+    return prepared
+
+
+def es256(pool: Path, jwk_file: Path, duration: float, warmup: float) -> dict[str, Any]:
+    """Verifications/s of the raw loop."""
+    key = jwt.PyJWK(orjson.loads(jwk_file.read_bytes()), algorithm="ES256").key
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    items = _prepared(pool)
+    algorithm = ec.ECDSA(hashes.SHA256())
+    result = {}
+    for phase, seconds in (("warm", warmup), ("measure", duration)):
+        count = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            for message, der in items[count % len(items):][:256]:
+                key.verify(der, message, algorithm)  # raises on a bad signature
+                count += 1
+        result[phase] = (count, time.perf_counter() - start)
+    count, elapsed = result["measure"]
+    return {"count": count, "seconds": elapsed, "rate": count / elapsed}
+
+
+def _event(n: int) -> AuditEvent:
+    return AuditEvent(
+        event_type=EventType.VERIFICATION,
+        actor_kind=ActorKind.LOCAL_SYSTEM,
+        actor_id=f"bench-{n % 97}",
+        at=datetime.now(UTC),
+        source_addr="127.0.0.1",
+        outcome="TOTAL_PASSED",
+        cn_status=0,
+        use_cause="办理跨省通办事项（基准测试）",
+        licence_identifier=f"1.2.156.3005.2.11100000000013338W.{n:08d}",
+        licence_type="11100000000013338W",
+        issuer_region="310000",
+        partner_region="310000",
+        trust_list_version=1,
+        latency_ms=1.0,
+        personal={"holder_code": f"3105021990010{n % 100000:05d}", "holder_name": "张三"},
+        details={"credential_sha256": f"{n:064x}"},
+    )
+
+
+async def audit(data_dir: Path, appenders: int, duration: float, warmup: float,
+                proofs: int) -> dict[str, Any]:
+    """Appends/s with ``appenders`` concurrent appenders, then proof times at the size reached."""
+    async with AuditService(data_dir=data_dir, checkpoint_interval_s=1.0) as service:
+        counter = 0
+
+        async def appender(deadline: float) -> None:
+            nonlocal counter
+            while time.perf_counter() < deadline:
+                counter += 1
+                await service.append(_event(counter))
+
+        async def phase(seconds: float) -> tuple[int, float]:
+            before = counter
+            start = time.perf_counter()
+            deadline = start + seconds
+            await asyncio.gather(*(appender(deadline) for _ in range(appenders)))
+            return counter - before, time.perf_counter() - start
+
+        await phase(warmup)
+        appended, elapsed = await phase(duration)
+        await service.publish()
+        size = service.tree_size
+        rng = random.Random(7)
+        times = []
+        for _ in range(proofs):
+            index = rng.randrange(size)
+            start = time.perf_counter()
+            found = await service.entry(index)
+            times.append(time.perf_counter() - start)
+            assert found is not None
+            assert found.tree_size >= index
+    times.sort()
+    return {
+        "appends": appended, "seconds": elapsed, "rate": appended / elapsed,
+        "appenders": appenders, "tree_size": size,
+        "proof_p50_ms": statistics.median(times) * 1000,
+        "proof_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one in-process measurement and print its JSON summary."""
+    parser = argparse.ArgumentParser(prog="python -m bench._inproc", description=__doc__)
+    parser.add_argument("what", choices=["es256", "audit"])
+    parser.add_argument("--pool", type=Path, help="naive pool file (es256)")
+    parser.add_argument("--jwk", type=Path, help="naive key (es256)")
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--appenders", type=int, default=1000)
+    parser.add_argument("--proofs", type=int, default=500)
+    parser.add_argument("--data-dir", type=Path, help="audit data folder (default: a temp one)")
+    args = parser.parse_args(argv)
+    if args.what == "es256":
+        if args.pool is None or args.jwk is None:
+            parser.error("es256 needs --pool and --jwk")
+        result = es256(args.pool, args.jwk, args.duration, args.warmup)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+            folder = args.data_dir or Path(tmp)
+            result = asyncio.run(audit(folder, args.appenders, args.duration, args.warmup,
+                                       args.proofs))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Child processes of a benchmark run: started pinned, waited for, always stopped.
+
+Every server is started through :class:`Children`, which remembers it and
+stops it (SIGTERM, then SIGKILL after a grace period) when the run ends, on
+an error or on Ctrl-C. Only loopback addresses are used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["Children", "Pinning", "free_port", "http_get", "http_post", "peak_memory_kib"]
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Pinning:
+    """Which CPUs the servers and the load generator run on (empty: not pinned)."""
+
+    server: str = ""
+    load: str = ""
+
+    @classmethod
+    def detect(cls) -> Pinning:
+        """Servers on the first allowed CPU, load on the second, when taskset exists."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if shutil.which("taskset") is None or len(cpus) < 2:
+            return cls()
+        return cls(server=str(cpus[0]), load=str(cpus[1]))
+
+    def describe(self) -> str:
+        """One line for the output."""
+        if not self.server:
+            return "not pinned (taskset missing or fewer than 2 CPUs)"
+        return (f"taskset: servers (gateway, baselines, in-process loops) on CPU {self.server}, "
+                f"load generator on CPU {self.load}")
+
+    def prefix(self, role: str) -> list[str]:
+        """The ``taskset -c N`` prefix for a ``server`` or ``load`` process."""
+        cpu = self.server if role == "server" else self.load
+        return ["taskset", "-c", cpu] if cpu else []
+
+
+def free_port() -> int:
+    """A port free on loopback now (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for children: unbuffered, no ``ECERT_*`` settings leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECERT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Status and body of a GET to a loopback URL (any status, no exception on 4xx/5xx)."""
+    return _http(urllib.request.Request(url), timeout)  # noqa: S310 - loopback URL we built
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str] | None = None,
+              timeout: float = 10.0) -> tuple[int, bytes]:
+    """Status and body of a JSON POST to a loopback URL."""
+    request = urllib.request.Request(  # noqa: S310 - loopback URL we built
+        url, data=body, method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    return _http(request, timeout)
+
+
+def _http(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+    if not request.full_url.startswith(f"http://{HOST}:"):
+        raise ValueError(f"the benchmark only talks to {HOST}: {request.full_url}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def peak_memory_kib(pid: int) -> int | None:
+    """VmHWM (peak resident set) of a running process, in KiB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
+class Children:
+    """The servers of one run; ``stop_all`` ends every one still running."""
+
+    def __init__(self, pinning: Pinning, log_dir: Path) -> None:
+        self.pinning = pinning
+        self.log_dir = log_dir
+        self._procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, name: str, argv: Sequence[str], *,
+              role: str = "server") -> subprocess.Popen[bytes]:
+        """Start ``argv`` pinned for ``role``, its output in ``<log_dir>/<name>.log``."""
+        log = (self.log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen([*self.pinning.prefix(role), *argv], cwd=ROOT, env=clean_env(),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._procs.append((name, proc, log))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        """The last lines of a child's log."""
+        path = self.log_dir / f"{name}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        """Raise if a server died."""
+        for name, proc, _ in self._procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+        """Wait until ``url`` answers 200 (or raise, showing the child's log)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if http_get(url, timeout=1.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not answer {url} in {timeout:.0f} s:\n"
+                           f"{self.log_tail(name)}")
+
+    def wait_file(self, name: str, path: Path, timeout: float) -> None:
+        """Wait until ``path`` exists (or raise, showing the child's log)."""
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not write {path.name} in {timeout:.0f} s:\n"
+                                   f"{self.log_tail(name)}")
+            time.sleep(0.1)
+
+    def stop_all(self, grace: float = 10.0) -> None:
+        """SIGTERM every child still running, then SIGKILL what is left after ``grace``."""
+        for _, proc, _ in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for _, proc, log in self._procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log.close()
+        self._procs.clear()
+
+
+def run_bounded(argv: Sequence[str], timeout: float, *, stdin: Any = subprocess.DEVNULL,
+                ) -> subprocess.CompletedProcess[str]:
+    """Run a short-lived child (load generator, in-process loop) with a hard time limit."""
+    proc = subprocess.Popen(list(argv), cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=stdin, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def python() -> str:
+    """The interpreter running the benchmark (the project's virtual environment)."""
+    return sys.executable
