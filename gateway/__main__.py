@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.cli import audit, identities, licences, registry
+from gateway.cli import audit, identities, licences, registry, trust
 from gateway.identity import IdentityError
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.register(sub)
     registry.register(sub)
     licences.register(sub)
+    trust.register(sub)
     return parser
 
 

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_PORT_KEY, SETTINGS_KEY
+from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, READINESS_KEY, SETTINGS_KEY, TRUST_KEY
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.auth import bearer
 from gateway.licences import (
@@ -596,7 +596,6 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
 
     async def partner_ctx(app: web.Application) -> AsyncIterator[None]:
         # gateway.app imports this module to wire it; importing it here avoids the cycle.
-        from gateway.app import JWKS_KEY, READINESS_KEY, TRUST_KEY  # noqa: PLC0415
 
         settings = app[SETTINGS_KEY]
         if TRUST_KEY not in app:

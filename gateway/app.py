@@ -8,8 +8,7 @@ reverse order after in-flight requests have drained.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
@@ -20,7 +19,10 @@ from gateway.appkeys import (
     AUDIT_KEY,
     AUDIT_PORT_KEY,
     IDENTITIES_KEY,
+    JWKS_KEY,
+    READINESS_KEY,
     SETTINGS_KEY,
+    TRUST_KEY,
     VERIFICATION_KEY,
 )
 from gateway.audit.event import AuditLog
@@ -33,18 +35,14 @@ from gateway.matters import REGISTRY_KEY
 from gateway.matters import setup as setup_matters
 from gateway.problems import problem_middleware
 from gateway.settings import Settings
-from gateway.signing import SigningKey, load_or_create_key
+from gateway.signing import load_or_create_key
 from gateway.status_fetch import StatusFetcher
-from gateway.trust_state import TrustState, empty_trust_list, read_trust_list
+from gateway.trustlists import setup as setup_trustlists
 from gateway.verification import Clock, VerificationService, utc_now
 from trust import TrustList
 
-__all__ = ["JWKS_KEY", "READINESS_KEY", "TRUST_KEY", "create_app"]
+__all__ = ["create_app"]
 
-TRUST_KEY = web.AppKey("trust", TrustState)
-JWKS_KEY = web.AppKey("jwks", list[SigningKey])
-Probe = Callable[[], Awaitable[None]]
-READINESS_KEY = web.AppKey("readiness", dict[str, Probe])
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -147,17 +145,7 @@ def create_app(
             None, lambda: load_or_create_key(settings.data_dir, "receipt",
                                              kid_prefix=f"{settings.gateway_id}-receipt"))
         app[JWKS_KEY].append(receipt_key)
-        loaded = trust_list
-        if loaded is None:
-            path = settings.trust_list_file or settings.data_dir / "trust-list.json"
-            if await loop.run_in_executor(None, path.exists):
-                loaded = await loop.run_in_executor(None, read_trust_list, path)
-            elif settings.trust_list_file is not None:
-                raise FileNotFoundError(f"trust list {path} not found")
-            else:
-                loaded = empty_trust_list(settings.gateway_id, datetime.now(UTC))
-        state = TrustState(loaded, clock_skew_s=settings.clock_skew_s)
-        app[TRUST_KEY] = state
+        state = app[TRUST_KEY]  # made by gateway.trustlists, kept current by its watcher
         fetcher = StatusFetcher(timeout_s=settings.status_fetch_timeout_s,
                                 max_bytes=settings.status_max_bytes)
         await fetcher.start()
@@ -186,6 +174,8 @@ def create_app(
     # The registry loads before trust_ctx, which hands it to the verification service.
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
     setup_matters(app)
+    # The trust-list store opens first and provides app[TRUST_KEY] to trust_ctx.
+    setup_trustlists(app, trust_list=trust_list)
     app.cleanup_ctx.append(trust_ctx)
     # Partner queries read TRUST_KEY, JWKS_KEY and the audit port: after trust_ctx.
     setup_partner(app, clock=clock)

@@ -14,15 +14,22 @@ from gateway.identity import IdentityStore
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from gateway.audit._service import AuditService
     from gateway.audit.event import AuditLog
+    from gateway.signing import SigningKey
+    from gateway.trust_state import TrustState
     from gateway.verification import VerificationService
 
 __all__ = [
     "AUDIT_KEY",
     "AUDIT_PORT_KEY",
     "IDENTITIES_KEY",
+    "JWKS_KEY",
+    "READINESS_KEY",
     "SETTINGS_KEY",
+    "TRUST_KEY",
     "VERIFICATION_KEY",
 ]
 
@@ -33,3 +40,9 @@ AUDIT_KEY: web.AppKey[AuditService] = web.AppKey("audit")
 AUDIT_PORT_KEY: web.AppKey[AuditLog] = web.AppKey("audit_port")
 """The port other services write through: the audit service, or a test double."""
 VERIFICATION_KEY: web.AppKey[VerificationService] = web.AppKey("verification")
+TRUST_KEY: web.AppKey[TrustState] = web.AppKey("trust")
+"""The trust list served now (swapped atomically by the trust-list watcher)."""
+JWKS_KEY: web.AppKey[list[SigningKey]] = web.AppKey("jwks")
+"""Every key the gateway signs with, published at /.well-known/jwks.json."""
+READINESS_KEY: web.AppKey[dict[str, Callable[[], Awaitable[None]]]] = web.AppKey("readiness")
+"""Probes /readyz runs: every store, and Redis when configured."""

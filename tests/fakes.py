@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.audit.event import AuditEvent, AuditUnavailableError, EventType
 
 __all__ = ["MemoryAudit"]
 
@@ -20,3 +20,7 @@ class MemoryAudit:
             raise AuditUnavailableError("audit store unavailable (test double)")
         self.events.append(event)
         return len(self.events) - 1
+
+    def of(self, event_type: EventType) -> list[AuditEvent]:
+        """The events of one type (start-up writes others, such as the trust list loaded)."""
+        return [e for e in self.events if e.event_type is event_type]

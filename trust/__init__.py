@@ -8,6 +8,8 @@ package decides.
   x StatusListError        a status list is malformed, badly signed or stale
   x IdentifierError        a 证照标识 is malformed
   x JoseError              a JWS or JWK is malformed, or its key is not acceptable
+    x ChangeError          a proposed change to the trust list is not acceptable
+    x SignedListError      a signed trust-list export is refused (signature, rollback, freeze)
   x MerkleProofError       an inclusion or consistency proof does not hold (RFC 9162)
   x NoteError              a signed note or checkpoint is malformed or badly signed (C2SP)
 """
@@ -23,6 +25,25 @@ from trust._anchors import (
     TrustList,
 )
 from trust._b64 import b64url_decode, b64url_encode
+from trust._changes import (
+    TRUSTLIST_TYP,
+    Change,
+    ChangeError,
+    ChangeKind,
+    DiffEntry,
+    ImportRefusal,
+    SignedListError,
+    SignedTrustList,
+    apply_changes,
+    canonical_json,
+    check_changes,
+    diff_documents,
+    export_claims,
+    export_signed,
+    is_region_code,
+    parse_changes,
+    verify_export,
+)
 from trust._claims import Licence, StatusReference
 from trust._errors import IdentifierError, JoseError, StatusListError, TrustError, TrustListError
 from trust._identifier import (
@@ -70,13 +91,18 @@ __all__ = [
     "Anchor",
     "AnchorStatus",
     "AnchorUse",
+    "Change",
+    "ChangeError",
+    "ChangeKind",
     "Check",
     "CheckOutcome",
     "CheckResult",
     "Checkpoint",
     "CompactJWS",
+    "DiffEntry",
     "IdentifierError",
     "IdentifierPolicy",
+    "ImportRefusal",
     "Indication",
     "JoseError",
     "Licence",
@@ -90,21 +116,31 @@ __all__ = [
     "PartnerStatus",
     "Pending",
     "RevocationReason",
+    "SignedListError",
+    "SignedTrustList",
     "StatusList",
     "StatusListError",
     "StatusReference",
     "StatusUnavailable",
     "StatusValue",
     "SubIndication",
+    "TRUSTLIST_TYP",
     "TrustError",
     "TrustList",
     "TrustListError",
     "Verdict",
     "Verifier",
     "VerifyingKey",
+    "apply_changes",
     "b64url_decode",
     "b64url_encode",
+    "canonical_json",
+    "check_changes",
     "check_identifier",
+    "diff_documents",
+    "export_claims",
+    "export_signed",
+    "is_region_code",
     "iso7064_check_char",
     "key_from_jwk",
     "key_from_public",
@@ -112,6 +148,7 @@ __all__ = [
     "leaf_hash",
     "open_checkpoint",
     "open_note",
+    "parse_changes",
     "parse_compact",
     "parse_identifier",
     "parse_status_list",
@@ -119,5 +156,6 @@ __all__ = [
     "sign_note",
     "variant_check_char",
     "verify_consistency",
+    "verify_export",
     "verify_inclusion",
 ]

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
+from gateway.audit.event import ActorKind, EventType
 from gateway.identity import IdentityKind, add_identity
 from gateway.matters import (
     DEFAULT_REGISTRY_DIR,
@@ -29,6 +29,7 @@ from gateway.matters import (
 from gateway.settings import load_settings
 from gateway.verification import MatterLink, MatterResolver
 from registry import LoadError
+from tests.fakes import MemoryAudit
 
 AT = "2025-03-01"
 SH_MAP = "urn:ecert:map:310000-national|2024.1"
@@ -40,25 +41,10 @@ Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
 
 
-class RecordingAudit:
-    """An in-memory audit log that records every event (or refuses, when told to)."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-        self.fail = False
-
-    async def append(self, event: AuditEvent) -> int:
-        """Record the event and return its index; raise when ``fail`` is set."""
-        if self.fail:
-            raise AuditUnavailableError("test: log refuses writes")
-        self.events.append(event)
-        return len(self.events) - 1
-
-
 @pytest.fixture
-def audit() -> RecordingAudit:
+def audit() -> MemoryAudit:
     """The audit double the app writes to."""
-    return RecordingAudit()
+    return MemoryAudit()
 
 
 @pytest.fixture
@@ -73,7 +59,7 @@ def _wired(app: web.Application) -> bool:
 
 
 @pytest.fixture
-def app(tmp_path: Path, audit: RecordingAudit) -> web.Application:
+def app(tmp_path: Path, audit: MemoryAudit) -> web.Application:
     """The gateway app with the matter registry wired in (by create_app or here)."""
     settings = load_settings({}, None, {"data_dir": tmp_path})
     application = create_app(settings, audit=audit)
@@ -238,23 +224,24 @@ class TestTranslate:
         assert china_today().isoformat() == answer["at"]
 
     async def test_unknown_code_is_recorded_untranslated(
-            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+            self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
         """A well-shaped code the catalogue lacks is result false, and audited as refused."""
         answer = await _translate(client, auth, _req("310000", "310000-20-SFJ-9999", "330500"))
-        event = audit.events[-1]
+        event = audit.of(EventType.TRANSLATION)[-1]
         expected = (False, "refused", {"region": "310000", "code": "310000-20-SFJ-9999"}, ())
         assert expected == (answer["result"], event.outcome, dict(event.matter_before or {}),
                             event.matters_after)
 
     async def test_wrong_shape_is_400(self, client: Client, auth: dict[str, str],
-                                      audit: RecordingAudit) -> None:
+                                      audit: MemoryAudit) -> None:
         """A code not of Shanghai's scheme is a 400 naming the scheme; nothing is audited."""
         resp = await client.post("/v1/matters/translate", json=_req("310000", "bad", "330500"),
                                  headers=auth)
         body = await resp.json(content_type=None)
         expected: tuple[object, ...] = (400, "application/problem+json", "sh-item", True, [])
         assert expected == (resp.status, resp.content_type, body["scheme"],
-                            "is not a valid sh-item code" in body["detail"], audit.events)
+                            "is not a valid sh-item code" in body["detail"],
+                            audit.of(EventType.TRANSLATION))
 
     @pytest.mark.parametrize(("source", "target"), [("999999", "330500"), ("310000", "999999")])
     async def test_unknown_region_is_404(self, client: Client, auth: dict[str, str],
@@ -296,9 +283,9 @@ class TestTranslate:
         assert 401 == resp.status
 
     async def test_failed_audit_fails_the_request(
-            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+            self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
         """No translation is answered without its audit record: 503."""
-        audit.fail = True
+        audit.failing = True
         resp = await client.post("/v1/matters/translate",
                                  json=_req("330500", "许可-00906-001", "340100"), headers=auth)
         assert 503 == resp.status
@@ -308,10 +295,10 @@ class TestAudit:
     """Every translation answered leaves an audit record."""
 
     async def test_translation_event(self, client: Client, auth: dict[str, str],
-                                     audit: RecordingAudit) -> None:
+                                     audit: MemoryAudit) -> None:
         """The record names the caller, the matter before and the matters after."""
         await _translate(client, auth, _req("310000", "310000-20-GJJ-0001", "330500"))
-        (event,) = audit.events
+        (event,) = audit.of(EventType.TRANSLATION)
         expected = (EventType.TRANSLATION, ActorKind.LOCAL_SYSTEM, "window-01", "ok",
                     {"region": "310000", "code": "310000-20-GJJ-0001"},
                     [("330500", "公共服务-00904-001"), ("330500", "公共服务-00904-002")],
@@ -323,12 +310,12 @@ class TestAudit:
         assert expected == actual
 
     async def test_request_id_is_recorded(self, client: Client, auth: dict[str, str],
-                                          audit: RecordingAudit) -> None:
+                                          audit: MemoryAudit) -> None:
         """The caller's X-Request-Id reaches the record."""
         await client.post("/v1/matters/translate",
                           json=_req("330500", "许可-00906-001", "340100"),
                           headers={**auth, "X-Request-Id": "req-42"})
-        assert "req-42" == audit.events[-1].request_id
+        assert "req-42" == audit.of(EventType.TRANSLATION)[-1].request_id
 
 
 # ------------------------------------------------------------------ batch
@@ -338,7 +325,7 @@ class TestBatch:
     """POST /v1/matters/translate/batch."""
 
     async def test_results_keep_order_and_each_is_audited(
-            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+            self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
         """Answers come back in request order, one audit record per item."""
         items = [_req("310000", "310000-20-SFJ-0001", "330500"),
                  _req("330500", "许可-00906-001", "340100"),
@@ -352,12 +339,12 @@ class TestBatch:
                     ["ok", "ok", "refused"])
         actual = ([r["result"] for r in body["results"]],
                   [[m["code"] for m in r["matches"]] for r in body["results"]],
-                  [(e.matter_before or {})["code"] for e in audit.events],
-                  [e.outcome for e in audit.events])
+                  [(e.matter_before or {})["code"] for e in audit.of(EventType.TRANSLATION)],
+                  [e.outcome for e in audit.of(EventType.TRANSLATION)])
         assert expected == actual
 
     async def test_one_bad_item_refuses_the_batch(
-            self, client: Client, auth: dict[str, str], audit: RecordingAudit) -> None:
+            self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
         """A wrong-shaped code in item 1 is a 400 naming it; nothing is translated or audited."""
         items = [_req("310000", "310000-20-SFJ-0001", "330500"),
                  _req("310000", "bad", "330500")]
@@ -365,7 +352,7 @@ class TestBatch:
                                  headers=auth)
         body = await resp.json(content_type=None)
         assert (400, True, []) == (resp.status, body["detail"].startswith("items[1]: "),
-                                   audit.events)
+                                   audit.of(EventType.TRANSLATION))
 
     @pytest.mark.parametrize("body", [{}, {"items": {}}, [1], {"items": [1]}])
     async def test_malformed_batch_is_400(self, client: Client, auth: dict[str, str],

@@ -60,8 +60,8 @@ async def test_valid_licence_passes_with_receipt_and_audit(
     assert 3 == claims["trust_list_version"]
     assert body["status_list"] == claims["status"]
     # One audit record, with the holder's data only as personal (to be pseudonymised).
-    assert 1 == len(audit.events)
-    event = audit.events[0]
+    assert 1 == len(audit.of(EventType.VERIFICATION))
+    event = audit.of(EventType.VERIFICATION)[0]
     assert EventType.VERIFICATION == event.event_type
     assert "window-01" == event.actor_id
     assert "办理营业执照变更" == event.use_cause
@@ -200,7 +200,7 @@ class TestRequests:
                                  json={"credential": "a" * 70_000})
         assert 200 == resp.status
         assert "FORMAT_FAILURE" == (await resp.json())["sub_indication"]
-        assert 1 == len(audit.events)
+        assert 1 == len(audit.of(EventType.VERIFICATION))
 
     async def test_body_over_limit_is_413(self, gateway_client: AppFactory,
                                           client_key: str) -> None:
@@ -244,7 +244,7 @@ async def test_batch_keeps_order_and_audits_each(
                              json={"items": [{"credential": t} for t in tokens]})
     results = (await resp.json())["results"]
     assert ["TOTAL_PASSED", "TOTAL_FAILED", "TOTAL_PASSED"] == [r["indication"] for r in results]
-    assert 3 == len(audit.events)
+    assert 3 == len(audit.of(EventType.VERIFICATION))
 
 
 async def test_health_and_readiness(gateway_client: AppFactory) -> None:
@@ -268,7 +268,7 @@ async def test_licence_matters_translate_to_huzhou(
     assert [("330500", "公共服务-00901-001", "equivalent")] == [
         (m["region"], m["code"], m["relationship"]) for m in body["matters"]]
     assert ({"region": "330500", "code": "公共服务-00901-001"},) == tuple(
-        dict(m) for m in audit.events[0].matters_after)
+        dict(m) for m in audit.of(EventType.VERIFICATION)[0].matters_after)
 
 
 async def test_requested_matter_checked_in_partner_scheme(

@@ -1,0 +1,305 @@
+"""``/v1/admin/``: the operators' API for the trust list.
+
+Roles (spec/http-api.md): every operator role reads; ``operator`` and
+``approver`` propose; only an ``approver`` approves, rejects or imports, and
+never on a proposal of their own; an ``auditor`` changes nothing. Missing or
+unknown credentials, and local systems' keys, are 401.
+
+* GET trust-list, trust-list/versions, trust-list/versions/{v}, trust-list/diff,
+  trust-list/export, proposals, proposals/{id}, alerts: any operator role;
+* POST proposals: operator, approver;
+* POST proposals/{id}/approve, proposals/{id}/reject, trust-list/import: approver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.appkeys import SETTINGS_KEY
+from gateway.auth import require_operator
+from gateway.httpjson import json_response, read_json
+from gateway.identity import Role
+from gateway.problems import Problem
+from gateway.trustlists import (
+    TRUSTLISTS_KEY,
+    AdminError,
+    AdminRefusal,
+    ProposalStatus,
+    TrustListService,
+    TrustStoreError,
+)
+from trust import (
+    TRUSTLIST_TYP,
+    AnchorStatus,
+    ChangeError,
+    ImportRefusal,
+    SignedListError,
+    diff_documents,
+)
+
+__all__ = ["setup_routes"]
+
+READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
+PROPOSERS = {Role.OPERATOR, Role.APPROVER}
+APPROVERS = {Role.APPROVER}
+DEFAULT_EXPIRY_ALERT_DAYS = 30
+
+_REFUSAL_STATUS = {
+    AdminRefusal.NOT_FOUND: (404, "Not found"),
+    AdminRefusal.OWN_PROPOSAL: (403, "Forbidden"),
+    AdminRefusal.NOT_PENDING: (409, "Proposal not pending"),
+    AdminRefusal.ALREADY_VOTED: (409, "Already voted"),
+    AdminRefusal.CONFLICT: (409, "Conflict"),
+    AdminRefusal.UNKNOWN_OPERATOR: (403, "Forbidden"),
+}
+_IMPORT_STATUS = {
+    ImportRefusal.FORMAT: 400,
+    ImportRefusal.UNTRUSTED_KEY: 422,
+    ImportRefusal.SIGNATURE: 422,
+    ImportRefusal.FREEZE: 422,
+    ImportRefusal.ROLLBACK: 409,
+    ImportRefusal.CONFLICT: 409,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _guard(handler: Handler) -> Handler:
+    """Map the trust-list errors to problem bodies (this module's table)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AdminError as exc:
+            status, title = _REFUSAL_STATUS[exc.refusal]
+            raise Problem(status, title, str(exc), kind=f"trust-list-{exc.refusal.value}",
+                          extra={"reason": exc.refusal.value}) from exc
+        except ChangeError as exc:
+            raise Problem(422, "Change refused", str(exc), kind="trust-list-change-refused",
+                          extra={"problems": list(exc.problems)}) from exc
+        except SignedListError as exc:
+            raise Problem(_IMPORT_STATUS[exc.reason], "Import refused", str(exc),
+                          kind=f"trust-list-{exc.reason.value}",
+                          extra={"reason": exc.reason.value}) from exc
+        except TrustStoreError as exc:
+            raise Problem(503, "Trust-list store unavailable", str(exc)) from exc
+
+    return wrapped
+
+
+def _service(request: web.Request) -> TrustListService:
+    return request.app[TRUSTLISTS_KEY]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request, request.app[SETTINGS_KEY].max_body_bytes)
+    if not isinstance(body, dict):
+        raise Problem(400, "Bad request", "body must be a JSON object")
+    return body
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    raw = request.query.get(name) or request.match_info.get(name)
+    if raw is None:
+        if default is None:
+            raise Problem(400, "Bad request", f"{name} is required")
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise Problem(400, "Bad request", f"{name} must be an integer") from exc
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or len(value) > 2000):
+        raise Problem(400, "Bad request", f"{name} must be a string of at most 2000 characters")
+    return value
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+async def get_trust_list(request: web.Request) -> web.Response:
+    """GET /v1/admin/trust-list: the current document."""
+    await require_operator(request, READERS)
+    row = await _service(request).current()
+    return web.Response(body=orjson.dumps(row.document), content_type="application/json",
+                        headers={"ETag": f'"{row.sha256}"',
+                                 "X-Trust-List-Version": str(row.version)})
+
+
+async def get_versions(request: web.Request) -> web.Response:
+    """GET /v1/admin/trust-list/versions: every kept version, oldest first."""
+    await require_operator(request, READERS)
+    rows = await _service(request).history()
+    return json_response({"versions": [r.info() for r in rows]})
+
+
+async def get_version(request: web.Request) -> web.Response:
+    """GET /v1/admin/trust-list/versions/{v}: one version with its document."""
+    await require_operator(request, READERS)
+    row = await _service(request).version(_int_param(request, "v"))
+    return json_response({**row.info(), "document": row.document})
+
+
+async def get_diff(request: web.Request) -> web.Response:
+    """GET /v1/admin/trust-list/diff?from=&to=: what changed between two versions."""
+    await require_operator(request, READERS)
+    service = _service(request)
+    current = await service.current()
+    to = _int_param(request, "to", current.version)
+    start = _int_param(request, "from", max(to - 1, 0))
+    old, new = await service.version(start), await service.version(to)
+    entries = diff_documents(old.document, new.document)
+    return json_response({"from": start, "to": to,
+                          "changes": [e.to_json() for e in entries]})
+
+
+async def get_export(request: web.Request) -> web.Response:
+    """GET /v1/admin/trust-list/export[?version=]: the signed ``trustlist+jwt``."""
+    await require_operator(request, READERS)
+    raw = request.query.get("version")
+    version = _int_param(request, "version") if raw is not None else None
+    token = await _service(request).export(version)
+    return web.Response(text=token, content_type=f"application/{TRUSTLIST_TYP}")
+
+
+async def list_proposals(request: web.Request) -> web.Response:
+    """GET /v1/admin/proposals[?status=]: proposals, newest first."""
+    await require_operator(request, READERS)
+    raw = request.query.get("status")
+    try:
+        status = ProposalStatus(raw) if raw else None
+    except ValueError as exc:
+        raise Problem(400, "Bad request", f"status {raw!r} is not a proposal status") from exc
+    service = _service(request)
+    found = await service.proposals(status)
+    required = service.approvals_required
+    return json_response({"proposals": [p.to_json(required) for p in found]})
+
+
+async def get_proposal(request: web.Request) -> web.Response:
+    """GET /v1/admin/proposals/{id}."""
+    await require_operator(request, READERS)
+    service = _service(request)
+    proposal = await service.proposal(request.match_info["id"])
+    return json_response(proposal.to_json(service.approvals_required))
+
+
+async def get_alerts(request: web.Request) -> web.Response:
+    """GET /v1/admin/alerts[?days=]: anchors expiring soon, a list near or past next_update."""
+    await require_operator(request, READERS)
+    settings = request.app[SETTINGS_KEY]
+    section = settings.extra.get("admin", {})
+    default = DEFAULT_EXPIRY_ALERT_DAYS
+    if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
+        default = section["expiry_alert_days"]
+    days = _int_param(request, "days", default)
+    service = _service(request)
+    assert service.state is not None
+    trust_list = service.state.snapshot.trust_list
+    now = service.clock()
+    horizon = now + timedelta(days=days)
+    alerts: list[dict[str, Any]] = []
+    if trust_list.is_stale(now):
+        alerts.append({"kind": "trust-list-stale", "version": trust_list.version,
+                       "next_update": _iso(trust_list.next_update),
+                       "detail": "past next_update: verifications answer TRY_LATER"})
+    elif trust_list.next_update <= horizon:
+        alerts.append({"kind": "trust-list-expiring", "version": trust_list.version,
+                       "next_update": _iso(trust_list.next_update),
+                       "days_left": (trust_list.next_update - now).days})
+    for partner in trust_list.partners.values():
+        for anchor in partner.anchors:
+            if anchor.status is AnchorStatus.REVOKED or not now <= anchor.valid_until <= horizon:
+                continue
+            alerts.append({"kind": "anchor-expiring", "region_code": partner.region_code,
+                           "kid": anchor.kid, "use": anchor.use.value,
+                           "valid_until": _iso(anchor.valid_until),
+                           "days_left": (anchor.valid_until - now).days})
+    pending = await service.proposals(ProposalStatus.PENDING)
+    if pending:
+        alerts.append({"kind": "proposals-pending", "count": len(pending),
+                       "ids": [p.id for p in pending]})
+    return json_response({"at": _iso(now), "days": days, "alerts": alerts})
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- writes --------------------------------------------------------------------------------
+
+
+async def post_proposal(request: web.Request) -> web.Response:
+    """POST /v1/admin/proposals ``{"changes": [...], "note": "..."}``: 201, pending."""
+    identity = await require_operator(request, PROPOSERS)
+    body = await _body(request)
+    if "changes" not in body:
+        raise Problem(400, "Bad request", "changes is required")
+    service = _service(request)
+    proposal = await service.propose(identity.name, body["changes"], _text(body, "note"))
+    return json_response(proposal.to_json(service.approvals_required), status=201)
+
+
+async def post_approve(request: web.Request) -> web.Response:
+    """POST /v1/admin/proposals/{id}/approve ``{"comment": ...}``."""
+    identity = await require_operator(request, APPROVERS)
+    body = await _body(request) if request.can_read_body else {}
+    service = _service(request)
+    proposal = await service.vote(identity.name, request.match_info["id"], approve=True,
+                                  comment=_text(body, "comment"))
+    return json_response(proposal.to_json(service.approvals_required))
+
+
+async def post_reject(request: web.Request) -> web.Response:
+    """POST /v1/admin/proposals/{id}/reject ``{"reason": ...}``."""
+    identity = await require_operator(request, APPROVERS)
+    body = await _body(request) if request.can_read_body else {}
+    service = _service(request)
+    proposal = await service.vote(identity.name, request.match_info["id"], approve=False,
+                                  comment=_text(body, "reason"))
+    return json_response(proposal.to_json(service.approvals_required))
+
+
+async def post_import(request: web.Request) -> web.Response:
+    """POST /v1/admin/trust-list/import: a signed export (raw, or ``{"jws": ...}``)."""
+    identity = await require_operator(request, APPROVERS)
+    limit = request.app[SETTINGS_KEY].max_batch_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
+    raw = (await request.read()).strip()
+    token: object = raw.decode("ascii", "replace")
+    if raw[:1] == b"{":
+        try:
+            token = orjson.loads(raw).get("jws")
+        except (orjson.JSONDecodeError, AttributeError) as exc:
+            raise Problem(400, "Bad request", "body must be a trustlist+jwt or {\"jws\": ...}"
+                          ) from exc
+    if not isinstance(token, str) or not token:
+        raise Problem(400, "Bad request", "body must be a trustlist+jwt or {\"jws\": ...}")
+    row, new = await _service(request).import_signed(identity.name, token)
+    return json_response({**row.info(), "imported": new}, status=201 if new else 200)
+
+
+def setup_routes(app: web.Application) -> None:
+    """Add the ``/v1/admin/`` routes."""
+    base = "/v1/admin"
+    app.router.add_get(f"{base}/trust-list", _guard(get_trust_list))
+    app.router.add_get(f"{base}/trust-list/versions", _guard(get_versions))
+    app.router.add_get(f"{base}/trust-list/versions/{{v}}", _guard(get_version))
+    app.router.add_get(f"{base}/trust-list/diff", _guard(get_diff))
+    app.router.add_get(f"{base}/trust-list/export", _guard(get_export))
+    app.router.add_post(f"{base}/trust-list/import", _guard(post_import))
+    app.router.add_get(f"{base}/proposals", _guard(list_proposals))
+    app.router.add_post(f"{base}/proposals", _guard(post_proposal))
+    app.router.add_get(f"{base}/proposals/{{id}}", _guard(get_proposal))
+    app.router.add_post(f"{base}/proposals/{{id}}/approve", _guard(post_approve))
+    app.router.add_post(f"{base}/proposals/{{id}}/reject", _guard(post_reject))
+    app.router.add_get(f"{base}/alerts", _guard(get_alerts))

@@ -1,0 +1,355 @@
+"""``ecert-gateway trust list|show|propose|approve|reject|history|diff|export|import``.
+
+The CLI works on the data folder directly (its trust-list store and audit
+log), with the same rules as ``/v1/admin/``: ``--as NAME`` names the acting
+operator, who must exist with a fitting role; a proposal is applied only when
+``approvals_required`` other operators approved it. A running gateway serves
+the new version within a poll interval (its ``TrustWatcher``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.audit import append_cli_event
+from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.identity import Role, identity_db_path
+from gateway.settings import Settings, load_settings
+from gateway.signing import load_or_create_key
+from gateway.sqlite import connect
+from gateway.trustlists import (
+    AdminError,
+    AdminRefusal,
+    ProposalStatus,
+    StoreConflictError,
+    TrustListStore,
+    TrustStoreError,
+    audit_event,
+    change_summary,
+    commit_vote,
+    open_trust_store,
+    plan_proposal,
+    plan_vote,
+    trusted_signers,
+    version_row,
+    vote_event,
+)
+from trust import ChangeError, TrustError, diff_documents, export_signed, verify_export
+
+__all__ = ["register"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    toml_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
+    # The CLI is part of the entry point: it may read the environment (STYLE.md).
+    return load_settings(os.environ, toml_text,
+                         {"data_dir": args.data_dir, "postgres_dsn": args.postgres_dsn})
+
+
+def _store(settings: Settings) -> TrustListStore:
+    return open_trust_store(settings.data_dir, settings.postgres_dsn)
+
+
+def _audit(settings: Settings, event: AuditEvent) -> None:
+    append_cli_event(settings.data_dir, event, postgres_dsn=settings.postgres_dsn,
+                     gateway_id=settings.gateway_id)
+
+
+def _operator(settings: Settings, name: str | None, roles: set[Role]) -> str:
+    """The acting operator: must exist, be enabled and hold one of ``roles``."""
+    if not name:
+        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR, "--as NAME is required for changes")
+    path = identity_db_path(settings.data_dir)
+    if not path.exists():
+        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR, f"no operator named {name!r}")
+    conn = connect(path, synchronous="NORMAL")
+    try:
+        row = conn.execute("SELECT role FROM identities WHERE kind = 'operator' AND name = ?"
+                           " AND disabled = 0", (name,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR, f"no operator named {name!r}")
+    if Role(row[0]) not in roles:
+        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR,
+                         f"{name} is {row[0]}; this needs one of {sorted(r.value for r in roles)}")
+    return name
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _handled(fn: Command) -> Command:
+    @wraps(fn)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except ChangeError as exc:
+            print(f"ecert-gateway trust {args.trust_command}: change refused: "
+                  + "; ".join(exc.problems), file=sys.stderr)
+        except (AdminError, TrustStoreError, AuditUnavailableError, TrustError) as exc:
+            print(f"ecert-gateway trust {args.trust_command}: {exc}", file=sys.stderr)
+        return 1
+
+    return wrapped
+
+
+@_handled
+def _list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = _store(settings)
+    try:
+        status = ProposalStatus(args.status) if args.status else None
+        for p in store.proposals(status):
+            print(f"{p.id}  {p.status.value:8}  {p.created_at}  by {p.author}  "
+                  f"approvals {len(p.approvals)}/{settings.approvals_required}  "
+                  + "; ".join(change_summary(p.changes)))
+    finally:
+        store.close()
+    return 0
+
+
+@_handled
+def _show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = _store(settings)
+    try:
+        if args.proposal:
+            proposal = store.proposal(args.proposal)
+            if proposal is None:
+                raise AdminError(AdminRefusal.NOT_FOUND, f"no proposal {args.proposal!r}")
+            _print_json(proposal.to_json(settings.approvals_required))
+            return 0
+        row = store.version(args.version)
+        if row is None:
+            raise AdminError(AdminRefusal.NOT_FOUND, "no such version" if args.version is not None
+                             else "the store holds no trust list yet")
+        _print_json(row.document)
+    finally:
+        store.close()
+    return 0
+
+
+@_handled
+def _history(args: argparse.Namespace) -> int:
+    store = _store(_settings(args))
+    try:
+        for row in store.history():
+            via = f" (proposal {row.proposal_id})" if row.proposal_id else ""
+            print(f"{row.version:6}  {row.created_at}  {row.source:8}  {row.actor}{via}  "
+                  f"sha256:{row.sha256[:16]}")
+    finally:
+        store.close()
+    return 0
+
+
+@_handled
+def _diff(args: argparse.Namespace) -> int:
+    store = _store(_settings(args))
+    try:
+        current = store.current_version()
+        to = args.to if args.to is not None else current
+        start = args.start if args.start is not None else max((to or 0) - 1, 0)
+        old, new = store.version(start), store.version(to)
+        if old is None or new is None:
+            raise AdminError(AdminRefusal.NOT_FOUND, f"no version {start if old is None else to}")
+        _print_json({"from": start, "to": to,
+                     "changes": [e.to_json() for e in diff_documents(old.document,
+                                                                      new.document)]})
+    finally:
+        store.close()
+    return 0
+
+
+@_handled
+def _propose(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    author = _operator(settings, args.as_name, {Role.OPERATOR, Role.APPROVER})
+    if args.file:
+        changes = orjson.loads(Path(args.file).read_bytes())
+    elif args.change:
+        changes = orjson.loads(args.change)
+    else:
+        raise ValueError("give the changes with --file FILE or --change JSON")
+    if isinstance(changes, dict) and "changes" in changes:
+        changes = changes["changes"]
+    at = datetime.now(UTC)
+    store = _store(settings)
+    try:
+        proposal, current = plan_proposal(store, author=author, changes=changes,
+                                          note=args.note, at=at)
+        _audit(settings, audit_event(
+            "trust-list-proposal-created", actor=author, via_cli=True, at=at,
+            version=current.version, proposal_id=proposal.id,
+            changes=change_summary(proposal.changes), note=args.note))
+        store.add_proposal(proposal)
+    finally:
+        store.close()
+    print(f"proposal by {author} recorded; it changes nothing until "
+          f"{settings.approvals_required} other operator(s) approve it:")
+    print(proposal.id)
+    return 0
+
+
+def _vote(args: argparse.Namespace, approve: bool) -> int:
+    settings = _settings(args)
+    operator = _operator(settings, args.as_name, {Role.APPROVER})
+    at = datetime.now(UTC)
+    store = _store(settings)
+    try:
+        plan = plan_vote(store, proposal_id=args.id, operator=operator, approve=approve,
+                         comment=args.comment, at=at,
+                         approvals_required=settings.approvals_required)
+        _audit(settings, vote_event(plan, via_cli=True, at=at))
+        try:
+            after = commit_vote(store, plan)
+        except StoreConflictError as exc:
+            raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
+    finally:
+        store.close()
+    if after.status is ProposalStatus.APPLIED:
+        print(f"proposal {after.id} applied as version {after.result_version}")
+    elif after.status is ProposalStatus.FAILED:
+        print(f"proposal {after.id} failed: {after.reason}", file=sys.stderr)
+        return 1
+    else:
+        print(f"proposal {after.id} is {after.status.value} "
+              f"({len(after.approvals)}/{settings.approvals_required} approvals)")
+    return 0
+
+
+@_handled
+def _approve(args: argparse.Namespace) -> int:
+    return _vote(args, True)
+
+
+@_handled
+def _reject(args: argparse.Namespace) -> int:
+    return _vote(args, False)
+
+
+@_handled
+def _export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    key = load_or_create_key(settings.data_dir, "trust-list",
+                             kid_prefix=f"{settings.gateway_id}-tl")
+    store = _store(settings)
+    try:
+        row = store.version(args.version)
+    finally:
+        store.close()
+    if row is None:
+        raise AdminError(AdminRefusal.NOT_FOUND, "no such version")
+    token = export_signed(row.document, key.sign)
+    if args.out:
+        Path(args.out).write_text(token + "\n", encoding="ascii")
+        print(f"version {row.version} exported to {args.out} (signed by {key.kid})")
+    else:
+        print(token)
+    return 0
+
+
+@_handled
+def _import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    actor = _operator(settings, args.as_name, {Role.APPROVER})
+    key = load_or_create_key(settings.data_dir, "trust-list",
+                             kid_prefix=f"{settings.gateway_id}-tl")
+    signers = trusted_signers(settings.data_dir, settings.extra, key)
+    token = Path(args.file).read_text(encoding="ascii").strip()
+    at = datetime.now(UTC)
+    store = _store(settings)
+    try:
+        current = store.version()
+        signed = verify_export(token, signers, at=at,
+                               current=None if current is None else current.document)
+        if signed.same_as_current:
+            print(f"version {signed.trust_list.version} is already the current list")
+            return 0
+        row = version_row(signed.document, at=at, source="import", actor=actor)
+        previous = None if current is None else current.version
+        _audit(settings, audit_event("trust-list-imported", actor=actor, via_cli=True, at=at,
+                                     version=row.version, previous_version=previous,
+                                     sha256=row.sha256, signer=signed.kid))
+        try:
+            store.add_version(row, previous)
+        except StoreConflictError as exc:
+            raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
+    finally:
+        store.close()
+    print(f"version {row.version} imported (signed by {signed.kid})")
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser, *, acting: bool = False) -> None:
+    parser.add_argument("--data-dir", type=Path, required=True, help="the instance's data folder")
+    parser.add_argument("--postgres-dsn", default=None,
+                        help="the stores' PostgreSQL DSN (default ECERT_POSTGRES_DSN or SQLite)")
+    parser.add_argument("--config", help="settings file (TOML), for approvals_required")
+    if acting:
+        parser.add_argument("--as", dest="as_name", required=True,
+                            help="the acting operator (recorded in the audit log)")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``trust ...`` to the top-level parser."""
+    trust = subparsers.add_parser("trust", help="the trust-anchor list: propose, approve, export")
+    commands = trust.add_subparsers(dest="trust_command", required=True)
+
+    list_ = commands.add_parser("list", help="proposals, newest first")
+    _common(list_)
+    list_.add_argument("--status", choices=[s.value for s in ProposalStatus])
+    list_.set_defaults(func=_list)
+
+    show = commands.add_parser("show", help="the current list, a version, or a proposal (JSON)")
+    _common(show)
+    show.add_argument("--version", type=int)
+    show.add_argument("--proposal", help="a proposal id")
+    show.set_defaults(func=_show)
+
+    propose = commands.add_parser("propose", help="propose changes; prints the proposal id")
+    _common(propose, acting=True)
+    propose.add_argument("--file", help="JSON file: a change, a list, or {\"changes\": [...]}")
+    propose.add_argument("--change", help="the same, inline")
+    propose.add_argument("--note", help="why (kept with the proposal)")
+    propose.set_defaults(func=_propose)
+
+    for name, func, text in (("approve", _approve, "--comment"), ("reject", _reject, "--reason")):
+        vote = commands.add_parser(name, help=f"{name} another operator's proposal")
+        vote.add_argument("id")
+        _common(vote, acting=True)
+        vote.add_argument(text, dest="comment")
+        vote.set_defaults(func=func)
+
+    history = commands.add_parser("history", help="every kept version")
+    _common(history)
+    history.set_defaults(func=_history)
+
+    diff = commands.add_parser("diff", help="what changed between two versions")
+    _common(diff)
+    diff.add_argument("--from", dest="start", type=int)
+    diff.add_argument("--to", type=int)
+    diff.set_defaults(func=_diff)
+
+    export = commands.add_parser("export", help="a version as a signed trustlist+jwt")
+    _common(export)
+    export.add_argument("--version", type=int)
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(func=_export)
+
+    imp = commands.add_parser("import", help="import a signed export from a trusted signer")
+    imp.add_argument("file")
+    _common(imp, acting=True)
+    imp.set_defaults(func=_import)

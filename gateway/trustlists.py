@@ -1,0 +1,1052 @@
+"""The trust-list store: every version kept, proposals under dual control, propagation.
+
+Operators propose changes (``trust._changes``); approvers other than the author
+approve them; when ``settings.approvals_required`` approvals are in, the change
+is applied as the next version. Every version is kept (SQLite
+``data_dir/trustlist.db`` by default, PostgreSQL when ``postgres_dsn`` is set),
+so history, diffs and signed exports of any version stay available.
+
+Each step follows one order: *plan* (read and validate, no write), *audit*
+(the record must be durable, or nothing happens), *commit* (one transaction
+that re-checks what the plan read, so a concurrent writer makes it fail with a
+conflict instead of overwriting). The store is synchronous; the gateway runs it
+on one worker thread, the CLI calls it directly.
+
+Propagation: ``TrustWatcher`` polls the store's current version every 250 ms
+and swaps the gateway's ``TrustState`` when any instance, or the CLI, applied
+a newer one.
+
+Errors::
+
+    * TrustStoreError      the store is unreachable or failed
+      x StoreConflictError a concurrent writer changed what a commit relied on
+    * AdminError           a request on proposals or versions is refused (``refusal`` says why)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import orjson
+import psycopg
+from aiohttp import web
+
+from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, SETTINGS_KEY, TRUST_KEY
+from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
+from gateway.settings import Settings
+from gateway.signing import SigningKey, load_or_create_key
+from gateway.sqlite import connect
+from gateway.trust_state import TrustState, empty_trust_list
+from trust import (
+    ChangeError,
+    JoseError,
+    SignedListError,
+    TrustList,
+    TrustListError,
+    VerifyingKey,
+    apply_changes,
+    canonical_json,
+    export_signed,
+    key_from_jwk,
+    parse_changes,
+    verify_export,
+)
+
+__all__ = [
+    "AdminError",
+    "AdminRefusal",
+    "POLL_INTERVAL_S",
+    "Proposal",
+    "ProposalStatus",
+    "StoreConflictError",
+    "StoredVersion",
+    "TRUSTLISTS_KEY",
+    "TrustListService",
+    "TrustListStore",
+    "TrustStoreError",
+    "TrustWatcher",
+    "Vote",
+    "VotePlan",
+    "audit_event",
+    "change_summary",
+    "commit_vote",
+    "open_trust_store",
+    "plan_proposal",
+    "plan_vote",
+    "read_start_document",
+    "setup",
+    "trusted_signers",
+    "trustlists_ctx",
+    "version_row",
+    "vote_event",
+]
+
+_log = logging.getLogger("gateway.trustlists")
+
+T = TypeVar("T")
+
+POLL_INTERVAL_S = 0.25
+"""How often every instance looks for a newer applied version."""
+SIGNERS_FILE = "trust-list-signers.json"
+"""A JWKS in the data folder naming other gateways whose signed exports may be imported."""
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class TrustStoreError(Exception):
+    """The trust-list store is unreachable or failed."""
+
+
+class StoreConflictError(TrustStoreError):
+    """A concurrent writer changed what a commit relied on; nothing was written."""
+
+
+class AdminRefusal(StrEnum):
+    """Why a request on proposals or versions is refused."""
+
+    NOT_FOUND = "not-found"
+    OWN_PROPOSAL = "own-proposal"
+    NOT_PENDING = "not-pending"
+    ALREADY_VOTED = "already-voted"
+    CONFLICT = "conflict"
+    UNKNOWN_OPERATOR = "unknown-operator"
+
+
+class AdminError(Exception):
+    """A request on proposals or versions is refused; ``refusal`` says why."""
+
+    def __init__(self, refusal: AdminRefusal, message: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+# -- records -------------------------------------------------------------------------------
+
+
+class ProposalStatus(StrEnum):
+    """Where a proposal stands."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    """Approved, but no longer applicable to the current list (``reason`` says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One kept version of the trust list."""
+
+    version: int
+    document: dict[str, Any]
+    sha256: str
+    created_at: str
+    source: str
+    """``start-up``, ``proposal`` or ``import``."""
+    actor: str
+    proposal_id: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        """Everything but the document."""
+        return {"version": self.version, "sha256": self.sha256, "created_at": self.created_at,
+                "source": self.source, "actor": self.actor, "proposal_id": self.proposal_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """An approval or rejection of a proposal."""
+
+    operator: str
+    approve: bool
+    at: str
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A proposed change and the votes on it."""
+
+    id: str
+    created_at: str
+    author: str
+    base_version: int
+    changes: list[dict[str, Any]]
+    note: str | None
+    status: ProposalStatus
+    updated_at: str
+    result_version: int | None = None
+    reason: str | None = None
+    votes: tuple[Vote, ...] = ()
+
+    @property
+    def approvals(self) -> list[str]:
+        """Operators who approved."""
+        return [v.operator for v in self.votes if v.approve]
+
+    @property
+    def rejections(self) -> list[str]:
+        """Operators who rejected."""
+        return [v.operator for v in self.votes if not v.approve]
+
+    def to_json(self, approvals_required: int) -> dict[str, Any]:
+        """The API form."""
+        return {
+            "id": self.id, "created_at": self.created_at, "author": self.author,
+            "base_version": self.base_version, "changes": self.changes, "note": self.note,
+            "status": self.status.value, "updated_at": self.updated_at,
+            "result_version": self.result_version, "reason": self.reason,
+            "approvals_required": approvals_required,
+            "approvals": [{"operator": v.operator, "at": v.at, "comment": v.comment}
+                          for v in self.votes if v.approve],
+            "rejections": [{"operator": v.operator, "at": v.at, "comment": v.comment}
+                           for v in self.votes if not v.approve],
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def version_row(document: Mapping[str, Any], *, at: datetime, source: str, actor: str,
+                proposal_id: str | None = None) -> StoredVersion:
+    """A version record for ``document`` (its digest over the canonical JSON)."""
+    version = document["version"]
+    assert isinstance(version, int)
+    return StoredVersion(version, dict(document),
+                         hashlib.sha256(canonical_json(document)).hexdigest(), _iso(at),
+                         source, actor, proposal_id)
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+class TrustListStore(Protocol):
+    """Where versions, proposals and votes are kept (synchronous; one thread per instance)."""
+
+    def setup(self) -> None:
+        """Create the tables if missing."""
+
+    def current_version(self) -> int | None:
+        """The highest version kept, or None when the store is empty."""
+
+    def version(self, version: int | None = None) -> StoredVersion | None:
+        """A version (default: the current one)."""
+
+    def history(self) -> list[StoredVersion]:
+        """Every version, oldest first (documents included)."""
+
+    def add_version(self, row: StoredVersion, expected_current: int | None) -> None:
+        """Keep ``row`` if the current version is still ``expected_current``."""
+
+    def add_proposal(self, proposal: Proposal) -> None:
+        """Keep a new proposal."""
+
+    def proposal(self, proposal_id: str) -> Proposal | None:
+        """A proposal with its votes."""
+
+    def proposals(self, status: ProposalStatus | None = None) -> list[Proposal]:
+        """Proposals, newest first."""
+
+    def record_vote(self, proposal_id: str, vote: Vote, *, expected_votes: int,
+                    status: ProposalStatus, reason: str | None,
+                    version: StoredVersion | None, expected_current: int | None) -> None:
+        """Add a vote and settle the proposal in one transaction, re-checking the plan."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+_TABLES = (
+    ("trust_list_versions (version {int} PRIMARY KEY, document TEXT NOT NULL,"
+     " sha256 TEXT NOT NULL, created_at TEXT NOT NULL, source TEXT NOT NULL,"
+     " actor TEXT NOT NULL, proposal_id TEXT)"),
+    ("trust_list_proposals (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, author TEXT NOT NULL,"
+     " base_version {int} NOT NULL, changes TEXT NOT NULL, note TEXT, status TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL, result_version {int}, reason TEXT)"),
+    ("trust_list_votes (proposal_id TEXT NOT NULL REFERENCES trust_list_proposals (id),"
+     " operator TEXT NOT NULL, approve {int} NOT NULL, at TEXT NOT NULL, comment TEXT,"
+     " PRIMARY KEY (proposal_id, operator))"),
+)
+_VERSION_COLUMNS = "version, document, sha256, created_at, source, actor, proposal_id"
+_PROPOSAL_COLUMNS = ("id, created_at, author, base_version, changes, note, status, updated_at,"
+                     " result_version, reason")
+
+
+class _SqlStore:
+    """SQL shared by both adapters; ``{p}`` is the placeholder."""
+
+    _p = "?"
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{p}", self._p)
+
+    def current_version(self) -> int | None:
+        row = self._exec("SELECT MAX(version) FROM trust_list_versions").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    @staticmethod
+    def _version(row: Sequence[Any]) -> StoredVersion:
+        return StoredVersion(int(row[0]), orjson.loads(row[1]), str(row[2]), str(row[3]),
+                             str(row[4]), str(row[5]), row[6])
+
+    def version(self, version: int | None = None) -> StoredVersion | None:
+        if version is None:
+            version = self.current_version()
+            if version is None:
+                return None
+        row = self._exec(self._sql(
+            f"SELECT {_VERSION_COLUMNS} FROM trust_list_versions WHERE version = {{p}}"  # noqa: S608 - fixed column list
+        ), (version,)).fetchone()
+        return None if row is None else self._version(row)
+
+    def history(self) -> list[StoredVersion]:
+        rows = self._exec(
+            f"SELECT {_VERSION_COLUMNS} FROM trust_list_versions ORDER BY version"  # noqa: S608 - fixed column list
+        ).fetchall()
+        return [self._version(r) for r in rows]
+
+    def _insert_version(self, row: StoredVersion, expected_current: int | None) -> None:
+        current = self.current_version()
+        if current != expected_current:
+            raise StoreConflictError(
+                f"the current version is {current}, not {expected_current}: another change "
+                "was applied meanwhile")
+        if current is not None and row.version <= current:
+            raise StoreConflictError(f"version {row.version} is not above {current}")
+        self._exec(self._sql(
+            f"INSERT INTO trust_list_versions ({_VERSION_COLUMNS})"  # noqa: S608 - fixed column list
+            " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})"
+        ), (row.version, orjson.dumps(row.document).decode(), row.sha256, row.created_at,
+            row.source, row.actor, row.proposal_id))
+
+    def add_version(self, row: StoredVersion, expected_current: int | None) -> None:
+        with self._write():
+            self._insert_version(row, expected_current)
+
+    def add_proposal(self, proposal: Proposal) -> None:
+        with self._write():
+            self._exec(self._sql(
+                f"INSERT INTO trust_list_proposals ({_PROPOSAL_COLUMNS})"  # noqa: S608 - fixed column list
+                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+            ), (proposal.id, proposal.created_at, proposal.author, proposal.base_version,
+                orjson.dumps(proposal.changes).decode(), proposal.note, proposal.status.value,
+                proposal.updated_at, proposal.result_version, proposal.reason))
+
+    def _votes(self, proposal_id: str) -> tuple[Vote, ...]:
+        rows = self._exec(self._sql(
+            "SELECT operator, approve, at, comment FROM trust_list_votes"
+            " WHERE proposal_id = {p} ORDER BY at, operator"
+        ), (proposal_id,)).fetchall()
+        return tuple(Vote(str(r[0]), bool(r[1]), str(r[2]), r[3]) for r in rows)
+
+    def _proposal(self, row: Sequence[Any]) -> Proposal:
+        return Proposal(
+            id=str(row[0]), created_at=str(row[1]), author=str(row[2]),
+            base_version=int(row[3]), changes=orjson.loads(row[4]), note=row[5],
+            status=ProposalStatus(row[6]), updated_at=str(row[7]),
+            result_version=None if row[8] is None else int(row[8]), reason=row[9],
+            votes=self._votes(str(row[0])),
+        )
+
+    def proposal(self, proposal_id: str) -> Proposal | None:
+        row = self._exec(self._sql(
+            f"SELECT {_PROPOSAL_COLUMNS} FROM trust_list_proposals WHERE id = {{p}}"  # noqa: S608 - fixed column list
+        ), (proposal_id,)).fetchone()
+        return None if row is None else self._proposal(row)
+
+    def proposals(self, status: ProposalStatus | None = None) -> list[Proposal]:
+        sql = f"SELECT {_PROPOSAL_COLUMNS} FROM trust_list_proposals"  # noqa: S608 - fixed column list
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " WHERE status = {p}"
+            params = (status.value,)
+        rows = self._exec(self._sql(sql + " ORDER BY created_at DESC, id"), params).fetchall()
+        return [self._proposal(r) for r in rows]
+
+    def record_vote(self, proposal_id: str, vote: Vote, *, expected_votes: int,
+                    status: ProposalStatus, reason: str | None,
+                    version: StoredVersion | None, expected_current: int | None) -> None:
+        with self._write():
+            row = self._exec(self._sql(
+                "SELECT status, (SELECT COUNT(*) FROM trust_list_votes WHERE proposal_id = {p})"
+                " FROM trust_list_proposals WHERE id = {p}"
+            ), (proposal_id, proposal_id)).fetchone()
+            pending = row is not None and row[0] == ProposalStatus.PENDING.value
+            if not pending or int(row[1]) != expected_votes:
+                raise StoreConflictError("the proposal changed meanwhile; look at it again")
+            self._exec(self._sql(
+                "INSERT INTO trust_list_votes (proposal_id, operator, approve, at, comment)"
+                " VALUES ({p}, {p}, {p}, {p}, {p})"
+            ), (proposal_id, vote.operator, int(vote.approve), vote.at, vote.comment))
+            if version is not None:
+                self._insert_version(version, expected_current)
+            self._exec(self._sql(
+                "UPDATE trust_list_proposals SET status = {p}, updated_at = {p},"
+                " result_version = {p}, reason = {p} WHERE id = {p}"
+            ), (status.value, vote.at, None if version is None else version.version, reason,
+                proposal_id))
+
+
+class SqliteTrustStore(_SqlStore):
+    """The embedded adapter: ``data_dir/trustlist.db`` in WAL mode, commits fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._conn = connect(path, synchronous="FULL")
+        except sqlite3.Error as exc:
+            raise TrustStoreError(f"cannot open {path}: {exc}") from exc
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise TrustStoreError(str(exc)) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        # BEGIN IMMEDIATE takes SQLite's one write lock now, for every process.
+        self._exec("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._exec("COMMIT")
+
+    def setup(self) -> None:
+        with self._write():
+            for table in _TABLES:
+                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="INTEGER"))
+            for op in ("UPDATE", "DELETE"):
+                self._exec(
+                    f"CREATE TRIGGER IF NOT EXISTS trust_list_versions_no_{op.lower()}"
+                    f" BEFORE {op} ON trust_list_versions BEGIN SELECT RAISE(ABORT,"
+                    f" 'trust-list versions are kept: {op} refused'); END"
+                )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresTrustStore(_SqlStore):
+    """The shared adapter: every instance on one PostgreSQL sees one history."""
+
+    _p = "%s"
+    _LOCK = (0x330500, 0x7457)  # advisory lock key: gateway, "tW"
+
+    def __init__(self, dsn: str) -> None:
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.Error as exc:
+            raise TrustStoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, params or None)
+        except psycopg.Error as exc:
+            raise TrustStoreError(str(exc)) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        try:
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._LOCK)
+                yield
+        except psycopg.Error as exc:
+            raise TrustStoreError(str(exc)) from exc
+
+    def setup(self) -> None:
+        with self._write():
+            for table in _TABLES:
+                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="BIGINT"))
+            self._exec(
+                "CREATE OR REPLACE FUNCTION trust_list_versions_refuse() RETURNS trigger"
+                " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION"
+                " 'trust-list versions are kept: % refused', TG_OP; END $$"
+            )
+            self._exec(
+                "CREATE OR REPLACE TRIGGER trust_list_versions_kept BEFORE UPDATE OR DELETE"
+                " ON trust_list_versions FOR EACH ROW EXECUTE FUNCTION trust_list_versions_refuse()"
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_trust_store(data_dir: Path, postgres_dsn: str | None) -> TrustListStore:
+    """The adapter the settings call for, with its tables in place (blocking)."""
+    store: TrustListStore
+    if postgres_dsn:
+        store = PostgresTrustStore(postgres_dsn)
+    else:
+        store = SqliteTrustStore(data_dir / "trustlist.db")
+    try:
+        store.setup()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+# -- plans: read and validate, write nothing -----------------------------------------------
+
+
+def _current(store: TrustListStore) -> StoredVersion:
+    current = store.version()
+    if current is None:
+        raise AdminError(AdminRefusal.CONFLICT, "the store holds no trust list yet")
+    return current
+
+
+def plan_proposal(store: TrustListStore, *, author: str, changes: object, note: str | None,
+                  at: datetime) -> tuple[Proposal, StoredVersion]:
+    """A pending proposal whose changes apply to the current list at ``at``.
+
+    Raises ``ChangeError`` with every problem. A ``revoke-anchor`` without
+    ``revoked_at`` is pinned to ``at``, so approval time never moves it.
+    """
+    parsed = parse_changes(changes)
+    current = _current(store)
+    raw: list[dict[str, Any]] = []
+    for change in parsed:
+        data = change.to_json()
+        if data.get("kind") == "revoke-anchor" and data.get("revoked_at") is None:
+            data["revoked_at"] = _iso(at)
+        raw.append(data)
+    apply_changes(current.document, parse_changes(raw), at=at)
+    proposal = Proposal(
+        id=str(uuid.uuid4()), created_at=_iso(at), author=author,
+        base_version=current.version, changes=raw, note=note,
+        status=ProposalStatus.PENDING, updated_at=_iso(at),
+    )
+    return proposal, current
+
+
+@dataclass(frozen=True, slots=True)
+class VotePlan:
+    """What a vote will do, computed before anything is written."""
+
+    before: Proposal
+    vote: Vote
+    status: ProposalStatus
+    reason: str | None = None
+    version: StoredVersion | None = None
+    expected_current: int | None = None
+    problems: tuple[str, ...] = field(default=())
+
+
+def plan_vote(store: TrustListStore, *, proposal_id: str, operator: str, approve: bool,
+              comment: str | None, at: datetime, approvals_required: int) -> VotePlan:
+    """Check the vote and, when it completes the approvals, build the next version."""
+    proposal = store.proposal(proposal_id)
+    if proposal is None:
+        raise AdminError(AdminRefusal.NOT_FOUND, f"no proposal {proposal_id!r}")
+    if proposal.author == operator:
+        raise AdminError(AdminRefusal.OWN_PROPOSAL,
+                         "the author of a proposal may not approve or reject it (dual control)")
+    if proposal.status is not ProposalStatus.PENDING:
+        raise AdminError(AdminRefusal.NOT_PENDING,
+                         f"proposal {proposal_id} is {proposal.status.value}, not pending")
+    if any(v.operator == operator for v in proposal.votes):
+        raise AdminError(AdminRefusal.ALREADY_VOTED,
+                         f"{operator} has already voted on proposal {proposal_id}")
+    vote = Vote(operator, approve, _iso(at), comment)
+    if not approve:
+        return VotePlan(proposal, vote, ProposalStatus.REJECTED, reason=comment)
+    if len(proposal.approvals) + 1 < approvals_required:
+        return VotePlan(proposal, vote, ProposalStatus.PENDING)
+    current = _current(store)
+    try:
+        document = apply_changes(current.document, parse_changes(proposal.changes), at=at)
+    except ChangeError as exc:
+        return VotePlan(proposal, vote, ProposalStatus.FAILED,
+                        reason=f"no longer applies to version {current.version}: {exc}",
+                        problems=exc.problems)
+    row = version_row(document, at=at, source="proposal", actor=proposal.author,
+                       proposal_id=proposal.id)
+    return VotePlan(proposal, vote, ProposalStatus.APPLIED, version=row,
+                    expected_current=current.version)
+
+
+def commit_vote(store: TrustListStore, plan: VotePlan) -> Proposal:
+    """Write the planned vote; ``StoreConflictError`` when something moved meanwhile."""
+    store.record_vote(plan.before.id, plan.vote, expected_votes=len(plan.before.votes),
+                      status=plan.status, reason=plan.reason, version=plan.version,
+                      expected_current=plan.expected_current)
+    after = store.proposal(plan.before.id)
+    assert after is not None
+    return after
+
+
+def read_start_document(path: Path, keys: Mapping[str, VerifyingKey], *,
+                        at: datetime) -> dict[str, Any]:
+    """A start-up or CLI trust-list file: plain JSON, or a signed export that verifies."""
+    data = path.read_bytes().strip()
+    if data[:1] == b"{":
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise TrustListError(f"{path.name}: not JSON: {exc}") from exc
+        TrustList.from_json(document)
+        assert isinstance(document, dict)
+        return document
+    signed = verify_export(data, keys, at=at)
+    return dict(signed.document)
+
+
+def trusted_signers(data_dir: Path, settings_extra: Mapping[str, Any],
+                    own: SigningKey | None) -> dict[str, VerifyingKey]:
+    """Keys whose ``trustlist+jwt`` exports may be imported, by ``kid`` (blocking).
+
+    This instance's own trust-list key, the JWKs in ``[admin] trust_list_signers``
+    and the JWKS in ``data_dir/trust-list-signers.json``.
+    """
+    jwks: list[Any] = []
+    if own is not None:
+        jwks.append(own.public_jwk)
+    section = settings_extra.get("admin", {})
+    if isinstance(section, Mapping) and isinstance(section.get("trust_list_signers"), list):
+        jwks.extend(section["trust_list_signers"])
+    path = data_dir / SIGNERS_FILE
+    if path.exists():
+        loaded = orjson.loads(path.read_bytes())
+        if isinstance(loaded, Mapping) and isinstance(loaded.get("keys"), list):
+            jwks.extend(loaded["keys"])
+    keys: dict[str, VerifyingKey] = {}
+    for jwk in jwks:
+        if not isinstance(jwk, Mapping) or not isinstance(jwk.get("kid"), str):
+            raise TrustListError("a trusted trust-list signer JWK needs a kid")
+        public = {k: v for k, v in jwk.items() if k != "ecert_use"}
+        try:
+            keys[jwk["kid"]] = key_from_jwk(public)
+        except JoseError as exc:
+            raise TrustListError(f"trusted signer {jwk['kid']!r}: {exc}") from exc
+    return keys
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def audit_event(action: str, *, actor: str, via_cli: bool, at: datetime, outcome: str = "ok",
+                version: int | None = None, **details: Any) -> AuditEvent:
+    """The audit record of one trust-list step."""
+    return AuditEvent(
+        event_type=EventType.OPERATOR_CHANGE,
+        actor_kind=ActorKind.CLI if via_cli else ActorKind.OPERATOR,
+        actor_id=actor, at=at, outcome=outcome, trust_list_version=version,
+        details={"action": action, **{k: v for k, v in details.items() if v is not None}},
+    )
+
+
+def change_summary(changes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Short, key-free lines for the audit record: ``kind region kid``."""
+    lines = []
+    for change in changes:
+        partner = change.get("partner")
+        region = change.get("region_code") or (
+            partner.get("region_code") if isinstance(partner, Mapping) else None)
+        anchor = change.get("anchor")
+        kid = change.get("kid") or (anchor.get("kid") if isinstance(anchor, Mapping) else None)
+        lines.append(" ".join(str(p) for p in (change.get("kind"), region, kid) if p))
+    return lines
+
+
+def vote_event(plan: VotePlan, *, via_cli: bool, at: datetime) -> AuditEvent:
+    """The audit record of a planned vote."""
+    action = {
+        ProposalStatus.PENDING: "trust-list-proposal-approved",
+        ProposalStatus.APPLIED: "trust-list-change-applied",
+        ProposalStatus.REJECTED: "trust-list-proposal-rejected",
+        ProposalStatus.FAILED: "trust-list-change-failed",
+    }[plan.status]
+    return audit_event(
+        action, actor=plan.vote.operator, via_cli=via_cli, at=at,
+        outcome="error" if plan.status is ProposalStatus.FAILED else "ok",
+        version=None if plan.version is None else plan.version.version,
+        proposal_id=plan.before.id, author=plan.before.author,
+        approvals=[*plan.before.approvals, plan.vote.operator] if plan.vote.approve else None,
+        changes=change_summary(plan.before.changes), reason=plan.reason,
+        sha256=None if plan.version is None else plan.version.sha256,
+    )
+
+
+def _add_version(store: TrustListStore, *, row: StoredVersion, expected: int | None) -> None:
+    store.add_version(row, expected)
+
+
+# -- the async service ---------------------------------------------------------------------
+
+
+class TrustListService:
+    """The gateway's face of the store: one worker thread, audit first, then commit."""
+
+    def __init__(self, *, settings: Settings, audit: AuditLog, signing_key: SigningKey,
+                 signers: Mapping[str, VerifyingKey],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.audit = audit
+        self.signing_key = signing_key
+        self.signers = dict(signers)
+        self.clock = clock
+        self.state: TrustState | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustlist-store")
+        self._store: TrustListStore | None = None
+
+    @property
+    def approvals_required(self) -> int:
+        """Approvals by operators other than the author that apply a change."""
+        return self.settings.approvals_required
+
+    def _call(self, fn: Callable[[TrustListStore], T]) -> T:
+        if self._store is None:
+            self._store = open_trust_store(self.settings.data_dir, self.settings.postgres_dsn)
+        return fn(self._store)
+
+    async def run(self, fn: Callable[[TrustListStore], T]) -> T:
+        """Run ``fn(store)`` on the store's thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._call, fn)
+        except (TrustStoreError, AdminError, TrustListError):
+            raise
+        except (sqlite3.Error, psycopg.Error, OSError) as exc:
+            raise TrustStoreError(str(exc)) from exc
+
+    async def close(self) -> None:
+        """Close the store and stop the thread."""
+
+        def _close(store: TrustListStore) -> None:
+            store.close()
+            self._store = None
+
+        if self._store is not None:
+            await self.run(_close)
+        self._executor.shutdown(wait=False)  # idle: the close job above was the last
+
+    async def _serve(self, row: StoredVersion) -> None:
+        """Serve a version this instance just wrote, without waiting for the watcher."""
+        if self.state is None:
+            return
+        loop = asyncio.get_running_loop()
+        trust_list = await loop.run_in_executor(None, TrustList.from_json, row.document)
+        if trust_list.version > self.state.snapshot.trust_list.version:
+            self.state.replace(trust_list)
+
+    # -- reads --
+
+    async def current(self) -> StoredVersion:
+        """The current version."""
+        return await self.run(_current)
+
+    async def version(self, version: int) -> StoredVersion:
+        """A kept version."""
+        row = await self.run(lambda s: s.version(version))
+        if row is None:
+            raise AdminError(AdminRefusal.NOT_FOUND, f"no version {version}")
+        return row
+
+    async def history(self) -> list[StoredVersion]:
+        """Every version, oldest first."""
+        return await self.run(lambda s: s.history())
+
+    async def proposal(self, proposal_id: str) -> Proposal:
+        """A proposal."""
+        found = await self.run(lambda s: s.proposal(proposal_id))
+        if found is None:
+            raise AdminError(AdminRefusal.NOT_FOUND, f"no proposal {proposal_id!r}")
+        return found
+
+    async def proposals(self, status: ProposalStatus | None) -> list[Proposal]:
+        """Proposals, newest first."""
+        return await self.run(lambda s: s.proposals(status))
+
+    async def export(self, version: int | None = None) -> str:
+        """The signed ``trustlist+jwt`` of a version (default: the current one)."""
+        row = await (self.current() if version is None else self.version(version))
+        return export_signed(row.document, self.signing_key.sign)
+
+    # -- writes --
+
+    async def propose(self, author: str, changes: object, note: str | None) -> Proposal:
+        """Record a proposal; it changes nothing until approved. ``ChangeError`` if invalid."""
+        at = self.clock()
+        try:
+            proposal, current = await self.run(
+                lambda s: plan_proposal(s, author=author, changes=changes, note=note, at=at))
+        except ChangeError as exc:
+            await self._audit_refusal("trust-list-proposal-refused", author, at,
+                                      reason=str(exc))
+            raise
+        await self.audit.append(audit_event(
+            "trust-list-proposal-created", actor=author, via_cli=False, at=at,
+            version=current.version, proposal_id=proposal.id,
+            changes=change_summary(proposal.changes), note=note))
+        await self.run(lambda s: s.add_proposal(proposal))
+        return proposal
+
+    async def vote(self, operator: str, proposal_id: str, *, approve: bool,
+                   comment: str | None) -> Proposal:
+        """Approve or reject; the approval that completes the count applies the change."""
+        at = self.clock()
+        try:
+            plan = await self.run(lambda s: plan_vote(
+                s, proposal_id=proposal_id, operator=operator, approve=approve,
+                comment=comment, at=at, approvals_required=self.approvals_required))
+        except AdminError as exc:
+            if exc.refusal is not AdminRefusal.NOT_FOUND:
+                await self._audit_refusal("trust-list-vote-refused", operator, at,
+                                          proposal_id=proposal_id, reason=str(exc))
+            raise
+        await self.audit.append(vote_event(plan, via_cli=False, at=at))
+        try:
+            after = await self.run(lambda s: commit_vote(s, plan))
+        except StoreConflictError as exc:
+            await self._audit_refusal("trust-list-vote-conflict", operator, at,
+                                      proposal_id=proposal_id, reason=str(exc))
+            raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
+        if plan.version is not None:
+            await self._serve(plan.version)
+        return after
+
+    async def import_signed(self, actor: str, token: str) -> tuple[StoredVersion, bool]:
+        """Import a signed export as the next version; True when it was new."""
+        at = self.clock()
+
+        def _plan(store: TrustListStore) -> tuple[StoredVersion | None, int | None]:
+            current = store.version()
+            signed = verify_export(token, self.signers, at=at,
+                                   current=None if current is None else current.document)
+            if signed.same_as_current:
+                assert current is not None
+                return None, current.version
+            return (version_row(signed.document, at=at, source="import", actor=actor),
+                    None if current is None else current.version)
+
+        try:
+            row, current_version = await self.run(_plan)
+        except SignedListError as exc:
+            await self._audit_refusal("trust-list-import-refused", actor, at,
+                                      reason=str(exc), refusal=exc.reason.value)
+            raise
+        if row is None:
+            assert current_version is not None
+            return await self.version(current_version), False
+        await self.audit.append(audit_event(
+            "trust-list-imported", actor=actor, via_cli=False, at=at, version=row.version,
+            previous_version=current_version, sha256=row.sha256))
+        try:
+            await self.run(lambda s: s.add_version(row, current_version))
+        except StoreConflictError as exc:
+            raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
+        await self._serve(row)
+        return row, True
+
+    async def _audit_refusal(self, action: str, actor: str, at: datetime,
+                             **details: Any) -> None:
+        # A refused step changed nothing; its record is best-effort so that the
+        # refusal itself still reaches the caller when the log is down.
+        try:
+            await self.audit.append(audit_event(action, actor=actor, via_cli=False, at=at,
+                                                outcome="refused", **details))
+        except Exception:
+            _log.warning("refusal not audited: %s", action, exc_info=True)
+
+    # -- start-up --
+
+    async def start(self, injected: TrustList | None) -> TrustList:
+        """Reconcile the store with ``--trust-list`` (or an injected list); return what to serve.
+
+        An empty store is seeded from the file, the data folder's
+        ``trust-list.json`` or an empty list; a higher file version is imported,
+        a lower one refuses start-up (rollback), an equal one must match.
+        """
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        at = self.clock()
+        explicit: dict[str, Any] | None = None
+        source_name = "injected"
+        if injected is not None:
+            explicit = dict(injected.document)
+        elif settings.trust_list_file is not None:
+            path = settings.trust_list_file
+            source_name = path.name
+            explicit = await loop.run_in_executor(
+                None, lambda: read_start_document(path, self.signers, at=at))
+        for _ in range(5):
+            current = await self.run(lambda s: s.version())
+            candidate = explicit
+            if candidate is None and current is None:
+                default = settings.data_dir / "trust-list.json"
+                if await loop.run_in_executor(None, default.exists):
+                    source_name = default.name
+                    candidate = await loop.run_in_executor(
+                        None, partial(read_start_document, default, self.signers, at=at))
+                else:
+                    source_name = "empty"
+                    candidate = dict(empty_trust_list(settings.gateway_id, at).document)
+            if candidate is None:
+                assert current is not None
+                return await loop.run_in_executor(None, TrustList.from_json, current.document)
+            version = candidate["version"]
+            if current is not None:
+                if version < current.version:
+                    raise TrustListError(
+                        f"{source_name} holds trust-list version {version}, lower than the "
+                        f"stored version {current.version} (rollback refused); start without "
+                        "--trust-list to serve the stored list")
+                if version == current.version:
+                    if canonical_json(candidate) != canonical_json(current.document):
+                        raise TrustListError(
+                            f"{source_name} holds trust-list version {version} with other "
+                            "content than the stored version of that number")
+                    return await loop.run_in_executor(None, TrustList.from_json,
+                                                      current.document)
+            row = version_row(candidate, at=at, source="start-up", actor="gateway")
+            await self.audit.append(AuditEvent(
+                event_type=EventType.TRUST_LIST_LOADED, actor_kind=ActorKind.GATEWAY,
+                actor_id=settings.gateway_id, at=at, outcome="ok", trust_list_version=version,
+                details={"action": "trust-list-imported-at-start-up", "file": source_name,
+                         "previous_version": None if current is None else current.version,
+                         "sha256": row.sha256}))
+            expected = None if current is None else current.version
+            try:
+                await self.run(partial(_add_version, row=row, expected=expected))
+            except StoreConflictError:
+                continue  # another instance started at the same moment: look again
+            return await loop.run_in_executor(None, TrustList.from_json, candidate)
+        raise TrustStoreError("the trust-list store kept changing during start-up")
+
+
+# -- propagation ---------------------------------------------------------------------------
+
+
+class TrustWatcher:
+    """Swaps ``state`` to the store's newest version whenever one appears."""
+
+    def __init__(self, service: TrustListService, state: TrustState, *,
+                 interval_s: float = POLL_INTERVAL_S) -> None:
+        self._service = service
+        self._state = state
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start polling."""
+        self._task = asyncio.create_task(self._loop(), name="trust-watcher")
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def check(self) -> bool:
+        """Look once; True when a newer version was swapped in."""
+        served = self._state.snapshot.trust_list.version
+        latest = await self._service.run(lambda s: s.current_version())
+        if latest is None or latest <= served:
+            return False
+        row = await self._service.run(lambda s: s.version(latest))
+        if row is None:
+            return False
+        loop = asyncio.get_running_loop()
+        trust_list = await loop.run_in_executor(None, TrustList.from_json, row.document)
+        if trust_list.version <= self._state.snapshot.trust_list.version:
+            return False
+        self._state.replace(trust_list)
+        _log.info("trust list swapped", extra={"trust_list_version": trust_list.version})
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The current list keeps serving; its next_update still bounds its use.
+                _log.warning("trust-list watcher could not read the store", exc_info=True)
+            await asyncio.sleep(self._interval)
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+TRUSTLISTS_KEY = web.AppKey("trustlists", TrustListService)
+_INJECTED_KEY: web.AppKey[list[TrustList | None]] = web.AppKey("trustlists_injected")
+
+
+async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: open the store, reconcile start-up, serve, watch; close on cleanup.
+
+    Sets ``app[TRUST_KEY]`` when it runs first (the intended wiring); when the
+    app's ``trust_ctx`` already made the state, it swaps the store's list in.
+    """
+
+    settings = app[SETTINGS_KEY]
+    loop = asyncio.get_running_loop()
+    key = await loop.run_in_executor(None, lambda: load_or_create_key(
+        settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
+    signers = await loop.run_in_executor(
+        None, trusted_signers, settings.data_dir, settings.extra, key)
+    service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY], signing_key=key,
+                               signers=signers)
+    try:
+        served = await service.start(app[_INJECTED_KEY][0])
+    except BaseException:
+        await service.close()
+        raise
+    state = app.get(TRUST_KEY)
+    if state is None:
+        state = TrustState(served, clock_skew_s=settings.clock_skew_s)
+        app[TRUST_KEY] = state
+    elif served.version >= state.snapshot.trust_list.version:
+        state.replace(served)
+    service.state = state
+    app[TRUSTLISTS_KEY] = service
+    app[JWKS_KEY].append(key)
+    watcher = TrustWatcher(service, state)
+    watcher.start()
+    try:
+        yield
+    finally:
+        await watcher.stop()
+        await service.close()
+
+
+def setup(app: web.Application, *, trust_list: TrustList | None = None) -> None:
+    """Add the trust-list store (cleanup ctx) and the ``/v1/admin/`` routes.
+
+    ``trust_list`` is ``create_app``'s injected list (tests), reconciled with
+    the store as ``--trust-list`` would be.
+    """
+    from gateway.api_admin import setup_routes  # noqa: PLC0415 - api_admin imports this module
+
+    if _INJECTED_KEY in app:
+        return  # already set up (idempotent, so tests may call it on any app)
+    injected: list[TrustList | None] = [trust_list]
+    app[_INJECTED_KEY] = injected
+    app.cleanup_ctx.append(trustlists_ctx)
+    setup_routes(app)
