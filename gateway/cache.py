@@ -76,8 +76,8 @@ class CacheEntry:
 _REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
 
-def redis_client(url: str, *, timeout_s: float) -> aioredis.Redis:
-    """An asyncio Redis client whose calls give up after ``timeout_s``."""
+def redis_client(url: str, *, timeout_s: float | None) -> aioredis.Redis:
+    """An asyncio Redis client whose calls give up after ``timeout_s`` (None: never)."""
     client: aioredis.Redis = aioredis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
         retry_on_timeout=False, driver_info=_REDIS_DRIVER)

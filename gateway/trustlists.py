@@ -31,7 +31,7 @@ import hashlib
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -47,10 +47,12 @@ from aiohttp import web
 
 from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, SETTINGS_KEY, TRUST_KEY
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
+from gateway.cache import redis_client
 from gateway.settings import Settings
 from gateway.signing import SigningKey, load_or_create_key
 from gateway.sqlite import connect
 from gateway.trust_state import TrustState, empty_trust_list
+from gateway.trust_sync import RedisTrustSync
 from trust import (
     ChangeError,
     JoseError,
@@ -710,6 +712,8 @@ class TrustListService:
         self.signers = dict(signers)
         self.clock = clock
         self.state: TrustState | None = None
+        self.on_applied: Callable[[int], Awaitable[None]] | None = None
+        """Called after this instance applies a version (the Redis announcement)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustlist-store")
         self._store: TrustListStore | None = None
 
@@ -752,6 +756,8 @@ class TrustListService:
         trust_list = await loop.run_in_executor(None, TrustList.from_json, row.document)
         if trust_list.version > self.state.snapshot.trust_list.version:
             self.state.replace(trust_list)
+        if self.on_applied is not None:
+            await self.on_applied(trust_list.version)
 
     # -- reads --
 
@@ -1029,9 +1035,22 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
     app[JWKS_KEY].append(key)
     watcher = TrustWatcher(service, state)
     watcher.start()
+    sync: RedisTrustSync | None = None
+    client = None
+    if settings.redis_url:
+        # Pub/sub connections block in reads: no socket timeout for this client.
+        client = redis_client(settings.redis_url, timeout_s=None)
+        sync = RedisTrustSync(client, served=lambda: state.snapshot.trust_list.version,
+                              poke=watcher.check)
+        service.on_applied = sync.announce
+        sync.start()
     try:
         yield
     finally:
+        if sync is not None:
+            await sync.stop()
+        if client is not None:
+            await client.aclose()
         await watcher.stop()
         await service.close()
 
