@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,6 +69,12 @@ class StatusUnavailable:
 
 
 StatusInput = StatusList | StatusUnavailable
+
+
+@functools.lru_cache(maxsize=65536)
+def _uscc_valid(code: str) -> bool:
+    """GB 32100 check of an issuer code; issuers recur, so each is judged once."""
+    return bool(uscc.is_valid(code))
 
 
 class _Run:
@@ -528,7 +535,7 @@ class Verifier:
             else:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
                          "check character is wrong")
-        if uscc.is_valid(licence.issuer_code):
+        if _uscc_valid(licence.issuer_code):
             run.ok("issuer_code", "issuer USCC valid (GB 32100)")
         else:
             run.fail("issuer_code", SubIndication.IDENTIFIER_CHECK_FAILURE,
