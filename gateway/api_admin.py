@@ -20,11 +20,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import SETTINGS_KEY
+from gateway.appkeys import SETTINGS_KEY, VERIFICATION_KEY
 from gateway.auth import require_operator
 from gateway.httpjson import json_response, read_json
 from gateway.identity import Role
 from gateway.problems import Problem
+from gateway.status_fetch import StatusFetcher
 from gateway.trustlists import (
     TRUSTLISTS_KEY,
     AdminError,
@@ -39,10 +40,11 @@ from trust import (
     ChangeError,
     ImportRefusal,
     SignedListError,
+    TrustList,
     diff_documents,
 )
 
-__all__ = ["setup_routes"]
+__all__ = ["setup_routes", "trust_alerts"]
 
 READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
 PROPOSERS = {Role.OPERATOR, Role.APPROVER}
@@ -192,19 +194,9 @@ async def get_proposal(request: web.Request) -> web.Response:
     return json_response(proposal.to_json(service.approvals_required))
 
 
-async def get_alerts(request: web.Request) -> web.Response:
-    """GET /v1/admin/alerts[?days=]: anchors expiring soon, a list near or past next_update."""
-    await require_operator(request, READERS)
-    settings = request.app[SETTINGS_KEY]
-    section = settings.extra.get("admin", {})
-    default = DEFAULT_EXPIRY_ALERT_DAYS
-    if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
-        default = section["expiry_alert_days"]
-    days = _int_param(request, "days", default)
-    service = _service(request)
-    assert service.state is not None
-    trust_list = service.state.snapshot.trust_list
-    now = service.clock()
+def trust_alerts(trust_list: TrustList, now: datetime, days: int,
+                 status: StatusFetcher | None = None) -> list[dict[str, Any]]:
+    """What operators should act on: stale or expiring trust data, failing partners."""
     horizon = now + timedelta(days=days)
     alerts: list[dict[str, Any]] = []
     if trust_list.is_stale(now):
@@ -223,6 +215,35 @@ async def get_alerts(request: web.Request) -> web.Response:
                            "kid": anchor.kid, "use": anchor.use.value,
                            "valid_until": _iso(anchor.valid_until),
                            "days_left": (anchor.valid_until - now).days})
+    if status is not None:
+        for held in status.held_lists():
+            owner = trust_list.partner(held.region)
+            max_age = 86400 if owner is None else owner.status_max_age_s
+            if held.fresh_until(max_age) < now:
+                alerts.append({"kind": "status-list-stale", "region_code": held.region,
+                               "uri": held.uri, "issued_at": _iso(held.issued_at)})
+        for uri, (when, reason) in sorted(status.failing.items()):
+            alerts.append({"kind": "partner-endpoint-failing", "uri": uri,
+                           "since": _iso(datetime.fromtimestamp(when, UTC)),
+                           "detail": reason})
+    return alerts
+
+
+async def get_alerts(request: web.Request) -> web.Response:
+    """GET /v1/admin/alerts[?days=]: anchors expiring soon, a list near or past next_update."""
+    await require_operator(request, READERS)
+    settings = request.app[SETTINGS_KEY]
+    section = settings.extra.get("admin", {})
+    default = DEFAULT_EXPIRY_ALERT_DAYS
+    if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
+        default = section["expiry_alert_days"]
+    days = _int_param(request, "days", default)
+    service = _service(request)
+    assert service.state is not None
+    now = service.clock()
+    verification = request.app.get(VERIFICATION_KEY)
+    alerts = trust_alerts(service.state.snapshot.trust_list, now, days,
+                          None if verification is None else verification.status)
     pending = await service.proposals(ProposalStatus.PENDING)
     if pending:
         alerts.append({"kind": "proposals-pending", "count": len(pending),

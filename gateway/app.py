@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
 
+from gateway.api_admin import trust_alerts
 from gateway.api_partner import setup as setup_partner
 from gateway.api_verify import setup_routes as setup_verify_routes
 from gateway.appkeys import (
@@ -42,6 +44,9 @@ from gateway.verification import Clock, VerificationService, utc_now
 from trust import TrustList
 
 __all__ = ["create_app"]
+
+ALERT_DAYS = 30
+"""Anchors whose window ends within this many days count as alerts in /metrics."""
 
 
 
@@ -94,7 +99,13 @@ async def metrics(request: web.Request) -> web.Response:
     lines.append("# TYPE ecert_status_fetches_total counter")
     lines.append(f"ecert_status_fetches_total {service.status.fetches}")
     lines.append(f"ecert_status_fetch_failures_total {service.status.failures}")
-    lines.append(f"ecert_trust_list_version {request.app[TRUST_KEY].snapshot.trust_list.version}")
+    trust_list = request.app[TRUST_KEY].snapshot.trust_list
+    lines.append(f"ecert_trust_list_version {trust_list.version}")
+    lines.append("# TYPE ecert_alerts gauge")
+    counts: dict[str, int] = {}
+    for alert in trust_alerts(trust_list, datetime.now(UTC), ALERT_DAYS, service.status):
+        counts[alert["kind"]] = counts.get(alert["kind"], 0) + 1
+    lines += [f'ecert_alerts{{kind="{kind}"}} {n}' for kind, n in sorted(counts.items())]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

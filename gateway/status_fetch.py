@@ -47,6 +47,8 @@ class StatusFetcher:
         self._inflight: dict[str, asyncio.Future[StatusList | StatusUnavailable]] = {}
         self.fetches = 0
         self.failures = 0
+        self.failing: dict[str, tuple[float, str]] = {}
+        """URIs whose last fetch failed: Unix time and reason (cleared by a success)."""
 
     async def start(self) -> None:
         """Open the HTTP client session."""
@@ -71,6 +73,10 @@ class StatusFetcher:
         """The last good list for ``uri``, however old (for cache validity checks)."""
         entry = self._cache.get(uri)
         return None if entry is None else entry.status
+
+    def held_lists(self) -> list[StatusList]:
+        """Every list held (for alerts on stale partner data)."""
+        return [entry.status for entry in self._cache.values()]
 
     def refresh_in(self, uri: str) -> float | None:
         """Seconds until ``uri`` is fetched again, or None when nothing is held."""
@@ -129,12 +135,14 @@ class StatusFetcher:
         except (aiohttp.ClientError, TimeoutError, StatusListError) as exc:
             self.failures += 1
             reason = f"status list {uri} unavailable: {exc or type(exc).__name__}"
+            self.failing[uri] = (time.time(), reason)
             _log.warning("status list fetch failed", extra={"uri": uri, "error": str(exc)})
             previous = self._cache.get(uri)
             if previous is not None and previous.trust_version == trust_list.version:
                 # Keep the last good list; the verifier judges whether it is still fresh.
                 return previous.status
             return StatusUnavailable(reason)
+        self.failing.pop(uri, None)
         ttl = float(status.ttl_s) if status.ttl_s is not None else DEFAULT_REFRESH_S
         refresh = max(MIN_REFRESH_S, min(ttl, float(partner.status_max_age_s)))
         self._cache[uri] = _Entry(status, time.monotonic() + refresh, trust_list.version)

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.appkeys import SETTINGS_KEY
 from gateway.audit.event import EventType
 from gateway.identity import IdentityKind, Role, add_identity
 from gateway.settings import Settings, load_settings
@@ -25,7 +26,7 @@ from gateway.signing import load_or_create_key
 from gateway.trustlists import setup
 from mocks import RunningFederation, rfc3339
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import trust_document
+from tests.gateway.conftest import AppFactory, trust_document
 from trust import TrustListError, export_signed
 
 pytestmark = pytest.mark.asyncio
@@ -474,3 +475,21 @@ class TestPostgresStore:
                                             headers=_auth(tokens["vera"]))).json())["versions"]
         assert [3, 4] == [v["version"] for v in versions]
         assert not (tmp_path / "trustlist.db").exists()
+
+
+async def test_alerts_name_a_failing_partner_endpoint_and_metrics_count_it(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """A status list that cannot be fetched shows as an alert and in /metrics."""
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    sh.status_available = False
+    await client.post("/v1/verifications", headers={"Authorization": f"Bearer {client_key}"},
+                      json={"credential": sh.issue().token})
+    viewer = await asyncio.to_thread(add_identity, client.app[SETTINGS_KEY].data_dir,
+                                     IdentityKind.OPERATOR, "viewer-9", Role.VIEWER)
+    body = await (await client.get("/v1/admin/alerts",
+                                   headers={"Authorization": f"Bearer {viewer}"})).json()
+    kinds = [a["kind"] for a in body["alerts"]]
+    assert "partner-endpoint-failing" in kinds
+    metrics = await (await client.get("/metrics")).text()
+    assert 'ecert_alerts{kind="partner-endpoint-failing"} 1' in metrics
