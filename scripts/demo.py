@@ -64,22 +64,45 @@ def main() -> int:
         print("mock regions failed to start", file=sys.stderr)
         return 1
 
-    key_file = data / "demo-client.key"
-    if not key_file.exists():
-        made = subprocess.run(
-            [python, "-m", "gateway", "clients", "add", "demo-window", "--data-dir", str(data)],
-            cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+    def secret(name: str, *command: str) -> str:
+        """A credential made once by the CLI and kept in the demo data folder."""
+        path = data / f"demo-{name}.key"
+        if not path.exists():
+            made = subprocess.run(
+                [python, "-m", "gateway", *command, "--data-dir", str(data)],
+                cwd=ROOT, capture_output=True, text=True, check=True, env=env,
+            )
+            path.write_text(made.stdout.strip().splitlines()[-1] + "\n", encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+    key = secret("client", "clients", "add", "demo-window")
+    operator = secret("operator", "operators", "add", "demo-operator", "--role", "operator")
+    approver = secret("approver", "operators", "add", "demo-approver", "--role", "approver")
+    auditor = secret("auditor", "operators", "add", "demo-auditor", "--role", "auditor")
+    library = data / "demo-licences.jsonl"
+    if not library.exists():
+        print("filling Huzhou's demo licence library (10,000 licences) ...", flush=True)
+        subprocess.run(
+            [python, "-m", "gateway", "licences", "demo", "--count", "10000",
+             "--data-dir", str(data)], cwd=ROOT, check=True, env=env,
+            stdout=subprocess.DEVNULL,
         )
-        key_file.write_text(made.stdout.strip().splitlines()[-1] + "\n", encoding="utf-8")
-        key_file.chmod(0o600)
-    key = key_file.read_text(encoding="utf-8").strip()
+    today = time.strftime("%Y-%m-%d")
+    huzhou_licence = next(
+        row for row in map(json.loads, library.read_text(encoding="utf-8").splitlines())
+        if row.get("state") == "valid" and (row.get("valid_until") or "9999") >= today)
+    config = data / "gateway.toml"
+    # The demo lets one approver apply a change; production keeps the default of two.
+    config.write_text("[gateway]\napprovals_required = 1\n", encoding="utf-8")
 
     gateway = subprocess.Popen(
         [python, "-m", "gateway", "serve", "--listen", args.listen, "--data-dir", str(data),
-         "--trust-list", str(trust_list)],
+         "--trust-list", str(trust_list), "--config", str(config)],
         cwd=ROOT, env=env,
     )
     base = f"http://{args.listen}"
+    python_cmd = os.path.relpath(python, ROOT) if python.startswith(str(ROOT)) else python
     stopping = False
 
     def stop(*_: object) -> None:
@@ -108,6 +131,14 @@ def main() -> int:
               f"-d {body} {base}/v1/verifications")
         print(f"  curl -s {base}/.well-known/jwks.json")
         print(f"  curl -s {base}/v1/audit/checkpoint")
+        print(f"  curl -s -H 'Authorization: Bearer {auditor}' {base}/v1/audit/entries/0")
+        print(f"  curl -s -H 'Authorization: Bearer {operator}' {base}/v1/admin/trust-list")
+        print(f"  curl -s -H 'Authorization: Bearer {approver}' {base}/v1/admin/alerts")
+        print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+              f"-d '{{\"source\": {{\"region\": \"310000\", \"code\": \"310000-20-SFJ-0001\"}}, "
+              f"\"target_region\": \"330500\"}}' {base}/v1/matters/translate")
+        print(f"  {python_cmd} scripts/partner_query.py --gateway {base} --region 310000 "
+              f"--identifier {huzhou_licence['identifier']}   # 上海 queries a Huzhou licence")
         print(f"  curl -s {first_url}/jwks.json            # {first_name}'s published keys")
         print(f"  curl -s {first_url}/status/lic-2026      # {first_name}'s status list")
         print(f"  curl -s {first_url}/licences/0           # one of {first_name}'s licences")
