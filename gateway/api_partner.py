@@ -45,6 +45,7 @@ from aiohttp import web
 from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, READINESS_KEY, SETTINGS_KEY, TRUST_KEY
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.auth import bearer
+from gateway.cache import redis_client
 from gateway.licences import (
     STATUS_LIST_NAME,
     HolderKeyring,
@@ -67,7 +68,6 @@ from gateway.partner import (
     RequestTokenError,
     check_agreement,
     check_request_token,
-    redis_replay_client,
 )
 from gateway.problems import Problem
 from gateway.settings import Settings
@@ -612,7 +612,7 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
         await store.open()
         replay: ReplayCache
         if settings.redis_url:
-            replay = RedisReplayCache(redis_replay_client(settings.redis_url))
+            replay = RedisReplayCache(redis_client(settings.redis_url, timeout_s=1.0))
             app[READINESS_KEY]["replay-cache"] = replay.ping
         else:
             replay = MemoryReplayCache()

@@ -35,9 +35,7 @@ from datetime import UTC, datetime
 
 import orjson
 import redis.asyncio as aioredis
-from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
-from redis.utils import get_lib_version
 
 from trust import (
     ALLOWED_ALGS,
@@ -67,7 +65,6 @@ __all__ = [
     "RequestTokenError",
     "check_agreement",
     "check_request_token",
-    "redis_replay_client",
 ]
 
 REQUEST_TYP = "ecert-request+jwt"
@@ -290,20 +287,6 @@ class MemoryReplayCache(ReplayCache):
             raise ReplayCacheUnavailableError("replay cache is full")
         self._entries[key] = now + max(1, ttl_s)
         return True
-
-
-# redis-py reads its own version from package metadata (file I/O) for every new
-# connection unless told; read it once at import, off the event loop.
-_REDIS_VERSION: str = get_lib_version()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=_REDIS_VERSION)
-
-
-def redis_replay_client(url: str, *, timeout_s: float = 1.0) -> aioredis.Redis:
-    """The replay cache's own asyncio Redis client."""
-    client: aioredis.Redis = aioredis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-        retry_on_timeout=False, driver_info=_REDIS_DRIVER)
-    return client
 
 
 class RedisReplayCache(ReplayCache):

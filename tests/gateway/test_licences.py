@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.cache import redis_client
 from gateway.cli import licences as cli
 from gateway.licences import (
     HolderKeyring,
@@ -23,7 +24,7 @@ from gateway.licences import (
     open_repository,
     record_from_mapping,
 )
-from gateway.partner import RedisReplayCache, redis_replay_client
+from gateway.partner import RedisReplayCache
 from tests.gateway.test_partner_api import HOLDER, OTHER_HOLDER, licence_row
 
 _CSV_COLUMNS = ("identifier", "type_code", "type_name", "number", "issuer_name", "issuer_code",
@@ -292,7 +293,7 @@ class TestBackends:
         """SET NX EX: the first use wins, the second is refused."""
         import uuid
 
-        cache = RedisReplayCache(redis_replay_client(redis_url))
+        cache = RedisReplayCache(redis_client(redis_url, timeout_s=1.0))
         key = f"310000:{uuid.uuid4().hex}"
         try:
             assert await cache.first_use(key, 60)
