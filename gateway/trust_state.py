@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import orjson
 
 from trust import TrustList, TrustListError, Verifier
 
-__all__ = ["TrustSnapshot", "TrustState", "empty_trust_list", "read_trust_list"]
+__all__ = ["TrustSnapshot", "TrustState", "empty_trust_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +51,3 @@ def empty_trust_list(issuer: str, now: datetime | None = None) -> TrustList:
         "issuer": issuer,
         "partners": [],
     })
-
-
-def read_trust_list(path: Path) -> TrustList:
-    """Read a plain trust-list JSON file (blocking; start-up only)."""
-    data = path.read_bytes()
-    stripped = data.strip()
-    if stripped[:1] != b"{":
-        raise TrustListError(
-            f"{path.name}: not a plain trust-list JSON document (signed trustlist+jwt "
-            "exports are not accepted by this version)"
-        )
-    try:
-        document = orjson.loads(stripped)
-    except orjson.JSONDecodeError as exc:
-        raise TrustListError(f"{path.name}: not JSON: {exc}") from exc
-    return TrustList.from_json(document)
