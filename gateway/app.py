@@ -148,6 +148,7 @@ def create_app(
 
         async for _ in real_audit_ctx(app):
             app[AUDIT_PORT_KEY] = app[AUDIT_KEY]
+            app[READINESS_KEY]["audit"] = app[AUDIT_KEY].ping
             yield
 
     async def trust_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1033,6 +1033,11 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
     service.state = state
     app[TRUSTLISTS_KEY] = service
     app[JWKS_KEY].append(key)
+
+    async def ping() -> None:
+        await service.run(lambda s: s.current_version())
+
+    app[READINESS_KEY]["trust-list"] = ping
     watcher = TrustWatcher(service, state)
     watcher.start()
     sync: RedisTrustSync | None = None
