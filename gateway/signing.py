@@ -8,7 +8,6 @@ licences and status lists the gateway signs can be checked offline.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from gateway.keyfiles import keys_dir, load_or_create_secret
 from trust import b64url_encode
 
 __all__ = ["SigningKey", "load_or_create_key", "sign_compact"]
@@ -62,28 +62,12 @@ def _thumbprint(public: ed25519.Ed25519PublicKey) -> str:
 
 
 def load_or_create_key(data_dir: Path, name: str, *, kid_prefix: str) -> SigningKey:
-    """Load ``keys/<name>.pem`` from the data folder, making it on first use.
+    """Load ``keys/<name>.key`` (a 32-byte Ed25519 seed, 0600), making it on first use.
 
-    Blocking file I/O: call it at start-up or from an executor.
+    Several instances may start on one data folder at once; they all end up with
+    the one key that was written first. Blocking file I/O: start-up or an executor.
     """
-    path = data_dir / "keys" / f"{name}.pem"
-    if path.exists():
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, ed25519.Ed25519PrivateKey):
-            raise ValueError(f"{path.name} is not an Ed25519 key")
-        private = loaded
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        private = ed25519.Ed25519PrivateKey.generate()
-        pem = private.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+    seed = load_or_create_secret(keys_dir(data_dir) / f"{name}.key")
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
     kid = f"{kid_prefix}-{_thumbprint(private.public_key())[:16]}"
     return SigningKey(kid=kid, private=private, use=name)
