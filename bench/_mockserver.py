@@ -9,13 +9,20 @@ and caches status lists) and writes into ``--out``:
 * ``naive-jwk.json``: the public JWK of the naive region's licence key;
 * ``manifest.json`` last, once every region is served: the line counts.
 
-Then serves until SIGINT or SIGTERM.
+Then serves until SIGINT or SIGTERM. With ``--control-port`` it also answers
+``POST /partner-pool`` on loopback: a partner region (``310000`` by default)
+signs a pool of partner queries of Huzhou's licences by identifier, each line
+``Bearer <ecert-request+jwt>\t<body>`` with a fresh ``jti`` and the
+``body_sha256`` of exactly that body (``mocks.PartnerClient.sign``). The run
+asks for a pool just before each round's partner measurement, because request
+tokens live at most 300 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import os
 import signal
@@ -27,8 +34,16 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+from aiohttp import web
 
-from mocks import BUSINESS_LICENCE, CONSTRUCTION_WORKER, Federation, MockRegion, serve_federation
+from mocks import (
+    BUSINESS_LICENCE,
+    CONSTRUCTION_WORKER,
+    Federation,
+    MockRegion,
+    PartnerClient,
+    serve_federation,
+)
 from mocks import reserve_sockets as reserve
 
 USE_CAUSE: Final = "办理跨省通办事项（基准测试）"
@@ -46,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warm", type=int, required=True, help="bodies of each warm-up pool")
     parser.add_argument("--repeated", type=int, default=4, help="licences used over and over")
     parser.add_argument("--naive-region", default="310000")
+    parser.add_argument("--tier2", type=int, default=0,
+                        help="licences of the tier-2 (second instance) working set")
+    parser.add_argument("--fill", type=int, default=0,
+                        help="batch bodies of unique licences to fill a verdict cache")
+    parser.add_argument("--control-port", type=int,
+                        help="loopback port for POST /partner-pool (signed partner queries)")
     return parser
 
 
@@ -102,24 +123,80 @@ def write_pools(federation: Federation, args: argparse.Namespace) -> dict[str, i
     counts["samples"] = _write_lines(
         out / "samples.jsonl", [_item(region.issue().token) for region in regions]
     )
+    counts["tier2"] = _write_lines(out / "tier2.jsonl", singles(args.tier2))
+    counts["fill"] = _write_lines(out / "fill.jsonl", batches(args.fill))
     return counts
+
+
+def write_partner_pool(federation: Federation, *, region: str, identifiers: Path, matter: str,
+                       count: int, offset: int, lifetime: int, out: Path) -> int:
+    """``count`` signed queries by identifier (cycling the identifiers file from ``offset``),
+    one ``Bearer <token>\t<body>`` line each; return the line count."""
+    names = [line for line in identifiers.read_text(encoding="utf-8").splitlines() if line]
+    if not names:
+        raise ValueError(f"no identifiers in {identifiers}")
+    client = PartnerClient(federation[region], "http://127.0.0.1")  # only signs here
+
+    def lines() -> Iterator[bytes]:
+        for n in range(count):
+            body = orjson.dumps(client.by_identifier(
+                names[(offset + n) % len(names)], matter_code=matter, use_cause=USE_CAUSE))
+            yield b"Bearer " + client.sign(body, lifetime=lifetime).encode("ascii") + b"\t" + body
+
+    written = 0
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("wb") as handle:
+        for line in lines():
+            handle.write(line + b"\n")
+            written += 1
+    tmp.replace(out)
+    return written
+
+
+async def _control(federation: Federation, port: int) -> web.AppRunner:
+    """The loopback control endpoint: ``POST /partner-pool``."""
+
+    async def partner_pool(request: web.Request) -> web.Response:
+        spec: dict[str, Any] = await request.json()
+        job = functools.partial(
+            write_partner_pool, federation, region=str(spec.get("region", "310000")),
+            identifiers=Path(spec["identifiers"]), matter=str(spec["matter"]),
+            count=int(spec["count"]), offset=int(spec.get("offset", 0)),
+            lifetime=int(spec.get("lifetime", 300)), out=Path(spec["out"]))
+        try:
+            lines = await asyncio.get_running_loop().run_in_executor(None, job)
+        except (ValueError, KeyError, OSError) as exc:
+            return web.json_response({"error": repr(exc)}, status=400)
+        return web.json_response({"lines": lines})
+
+    app = web.Application()
+    app.router.add_post("/partner-pool", partner_pool)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 async def _serve(
     federation: Federation, sockets: Mapping[str, socket.socket], manifest: dict[str, Any],
-    out: Path,
+    out: Path, control_port: int | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with serve_federation(federation, "127.0.0.1", sockets=sockets) as running:
-        manifest["regions"] = dict(running.urls)
-        manifest["pid"] = os.getpid()
-        tmp = out / "manifest.tmp"
-        await loop.run_in_executor(None, tmp.write_bytes, orjson.dumps(manifest))
-        await loop.run_in_executor(None, tmp.replace, out / "manifest.json")
-        await stop.wait()
+    control = None if control_port is None else await _control(federation, control_port)
+    try:
+        async with serve_federation(federation, "127.0.0.1", sockets=sockets) as running:
+            manifest["regions"] = dict(running.urls)
+            manifest["pid"] = os.getpid()
+            tmp = out / "manifest.tmp"
+            await loop.run_in_executor(None, tmp.write_bytes, orjson.dumps(manifest))
+            await loop.run_in_executor(None, tmp.replace, out / "manifest.json")
+            await stop.wait()
+    finally:
+        if control is not None:
+            await control.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "naive_region": args.naive_region,
     }
-    asyncio.run(_serve(federation, sockets, manifest, args.out))
+    asyncio.run(_serve(federation, sockets, manifest, args.out, args.control_port))
     return 0
 
 

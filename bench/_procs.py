@@ -16,12 +16,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Children", "Pinning", "free_port", "http_get", "http_post", "peak_memory_kib"]
+__all__ = [
+    "Children",
+    "Pinning",
+    "free_port",
+    "http_get",
+    "http_post",
+    "peak_memory_kib",
+    "resident_memory_kib",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -96,16 +104,25 @@ def _http(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
 
 
-def peak_memory_kib(pid: int) -> int | None:
-    """VmHWM (peak resident set) of a running process, in KiB."""
+def _status_kib(pid: int, name: str) -> int | None:
     try:
         text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
     except OSError:
         return None
     for line in text.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{name}:"):
             return int(line.split()[1])
     return None
+
+
+def peak_memory_kib(pid: int) -> int | None:
+    """VmHWM (peak resident set) of a running process, in KiB."""
+    return _status_kib(pid, "VmHWM")
+
+
+def resident_memory_kib(pid: int) -> int | None:
+    """VmRSS (resident set now) of a running process, in KiB."""
+    return _status_kib(pid, "VmRSS")
 
 
 class Children:
@@ -116,11 +133,13 @@ class Children:
         self.log_dir = log_dir
         self._procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
 
-    def start(self, name: str, argv: Sequence[str], *,
-              role: str = "server") -> subprocess.Popen[bytes]:
-        """Start ``argv`` pinned for ``role``, its output in ``<log_dir>/<name>.log``."""
+    def start(self, name: str, argv: Sequence[str], *, role: str = "server",
+              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` pinned for ``role``, its output in ``<log_dir>/<name>.log``;
+        ``env`` adds variables (such as ``ECERT_*`` settings) to the clean environment."""
         log = (self.log_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen([*self.pinning.prefix(role), *argv], cwd=ROOT, env=clean_env(),
+        proc = subprocess.Popen([*self.pinning.prefix(role), *argv], cwd=ROOT,
+                                env={**clean_env(), **(env or {})},
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._procs.append((name, proc, log))
         return proc

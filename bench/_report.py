@@ -42,6 +42,8 @@ class Row:
     status: str = ""
     text: str = ""
     """Shown instead of a value (``not landed``, ``skipped: ...``)."""
+    goal_text: str = ""
+    """A goal that is not a ratio (``< 1000 ms``), shown instead of ``goal``."""
     http: bool = False
     """An HTTP scenario (its error count is shown)."""
 
@@ -75,7 +77,7 @@ def render_table(rows: Sequence[Row]) -> str:
         value = row.text if median is None else f"{_num(median)} {row.unit}".strip()
         rounds = ", ".join(_num(v) for v in row.values) if len(row.values) > 1 else ""
         ratio = "" if row.ratio is None else f"{row.ratio:.2f}×"
-        goal = "" if row.goal is None else f"≥{row.goal:g}×"
+        goal = row.goal_text or ("" if row.goal is None else f"≥{row.goal:g}×")
         errors = str(row.errors) if row.http and row.values else ""
         lines.append(
             f"| {row.scenario} | {value} | {rounds} | {_ms(row.p50_ms)} | {_ms(row.p99_ms)} "

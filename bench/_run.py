@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-from bench import _wrk
+from bench import _cluster, _wrk
 from bench._procs import (
     HOST,
     ROOT,
@@ -28,6 +28,7 @@ from bench._procs import (
     http_post,
     peak_memory_kib,
     python,
+    resident_memory_kib,
     run_bounded,
 )
 from bench._report import Row, git_commit, machine, prepend_results, render_table, utc_stamp
@@ -46,10 +47,17 @@ GOAL_SINGLE: Final = 0.8
 GOAL_BATCH: Final = 0.45
 GOAL_TRANSLATION: Final = 0.5
 GOAL_CACHE_HIT: Final = 0.4
+GOAL_PARTNER: Final = 0.7
+GOAL_TIER2: Final = 1.2
+GOAL_PROPAGATION_MS: Final = 1000.0
+GOAL_MEMORY_MB: Final = 250.0
+REDIS_URL: Final = "redis://127.0.0.1:6379/1"
 # Upper guesses of throughput on one core, to size the pools of unique licences so that no
 # licence is sent twice in a run (checked afterwards and reported when it happened anyway).
 EXPECTED_SINGLE_PER_S: Final = 3000
 EXPECTED_BATCH_LICENCES_PER_S: Final = 4500
+EXPECTED_PARTNER_PER_S: Final = 3000
+"""Upper guess of partner queries/s: sizes each round's pool of one-use request tokens."""
 
 
 def log(message: str) -> None:
@@ -70,6 +78,15 @@ class Options:
     rounds: int
     appenders: int
     seed: int
+    redis_url: str
+    changes: int
+    """Trust-list changes timed for propagation."""
+    verdicts: int
+    """Distinct verdicts in gateway A's tier 1 for the memory measurement."""
+    tier2: int
+    """Licences of the tier-2 working set (B holds one entry in tier 1)."""
+    licences: int
+    """Huzhou's licence library (``licences demo --count``)."""
 
     @classmethod
     def parse(cls, argv: Sequence[str] | None) -> Options:
@@ -90,6 +107,9 @@ class Options:
         parser.add_argument("--rounds", type=int,
                             help="rounds over all scenarios; medians are quoted (3; quick 1)")
         parser.add_argument("--seed", type=int, default=2026, help="seed of the mock federation")
+        parser.add_argument("--redis-url", default=REDIS_URL,
+                            help="Redis database of the run, flushed at its start and end "
+                                 f"(default {REDIS_URL})")
         args = parser.parse_args(argv)
         duration = args.duration or (2.0 if args.quick else 15.0)
         if duration <= 0 or args.connections < 1:
@@ -104,6 +124,11 @@ class Options:
             rounds=max(1, args.rounds or (1 if args.quick else 3)),
             appenders=100 if args.quick else 1000,
             seed=args.seed,
+            redis_url=args.redis_url,
+            changes=3 if args.quick else 20,
+            verdicts=2000 if args.quick else 100_000,
+            tier2=200 if args.quick else 2000,
+            licences=2000 if args.quick else 10_000,
         )
 
 
@@ -122,6 +147,14 @@ class Http:
     """Whether every licence should be sent once per run (checked afterwards)."""
     results: list[dict[str, Any]] = field(default_factory=list)
     pool_lines: int = 0
+    auth_lines: bool = False
+    """Pool lines are ``<Authorization value>\t<body>`` (a header per request)."""
+    fresh: bool = False
+    """The pool is made anew before every round (``pool_lines`` is one round's)."""
+    prepare: Callable[[int], None] | None = None
+    """Called with the round number before the scenario is measured."""
+    finish: Callable[[int], None] | None = None
+    """Called with the round number after the scenario was measured."""
 
 
 class LoadGenerator:
@@ -156,6 +189,8 @@ class LoadGenerator:
                     "--connections", str(opts.connections), "--duration", str(opts.duration)]
             for name, value in scenario.headers.items():
                 argv += ["--header", f"{name}: {value}"]
+            if scenario.auth_lines:
+                argv.append("--auth-lines")
             done = run_bounded(argv, limit)
             if done.returncode != 0:
                 raise RuntimeError(f"load generator failed: {done.stderr[-1000:]}")
@@ -164,11 +199,11 @@ class LoadGenerator:
         assert self.wrk is not None
         warm = _wrk.command(self.wrk, self.script, scenario.url, scenario.warm, offset=0,
                             connections=opts.connections, duration=opts.warmup,
-                            headers=scenario.headers)
+                            headers=scenario.headers, auth_lines=scenario.auth_lines)
         run_bounded([*pin, *warm], limit)
         argv = _wrk.command(self.wrk, self.script, scenario.url, scenario.pool, offset=offset,
                             connections=opts.connections, duration=opts.duration,
-                            headers=scenario.headers)
+                            headers=scenario.headers, auth_lines=scenario.auth_lines)
         done = run_bounded([*pin, *argv], limit)
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed: {done.stderr[-1000:]}")
@@ -266,12 +301,17 @@ def _uniqueness(scenarios: Sequence[Http], rounds: int) -> list[str]:
     for s in scenarios:
         if not s.unique:
             continue
-        per_round = s.pool_lines // rounds
+        per_round = s.pool_lines if s.fresh else s.pool_lines // rounds
         sent = max((r["requests"] for r in s.results), default=0)
+        what = "request tokens" if s.fresh else "licences"
         if sent > per_round:
             notes.append(f"{s.key}: up to {sent:,} requests in a round but {per_round:,} "
-                         f"unique bodies per round: licences were sent more than once "
-                         f"(pool too small for this machine's speed).")
+                         f"unique bodies per round: {what} were sent more than once "
+                         f"(pool too small for this machine's speed"
+                         f"{'; replayed tokens are refused, 401' if s.fresh else ''}).")
+        elif s.fresh:
+            notes.append(f"{s.key}: every request token sent once (≤{sent:,} requests of "
+                         f"{per_round:,} fresh tokens signed per round).")
         else:
             notes.append(f"{s.key}: every licence sent at most once per run "
                          f"(≤{sent:,} of {per_round:,} unique bodies per round).")
@@ -300,10 +340,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = Path(tmp)
             (work / "logs").mkdir()
             children = Children(Pinning.detect(), work / "logs")
+            redis_db = _cluster.RedisDb(opts.redis_url)
             try:
-                return _run(opts, command, work, children)
+                redis_db.flush()  # no earlier run can produce hits
+                return _run(opts, command, work, children, redis_db)
             finally:
                 children.stop_all()
+                redis_db.close()  # flushed again: nothing of this run stays behind
     except (KeyboardInterrupt, _InterruptedError):
         log("interrupted: every child process was stopped")
         return 130
@@ -323,11 +366,47 @@ def _display_python() -> str:
         return str(exe)
 
 
-def _run(opts: Options, command: str, work: Path, children: Children) -> int:
+@dataclass(slots=True)
+class Extras:
+    """What the partner, second-instance, propagation and memory scenarios measured."""
+
+    redis: bool
+    redis_note: str
+    identifiers: int = 0
+    partner_pools: list[tuple[int, float]] = field(default_factory=list)
+    """Per round: request tokens signed (warm-up + measurement) and the seconds it took."""
+    tier2_warm: list[int] = field(default_factory=list)
+    """Per round: licences of the working set that passed on A before B was measured."""
+    tier2_counts: list[dict[str, int]] = field(default_factory=list)
+    """Per round: B's cache counters over its warm-up and measurement."""
+    propagation: _cluster.Propagation | None = None
+    rss_kib: int | None = None
+    rss_before_kib: int | None = None
+    """VmRSS of A just before the fill (after the throughput rounds and the propagation)."""
+    entries: int | None = None
+    filled: int = 0
+    fill_seconds: float = 0.0
+
+
+def _counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    names = {"redis hits": 'ecert_cache_events_total{tier="redis",event="hit"}',
+             "redis misses": 'ecert_cache_events_total{tier="redis",event="miss"}',
+             "redis errors": 'ecert_cache_events_total{tier="redis",event="error"}',
+             "tier-1 hits": 'ecert_cache_events_total{tier="memory",event="hit"}'}
+    return {label: int(after.get(name, 0) - before.get(name, 0)) for label, name in names.items()}
+
+
+def _run(opts: Options, command: str, work: Path, children: Children,
+         redis_db: _cluster.RedisDb) -> int:
     started = time.monotonic()
     commit = git_commit()  # at the start: the tree measured, even if HEAD moves during the run
     pinning = children.pinning
     log(f"pinning: {pinning.describe()}")
+    if redis_db.available:
+        log(f"redis: {opts.redis_url} flushed; both gateway instances use it (tier 2, "
+            f"trust-list announcements, request-token jti)")
+    else:
+        log(f"redis: {opts.redis_url} unavailable ({redis_db.error}); tier-2 row not measured")
     kind = opts.load or ("python" if opts.quick else "wrk")
     wrk_path = None
     load_note = ""
@@ -337,48 +416,76 @@ def _run(opts: Options, command: str, work: Path, children: Children) -> int:
             kind = "python"
             load_note = " (wrk was asked for but is unavailable: fell back to the python generator)"
     sizes = _sizes(opts)
+    extras = Extras(redis=redis_db.available,
+                    redis_note="" if redis_db.available else redis_db.error)
 
     # -- the mock federation: trust list first, pools of unique licences, then it serves
     pools = work / "pools"
+    fill_batches = math.ceil(opts.verdicts * 1.01 / BATCH_SIZE)
+    control_port = free_port()
     log(f"mock federation: issuing {sizes['single']:,} single, {sizes['batch']:,}×{BATCH_SIZE} "
-        f"batch and {sizes['naive']:,} naive-region licences (plus warm-up pools)")
+        f"batch, {sizes['naive']:,} naive-region, {opts.tier2:,} tier-2 and "
+        f"{fill_batches:,}×{BATCH_SIZE} cache-fill licences (plus warm-up pools)")
     children.start("mockserver", [
         python(), "-m", "bench._mockserver", "--out", str(pools), "--seed", str(opts.seed),
         "--single", str(sizes["single"]), "--batch", str(sizes["batch"]),
         "--batch-size", str(BATCH_SIZE), "--naive", str(sizes["naive"]),
         "--warm", str(sizes["warm"]), "--repeated", str(REPEATED),
+        "--tier2", str(opts.tier2), "--fill", str(fill_batches),
+        "--control-port", str(control_port),
     ], role="load")
     children.wait_file("mockserver", pools / "trust-list.json", 60)
 
-    # -- the gateway, with a client key made by the CLI, and the baselines
+    # -- the gateway's data folder: client key, two operators, Huzhou's licence library
     data = work / "gateway"
-    made = run_bounded([python(), "-m", "gateway", "clients", "add", "bench", "--data-dir",
-                        str(data)], 120)
-    if made.returncode != 0:
-        raise RuntimeError(f"clients add failed: {made.stderr[-800:]}")
-    key = made.stdout.strip().splitlines()[-1]
+    key = _cluster.cli_token(["clients", "add", "bench", "--data-dir", str(data)], "clients add")
     auth = {"Authorization": f"Bearer {key}"}
-    gw_port, minimal_port, naive_port = free_port(), free_port(), free_port()
-    gateway = children.start("gateway", [
-        python(), "-m", "gateway", "serve", "--listen", f"{HOST}:{gw_port}",
-        "--data-dir", str(data), "--trust-list", str(pools / "trust-list.json"),
-    ])
+    proposer = _cluster.cli_token(["operators", "add", "bench-proposer", "--role", "operator",
+                                   "--data-dir", str(data)], "operators add")
+    approver = _cluster.cli_token(["operators", "add", "bench-approver", "--role", "approver",
+                                   "--data-dir", str(data)], "operators add")
+    log(f"Huzhou's licence library: licences demo --count {opts.licences:,}")
+    demo = run_bounded([python(), "-m", "gateway", "licences", "demo", "--count",
+                        str(opts.licences), "--data-dir", str(data), "--no-progress"], 900)
+    if demo.returncode != 0:
+        raise RuntimeError(f"licences demo failed: {demo.stderr[-800:]}")
+    identifiers = work / "partner-identifiers.txt"
+    extras.identifiers = _cluster.partner_identifiers(data, identifiers)
+    settings = _cluster.write_settings(work / "gateway.toml",
+                                       opts.redis_url if redis_db.available else None)
+
+    # -- gateway A (measured), then B on the same data folder and Redis; the baselines
+    gw_port, b_port, minimal_port, naive_port = free_port(), free_port(), free_port(), free_port()
+    serve = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
+             "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
+    env = {"ECERT_APPROVALS_REQUIRED": "1"}
+    gateway = children.start("gateway", [*serve, "--listen", f"{HOST}:{gw_port}"], env=env)
     children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
                                "--port", str(minimal_port)])
     children.wait_file("mockserver", pools / "naive-jwk.json", 300)
     children.start("naive", [python(), "-m", "bench._baselines", "naive",
                              "--port", str(naive_port), "--jwk", str(pools / "naive-jwk.json")])
     gw = f"http://{HOST}:{gw_port}"
+    gw_b = f"http://{HOST}:{b_port}"
     minimal = f"http://{HOST}:{minimal_port}/"
     naive = f"http://{HOST}:{naive_port}/"
     children.wait_http("gateway", f"{gw}/readyz")
+    # B only once A has seeded the store from the trust list.
+    children.start("gateway-b", [*serve, "--listen", f"{HOST}:{b_port}"],
+                   env={**env, "ECERT_CACHE_MAX_ENTRIES": "1"})
     children.wait_http("minimal", minimal)
     children.wait_http("naive", naive)
+    children.wait_http("gateway-b", f"{gw_b}/readyz")
     children.wait_file("mockserver", pools / "manifest.json", 900)
     manifest = orjson.loads((pools / "manifest.json").read_bytes())
     counts: dict[str, int] = manifest["counts"]
     log(f"pools ready in {time.monotonic() - started:.0f} s: {counts}")
     _sanity(gw, auth, pools, naive, minimal)
+    control = f"http://{HOST}:{control_port}"
+    partner_url = f"{gw}/v1/partner/licences/query"
+    probe = work / "partner-probe.jsonl"
+    _cluster.partner_pool(control, identifiers=identifiers, out=probe, count=1)
+    _cluster.partner_sanity(partner_url, probe.read_bytes().splitlines()[0])
     translate_ok, translate_note = _probe_translation(gw, auth)
     log(f"translation: {translate_note}")
     cache = _probe_cache(gw, auth, pools)
@@ -403,6 +510,51 @@ def _run(opts: Options, command: str, work: Path, children: Children) -> int:
     for s in scenarios:
         s.pool_lines = counts.get(s.pool.stem, 1)
 
+    partner = Http("partner", partner_url, probe, probe, unique=True, auth_lines=True,
+                   fresh=True)
+
+    def prepare_partner(round_no: int) -> None:
+        # Fresh one-use tokens (lifetime 300 s), signed just before the round needs them;
+        # the pools are sized for the load generator's whole-second durations.
+        began = time.monotonic()
+        warm_n = math.ceil((max(1.0, round(opts.warmup)) + 1) * EXPECTED_PARTNER_PER_S)
+        count = math.ceil((max(1.0, round(opts.duration)) + 1) * EXPECTED_PARTNER_PER_S)
+        for old in (partner.pool, partner.warm):
+            old.unlink(missing_ok=True)
+        partner.warm = work / f"partner-warm-{round_no + 1}.jsonl"
+        partner.pool = work / f"partner-{round_no + 1}.jsonl"
+        _cluster.partner_pool(control, identifiers=identifiers, out=partner.warm,
+                              count=warm_n, offset=round_no * 7919)
+        partner.pool_lines = _cluster.partner_pool(
+            control, identifiers=identifiers, out=partner.pool, count=count,
+            offset=round_no * 7919 + warm_n)
+        extras.partner_pools.append((warm_n + count, time.monotonic() - began))
+        log(f"  signed {warm_n + count:,} partner request tokens in "
+            f"{time.monotonic() - began:.1f} s")
+
+    partner.prepare = prepare_partner
+    scenarios.append(partner)
+
+    if redis_db.available:
+        tier2 = Http("tier2", f"{gw_b}/v1/verifications", pool("tier2"), pool("tier2"), auth)
+        tier2.pool_lines = counts.get("tier2", 1)
+        before: dict[str, float] = {}
+
+        def prepare_tier2(round_no: int) -> None:
+            passed = _cluster.warm_batches(gw, auth, pool("tier2"), BATCH_SIZE)
+            extras.tier2_warm.append(passed)
+            log(f"  warmed {passed:,} of {tier2.pool_lines:,} licences on instance A")
+            before.clear()
+            before.update(_cluster.metrics(gw_b))
+
+        def finish_tier2(round_no: int) -> None:
+            delta = _counter_delta(before, _cluster.metrics(gw_b))
+            extras.tier2_counts.append(delta)
+            log(f"  instance B: {delta}")
+
+        tier2.prepare, tier2.finish = prepare_tier2, finish_tier2
+        scenarios.append(tier2)
+
     load = LoadGenerator(kind, wrk_path, pinning, work, opts)
     log(f"load generator: {load.describe()}{load_note}")
     es256: list[dict[str, Any]] = []
@@ -411,13 +563,18 @@ def _run(opts: Options, command: str, work: Path, children: Children) -> int:
     for round_no in range(opts.rounds):
         for s in scenarios:
             children.check_alive()
-            offset = round_no * (s.pool_lines // opts.rounds)
             log(f"round {round_no + 1}/{opts.rounds}: {s.key} "
                 f"({opts.warmup:g} s warm-up + {opts.duration:g} s)")
+            if s.prepare is not None:
+                s.prepare(round_no)
+            offset = 0 if s.fresh else round_no * (s.pool_lines // opts.rounds)
             s.results.append(load.measure(s, offset))
             r = s.results[-1]
             log(f"  {r['requests'] * s.per_request / r['seconds']:,.0f}/s, "
-                f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}")
+                f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}"
+                + (f", statuses {r['statuses']}" if r.get("statuses") else ""))
+            if s.finish is not None:
+                s.finish(round_no)
         log(f"round {round_no + 1}/{opts.rounds}: raw ES256 loop (in-process, one core)")
         es256.append(_inproc(pinning, [
             "es256", "--pool", str(pool("naive")), "--jwk", str(pools / "naive-jwk.json"),
@@ -431,12 +588,35 @@ def _run(opts: Options, command: str, work: Path, children: Children) -> int:
             inproc_limit))
         log(f"  {audits[-1]['rate']:,.0f} appends/s, proof p50 {audits[-1]['proof_p50_ms']:.3f} ms"
             f" at {audits[-1]['tree_size']:,} entries")
+
+    # -- trust-list propagation A → B (after the throughput rounds: a new version empties
+    #    every tier 1), then the memory fill on the version it left behind
+    children.check_alive()
+    log(f"trust-list propagation: {opts.changes} changes through A's admin API, "
+        f"B's /readyz polled every 10 ms")
+    extras.propagation = _cluster.propagation(gw, gw_b, proposer=proposer, approver=approver,
+                                              changes=opts.changes)
+    done_ms = extras.propagation.done
+    log(f"  {len(done_ms)}/{opts.changes} reached B; median "
+        f"{statistics.median(done_ms) if done_ms else float('nan'):.0f} ms, "
+        f"worst {max(done_ms, default=float('nan')):.0f} ms")
+    children.check_alive()
+    log(f"memory: filling A's tier 1 with {fill_batches * BATCH_SIZE:,} distinct verdicts "
+        f"(batch endpoint)")
+    extras.rss_before_kib = resident_memory_kib(gateway.pid)
+    began = time.monotonic()
+    extras.filled = _cluster.fill_cache(gw, auth, pool("fill"))
+    extras.fill_seconds = time.monotonic() - began
+    extras.entries = int(_cluster.metrics(gw).get("ecert_cache_memory_entries", 0))
+    extras.rss_kib = resident_memory_kib(gateway.pid)
+    log(f"  {extras.filled:,} passed in {extras.fill_seconds:.1f} s; {extras.entries:,} entries, "
+        f"VmRSS {(extras.rss_kib or 0) / 1024:.0f} MiB")
     peak = peak_memory_kib(gateway.pid)
     children.check_alive()
 
     rows, notes = _rows(scenarios, es256=es256, audits=audits, peak_kib=peak,
                         translate_ok=translate_ok, translate_note=translate_note, opts=opts,
-                        cache=cache)
+                        cache=cache, extras=extras, load_kind=kind)
     notes += _uniqueness(scenarios, opts.rounds)
     table = render_table(rows)
     elapsed = time.monotonic() - started
@@ -450,6 +630,10 @@ def _run(opts: Options, command: str, work: Path, children: Children) -> int:
         (f"- Settings: {opts.rounds} round(s) × {opts.duration:g} s per scenario after "
          f"{opts.warmup:g} s warm-up, {opts.connections} connections for every HTTP scenario; "
          f"run took {elapsed:.0f} s"),
+        ("- Gateway: instances A (measured) and B on one data folder, "
+         + (f"both with Redis {opts.redis_url} (flushed at the start and the end of the run)"
+            if extras.redis else f"without Redis ({extras.redis_note})")
+         + f"; Huzhou's library: `licences demo --count {opts.licences}`"),
     ]
     section = "\n".join([
         f"## {utc_stamp()} — {commit}{' (quick)' if opts.quick else ''}", "",
@@ -464,16 +648,19 @@ def _run(opts: Options, command: str, work: Path, children: Children) -> int:
 
 def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
           audits: Sequence[dict[str, Any]], peak_kib: int | None, translate_ok: bool,
-          translate_note: str, opts: Options, cache: bool) -> tuple[list[Row], list[str]]:
-    by: Callable[[str], Http] = {s.key: s for s in scenarios}.__getitem__
+          translate_note: str, opts: Options, cache: bool, extras: Extras,
+          load_kind: str) -> tuple[list[Row], list[str]]:
+    index = {s.key: s for s in scenarios}
+    by: Callable[[str], Http] = index.__getitem__
     minimal = _http_row(by("minimal"), "Baseline: minimal JSON endpoint (aiohttp)", "req/s")
     naive = _http_row(by("naive"), "Baseline: naive verify (aiohttp + PyJWT ES256, one key)",
                       "req/s")
     _compare(naive, minimal, "minimal JSON", None)
     raw = Row("Baseline: raw ES256 verify loop (cryptography, in-process, one core)",
               "verif/s", values=[r["rate"] for r in es256])
+    tiers = "cache on, tier 2 in Redis" if extras.redis else "cache on, no Redis"
     single = _http_row(by("single"), "Gateway: single verification, unique licences "
-                       + ("(cache on, every lookup a miss)" if cache
+                       + (f"({tiers}, every lookup a miss)" if cache
                           else "(cache off: not landed)"), "req/s")
     _compare(single, naive, "naive verify", GOAL_SINGLE)
     batch = _http_row(by("batch"),
@@ -493,7 +680,21 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
     else:
         translation = Row("Gateway: matter translation", text=translate_note,
                           goal=GOAL_TRANSLATION, baseline="minimal JSON", status="not measured")
-    partner = Row("Gateway: partner query", text="not landed", status="not measured")
+    partner = _http_row(by("partner"),
+                        f"Gateway: partner query by identifier (Shanghai, a fresh signed request "
+                        f"token per request, library of {opts.licences:,} licences)", "req/s")
+    _compare(partner, naive, "naive verify", GOAL_PARTNER)
+    tier2_label = (f"Tier-2 cache hits (second instance): B re-verifies {opts.tier2:,} "
+                   f"licences warmed on A, B's tier 1 holds 1 entry")
+    if "tier2" in index:
+        tier2 = _http_row(by("tier2"), tier2_label, "req/s")
+        _compare(tier2, single, "single verification (uncached)", GOAL_TIER2)
+    else:
+        tier2 = Row(tier2_label, text=f"not measured: no Redis ({extras.redis_note})",
+                    baseline="single verification (uncached)", goal=GOAL_TIER2,
+                    status="not measured")
+    propagation = _propagation_row(extras, opts)
+    memory_now = _memory_row(extras, opts)
     appends = Row(f"Audit appends (AuditService batching writer, SQLite FULL, "
                   f"{opts.appenders} concurrent appenders, in-process)", "appends/s",
                   values=[a["rate"] for a in audits])
@@ -505,8 +706,8 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                 p99_ms=[a["proof_p99_ms"] for a in audits])
     memory = Row("Gateway peak memory (VmHWM of the gateway process, whole run)",
                  text="unknown" if peak_kib is None else f"{peak_kib / 1024:.0f} MiB")
-    rows = [minimal, naive, raw, single, batch, repeated, translation, partner, appends, proof,
-            memory]
+    rows = [minimal, naive, raw, single, batch, repeated, translation, partner, tier2,
+            propagation, memory_now, appends, proof, memory]
     notes = [
         ("Every gateway request does all its work: every check of the licence, the status "
          "list (fetched from the mock partner and cached by its ttl), a signed receipt and a "
@@ -515,5 +716,92 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
          "percentiles; Ratio = median ÷ median of the baseline measured in this run with the "
          "same load generator."),
         "The batch row counts licences/s (requests/s × 100); its p50/p99 are per batch request.",
+        *_extra_notes(extras, opts, load_kind),
     ]
     return rows, notes
+
+
+def _propagation_row(extras: Extras, opts: Options) -> Row:
+    label = (f"Trust-list propagation to a second instance ({opts.changes} changes proposed "
+             f"and approved through A's admin API; approve answer → B's /readyz serves the "
+             f"version{'' if extras.redis else '; no Redis: store polling only'})")
+    result = extras.propagation
+    row = Row(label, goal_text=f"< {GOAL_PROPAGATION_MS:.0f} ms (worst)")
+    if result is None or not result.times_ms:
+        row.text, row.status = "not measured", "not measured"
+        return row
+    done = result.done
+    missing = len(result.times_ms) - len(done)
+    median = f"{statistics.median(done):.0f} ms" if done else "n/a"
+    worst = f"{max(done):.0f} ms" if done else "n/a"
+    row.text = f"median {median}, worst {worst}" + (
+        f", {missing} not seen within 10 s" if missing else "")
+    if result.worst is not None and result.worst < GOAL_PROPAGATION_MS:
+        row.status = "met"
+    else:
+        row.status = "missed"
+    return row
+
+
+def _memory_row(extras: Extras, opts: Options) -> Row:
+    label = (f"Memory with {opts.verdicts:,} cached verdicts (VmRSS of gateway A after "
+             f"filling its tier 1 through the batch endpoint)")
+    row = Row(label, goal_text=f"< {GOAL_MEMORY_MB:.0f} MB")
+    if extras.rss_kib is None or extras.entries is None:
+        row.text, row.status = "unknown", "not measured"
+        return row
+    mb = extras.rss_kib * 1024 / 1e6
+    row.text = (f"{mb:.0f} MB ({extras.rss_kib / 1024:.0f} MiB), "
+                f"{extras.entries:,} entries")
+    row.status = "met" if mb < GOAL_MEMORY_MB else "missed"
+    if extras.entries < opts.verdicts:
+        row.status += f" (only {extras.entries:,} of {opts.verdicts:,} entries held)"
+    return row
+
+
+def _extra_notes(extras: Extras, opts: Options, load_kind: str) -> list[str]:
+    notes = []
+    signed = ", ".join(f"{n:,} in {sec:.1f} s" for n, sec in extras.partner_pools)
+    header = ("wrk: the Lua script splits each line and builds a per-request header table for "
+              "`wrk.format`" if load_kind == "wrk"
+              else "python generator: `--auth-lines`")
+    notes.append(
+        f"Partner query: `POST /v1/partner/licences/query` by identifier as Shanghai (310000), "
+        f"matter {_cluster.PARTNER_MATTER}, cycling the {extras.identifiers:,} demo licences "
+        f"valid today (each answer signs the licence: cn_status 0). Every request carries its "
+        f"own `ecert-request+jwt` (unique jti, body_sha256 of that exact body, lifetime 300 s), "
+        f"signed by the mock federation process before the timed window, per round, just "
+        f"before that round ({signed}); pool lines are `<Authorization>\\t<body>` "
+        f"({header}). Partner rate limit raised to {_cluster.PARTNER_RATE:,}/s, burst "
+        f"{_cluster.PARTNER_RATE:,} (`[partner.rate_limits]` via `serve --config`)"
+        + ("; jti replay cache in Redis." if extras.redis else "; jti replay cache in process."))
+    if extras.tier2_counts:
+        counts = "; ".join(
+            f"round {n + 1}: warmed {w:,} on A; B " + ", ".join(f"{v:,} {k}" for k, v in c.items())
+            for n, (w, c) in enumerate(zip(extras.tier2_warm, extras.tier2_counts, strict=False)))
+        notes.append(
+            f"Tier-2: instance B (`ECERT_CACHE_MAX_ENTRIES=1`, same data folder and Redis) "
+            f"cycles {opts.tier2:,} licences that A verified through the batch endpoint just "
+            f"before; B's own counters over warm-up + measurement ({counts}). A Redis miss on "
+            f"B (a verdict expired with A's status-list freshness) is a full verification "
+            f"that B stores back.")
+    result = extras.propagation
+    if result is not None and result.times_ms:
+        each = ", ".join("timeout" if t is None else f"{t:.0f}" for t in result.times_ms)
+        notes.append(
+            f"Propagation: each change is a `renew` (new next_update) proposed by an operator "
+            f"and approved by an approver (`ECERT_APPROVALS_REQUIRED=1`) on A; time from A's "
+            f"approve answer to the first answer of B's `GET /readyz` with the new "
+            f"trust_list_version (polled every 10 ms, so up to ~10 ms of it is the poll). "
+            f"Goal judged on the worst case. Each (ms): {each}.")
+    if extras.rss_kib is not None:
+        before = ("" if extras.rss_before_kib is None else
+                  f" (it was {extras.rss_before_kib * 1024 / 1e6:.0f} MB just before the fill, "
+                  f"after the throughput rounds)")
+        notes.append(
+            f"Memory: after the propagation changes (a new trust-list version empties tier 1), "
+            f"{extras.filled:,} distinct licences passed through A's batch endpoint in "
+            f"{extras.fill_seconds:.1f} s; VmRSS of the whole process read from /proc right "
+            f"after{before}; entries from `ecert_cache_memory_entries` (tier 1 is bounded by "
+            f"cache_max_entries, default 100,000). MB = 10^6 bytes.")
+    return notes

@@ -3,6 +3,10 @@
 The Lua script reads a pool file (one JSON body a line) in ``init``, POSTs
 the next line on every request (cycling, from an offset), and in ``done``
 writes one ``BENCH-RESULT`` line with the totals and the p50/p99 latency.
+With a third script argument ``auth`` each line is ``<Authorization
+value>\t<body>``, and every request gets its own ``Authorization`` header
+(``wrk.format`` with a per-request header table; the partner queries'
+one-use request tokens).
 """
 
 from __future__ import annotations
@@ -21,14 +25,26 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 local bodies = {}
+local auths = {}
+local with_auth = false
 local count = 0
 local position = 0
 
 function init(args)
+  with_auth = args[3] == "auth"
   for line in io.lines(args[1]) do
     if #line > 0 then
       count = count + 1
-      bodies[count] = line
+      if with_auth then
+        local tab = string.find(line, "\t", 1, true)
+        if tab == nil then
+          error("no tab in an auth line of " .. args[1])
+        end
+        auths[count] = string.sub(line, 1, tab - 1)
+        bodies[count] = string.sub(line, tab + 1)
+      else
+        bodies[count] = line
+      end
     end
   end
   if count == 0 then
@@ -41,6 +57,14 @@ function request()
   position = position + 1
   if position > count then
     position = 1
+  end
+  if with_auth then
+    local headers = {}
+    for name, value in pairs(wrk.headers) do
+      headers[name] = value
+    end
+    headers["Authorization"] = auths[position]
+    return wrk.format(nil, nil, headers, bodies[position])
   end
   return wrk.format(nil, nil, nil, bodies[position])
 end
@@ -86,14 +110,14 @@ def ensure_wrk(log: Any) -> str | None:
 
 def command(
     wrk: str, script: Path, url: str, bodies: Path, *, offset: int, connections: int,
-    duration: float, headers: dict[str, str],
+    duration: float, headers: dict[str, str], auth_lines: bool = False,
 ) -> list[str]:
     """The wrk command line: one thread (a C client needs no more to saturate one core)."""
     args = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "60s",
             "-s", str(script)]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    return [*args, url, "--", str(bodies), str(offset)]
+    return [*args, url, "--", str(bodies), str(offset), *(["auth"] if auth_lines else [])]
 
 
 def parse(output: str) -> dict[str, Any]:
