@@ -45,7 +45,7 @@ import orjson
 import psycopg
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, SETTINGS_KEY, TRUST_KEY
+from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, READINESS_KEY, SETTINGS_KEY, TRUST_KEY
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.cache import redis_client
 from gateway.settings import Settings
