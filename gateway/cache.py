@@ -219,6 +219,41 @@ class RedisTier:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
 
+    async def get_many(self, keys: list[str], now: float) -> list[CacheEntry | None]:
+        """The live entries for ``keys`` in one round trip (MGET)."""
+        if time.monotonic() < self._skip_until:
+            self._metrics.count(self.name, "skipped")
+            return [None] * len(keys)
+        try:
+            values = await self._client.mget([KEY_PREFIX + key for key in keys])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return [None] * len(keys)
+        found: list[CacheEntry | None] = []
+        for data in values:
+            entry = None
+            if data is not None:
+                try:
+                    entry = CacheEntry.decode(data)
+                except ValueError:
+                    self._metrics.count(self.name, "error")
+            found.append(entry if entry is not None and entry.expires_at > now else None)
+        return found
+
+    async def put_many(self, items: list[tuple[str, CacheEntry]], now: float) -> None:
+        """Store many entries in one pipelined round trip; errors are counted, not raised."""
+        if not items or time.monotonic() < self._skip_until:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, entry in items:
+                    ttl_ms = int((entry.expires_at - now) * 1000)
+                    if ttl_ms > 0:
+                        pipe.set(KEY_PREFIX + key, entry.encode(), px=ttl_ms)
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+
     async def ping(self) -> None:
         """Raise when Redis does not answer."""
         await self._client.ping()
@@ -257,6 +292,41 @@ class VerdictCache:
         self.metrics.count("redis", "hit")
         self.memory.put(key, entry)
         return entry, "redis"
+
+    async def get_many(self, version: int, keys: list[str],
+                       now: float) -> list[tuple[CacheEntry, str] | None]:
+        """``get`` for many keys: tier 1 first, then one Redis round trip for the rest."""
+        self._observe(version)
+        found: list[tuple[CacheEntry, str] | None] = []
+        missing: list[int] = []
+        for index, key in enumerate(keys):
+            entry = self.memory.get(key, now)
+            self.metrics.count("memory", "miss" if entry is None else "hit")
+            found.append(None if entry is None else (entry, "memory"))
+            if entry is None:
+                missing.append(index)
+        if self.redis is None or not missing:
+            return found
+        entries = await self.redis.get_many([keys[i] for i in missing], now)
+        for index, entry in zip(missing, entries, strict=True):
+            self.metrics.count("redis", "miss" if entry is None else "hit")
+            if entry is not None:
+                self.memory.put(keys[index], entry)
+                found[index] = (entry, "redis")
+        return found
+
+    async def put_many(self, version: int, items: list[tuple[str, CacheEntry]],
+                       now: float) -> None:
+        """``put`` for many entries, with one Redis round trip."""
+        self._observe(version)
+        live = [(key, entry) for key, entry in items if entry.expires_at > now]
+        for key, entry in live:
+            self.memory.put(key, entry)
+            self.metrics.count("memory", "store")
+        if self.redis is not None and live:
+            await self.redis.put_many(live, now)
+            for _ in live:
+                self.metrics.count("redis", "store")
 
     async def put(self, version: int, key: str, entry: CacheEntry, now: float) -> None:
         """Store in both tiers."""

@@ -237,18 +237,22 @@ class VerificationService:
         }
         return core, links, holder
 
-    async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
-                      now: float) -> _Outcome | None:
-        if self.cache is None:
-            return None
-        version = snapshot.trust_list.version
-        found = await self.cache.get(version, self._cache_key(req, digest), now)
+    def _hit(self, req: VerificationRequest,
+             found: tuple[CacheEntry, str] | None) -> _Outcome | None:
+        """The outcome a cache hit gives, or None when there is none (or it is void)."""
         if found is None or not self._usable(found[0]):
             return None
         core: dict[str, Any] = orjson.loads(found[0].answer)
         links = [MatterLink(**m) for m in core.get("matters") or []]
         return _Outcome(core, _holder_from_credential(req.credential), True, links,
                         core.get("status_list"))
+
+    async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
+                      now: float) -> _Outcome | None:
+        if self.cache is None:
+            return None
+        version = snapshot.trust_list.version
+        return self._hit(req, await self.cache.get(version, self._cache_key(req, digest), now))
 
     async def _remember(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
                         *, verdict: Verdict, core: dict[str, Any], now: float) -> None:
@@ -357,11 +361,28 @@ class VerificationService:
         snapshot = self.trust.snapshot
         digests = [hashlib.sha256(r.credential.encode("utf-8", "surrogatepass")).hexdigest()
                    for r in items]
+        now = at.timestamp()
+        version = snapshot.trust_list.version
+        keys = [self._cache_key(req, digest) for req, digest in zip(items, digests, strict=True)]
+        found: list[tuple[CacheEntry, str] | None] = (
+            await self.cache.get_many(version, keys, now) if self.cache is not None
+            else [None] * len(items))
         outcomes: list[_Outcome] = []
-        for index, (req, digest) in enumerate(zip(items, digests, strict=True)):
-            outcomes.append(await self._outcome(snapshot, req, at, digest))
+        to_store: list[tuple[str, CacheEntry]] = []
+        for index, (req, key) in enumerate(zip(items, keys, strict=True)):
+            hit = self._hit(req, found[index])
+            if hit is None:
+                verdict = await self._finish(snapshot, self._start(snapshot, req, at))
+                core, links, holder = self._core(verdict)
+                hit = _Outcome(core, holder, False, links, core["status_list"])
+                entry = self._entry_for(verdict, core, now)
+                if entry is not None:
+                    to_store.append((key, entry))
+            outcomes.append(hit)
             if index % BATCH_CHUNK == BATCH_CHUNK - 1:
                 await asyncio.sleep(0)  # let other requests run between chunks
+        if self.cache is not None and to_store and snapshot is self.trust.snapshot:
+            await self.cache.put_many(version, to_store, now)
         answers: list[dict[str, Any]] = []
         appends = []
         for index, (req, outcome, digest) in enumerate(zip(items, outcomes, digests,

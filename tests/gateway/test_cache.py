@@ -274,3 +274,29 @@ async def test_redis_stopped_mid_run_changes_no_verdict(
                              json={"credential": tokens[0]})
     assert (200, True) == (resp.status, (await resp.json())["cached"])
     assert 1 <= cache.metrics.get("redis", "hit")
+
+
+@pytest.mark.redis
+async def test_batch_shares_verdicts_through_redis_in_one_round_trip(
+        gateway_client: AppFactory, running: RunningFederation, redis_url: str,
+        tmp_path: Path) -> None:
+    """A batch verified on A is answered from Redis on B, item by item, in order."""
+    keys = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        keys.append(await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w"))
+    a = await gateway_client(data_dir=tmp_path / "a", redis_url=redis_url)
+    b = await gateway_client(data_dir=tmp_path / "b", redis_url=redis_url)
+    sh = running.federation["310000"]
+    items = [{"credential": sh.issue().token} for _ in range(5)] + [{"credential": "junk"}]
+    first = await (await a.post("/v1/verifications/batch", headers=_auth(keys[0]),
+                                json={"items": items})).json()
+    second = await (await b.post("/v1/verifications/batch", headers=_auth(keys[1]),
+                                 json={"items": items})).json()
+    assert [r["indication"] for r in first["results"]] == [
+        r["indication"] for r in second["results"]]
+    assert [False] * 6 == [r["cached"] for r in first["results"]]
+    assert [True] * 6 == [r["cached"] for r in second["results"]]
+    metrics = await (await b.get("/metrics")).text()
+    assert 'ecert_cache_events_total{tier="redis",event="hit"} 6' in metrics
