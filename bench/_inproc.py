@@ -7,6 +7,13 @@
   SQLite with ``synchronous=FULL``) with many concurrent appenders for a fixed
   time; then the time of ``AuditService.entry(i)`` (store read + inclusion
   proof against the latest checkpoint) at the tree size reached.
+* ``audit-scale``: a log of N records (default 1,000,000) built by batch inserts,
+  then the service's start-up (tree rebuilt from stored leaf hashes), the
+  inclusion-proof time at N, and ``verify_log`` over the whole log (every leaf
+  recomputed from the stored record bytes, every checkpoint checked).
+* ``translate``: ``Registry.translate`` calls/s on the warm sample registry
+  (``config/registry``), cycling through every Huzhou matter and partner region,
+  both directions, on one core.
 """
 
 from __future__ import annotations
@@ -29,8 +36,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from gateway.audit import ActorKind, AuditEvent, AuditService, EventType
+from gateway.audit import (
+    ActorKind,
+    AuditEvent,
+    AuditService,
+    EventType,
+    open_store,
+    verify_log,
+)
+from gateway.audit._keys import HmacKeyring
+from gateway.audit._record import Pseudonymiser, Uuid7Generator, build_record, encode_record
+from gateway.audit._service import _row
 from mocks import b64url_decode
+from registry import NATIONAL, MatterCode, RegionCode, Registry, load_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _prepared(pool: Path, limit: int = 5000) -> list[tuple[bytes, bytes]]:
@@ -126,10 +146,102 @@ async def audit(data_dir: Path, appenders: int, duration: float, warmup: float,
     }
 
 
+def _build_log(data_dir: Path, entries: int) -> float:
+    """Insert ``entries`` records in batches of 20,000; seconds taken."""
+    start = time.perf_counter()
+    store = open_store(data_dir, None)
+    pseudonymiser = Pseudonymiser(HmacKeyring.load(data_dir))
+    new_id = Uuid7Generator(lambda: time.time_ns() // 1_000_000)
+    batch = []
+    for n in range(entries):
+        record = build_record(_event(n), event_id=new_id(), pseudonymiser=pseudonymiser,
+                              gateway="330500")
+        batch.append(_row(record, encode_record(record)))
+        if len(batch) == 20_000:
+            store.append(batch, None)
+            batch = []
+    if batch:
+        store.append(batch, None)
+    store.close()
+    return time.perf_counter() - start
+
+
+async def audit_scale(data_dir: Path, entries: int, proofs: int) -> dict[str, Any]:
+    """Start-up, proof and whole-log verification times over a log of ``entries``."""
+    build_s = _build_log(data_dir, entries)
+    started = time.perf_counter()
+    service = AuditService(data_dir=data_dir)
+    await service.start()
+    startup_s = time.perf_counter() - started
+    await service.publish()
+    rng = random.Random(11)
+    picks = [rng.randrange(entries) for _ in range(proofs)]
+    times = []
+    for index in picks:
+        begin = time.perf_counter()
+        found = await service.entry(index)
+        times.append(time.perf_counter() - begin)
+        assert found is not None
+    verifier = service.verifier
+    await service.stop()
+    store = open_store(data_dir, None)
+    begin = time.perf_counter()
+    report = verify_log(store, verifier)
+    verify_s = time.perf_counter() - begin
+    store.close()
+    times.sort()
+    return {
+        "entries": entries, "build_s": build_s, "startup_s": startup_s,
+        "proof_p50_ms": statistics.median(times) * 1000,
+        "proof_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
+        "verify_s": verify_s, "verified": report.entries,
+        "db_mb": (data_dir / "audit.db").stat().st_size / 1e6,
+    }
+
+
+def translate(duration: float, warmup: float) -> dict[str, Any]:
+    """Warm ``Registry.translate`` calls per second over the sample registry.
+
+    Measured twice: as the gateway runs it (answers memoised per source, code,
+    target, date and conditions) and with the memo off (every call walks the maps).
+    """
+    folder = ROOT / "config" / "registry"
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+             if p.is_file()}
+    loaded: Registry = load_bundle(files)
+    today = datetime.now(UTC).date()
+    huzhou_region = RegionCode("330500")
+    huzhou = [MatterCode(c.code) for c in loaded.catalogue(huzhou_region, at=today).concepts]
+    partners = [r for r in loaded.regions() if r not in (huzhou_region, NATIONAL)]
+    calls: list[tuple[RegionCode, MatterCode, RegionCode]] = []
+    for partner in partners:
+        calls.extend((huzhou_region, code, partner) for code in huzhou)
+        partner_codes = [MatterCode(c.code)
+                         for c in loaded.catalogue(partner, at=today).concepts]
+        calls.extend((partner, code, huzhou_region) for code in partner_codes)
+    out: dict[str, Any] = {"distinct_calls": len(calls)}
+    unmemoised = Registry(loaded.catalogues, loaded.maps, cache_size=0)
+    for name, registry in (("rate", loaded), ("rate_unmemoised", unmemoised)):
+        result: dict[str, tuple[int, float]] = {}
+        for phase, seconds in (("warm", warmup), ("measure", duration)):
+            count = 0
+            start = time.perf_counter()
+            deadline = start + seconds
+            while time.perf_counter() < deadline:
+                for source, code, target in calls:
+                    registry.translate(source, code, target, at=today)
+                count += len(calls)
+            result[phase] = (count, time.perf_counter() - start)
+        count, elapsed = result["measure"]
+        out[name] = count / elapsed
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one in-process measurement and print its JSON summary."""
     parser = argparse.ArgumentParser(prog="python -m bench._inproc", description=__doc__)
-    parser.add_argument("what", choices=["es256", "audit"])
+    parser.add_argument("what", choices=["es256", "audit", "audit-scale", "translate"])
+    parser.add_argument("--entries", type=int, default=1_000_000, help="audit-scale log size")
     parser.add_argument("--pool", type=Path, help="naive pool file (es256)")
     parser.add_argument("--jwk", type=Path, help="naive key (es256)")
     parser.add_argument("--duration", type=float, default=15.0)
@@ -138,7 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proofs", type=int, default=500)
     parser.add_argument("--data-dir", type=Path, help="audit data folder (default: a temp one)")
     args = parser.parse_args(argv)
-    if args.what == "es256":
+    if args.what == "translate":
+        result = translate(args.duration, args.warmup)
+    elif args.what == "audit-scale":
+        with tempfile.TemporaryDirectory(prefix="bench-audit-scale-") as tmp:
+            result = asyncio.run(audit_scale(Path(tmp), args.entries, args.proofs))
+    elif args.what == "es256":
         if args.pool is None or args.jwk is None:
             parser.error("es256 needs --pool and --jwk")
         result = es256(args.pool, args.jwk, args.duration, args.warmup)

@@ -51,6 +51,7 @@ GOAL_PARTNER: Final = 0.7
 GOAL_TIER2: Final = 1.2
 GOAL_PROPAGATION_MS: Final = 1000.0
 GOAL_MEMORY_MB: Final = 250.0
+GOAL_TRANSLATE_INPROC: Final = 200_000.0
 REDIS_URL: Final = "redis://127.0.0.1:6379/1"
 # Upper guesses of throughput on one core, to size the pools of unique licences so that no
 # licence is sent twice in a run (checked afterwards and reported when it happened anyway).
@@ -386,6 +387,10 @@ class Extras:
     entries: int | None = None
     filled: int = 0
     fill_seconds: float = 0.0
+    translate: dict[str, Any] | None = None
+    """In-process Registry.translate rates (memoised as served, and not)."""
+    audit_scale: dict[str, Any] | None = None
+    """Proof and verify times over a large log built for the purpose."""
 
 
 def _counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
@@ -456,6 +461,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
 
     # -- gateway A (measured), then B on the same data folder and Redis; the baselines
     gw_port, b_port, minimal_port, naive_port = free_port(), free_port(), free_port(), free_port()
+    c_port = free_port()
     serve = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
     env = {"ECERT_APPROVALS_REQUIRED": "1"}
@@ -473,9 +479,17 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     # B only once A has seeded the store from the trust list.
     children.start("gateway-b", [*serve, "--listen", f"{HOST}:{b_port}"],
                    env={**env, "ECERT_CACHE_MAX_ENTRIES": "1"})
+    # C serves the uncached scenarios (issue 3: "with caching off"): no cache, no Redis.
+    settings_c = _cluster.write_settings(work / "gateway-nocache.toml", None)
+    serve_c = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
+               "--trust-list", str(pools / "trust-list.json"), "--config", str(settings_c)]
+    children.start("gateway-c", [*serve_c, "--listen", f"{HOST}:{c_port}"],
+                   env={**env, "ECERT_CACHE_ENABLED": "0"})
+    gw_c = f"http://{HOST}:{c_port}"
     children.wait_http("minimal", minimal)
     children.wait_http("naive", naive)
     children.wait_http("gateway-b", f"{gw_b}/readyz")
+    children.wait_http("gateway-c", f"{gw_c}/readyz")
     children.wait_file("mockserver", pools / "manifest.json", 900)
     manifest = orjson.loads((pools / "manifest.json").read_bytes())
     counts: dict[str, int] = manifest["counts"]
@@ -497,9 +511,9 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     scenarios = [
         Http("minimal", minimal, pool("naive"), pool("naive-warm")),
         Http("naive", naive, pool("naive"), pool("naive-warm")),
-        Http("single", f"{gw}/v1/verifications", pool("single"), pool("single-warm"), auth,
+        Http("single", f"{gw_c}/v1/verifications", pool("single"), pool("single-warm"), auth,
              unique=True),
-        Http("batch", f"{gw}/v1/verifications/batch", pool("batch"), pool("batch-warm"), auth,
+        Http("batch", f"{gw_c}/v1/verifications/batch", pool("batch"), pool("batch-warm"), auth,
              per_request=BATCH_SIZE, unique=True),
         Http("repeated", f"{gw}/v1/verifications", pool("repeated"), pool("repeated"), auth),
     ]
@@ -589,6 +603,19 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         log(f"  {audits[-1]['rate']:,.0f} appends/s, proof p50 {audits[-1]['proof_p50_ms']:.3f} ms"
             f" at {audits[-1]['tree_size']:,} entries")
 
+    # -- once per run, in-process: the registry's translate rate and the audit log at scale
+    log("registry: in-process translate on the warm sample registry")
+    extras.translate = _inproc(pinning, ["translate", "--duration", str(opts.duration),
+                                         "--warmup", str(opts.warmup)], inproc_limit)
+    log(f"  {extras.translate['rate']:,.0f}/s as served, "
+        f"{extras.translate['rate_unmemoised']:,.0f}/s with the answer memo off")
+    scale = 20_000 if opts.quick else 1_000_000
+    log(f"audit log at scale: building {scale:,} records, then proofs and verify_log")
+    extras.audit_scale = _inproc(pinning, ["audit-scale", "--entries", str(scale),
+                                           "--proofs", "200"], 900)
+    log(f"  proof p50 {extras.audit_scale['proof_p50_ms']:.3f} ms, "
+        f"verify {extras.audit_scale['verify_s']:.1f} s")
+
     # -- trust-list propagation A → B (after the throughput rounds: a new version empties
     #    every tier 1), then the memory fill on the version it left behind
     children.check_alive()
@@ -630,8 +657,9 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         (f"- Settings: {opts.rounds} round(s) × {opts.duration:g} s per scenario after "
          f"{opts.warmup:g} s warm-up, {opts.connections} connections for every HTTP scenario; "
          f"run took {elapsed:.0f} s"),
-        ("- Gateway: instances A (measured) and B on one data folder, "
-         + (f"both with Redis {opts.redis_url} (flushed at the start and the end of the run)"
+        ("- Gateway: instances A (cache on), B (tier 2 only) and C (cache off: the single and "
+         "batch rows) on one data folder; A and B "
+         + (f"with Redis {opts.redis_url} (flushed at the start and the end of the run)"
             if extras.redis else f"without Redis ({extras.redis_note})")
          + f"; Huzhou's library: `licences demo --count {opts.licences}`"),
     ]
@@ -658,13 +686,12 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
     _compare(naive, minimal, "minimal JSON", None)
     raw = Row("Baseline: raw ES256 verify loop (cryptography, in-process, one core)",
               "verif/s", values=[r["rate"] for r in es256])
-    tiers = "cache on, tier 2 in Redis" if extras.redis else "cache on, no Redis"
     single = _http_row(by("single"), "Gateway: single verification, unique licences "
-                       + (f"({tiers}, every lookup a miss)" if cache
-                          else "(cache off: not landed)"), "req/s")
+                       "(cache off, instance C)", "req/s")
     _compare(single, naive, "naive verify", GOAL_SINGLE)
     batch = _http_row(by("batch"),
-                      f"Gateway: batch verification, {BATCH_SIZE} unique licences per request",
+                      f"Gateway: batch verification, {BATCH_SIZE} unique licences per request "
+                      "(cache off, instance C)",
                       "licences/s", per=BATCH_SIZE)
     _compare(batch, raw, "raw ES256 loop", GOAL_BATCH)
     repeated = _http_row(
@@ -704,10 +731,10 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                 values=[a["proof_p50_ms"] for a in audits],
                 p50_ms=[a["proof_p50_ms"] for a in audits],
                 p99_ms=[a["proof_p99_ms"] for a in audits])
-    memory = Row("Gateway peak memory (VmHWM of the gateway process, whole run)",
+    memory = Row("Gateway peak memory (VmHWM of gateway A, whole run)",
                  text="unknown" if peak_kib is None else f"{peak_kib / 1024:.0f} MiB")
     rows = [minimal, naive, raw, single, batch, repeated, translation, partner, tier2,
-            propagation, memory_now, appends, proof, memory]
+            propagation, memory_now, appends, proof, *_scale_rows(extras), memory]
     notes = [
         ("Every gateway request does all its work: every check of the licence, the status "
          "list (fetched from the mock partner and cached by its ttl), a signed receipt and a "
@@ -719,6 +746,34 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
         *_extra_notes(extras, opts, load_kind),
     ]
     return rows, notes
+
+
+def _scale_rows(extras: Extras) -> list[Row]:
+    """Registry translate rate and the audit log at scale (measured once per run)."""
+    rows: list[Row] = []
+    if extras.translate is not None:
+        t = extras.translate
+        for key, how in (("rate", "answers memoised, as the gateway serves"),
+                         ("rate_unmemoised", "answer memo off: every call walks the maps")):
+            row = Row(f"Registry: in-process translate, warm ({how}; "
+                      f"{t['distinct_calls']} distinct calls cycled, one core)", "lookups/s",
+                      values=[t[key]], goal_text=f"≥ {GOAL_TRANSLATE_INPROC:,.0f}/s")
+            row.status = "met" if t[key] >= GOAL_TRANSLATE_INPROC else "missed"
+            rows.append(row)
+    if extras.audit_scale is not None:
+        a = extras.audit_scale
+        n = a["entries"]
+        proof = Row(f"Audit inclusion proof at {n:,} entries (AuditService.entry: store read "
+                    f"+ proof)", "ms", values=[a["proof_p50_ms"]], p50_ms=[a["proof_p50_ms"]],
+                    p99_ms=[a["proof_p99_ms"]], goal_text="< 1 ms")
+        proof.status = "met" if a["proof_p99_ms"] < 1.0 else "missed"
+        verify = Row(f"audit verify of {n:,} entries (every leaf rehashed, every checkpoint "
+                     f"checked; log {a['db_mb']:.0f} MB; service start-up "
+                     f"{a['startup_s']:.1f} s)", "s", values=[a["verify_s"]],
+                     goal_text="< 60 s")
+        verify.status = "met" if a["verify_s"] < 60.0 and a["verified"] == n else "missed"
+        rows += [proof, verify]
+    return rows
 
 
 def _propagation_row(extras: Extras, opts: Options) -> Row:
