@@ -137,6 +137,7 @@ class VerificationService:
         self.trust = trust
         self.status = status
         self.receipts = receipts
+        self._sign_receipt = receipts.signer({"typ": "ecert-receipt+jwt"})
         self.audit = audit
         self.gateway_id = gateway_id
         self.matters: MatterResolver = matters or NoMatterResolver()
@@ -265,8 +266,7 @@ class VerificationService:
 
     def _render(self, outcome: _Outcome, at: datetime, digest: str) -> dict[str, Any]:
         core = outcome.core
-        receipt = self.receipts.sign(
-            {"typ": "ecert-receipt+jwt"},
+        receipt = self._sign_receipt(
             {
                 "iss": self.gateway_id,
                 "iat": int(at.timestamp()),
