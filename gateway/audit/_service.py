@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -531,10 +531,24 @@ class AuditService:
         return [(i, orjson.loads(r)) for i, r in rows]
 
     async def stats(self, day: date) -> list[tuple[str | None, str | None, str, int]]:
-        """Counts per partner x matter x outcome of one UTC day."""
-        start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-        end = start + int(timedelta(days=1).total_seconds() * 1000)
+        """Counts per partner x matter x outcome of one day in China Standard Time."""
+        start, end = report_day_ms(day)
         return await self._read(lambda s: s.stats(start, end))
+
+
+REPORT_TZ = timezone(timedelta(hours=8), "CST")
+"""Daily statistics count Huzhou's calendar days (UTC+08:00), as its reports do."""
+
+
+def report_today() -> date:
+    """Today in China Standard Time."""
+    return datetime.now(REPORT_TZ).date()
+
+
+def report_day_ms(day: date) -> tuple[int, int]:
+    """The Unix-millisecond bounds ``[start, end)`` of ``day`` in China Standard Time."""
+    start = int(datetime(day.year, day.month, day.day, tzinfo=REPORT_TZ).timestamp() * 1000)
+    return start, start + 86_400_000
 
 
 def _append(rows: list[EntryRow], known: int, store: AuditStore) -> tuple[int, list[bytes]]:

@@ -11,14 +11,14 @@ import base64
 import csv
 import io
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.appkeys import AUDIT_KEY
-from gateway.audit._service import AuditService
+from gateway.audit._service import AuditService, report_today
 from gateway.audit._store import RecordFilter
 from gateway.audit._tree import TreeError
 from gateway.auth import require_operator
@@ -175,18 +175,18 @@ async def get_records(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    """Counts per partner x matter x outcome of one UTC day."""
+    """Counts per partner x matter x outcome of one day (China Standard Time)."""
     await _require_auditor(request)
     text = request.query.get("day")
     try:
-        day = date.fromisoformat(text) if text else datetime.now(UTC).date()
+        day = date.fromisoformat(text) if text else report_today()
     except ValueError:
         raise Problem(400, "Bad request", "day must be YYYY-MM-DD") from None
     rows = await _service(request).stats(day)
     return _json(
         {
             "day": day.isoformat(),
-            "timezone": "UTC",
+            "timezone": "+08:00",
             "counts": [
                 {"partner": p, "matter": m, "outcome": o, "count": c} for p, m, o, c in rows
             ],

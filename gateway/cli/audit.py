@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +26,7 @@ from gateway.audit import (
     verify_log,
 )
 from gateway.audit._keys import load_signing_key
+from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
 from gateway.audit.routes import csv_header, csv_rows
 from trust.note import NoteError, NoteSigner, NoteVerifier
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     stats = commands.add_parser("stats", help="counts per partner x matter x outcome of a day")
     _common(stats)
-    stats.add_argument("--day", help="YYYY-MM-DD (UTC; default today)")
+    stats.add_argument("--day", help="YYYY-MM-DD in China Standard Time (default today)")
     stats.set_defaults(func=cmd_stats)
 
     export = commands.add_parser("export", help="write matching records as CSV")
@@ -201,10 +202,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_stats(args: argparse.Namespace) -> int:
-    """Print the counts of one UTC day as JSON."""
-    day = date.fromisoformat(args.day) if args.day else datetime.now(UTC).date()
-    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-    end = start + int(timedelta(days=1).total_seconds() * 1000)
+    """Print the counts of one day (China Standard Time) as JSON."""
+    day = date.fromisoformat(args.day) if args.day else report_today()
+    start, end = report_day_ms(day)
     store = _open(args)
     try:
         rows = store.stats(start, end)
@@ -212,7 +212,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         store.close()
     body: dict[str, Any] = {
         "day": day.isoformat(),
-        "timezone": "UTC",
+        "timezone": "+08:00",
         "counts": [{"partner": p, "matter": m, "outcome": o, "count": c} for p, m, o, c in rows],
         "total": sum(r[3] for r in rows),
     }

@@ -7,14 +7,15 @@ import asyncio
 import csv
 import io
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from gateway.audit import AuditService
+from gateway.audit import AuditService, append_cli_event
 from gateway.cli.audit import register
-from tests.audit.conftest import HOLDER_CODE, EventFactory
+from tests.audit.conftest import HOLDER_CODE, EventFactory, event
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -110,3 +111,16 @@ class TestRead:
         text = out.read_text(encoding="utf-8")
         assert 25 == len(list(csv.DictReader(io.StringIO(text))))
         assert HOLDER_CODE not in text
+
+
+def test_stats_count_days_in_china_standard_time(tmp_path: Path,
+                                                  capsysbinary: pytest.CaptureFixture[bytes]
+                                                  ) -> None:
+    """An act at 17:00 UTC on the 26th is counted on the 27th, Huzhou's calendar day."""
+    late = event(at=datetime(2026, 11, 26, 17, 0, tzinfo=UTC))
+    append_cli_event(tmp_path, late)
+    capsysbinary.readouterr()
+    assert 0 == _run("audit", "stats", "--data-dir", str(tmp_path), "--day", "2026-11-26")
+    assert 0 == orjson.loads(capsysbinary.readouterr().out)["total"]
+    assert 0 == _run("audit", "stats", "--data-dir", str(tmp_path), "--day", "2026-11-27")
+    assert 1 == orjson.loads(capsysbinary.readouterr().out)["total"]
