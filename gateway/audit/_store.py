@@ -114,6 +114,12 @@ class AuditStore(Protocol):
     ) -> Iterator[tuple[int, bytes, bytes]]:
         """``(index, record, leaf_hash)`` from ``start`` on, in index order."""
 
+    def iter_columns(
+        self, start: int = 0, chunk: int = 20_000
+    ) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """``(index, (event_id, ts_ms, event_type, outcome, partner, matter))`` in index order:
+        the query columns, which the tree does not cover and ``audit verify`` re-derives."""
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every kept checkpoint, smallest tree first."""
 
@@ -228,6 +234,21 @@ class _SqlStore:
             rows = self._exec(sql, (start, chunk)).fetchall()
             for idx, record, leaf in rows:
                 yield int(idx), bytes(record), bytes(leaf)
+            if len(rows) < chunk:
+                return
+            start = int(rows[-1][0]) + 1
+
+    def iter_columns(
+        self, start: int = 0, chunk: int = 20_000
+    ) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        sql = self._sql(
+            "SELECT idx, event_id, ts_ms, event_type, outcome, partner, matter"
+            " FROM audit_entries WHERE idx >= {p} ORDER BY idx LIMIT {p}"
+        )
+        while True:
+            rows = self._exec(sql, (start, chunk)).fetchall()
+            for row in rows:
+                yield int(row[0]), (str(row[1]), int(row[2]), *row[3:])
             if len(rows) < chunk:
                 return
             start = int(rows[-1][0]) + 1

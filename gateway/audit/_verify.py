@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
+
+from gateway.audit._record import record_matter, record_partner, record_time_ms
 from gateway.audit._store import AuditStore, StoredCheckpoint
 from gateway.audit._tree import MerkleTree
 from trust.merkle import leaf_hash
@@ -32,6 +36,21 @@ class VerifyReport:
     """The first index that does not match, when one can be named."""
 
 
+def _columns(record: bytes) -> tuple[Any, ...]:
+    """The query columns a record's row must hold (as the writer derives them)."""
+    try:
+        parsed = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(parsed, dict):
+        return ()
+    try:
+        return (str(parsed["event_id"]), record_time_ms(parsed), str(parsed["event_type"]),
+                str(parsed["outcome"]), record_partner(parsed), record_matter(parsed))
+    except (KeyError, TypeError, ValueError):
+        return ()
+
+
 def verify_log(
     store: AuditStore,
     verifier: NoteVerifier,
@@ -44,6 +63,10 @@ def verify_log(
     total = store.size()
     tree = MerkleTree()
     expected = 0
+    # The query columns (time, partner, matter, ...) sit beside the hashed record, outside
+    # the tree; a forged column could hide a record from a filtered query, so each row's
+    # columns are derived again from its record and compared.
+    columns = store.iter_columns()
     for index, record, stored_leaf in store.iter_entries():
         if index != expected:
             return VerifyReport(False, expected, 0, f"entry {expected} is missing", expected)
@@ -52,6 +75,11 @@ def verify_log(
             return VerifyReport(
                 False, index, 0, f"entry {index}: record bytes do not hash to its stored leaf hash",
                 index,
+            )  # fmt: skip
+        column_index, stored_columns = next(columns, (-1, ()))
+        if column_index != index or stored_columns != _columns(record):
+            return VerifyReport(
+                False, index, 0, f"entry {index}: query columns do not match its record", index,
             )  # fmt: skip
         tree.append(computed)
         expected += 1  # noqa: SIM113 - the count is checked against each stored index

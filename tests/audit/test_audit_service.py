@@ -240,9 +240,10 @@ class TestIntegrity:
         conn.execute("DROP TRIGGER audit_entries_no_update")
         (record,) = conn.execute("SELECT record FROM audit_entries WHERE idx = 4").fetchone()
         forged = record.replace(b"TOTAL_PASSED", b"TOTAL_FAILED")
+        # A careful forger also fixes the query column, so only the signed root can tell.
         conn.execute(
-            "UPDATE audit_entries SET record = ?, leaf_hash = ? WHERE idx = 4",
-            (forged, leaf_hash(forged)),
+            "UPDATE audit_entries SET record = ?, leaf_hash = ?, outcome = ? WHERE idx = 4",
+            (forged, leaf_hash(forged), "TOTAL_FAILED"),
         )
         conn.commit()
         conn.close()
@@ -254,6 +255,25 @@ class TestIntegrity:
         assert "signed root" in report.reason
         with pytest.raises(LogIntegrityError):
             await AuditService(data_dir=data_dir).start()
+
+    @pytest.mark.allow_blocking
+    async def test_forged_query_column_is_named(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """A row whose partner column was changed (to hide it from a filter) is named by index."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 10)
+        conn = sqlite3.connect(data_dir / "audit.db")
+        conn.execute("DROP TRIGGER audit_entries_no_update")
+        conn.execute("UPDATE audit_entries SET partner = '999999' WHERE idx = 6")
+        conn.commit()
+        conn.close()
+        verifier = NoteSigner("huzhou.ecert-gateway/audit", load_signing_key(data_dir)).verifier
+        store = open_store(data_dir, None)
+        report = verify_log(store, verifier)
+        store.close()
+        assert (False, 6) == (report.ok, report.index)
+        assert "query columns" in report.reason
 
     @pytest.mark.allow_blocking
     async def test_deleted_tail_is_noticed(self, data_dir: Path, make_event: EventFactory) -> None:
