@@ -9,7 +9,6 @@ each ``AuditEvent.personal`` value becomes ``{"hmac": "hmac:v<N>:<hex>",
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import unicodedata
@@ -99,9 +98,10 @@ class Pseudonymiser:
     def pseudonym(self, field: str, value: str, version: int | None = None) -> str:
         """``hmac:v<N>:<hex>`` of the normalised value under key version N."""
         version = self._keyring.current if version is None else version
-        digest = hmac.new(
-            self._keyring.key(version), _normalise(field, value).encode("utf-8"), hashlib.sha256
-        ).hexdigest()
+        # One-shot HMAC (OpenSSL's, no Python HMAC object): the same value, a third the cost.
+        digest = hmac.digest(
+            self._keyring.key(version), _normalise(field, value).encode("utf-8"), "sha256"
+        ).hex()
         return f"hmac:v{version}:{digest}"
 
     def protect(self, personal: Mapping[str, str]) -> dict[str, dict[str, str]]:

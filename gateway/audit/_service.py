@@ -403,7 +403,9 @@ class AuditService:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((row, future))
         self._wake.set()
-        return await asyncio.shield(future)
+        # No shield needed: a caller that goes away cancels only its own future, its record
+        # is still written, and the writer skips futures that are already done.
+        return await future
 
     async def _writer_loop(self) -> None:
         while True:
