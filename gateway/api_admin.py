@@ -269,24 +269,23 @@ async def post_proposal(request: web.Request) -> web.Response:
     return json_response(proposal.to_json(service.approvals_required), status=201)
 
 
-async def post_approve(request: web.Request) -> web.Response:
-    """POST /v1/admin/proposals/{id}/approve ``{"comment": ...}``."""
+async def _vote(request: web.Request, *, approve: bool, comment_key: str) -> web.Response:
     identity = await require_operator(request, APPROVERS)
     body = await _body(request) if request.can_read_body else {}
     service = _service(request)
-    proposal = await service.vote(identity.name, request.match_info["id"], approve=True,
-                                  comment=_text(body, "comment"))
+    proposal = await service.vote(identity.name, request.match_info["id"], approve=approve,
+                                  comment=_text(body, comment_key))
     return json_response(proposal.to_json(service.approvals_required))
+
+
+async def post_approve(request: web.Request) -> web.Response:
+    """POST /v1/admin/proposals/{id}/approve ``{"comment": ...}``."""
+    return await _vote(request, approve=True, comment_key="comment")
 
 
 async def post_reject(request: web.Request) -> web.Response:
     """POST /v1/admin/proposals/{id}/reject ``{"reason": ...}``."""
-    identity = await require_operator(request, APPROVERS)
-    body = await _body(request) if request.can_read_body else {}
-    service = _service(request)
-    proposal = await service.vote(identity.name, request.match_info["id"], approve=False,
-                                  comment=_text(body, "reason"))
-    return json_response(proposal.to_json(service.approvals_required))
+    return await _vote(request, approve=False, comment_key="reason")
 
 
 async def post_import(request: web.Request) -> web.Response:

@@ -28,7 +28,7 @@ from aiohttp import web
 from gateway.appkeys import AUDIT_PORT_KEY, SETTINGS_KEY
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.auth import require_client
-from gateway.httpjson import bad_request, json_response, read_json
+from gateway.httpjson import bad_request, json_response, read_batch_items, read_json
 from gateway.logs import request_id_of
 from gateway.matters import REGISTRY_KEY, MatterService
 from gateway.problems import Problem
@@ -208,12 +208,8 @@ async def translate_batch(request: web.Request) -> web.Response:
     received = datetime.now(UTC)
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    body = await read_json(request, settings.max_batch_body_bytes)
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise bad_request('body must be {"items": [<translation request>, ...]}')
-    if len(items) > settings.max_batch_items:
-        raise bad_request(f"at most {settings.max_batch_items} items per batch")
+    items = await read_batch_items(request, limit=settings.max_batch_body_bytes,
+                                   max_items=settings.max_batch_items, what="translation request")
     requests = [parse_translate(item, i) for i, item in enumerate(items)]
     service = _service(request)
     today = service.today()

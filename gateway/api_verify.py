@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.appkeys import SETTINGS_KEY, VERIFICATION_KEY
 from gateway.auth import require_client
-from gateway.httpjson import bad_request, json_response, read_json
+from gateway.httpjson import bad_request, json_response, read_batch_items, read_json
 from gateway.logs import request_id_of
 from gateway.verification import VerificationRequest
 
@@ -61,12 +61,8 @@ async def verify_batch(request: web.Request) -> web.Response:
     """POST /v1/verifications/batch"""
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    body = await read_json(request, settings.max_batch_body_bytes)
-    items = body.get("items") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise bad_request("body must be {\"items\": [<verification request>, ...]}")
-    if len(items) > settings.max_batch_items:
-        raise bad_request(f"at most {settings.max_batch_items} items per batch")
+    items = await read_batch_items(request, limit=settings.max_batch_body_bytes,
+                                   max_items=settings.max_batch_items, what="verification request")
     requests = [parse_item(item, i) for i, item in enumerate(items)]
     service = request.app[VERIFICATION_KEY]
     results = await service.verify_batch(requests, actor=identity.name, source=request.remote,

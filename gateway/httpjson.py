@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.problems import Problem
 
-__all__ = ["bad_request", "json_response", "read_json"]
+__all__ = ["bad_request", "json_response", "read_batch_items", "read_json"]
 
 
 def bad_request(detail: str, *, index: int | None = None) -> Problem:
@@ -30,6 +30,18 @@ async def read_json(request: web.Request, limit: int) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"body is not JSON: {exc}") from exc
+
+
+async def read_batch_items(request: web.Request, *, limit: int, max_items: int,
+                           what: str) -> list[Any]:
+    """The ``items`` of a ``{"items": [...]}`` batch body, bounded in bytes and count."""
+    body = await read_json(request, limit)
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise bad_request(f'body must be {{"items": [<{what}>, ...]}}')
+    if len(items) > max_items:
+        raise bad_request(f"at most {max_items} items per batch")
+    return items
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

@@ -15,6 +15,7 @@ from gateway.audit import (
     AuditService,
     AuditUnavailableError,
     LogIntegrityError,
+    VerifyReport,
     append_cli_event,
     open_store,
     verify_log,
@@ -214,20 +215,13 @@ class TestIntegrity:
         """Changing one byte of one record (trigger dropped) names its index."""
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, 30)
-            verifier = svc.verifier
-        conn = sqlite3.connect(data_dir / "audit.db")
-        conn.execute("DROP TRIGGER audit_entries_no_update")
-        (record,) = conn.execute("SELECT record FROM audit_entries WHERE idx = 17").fetchone()
+        record = _tamper(data_dir, "update", "SELECT record FROM audit_entries WHERE idx = 17")
         edited = record.replace(b"10.0.0.7", b"10.0.0.8")
         assert edited != record
-        conn.execute("UPDATE audit_entries SET record = ? WHERE idx = 17", (edited,))
-        conn.commit()
-        conn.close()
-        store = open_store(data_dir, None)
-        report = verify_log(store, verifier)
-        store.close()
-        assert not report.ok
-        assert 17 == report.index
+        _tamper(data_dir, "update", "UPDATE audit_entries SET record = ? WHERE idx = 17",
+                (edited,))
+        report = _verify(data_dir)
+        assert (False, 17) == (report.ok, report.index)
 
     @pytest.mark.allow_blocking
     async def test_rehashed_record_fails_checkpoint(
@@ -236,21 +230,13 @@ class TestIntegrity:
         """An edit that also fixes the stored leaf hash breaks the signed root, and start-up."""
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, 10)
-        conn = sqlite3.connect(data_dir / "audit.db")
-        conn.execute("DROP TRIGGER audit_entries_no_update")
-        (record,) = conn.execute("SELECT record FROM audit_entries WHERE idx = 4").fetchone()
+        record = _tamper(data_dir, "update", "SELECT record FROM audit_entries WHERE idx = 4")
         forged = record.replace(b"TOTAL_PASSED", b"TOTAL_FAILED")
         # A careful forger also fixes the query column, so only the signed root can tell.
-        conn.execute(
-            "UPDATE audit_entries SET record = ?, leaf_hash = ?, outcome = ? WHERE idx = 4",
-            (forged, leaf_hash(forged), "TOTAL_FAILED"),
-        )
-        conn.commit()
-        conn.close()
-        verifier = NoteSigner("huzhou.ecert-gateway/audit", load_signing_key(data_dir)).verifier
-        store = open_store(data_dir, None)
-        report = verify_log(store, verifier)
-        store.close()
+        _tamper(data_dir, "update",
+                "UPDATE audit_entries SET record = ?, leaf_hash = ?, outcome = ? WHERE idx = 4",
+                (forged, leaf_hash(forged), "TOTAL_FAILED"))
+        report = _verify(data_dir)
         assert not report.ok
         assert "signed root" in report.reason
         with pytest.raises(LogIntegrityError):
@@ -263,15 +249,8 @@ class TestIntegrity:
         """A row whose partner column was changed (to hide it from a filter) is named by index."""
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, 10)
-        conn = sqlite3.connect(data_dir / "audit.db")
-        conn.execute("DROP TRIGGER audit_entries_no_update")
-        conn.execute("UPDATE audit_entries SET partner = '999999' WHERE idx = 6")
-        conn.commit()
-        conn.close()
-        verifier = NoteSigner("huzhou.ecert-gateway/audit", load_signing_key(data_dir)).verifier
-        store = open_store(data_dir, None)
-        report = verify_log(store, verifier)
-        store.close()
+        _tamper(data_dir, "update", "UPDATE audit_entries SET partner = '999999' WHERE idx = 6")
+        report = _verify(data_dir)
         assert (False, 6) == (report.ok, report.index)
         assert "query columns" in report.reason
 
@@ -280,19 +259,33 @@ class TestIntegrity:
         """Deleting the last records (trigger dropped) is caught against the kept checkpoint."""
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, 12)
-            verifier = svc.verifier
-        conn = sqlite3.connect(data_dir / "audit.db")
-        conn.execute("DROP TRIGGER audit_entries_no_delete")
-        conn.execute("DELETE FROM audit_entries WHERE idx >= 9")
-        conn.commit()
-        conn.close()
-        store = open_store(data_dir, None)
-        report = verify_log(store, verifier)
-        store.close()
-        assert not report.ok
-        assert 9 == report.index
+        _tamper(data_dir, "delete", "DELETE FROM audit_entries WHERE idx >= 9")
+        report = _verify(data_dir)
+        assert (False, 9) == (report.ok, report.index)
         with pytest.raises(LogIntegrityError):
             await AuditService(data_dir=data_dir).start()
+
+
+def _tamper(data_dir: Path, trigger: str, sql: str, params: tuple[object, ...] = ()) -> bytes:
+    """Act as an attacker with file access: drop the guarding trigger, run ``sql``."""
+    conn = sqlite3.connect(data_dir / "audit.db")
+    try:
+        conn.execute(f"DROP TRIGGER IF EXISTS audit_entries_no_{trigger}")
+        row = conn.execute(sql, params).fetchone()
+        conn.commit()
+    finally:
+        conn.close()
+    return bytes(row[0]) if row else b""
+
+
+def _verify(data_dir: Path) -> VerifyReport:
+    """``verify_log`` over the stored log, with the data folder's own log key."""
+    verifier = NoteSigner("huzhou.ecert-gateway/audit", load_signing_key(data_dir)).verifier
+    store = open_store(data_dir, None)
+    try:
+        return verify_log(store, verifier)
+    finally:
+        store.close()
 
 
 class TestUuid7:

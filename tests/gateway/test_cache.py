@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import TRUST_KEY
 from gateway.audit.event import EventType
@@ -180,22 +182,31 @@ async def test_revocation_in_status_list_stops_passing(
     assert "REVOKED" == answer["sub_indication"]
 
 
-@pytest.mark.redis
-async def test_shared_redis_hit_on_second_instance(
-        gateway_client: AppFactory, running: RunningFederation, redis_url: str,
-        tmp_path: Path) -> None:
-    """A licence verified on instance A is a tier-2 hit on instance B."""
-    keys = []
+Instance = tuple[TestClient[web.Request, web.Application], str]
+Pair = tuple[Instance, Instance]
+
+
+@pytest.fixture
+async def two_instances(gateway_client: AppFactory, redis_url: str, tmp_path: Path) -> Pair:
+    """Gateways A and B, each with its own data folder and key, sharing one real Redis."""
+    pair = []
     for name in ("a", "b"):
         folder = tmp_path / name
         folder.mkdir()
-        keys.append(await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w"))
-    a = await gateway_client(data_dir=tmp_path / "a", redis_url=redis_url)
-    b = await gateway_client(data_dir=tmp_path / "b", redis_url=redis_url)
+        key = await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w")
+        pair.append((await gateway_client(data_dir=folder, redis_url=redis_url), key))
+    return pair[0], pair[1]
+
+
+@pytest.mark.redis
+async def test_shared_redis_hit_on_second_instance(
+        two_instances: Pair, running: RunningFederation) -> None:
+    """A licence verified on instance A is a tier-2 hit on instance B."""
+    (a, key_a), (b, key_b) = two_instances
     token = running.federation["310000"].issue().token
-    first = await (await a.post("/v1/verifications", headers=_auth(keys[0]),
+    first = await (await a.post("/v1/verifications", headers=_auth(key_a),
                                 json={"credential": token})).json()
-    second = await (await b.post("/v1/verifications", headers=_auth(keys[1]),
+    second = await (await b.post("/v1/verifications", headers=_auth(key_b),
                                  json={"credential": token})).json()
     assert (False, True) == (first["cached"], second["cached"])
     assert first["indication"] == second["indication"]
@@ -278,21 +289,14 @@ async def test_redis_stopped_mid_run_changes_no_verdict(
 
 @pytest.mark.redis
 async def test_batch_shares_verdicts_through_redis_in_one_round_trip(
-        gateway_client: AppFactory, running: RunningFederation, redis_url: str,
-        tmp_path: Path) -> None:
+        two_instances: Pair, running: RunningFederation) -> None:
     """A batch verified on A is answered from Redis on B, item by item, in order."""
-    keys = []
-    for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        keys.append(await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w"))
-    a = await gateway_client(data_dir=tmp_path / "a", redis_url=redis_url)
-    b = await gateway_client(data_dir=tmp_path / "b", redis_url=redis_url)
+    (a, key_a), (b, key_b) = two_instances
     sh = running.federation["310000"]
     items = [{"credential": sh.issue().token} for _ in range(5)] + [{"credential": "junk"}]
-    first = await (await a.post("/v1/verifications/batch", headers=_auth(keys[0]),
+    first = await (await a.post("/v1/verifications/batch", headers=_auth(key_a),
                                 json={"items": items})).json()
-    second = await (await b.post("/v1/verifications/batch", headers=_auth(keys[1]),
+    second = await (await b.post("/v1/verifications/batch", headers=_auth(key_b),
                                  json={"items": items})).json()
     assert [r["indication"] for r in first["results"]] == [
         r["indication"] for r in second["results"]]
