@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -293,7 +294,10 @@ async def test_batch_shares_verdicts_through_redis_in_one_round_trip(
     """A batch verified on A is answered from Redis on B, item by item, in order."""
     (a, key_a), (b, key_b) = two_instances
     sh = running.federation["310000"]
-    items = [{"credential": sh.issue().token} for _ in range(5)] + [{"credential": "junk"}]
+    # Unique junk: a shared Redis may still hold the verdict of a constant string from a
+    # run a few minutes ago (correctly: the same bytes fail the same way for 300 s).
+    junk = f"junk-{uuid.uuid4().hex}"
+    items = [{"credential": sh.issue().token} for _ in range(5)] + [{"credential": junk}]
     first = await (await a.post("/v1/verifications/batch", headers=_auth(key_a),
                                 json={"items": items})).json()
     second = await (await b.post("/v1/verifications/batch", headers=_auth(key_b),
