@@ -43,6 +43,8 @@ TRANSLATE_BODY: Final = {
     "target_region": "330100",
     "conditions": {"applicant_type": "enterprise"},
 }
+SCENARIO_KEYS: Final = ("minimal", "naive", "single", "batch", "repeated", "translation",
+                         "partner", "tier2", "es256", "audit")
 GOAL_SINGLE: Final = 0.8
 GOAL_BATCH: Final = 0.45
 GOAL_TRANSLATION: Final = 0.5
@@ -88,6 +90,8 @@ class Options:
     """Licences of the tier-2 working set (B holds one entry in tier 1)."""
     licences: int
     """Huzhou's licence library (``licences demo --count``)."""
+    only: frozenset[str] | None = None
+    """Development runs: measure only these scenarios, print them, write nothing."""
 
     @classmethod
     def parse(cls, argv: Sequence[str] | None) -> Options:
@@ -111,7 +115,16 @@ class Options:
         parser.add_argument("--redis-url", default=REDIS_URL,
                             help="Redis database of the run, flushed at its start and end "
                                  f"(default {REDIS_URL})")
+        parser.add_argument("--only", metavar="KEYS",
+                            help="development: comma-separated scenario keys to measure "
+                                 f"({', '.join(SCENARIO_KEYS)}); prints their rates only "
+                                 "and writes nothing")
         args = parser.parse_args(argv)
+        only = None
+        if args.only:
+            only = frozenset(k.strip() for k in args.only.split(",") if k.strip())
+            if unknown := only - set(SCENARIO_KEYS):
+                parser.error(f"--only: unknown scenario(s) {sorted(unknown)}")
         duration = args.duration or (2.0 if args.quick else 15.0)
         if duration <= 0 or args.connections < 1:
             parser.error("--duration and --connections must be positive")
@@ -130,6 +143,7 @@ class Options:
             verdicts=2000 if args.quick else 100_000,
             tier2=200 if args.quick else 2000,
             licences=2000 if args.quick else 10_000,
+            only=only,
         )
 
 
@@ -569,6 +583,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         tier2.prepare, tier2.finish = prepare_tier2, finish_tier2
         scenarios.append(tier2)
 
+    if opts.only is not None:
+        scenarios = [s for s in scenarios if s.key in opts.only]
     load = LoadGenerator(kind, wrk_path, pinning, work, opts)
     log(f"load generator: {load.describe()}{load_note}")
     es256: list[dict[str, Any]] = []
@@ -589,11 +605,14 @@ def _run(opts: Options, command: str, work: Path, children: Children,
                 + (f", statuses {r['statuses']}" if r.get("statuses") else ""))
             if s.finish is not None:
                 s.finish(round_no)
-        log(f"round {round_no + 1}/{opts.rounds}: raw ES256 loop (in-process, one core)")
-        es256.append(_inproc(pinning, [
-            "es256", "--pool", str(pool("naive")), "--jwk", str(pools / "naive-jwk.json"),
-            "--duration", str(opts.duration), "--warmup", str(opts.warmup)], inproc_limit))
-        log(f"  {es256[-1]['rate']:,.0f} verifications/s")
+        if opts.only is None or "es256" in opts.only:
+            log(f"round {round_no + 1}/{opts.rounds}: raw ES256 loop (in-process, one core)")
+            es256.append(_inproc(pinning, [
+                "es256", "--pool", str(pool("naive")), "--jwk", str(pools / "naive-jwk.json"),
+                "--duration", str(opts.duration), "--warmup", str(opts.warmup)], inproc_limit))
+            log(f"  {es256[-1]['rate']:,.0f} verifications/s")
+        if opts.only is not None and "audit" not in opts.only:
+            continue
         log(f"round {round_no + 1}/{opts.rounds}: audit appends "
             f"({opts.appenders} concurrent appenders, in-process)")
         audits.append(_inproc(pinning, [
@@ -602,6 +621,10 @@ def _run(opts: Options, command: str, work: Path, children: Children,
             inproc_limit))
         log(f"  {audits[-1]['rate']:,.0f} appends/s, proof p50 {audits[-1]['proof_p50_ms']:.3f} ms"
             f" at {audits[-1]['tree_size']:,} entries")
+
+    if opts.only is not None:
+        _print_only(scenarios, es256)
+        return 0
 
     # -- once per run, in-process: the registry's translate rate and the audit log at scale
     log("registry: in-process translate on the warm sample registry")
@@ -672,6 +695,16 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         prepend_results(RESULTS, section)
         log(f"prepended to {RESULTS.relative_to(ROOT)}")
     return 0
+
+
+def _print_only(scenarios: Sequence[Http], es256: Sequence[dict[str, Any]]) -> None:
+    """A development run's rates (``--only``): medians only, no goals, nothing written."""
+    rates = {s.key: statistics.median(r["requests"] * s.per_request / r["seconds"]
+                                      for r in s.results) for s in scenarios}
+    if es256:
+        rates["es256"] = statistics.median(r["rate"] for r in es256)
+    for key, rate in rates.items():
+        print(f"{key:12} {rate:12,.0f}/s", flush=True)
 
 
 def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],

@@ -28,6 +28,8 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 from redis.utils import get_lib_version
 
+from gateway.coalesce import Coalescer
+
 __all__ = [
     "CacheEntry",
     "CacheMetrics",
@@ -175,6 +177,15 @@ class MemoryTier:
         self._data.clear()
 
 
+_SET_MANY = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+end
+return #KEYS
+"""
+"""SET key value PX ttl for every key: many stores in one round trip, one command."""
+
+
 class RedisTier:
     """Tier 2: Redis, shared by every gateway instance."""
 
@@ -184,6 +195,21 @@ class RedisTier:
         self._client = client
         self._metrics = metrics
         self._skip_until = 0.0
+        # Concurrent single lookups and stores share round trips (see gateway.coalesce).
+        self._get_one: Coalescer[str, bytes | None] = Coalescer(self._mget)
+        self._set_script = client.register_script(_SET_MANY)
+        self._put_one: Coalescer[tuple[str, bytes, int], None] = Coalescer(self._set_many)
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        values = await self._client.mget(keys)
+        return [value.encode() if isinstance(value, str) else value for value in values]
+
+    async def _set_many(self, items: list[tuple[str, bytes, int]]) -> list[None]:
+        args: list[bytes | int] = []
+        for _, value, ttl_ms in items:
+            args += (value, ttl_ms)
+        await self._set_script(keys=[key for key, _, _ in items], args=args)
+        return [None] * len(items)
 
     def _failed(self, exc: BaseException) -> None:
         self._metrics.count(self.name, "error")
@@ -196,7 +222,7 @@ class RedisTier:
             self._metrics.count(self.name, "skipped")
             return None
         try:
-            data = await self._client.get(KEY_PREFIX + key)
+            data = await self._get_one(KEY_PREFIX + key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return None
@@ -215,7 +241,7 @@ class RedisTier:
         if ttl_ms <= 0 or time.monotonic() < self._skip_until:
             return
         try:
-            await self._client.set(KEY_PREFIX + key, entry.encode(), px=ttl_ms)
+            await self._put_one((KEY_PREFIX + key, entry.encode(), ttl_ms))
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
 

@@ -37,6 +37,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.coalesce import Coalescer
 from trust import (
     ALLOWED_ALGS,
     Alg,
@@ -289,6 +290,16 @@ class MemoryReplayCache(ReplayCache):
         return True
 
 
+_FIRST_USES = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('SET', key, '1', 'NX', 'EX', ARGV[i]) and 1 or 0
+end
+return out
+"""
+"""SET key 1 NX EX ttl for every key; 1 where it was set (first use), 0 where it was held."""
+
+
 class RedisReplayCache(ReplayCache):
     """Replay cache shared by every gateway instance: ``SET key 1 NX EX ttl``."""
 
@@ -297,16 +308,22 @@ class RedisReplayCache(ReplayCache):
     def __init__(self, client: aioredis.Redis, *, owns_client: bool = True) -> None:
         self._client = client
         self._owns = owns_client
+        self._script = client.register_script(_FIRST_USES)
+        # Concurrent requests share one round trip (see gateway.coalesce).
+        self._first_use: Coalescer[tuple[str, int], bool] = Coalescer(self._first_uses)
+
+    async def _first_uses(self, items: list[tuple[str, int]]) -> list[bool]:
+        stored = await self._script(keys=[key for key, _ in items],
+                                    args=[ttl for _, ttl in items])
+        return [bool(flag) for flag in stored]
 
     async def first_use(self, key: str, ttl_s: int) -> bool:
         """True when Redis set the key (it was not there)."""
         try:
-            stored = await self._client.set(self.PREFIX + key, b"1", nx=True,
-                                            ex=max(1, ttl_s))
+            return await self._first_use((self.PREFIX + key, max(1, ttl_s)))
         except (RedisError, OSError, TimeoutError) as exc:
             raise ReplayCacheUnavailableError(
                 f"replay cache (Redis) unavailable: {type(exc).__name__}") from exc
-        return bool(stored)
 
     async def ping(self) -> None:
         """Raise unless Redis answers."""

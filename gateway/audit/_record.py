@@ -10,10 +10,11 @@ each ``AuditEvent.personal`` value becomes ``{"hmac": "hmac:v<N>:<hex>",
 from __future__ import annotations
 
 import hmac
-import secrets
+import os
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -28,6 +29,8 @@ __all__ = [
     "build_record",
     "encode_record",
     "mask",
+    "record_time_ms",
+    "time_ms",
 ]
 
 RECORD_VERSION = 1
@@ -46,19 +49,33 @@ class Uuid7Generator:
 
     Monotonic within the process (RFC 9562 6.2 method 1): ids made in the same
     millisecond, or after the clock stepped back, count up from the last one.
+    The random bits come from the operating system's CSPRNG (RFC 9562 6.9),
+    read 4 KiB at a time rather than with one system call per id.
     """
+
+    _POOL_BYTES = 4096
 
     def __init__(self, clock_ms: Callable[[], int]) -> None:
         self._clock_ms = clock_ms
         self._last_ms = -1
         self._counter = 0
+        self._pool = b""
+        self._offset = 0
+
+    def _random64(self) -> int:
+        if self._offset >= len(self._pool):
+            self._pool, self._offset = os.urandom(self._POOL_BYTES), 0
+        start = self._offset
+        self._offset = start + 8
+        return int.from_bytes(self._pool[start : start + 8])
 
     def __call__(self) -> str:
         """A new id in the 8-4-4-4-12 hex form."""
         now = self._clock_ms()
+        bits = self._random64()
         if now > self._last_ms:
             self._last_ms = now
-            self._counter = secrets.randbelow(1 << 11)  # leave room to count up
+            self._counter = bits >> 53  # 11 random bits: leave room to count up
         else:
             self._counter += 1
             if self._counter >= 1 << 12:
@@ -66,7 +83,7 @@ class Uuid7Generator:
                 self._counter = 0
         value = (self._last_ms & ((1 << 48) - 1)) << 80
         value |= 0x7 << 76 | self._counter << 64
-        value |= 0b10 << 62 | secrets.randbits(62)
+        value |= 0b10 << 62 | (bits & ((1 << 62) - 1))
         text = f"{value:032x}"
         return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
@@ -90,10 +107,17 @@ def _normalise(field: str, value: str) -> str:
 
 
 class Pseudonymiser:
-    """Keyed hashes and masks of personal values."""
+    """Keyed hashes and masks of personal values.
+
+    The protected forms of the most recent values are remembered (a bounded
+    LRU, in this process only): the same licence holder is seen again and again.
+    """
+
+    MEMO_SIZE = 4096
 
     def __init__(self, keyring: HmacKeyring) -> None:
         self._keyring = keyring
+        self._memo: OrderedDict[tuple[str, str, int], dict[str, str]] = OrderedDict()
 
     def pseudonym(self, field: str, value: str, version: int | None = None) -> str:
         """``hmac:v<N>:<hex>`` of the normalised value under key version N."""
@@ -104,12 +128,23 @@ class Pseudonymiser:
         ).hex()
         return f"hmac:v{version}:{digest}"
 
+    def protected(self, field: str, value: str) -> dict[str, str]:
+        """One value's pseudonym and mask (a fresh dict the caller may keep)."""
+        key = (field, value, self._keyring.current)
+        memo = self._memo
+        found = memo.get(key)
+        if found is None:
+            found = {"hmac": self.pseudonym(field, value), "mask": mask(field, value)}
+            memo[key] = found
+            if len(memo) > self.MEMO_SIZE:
+                memo.popitem(last=False)
+        else:
+            memo.move_to_end(key)
+        return dict(found)
+
     def protect(self, personal: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """Every personal value as its pseudonym and mask."""
-        return {
-            field: {"hmac": self.pseudonym(field, value), "mask": mask(field, value)}
-            for field, value in personal.items()
-        }
+        return {field: self.protected(field, value) for field, value in personal.items()}
 
 
 def _time(at: datetime) -> str:
@@ -157,9 +192,22 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def time_ms(at: datetime) -> int:
+    """Unix milliseconds of an aware instant, truncated as the record's ``time`` is.
+
+    Integer arithmetic: ``timestamp() * 1000`` is a float and can land a
+    millisecond low.
+    """
+    return (at - _EPOCH) // _MS
+
+
 def record_time_ms(record: Mapping[str, Any]) -> int:
     """The record's time as Unix milliseconds."""
-    return int(datetime.fromisoformat(str(record["time"])).timestamp() * 1000)
+    return time_ms(datetime.fromisoformat(str(record["time"])))
 
 
 def record_partner(record: Mapping[str, Any]) -> str | None:

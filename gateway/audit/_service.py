@@ -46,6 +46,7 @@ from gateway.audit._record import (
     record_matter,
     record_partner,
     record_time_ms,
+    time_ms,
 )
 from gateway.audit._store import (
     AuditStore,
@@ -97,10 +98,10 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _row(record: dict[str, Any], data: bytes) -> EntryRow:
+def _row(record: dict[str, Any], data: bytes, ts_ms: int | None = None) -> EntryRow:
     return EntryRow(
         event_id=str(record["event_id"]),
-        ts_ms=record_time_ms(record),
+        ts_ms=record_time_ms(record) if ts_ms is None else ts_ms,
         event_type=str(record["event_type"]),
         outcome=str(record["outcome"]),
         partner=record_partner(record),
@@ -397,7 +398,7 @@ class AuditService:
                 pseudonymiser=self._pseudonymiser,
                 gateway=self.gateway_id,
             )
-            row = _row(record, encode_record(record))
+            row = _row(record, encode_record(record), time_ms(event.at))
         except (TypeError, ValueError) as exc:
             raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -81,6 +81,29 @@ async def test_redis_tier_down_is_a_miss_not_an_error() -> None:
         await client.aclose()
 
 
+@pytest.mark.redis
+async def test_redis_tier_concurrent_lookups_and_stores(redis_url: str) -> None:
+    """Concurrent single gets and puts (coalesced into shared round trips) each get their own."""
+    metrics = CacheMetrics()
+    client = redis_client(redis_url, timeout_s=1.0)
+    tier = RedisTier(client, metrics)
+    now = time.time()
+    keys = [f"test-coalesce:{uuid.uuid4().hex}" for _ in range(40)]
+    try:
+        answers = [b'{"key":"%s"}' % k.encode() for k in keys]
+        await asyncio.gather(*(tier.put(k, CacheEntry(answers[i], now + 5 + i, None, None), now)
+                               for i, k in enumerate(keys[:30])))
+        found = await asyncio.gather(*(tier.get(k, now) for k in keys))
+        assert answers[:30] == [e.answer for e in found[:30] if e]
+        assert [None] * 10 == found[30:]
+        assert [now + 5 + i for i in range(30)] == [e.expires_at for e in found[:30] if e]
+        ttl_ms = await client.pttl("ecert:v1:verdict:" + keys[0])
+        assert 0 < ttl_ms <= 5000
+        assert 0 == metrics.get("redis", "error")
+    finally:
+        await client.aclose()
+
+
 async def test_repeat_is_a_cache_hit_with_fresh_receipt_and_audit(
         gateway_client: AppFactory, running: RunningFederation, client_key: str,
         audit: MemoryAudit) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import logging
@@ -299,5 +300,19 @@ class TestBackends:
             assert await cache.first_use(key, 60)
             assert not await cache.first_use(key, 60)
             await cache.ping()
+            # Concurrent uses share one script call: of ten racing for one jti exactly one
+            # wins; other jtis in the same round trip are judged on their own, with their TTL.
+            raced = f"310000:{uuid.uuid4().hex}"
+            others = [f"310000:{uuid.uuid4().hex}" for _ in range(5)]
+            answers = await asyncio.gather(*(cache.first_use(raced, 30) for _ in range(10)),
+                                           *(cache.first_use(k, 90) for k in others))
+            assert 1 == sum(answers[:10])
+            assert all(answers[10:])
+            probe = redis_client(redis_url, timeout_s=1.0)
+            try:
+                assert 0 < await probe.ttl(RedisReplayCache.PREFIX + raced) <= 30
+                assert 30 < await probe.ttl(RedisReplayCache.PREFIX + others[0]) <= 90
+            finally:
+                await probe.aclose()
         finally:
             await cache.close()
