@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -23,7 +23,7 @@ from gateway.cache import CacheEntry, VerdictCache
 from gateway.signing import SigningKey
 from gateway.status_fetch import StatusFetcher
 from gateway.trust_state import TrustSnapshot, TrustState
-from trust import Indication, Pending, SubIndication, Verdict, b64url_decode
+from trust import Indication, Licence, Pending, SubIndication, Verdict, b64url_decode
 
 __all__ = [
     "Clock",
@@ -105,6 +105,11 @@ class _Outcome:
     cached: bool
     links: list[MatterLink]
     status_claim: dict[str, Any] | None
+
+
+def _holder_of(licence: Licence) -> dict[str, str]:
+    return {"name": licence.holder_name, "code": licence.holder_code,
+            "code_type": licence.holder_code_type}
 
 
 def _holder_from_credential(credential: str) -> dict[str, str] | None:
@@ -217,8 +222,7 @@ class VerificationService:
         holder: dict[str, str] | None = None
         if licence is not None:
             summary = licence.summary()
-            holder = {"name": licence.holder_name, "code": licence.holder_code,
-                      "code_type": licence.holder_code_type}
+            holder = _holder_of(licence)
             if verdict.passed:
                 links = self.matters.huzhou_matters(licence.iss, licence.matters)
         status_claim: dict[str, Any] | None = None
@@ -238,31 +242,42 @@ class VerificationService:
         }
         return core, links, holder
 
-    def _hit(self, req: VerificationRequest,
-             found: tuple[CacheEntry, str] | None) -> _Outcome | None:
+    def _hit(self, req: VerificationRequest, found: tuple[CacheEntry, str] | None,
+             version: int, key: str) -> _Outcome | None:
         """The outcome a cache hit gives, or None when there is none (or it is void)."""
         if found is None or not self._usable(found[0]):
             return None
         core: dict[str, Any] = orjson.loads(found[0].answer)
         links = [MatterLink(**m) for m in core.get("matters") or []]
-        return _Outcome(core, _holder_from_credential(req.credential), True, links,
-                        core.get("status_list"))
+        outcome = _Outcome(core, _holder_from_credential(req.credential), True, links,
+                           core.get("status_list"))
+        if self.cache is not None:
+            self.cache.keep_decoded(version, key, found[0], outcome)
+        return outcome
 
     async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
                       now: float) -> _Outcome | None:
         if self.cache is None:
             return None
         version = snapshot.trust_list.version
-        return self._hit(req, await self.cache.get(version, self._cache_key(req, digest), now))
+        key = self._cache_key(req, digest)
+        decoded = self.cache.get_decoded(version, key, now)
+        if decoded is not None and self._usable(decoded[0]):
+            return cast("_Outcome", decoded[1])
+        return self._hit(req, await self.cache.get(version, key, now), version, key)
 
     async def _remember(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
-                        *, verdict: Verdict, core: dict[str, Any], now: float) -> None:
+                        *, verdict: Verdict, core: dict[str, Any], links: list[MatterLink],
+                        now: float) -> None:
         if self.cache is None or snapshot is not self.trust.snapshot:
             return  # the trust list changed meanwhile: do not file under the new version
         entry = self._entry_for(verdict, core, now)
         if entry is not None:
-            await self.cache.put(snapshot.trust_list.version, self._cache_key(req, digest),
-                                 entry, now)
+            version, key = snapshot.trust_list.version, self._cache_key(req, digest)
+            await self.cache.put(version, key, entry, now)
+            holder = None if verdict.licence is None else _holder_of(verdict.licence)
+            self.cache.keep_decoded(version, key, entry,
+                                    _Outcome(core, holder, True, links, core["status_list"]))
 
     def _render(self, outcome: _Outcome, at: datetime, digest: str) -> dict[str, Any]:
         core = outcome.core
@@ -335,7 +350,8 @@ class VerificationService:
             pending = self._start(snapshot, req, at)
         verdict = await self._finish(snapshot, pending)
         core, links, holder = self._core(verdict)
-        await self._remember(snapshot, req, digest, verdict=verdict, core=core, now=now)
+        await self._remember(snapshot, req, digest, verdict=verdict, core=core, links=links,
+                             now=now)
         return _Outcome(core, holder, False, links, core["status_list"])
 
     async def verify(self, req: VerificationRequest, *, actor: str, source: str | None = None,
@@ -370,7 +386,7 @@ class VerificationService:
         outcomes: list[_Outcome] = []
         to_store: list[tuple[str, CacheEntry]] = []
         for index, (req, key) in enumerate(zip(items, keys, strict=True)):
-            hit = self._hit(req, found[index])
+            hit = self._hit(req, found[index], version, key)
             if hit is None:
                 verdict = await self._finish(snapshot, self._start(snapshot, req, at))
                 core, links, holder = self._core(verdict)
