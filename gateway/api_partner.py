@@ -84,6 +84,9 @@ __all__ = [
     "setup",
 ]
 
+MATTER_MEMO_SIZE = 4096
+"""Matter translations remembered by the partner service (region, code, day)."""
+
 QUERY_PATH = "/v1/partner/licences/query"
 STATUS_PATH = "/v1/status/{name}"
 MAX_QUERY_BODY = 64 * 1024
@@ -328,6 +331,8 @@ class PartnerService:
         self.trust = trust
         self.audit = audit
         self.matters = matters
+        self._matter_memo: dict[tuple[str, str, date],
+                                tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
         self.clock = clock
         section = settings.extra.get("partner", {})
         public = section.get("public_url") if isinstance(section, Mapping) else None
@@ -347,6 +352,18 @@ class PartnerService:
 
     def _matter(self, region: str, code: str, today: date
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The matter's Huzhou translations and the partner's own entry (read-only: the
+        registry does not change while the service runs, so answers are remembered)."""
+        key = (region, code, today)
+        found = self._matter_memo.get(key)
+        if found is None:
+            if len(self._matter_memo) >= MATTER_MEMO_SIZE:
+                self._matter_memo.clear()
+            found = self._matter_memo[key] = self._translate_matter(region, code, today)
+        return found
+
+    def _translate_matter(self, region: str, code: str, today: date
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         partner: dict[str, Any] = {"region": region, "code": code}
         if self.matters is None:
             return [], [partner]
@@ -473,16 +490,15 @@ class PartnerService:
             raise _problem(403, "Out of agreement", exc.reason, 100,
                            kind="out-of-agreement") from exc
         try:
-            if not await self.store.type_published(query.type_code):
-                return self._result(13, [], matter)
-            if query.identifier is not None:
-                found = await self.store.by_identifier(query.identifier)
-                candidates = [] if found is None else [found]
-            else:
+            pseudonyms: Sequence[str] = ()
+            if query.identifier is None:
                 assert query.holder_code is not None
                 assert query.holder_code_type is not None
                 pseudonyms = self.keyring.pseudonyms(query.holder_code_type, query.holder_code)
-                candidates = await self.store.by_holder(pseudonyms, query.type_code)
+            published, candidates = await self.store.find(
+                query.type_code, identifier=query.identifier, pseudonyms=pseudonyms)
+            if not published:
+                return self._result(13, [], matter)
         except LicenceStoreError as exc:
             raise _problem(503, "Service unavailable", "the licence store cannot answer", 99,
                            kind="licence-store-unavailable") from exc

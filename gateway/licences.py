@@ -434,6 +434,16 @@ def _type_published(conn: Connection, d: _Dialect, type_code: str) -> bool:
     return row is not None
 
 
+def _find(conn: Connection, d: _Dialect, type_code: str, identifier: str | None,
+          pseudonyms: Sequence[str]) -> tuple[bool, list[StoredLicence]]:
+    if not _type_published(conn, d, type_code):
+        return False, []
+    if identifier is not None:
+        found = _by_identifier(conn, d, identifier)
+        return True, [] if found is None else [found]
+    return True, _by_holder(conn, d, pseudonyms, type_code) if pseudonyms else []
+
+
 def _status_entries(conn: Connection, _: _Dialect) -> StatusEntries:
     top = conn.execute("SELECT MAX(status_idx) FROM licences").fetchone()
     size = 0 if top is None or top[0] is None else int(top[0]) + 1
@@ -591,8 +601,11 @@ class LicenceStore(Protocol):
     async def by_holder(self, pseudonyms: Sequence[str], type_code: str) -> list[StoredLicence]:
         """Licences of one type held by the holder with any of these lookup keys."""
 
-    async def type_published(self, type_code: str) -> bool:
-        """True when Huzhou holds at least one licence of this type."""
+    async def find(self, type_code: str, *, identifier: str | None = None,
+                   pseudonyms: Sequence[str] = ()) -> tuple[bool, list[StoredLicence]]:
+        """A query in one store round trip: whether Huzhou publishes ``type_code`` at all,
+        and (when it does) the licence with ``identifier``, or else the licences of that
+        type held under any of ``pseudonyms``."""
 
     async def status_entries(self) -> StatusEntries:
         """The status list's length and non-valid entries."""
@@ -629,9 +642,10 @@ class _ThreadedStore:
             return []
         return await self._call(_by_holder, list(pseudonyms), type_code)
 
-    async def type_published(self, type_code: str) -> bool:
-        """True when Huzhou holds at least one licence of this type."""
-        return await self._call(_type_published, type_code)
+    async def find(self, type_code: str, *, identifier: str | None = None,
+                   pseudonyms: Sequence[str] = ()) -> tuple[bool, list[StoredLicence]]:
+        """Type check and lookup in one call on the store's thread (or connection)."""
+        return await self._call(_find, type_code, identifier, list(pseudonyms))
 
     async def status_entries(self) -> StatusEntries:
         """The status list's length and non-valid entries."""
