@@ -8,21 +8,48 @@
   licence over HTTP" costs: one signature check and JSON, no trust list, no
   status list, no receipt, no audit record.
 
-Both answer ``GET /`` with ``{"status": "ok"}`` for readiness and run until
+* ``floor``: the work the gateway's goals oblige every request to do, and
+  nothing else, each piece as cheap as this stack makes it: no trust-list,
+  claim, identifier, agreement, status or time checks, no cache, no
+  authentication, a one-line answer. ``POST /verify`` (``{"credential"}`` or
+  ``{"items": [...]}``): one ES256 verification per licence with its issuer's
+  key picked by ``kid`` from a dict of pre-parsed keys, the payload read for
+  the holder fields, an Ed25519 receipt signed over the credential's SHA-256,
+  and an audit record made durable through the gateway's own ``AuditService``
+  (SQLite, synchronous=FULL, group commit). ``POST /hit``: the receipt and the
+  audit record only (what a cache hit must still do). ``POST /audit``: the
+  audit record only (what an audited translation must still do). Its rates
+  bound what any gateway built this way on this machine can reach.
+
+All answer ``GET /`` with ``{"status": "ok"}`` for readiness and run until
 SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import jwt
 import orjson
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from gateway.audit import AuditService
+from gateway.audit.event import ActorKind, AuditEvent, EventType
+from trust import b64url_decode, b64url_encode
 
 _OK: Final = orjson.dumps({"status": "ok"})
 _KEY: Final = web.AppKey("naive_key", jwt.PyJWK)
@@ -52,6 +79,104 @@ async def _naive(request: web.Request) -> web.Response:
     return _json(orjson.dumps({"valid": True, "jti": claims.get("jti")}))
 
 
+@dataclass(slots=True)
+class _FloorState:
+    keys: dict[str, ec.EllipticCurvePublicKey]
+    receipt_key: ed25519.Ed25519PrivateKey
+    receipt_prefix: str
+    audit: AuditService | None = None
+
+
+_FLOOR: Final = web.AppKey("floor", _FloorState)
+_ECDSA: Final = ec.ECDSA(hashes.SHA256())
+
+
+def _licence_keys(trust_list: dict[str, Any]) -> dict[str, ec.EllipticCurvePublicKey]:
+    keys: dict[str, ec.EllipticCurvePublicKey] = {}
+    for partner in trust_list["partners"]:
+        for anchor in partner["anchors"]:
+            jwk = anchor.get("jwk")
+            if anchor.get("use") == "licence-signing" and jwk and jwk.get("crv") == "P-256":
+                key = jwt.PyJWK(jwk, algorithm="ES256").key
+                if isinstance(key, ec.EllipticCurvePublicKey):
+                    keys[anchor["kid"]] = key
+    return keys
+
+
+def _floor_verify(state: _FloorState, token: str) -> tuple[str, dict[str, str]]:
+    """One ES256 signature check (nothing else) and the holder fields."""
+    header_b64, payload_b64, sig_b64 = token.split(".")
+    key = state.keys[orjson.loads(b64url_decode(header_b64))["kid"]]
+    sig = b64url_decode(sig_b64)
+    der = encode_dss_signature(int.from_bytes(sig[:32]), int.from_bytes(sig[32:]))
+    try:
+        key.verify(der, f"{header_b64}.{payload_b64}".encode(), _ECDSA)
+        indication = "TOTAL_PASSED"
+    except InvalidSignature:
+        indication = "TOTAL_FAILED"
+    lic = orjson.loads(b64url_decode(payload_b64))["lic"]
+    return indication, {"holder_code": lic["holder_code"], "holder_name": lic["holder_name"]}
+
+
+async def _floor_one(state: _FloorState, token: str, *, verify: bool,
+                     receipt: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    at = datetime.now(UTC)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    indication, personal = "TOTAL_PASSED", dict[str, str]()
+    if verify:
+        indication, personal = _floor_verify(state, token)
+    answer: dict[str, Any] = {"indication": indication}
+    if receipt:
+        claims = {"iss": "330500", "iat": int(at.timestamp()), "credential_sha256": digest,
+                  "indication": indication}
+        signing_input = state.receipt_prefix + b64url_encode(orjson.dumps(claims))
+        answer["receipt"] = (signing_input + "." +
+                             b64url_encode(state.receipt_key.sign(signing_input.encode())))
+    assert state.audit is not None
+    await state.audit.append(AuditEvent(
+        event_type=EventType.VERIFICATION, actor_kind=ActorKind.LOCAL_SYSTEM,
+        actor_id="floor", at=at, outcome=indication, personal=personal,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        details={"credential_sha256": digest}))
+    return answer
+
+
+def _floor_handler(*, verify: bool, receipt: bool) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        state = request.app[_FLOOR]
+        body = orjson.loads(await request.read())
+        if "items" in body:
+            results = await asyncio.gather(*(
+                _floor_one(state, item["credential"], verify=verify, receipt=receipt)
+                for item in body["items"]))
+            return _json(orjson.dumps({"results": results}))
+        return _json(orjson.dumps(await _floor_one(state, body.get("credential", ""),
+                                                   verify=verify, receipt=receipt)))
+    return handle
+
+
+def create_floor_app(trust_list: dict[str, Any], data_dir: Path) -> web.Application:
+    """The floor endpoints, with the trust list's ES256 licence keys and an audit log."""
+    receipt_key = ed25519.Ed25519PrivateKey.generate()
+    prefix = b64url_encode(orjson.dumps({"alg": "EdDSA", "kid": "floor",
+                                         "typ": "ecert-receipt+jwt"})) + "."
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[_FLOOR] = _FloorState(_licence_keys(trust_list), receipt_key, prefix)
+
+    async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with AuditService(data_dir=data_dir, gateway_id="330500") as audit:
+            app[_FLOOR].audit = audit
+            yield
+
+    app.cleanup_ctx.append(audit_ctx)
+    app.router.add_get("/", _ready)
+    app.router.add_post("/verify", _floor_handler(verify=True, receipt=True))
+    app.router.add_post("/hit", _floor_handler(verify=False, receipt=True))
+    app.router.add_post("/audit", _floor_handler(verify=False, receipt=False))
+    return app
+
+
 def create_minimal_app() -> web.Application:
     """The minimal JSON endpoint."""
     app = web.Application()
@@ -72,10 +197,19 @@ def create_naive_app(jwk: dict[str, object]) -> web.Application:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve one baseline until signalled."""
     parser = argparse.ArgumentParser(prog="python -m bench._baselines", description=__doc__)
-    parser.add_argument("kind", choices=["minimal", "naive"])
+    parser.add_argument("kind", choices=["minimal", "naive", "floor"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--jwk", type=Path, help="public JWK file (naive)")
+    parser.add_argument("--trust-list", type=Path, help="trust-list JSON (floor)")
     args = parser.parse_args(argv)
+    if args.kind == "floor":
+        if args.trust_list is None:
+            parser.error("floor needs --trust-list")
+        with tempfile.TemporaryDirectory(prefix="ecert-floor-") as tmp:
+            app = create_floor_app(orjson.loads(args.trust_list.read_bytes()), Path(tmp))
+            web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
+                        shutdown_timeout=2.0)
+        return 0
     if args.kind == "naive":
         if args.jwk is None:
             parser.error("naive needs --jwk")

@@ -43,7 +43,8 @@ TRANSLATE_BODY: Final = {
     "target_region": "330100",
     "conditions": {"applicant_type": "enterprise"},
 }
-SCENARIO_KEYS: Final = ("minimal", "naive", "single", "batch", "repeated", "translation",
+SCENARIO_KEYS: Final = ("minimal", "naive", "floor-verify", "floor-batch", "floor-hit",
+                         "floor-audit", "single", "batch", "repeated", "translation",
                          "partner", "tier2", "es256", "audit")
 GOAL_SINGLE: Final = 0.8
 GOAL_BATCH: Final = 0.45
@@ -311,6 +312,17 @@ def _compare(row: Row, base: Row, name: str, goal: float | None,
         row.status = (row.status + f"; {row.errors} errors").lstrip("; ")
 
 
+def _floor(row: Row, base: Row, name: str, goal: float) -> None:
+    """A floor row: the ratio the mandatory work alone reaches against a goal's baseline."""
+    _compare(row, base, name, None)
+    row.goal_text = f"bounds ≥{goal:g}×"
+    if row.ratio is not None:
+        row.status = ("goal within reach" if row.ratio >= goal
+                      else "goal out of reach on this stack")
+    if row.errors:
+        row.status = (row.status + f"; {row.errors} errors").lstrip("; ")
+
+
 def _uniqueness(scenarios: Sequence[Http], rounds: int) -> list[str]:
     notes = []
     for s in scenarios:
@@ -475,6 +487,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
 
     # -- gateway A (measured), then B on the same data folder and Redis; the baselines
     gw_port, b_port, minimal_port, naive_port = free_port(), free_port(), free_port(), free_port()
+    floor_port = free_port()
     c_port = free_port()
     serve = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
@@ -485,6 +498,10 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     children.wait_file("mockserver", pools / "naive-jwk.json", 300)
     children.start("naive", [python(), "-m", "bench._baselines", "naive",
                              "--port", str(naive_port), "--jwk", str(pools / "naive-jwk.json")])
+    children.start("floor", [python(), "-m", "bench._baselines", "floor",
+                             "--port", str(floor_port),
+                             "--trust-list", str(pools / "trust-list.json")])
+    floor = f"http://{HOST}:{floor_port}"
     gw = f"http://{HOST}:{gw_port}"
     gw_b = f"http://{HOST}:{b_port}"
     minimal = f"http://{HOST}:{minimal_port}/"
@@ -502,6 +519,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     gw_c = f"http://{HOST}:{c_port}"
     children.wait_http("minimal", minimal)
     children.wait_http("naive", naive)
+    children.wait_http("floor", f"{floor}/")
     children.wait_http("gateway-b", f"{gw_b}/readyz")
     children.wait_http("gateway-c", f"{gw_c}/readyz")
     children.wait_file("mockserver", pools / "manifest.json", 900)
@@ -525,6 +543,11 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     scenarios = [
         Http("minimal", minimal, pool("naive"), pool("naive-warm")),
         Http("naive", naive, pool("naive"), pool("naive-warm")),
+        Http("floor-verify", f"{floor}/verify", pool("single"), pool("single-warm")),
+        Http("floor-batch", f"{floor}/verify", pool("batch"), pool("batch-warm"),
+             per_request=BATCH_SIZE),
+        Http("floor-hit", f"{floor}/hit", pool("repeated"), pool("repeated")),
+        Http("floor-audit", f"{floor}/audit", pool("repeated"), pool("repeated")),
         Http("single", f"{gw_c}/v1/verifications", pool("single"), pool("single-warm"), auth,
              unique=True),
         Http("batch", f"{gw_c}/v1/verifications/batch", pool("batch"), pool("batch-warm"), auth,
@@ -722,11 +745,19 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
     single = _http_row(by("single"), "Gateway: single verification, unique licences "
                        "(cache off, instance C)", "req/s")
     _compare(single, naive, "naive verify", GOAL_SINGLE)
+    floor_verify = _http_row(by("floor-verify"), "Floor: ES256 check + Ed25519 receipt + durable "
+                             "audit record per licence, no other work (bench._baselines floor "
+                             "/verify, same single pool)", "req/s")
+    _floor(floor_verify, naive, "naive verify", GOAL_SINGLE)
     batch = _http_row(by("batch"),
                       f"Gateway: batch verification, {BATCH_SIZE} unique licences per request "
                       "(cache off, instance C)",
                       "licences/s", per=BATCH_SIZE)
     _compare(batch, raw, "raw ES256 loop", GOAL_BATCH)
+    floor_batch = _http_row(by("floor-batch"), f"Floor: the same per licence, {BATCH_SIZE} "
+                            "licences per request (/verify, same batch pool)", "licences/s",
+                            per=BATCH_SIZE)
+    _floor(floor_batch, raw, "raw ES256 loop", GOAL_BATCH)
     repeated = _http_row(
         by("repeated"),
         f"Gateway: repeated verification of the same {REPEATED} licences "
@@ -734,6 +765,12 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
            else "(future tier-1 cache-hit scenario; cache not landed, so full work)"), "req/s")
     _compare(repeated, minimal, "minimal JSON", GOAL_CACHE_HIT,
              "" if cache else " (cache not landed)")
+    floor_hit = _http_row(by("floor-hit"), "Floor: Ed25519 receipt + durable audit record, no "
+                          "other work (what a cache hit must still do; /hit)", "req/s")
+    _floor(floor_hit, minimal, "minimal JSON", GOAL_CACHE_HIT)
+    floor_audit = _http_row(by("floor-audit"), "Floor: durable audit record only (what an "
+                            "audited translation must still do; /audit)", "req/s")
+    _floor(floor_audit, minimal, "minimal JSON", GOAL_TRANSLATION)
     if translate_ok:
         translation = _http_row(by("translation"), "Gateway: matter translation", "req/s")
         _compare(translation, minimal, "minimal JSON", GOAL_TRANSLATION)
@@ -766,7 +803,8 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                 p99_ms=[a["proof_p99_ms"] for a in audits])
     memory = Row("Gateway peak memory (VmHWM of gateway A, whole run)",
                  text="unknown" if peak_kib is None else f"{peak_kib / 1024:.0f} MiB")
-    rows = [minimal, naive, raw, single, batch, repeated, translation, partner, tier2,
+    rows = [minimal, naive, raw, single, floor_verify, batch, floor_batch, repeated, floor_hit,
+            translation, floor_audit, partner, tier2,
             propagation, memory_now, appends, proof, *_scale_rows(extras), memory]
     notes = [
         ("Every gateway request does all its work: every check of the licence, the status "
