@@ -15,9 +15,13 @@ EXPECTED_ROWS = (
     "Baseline: naive verify",
     "Baseline: raw ES256 verify loop",
     "Gateway: single verification",
+    "Floor: ES256 check + Ed25519 receipt + durable audit record",
     "Gateway: batch verification",
+    "Floor: the same per licence",
     "Gateway: repeated verification",
+    "Floor: Ed25519 receipt + durable audit record",
     "Gateway: matter translation",
+    "Floor: durable audit record only",
     "Gateway: partner query by identifier",
     "Tier-2 cache hits (second instance)",
     "Trust-list propagation to a second instance",
@@ -38,10 +42,41 @@ class TestBenchQuick:
         done = subprocess.run(
             [sys.executable, "-m", "bench", "--quick", "--load", "python", "--no-write",
              "--duration", "1.5"],
-            cwd=ROOT, capture_output=True, text=True, timeout=90, check=False,
+            cwd=ROOT, capture_output=True, text=True, timeout=150, check=False,
         )
         assert 0 == done.returncode, done.stderr[-3000:]
         table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
         assert table[0].startswith("| Scenario | Median |")
         for expected in EXPECTED_ROWS:
             assert any(line.startswith(f"| {expected}") for line in table), expected
+
+
+class TestOptions:
+    """The command line of ``python -m bench``."""
+
+    def test_only_takes_known_scenarios(self) -> None:
+        """``--only`` keeps the named scenarios and refuses a misspelt one."""
+        from bench._run import Options
+
+        assert frozenset({"single", "floor-verify"}) == Options.parse(
+            ["--only", "single, floor-verify"]).only
+        assert Options.parse([]).only is None
+        with pytest.raises(SystemExit):
+            Options.parse(["--only", "singel"])
+
+
+class TestFloorRows:
+    """A floor row says whether the goal it bounds is within reach."""
+
+    def test_floor_status(self) -> None:
+        """Below the goal's ratio the goal is out of reach; at or above it, within reach."""
+        from bench._report import Row
+        from bench._run import _floor
+
+        base = Row("base", values=[1000.0])
+        low, high = Row("low", values=[399.0]), Row("high", values=[400.0])
+        _floor(low, base, "minimal JSON", 0.4)
+        _floor(high, base, "minimal JSON", 0.4)
+        assert ("goal out of reach on this stack", "goal within reach") == (low.status,
+                                                                            high.status)
+        assert "bounds ≥0.4×" == low.goal_text
