@@ -27,7 +27,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -56,7 +56,13 @@ from gateway.audit._store import (
     StoredCheckpoint,
     open_store,
 )
-from gateway.audit._tree import MerkleTree
+from gateway.audit._tree import (
+    ChunkLeaves,
+    ChunkMismatchError,
+    MerkleTree,
+    MissingLeavesError,
+    TreeError,
+)
 from gateway.audit.event import AuditEvent, AuditUnavailableError
 from trust.merkle import MerkleProofError, leaf_hash, verify_consistency
 from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
@@ -75,6 +81,10 @@ _log = logging.getLogger("gateway.audit")
 T = TypeVar("T")
 
 _MAX_PENDING = 100_000
+TREE_CHUNK_BITS = 6
+"""The in-memory tree keeps nodes of 64 leaves and up: about 1 byte per entry."""
+_CATCH_UP_SLICE = 65_536
+"""Leaf hashes read from the store at a time when the tree catches up (at start: the whole log)."""
 _HMAC_CHECK = b"ecert-gateway audit hmac key check"
 BACKEND_FILE = "audit-backend"
 
@@ -312,10 +322,10 @@ class AuditService:
             )
             backend = "postgres" if self.postgres_dsn else "sqlite"
             await loop.run_in_executor(None, _write_backend_marker, self.data_dir, backend)
-            hashes = await self._read(lambda s: s.leaf_hashes(0))
-            self._tree = await loop.run_in_executor(None, _build_tree, hashes)
+            self._tree = MerkleTree(TREE_CHUNK_BITS)
+            await self._catch_up()
             latest = await self._read(lambda s: s.latest_checkpoint())
-            self._check_against(latest)
+            await self._check_against(latest)
             self._latest = latest
         except AuditStoreError as exc:
             await self._close_workers()
@@ -330,7 +340,7 @@ class AuditService:
         ]
         _log.info("audit log open", extra={"tree_size": self._tree.size, "origin": self.origin})
 
-    def _check_against(self, latest: StoredCheckpoint | None) -> None:
+    async def _check_against(self, latest: StoredCheckpoint | None) -> None:
         """The stored log must still contain the latest signed checkpoint's tree."""
         if latest is None:
             return
@@ -345,7 +355,8 @@ class AuditService:
                 f"the log holds {self._tree.size} entries but a checkpoint of {latest.size}"
                 " was signed: entries are missing (run `audit verify`)"
             )
-        if self._tree.root(latest.size) != latest.root:
+        root = await self._with_leaves(lambda given: self._tree.root(latest.size, given))
+        if root != latest.root:
             raise LogIntegrityError(
                 f"the first {latest.size} entries no longer hash to the signed root"
                 " (run `audit verify`)"
@@ -443,9 +454,42 @@ class AuditService:
         self._tree.extend(hashes[size - start :])
 
     async def _catch_up(self) -> None:
-        start = self._tree.size
-        hashes = await self._read(lambda s: s.leaf_hashes(start))
-        self._absorb(start, hashes)
+        """Grow the tree with entries other writers added (at start: all), a slice at a time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = self._tree.size
+            hashes = await self._read(partial(_leaf_hashes, start, start + _CATCH_UP_SLICE))
+            if len(hashes) > 1000:  # start-up: hashing a large log off the event loop
+                await loop.run_in_executor(None, self._absorb, start, hashes)
+            else:
+                self._absorb(start, hashes)
+            if len(hashes) < _CATCH_UP_SLICE:
+                return
+
+    async def _with_leaves(self, compute: Callable[[ChunkLeaves], T]) -> T:
+        """Run a tree computation, reading from the store the chunks of leaves it asks for.
+
+        The tree keeps no leaf hashes below its chunks (see ``_tree``); the few
+        an older root or a proof needs are read here and checked against the
+        chunk's node before they are used.
+        """
+        given: dict[int, Sequence[bytes]] = {}
+        while True:
+            try:
+                return compute(given)
+            except MissingLeavesError as missing:
+                chunk, start, end = missing.chunk, missing.start, missing.end
+            if chunk in given:
+                raise TreeError(f"chunk {chunk} was given and still asked for")
+            leaves = await self._read(partial(_leaf_hashes, start, end))
+            try:
+                self._tree.check_chunk(chunk, leaves)
+            except ChunkMismatchError as exc:
+                raise LogIntegrityError(
+                    f"stored leaf hashes of entries [{start}, {end}) no longer match the log's"
+                    f" tree (run `audit verify`): {exc}"
+                ) from exc
+            given[chunk] = leaves
 
     # -- checkpoints -----------------------------------------------------------
 
@@ -474,7 +518,9 @@ class AuditService:
                 # tlog-checkpoint: never sign a tree inconsistent with one already signed.
                 try:
                     open_checkpoint(latest.note, self._signer.verifier, origin=self.origin)
-                    proof = self._tree.consistency_proof(latest.size, size)
+                    proof = await self._with_leaves(
+                        lambda given: self._tree.consistency_proof(latest.size, size, given)
+                    )
                     verify_consistency(latest.size, size, proof, latest.root, root)
                 except (NoteError, MerkleProofError) as exc:
                     _log.critical("refusing to sign checkpoint %d: %s", size, exc)
@@ -513,12 +559,16 @@ class AuditService:
             raise AuditUnavailableError(f"entry {index} is not yet covered by a checkpoint")
         if self._tree.size < checkpoint.size:
             await self._catch_up()
+        size = checkpoint.size
+        inclusion = await self._with_leaves(
+            lambda given: self._tree.inclusion_proof(index, size, given)
+        )
         return EntryProof(
             index=index,
             leaf=record_bytes,
             record=orjson.loads(record_bytes),
-            tree_size=checkpoint.size,
-            inclusion=self._tree.inclusion_proof(index, checkpoint.size),
+            tree_size=size,
+            inclusion=inclusion,
             checkpoint=checkpoint.note,
         )
 
@@ -526,7 +576,9 @@ class AuditService:
         """RFC 6962 consistency proof between two tree sizes (``0 < first <= second``)."""
         if self._tree.size < second:
             await self._catch_up()
-        return self._tree.consistency_proof(first, second)
+        return await self._with_leaves(
+            lambda given: self._tree.consistency_proof(first, second, given)
+        )
 
     async def records(self, flt: RecordFilter) -> list[tuple[int, dict[str, Any]]]:
         """Records matching a filter, as stored (pseudonymised)."""
@@ -558,7 +610,6 @@ def _append(rows: list[EntryRow], known: int, store: AuditStore) -> tuple[int, l
     return store.append(rows, known)
 
 
-def _build_tree(hashes: list[bytes]) -> MerkleTree:
-    tree = MerkleTree()
-    tree.extend(hashes)
-    return tree
+def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:
+    return store.leaf_hashes(start, end)
+

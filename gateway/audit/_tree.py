@@ -1,25 +1,51 @@
-"""The log's Merkle tree in memory: every complete node, level by level.
+"""The log's Merkle tree in memory: complete nodes from one level up, leaves kept in the store.
 
-Level ``k`` holds the hashes of the complete subtrees of ``2**k`` leaves, in
-order, as one ``bytearray`` of 32-byte hashes (1M leaves: about 64 MB in all).
+With ``chunk_bits = k`` the tree keeps, level by level from level ``k`` up,
+the hashes of the complete subtrees of ``2**k`` leaves or more (each level one
+``bytearray`` of 32-byte hashes), and the leaf hashes of the last, incomplete
+chunk of ``2**k`` leaves. Nodes below level ``k`` inside a complete chunk are
+recomputed from that chunk's leaf hashes, which the caller reads from the
+store when an operation asks for them (``MissingLeavesError``); the tree checks
+them against the chunk's node before it uses them. The gateway runs with
+``k = 6``: about 1 byte of memory per entry (1M entries: 1 MB) instead of the
+64 bytes of keeping every level (``k = 0``, what ``audit verify`` uses).
+
 Appending is amortised O(1); the root of any prefix, inclusion proofs and
-consistency proofs (RFC 6962 2.1.1, 2.1.2) need O(log n) complete nodes plus
-O(log n) right-edge folds each. Verification lives in ``trust.merkle``.
+consistency proofs (RFC 6962 2.1.1, 2.1.2) need O(log n) complete nodes,
+O(log n) right-edge folds and at most a few chunks of leaves each.
+Verification lives in ``trust.merkle``.
 
 Not thread-safe: the audit service touches it only from the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
-from trust.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
+from trust.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash, root_from_leaf_hashes
 
-__all__ = ["MerkleTree", "TreeError"]
+__all__ = ["ChunkLeaves", "MerkleTree", "MissingLeavesError", "TreeError"]
+
+ChunkLeaves = Mapping[int, Sequence[bytes]]
+"""Leaf hashes of complete chunks, by chunk number, as read from the store."""
 
 
 class TreeError(ValueError):
     """A proof was asked for sizes or indices the tree cannot answer."""
+
+
+class MissingLeavesError(LookupError):
+    """The operation needs the leaf hashes of a complete chunk the caller did not give."""
+
+    def __init__(self, chunk: int, start: int, end: int) -> None:
+        super().__init__(f"leaf hashes [{start}, {end}) of chunk {chunk} are needed")
+        self.chunk = chunk
+        self.start = start
+        self.end = end
+
+
+class ChunkMismatchError(TreeError):
+    """Leaf hashes given for a chunk do not hash to the node the tree holds for it."""
 
 
 def _split(n: int) -> int:
@@ -30,8 +56,13 @@ def _split(n: int) -> int:
 class MerkleTree:
     """An append-only RFC 6962 tree over leaf hashes."""
 
-    def __init__(self) -> None:
-        self._levels: list[bytearray] = [bytearray()]
+    def __init__(self, chunk_bits: int = 0) -> None:
+        if not 0 <= chunk_bits <= 16:
+            raise ValueError("chunk_bits must be between 0 and 16")
+        self._k = chunk_bits
+        self._chunk = 1 << chunk_bits
+        self._levels: list[bytearray] = [bytearray()]  # level k + i at index i
+        self._tail: list[bytes] = []  # leaf hashes of the incomplete last chunk
         self._size = 0
 
     @property
@@ -39,22 +70,36 @@ class MerkleTree:
         """Number of leaves."""
         return self._size
 
+    @property
+    def chunk_size(self) -> int:
+        """Leaves per chunk (the span of the lowest level kept)."""
+        return self._chunk
+
     @classmethod
-    def from_entries(cls, entries: Iterable[bytes]) -> MerkleTree:
+    def from_entries(cls, entries: Iterable[bytes], chunk_bits: int = 0) -> MerkleTree:
         """A tree over the leaf hashes of raw entries."""
-        tree = cls()
-        for entry in entries:
-            tree.append(leaf_hash(entry))
+        tree = cls(chunk_bits)
+        tree.extend(leaf_hash(entry) for entry in entries)
         return tree
 
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash."""
         if len(leaf) != HASH_SIZE:
             raise TreeError("a leaf hash is 32 bytes")
-        levels = self._levels
-        levels[0] += leaf
         self._size += 1
-        count, level = self._size, 0
+        if self._chunk == 1:
+            self._push(leaf)
+            return
+        self._tail.append(leaf)
+        if len(self._tail) == self._chunk:
+            node = root_from_leaf_hashes(self._tail)
+            self._tail = []
+            self._push(node)
+
+    def _push(self, node: bytes) -> None:
+        levels = self._levels
+        levels[0] += node
+        count, level = self._size >> self._k, 0
         # A new complete node appears at each level where the count becomes even.
         while count % 2 == 0:
             below = levels[level]
@@ -71,33 +116,67 @@ class MerkleTree:
         for leaf in leaves:
             self.append(leaf)
 
-    def leaf(self, index: int) -> bytes:
-        """The leaf hash at ``index``."""
-        if not 0 <= index < self._size:
-            raise TreeError(f"no leaf {index} in a tree of {self._size}")
-        return bytes(self._levels[0][index * 32 : index * 32 + 32])
+    def chunk_node(self, chunk: int) -> bytes:
+        """The root of complete chunk ``chunk`` (what its leaf hashes must hash to)."""
+        if not 0 <= chunk < self._size >> self._k:
+            raise TreeError(f"chunk {chunk} is not complete in a tree of {self._size}")
+        return self._node(0, chunk)
+
+    def check_chunk(self, chunk: int, leaves: Sequence[bytes]) -> None:
+        """Raise ``ChunkMismatchError`` unless ``leaves`` are complete chunk ``chunk``'s."""
+        if len(leaves) != self._chunk or root_from_leaf_hashes(leaves) != self.chunk_node(chunk):
+            raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
 
     def _node(self, level: int, index: int) -> bytes:
         start = index * 32
         return bytes(self._levels[level][start : start + 32])
 
-    def _hash(self, start: int, end: int) -> bytes:
-        """MTH of leaves ``[start, end)``; ``start`` is aligned as RFC 6962 splits make it."""
-        n = end - start
-        if n & (n - 1) == 0:
-            level = n.bit_length() - 1
-            return self._node(level, start >> level)
-        k = _split(n)
-        return node_hash(self._hash(start, start + k), self._hash(start + k, end))
+    def _leaves(self, chunk: int, given: ChunkLeaves | None) -> Sequence[bytes]:
+        if chunk == self._size >> self._k:
+            return self._tail
+        found = None if given is None else given.get(chunk)
+        if found is None:
+            start = chunk << self._k
+            raise MissingLeavesError(chunk, start, start + self._chunk)
+        return found
 
-    def root(self, size: int | None = None) -> bytes:
+    def _hash(self, start: int, end: int, given: ChunkLeaves | None) -> bytes:
+        """MTH of leaves ``[start, end)``; ``start`` is aligned as RFC 6962 splits make it.
+
+        Such a range either is a complete subtree, or lies inside one aligned
+        block of the next power of two: inside one chunk once it is no longer
+        than a chunk.
+        """
+        n = end - start
+        if n >= self._chunk and n & (n - 1) == 0:
+            level = n.bit_length() - 1
+            return self._node(level - self._k, start >> level)
+        if n <= self._chunk:
+            chunk = start >> self._k
+            base = chunk << self._k
+            return root_from_leaf_hashes(self._leaves(chunk, given)[start - base : end - base])
+        k = _split(n)
+        return node_hash(self._hash(start, start + k, given), self._hash(start + k, end, given))
+
+    def leaf(self, index: int, given: ChunkLeaves | None = None) -> bytes:
+        """The leaf hash at ``index``."""
+        if not 0 <= index < self._size:
+            raise TreeError(f"no leaf {index} in a tree of {self._size}")
+        if self._chunk == 1:
+            return self._node(0, index)
+        chunk = index >> self._k
+        return bytes(self._leaves(chunk, given)[index - (chunk << self._k)])
+
+    def root(self, size: int | None = None, given: ChunkLeaves | None = None) -> bytes:
         """The root of the first ``size`` leaves (all of them by default)."""
         size = self._size if size is None else size
         if not 0 <= size <= self._size:
             raise TreeError(f"no tree of size {size}; the log has {self._size}")
-        return EMPTY_ROOT if size == 0 else self._hash(0, size)
+        return EMPTY_ROOT if size == 0 else self._hash(0, size, given)
 
-    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+    def inclusion_proof(
+        self, index: int, size: int | None = None, given: ChunkLeaves | None = None
+    ) -> list[bytes]:
         """RFC 6962 2.1.1 PATH(index, D[0:size])."""
         size = self._size if size is None else size
         if not 0 <= index < size <= self._size:
@@ -107,15 +186,17 @@ class MerkleTree:
         while end - start > 1:
             k = _split(end - start)
             if m < k:
-                proof.append(self._hash(start + k, end))
+                proof.append(self._hash(start + k, end, given))
                 end = start + k
             else:
-                proof.append(self._hash(start, start + k))
+                proof.append(self._hash(start, start + k, given))
                 start, m = start + k, m - k
         proof.reverse()
         return proof
 
-    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+    def consistency_proof(
+        self, size1: int, size2: int | None = None, given: ChunkLeaves | None = None
+    ) -> list[bytes]:
         """RFC 6962 2.1.2 PROOF(size1, D[0:size2]); empty when the sizes are equal."""
         size2 = self._size if size2 is None else size2
         if not 0 < size1 <= size2 <= self._size:
@@ -126,14 +207,14 @@ class MerkleTree:
             n = end - start
             if m == n:
                 if not complete:
-                    proof.append(self._hash(start, end))
+                    proof.append(self._hash(start, end, given))
                 break
             k = _split(n)
             if m <= k:
-                proof.append(self._hash(start + k, end))
+                proof.append(self._hash(start + k, end, given))
                 end = start + k
             else:
-                proof.append(self._hash(start, start + k))
+                proof.append(self._hash(start, start + k, given))
                 start, m, complete = start + k, m - k, False
         proof.reverse()
         return proof

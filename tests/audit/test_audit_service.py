@@ -22,6 +22,7 @@ from gateway.audit import (
 )
 from gateway.audit._keys import load_signing_key
 from gateway.audit._record import Uuid7Generator, mask
+from gateway.audit._service import TREE_CHUNK_BITS
 from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
 from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
 from trust.note import NoteSigner, open_checkpoint
@@ -264,6 +265,55 @@ class TestIntegrity:
         assert (False, 9) == (report.ok, report.index)
         with pytest.raises(LogIntegrityError):
             await AuditService(data_dir=data_dir).start()
+
+
+class TestLargeLog:
+    """A log of several chunks: the tree reads older leaves from the store and checks them."""
+
+    @pytest.mark.allow_blocking
+    async def test_proofs_and_restart_across_chunks(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """Proofs for old entries and old sizes, and a restart whose checkpoint ends mid-chunk."""
+        chunk = 1 << TREE_CHUNK_BITS
+        first_size = 2 * chunk + 22
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, first_size)
+            old = await svc.publish()
+            await _fill(svc, make_event, chunk + 36)
+            new = await svc.publish()
+            assert old is not None
+            assert new is not None
+            assert (old.size, new.size) == (first_size, 3 * chunk + 58)
+            proof = await svc.consistency(old.size, new.size)
+            verify_consistency(old.size, new.size, proof, old.root, new.root)
+            for index in (3, chunk + 1, first_size - 1, new.size - 1):
+                entry = await svc.entry(index)
+                assert entry is not None
+                body = open_checkpoint(entry.checkpoint, svc.verifier)
+                verify_inclusion(index, entry.tree_size, leaf_hash(entry.leaf), entry.inclusion,
+                                 body.root_hash)
+        # The CLI grows the log past the chunk holding the last checkpoint's edge, so the next
+        # start must read that chunk's leaves back to check the signed root.
+        for _ in range(10):
+            append_cli_event(data_dir, make_event(actor_id="cli"))
+        async with AuditService(data_dir=data_dir) as svc:
+            assert svc.tree_size == 4 * chunk + 4
+            assert (await svc.consistency(new.size, svc.tree_size)) is not None
+
+    @pytest.mark.allow_blocking
+    async def test_changed_stored_leaf_hash_is_refused(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """A leaf hash changed under a running gateway is noticed when a proof needs it."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 3 * (1 << TREE_CHUNK_BITS))
+            await svc.publish()
+            _tamper(data_dir, "update", "UPDATE audit_entries SET leaf_hash = ? WHERE idx = 3",
+                    (bytes(32),))
+            with pytest.raises(LogIntegrityError, match="no longer match"):
+                await svc.entry(10)
+            assert await svc.entry(2 * (1 << TREE_CHUNK_BITS) + 5) is not None
 
 
 def _tamper(data_dir: Path, trigger: str, sql: str, params: tuple[object, ...] = ()) -> bytes:

@@ -1,10 +1,10 @@
-"""The in-memory tree's proofs, checked with ``trust.merkle``."""
+"""The in-memory tree's proofs, checked with ``trust.merkle``, for every chunk size."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.audit._tree import MerkleTree, TreeError
+from gateway.audit._tree import ChunkMismatchError, MerkleTree, MissingLeavesError, TreeError
 from trust.merkle import (
     leaf_hash,
     root_from_leaf_hashes,
@@ -13,12 +13,20 @@ from trust.merkle import (
 )
 
 N = 33
+LEAVES = [leaf_hash(str(i).encode()) for i in range(N)]
+CHUNK_BITS = (0, 1, 2, 3, 6)
 
 
-@pytest.fixture(scope="module")
-def tree() -> MerkleTree:
-    """A tree of 33 leaves (crosses several powers of two)."""
-    return MerkleTree.from_entries(str(i).encode() for i in range(N))
+def _given(tree: MerkleTree) -> dict[int, list[bytes]]:
+    """Every complete chunk's leaf hashes, as the store would give them."""
+    c = tree.chunk_size
+    return {i: LEAVES[i * c : (i + 1) * c] for i in range(tree.size // c)}
+
+
+@pytest.fixture(scope="module", params=CHUNK_BITS, ids=lambda k: f"chunk_bits={k}")
+def tree(request: pytest.FixtureRequest) -> MerkleTree:
+    """A tree of 33 leaves (crosses several powers of two and chunk edges)."""
+    return MerkleTree.from_entries((str(i).encode() for i in range(N)), request.param)
 
 
 class TestMerkleTree:
@@ -26,24 +34,27 @@ class TestMerkleTree:
 
     def test_roots_of_every_prefix(self, tree: MerkleTree) -> None:
         """root(n) equals the recursive MTH of the first n leaves."""
-        leaves = [leaf_hash(str(i).encode()) for i in range(N)]
+        given = _given(tree)
         for n in range(N + 1):
-            assert root_from_leaf_hashes(leaves[:n]) == tree.root(n)
+            assert root_from_leaf_hashes(LEAVES[:n]) == tree.root(n, given)
 
     def test_every_inclusion_proof_verifies(self, tree: MerkleTree) -> None:
         """Every leaf of every prefix has a proof the verifier accepts."""
+        given = _given(tree)
         for size in range(1, N + 1):
-            root = tree.root(size)
+            root = tree.root(size, given)
             for index in range(size):
-                proof = tree.inclusion_proof(index, size)
-                verify_inclusion(index, size, tree.leaf(index), proof, root)
+                proof = tree.inclusion_proof(index, size, given)
+                verify_inclusion(index, size, tree.leaf(index, given), proof, root)
 
     def test_every_consistency_proof_verifies(self, tree: MerkleTree) -> None:
         """Every pair of prefixes has a consistency proof the verifier accepts."""
+        given = _given(tree)
         for size2 in range(1, N + 1):
             for size1 in range(1, size2 + 1):
-                proof = tree.consistency_proof(size1, size2)
-                verify_consistency(size1, size2, proof, tree.root(size1), tree.root(size2))
+                proof = tree.consistency_proof(size1, size2, given)
+                verify_consistency(size1, size2, proof, tree.root(size1, given),
+                                   tree.root(size2, given))
 
     def test_out_of_range(self, tree: MerkleTree) -> None:
         """Sizes beyond the tree are refused."""
@@ -53,3 +64,51 @@ class TestMerkleTree:
             tree.consistency_proof(0, 3)
         with pytest.raises(TreeError):
             tree.root(N + 1)
+
+
+class TestChunks:
+    """What a tree that keeps no leaves below its chunks asks of the store."""
+
+    def test_current_root_needs_no_stored_leaves(self) -> None:
+        """The whole tree's root: complete nodes and the incomplete chunk held in memory."""
+        for n in range(N + 1):
+            tree = MerkleTree(2)
+            tree.extend(LEAVES[:n])
+            assert tree.root() == root_from_leaf_hashes(LEAVES[:n])
+
+    def test_an_older_prefix_asks_for_its_chunk(self) -> None:
+        """A prefix ending inside a complete chunk names exactly the leaves it needs."""
+        tree = MerkleTree(2)
+        tree.extend(LEAVES)
+        with pytest.raises(MissingLeavesError) as caught:
+            tree.root(10)
+        assert (caught.value.chunk, caught.value.start, caught.value.end) == (2, 8, 12)
+        assert tree.root(8) == root_from_leaf_hashes(LEAVES[:8])  # chunk edge: no leaves
+
+    def test_a_proof_asks_for_the_leaf_chunk(self) -> None:
+        """An inclusion proof needs the siblings inside its leaf's chunk."""
+        tree = MerkleTree(3)
+        tree.extend(LEAVES)
+        with pytest.raises(MissingLeavesError) as caught:
+            tree.inclusion_proof(5, 32)
+        assert caught.value.chunk == 0
+        assert tree.inclusion_proof(5, 32, {0: LEAVES[:8]})
+
+    def test_given_leaves_are_checked_against_the_tree(self) -> None:
+        """Leaf hashes that do not hash to the chunk's node are refused."""
+        tree = MerkleTree(2)
+        tree.extend(LEAVES)
+        tree.check_chunk(1, LEAVES[4:8])
+        with pytest.raises(ChunkMismatchError):
+            tree.check_chunk(1, [LEAVES[4], LEAVES[4], LEAVES[6], LEAVES[7]])
+        with pytest.raises(ChunkMismatchError):
+            tree.check_chunk(1, LEAVES[4:7])
+        with pytest.raises(TreeError):
+            tree.check_chunk(8, LEAVES[32:33])  # the incomplete chunk is not a stored chunk
+
+    def test_memory_is_kept_per_chunk(self) -> None:
+        """Chunks of 64 keep one node per 64 leaves at the lowest level."""
+        tree = MerkleTree(6)
+        tree.extend(leaf_hash(i.to_bytes(4, "big")) for i in range(64 * 40 + 5))
+        assert len(tree._levels[0]) == 40 * 32
+        assert len(tree._tail) == 5
