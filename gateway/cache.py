@@ -19,7 +19,7 @@ import logging
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -188,7 +188,8 @@ class MemoryTier:
         """Keep ``decoded`` (the caller's parsed form of ``entry``) for the next hits."""
         if self._hot_max == 0:
             return
-        self._hot[key] = (entry, decoded)
+        # The decoded form stands for the answer bytes; only the limits are kept beside it.
+        self._hot[key] = (replace(entry, answer=b""), decoded)
         self._hot.move_to_end(key)
         if len(self._hot) > self._hot_max:
             self._hot.popitem(last=False)

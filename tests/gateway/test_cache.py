@@ -65,11 +65,12 @@ class TestMemoryTier:
     def test_decoded_front_keeps_the_entry_limits(self) -> None:
         """A decoded hit expires with its entry, is replaced by a new entry, and is bounded."""
         tier = MemoryTier(10, hot_entries=2)
-        entry = CacheEntry(b"{}", 100.0)
+        entry = CacheEntry(b"{}", 100.0, "https://sh.example/status/1", 7)
         tier.put("k", entry)
         assert tier.get_decoded("k", 50.0) is None  # nothing decoded yet
         tier.keep_decoded("k", entry, "parsed")
-        assert (entry, "parsed") == tier.get_decoded("k", 99.9)
+        limits = CacheEntry(b"", 100.0, "https://sh.example/status/1", 7)
+        assert (limits, "parsed") == tier.get_decoded("k", 99.9)  # the answer bytes not kept
         assert tier.get_decoded("k", 100.0) is None  # expired with its entry
         tier.keep_decoded("k", entry, "parsed")
         tier.put("k", CacheEntry(b"{}", 200.0))
@@ -77,7 +78,7 @@ class TestMemoryTier:
         for key in ("a", "b", "c"):
             tier.keep_decoded(key, entry, key)
         assert tier.get_decoded("a", 0.0) is None  # the least recently used went
-        assert [(entry, "b"), (entry, "c")] == [tier.get_decoded(k, 0.0) for k in "bc"]
+        assert [(limits, "b"), (limits, "c")] == [tier.get_decoded(k, 0.0) for k in "bc"]
         tier.clear()
         assert tier.get_decoded("c", 0.0) is None
 
