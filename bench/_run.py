@@ -58,9 +58,9 @@ GOAL_TRANSLATE_INPROC: Final = 200_000.0
 REDIS_URL: Final = "redis://127.0.0.1:6379/1"
 # Upper guesses of throughput on one core, to size the pools of unique licences so that no
 # licence is sent twice in a run (checked afterwards and reported when it happened anyway).
-EXPECTED_SINGLE_PER_S: Final = 3000
-EXPECTED_BATCH_LICENCES_PER_S: Final = 4500
-EXPECTED_PARTNER_PER_S: Final = 3000
+EXPECTED_SINGLE_PER_S: Final = 5000
+EXPECTED_BATCH_LICENCES_PER_S: Final = 6000
+EXPECTED_PARTNER_PER_S: Final = 6000
 """Upper guess of partner queries/s: sizes each round's pool of one-use request tokens."""
 
 
