@@ -27,7 +27,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -57,8 +57,9 @@ from gateway.audit._store import (
     open_store,
 )
 from gateway.audit._tree import (
-    ChunkLeaves,
+    ChunkLevels,
     ChunkMismatchError,
+    GivenChunks,
     MerkleTree,
     MissingLeavesError,
     TreeError,
@@ -466,14 +467,20 @@ class AuditService:
             if len(hashes) < _CATCH_UP_SLICE:
                 return
 
-    async def _with_leaves(self, compute: Callable[[ChunkLeaves], T]) -> T:
+    async def _with_leaves(
+        self, compute: Callable[[GivenChunks], T], read: Mapping[int, list[bytes]] | None = None
+    ) -> T:
         """Run a tree computation, reading from the store the chunks of leaves it asks for.
 
         The tree keeps no leaf hashes below its chunks (see ``_tree``); the few
-        an older root or a proof needs are read here and checked against the
-        chunk's node before they are used.
+        an older root or a proof needs are read here (or were already ``read``
+        by the caller, by chunk number) and checked against the chunk's node
+        before they are used.
         """
-        given: dict[int, Sequence[bytes]] = {}
+        given: dict[int, ChunkLevels] = {}
+        for chunk, leaves in (read or {}).items():
+            if chunk < self._tree.size // self._tree.chunk_size:  # complete: usable
+                given[chunk] = self._chunk_levels(chunk, leaves)
         while True:
             try:
                 return compute(given)
@@ -482,14 +489,17 @@ class AuditService:
             if chunk in given:
                 raise TreeError(f"chunk {chunk} was given and still asked for")
             leaves = await self._read(partial(_leaf_hashes, start, end))
-            try:
-                self._tree.check_chunk(chunk, leaves)
-            except ChunkMismatchError as exc:
-                raise LogIntegrityError(
-                    f"stored leaf hashes of entries [{start}, {end}) no longer match the log's"
-                    f" tree (run `audit verify`): {exc}"
-                ) from exc
-            given[chunk] = leaves
+            given[chunk] = self._chunk_levels(chunk, leaves)
+
+    def _chunk_levels(self, chunk: int, leaves: list[bytes]) -> ChunkLevels:
+        try:
+            return self._tree.chunk_levels(chunk, leaves)
+        except ChunkMismatchError as exc:
+            size = self._tree.chunk_size
+            raise LogIntegrityError(
+                f"stored leaf hashes of entries [{chunk * size}, {(chunk + 1) * size}) no longer"
+                f" match the log's tree (run `audit verify`): {exc}"
+            ) from exc
 
     # -- checkpoints -----------------------------------------------------------
 
@@ -548,11 +558,14 @@ class AuditService:
 
     async def entry(self, index: int) -> EntryProof | None:
         """An entry with its inclusion proof in the latest checkpoint covering it."""
-        found = await self._read(lambda s: s.entry(index))
+        # One trip to the store: the record, the latest checkpoint, and the leaf hashes of
+        # the chunks the proof will need (the entry's own, and the one the tree size ends in).
+        found, checkpoint, read = await self._read(
+            partial(_entry_with_chunks, index, self._tree.chunk_size)
+        )
         if found is None:
             return None
         record_bytes, _ = found
-        checkpoint = await self.latest_checkpoint()
         if checkpoint is None or checkpoint.size <= index:
             checkpoint = await self.publish()
         if checkpoint is None or checkpoint.size <= index:
@@ -561,7 +574,7 @@ class AuditService:
             await self._catch_up()
         size = checkpoint.size
         inclusion = await self._with_leaves(
-            lambda given: self._tree.inclusion_proof(index, size, given)
+            lambda given: self._tree.inclusion_proof(index, size, given), read
         )
         return EntryProof(
             index=index,
@@ -612,4 +625,22 @@ def _append(rows: list[EntryRow], known: int, store: AuditStore) -> tuple[int, l
 
 def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:
     return store.leaf_hashes(start, end)
+
+
+def _entry_with_chunks(
+    index: int, chunk_size: int, store: AuditStore
+) -> tuple[tuple[bytes, bytes] | None, StoredCheckpoint | None, dict[int, list[bytes]]]:
+    """An entry, the latest checkpoint, and the leaf hashes of the chunks a proof may need."""
+    found = store.entry(index)
+    checkpoint = store.latest_checkpoint()
+    read: dict[int, list[bytes]] = {}
+    if found is not None:
+        chunks = {index // chunk_size}
+        if checkpoint is not None and checkpoint.size % chunk_size:
+            chunks.add(checkpoint.size // chunk_size)
+        for chunk in chunks:
+            leaves = store.leaf_hashes(chunk * chunk_size, (chunk + 1) * chunk_size)
+            if len(leaves) == chunk_size:  # only complete chunks are read back
+                read[chunk] = leaves
+    return found, checkpoint, read
 

@@ -5,8 +5,9 @@ the hashes of the complete subtrees of ``2**k`` leaves or more (each level one
 ``bytearray`` of 32-byte hashes), and the leaf hashes of the last, incomplete
 chunk of ``2**k`` leaves. Nodes below level ``k`` inside a complete chunk are
 recomputed from that chunk's leaf hashes, which the caller reads from the
-store when an operation asks for them (``MissingLeavesError``); the tree checks
-them against the chunk's node before it uses them. The gateway runs with
+store when an operation asks for them (``MissingLeavesError``); the tree
+rebuilds the chunk's subtree from them (``chunk_levels``) and checks it against
+the chunk's node before it is used. The gateway runs with
 ``k = 6``: about 1 byte of memory per entry (1M entries: 1 MB) instead of the
 64 bytes of keeping every level (``k = 0``, what ``audit verify`` uses).
 
@@ -24,10 +25,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from trust.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash, root_from_leaf_hashes
 
-__all__ = ["ChunkLeaves", "MerkleTree", "MissingLeavesError", "TreeError"]
+__all__ = [
+    "ChunkLevels", "ChunkMismatchError", "GivenChunks", "MerkleTree", "MissingLeavesError",
+    "TreeError",
+]
 
-ChunkLeaves = Mapping[int, Sequence[bytes]]
-"""Leaf hashes of complete chunks, by chunk number, as read from the store."""
+ChunkLevels = Sequence[Sequence[bytes]]
+"""A complete chunk's subtree level by level: its leaf hashes first, its root last."""
+GivenChunks = Mapping[int, ChunkLevels]
+"""Complete chunks' subtrees by chunk number, made by ``chunk_levels`` from stored leaves."""
 
 
 class TreeError(ValueError):
@@ -122,52 +128,57 @@ class MerkleTree:
             raise TreeError(f"chunk {chunk} is not complete in a tree of {self._size}")
         return self._node(0, chunk)
 
-    def check_chunk(self, chunk: int, leaves: Sequence[bytes]) -> None:
-        """Raise ``ChunkMismatchError`` unless ``leaves`` are complete chunk ``chunk``'s."""
-        if len(leaves) != self._chunk or root_from_leaf_hashes(leaves) != self.chunk_node(chunk):
+    def chunk_levels(self, chunk: int, leaves: Sequence[bytes]) -> ChunkLevels:
+        """The subtree of complete chunk ``chunk`` over ``leaves``, checked against its node.
+
+        Raises ``ChunkMismatchError`` unless ``leaves`` hash to the node the tree holds.
+        """
+        expected = self.chunk_node(chunk)
+        if len(leaves) != self._chunk or any(len(leaf) != HASH_SIZE for leaf in leaves):
             raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
+        levels: list[Sequence[bytes]] = [list(leaves)]
+        below = levels[0]
+        while len(below) > 1:
+            below = [node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)]
+            levels.append(below)
+        if below[0] != expected:
+            raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
+        return levels
 
     def _node(self, level: int, index: int) -> bytes:
         start = index * 32
         return bytes(self._levels[level][start : start + 32])
 
-    def _leaves(self, chunk: int, given: ChunkLeaves | None) -> Sequence[bytes]:
-        if chunk == self._size >> self._k:
-            return self._tail
-        found = None if given is None else given.get(chunk)
-        if found is None:
-            start = chunk << self._k
-            raise MissingLeavesError(chunk, start, start + self._chunk)
-        return found
+    def _low_node(self, level: int, start: int, given: GivenChunks | None) -> bytes:
+        """The node over leaves ``[start, start + 2**level)``, a subtree inside one chunk."""
+        chunk = start >> self._k
+        offset = start - (chunk << self._k)
+        if chunk == self._size >> self._k:  # the incomplete chunk, held in memory
+            return root_from_leaf_hashes(self._tail[offset : offset + (1 << level)])
+        levels = None if given is None else given.get(chunk)
+        if levels is None:
+            first = chunk << self._k
+            raise MissingLeavesError(chunk, first, first + self._chunk)
+        return bytes(levels[level][offset >> level])
 
-    def _hash(self, start: int, end: int, given: ChunkLeaves | None) -> bytes:
-        """MTH of leaves ``[start, end)``; ``start`` is aligned as RFC 6962 splits make it.
-
-        Such a range either is a complete subtree, or lies inside one aligned
-        block of the next power of two: inside one chunk once it is no longer
-        than a chunk.
-        """
+    def _hash(self, start: int, end: int, given: GivenChunks | None) -> bytes:
+        """MTH of leaves ``[start, end)``; ``start`` is aligned as RFC 6962 splits make it."""
         n = end - start
-        if n >= self._chunk and n & (n - 1) == 0:
+        if n & (n - 1) == 0:
             level = n.bit_length() - 1
-            return self._node(level - self._k, start >> level)
-        if n <= self._chunk:
-            chunk = start >> self._k
-            base = chunk << self._k
-            return root_from_leaf_hashes(self._leaves(chunk, given)[start - base : end - base])
+            if level >= self._k:
+                return self._node(level - self._k, start >> level)
+            return self._low_node(level, start, given)
         k = _split(n)
         return node_hash(self._hash(start, start + k, given), self._hash(start + k, end, given))
 
-    def leaf(self, index: int, given: ChunkLeaves | None = None) -> bytes:
+    def leaf(self, index: int, given: GivenChunks | None = None) -> bytes:
         """The leaf hash at ``index``."""
         if not 0 <= index < self._size:
             raise TreeError(f"no leaf {index} in a tree of {self._size}")
-        if self._chunk == 1:
-            return self._node(0, index)
-        chunk = index >> self._k
-        return bytes(self._leaves(chunk, given)[index - (chunk << self._k)])
+        return self._hash(index, index + 1, given)
 
-    def root(self, size: int | None = None, given: ChunkLeaves | None = None) -> bytes:
+    def root(self, size: int | None = None, given: GivenChunks | None = None) -> bytes:
         """The root of the first ``size`` leaves (all of them by default)."""
         size = self._size if size is None else size
         if not 0 <= size <= self._size:
@@ -175,7 +186,7 @@ class MerkleTree:
         return EMPTY_ROOT if size == 0 else self._hash(0, size, given)
 
     def inclusion_proof(
-        self, index: int, size: int | None = None, given: ChunkLeaves | None = None
+        self, index: int, size: int | None = None, given: GivenChunks | None = None
     ) -> list[bytes]:
         """RFC 6962 2.1.1 PATH(index, D[0:size])."""
         size = self._size if size is None else size
@@ -195,7 +206,7 @@ class MerkleTree:
         return proof
 
     def consistency_proof(
-        self, size1: int, size2: int | None = None, given: ChunkLeaves | None = None
+        self, size1: int, size2: int | None = None, given: GivenChunks | None = None
     ) -> list[bytes]:
         """RFC 6962 2.1.2 PROOF(size1, D[0:size2]); empty when the sizes are equal."""
         size2 = self._size if size2 is None else size2

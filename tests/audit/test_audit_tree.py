@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.audit._tree import ChunkMismatchError, MerkleTree, MissingLeavesError, TreeError
+from gateway.audit._tree import (
+    ChunkLevels,
+    ChunkMismatchError,
+    MerkleTree,
+    MissingLeavesError,
+    TreeError,
+)
 from trust.merkle import (
     leaf_hash,
     root_from_leaf_hashes,
@@ -17,10 +23,10 @@ LEAVES = [leaf_hash(str(i).encode()) for i in range(N)]
 CHUNK_BITS = (0, 1, 2, 3, 6)
 
 
-def _given(tree: MerkleTree) -> dict[int, list[bytes]]:
-    """Every complete chunk's leaf hashes, as the store would give them."""
+def _given(tree: MerkleTree) -> dict[int, ChunkLevels]:
+    """Every complete chunk's subtree, from the leaf hashes the store would give."""
     c = tree.chunk_size
-    return {i: LEAVES[i * c : (i + 1) * c] for i in range(tree.size // c)}
+    return {i: tree.chunk_levels(i, LEAVES[i * c : (i + 1) * c]) for i in range(tree.size // c)}
 
 
 @pytest.fixture(scope="module", params=CHUNK_BITS, ids=lambda k: f"chunk_bits={k}")
@@ -92,19 +98,25 @@ class TestChunks:
         with pytest.raises(MissingLeavesError) as caught:
             tree.inclusion_proof(5, 32)
         assert caught.value.chunk == 0
-        assert tree.inclusion_proof(5, 32, {0: LEAVES[:8]})
+        proof = tree.inclusion_proof(5, 32, {0: tree.chunk_levels(0, LEAVES[:8])})
+        verify_inclusion(5, 32, LEAVES[5], proof, root_from_leaf_hashes(LEAVES[:32]))
 
     def test_given_leaves_are_checked_against_the_tree(self) -> None:
         """Leaf hashes that do not hash to the chunk's node are refused."""
         tree = MerkleTree(2)
         tree.extend(LEAVES)
-        tree.check_chunk(1, LEAVES[4:8])
+        levels = tree.chunk_levels(1, LEAVES[4:8])
+        assert [list(level) for level in levels] == [
+            LEAVES[4:8],
+            [root_from_leaf_hashes(LEAVES[4:6]), root_from_leaf_hashes(LEAVES[6:8])],
+            [root_from_leaf_hashes(LEAVES[4:8])],
+        ]
         with pytest.raises(ChunkMismatchError):
-            tree.check_chunk(1, [LEAVES[4], LEAVES[4], LEAVES[6], LEAVES[7]])
+            tree.chunk_levels(1, [LEAVES[4], LEAVES[4], LEAVES[6], LEAVES[7]])
         with pytest.raises(ChunkMismatchError):
-            tree.check_chunk(1, LEAVES[4:7])
+            tree.chunk_levels(1, LEAVES[4:7])
         with pytest.raises(TreeError):
-            tree.check_chunk(8, LEAVES[32:33])  # the incomplete chunk is not a stored chunk
+            tree.chunk_levels(8, LEAVES[32:33])  # the incomplete chunk is not a stored chunk
 
     def test_memory_is_kept_per_chunk(self) -> None:
         """Chunks of 64 keep one node per 64 leaves at the lowest level."""
