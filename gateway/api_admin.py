@@ -105,16 +105,24 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _int_param(request: web.Request, name: str, default: int | None = None) -> int:
+MAX_ALERT_DAYS = 3650
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None, *,
+               maximum: int = 2**62) -> int:
+    """A non-negative integer parameter (query or path), at most ``maximum``."""
     raw = request.query.get(name) or request.match_info.get(name)
     if raw is None:
         if default is None:
             raise Problem(400, "Bad request", f"{name} is required")
         return default
     try:
-        return int(raw)
+        value = int(raw) if len(raw) <= 20 else -1
     except ValueError as exc:
         raise Problem(400, "Bad request", f"{name} must be an integer") from exc
+    if not 0 <= value <= maximum:
+        raise Problem(400, "Bad request", f"{name} must be an integer from 0 to {maximum}")
+    return value
 
 
 def _text(body: dict[str, Any], name: str) -> str | None:
@@ -237,7 +245,7 @@ async def get_alerts(request: web.Request) -> web.Response:
     default = DEFAULT_EXPIRY_ALERT_DAYS
     if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
         default = section["expiry_alert_days"]
-    days = _int_param(request, "days", default)
+    days = _int_param(request, "days", default, maximum=MAX_ALERT_DAYS)
     service = _service(request)
     assert service.state is not None
     now = service.clock()

@@ -24,7 +24,7 @@ from gateway.identity import IdentityKind, Role, add_identity
 from gateway.settings import Settings, load_settings
 from gateway.signing import load_or_create_key
 from gateway.trustlists import setup
-from mocks import RunningFederation, rfc3339
+from mocks import KEYS_VALID_UNTIL, RunningFederation, rfc3339
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, trust_document
 from trust import TrustListError, export_signed
@@ -282,13 +282,27 @@ class TestHistory:
         assert 404 == (await gateway.get("/v1/admin/trust-list/versions/9", headers=viewer)
                        ).status
 
+    @pytest.mark.parametrize("query", [
+        "alerts?days=-1", "alerts?days=3651", "alerts?days=99999999999999999999999",
+        "alerts?days=ten", "trust-list/versions/99999999999999999999999",
+        "trust-list/versions/-3", "trust-list/diff?from=0&to=9223372036854775808",
+    ])
+    async def test_out_of_range_integers_are_4xx(self, gateway: Client,
+                                                  tokens: dict[str, str], query: str) -> None:
+        """An integer parameter out of range is a 400 problem, never a 500."""
+        resp = await gateway.get(f"/v1/admin/{query}", headers=_auth(tokens["vera"]))
+        assert 400 == resp.status
+        assert resp.content_type == "application/problem+json"
+
     async def test_alerts(self, gateway: Client, tokens: dict[str, str]) -> None:
         """Anchors expiring within the window and a list near next_update are alerted."""
         viewer = _auth(tokens["vera"])
         soon = await (await gateway.get("/v1/admin/alerts", headers=viewer)).json()
         assert 30 == soon["days"]
         assert ["trust-list-expiring"] == [a["kind"] for a in soon["alerts"]]
-        late = await (await gateway.get("/v1/admin/alerts?days=800", headers=viewer)).json()
+        # A window reaching past the end of the mock anchors' validity also alerts them.
+        days = (KEYS_VALID_UNTIL - datetime.now(UTC)).days + 2
+        late = await (await gateway.get(f"/v1/admin/alerts?days={days}", headers=viewer)).json()
         kinds = {a["kind"] for a in late["alerts"]}
         assert {"trust-list-expiring", "anchor-expiring"} == kinds
 
