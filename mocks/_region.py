@@ -66,9 +66,9 @@ DELETE: Final = _Delete.DELETE
 
 KEYS_VALID_FROM: Final = datetime(2026, 1, 1, tzinfo=UTC)
 """Default start of every key's and certificate's window (the ``2026a`` generation)."""
-KEYS_VALID_UNTIL: Final = datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC)
+KEYS_VALID_UNTIL: Final = datetime(2031, 12, 31, 23, 59, 59, tzinfo=UTC)
 """Default end of the signing keys' and the signer certificate's window."""
-ROOT_VALID_UNTIL: Final = datetime(2035, 12, 31, 23, 59, 59, tzinfo=UTC)
+ROOT_VALID_UNTIL: Final = datetime(2040, 12, 31, 23, 59, 59, tzinfo=UTC)
 """Default end of the root CA's window."""
 
 _SIGNING: Final[tuple[KeyUsageName, ...]] = ("digital_signature",)

@@ -42,7 +42,7 @@ class TestEntry:
             "310000-req-2026a": "request-signing",
         } == {kid: a["use"] for kid, a in anchors.items()}
         lic = anchors["310000-lic-2026a"]
-        assert ("2026-01-01T00:00:00Z", "2027-12-31T23:59:59Z", "active", None, None) == (
+        assert ("2026-01-01T00:00:00Z", "2031-12-31T23:59:59Z", "active", None, None) == (
             lic["valid_from"],
             lic["valid_until"],
             lic["status"],
