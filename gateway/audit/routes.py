@@ -67,15 +67,19 @@ def _service(request: web.Request) -> AuditService:
     return service
 
 
+_MAX_INT = 2**62
+"""Indices, sizes and cursors beyond this are refused (stores keep signed 64-bit integers)."""
+
+
 def _int(request: web.Request, name: str, value: str | None, *, minimum: int = 0) -> int:
     if value is None:
         raise Problem(400, "Bad request", f"{name} is required")
     try:
-        number = int(value)
+        number = int(value) if len(value) <= 20 else _MAX_INT + 1
     except ValueError:
         raise Problem(400, "Bad request", f"{name} must be an integer") from None
-    if number < minimum:
-        raise Problem(400, "Bad request", f"{name} must be at least {minimum}")
+    if not minimum <= number <= _MAX_INT:
+        raise Problem(400, "Bad request", f"{name} must be an integer from {minimum} to {_MAX_INT}")
     return number
 
 

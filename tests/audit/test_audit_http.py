@@ -259,3 +259,14 @@ class TestAuditorEndpoints:
         assert 400 == (await client.get(url, headers=headers)).status
         url = "/v1/audit/consistency?first=1&second=99"
         assert 400 == (await client.get(url, headers=headers)).status
+        huge = "9" * 30
+        for url in (f"/v1/audit/entries/{huge}", f"/v1/audit/consistency?first=1&second={huge}",
+                    f"/v1/audit/records?cursor={huge}", f"/v1/audit/records?limit={huge}",
+                    "/v1/audit/records?from=9999-12-31T23:59:59-23:59",
+                    "/v1/audit/records?from=0001-01-01T00:00:00%2B14:00",
+                    f"/v1/audit/export.csv?cursor={huge}", "/v1/audit/stats?day=9999-12-31",
+                    "/v1/audit/stats?day=0001-01-01"):
+            resp = await client.get(url, headers=headers)
+            assert resp.status in (200, 400, 404), url
+            if resp.status != 200:
+                assert resp.content_type == "application/problem+json", url
