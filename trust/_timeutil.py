@@ -30,14 +30,22 @@ def parse_rfc3339(text: object, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+"""Calendar days a licence may name; outside them a day's instants in UTC+8 may not exist."""
+
+
 def parse_day(text: object, name: str) -> date:
-    """Parse ``YYYY-MM-DD``."""
+    """Parse ``YYYY-MM-DD`` between ``FIRST_DAY`` and ``LAST_DAY``."""
     if not isinstance(text, str) or len(text) != 10:
         raise ValueError(f"{name} must be YYYY-MM-DD")
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"{name} is not a valid date: {text!r}") from exc
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{name} is outside {FIRST_DAY.isoformat()}..{LAST_DAY.isoformat()}")
+    return day
 
 
 def day_start(day: date) -> datetime:

@@ -290,3 +290,46 @@ async def test_requested_matter_checked_in_partner_scheme(
 
     assert await sub("公共服务-00901-001") is None
     assert "ISSUER_NOT_RECOGNISED_FOR_TYPE" == await sub("公共服务-00902-001")
+
+
+EXTREME_LICENCES: dict[str, tuple[dict[str, Any], str | None]] = {
+    # A partner's signature over odd values: each is a verdict (the expected sub-indication,
+    # or None where any verdict will do), never a 500, with and without the cache.
+    "exp at the int64 limit": ({"claims_override": {"exp": 2**63 - 1}}, None),
+    "exp at year 10000": ({"claims_override": {"exp": 253402300800}}, None),
+    "iat far before 1970": ({"claims_override": {"iat": -10**12}}, "FORMAT_FAILURE"),
+    "iat a huge float": ({"claims_override": {"iat": 1e308}}, "FORMAT_FAILURE"),
+    "nbf before year 1": ({"claims_override": {"nbf": -62135596801}}, "FORMAT_FAILURE"),
+    "iat a boolean": ({"claims_override": {"iat": True}}, "FORMAT_FAILURE"),
+    "valid_until 9999-12-31": ({"lic_override": {"valid_until": "9999-12-31"}}, "FORMAT_FAILURE"),
+    "valid_from 0001-01-01": ({"lic_override": {"valid_from": "0001-01-01"}}, "FORMAT_FAILURE"),
+    "issue_date 2026-02-30": ({"lic_override": {"issue_date": "2026-02-30"}}, "FORMAT_FAILURE"),
+    "status idx at the int64 limit": (
+        {"claims_override": {"status": {"status_list": {"idx": 2**63 - 1, "uri": "x"}}}}, None),
+    "status uri null": (
+        {"claims_override": {"status": {"status_list": {"idx": 1, "uri": None}}}},
+        "FORMAT_FAILURE"),
+    "deeply nested fields": ({"lic_override": {"fields": {"a": [[[[[[[[[[]]]]]]]]]]}}}, None),
+    "kid a number": ({"header_override": {"kid": 5}}, "FORMAT_FAILURE"),
+    "x5c not a list": ({"header_override": {"x5c": "AAAA"}}, "FORMAT_FAILURE"),
+    "x5c junk": ({"header_override": {"x5c": ["AAAA"]}}, "FORMAT_FAILURE"),
+}
+
+
+@pytest.mark.parametrize("case", list(EXTREME_LICENCES))
+async def test_extreme_signed_values_are_verdicts(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        case: str) -> None:
+    """Odd values inside a validly signed licence give a verdict, never a 500."""
+    overrides, expected = EXTREME_LICENCES[case]
+    client = await gateway_client()
+    token = running.federation["310000"].issue(**overrides).token
+    body = {"credential": token, "matter": {"region": "310000", "code": "310000-20-SFJ-0001"}}
+    answers = []
+    for _ in range(2):  # the second answer may come from the cache
+        resp = await client.post("/v1/verifications", headers=_auth(client_key), json=body)
+        assert 200 == resp.status, await resp.text()
+        answers.append(await resp.json())
+    assert answers[0]["indication"] == answers[1]["indication"]
+    if expected is not None:
+        assert expected == answers[0]["sub_indication"], answers[0]["checks"]
