@@ -127,10 +127,16 @@ class PartnerRequest:
         return f"{self.region}:{self.jti}"
 
 
+_MAX_NUMERIC_DATE = 253402300800
+"""NumericDates from 1970 up to the end of 9999, as datetime can hold them."""
+
+
 def _int_claim(claims: Mapping[str, object], name: str, iss: str | None) -> int:
     value = claims.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
         raise RequestTokenError(f"{name} must be a NumericDate integer", claimed_iss=iss)
+    if not 0 <= value < _MAX_NUMERIC_DATE:
+        raise RequestTokenError(f"{name} is out of range", claimed_iss=iss)
     return value
 
 
@@ -216,6 +222,9 @@ def check_request_token(
         raise RequestTokenError("iat is in the future", claimed_iss=iss)
     if now > exp + skew_s:
         raise RequestTokenError("token expired", claimed_iss=iss)
+    # The profile names no nbf, but one that is present is honoured (RFC 7519 4.1.5).
+    if "nbf" in claims and _int_claim(claims, "nbf", iss) > now + skew_s:
+        raise RequestTokenError("token not valid yet (nbf)", claimed_iss=iss)
     if claims.get("htm") != method:
         raise RequestTokenError(f"htm must be {method}", claimed_iss=iss)
     if claims.get("htu") != path:

@@ -338,6 +338,21 @@ class TestAuthentication:
         await self._expect_401(answer, audit)
         assert "expired" in answer.body["detail"]
 
+    @pytest.mark.parametrize("claims", [
+        {"exp": 2**63 - 1}, {"iat": -10**12}, {"iat": 1e308}, {"iat": True}, {"jti": 5},
+        {"aud": ["310000"]}, {"iss": None}, {"body_sha256": 5}, {"nbf": 2**63 - 1},
+        {"nbf": int(time.time()) + 120},
+    ], ids=repr)
+    async def test_odd_token_claims_are_401(self, start: Start, running: RunningFederation,
+                                            audit: MemoryAudit, claims: dict[str, Any]) -> None:
+        """Signed claims out of range or of the wrong type: 401 cn 11, never a 500."""
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER),
+                                claims_override=claims)
+        await self._expect_401(answer, audit)
+
     async def test_replayed_jti(self, start: Start, running: RunningFederation,
                                 audit: MemoryAudit) -> None:
         """The same token twice: the second is refused."""
