@@ -460,7 +460,9 @@ class AuditService:
         while True:
             start = self._tree.size
             hashes = await self._read(partial(_leaf_hashes, start, start + _CATCH_UP_SLICE))
-            if len(hashes) > 1000:  # start-up: hashing a large log off the event loop
+            if not self._started and len(hashes) > 1000:
+                # Start-up only (no writer runs yet, so the tree has one user): hash a large
+                # log off the event loop. Once serving, the tree is touched only from the loop.
                 await loop.run_in_executor(None, self._absorb, start, hashes)
             else:
                 self._absorb(start, hashes)
