@@ -280,8 +280,13 @@ def _judge(licence: StoredLicence, today: date) -> int:
     return 0
 
 
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_CHINA_OFFSET_S = 8 * 3600
+
+
 def _china_midnight(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).timestamp())
+    """The NumericDate of 00:00 China Standard Time (UTC+08:00, no DST) on ``day``."""
+    return (day.toordinal() - _EPOCH_DAY) * 86400 - _CHINA_OFFSET_S
 
 
 def _lenient_matter(raw: bytes, note: _Note) -> None:
@@ -325,6 +330,7 @@ class PartnerService:
         self.store = store
         self.keyring = keyring
         self.licence_key = licence_key
+        self._sign_licence_claims = licence_key.signer({"typ": "ecert+jwt"})
         self.status_key = status_key
         self.replay = replay
         self.limiter = limiter
@@ -391,7 +397,7 @@ class PartnerService:
             claims["exp"] = _china_midnight(until + timedelta(days=1))
         claims["lic"] = dict(licence.lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
-        return self.licence_key.sign({"typ": "ecert+jwt"}, claims)
+        return self._sign_licence_claims(claims)
 
     async def status_token(self, uri: str) -> str:
         """Huzhou's status list as a ``statuslist+jwt``, rebuilt at most every

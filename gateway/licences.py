@@ -49,6 +49,7 @@ import orjson
 import psycopg
 from stdnum.cn import ric, uscc
 
+from gateway.coalesce import Coalescer
 from gateway.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
 from gateway.settings import Settings
 from gateway.sqlite import SqliteDB, connect
@@ -434,14 +435,27 @@ def _type_published(conn: Connection, d: _Dialect, type_code: str) -> bool:
     return row is not None
 
 
-def _find(conn: Connection, d: _Dialect, type_code: str, identifier: str | None,
-          pseudonyms: Sequence[str]) -> tuple[bool, list[StoredLicence]]:
-    if not _type_published(conn, d, type_code):
-        return False, []
-    if identifier is not None:
-        found = _by_identifier(conn, d, identifier)
-        return True, [] if found is None else [found]
-    return True, _by_holder(conn, d, pseudonyms, type_code) if pseudonyms else []
+_FindArgs = tuple[str, str | None, tuple[str, ...]]
+"""One ``find``: type code, identifier (or None), holder lookup keys."""
+
+
+def _find_many(conn: Connection, d: _Dialect, queries: Sequence[_FindArgs]
+               ) -> list[tuple[bool, list[StoredLicence]]]:
+    published: dict[str, bool] = {}
+    answers: list[tuple[bool, list[StoredLicence]]] = []
+    for type_code, identifier, pseudonyms in queries:
+        known = published.get(type_code)
+        if known is None:
+            known = published[type_code] = _type_published(conn, d, type_code)
+        if not known:
+            answers.append((False, []))
+        elif identifier is not None:
+            found = _by_identifier(conn, d, identifier)
+            answers.append((True, [] if found is None else [found]))
+        else:
+            answers.append((True, _by_holder(conn, d, pseudonyms, type_code)
+                            if pseudonyms else []))
+    return answers
 
 
 def _status_entries(conn: Connection, _: _Dialect) -> StatusEntries:
@@ -617,6 +631,11 @@ class _ThreadedStore:
     backend = "?"
     _dialect: _Dialect
 
+    def __init__(self) -> None:
+        # Concurrent queries share one trip to the store's thread (see gateway.coalesce).
+        self._finds: Coalescer[_FindArgs, tuple[bool, list[StoredLicence]]] = Coalescer(
+            self._find_many)
+
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         raise NotImplementedError
 
@@ -644,8 +663,13 @@ class _ThreadedStore:
 
     async def find(self, type_code: str, *, identifier: str | None = None,
                    pseudonyms: Sequence[str] = ()) -> tuple[bool, list[StoredLicence]]:
-        """Type check and lookup in one call on the store's thread (or connection)."""
-        return await self._call(_find, type_code, identifier, list(pseudonyms))
+        """Type check and lookup on the store's thread (or connection), in one trip with
+        the other queries waiting at the same moment."""
+        return await self._finds((type_code, identifier, tuple(pseudonyms)))
+
+    async def _find_many(self, queries: list[_FindArgs]
+                         ) -> list[tuple[bool, list[StoredLicence]]]:
+        return await self._call(_find_many, queries)
 
     async def status_entries(self) -> StatusEntries:
         """The status list's length and non-valid entries."""
@@ -658,6 +682,7 @@ class SqliteLicenceStore(_ThreadedStore):
     backend = "sqlite"
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self._dialect = SQLITE
         self._db = SqliteDB(path)
 
@@ -679,6 +704,7 @@ class PostgresLicenceStore(_ThreadedStore):
     backend = "postgresql"
 
     def __init__(self, dsn: str) -> None:
+        super().__init__()
         self._dialect = POSTGRES
         self._dsn = dsn
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-licences")

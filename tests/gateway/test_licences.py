@@ -20,12 +20,15 @@ from gateway.licences import (
     HolderKeyring,
     LicenceRecordError,
     LicenceState,
+    PostgresLicenceStore,
     SqliteLicenceStore,
     licence_db_path,
     open_repository,
+    open_store,
     record_from_mapping,
 )
 from gateway.partner import RedisReplayCache
+from gateway.settings import load_settings
 from tests.gateway.test_partner_api import HOLDER, OTHER_HOLDER, licence_row
 
 _CSV_COLUMNS = ("identifier", "type_code", "type_name", "number", "issuer_name", "issuer_code",
@@ -268,6 +271,70 @@ class TestHolderKeys:
                 return repo.import_records([record_from_mapping(row)], keyring).rekeyed
 
         assert 1 == await loop.run_in_executor(None, reimport)
+
+
+async def _concurrent_finds(tmp_path: Path, postgres_dsn: str | None) -> None:
+    """Many finds at once share store trips and each gets its own answer."""
+    from tests.gateway.test_partner_api import import_rows
+
+    loop = asyncio.get_running_loop()
+    rows = [licence_row(n, holder=HOLDER if n % 2 else OTHER_HOLDER) for n in range(1, 7)]
+    await loop.run_in_executor(None, import_rows, tmp_path, rows, postgres_dsn)
+    keyring = await loop.run_in_executor(None, HolderKeyring.load, tmp_path)
+    store = open_store(load_settings({}, None, {"data_dir": tmp_path,
+                                                "postgres_dsn": postgres_dsn}))
+    assert isinstance(store, SqliteLicenceStore | PostgresLicenceStore)
+    await store.open()
+    trips = 0
+    run_one = store._run
+
+    async def counted(fn: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await run_one(fn)
+
+    store._run = counted  # type: ignore[method-assign]
+    type_code = rows[0]["type_code"]
+    missing = licence_row(99)["identifier"]  # well formed, never imported
+    queries: list[tuple[str, str | None, Sequence[str]]] = [
+        *((type_code, r["identifier"], ()) for r in rows),
+        (type_code, missing, ()),
+        (type_code, None, keyring.pseudonyms("111", HOLDER)),
+        (type_code, None, keyring.pseudonyms("111", OTHER_HOLDER)),
+        (type_code, None, keyring.pseudonyms("111", "110101199003076518")),
+        ("99999999999999999X", rows[0]["identifier"], ()),
+    ]
+    try:
+        answers = await asyncio.gather(*(store.find(t, identifier=i, pseudonyms=p)
+                                         for t, i, p in queries))
+        alone = await store.find(type_code, identifier=rows[2]["identifier"])
+    finally:
+        await store.close()
+    found = [(published, [c.identifier for c in candidates]) for published, candidates in answers]
+    ids = [r["identifier"] for r in rows]
+    assert found == [
+        *((True, [i]) for i in ids),
+        (True, []),
+        (True, sorted(ids[0::2])),
+        (True, sorted(ids[1::2])),
+        (True, []),
+        (False, []),
+    ]
+    assert [ids[2]] == [c.identifier for c in alone[1]]
+    assert trips < len(queries)  # the eleven concurrent finds shared trips
+
+
+class TestConcurrentFinds:
+    """``LicenceStore.find`` coalesces concurrent queries into shared store trips."""
+
+    async def test_sqlite(self, tmp_path: Path) -> None:
+        """SQLite (the default store)."""
+        await _concurrent_finds(tmp_path, None)
+
+    @pytest.mark.postgres
+    async def test_postgres(self, tmp_path: Path, postgres_dsn: str) -> None:
+        """PostgreSQL."""
+        await _concurrent_finds(tmp_path, postgres_dsn)
 
 
 class TestBackends:

@@ -163,6 +163,11 @@ class TestFound:
         assert HOLDER == claims["lic"]["holder_code"]
         assert CONSTRUCTION_WORKER == claims["lic"]["type_code"]
         assert row["valid_until"] == claims["lic"]["valid_until"]
+        # nbf/exp: 00:00 China time on valid_from and on the day after valid_until (inclusive).
+        starts = datetime.combine(date.fromisoformat(row["valid_from"]), datetime.min.time(), CHINA)
+        ends = datetime.combine(date.fromisoformat(row["valid_until"]) + timedelta(days=1),
+                                datetime.min.time(), CHINA)
+        assert (starts.timestamp(), ends.timestamp()) == (claims["nbf"], claims["exp"])
         # The status entry resolves through Huzhou's published list.
         reference = claims["status"]["status_list"]
         resp = await client.get(urlsplit(reference["uri"]).path)
