@@ -34,8 +34,8 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,6 +49,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
+from gateway.cache import redis_client
+from gateway.licences import LicenceStore, SqliteLicenceStore, licence_db_path
+from gateway.partner import RedisReplayCache, ReplayCache
 from trust import b64url_decode, b64url_encode
 
 _OK: Final = orjson.dumps({"status": "ok"})
@@ -85,18 +88,24 @@ class _FloorState:
     receipt_key: ed25519.Ed25519PrivateKey
     receipt_prefix: str
     audit: AuditService | None = None
+    request_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
+    licence_prefix: str = ""
+    licences: LicenceStore | None = None
+    replay: ReplayCache | None = None
 
 
 _FLOOR: Final = web.AppKey("floor", _FloorState)
+_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
 _ECDSA: Final = ec.ECDSA(hashes.SHA256())
 
 
-def _licence_keys(trust_list: dict[str, Any]) -> dict[str, ec.EllipticCurvePublicKey]:
+def _licence_keys(trust_list: dict[str, Any], use: str = "licence-signing"
+                  ) -> dict[str, ec.EllipticCurvePublicKey]:
     keys: dict[str, ec.EllipticCurvePublicKey] = {}
     for partner in trust_list["partners"]:
         for anchor in partner["anchors"]:
             jwk = anchor.get("jwk")
-            if anchor.get("use") == "licence-signing" and jwk and jwk.get("crv") == "P-256":
+            if anchor.get("use") == use and jwk and jwk.get("crv") == "P-256":
                 key = jwt.PyJWK(jwk, algorithm="ES256").key
                 if isinstance(key, ec.EllipticCurvePublicKey):
                     keys[anchor["kid"]] = key
@@ -156,24 +165,109 @@ def _floor_handler(*, verify: bool, receipt: bool) -> Any:
     return handle
 
 
-def create_floor_app(trust_list: dict[str, Any], data_dir: Path) -> web.Application:
-    """The floor endpoints, with the trust list's ES256 licence keys and an audit log."""
+def _es256(key: ec.EllipticCurvePublicKey, token: str) -> tuple[bool, bytes]:
+    """One ES256 check of a compact JWS; its payload bytes."""
+    header_b64, payload_b64, sig_b64 = token.split(".")
+    sig = b64url_decode(sig_b64)
+    der = encode_dss_signature(int.from_bytes(sig[:32]), int.from_bytes(sig[32:]))
+    try:
+        key.verify(der, f"{header_b64}.{payload_b64}".encode(), _ECDSA)
+    except InvalidSignature:
+        return False, b""
+    return True, b64url_decode(payload_b64)
+
+
+def _day_s(text: str) -> int:
+    """00:00 China time (UTC+08:00) of an ISO day, as a NumericDate."""
+    return (date.fromisoformat(text).toordinal() - _EPOCH_DAY) * 86400 - 8 * 3600
+
+
+async def _floor_partner(request: web.Request) -> web.Response:
+    state = request.app[_FLOOR]
+    started = time.perf_counter()
+    at = datetime.now(UTC)
+    now = int(at.timestamp())
+    raw = await request.read()
+    token = request.headers.get("Authorization", "").partition(" ")[2]
+    kid = orjson.loads(b64url_decode(token.partition(".")[0]))["kid"]
+    ok, payload = _es256(state.request_keys[kid], token)
+    if not ok:
+        return _json(orjson.dumps({"cn_status": 11}), status=401)
+    claims = orjson.loads(payload)
+    assert state.replay is not None
+    assert state.licences is not None
+    assert state.audit is not None
+    if not await state.replay.first_use(f"{claims['iss']}:{claims['jti']}", 330):
+        return _json(orjson.dumps({"cn_status": 11}), status=401)
+    identifier = orjson.loads(raw)["identifier"]
+    _, found = await state.licences.find(identifier.split(".")[5], identifier=identifier)
+    answer: dict[str, Any] = {"cn_status": 10, "licences": []}
+    if found:
+        lic = found[0].lic
+        licence = {"iss": "330500", "jti": identifier, "iat": now,
+                   "nbf": _day_s(str(lic["valid_from"])), "lic": lic,
+                   "status": {"status_list": {"idx": found[0].status_idx, "uri": "floor"}}}
+        if lic.get("valid_until"):
+            licence["exp"] = _day_s(str(lic["valid_until"])) + 86400
+        signing_input = state.licence_prefix + b64url_encode(orjson.dumps(licence))
+        answer = {"cn_status": 0, "licences": [
+            signing_input + "." + b64url_encode(state.receipt_key.sign(signing_input.encode()))]}
+    await state.audit.append(AuditEvent(
+        event_type=EventType.PARTNER_QUERY, actor_kind=ActorKind.PARTNER,
+        actor_id=str(claims["iss"]), at=at, outcome="ok", cn_status=answer["cn_status"],
+        licence_identifier=identifier, partner_region=str(claims["iss"]),
+        latency_ms=round((time.perf_counter() - started) * 1000, 3)))
+    return _json(orjson.dumps(answer))
+
+
+class _DictReplay(ReplayCache):
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    async def first_use(self, key: str, ttl_s: int) -> bool:
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
+                     licences: Path | None = None, redis_url: str | None = None
+                     ) -> web.Application:
+    """The floor endpoints, with the trust list's ES256 licence keys and an audit log;
+    ``/partner`` also reads the licence library in ``licences`` (a gateway data folder)."""
     receipt_key = ed25519.Ed25519PrivateKey.generate()
     prefix = b64url_encode(orjson.dumps({"alg": "EdDSA", "kid": "floor",
                                          "typ": "ecert-receipt+jwt"})) + "."
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app[_FLOOR] = _FloorState(_licence_keys(trust_list), receipt_key, prefix)
+    app[_FLOOR] = _FloorState(
+        _licence_keys(trust_list), receipt_key, prefix,
+        request_keys=_licence_keys(trust_list, "request-signing"),
+        licence_prefix=b64url_encode(orjson.dumps({"typ": "ecert+jwt", "alg": "EdDSA",
+                                                   "kid": "floor-lic"})) + ".")
 
     async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with AuditService(data_dir=data_dir, gateway_id="330500") as audit:
-            app[_FLOOR].audit = audit
-            yield
+        state = app[_FLOOR]
+        if licences is not None:
+            state.licences = SqliteLicenceStore(licence_db_path(licences))
+            await state.licences.open()
+        state.replay = (RedisReplayCache(redis_client(redis_url, timeout_s=1.0))
+                        if redis_url else _DictReplay())
+        try:
+            async with AuditService(data_dir=data_dir, gateway_id="330500") as audit:
+                state.audit = audit
+                yield
+        finally:
+            await state.replay.close()
+            if state.licences is not None:
+                await state.licences.close()
 
     app.cleanup_ctx.append(audit_ctx)
     app.router.add_get("/", _ready)
     app.router.add_post("/verify", _floor_handler(verify=True, receipt=True))
     app.router.add_post("/hit", _floor_handler(verify=False, receipt=True))
     app.router.add_post("/audit", _floor_handler(verify=False, receipt=False))
+    app.router.add_post("/partner", _floor_partner)
     return app
 
 
@@ -201,12 +295,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--jwk", type=Path, help="public JWK file (naive)")
     parser.add_argument("--trust-list", type=Path, help="trust-list JSON (floor)")
+    parser.add_argument("--licences", type=Path,
+                        help="gateway data folder whose licence library /partner reads (floor)")
+    parser.add_argument("--redis-url", help="Redis for /partner's jti replay cache (floor)")
     args = parser.parse_args(argv)
     if args.kind == "floor":
         if args.trust_list is None:
             parser.error("floor needs --trust-list")
         with tempfile.TemporaryDirectory(prefix="ecert-floor-") as tmp:
-            app = create_floor_app(orjson.loads(args.trust_list.read_bytes()), Path(tmp))
+            app = create_floor_app(orjson.loads(args.trust_list.read_bytes()), Path(tmp),
+                                   licences=args.licences, redis_url=args.redis_url)
             web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
                         shutdown_timeout=2.0)
         return 0

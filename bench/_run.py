@@ -44,7 +44,8 @@ TRANSLATE_BODY: Final = {
     "conditions": {"applicant_type": "enterprise"},
 }
 SCENARIO_KEYS: Final = ("minimal", "naive", "floor-verify", "floor-batch", "floor-hit",
-                         "floor-audit", "single", "batch", "repeated", "translation",
+                         "floor-audit", "floor-partner", "single", "batch", "repeated",
+                         "translation",
                          "partner", "tier2", "es256", "audit")
 GOAL_SINGLE: Final = 0.8
 GOAL_BATCH: Final = 0.45
@@ -498,9 +499,12 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     children.wait_file("mockserver", pools / "naive-jwk.json", 300)
     children.start("naive", [python(), "-m", "bench._baselines", "naive",
                              "--port", str(naive_port), "--jwk", str(pools / "naive-jwk.json")])
+    # The partner floor reads gateway A's licence library and, like A, spends jtis in Redis.
     children.start("floor", [python(), "-m", "bench._baselines", "floor",
                              "--port", str(floor_port),
-                             "--trust-list", str(pools / "trust-list.json")])
+                             "--trust-list", str(pools / "trust-list.json"),
+                             "--licences", str(data),
+                             *(["--redis-url", opts.redis_url] if redis_db.available else [])])
     floor = f"http://{HOST}:{floor_port}"
     gw = f"http://{HOST}:{gw_port}"
     gw_b = f"http://{HOST}:{b_port}"
@@ -532,6 +536,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     probe = work / "partner-probe.jsonl"
     _cluster.partner_pool(control, identifiers=identifiers, out=probe, count=1)
     _cluster.partner_sanity(partner_url, probe.read_bytes().splitlines()[0])
+    _cluster.partner_pool(control, identifiers=identifiers, out=probe, count=1, offset=1)
+    _cluster.partner_sanity(f"{floor}/partner", probe.read_bytes().splitlines()[0])
     translate_ok, translate_note = _probe_translation(gw, auth)
     log(f"translation: {translate_note}")
     cache = _probe_cache(gw, auth, pools)
@@ -561,30 +567,39 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     for s in scenarios:
         s.pool_lines = counts.get(s.pool.stem, 1)
 
+    floor_partner = Http("floor-partner", f"{floor}/partner", probe, probe, unique=True,
+                         auth_lines=True, fresh=True)
     partner = Http("partner", partner_url, probe, probe, unique=True, auth_lines=True,
                    fresh=True)
 
-    def prepare_partner(round_no: int) -> None:
-        # Fresh one-use tokens (lifetime 300 s), signed just before the round needs them;
-        # the pools are sized for the load generator's whole-second durations.
-        began = time.monotonic()
-        warm_n = math.ceil((max(1.0, round(opts.warmup)) + 1) * EXPECTED_PARTNER_PER_S)
-        count = math.ceil((max(1.0, round(opts.duration)) + 1) * EXPECTED_PARTNER_PER_S)
-        for old in (partner.pool, partner.warm):
-            old.unlink(missing_ok=True)
-        partner.warm = work / f"partner-warm-{round_no + 1}.jsonl"
-        partner.pool = work / f"partner-{round_no + 1}.jsonl"
-        _cluster.partner_pool(control, identifiers=identifiers, out=partner.warm,
-                              count=warm_n, offset=round_no * 7919)
-        partner.pool_lines = _cluster.partner_pool(
-            control, identifiers=identifiers, out=partner.pool, count=count,
-            offset=round_no * 7919 + warm_n)
-        extras.partner_pools.append((warm_n + count, time.monotonic() - began))
-        log(f"  signed {warm_n + count:,} partner request tokens in "
-            f"{time.monotonic() - began:.1f} s")
+    def fresh_tokens(scenario: Http, salt: int) -> Callable[[int], None]:
+        def prepare(round_no: int) -> None:
+            # Fresh one-use tokens (lifetime 300 s), signed just before the round needs
+            # them; the pools are sized for the load generator's whole-second durations.
+            began = time.monotonic()
+            warm_n = math.ceil((max(1.0, round(opts.warmup)) + 1) * EXPECTED_PARTNER_PER_S)
+            count = math.ceil((max(1.0, round(opts.duration)) + 1) * EXPECTED_PARTNER_PER_S)
+            for old in (scenario.pool, scenario.warm):
+                if old != probe:
+                    old.unlink(missing_ok=True)
+            scenario.warm = work / f"{scenario.key}-warm-{round_no + 1}.jsonl"
+            scenario.pool = work / f"{scenario.key}-{round_no + 1}.jsonl"
+            offset = round_no * 7919 + salt
+            _cluster.partner_pool(control, identifiers=identifiers, out=scenario.warm,
+                                  count=warm_n, offset=offset)
+            scenario.pool_lines = _cluster.partner_pool(
+                control, identifiers=identifiers, out=scenario.pool, count=count,
+                offset=offset + warm_n)
+            if scenario is partner:
+                extras.partner_pools.append((warm_n + count, time.monotonic() - began))
+            log(f"  signed {warm_n + count:,} {scenario.key} request tokens in "
+                f"{time.monotonic() - began:.1f} s")
 
-    partner.prepare = prepare_partner
-    scenarios.append(partner)
+        return prepare
+
+    floor_partner.prepare = fresh_tokens(floor_partner, 3571)
+    partner.prepare = fresh_tokens(partner, 0)
+    scenarios += [floor_partner, partner]
 
     if redis_db.available:
         tier2 = Http("tier2", f"{gw_b}/v1/verifications", pool("tier2"), pool("tier2"), auth)
@@ -781,6 +796,11 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                         f"Gateway: partner query by identifier (Shanghai, a fresh signed request "
                         f"token per request, library of {opts.licences:,} licences)", "req/s")
     _compare(partner, naive, "naive verify", GOAL_PARTNER)
+    floor_partner = _http_row(by("floor-partner"), "Floor: request-token ES256 check + jti "
+                              "spent in the replay cache + one licence-store read + Ed25519 "
+                              "licence signature + durable audit record, no other work "
+                              "(/partner, a fresh pool)", "req/s")
+    _floor(floor_partner, naive, "naive verify", GOAL_PARTNER)
     tier2_label = (f"Tier-2 cache hits (second instance): B re-verifies {opts.tier2:,} "
                    f"licences warmed on A, B's tier 1 holds 1 entry")
     if "tier2" in index:
@@ -804,7 +824,7 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
     memory = Row("Gateway peak memory (VmHWM of gateway A, whole run)",
                  text="unknown" if peak_kib is None else f"{peak_kib / 1024:.0f} MiB")
     rows = [minimal, naive, raw, single, floor_verify, batch, floor_batch, repeated, floor_hit,
-            translation, floor_audit, partner, tier2,
+            translation, floor_audit, partner, floor_partner, tier2,
             propagation, memory_now, appends, proof, *_scale_rows(extras), memory]
     notes = [
         ("Every gateway request does all its work: every check of the licence, the status "

@@ -23,6 +23,7 @@ EXPECTED_ROWS = (
     "Gateway: matter translation",
     "Floor: durable audit record only",
     "Gateway: partner query by identifier",
+    "Floor: request-token ES256 check + jti spent",
     "Tier-2 cache hits (second instance)",
     "Trust-list propagation to a second instance",
     "Memory with ",
