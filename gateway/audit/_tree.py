@@ -8,7 +8,7 @@ recomputed from that chunk's leaf hashes, which the caller reads from the
 store when an operation asks for them (``MissingLeavesError``); the tree
 rebuilds the chunk's subtree from them (``chunk_levels``) and checks it against
 the chunk's node before it is used. The gateway runs with
-``k = 6``: about 1 byte of memory per entry (1M entries: 1 MB) instead of the
+``k = 4``: about 4 bytes of memory per entry (1M entries: 4 MB) instead of the
 64 bytes of keeping every level (``k = 0``, what ``audit verify`` uses).
 
 Appending is amortised O(1); the root of any prefix, inclusion proofs and

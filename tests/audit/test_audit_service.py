@@ -276,15 +276,16 @@ class TestLargeLog:
     ) -> None:
         """Proofs for old entries and old sizes, and a restart whose checkpoint ends mid-chunk."""
         chunk = 1 << TREE_CHUNK_BITS
-        first_size = 2 * chunk + 22
+        first_size = 2 * chunk + chunk // 3  # both checkpoints end inside a chunk
+        edge = chunk // 3 + chunk // 2
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, first_size)
             old = await svc.publish()
-            await _fill(svc, make_event, chunk + 36)
+            await _fill(svc, make_event, chunk + chunk // 2)
             new = await svc.publish()
             assert old is not None
             assert new is not None
-            assert (old.size, new.size) == (first_size, 3 * chunk + 58)
+            assert (old.size, new.size) == (first_size, 3 * chunk + edge)
             proof = await svc.consistency(old.size, new.size)
             verify_consistency(old.size, new.size, proof, old.root, new.root)
             for index in (3, chunk + 1, first_size - 1, new.size - 1):
@@ -295,7 +296,7 @@ class TestLargeLog:
                                  body.root_hash)
         # The CLI grows the log past the chunk holding the last checkpoint's edge, so the next
         # start must read that chunk's leaves back to check the signed root.
-        for _ in range(10):
+        for _ in range(chunk - edge + 4):
             append_cli_event(data_dir, make_event(actor_id="cli"))
         async with AuditService(data_dir=data_dir) as svc:
             assert svc.tree_size == 4 * chunk + 4
@@ -312,7 +313,7 @@ class TestLargeLog:
             _tamper(data_dir, "update", "UPDATE audit_entries SET leaf_hash = ? WHERE idx = 3",
                     (bytes(32),))
             with pytest.raises(LogIntegrityError, match="no longer match"):
-                await svc.entry(10)
+                await svc.entry(2)  # in the chunk that holds entry 3
             assert await svc.entry(2 * (1 << TREE_CHUNK_BITS) + 5) is not None
 
 

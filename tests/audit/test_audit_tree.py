@@ -20,7 +20,7 @@ from trust.merkle import (
 
 N = 33
 LEAVES = [leaf_hash(str(i).encode()) for i in range(N)]
-CHUNK_BITS = (0, 1, 2, 3, 6)
+CHUNK_BITS = (0, 1, 2, 3, 4, 6)
 
 
 def _given(tree: MerkleTree) -> dict[int, ChunkLevels]:
