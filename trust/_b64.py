@@ -10,6 +10,8 @@ __all__ = ["b64url_decode", "b64url_encode"]
 
 _ALPHABET = re.compile(rb"\A[A-Za-z0-9_-]*\Z")
 _TO_STD = bytes.maketrans(b"-_", b"+/")
+_VALUE = {c: i for i, c in enumerate(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
 
 
 def b64url_encode(data: bytes) -> str:
@@ -30,7 +32,10 @@ def b64url_decode(text: str | bytes) -> bytes:
         data = base64.b64decode(padded, validate=True)
     except binascii.Error as exc:
         raise ValueError("not unpadded base64url") from exc
-    # Non-canonical encodings (unused low bits set) decode to the same bytes; refuse them.
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != raw:
+    # Non-canonical encodings decode to the same bytes; refuse them. A tail of 2 (or 3)
+    # characters carries 1 (or 2) bytes, and the last character's low 4 (or 2) bits
+    # are unused: canonical when they are zero (RFC 4648 3.5).
+    tail = len(raw) % 4
+    if tail and _VALUE[raw[-1]] & (0x0F if tail == 2 else 0x03):
         raise ValueError("non-canonical base64url")
     return data
