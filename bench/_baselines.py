@@ -18,8 +18,16 @@
   and an audit record made durable through the gateway's own ``AuditService``
   (SQLite, synchronous=FULL, group commit). ``POST /hit``: the receipt and the
   audit record only (what a cache hit must still do). ``POST /audit``: the
-  audit record only (what an audited translation must still do). Its rates
-  bound what any gateway built this way on this machine can reach.
+  audit record only (what an audited translation must still do). ``POST
+  /partner`` (a partner query by identifier, ``Authorization: Bearer
+  <ecert-request+jwt>``): what every answered partner query must do, one ES256
+  check of the request token with the partner's key picked by ``kid``, its
+  ``jti`` spent once in the replay cache (the gateway's ``RedisReplayCache``
+  with ``--redis-url``, as gateway A runs in the bench, else its
+  ``MemoryReplayCache``), the licence read through the gateway's own licence
+  store (``--licences DIR``, a gateway data folder), the licence signed with
+  Ed25519, and an audit record made durable. Its rates bound what any gateway
+  built this way on this machine can reach.
 
 All answer ``GET /`` with ``{"status": "ok"}`` for readiness and run until
 SIGINT or SIGTERM.
@@ -51,8 +59,14 @@ from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.cache import redis_client
 from gateway.licences import LicenceStore, SqliteLicenceStore, licence_db_path
-from gateway.partner import RedisReplayCache, ReplayCache
-from trust import b64url_decode, b64url_encode
+from gateway.partner import (
+    MAX_REQUEST_LIFETIME_S,
+    REQUEST_SKEW_S,
+    MemoryReplayCache,
+    RedisReplayCache,
+    ReplayCache,
+)
+from trust import b64url_decode, b64url_encode, day_start_s
 
 _OK: Final = orjson.dumps({"status": "ok"})
 _KEY: Final = web.AppKey("naive_key", jwt.PyJWK)
@@ -95,7 +109,6 @@ class _FloorState:
 
 
 _FLOOR: Final = web.AppKey("floor", _FloorState)
-_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
 _ECDSA: Final = ec.ECDSA(hashes.SHA256())
 
 
@@ -112,19 +125,26 @@ def _licence_keys(trust_list: dict[str, Any], use: str = "licence-signing"
     return keys
 
 
-def _floor_verify(state: _FloorState, token: str) -> tuple[str, dict[str, str]]:
-    """One ES256 signature check (nothing else) and the holder fields."""
+def _es256(keys: dict[str, ec.EllipticCurvePublicKey], token: str) -> tuple[bool, bytes]:
+    """One ES256 check (nothing else) with the key the header's ``kid`` names; the payload."""
     header_b64, payload_b64, sig_b64 = token.split(".")
-    key = state.keys[orjson.loads(b64url_decode(header_b64))["kid"]]
+    key = keys[orjson.loads(b64url_decode(header_b64))["kid"]]
     sig = b64url_decode(sig_b64)
     der = encode_dss_signature(int.from_bytes(sig[:32]), int.from_bytes(sig[32:]))
     try:
         key.verify(der, f"{header_b64}.{payload_b64}".encode(), _ECDSA)
-        indication = "TOTAL_PASSED"
+        verified = True
     except InvalidSignature:
-        indication = "TOTAL_FAILED"
-    lic = orjson.loads(b64url_decode(payload_b64))["lic"]
-    return indication, {"holder_code": lic["holder_code"], "holder_name": lic["holder_name"]}
+        verified = False
+    return verified, b64url_decode(payload_b64)
+
+
+def _floor_verify(state: _FloorState, token: str) -> tuple[str, dict[str, str]]:
+    """One ES256 signature check and the holder fields."""
+    verified, payload = _es256(state.keys, token)
+    lic = orjson.loads(payload)["lic"]
+    return ("TOTAL_PASSED" if verified else "TOTAL_FAILED",
+            {"holder_code": lic["holder_code"], "holder_name": lic["holder_name"]})
 
 
 async def _floor_one(state: _FloorState, token: str, *, verify: bool,
@@ -165,23 +185,6 @@ def _floor_handler(*, verify: bool, receipt: bool) -> Any:
     return handle
 
 
-def _es256(key: ec.EllipticCurvePublicKey, token: str) -> tuple[bool, bytes]:
-    """One ES256 check of a compact JWS; its payload bytes."""
-    header_b64, payload_b64, sig_b64 = token.split(".")
-    sig = b64url_decode(sig_b64)
-    der = encode_dss_signature(int.from_bytes(sig[:32]), int.from_bytes(sig[32:]))
-    try:
-        key.verify(der, f"{header_b64}.{payload_b64}".encode(), _ECDSA)
-    except InvalidSignature:
-        return False, b""
-    return True, b64url_decode(payload_b64)
-
-
-def _day_s(text: str) -> int:
-    """00:00 China time (UTC+08:00) of an ISO day, as a NumericDate."""
-    return (date.fromisoformat(text).toordinal() - _EPOCH_DAY) * 86400 - 8 * 3600
-
-
 async def _floor_partner(request: web.Request) -> web.Response:
     state = request.app[_FLOOR]
     started = time.perf_counter()
@@ -189,15 +192,15 @@ async def _floor_partner(request: web.Request) -> web.Response:
     now = int(at.timestamp())
     raw = await request.read()
     token = request.headers.get("Authorization", "").partition(" ")[2]
-    kid = orjson.loads(b64url_decode(token.partition(".")[0]))["kid"]
-    ok, payload = _es256(state.request_keys[kid], token)
-    if not ok:
+    verified, payload = _es256(state.request_keys, token)
+    if not verified:
         return _json(orjson.dumps({"cn_status": 11}), status=401)
     claims = orjson.loads(payload)
     assert state.replay is not None
     assert state.licences is not None
     assert state.audit is not None
-    if not await state.replay.first_use(f"{claims['iss']}:{claims['jti']}", 330):
+    if not await state.replay.first_use(f"{claims['iss']}:{claims['jti']}",
+                                        MAX_REQUEST_LIFETIME_S + REQUEST_SKEW_S):
         return _json(orjson.dumps({"cn_status": 11}), status=401)
     identifier = orjson.loads(raw)["identifier"]
     _, found = await state.licences.find(identifier.split(".")[5], identifier=identifier)
@@ -205,10 +208,10 @@ async def _floor_partner(request: web.Request) -> web.Response:
     if found:
         lic = found[0].lic
         licence = {"iss": "330500", "jti": identifier, "iat": now,
-                   "nbf": _day_s(str(lic["valid_from"])), "lic": lic,
+                   "nbf": day_start_s(date.fromisoformat(str(lic["valid_from"]))), "lic": lic,
                    "status": {"status_list": {"idx": found[0].status_idx, "uri": "floor"}}}
         if lic.get("valid_until"):
-            licence["exp"] = _day_s(str(lic["valid_until"])) + 86400
+            licence["exp"] = day_start_s(date.fromisoformat(str(lic["valid_until"]))) + 86400
         signing_input = state.licence_prefix + b64url_encode(orjson.dumps(licence))
         answer = {"cn_status": 0, "licences": [
             signing_input + "." + b64url_encode(state.receipt_key.sign(signing_input.encode()))]}
@@ -218,17 +221,6 @@ async def _floor_partner(request: web.Request) -> web.Response:
         licence_identifier=identifier, partner_region=str(claims["iss"]),
         latency_ms=round((time.perf_counter() - started) * 1000, 3)))
     return _json(orjson.dumps(answer))
-
-
-class _DictReplay(ReplayCache):
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    async def first_use(self, key: str, ttl_s: int) -> bool:
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
 
 
 def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
@@ -252,7 +244,7 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
             state.licences = SqliteLicenceStore(licence_db_path(licences))
             await state.licences.open()
         state.replay = (RedisReplayCache(redis_client(redis_url, timeout_s=1.0))
-                        if redis_url else _DictReplay())
+                        if redis_url else MemoryReplayCache())
         try:
             async with AuditService(data_dir=data_dir, gateway_id="330500") as audit:
                 state.audit = audit

@@ -36,7 +36,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -73,7 +73,15 @@ from gateway.problems import Problem
 from gateway.settings import Settings
 from gateway.signing import SigningKey, load_or_create_key
 from registry import RegistryError, Relationship
-from trust import IdentifierError, PartnerStatus, TrustList, b64url_encode, parse_identifier
+from trust import (
+    CHINA_TZ,
+    IdentifierError,
+    PartnerStatus,
+    TrustList,
+    b64url_encode,
+    day_start_s,
+    parse_identifier,
+)
 
 __all__ = [
     "CN_MESSAGES",
@@ -101,7 +109,6 @@ STATUS_LIFETIME_S = 86400
 """``exp - iat`` of the status list token."""
 STATUS_REFRESH_S = 30.0
 """A built status list token is served for this long before it is rebuilt from the store."""
-CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 CN_MESSAGES: Mapping[int, str] = {
     0: "found",
@@ -280,15 +287,6 @@ def _judge(licence: StoredLicence, today: date) -> int:
     return 0
 
 
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
-_CHINA_OFFSET_S = 8 * 3600
-
-
-def _china_midnight(day: date) -> int:
-    """The NumericDate of 00:00 China Standard Time (UTC+08:00, no DST) on ``day``."""
-    return (day.toordinal() - _EPOCH_DAY) * 86400 - _CHINA_OFFSET_S
-
-
 def _lenient_matter(raw: bytes, note: _Note) -> None:
     """For the audit record of a refused token: the matter and cause the body names."""
     try:
@@ -391,10 +389,10 @@ class PartnerService:
         claims: dict[str, Any] = {"iss": self.settings.gateway_id, "jti": licence.identifier,
                                   "iat": iat}
         # valid_from/valid_until are Chinese calendar dates, valid_until inclusive.
-        claims["nbf"] = _china_midnight(date.fromisoformat(str(licence.lic["valid_from"])))
+        claims["nbf"] = day_start_s(date.fromisoformat(str(licence.lic["valid_from"])))
         until = licence.valid_until
         if until is not None:
-            claims["exp"] = _china_midnight(until + timedelta(days=1))
+            claims["exp"] = day_start_s(until + timedelta(days=1))
         claims["lic"] = dict(licence.lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
         return self._sign_licence_claims(claims)

@@ -65,6 +65,7 @@ from trust._jose import (
     parse_compact,
 )
 from trust._status import StatusList, StatusValue, parse_status_list
+from trust._timeutil import CHINA_TZ, day_start_s
 from trust._verdict import Check, CheckResult, Indication, SubIndication, Verdict
 from trust._verifier import Pending, StatusUnavailable, Verifier
 from trust.merkle import (
@@ -91,6 +92,7 @@ __all__ = [
     "Anchor",
     "AnchorStatus",
     "AnchorUse",
+    "CHINA_TZ",
     "Change",
     "ChangeError",
     "ChangeKind",
@@ -137,6 +139,7 @@ __all__ = [
     "canonical_json",
     "check_changes",
     "check_identifier",
+    "day_start_s",
     "diff_documents",
     "export_claims",
     "export_signed",

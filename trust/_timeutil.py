@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
-__all__ = ["CHINA_TZ", "day_end", "day_start", "parse_rfc3339", "require_aware"]
+__all__ = ["CHINA_TZ", "day_end", "day_start", "day_start_s", "parse_rfc3339", "require_aware"]
 
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 """Licence dates (有效期, 颁发日期) are calendar days in China Standard Time."""
@@ -48,9 +48,19 @@ def parse_day(text: object, name: str) -> date:
     return day
 
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_CHINA_OFFSET_S = 8 * 3600  # CHINA_TZ: UTC+08:00, no daylight saving
+
+
+def day_start_s(day: date) -> int:
+    """First instant of ``day`` in China Standard Time as a NumericDate (seconds since the
+    epoch), by day arithmetic: it is on the hot path of every licence Huzhou signs."""
+    return (day.toordinal() - _EPOCH_ORDINAL) * 86400 - _CHINA_OFFSET_S
+
+
 def day_start(day: date) -> datetime:
     """First instant of ``day`` in China Standard Time, as UTC."""
-    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).astimezone(UTC)
+    return datetime.fromtimestamp(day_start_s(day), UTC)
 
 
 def day_end(day: date) -> datetime:
