@@ -27,6 +27,7 @@ __all__ = [
     "free_port",
     "http_get",
     "http_post",
+    "cpu_seconds",
     "peak_memory_kib",
     "resident_memory_kib",
 ]
@@ -113,6 +114,18 @@ def _status_kib(pid: int, name: str) -> int | None:
         if line.startswith(f"{name}:"):
             return int(line.split()[1])
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, every thread) a running process has used so far."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may hold spaces:
+    # state is field 3, utime field 14 and stime field 15 (proc(5)).
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_memory_kib(pid: int) -> int | None:

@@ -24,6 +24,7 @@ from bench._procs import (
     ROOT,
     Children,
     Pinning,
+    cpu_seconds,
     free_port,
     http_post,
     peak_memory_kib,
@@ -172,6 +173,8 @@ class Http:
     """Called with the round number before the scenario is measured."""
     finish: Callable[[int], None] | None = None
     """Called with the round number after the scenario was measured."""
+    server_pid: int | None = None
+    """The process serving ``url``: its CPU time per request is recorded with each result."""
 
 
 class LoadGenerator:
@@ -221,10 +224,28 @@ class LoadGenerator:
         argv = _wrk.command(self.wrk, self.script, scenario.url, scenario.pool, offset=offset,
                             connections=opts.connections, duration=opts.duration,
                             headers=scenario.headers, auth_lines=scenario.auth_lines)
+        cpu_before = _server_cpu(scenario)
         done = run_bounded([*pin, *argv], limit)
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed: {done.stderr[-1000:]}")
-        return _wrk.parse(done.stdout)
+        result = _wrk.parse(done.stdout)
+        _add_cpu(result, scenario, cpu_before)
+        return result
+
+
+def _server_cpu(scenario: Http) -> float | None:
+    return None if scenario.server_pid is None else cpu_seconds(scenario.server_pid)
+
+
+def _add_cpu(result: dict[str, Any], scenario: Http, before: float | None) -> None:
+    """``cpu_us``: the server's CPU time (every thread) per request of the measurement.
+
+    Less sensitive to a shared machine than the rate: time another tenant takes from
+    the server's core is not counted (cache and frequency effects still are).
+    """
+    after = _server_cpu(scenario)
+    if before is not None and after is not None and result.get("requests"):
+        result["cpu_us"] = (after - before) * 1e6 / result["requests"]
 
 
 def _inproc(pinning: Pinning, args: Sequence[str], limit: float) -> dict[str, Any]:
@@ -494,17 +515,17 @@ def _run(opts: Options, command: str, work: Path, children: Children,
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
     env = {"ECERT_APPROVALS_REQUIRED": "1"}
     gateway = children.start("gateway", [*serve, "--listen", f"{HOST}:{gw_port}"], env=env)
-    children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
-                               "--port", str(minimal_port)])
+    minimal_proc = children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
+                                              "--port", str(minimal_port)])
     children.wait_file("mockserver", pools / "naive-jwk.json", 300)
-    children.start("naive", [python(), "-m", "bench._baselines", "naive",
-                             "--port", str(naive_port), "--jwk", str(pools / "naive-jwk.json")])
+    naive_proc = children.start("naive", [
+        python(), "-m", "bench._baselines", "naive", "--port", str(naive_port),
+        "--jwk", str(pools / "naive-jwk.json")])
     # The partner floor reads gateway A's licence library and, like A, spends jtis in Redis.
-    children.start("floor", [python(), "-m", "bench._baselines", "floor",
-                             "--port", str(floor_port),
-                             "--trust-list", str(pools / "trust-list.json"),
-                             "--licences", str(data),
-                             *(["--redis-url", opts.redis_url] if redis_db.available else [])])
+    floor_proc = children.start("floor", [
+        python(), "-m", "bench._baselines", "floor", "--port", str(floor_port),
+        "--trust-list", str(pools / "trust-list.json"), "--licences", str(data),
+        *(["--redis-url", opts.redis_url] if redis_db.available else [])])
     floor = f"http://{HOST}:{floor_port}"
     gw = f"http://{HOST}:{gw_port}"
     gw_b = f"http://{HOST}:{b_port}"
@@ -512,14 +533,14 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     naive = f"http://{HOST}:{naive_port}/"
     children.wait_http("gateway", f"{gw}/readyz")
     # B only once A has seeded the store from the trust list.
-    children.start("gateway-b", [*serve, "--listen", f"{HOST}:{b_port}"],
-                   env={**env, "ECERT_CACHE_MAX_ENTRIES": "1"})
+    gateway_b = children.start("gateway-b", [*serve, "--listen", f"{HOST}:{b_port}"],
+                               env={**env, "ECERT_CACHE_MAX_ENTRIES": "1"})
     # C serves the uncached scenarios (issue 3: "with caching off"): no cache, no Redis.
     settings_c = _cluster.write_settings(work / "gateway-nocache.toml", None)
     serve_c = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
                "--trust-list", str(pools / "trust-list.json"), "--config", str(settings_c)]
-    children.start("gateway-c", [*serve_c, "--listen", f"{HOST}:{c_port}"],
-                   env={**env, "ECERT_CACHE_ENABLED": "0"})
+    gateway_c = children.start("gateway-c", [*serve_c, "--listen", f"{HOST}:{c_port}"],
+                               env={**env, "ECERT_CACHE_ENABLED": "0"})
     gw_c = f"http://{HOST}:{c_port}"
     children.wait_http("minimal", minimal)
     children.wait_http("naive", naive)
@@ -621,6 +642,11 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         tier2.prepare, tier2.finish = prepare_tier2, finish_tier2
         scenarios.append(tier2)
 
+    servers = {minimal: minimal_proc, naive: naive_proc, floor: floor_proc, gw: gateway,
+               gw_b: gateway_b, gw_c: gateway_c}
+    for s in scenarios:
+        s.server_pid = next(proc.pid for base, proc in servers.items()
+                            if s.url.startswith(base.rstrip("/") + "/"))
     if opts.only is not None:
         scenarios = [s for s in scenarios if s.key in opts.only]
     load = LoadGenerator(kind, wrk_path, pinning, work, opts)
@@ -640,6 +666,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
             r = s.results[-1]
             log(f"  {r['requests'] * s.per_request / r['seconds']:,.0f}/s, "
                 f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}"
+                + (f", server CPU {r['cpu_us']:,.0f} µs/request" if "cpu_us" in r else "")
                 + (f", statuses {r['statuses']}" if r.get("statuses") else ""))
             if s.finish is not None:
                 s.finish(round_no)
@@ -741,8 +768,11 @@ def _print_only(scenarios: Sequence[Http], es256: Sequence[dict[str, Any]]) -> N
                                       for r in s.results) for s in scenarios}
     if es256:
         rates["es256"] = statistics.median(r["rate"] for r in es256)
+    cpu = {s.key: statistics.median(r["cpu_us"] for r in s.results)
+           for s in scenarios if s.results and all("cpu_us" in r for r in s.results)}
     for key, rate in rates.items():
-        print(f"{key:12} {rate:12,.0f}/s", flush=True)
+        per = f"   server CPU {cpu[key]:7,.0f} µs/request" if key in cpu else ""
+        print(f"{key:12} {rate:12,.0f}/s{per}", flush=True)
 
 
 def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
@@ -834,9 +864,22 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
          "percentiles; Ratio = median ÷ median of the baseline measured in this run with the "
          "same load generator."),
         "The batch row counts licences/s (requests/s × 100); its p50/p99 are per batch request.",
+        *_cpu_note(scenarios),
         *_extra_notes(extras, opts, load_kind),
     ]
     return rows, notes
+
+
+def _cpu_note(scenarios: Sequence[Http]) -> list[str]:
+    """Server CPU per request of each HTTP scenario (medians over rounds), when measured."""
+    parts = [f"{s.key} {statistics.median(r['cpu_us'] for r in s.results):,.0f}"
+             for s in scenarios if s.results and all("cpu_us" in r for r in s.results)]
+    if not parts:
+        return []
+    return [("Server CPU per request, µs (user + system time of the serving process, all its "
+             "threads, over each measurement ÷ its requests; median over rounds; less "
+             "sensitive than the rates to other tenants of the machine): "
+             + ", ".join(parts) + ".")]
 
 
 def _scale_rows(extras: Extras) -> list[Row]:

@@ -81,3 +81,42 @@ class TestFloorRows:
         assert ("goal out of reach on this stack", "goal within reach") == (low.status,
                                                                             high.status)
         assert "bounds ≥0.4×" == low.goal_text
+
+
+class TestServerCpu:
+    """Server CPU per request: read from /proc, reported per scenario."""
+
+    @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+    def test_cpu_seconds_counts_this_process(self) -> None:
+        """CPU time read from /proc grows by about the time spent computing."""
+        import os
+        import time
+
+        from bench._procs import cpu_seconds
+
+        before = cpu_seconds(os.getpid())
+        started = time.process_time()
+        while time.process_time() - started < 0.3:
+            sum(range(1000))
+        after = cpu_seconds(os.getpid())
+        assert before is not None
+        assert after is not None
+        assert 0.2 <= after - before <= 1.0  # clock ticks are 10 ms; other threads may add
+        assert cpu_seconds(2**22 + 12345) is None  # above pid_max: no such process
+
+    def test_cpu_note_lists_medians(self) -> None:
+        """The note quotes each scenario's median µs per request, and only measured ones."""
+        from bench._run import Http, _add_cpu, _cpu_note
+
+        measured = Http("partner", "http://127.0.0.1:1/q", Path("p"), Path("w"))
+        for cpu in (400.0, 300.0, 500.0):
+            result = {"requests": 1000}
+            _add_cpu(result, measured, None)
+            assert "cpu_us" not in result  # nothing read: nothing claimed
+            measured.results.append({"requests": 1000, "cpu_us": cpu})
+        unmeasured = Http("naive", "http://127.0.0.1:2/", Path("p"), Path("w"))
+        unmeasured.results.append({"requests": 10})
+        (note,) = _cpu_note([measured, unmeasured])
+        assert "partner 400." in note
+        assert "naive" not in note
+        assert [] == _cpu_note([unmeasured])
