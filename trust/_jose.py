@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -57,6 +57,9 @@ _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _PKCS1 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
+_EC_ALGS = frozenset({Alg.ES256, Alg.ES384})
+_ED_ALGS = frozenset({Alg.EDDSA})
+_RSA_ALGS = frozenset({Alg.PS256, Alg.RS256})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,15 @@ class VerifyingKey:
     weak_reason: str | None = None
     """Set when the allow-list forbids this key (RSA under 2048 bits)."""
 
+    def __post_init__(self) -> None:
+        key = self.public_key
+        fits = (_EC_ALGS if isinstance(key, ec.EllipticCurvePublicKey)
+                else _ED_ALGS if isinstance(key, ed25519.Ed25519PublicKey)
+                else _RSA_ALGS if isinstance(key, rsa.RSAPublicKey) else frozenset())
+        if not self.algs <= fits:
+            raise JoseError(f"algorithms {sorted(self.algs - fits)} do not fit a "
+                            f"{type(key).__name__}", constraint=True)
+
     def verify(self, alg: Alg, signing_input: bytes, signature: bytes) -> bool:
         """True when ``signature`` is a valid ``alg`` signature over ``signing_input``.
 
@@ -78,10 +90,10 @@ class VerifyingKey:
             raise JoseError(self.weak_reason, constraint=True)
         if alg not in self.algs:
             return False
-        key = self.public_key
+        # ``algs`` holds only algorithms of this key's type (``key_from_public``), so the
+        # casts below are safe; an ABC isinstance check on every verification costs more.
         try:
             if alg is Alg.ES256 or alg is Alg.ES384:
-                assert isinstance(key, ec.EllipticCurvePublicKey)
                 width = 32 if alg is Alg.ES256 else 48
                 # RFC 7518 3.4: the signature is R || S, each exactly the curve's width.
                 if len(signature) != 2 * width:
@@ -89,14 +101,14 @@ class VerifyingKey:
                 r = int.from_bytes(signature[:width], "big")
                 s = int.from_bytes(signature[width:], "big")
                 der = encode_dss_signature(r, s)
-                key.verify(der, signing_input, _ECDSA_SHA256 if alg is Alg.ES256 else _ECDSA_SHA384)
+                cast(ec.EllipticCurvePublicKey, self.public_key).verify(
+                    der, signing_input, _ECDSA_SHA256 if alg is Alg.ES256 else _ECDSA_SHA384)
             elif alg is Alg.EDDSA:
-                assert isinstance(key, ed25519.Ed25519PublicKey)
                 if len(signature) != 64:
                     return False
-                key.verify(signature, signing_input)
+                cast(ed25519.Ed25519PublicKey, self.public_key).verify(signature, signing_input)
             else:
-                assert isinstance(key, rsa.RSAPublicKey)
+                key = cast(rsa.RSAPublicKey, self.public_key)
                 if len(signature) != (key.key_size + 7) // 8:
                     return False
                 key.verify(signature, signing_input, _PSS if alg is Alg.PS256 else _PKCS1, _SHA256)
