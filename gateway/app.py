@@ -32,10 +32,9 @@ from gateway.audit.routes import setup_routes as setup_audit_routes
 from gateway.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
 from gateway.cache import redis_client as make_redis_client
 from gateway.identity import IdentityStore
-from gateway.logs import request_id_middleware
 from gateway.matters import REGISTRY_KEY
 from gateway.matters import setup as setup_matters
-from gateway.problems import problem_middleware
+from gateway.middleware import request_middleware
 from gateway.settings import Settings
 from gateway.signing import load_or_create_key
 from gateway.status_fetch import StatusFetcher
@@ -124,7 +123,7 @@ def create_app(
     time is the system clock.
     """
     app = web.Application(
-        middlewares=[request_id_middleware, problem_middleware],
+        middlewares=[request_middleware],
         client_max_size=settings.max_batch_body_bytes,
     )
     app[SETTINGS_KEY] = settings

@@ -7,7 +7,6 @@ import itertools
 import logging
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -17,7 +16,7 @@ __all__ = [
     "REQUEST_ID_KEY",
     "JsonFormatter",
     "configure_logging",
-    "request_id_middleware",
+    "new_request_id",
     "request_id_of",
     "request_id_var",
 ]
@@ -73,24 +72,13 @@ def _next_request_id() -> str:
 
 
 def request_id_of(request: web.Request) -> str | None:
-    """The id the middleware gave this request."""
+    """The id ``gateway.middleware`` gave this request."""
     return request.get(REQUEST_ID_KEY)
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request an id (the caller's ``X-Request-Id`` if sane) and echo it."""
+def new_request_id(request: web.Request) -> str:
+    """The caller's ``X-Request-Id`` when it is sane (1..64 printable ASCII), else a new id."""
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if 0 < len(given) <= 64 and given.isascii() and given.isprintable() else ""
-    request_id = request_id or _next_request_id()
-    request[REQUEST_ID_KEY] = request_id
-    token = request_id_var.set(request_id)
-    try:
-        response = await handler(request)
-    finally:
-        request_id_var.reset(token)
-    response.headers["X-Request-Id"] = request_id
-    return response
+    if 0 < len(given) <= 64 and given.isascii() and given.isprintable():
+        return given
+    return _next_request_id()

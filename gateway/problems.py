@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.audit.event import AuditUnavailableError
 from gateway.logs import request_id_of
 
-__all__ = ["ERROR_STATUS", "Problem", "problem_middleware", "problem_response"]
+__all__ = ["ERROR_STATUS", "Problem", "problem_for", "problem_middleware", "problem_response"]
 
 _log = logging.getLogger("gateway.problems")
 
@@ -74,29 +74,36 @@ def problem_response(problem: Problem, request_id: str | None = None) -> web.Res
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a problem body."""
-    request_id = request_id_of(request)
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem_response(problem, request_id)
-    except web.HTTPException as exc:
+def problem_for(exc: Exception) -> Problem | None:
+    """The problem a failure answers with; None for an HTTP exception under 400 (a
+    redirect), which is not a failure. Unexpected errors are logged here."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            return None
         title = exc.reason or "Error"
         detail = exc.text or title
         if exc.status == 413:
             detail = "request body exceeds the gateway's limit"
-        return problem_response(Problem(exc.status, title, detail), request_id)
-    except tuple(ERROR_STATUS) as exc:
-        status, title = ERROR_STATUS[type(exc)]
-        _log.warning("request failed: %s", exc)
-        return problem_response(Problem(status, title, str(exc)), request_id)
-    except Exception:
-        _log.exception("unhandled error")
-        return problem_response(
-            Problem(500, "Internal error", "the gateway failed; the request id identifies it"),
-            request_id,
-        )
+        return Problem(exc.status, title, detail)
+    for cls in type(exc).__mro__:  # a subclass (LogIntegrityError, say) maps as its base
+        mapped = ERROR_STATUS.get(cls)
+        if mapped is not None:
+            _log.warning("request failed: %s", exc)
+            return Problem(mapped[0], mapped[1], str(exc))
+    _log.error("unhandled error", exc_info=exc)
+    return Problem(500, "Internal error", "the gateway failed; the request id identifies it")
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a problem body (``gateway.middleware`` does this and the
+    request id in one layer for the gateway; this one serves apps without request ids)."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        problem = problem_for(exc)
+        if problem is None:
+            raise
+        return problem_response(problem, request_id_of(request))
