@@ -14,7 +14,7 @@
   authentication, a one-line answer. ``POST /verify`` (``{"credential"}`` or
   ``{"items": [...]}``): one ES256 verification per licence with its issuer's
   key picked by ``kid`` from a dict of pre-parsed keys, the payload read for
-  the holder fields, an Ed25519 receipt signed over the credential's SHA-256,
+  the holder fields, an ES256 receipt signed over the credential's SHA-256,
   and an audit record made durable through the gateway's own ``AuditService``
   (SQLite, synchronous=FULL, group commit). ``POST /hit``: the receipt and the
   audit record only (what a cache hit must still do). ``POST /audit``: the
@@ -26,7 +26,7 @@
   with ``--redis-url``, as gateway A runs in the bench, else its
   ``MemoryReplayCache``), the licence read through the gateway's own licence
   store (``--licences DIR``, a gateway data folder), the licence signed with
-  Ed25519, and an audit record made durable. Its rates bound what any gateway
+  ES256, and an audit record made durable. Its rates bound what any gateway
   built this way on this machine can reach.
 
 All answer ``GET /`` with ``{"status": "ok"}`` for readiness and run until
@@ -52,8 +52,11 @@ import orjson
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
@@ -99,7 +102,7 @@ async def _naive(request: web.Request) -> web.Response:
 @dataclass(slots=True)
 class _FloorState:
     keys: dict[str, ec.EllipticCurvePublicKey]
-    receipt_key: ed25519.Ed25519PrivateKey
+    receipt_key: ec.EllipticCurvePrivateKey
     receipt_prefix: str
     audit: AuditService | None = None
     request_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
@@ -139,6 +142,12 @@ def _es256(keys: dict[str, ec.EllipticCurvePublicKey], token: str) -> tuple[bool
     return verified, b64url_decode(payload_b64)
 
 
+def _sign_es256(key: ec.EllipticCurvePrivateKey, signing_input: str) -> bytes:
+    """An ES256 JWS signature (R || S), as the gateway signs receipts and licences."""
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), _ECDSA))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
 def _floor_verify(state: _FloorState, token: str) -> tuple[str, dict[str, str]]:
     """One ES256 signature check and the holder fields."""
     verified, payload = _es256(state.keys, token)
@@ -161,7 +170,7 @@ async def _floor_one(state: _FloorState, token: str, *, verify: bool,
                   "indication": indication}
         signing_input = state.receipt_prefix + b64url_encode(orjson.dumps(claims))
         answer["receipt"] = (signing_input + "." +
-                             b64url_encode(state.receipt_key.sign(signing_input.encode())))
+                             b64url_encode(_sign_es256(state.receipt_key, signing_input)))
     assert state.audit is not None
     await state.audit.append(AuditEvent(
         event_type=EventType.VERIFICATION, actor_kind=ActorKind.LOCAL_SYSTEM,
@@ -214,7 +223,7 @@ async def _floor_partner(request: web.Request) -> web.Response:
             licence["exp"] = day_start_s(date.fromisoformat(str(lic["valid_until"]))) + 86400
         signing_input = state.licence_prefix + b64url_encode(orjson.dumps(licence))
         answer = {"cn_status": 0, "licences": [
-            signing_input + "." + b64url_encode(state.receipt_key.sign(signing_input.encode()))]}
+            signing_input + "." + b64url_encode(_sign_es256(state.receipt_key, signing_input))]}
     await state.audit.append(AuditEvent(
         event_type=EventType.PARTNER_QUERY, actor_kind=ActorKind.PARTNER,
         actor_id=str(claims["iss"]), at=at, outcome="ok", cn_status=answer["cn_status"],
@@ -228,14 +237,14 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
                      ) -> web.Application:
     """The floor endpoints, with the trust list's ES256 licence keys and an audit log;
     ``/partner`` also reads the licence library in ``licences`` (a gateway data folder)."""
-    receipt_key = ed25519.Ed25519PrivateKey.generate()
-    prefix = b64url_encode(orjson.dumps({"alg": "EdDSA", "kid": "floor",
+    receipt_key = ec.generate_private_key(ec.SECP256R1())
+    prefix = b64url_encode(orjson.dumps({"alg": "ES256", "kid": "floor",
                                          "typ": "ecert-receipt+jwt"})) + "."
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[_FLOOR] = _FloorState(
         _licence_keys(trust_list), receipt_key, prefix,
         request_keys=_licence_keys(trust_list, "request-signing"),
-        licence_prefix=b64url_encode(orjson.dumps({"typ": "ecert+jwt", "alg": "EdDSA",
+        licence_prefix=b64url_encode(orjson.dumps({"typ": "ecert+jwt", "alg": "ES256",
                                                    "kid": "floor-lic"})) + ".")
 
     async def audit_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -790,7 +790,7 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
     single = _http_row(by("single"), "Gateway: single verification, unique licences "
                        "(cache off, instance C)", "req/s")
     _compare(single, naive, "naive verify", GOAL_SINGLE)
-    floor_verify = _http_row(by("floor-verify"), "Floor: ES256 check + Ed25519 receipt + durable "
+    floor_verify = _http_row(by("floor-verify"), "Floor: ES256 check + ES256 receipt + durable "
                              "audit record per licence, no other work (bench._baselines floor "
                              "/verify, same single pool)", "req/s")
     _floor(floor_verify, naive, "naive verify", GOAL_SINGLE)
@@ -810,7 +810,7 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
            else "(future tier-1 cache-hit scenario; cache not landed, so full work)"), "req/s")
     _compare(repeated, minimal, "minimal JSON", GOAL_CACHE_HIT,
              "" if cache else " (cache not landed)")
-    floor_hit = _http_row(by("floor-hit"), "Floor: Ed25519 receipt + durable audit record, no "
+    floor_hit = _http_row(by("floor-hit"), "Floor: ES256 receipt + durable audit record, no "
                           "other work (what a cache hit must still do; /hit)", "req/s")
     _floor(floor_hit, minimal, "minimal JSON", GOAL_CACHE_HIT)
     floor_audit = _http_row(by("floor-audit"), "Floor: durable audit record only (what an "
@@ -827,7 +827,7 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                         f"token per request, library of {opts.licences:,} licences)", "req/s")
     _compare(partner, naive, "naive verify", GOAL_PARTNER)
     floor_partner = _http_row(by("floor-partner"), "Floor: request-token ES256 check + jti "
-                              "spent in the replay cache + one licence-store read + Ed25519 "
+                              "spent in the replay cache + one licence-store read + ES256 "
                               "licence signature + durable audit record, no other work "
                               "(/partner, a fresh pool)", "req/s")
     _floor(floor_partner, naive, "naive verify", GOAL_PARTNER)

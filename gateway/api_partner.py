@@ -71,7 +71,7 @@ from gateway.partner import (
 )
 from gateway.problems import Problem
 from gateway.settings import Settings
-from gateway.signing import SigningKey, load_or_create_key
+from gateway.signing import SigningKey, load_or_create_key, published_keys
 from registry import RegistryError, Relationship
 from trust import (
     CHINA_TZ,
@@ -622,11 +622,12 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
             raise RuntimeError("api_partner.setup must come after the trust context")
         loop = asyncio.get_running_loop()
         gateway_id = settings.gateway_id
-        licence_key = await loop.run_in_executor(None, lambda: load_or_create_key(
-            settings.data_dir, "licence-signing", kid_prefix=f"{gateway_id}-lic"))
+        licence_keys = await loop.run_in_executor(None, lambda: published_keys(
+            settings.data_dir, "licence-signing", kid_prefix=f"{gateway_id}-lic", alg="ES256"))
+        licence_key = licence_keys[0]
         status_key = await loop.run_in_executor(None, lambda: load_or_create_key(
             settings.data_dir, "status-signing", kid_prefix=f"{gateway_id}-status"))
-        app[JWKS_KEY].extend([licence_key, status_key])
+        app[JWKS_KEY].extend([*licence_keys, status_key])
         keyring = await loop.run_in_executor(None, HolderKeyring.load, settings.data_dir)
         store = open_store(settings)
         await store.open()

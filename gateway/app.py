@@ -36,7 +36,7 @@ from gateway.matters import REGISTRY_KEY
 from gateway.matters import setup as setup_matters
 from gateway.middleware import request_middleware
 from gateway.settings import Settings
-from gateway.signing import load_or_create_key
+from gateway.signing import published_keys
 from gateway.status_fetch import StatusFetcher
 from gateway.trustlists import setup as setup_trustlists
 from gateway.verification import Clock, VerificationService, utc_now
@@ -152,10 +152,11 @@ def create_app(
 
     async def trust_ctx(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        receipt_key = await loop.run_in_executor(
-            None, lambda: load_or_create_key(settings.data_dir, "receipt",
-                                             kid_prefix=f"{settings.gateway_id}-receipt"))
-        app[JWKS_KEY].append(receipt_key)
+        receipt_keys = await loop.run_in_executor(
+            None, lambda: published_keys(settings.data_dir, "receipt", alg="ES256",
+                                         kid_prefix=f"{settings.gateway_id}-receipt"))
+        receipt_key = receipt_keys[0]
+        app[JWKS_KEY].extend(receipt_keys)
         state = app[TRUST_KEY]  # made by gateway.trustlists, kept current by its watcher
         fetcher = StatusFetcher(timeout_s=settings.status_fetch_timeout_s,
                                 max_bytes=settings.status_max_bytes)

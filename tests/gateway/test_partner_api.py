@@ -155,9 +155,10 @@ class TestFound:
         token = answer.body["licences"][0]
         header = _b64json(token.split(".")[0])
         assert "ecert+jwt" == header["typ"]
+        assert "ES256" == header["alg"]
         assert header["kid"].startswith("330500-lic-")
         key = await _jwk(client, header["kid"])
-        claims = jwt.decode(token, key.key, algorithms=["EdDSA"], issuer="330500",
+        claims = jwt.decode(token, key.key, algorithms=["ES256"], issuer="330500",
                             options={"require": ["iss", "iat", "jti", "exp"]})
         assert row["identifier"] == claims["jti"]
         assert HOLDER == claims["lic"]["holder_code"]
