@@ -36,8 +36,8 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -158,6 +158,8 @@ class _Note:
     http_status: int = 500
 
     def event(self) -> AuditEvent:
+        """The audit event; the note's dicts go into it as they are (the note is done)."""
+        self.details["http_status"] = self.http_status
         outcome = ("ok" if self.http_status < 400
                    else "error" if self.http_status >= 500 else "refused")
         return AuditEvent(
@@ -178,13 +180,19 @@ class _Note:
             trust_list_version=self.trust_list_version,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
             request_id=self.request_id,
-            personal=dict(self.personal),
-            details={**self.details, "http_status": self.http_status},
+            personal=self.personal,
+            details=self.details,
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Query:
+class _Matter(NamedTuple):
+    answer: dict[str, Any]
+    """``{"huzhou": [...], "partner": [...]}`` as the answer carries it (never mutated)."""
+    audited: tuple[Mapping[str, str], ...]
+    """The Huzhou matters it maps to, as the audit record's ``matters_after``."""
+
+
+class _Query(NamedTuple):
     use_cause: str
     matter_region: str
     matter_code: str
@@ -209,13 +217,16 @@ def _missing(detail: str) -> Problem:
     return _problem(400, "Bad request", detail, 12, kind="bad-request")
 
 
-def _text(body: Mapping[str, Any], name: str, limit: int = MAX_FIELD) -> str:
-    value = body.get(name)
+def _text(value: object, name: str, limit: int = MAX_FIELD) -> str:
+    """A required text field, stripped; a 400 (cn 12) when missing, blank or too long."""
     if not isinstance(value, str) or not value.strip():
         raise _missing(f"{name} is required")
     if len(value) > limit:
         raise _missing(f"{name} is longer than {limit} characters")
     return value.strip()
+
+
+_HOLDER_KEYS = ("holder_code", "holder_code_type", "type_code")
 
 
 def _parse_query(raw: bytes, partner_region: str, note: _Note) -> _Query:
@@ -226,27 +237,29 @@ def _parse_query(raw: bytes, partner_region: str, note: _Note) -> _Query:
         raise _missing("body is not JSON") from exc
     if not isinstance(body, dict):
         raise _missing("body must be a JSON object")
-    matter = body.get("matter")
-    if isinstance(matter, dict) and isinstance(matter.get("region"), str) \
-            and isinstance(matter.get("code"), str):
-        note.matter_before = {"region": matter["region"][:16], "code": matter["code"][:128]}
-    use_cause = body.get("use_cause")
+    get = body.get
+    matter, use_cause = get("matter"), get("use_cause")
+    region = code = None
+    if isinstance(matter, dict):
+        region, code = matter.get("region"), matter.get("code")
+        if isinstance(region, str) and isinstance(code, str):
+            note.matter_before = {"region": region[:16], "code": code[:128]}
     if isinstance(use_cause, str):
         note.use_cause = use_cause[:MAX_USE_CAUSE]
-    use_cause = _text(body, "use_cause", MAX_USE_CAUSE)
+    use_cause = _text(use_cause, "use_cause", MAX_USE_CAUSE)
     if not isinstance(matter, dict):
         raise _missing("matter is required: {\"region\": ..., \"code\": ...}")
-    matter_region = _text(matter, "region", 16)
-    matter_code = _text(matter, "code", 128)
+    matter_region = _text(region, "region", 16)
+    matter_code = _text(code, "code", 128)
     if matter_region != partner_region:
         raise _missing(f"matter.region must be the partner's own region {partner_region}")
-    identifier = body.get("identifier")
-    holder_keys = ("holder_code", "holder_code_type", "type_code")
-    given_holder = [k for k in holder_keys if body.get(k) is not None]
-    if identifier is not None and given_holder:
-        raise _missing("give either identifier or holder_code + holder_code_type + type_code")
+    identifier = get("identifier")
+    holder = [get(k) for k in _HOLDER_KEYS]
+    given_holder = holder != [None, None, None]
     if identifier is not None:
-        text = _text(body, "identifier")
+        if given_holder:
+            raise _missing("give either identifier or holder_code + holder_code_type + type_code")
+        text = _text(identifier, "identifier")
         note.licence_identifier = text
         note.details["query"] = "identifier"
         try:
@@ -254,22 +267,22 @@ def _parse_query(raw: bytes, partner_region: str, note: _Note) -> _Query:
         except IdentifierError as exc:
             raise _missing(f"identifier: {exc}") from exc
         note.licence_type = parsed.type_code
-        return _Query(use_cause, matter_region, matter_code, parsed.type_code,
-                      identifier=text)
+        return _Query(use_cause, matter_region, matter_code, parsed.type_code, text)
     if not given_holder:
         raise _missing("identifier, or holder_code + holder_code_type + type_code, is required")
     note.details["query"] = "holder"
-    if isinstance(body.get("holder_code"), str):
-        note.personal["holder_code"] = body["holder_code"][:64]
-    missing = [k for k in holder_keys if body.get(k) is None]
+    raw_code, raw_type, raw_licence_type = holder
+    if isinstance(raw_code, str):
+        note.personal["holder_code"] = raw_code[:64]
+    missing = [k for k, v in zip(_HOLDER_KEYS, holder, strict=True) if v is None]
     if missing:
         raise _missing(f"{', '.join(missing)} required with a holder query")
-    holder_code = _text(body, "holder_code", 64)
-    code_type = _text(body, "holder_code_type", 3)
+    holder_code = _text(raw_code, "holder_code", 64)
+    code_type = _text(raw_type, "holder_code_type", 3)
     if not _CODE_TYPE.match(code_type):
         raise _missing("holder_code_type must be 3 digits (001 USCC, 111 身份证)")
     note.details["holder_code_type"] = code_type
-    type_code = _text(body, "type_code", 64)
+    type_code = _text(raw_licence_type, "type_code", 64)
     note.licence_type = type_code
     return _Query(use_cause, matter_region, matter_code, type_code,
                   holder_code=holder_code, holder_code_type=code_type)
@@ -335,8 +348,7 @@ class PartnerService:
         self.trust = trust
         self.audit = audit
         self.matters = matters
-        self._matter_memo: dict[tuple[str, str, date],
-                                tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        self._matter_memo: dict[tuple[str, str, date], _Matter] = {}
         self.clock = clock
         section = settings.extra.get("partner", {})
         public = section.get("public_url") if isinstance(section, Mapping) else None
@@ -354,16 +366,18 @@ class PartnerService:
         base = self.public_url or f"{request.scheme}://{request.host}"
         return f"{base}/v1/status/{STATUS_LIST_NAME}"
 
-    def _matter(self, region: str, code: str, today: date
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The matter's Huzhou translations and the partner's own entry (read-only: the
-        registry does not change while the service runs, so answers are remembered)."""
+    def _matter(self, region: str, code: str, today: date) -> _Matter:
+        """The matter as answered and as audited (read-only: the registry does not change
+        while the service runs, so answers are remembered)."""
         key = (region, code, today)
         found = self._matter_memo.get(key)
         if found is None:
             if len(self._matter_memo) >= MATTER_MEMO_SIZE:
                 self._matter_memo.clear()
-            found = self._matter_memo[key] = self._translate_matter(region, code, today)
+            huzhou, partner = self._translate_matter(region, code, today)
+            found = self._matter_memo[key] = _Matter(
+                {"huzhou": huzhou, "partner": partner},
+                tuple({"region": m["region"], "code": m["code"]} for m in huzhou))
         return found
 
     def _translate_matter(self, region: str, code: str, today: date
@@ -386,14 +400,16 @@ class PartnerService:
 
     def sign_licence(self, licence: StoredLicence, *, iat: int, status_uri: str) -> str:
         """An ``ecert+jwt`` of one Huzhou licence (ecert-profile.md), signed now."""
+        lic = licence.lic
         claims: dict[str, Any] = {"iss": self.settings.gateway_id, "jti": licence.identifier,
                                   "iat": iat}
         # valid_from/valid_until are Chinese calendar dates, valid_until inclusive.
-        claims["nbf"] = day_start_s(date.fromisoformat(str(licence.lic["valid_from"])))
+        claims["nbf"] = day_start_s(date.fromisoformat(str(lic["valid_from"])))
         until = licence.valid_until
         if until is not None:
-            claims["exp"] = day_start_s(until + timedelta(days=1))
-        claims["lic"] = dict(licence.lic)
+            claims["exp"] = day_start_s(until) + 86400
+        # The stored dict is the store's fresh copy, read for this query: signed as it is.
+        claims["lic"] = lic if type(lic) is dict else dict(lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
         return self._sign_licence_claims(claims)
 
@@ -427,7 +443,8 @@ class PartnerService:
 
     async def answer(self, request: web.Request, note: _Note) -> dict[str, Any]:
         """The 200 answer of a query, or a ``Problem``; ``note`` collects the audit facts."""
-        if request.content_length is not None and request.content_length > MAX_QUERY_BODY:
+        length = request.content_length
+        if length is not None and length > MAX_QUERY_BODY:
             raise _problem(413, "Payload too large",
                            f"a partner query is at most {MAX_QUERY_BODY} bytes", 12)
         raw = await request.read()
@@ -436,7 +453,7 @@ class PartnerService:
                            f"a partner query is at most {MAX_QUERY_BODY} bytes", 12)
         trust_list = self.trust()
         note.trust_list_version = trust_list.version
-        at = self.clock()
+        at = note.at
         if trust_list.is_stale(at):
             raise _problem(503, "Trust data stale",
                            "the trust list is past its next_update; try later", 99,
@@ -456,19 +473,22 @@ class PartnerService:
             note.details["claimed_iss"] = exc.claimed_iss
             _lenient_matter(raw, note)
             raise _unauthorised(exc.reason) from exc
-        note.actor = note.partner_region = auth.region
-        note.details.update(kid=auth.kid, jti=auth.jti)
+        region = auth.partner.region_code
+        note.actor = note.partner_region = region
+        details = note.details
+        details["kid"] = auth.kid
+        details["jti"] = auth.jti
         if auth.partner.status is not PartnerStatus.ACTIVE:
             _lenient_matter(raw, note)
             raise _problem(403, "Partner suspended",
-                           f"partner {auth.region} is suspended; try later", 100,
+                           f"partner {region} is suspended; try later", 100,
                            kind="partner-suspended", indication="INDETERMINATE",
                            sub_indication="TRY_LATER")
-        wait = self.limiter.take(auth.region)
+        wait = self.limiter.take(region)
         if wait is not None:
             _lenient_matter(raw, note)
             raise _problem(429, "Too many requests",
-                           f"partner {auth.region} is over its rate limit", 99,
+                           f"partner {region} is over its rate limit", 99,
                            kind="rate-limited",
                            headers={"Retry-After": RateLimiter.retry_after(wait)})
         try:
@@ -482,11 +502,9 @@ class PartnerService:
             _lenient_matter(raw, note)
             raise _unauthorised("jti was used before (replayed request token)")
 
-        query = _parse_query(raw, auth.region, note)
+        query = _parse_query(raw, region, note)
         today = at.astimezone(CHINA_TZ).date()
-        huzhou, partner = self._matter(query.matter_region, query.matter_code, today)
-        note.matters_after = tuple({"region": m["region"], "code": m["code"]} for m in huzhou)
-        matter = {"huzhou": huzhou, "partner": partner}
+        matter, note.matters_after = self._matter(query.matter_region, query.matter_code, today)
         try:
             check_agreement(auth.partner, type_code=query.type_code,
                             matter_code=query.matter_code)
