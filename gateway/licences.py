@@ -408,9 +408,12 @@ def _setup(conn: Connection, _: _Dialect) -> None:
         conn.execute(statement)
 
 
+_STATES: Mapping[str, LicenceState] = {state.value: state for state in LicenceState}
+
+
 def _stored(row: Sequence[Any]) -> StoredLicence:
     return StoredLicence(identifier=row[0], lic=orjson.loads(row[1]),
-                         state=LicenceState(row[2]), status_idx=int(row[3]))
+                         state=_STATES[row[2]], status_idx=int(row[3]))
 
 
 def _by_identifier(conn: Connection, d: _Dialect, identifier: str) -> StoredLicence | None:
@@ -439,18 +442,48 @@ _FindArgs = tuple[str, str | None, tuple[str, ...]]
 """One ``find``: type code, identifier (or None), holder lookup keys."""
 
 
+_IN_SIZES = (1, 2, 4, 8, 16, 32, 64)
+"""Lengths of the ``IN (...)`` lists of a batched identifier lookup: a short batch is
+padded to the next one, so a handful of statements serve every batch (and stay in the
+driver's statement cache)."""
+_IN_SQL: dict[tuple[str, int], str] = {}
+
+
+def _by_identifiers(conn: Connection, d: _Dialect, identifiers: Sequence[str]
+                    ) -> dict[str, StoredLicence]:
+    """The licences with these 证照标识 (the missing ones absent), a few statements for
+    the whole batch instead of one each."""
+    found: dict[str, StoredLicence] = {}
+    largest = _IN_SIZES[-1]
+    for start in range(0, len(identifiers), largest):
+        chunk = list(identifiers[start:start + largest])
+        size = next(n for n in _IN_SIZES if n >= len(chunk))
+        chunk += [chunk[-1]] * (size - len(chunk))
+        sql = _IN_SQL.get((d.name, size))
+        if sql is None:
+            sql = _IN_SQL[(d.name, size)] = d.sql(
+                f"SELECT {_COLUMNS} FROM licences WHERE identifier IN "  # noqa: S608 - placeholders only
+                f"({', '.join('?' * size)})")
+        for row in conn.execute(sql, chunk).fetchall():
+            found[row[0]] = _stored(row)
+    return found
+
+
 def _find_many(conn: Connection, d: _Dialect, queries: Sequence[_FindArgs]
                ) -> list[tuple[bool, list[StoredLicence]]]:
     published: dict[str, bool] = {}
+    for type_code, _, _ in queries:
+        if type_code not in published:
+            published[type_code] = _type_published(conn, d, type_code)
+    wanted = [identifier for type_code, identifier, _ in queries
+              if identifier is not None and published[type_code]]
+    by_id = _by_identifiers(conn, d, wanted) if wanted else {}
     answers: list[tuple[bool, list[StoredLicence]]] = []
     for type_code, identifier, pseudonyms in queries:
-        known = published.get(type_code)
-        if known is None:
-            known = published[type_code] = _type_published(conn, d, type_code)
-        if not known:
+        if not published[type_code]:
             answers.append((False, []))
         elif identifier is not None:
-            found = _by_identifier(conn, d, identifier)
+            found = by_id.get(identifier)
             answers.append((True, [] if found is None else [found]))
         else:
             answers.append((True, _by_holder(conn, d, pseudonyms, type_code)

@@ -324,6 +324,36 @@ async def _concurrent_finds(tmp_path: Path, postgres_dsn: str | None) -> None:
     assert trips == 2  # the eleven concurrent finds shared one trip; the lone one had its own
 
 
+async def _large_batch(tmp_path: Path, postgres_dsn: str | None) -> None:
+    """A batch of identifier finds longer than one IN list, with repeats and misses, looked
+    up together: each answer is its own identifier's licence, as a lone find gives it."""
+    from tests.gateway.test_partner_api import import_rows
+
+    loop = asyncio.get_running_loop()
+    rows = [licence_row(n, state="revoked" if n % 7 == 0 else "valid") for n in range(1, 76)]
+    await loop.run_in_executor(None, import_rows, tmp_path, rows, postgres_dsn)
+    store = open_store(load_settings({}, None, {"data_dir": tmp_path,
+                                                "postgres_dsn": postgres_dsn}))
+    await store.open()
+    type_code = rows[0]["type_code"]
+    wanted = [r["identifier"] for r in rows] + [rows[3]["identifier"], rows[70]["identifier"]]
+    wanted += [licence_row(n)["identifier"] for n in (200, 201)]  # never imported
+    try:
+        together = await asyncio.gather(*(store.find(type_code, identifier=i) for i in wanted))
+        alone = [await store.find(type_code, identifier=i) for i in wanted[::9]]
+    finally:
+        await store.close()
+    assert len(wanted) == len(together) == 79
+    for identifier, (published, found) in zip(wanted, together, strict=True):
+        assert published
+        assert [identifier] == [c.identifier for c in found] or (
+            identifier not in {r["identifier"] for r in rows} and found == [])
+    states = {r["identifier"]: r["state"] for r in rows}
+    assert [states[i] for i in wanted[:75]] == [f[0].state.value for _, f in together[:75]]
+    assert [(p, [c.identifier for c in f]) for p, f in together[::9]] == [
+        (p, [c.identifier for c in f]) for p, f in alone]
+
+
 class TestConcurrentFinds:
     """``LicenceStore.find`` coalesces concurrent queries into shared store trips."""
 
@@ -335,6 +365,15 @@ class TestConcurrentFinds:
     async def test_postgres(self, tmp_path: Path, postgres_dsn: str) -> None:
         """PostgreSQL."""
         await _concurrent_finds(tmp_path, postgres_dsn)
+
+    async def test_large_batch_sqlite(self, tmp_path: Path) -> None:
+        """More finds than one IN list holds, on SQLite."""
+        await _large_batch(tmp_path, None)
+
+    @pytest.mark.postgres
+    async def test_large_batch_postgres(self, tmp_path: Path, postgres_dsn: str) -> None:
+        """The same on PostgreSQL."""
+        await _large_batch(tmp_path, postgres_dsn)
 
 
 class TestBackends:
