@@ -23,6 +23,7 @@ from gateway.audit._keys import HmacKeyring
 from gateway.audit.event import AuditEvent
 
 __all__ = [
+    "RECORD_FIELDS",
     "RECORD_VERSION",
     "Pseudonymiser",
     "Uuid7Generator",
@@ -35,7 +36,7 @@ __all__ = [
 
 RECORD_VERSION = 1
 
-_FIELDS = (
+RECORD_FIELDS = (
     "v", "event_id", "time", "event_type", "actor_kind", "actor_id", "source_addr",
     "outcome", "sub_indication", "cn_status", "use_cause", "matter_before",
     "matters_after", "licence_identifier", "licence_type", "issuer_region",
@@ -148,16 +149,25 @@ class Pseudonymiser:
 
 
 def _time(at: datetime) -> str:
+    if at.tzinfo is UTC:  # the common case: no conversion, isoformat ends "+00:00"
+        return at.isoformat(timespec="milliseconds")[:-6] + "Z"
     if at.tzinfo is None:
         raise ValueError("audit event time must be timezone-aware")
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _plain(value: Mapping[str, Any]) -> dict[str, Any]:
+    # The record is encoded as soon as it is built, so a dict is taken as it is; orjson
+    # needs a dict, so any other mapping is copied into one.
+    return value if type(value) is dict else dict(value)
+
+
 def build_record(
     event: AuditEvent, *, event_id: str, pseudonymiser: Pseudonymiser, gateway: str
 ) -> dict[str, Any]:
-    """The record of an event: fixed fields, personal data pseudonymised."""
-    record: dict[str, Any] = {
+    """The record of an event: the fields of ``RECORD_FIELDS`` in that order, personal data
+    pseudonymised. It shares the event's dicts: encode it before changing them."""
+    return {
         "v": RECORD_VERSION,
         "event_id": event_id,
         "time": _time(event.at),
@@ -169,8 +179,8 @@ def build_record(
         "sub_indication": event.sub_indication,
         "cn_status": event.cn_status,
         "use_cause": event.use_cause,
-        "matter_before": dict(event.matter_before) if event.matter_before is not None else None,
-        "matters_after": [dict(m) for m in event.matters_after],
+        "matter_before": None if event.matter_before is None else _plain(event.matter_before),
+        "matters_after": [_plain(m) for m in event.matters_after],
         "licence_identifier": event.licence_identifier,
         "licence_type": event.licence_type,
         "issuer_region": event.issuer_region,
@@ -180,11 +190,9 @@ def build_record(
         "latency_ms": None if event.latency_ms is None else round(event.latency_ms, 3),
         "request_id": event.request_id,
         "personal": pseudonymiser.protect(event.personal),
-        "details": dict(event.details),
+        "details": _plain(event.details),
         "gateway": gateway,
     }
-    assert tuple(record) == _FIELDS
-    return record
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:

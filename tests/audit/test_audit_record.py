@@ -1,0 +1,68 @@
+"""Audit records: fixed fields in a fixed order, canonical bytes, times in UTC."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.audit._keys import HmacKeyring
+from gateway.audit._record import (
+    RECORD_FIELDS,
+    Pseudonymiser,
+    build_record,
+    encode_record,
+    time_ms,
+)
+from tests.audit.conftest import HOLDER_CODE, event
+
+_PS = Pseudonymiser(HmacKeyring({1: secrets.token_bytes(32)}))
+
+
+def _record(**overrides: object) -> dict[str, object]:
+    return build_record(event(**overrides), event_id="id-1", pseudonymiser=_PS, gateway="330500")
+
+
+def test_fields_in_order_and_no_raw_personal_data() -> None:
+    """Every record has exactly the fixed fields, in order; personal values are hashed."""
+    record = _record()
+    assert RECORD_FIELDS == tuple(record)
+    encoded = encode_record(record)
+    assert HOLDER_CODE.encode() not in encoded
+    assert list(orjson.loads(encoded)) == sorted(RECORD_FIELDS)  # canonical: sorted keys
+
+
+def test_other_mappings_are_encoded_like_dicts() -> None:
+    """Read-only mappings in an event are recorded as the same JSON as dicts."""
+    plain = _record(matter_before={"region": "330500", "code": "M-001"},
+                    details={"b": 1, "a": [1, 2]})
+    proxied = _record(matter_before=MappingProxyType({"code": "M-001", "region": "330500"}),
+                      details=MappingProxyType({"a": [1, 2], "b": 1}),
+                      matters_after=(MappingProxyType({"code": "S-9", "region": "310000"}),))
+    assert encode_record(plain) == encode_record(proxied)
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 12, 30),  # noqa: DTZ001 - hypothesis bounds are naive
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)),
+                                               timezone(timedelta(hours=-5, minutes=-30))])))
+def test_time_is_utc_milliseconds(at: datetime) -> None:
+    """The record's time is the instant in UTC, to the millisecond, ending in Z, whatever
+    the event's zone; it agrees with ``time_ms``."""
+    text = _record(at=at)["time"]
+    assert isinstance(text, str)
+    assert text.endswith("Z")
+    utc = at.astimezone(UTC)
+    assert text == utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    parsed = datetime.fromisoformat(text)
+    assert time_ms(at) == time_ms(parsed)
+
+
+def test_naive_time_is_refused() -> None:
+    """An event time without a zone cannot be recorded."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        _record(at=datetime(2026, 11, 26, 8, 30))  # noqa: DTZ001 - the point of the test
