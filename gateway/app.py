@@ -47,6 +47,14 @@ __all__ = ["create_app"]
 ALERT_DAYS = 30
 """Anchors whose window ends within this many days count as alerts in /metrics."""
 
+MAX_HEADER_FIELD_BYTES = 16 * 1024
+"""The HTTP parser's limit on one header field (aiohttp's default is 8,190 bytes).
+
+Twice the largest request token the partner API judges (``MAX_TOKEN_BYTES``, 8 KiB),
+so a token over that limit reaches the handler and is refused there, with a problem
+body, cn 11 and an audit record. Under aiohttp's default, a token a little past
+8 KiB was refused by the parser itself: a text/plain 400, unaudited."""
+
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -125,6 +133,7 @@ def create_app(
     app = web.Application(
         middlewares=[request_middleware],
         client_max_size=settings.max_batch_body_bytes,
+        handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES},
     )
     app[SETTINGS_KEY] = settings
     app[READINESS_KEY] = {}

@@ -333,6 +333,22 @@ class TestAuthentication:
                                                  matter_code=SH_MATTER), token="x" * 43)
         await self._expect_401(answer, audit)
 
+    @pytest.mark.parametrize("size", [8_300, 12_000, 16_000])
+    async def test_oversized_token_is_judged_and_audited(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit, size: int) -> None:
+        """A token over the 8 KiB limit reaches the handler (not only the HTTP parser):
+        401 cn 11 with a problem body and an audit record, up to the parser's field limit."""
+        from gateway.app import MAX_HEADER_FIELD_BYTES
+        from gateway.partner import MAX_TOKEN_BYTES
+
+        assert MAX_TOKEN_BYTES < size <= MAX_HEADER_FIELD_BYTES - len("Bearer ")
+        client = await start()
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER), token="x" * size)
+        await self._expect_401(answer, audit)
+        assert "longer than" in answer.body["detail"]
+
     async def test_expired_token(self, start: Start, running: RunningFederation,
                                  audit: MemoryAudit) -> None:
         """A token past its exp (beyond the skew)."""
