@@ -349,6 +349,20 @@ class TestAuthentication:
         await self._expect_401(answer, audit)
         assert "longer than" in answer.body["detail"]
 
+    async def test_token_at_the_limit_reaches_the_handler(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
+        """A token of exactly 8 KiB is the gateway's to judge: with "Bearer " in front its
+        header field is over aiohttp's default limit, which refused it unaudited."""
+        from gateway.partner import MAX_TOKEN_BYTES
+
+        client = await start()
+        sh = partner(client, running)
+        answer = await sh.query(sh.by_identifier(licence_row(1)["identifier"],
+                                                 matter_code=SH_MATTER),
+                                token="x" * MAX_TOKEN_BYTES)
+        await self._expect_401(answer, audit)
+        assert "not a compact JWS" in answer.body["detail"]  # judged, not refused for size
+
     async def test_expired_token(self, start: Start, running: RunningFederation,
                                  audit: MemoryAudit) -> None:
         """A token past its exp (beyond the skew)."""
