@@ -41,7 +41,7 @@ import hashlib
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -53,10 +53,7 @@ from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
@@ -69,7 +66,8 @@ from gateway.partner import (
     RedisReplayCache,
     ReplayCache,
 )
-from trust import b64url_decode, b64url_encode, day_start_s
+from gateway.signing import SigningKey
+from trust import b64url_decode, day_start_s
 
 _OK: Final = orjson.dumps({"status": "ok"})
 _KEY: Final = web.AppKey("naive_key", jwt.PyJWK)
@@ -102,11 +100,10 @@ async def _naive(request: web.Request) -> web.Response:
 @dataclass(slots=True)
 class _FloorState:
     keys: dict[str, ec.EllipticCurvePublicKey]
-    receipt_key: ec.EllipticCurvePrivateKey
-    receipt_prefix: str
+    sign_receipt: Callable[[dict[str, Any]], str]
+    sign_licence: Callable[[dict[str, Any]], str]
     audit: AuditService | None = None
     request_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
-    licence_prefix: str = ""
     licences: LicenceStore | None = None
     replay: ReplayCache | None = None
 
@@ -142,12 +139,6 @@ def _es256(keys: dict[str, ec.EllipticCurvePublicKey], token: str) -> tuple[bool
     return verified, b64url_decode(payload_b64)
 
 
-def _sign_es256(key: ec.EllipticCurvePrivateKey, signing_input: str) -> bytes:
-    """An ES256 JWS signature (R || S), as the gateway signs receipts and licences."""
-    r, s = decode_dss_signature(key.sign(signing_input.encode(), _ECDSA))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
 def _floor_verify(state: _FloorState, token: str) -> tuple[str, dict[str, str]]:
     """One ES256 signature check and the holder fields."""
     verified, payload = _es256(state.keys, token)
@@ -168,9 +159,7 @@ async def _floor_one(state: _FloorState, token: str, *, verify: bool,
     if receipt:
         claims = {"iss": "330500", "iat": int(at.timestamp()), "credential_sha256": digest,
                   "indication": indication}
-        signing_input = state.receipt_prefix + b64url_encode(orjson.dumps(claims))
-        answer["receipt"] = (signing_input + "." +
-                             b64url_encode(_sign_es256(state.receipt_key, signing_input)))
+        answer["receipt"] = state.sign_receipt(claims)
     assert state.audit is not None
     await state.audit.append(AuditEvent(
         event_type=EventType.VERIFICATION, actor_kind=ActorKind.LOCAL_SYSTEM,
@@ -221,9 +210,7 @@ async def _floor_partner(request: web.Request) -> web.Response:
                    "status": {"status_list": {"idx": found[0].status_idx, "uri": "floor"}}}
         if lic.get("valid_until"):
             licence["exp"] = day_start_s(date.fromisoformat(str(lic["valid_until"]))) + 86400
-        signing_input = state.licence_prefix + b64url_encode(orjson.dumps(licence))
-        answer = {"cn_status": 0, "licences": [
-            signing_input + "." + b64url_encode(_sign_es256(state.receipt_key, signing_input))]}
+        answer = {"cn_status": 0, "licences": [state.sign_licence(licence)]}
     await state.audit.append(AuditEvent(
         event_type=EventType.PARTNER_QUERY, actor_kind=ActorKind.PARTNER,
         actor_id=str(claims["iss"]), at=at, outcome="ok", cn_status=answer["cn_status"],
@@ -237,15 +224,14 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
                      ) -> web.Application:
     """The floor endpoints, with the trust list's ES256 licence keys and an audit log;
     ``/partner`` also reads the licence library in ``licences`` (a gateway data folder)."""
-    receipt_key = ec.generate_private_key(ec.SECP256R1())
-    prefix = b64url_encode(orjson.dumps({"alg": "ES256", "kid": "floor",
-                                         "typ": "ecert-receipt+jwt"})) + "."
+    # The gateway's own ES256 signer (header encoded once), with a throwaway key.
+    key = SigningKey(kid="floor", private=ec.generate_private_key(ec.SECP256R1()),
+                     use="receipt", alg="ES256")
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[_FLOOR] = _FloorState(
-        _licence_keys(trust_list), receipt_key, prefix,
-        request_keys=_licence_keys(trust_list, "request-signing"),
-        licence_prefix=b64url_encode(orjson.dumps({"typ": "ecert+jwt", "alg": "ES256",
-                                                   "kid": "floor-lic"})) + ".")
+        _licence_keys(trust_list), key.signer({"typ": "ecert-receipt+jwt"}),
+        key.signer({"typ": "ecert+jwt"}),
+        request_keys=_licence_keys(trust_list, "request-signing"))
 
     async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
         state = app[_FLOOR]

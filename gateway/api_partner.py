@@ -537,23 +537,14 @@ class PartnerService:
         if not candidates:
             return self._result(10, [], matter)
         note.issuer_region = self.settings.gateway_id
-        if len(candidates) == 1:  # every query by identifier: the same answer, made directly
-            licence = candidates[0]
-            note.licence_identifier = licence.identifier
-            note.details["identifiers"] = [licence.identifier]
-            cn = _judge(licence, today)
-            if cn:
-                return self._result(cn, [], matter)
-            note.details["returned"] = 1
-            return self._result(0, [self.sign_licence(licence, iat=now,
-                                                      status_uri=self.status_uri(request))],
-                                matter)
         judged = [(licence, _judge(licence, today)) for licence in candidates]
         valid = [licence for licence, cn in judged if cn == 0]
         if not valid:
             # Nothing valid: the most recently issued licence says why.
             latest = max(judged, key=lambda item: (item[0].issue_date, item[0].identifier))
             note.details["identifiers"] = [latest[0].identifier]
+            if len(candidates) == 1:
+                note.licence_identifier = latest[0].identifier
             return self._result(latest[1], [], matter)
         uri = self.status_uri(request)
         tokens = [self.sign_licence(licence, iat=now, status_uri=uri) for licence in valid]

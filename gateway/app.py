@@ -35,6 +35,7 @@ from gateway.identity import IdentityStore
 from gateway.matters import REGISTRY_KEY
 from gateway.matters import setup as setup_matters
 from gateway.middleware import request_middleware
+from gateway.partner import MAX_TOKEN_BYTES
 from gateway.settings import Settings
 from gateway.signing import published_keys
 from gateway.status_fetch import StatusFetcher
@@ -47,7 +48,7 @@ __all__ = ["create_app"]
 ALERT_DAYS = 30
 """Anchors whose window ends within this many days count as alerts in /metrics."""
 
-MAX_HEADER_FIELD_BYTES = 16 * 1024
+MAX_HEADER_FIELD_BYTES = 2 * MAX_TOKEN_BYTES
 """The HTTP parser's limit on one header field (aiohttp's default is 8,190 bytes).
 
 Twice the largest request token the partner API judges (``MAX_TOKEN_BYTES``, 8 KiB),

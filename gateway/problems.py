@@ -1,23 +1,22 @@
 """RFC 9457 problem bodies, and the one table that maps errors to HTTP.
 
 Handlers raise ``Problem`` (or a domain error listed in ``ERROR_STATUS``); the
-middleware turns it into ``application/problem+json``. Anything else becomes a
+middleware (``gateway.middleware``) turns it into ``application/problem+json``. Anything else becomes a
 500 problem body with the request id, never a stack trace.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.audit.event import AuditUnavailableError
-from gateway.logs import request_id_of
 
-__all__ = ["ERROR_STATUS", "Problem", "problem_for", "problem_middleware", "problem_response"]
+__all__ = ["ERROR_STATUS", "Problem", "problem_for", "problem_response"]
 
 _log = logging.getLogger("gateway.problems")
 
@@ -71,9 +70,6 @@ def problem_response(problem: Problem, request_id: str | None = None) -> web.Res
     )
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 def problem_for(exc: Exception) -> Problem | None:
     """The problem a failure answers with; None for an HTTP exception under 400 (a
     redirect), which is not a failure. Unexpected errors are logged here."""
@@ -94,16 +90,3 @@ def problem_for(exc: Exception) -> Problem | None:
             return Problem(mapped[0], mapped[1], str(exc))
     _log.error("unhandled error", exc_info=exc)
     return Problem(500, "Internal error", "the gateway failed; the request id identifies it")
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a problem body (``gateway.middleware`` does this and the
-    request id in one layer for the gateway; this one serves apps without request ids)."""
-    try:
-        return await handler(request)
-    except Exception as exc:
-        problem = problem_for(exc)
-        if problem is None:
-            raise
-        return problem_response(problem, request_id_of(request))

@@ -22,7 +22,7 @@ from gateway.appkeys import AUDIT_KEY, IDENTITIES_KEY
 from gateway.audit import AuditService, EventType
 from gateway.audit.routes import setup_routes
 from gateway.identity import IdentityKind, IdentityStore, Role, add_identity
-from gateway.problems import problem_middleware
+from gateway.middleware import request_middleware
 from tests.audit.conftest import HOLDER_CODE, EventFactory
 
 # -- an independent RFC 6962 verifier: the recursive definitions of 2.1.1 and 2.1.2 ----
@@ -111,7 +111,7 @@ async def client(
     blocking_guard: BlockBuster | None,
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     """A test client of an app with the audit routes."""
-    app = web.Application(middlewares=[problem_middleware])
+    app = web.Application(middlewares=[request_middleware])
     identities = IdentityStore(data_dir)
     await identities.open()
     app[IDENTITIES_KEY] = identities

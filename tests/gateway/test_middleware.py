@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from gateway.audit._service import LogIntegrityError
 from gateway.logs import request_id_of, request_id_var
@@ -77,7 +77,20 @@ async def test_request_id_given_or_made(client: Client) -> None:
     assert len(set(ids)) == 3
     assert all(i not in ("x" * 65, "a\tb") and 0 < len(i) <= 64 for i in ids)
     assert [{"id": i, "ctx": i} for i in ids] == [await r.json() for r in made]
-    assert request_id_var.get() is None  # reset once the request is answered
+
+
+async def test_request_id_context_is_reset() -> None:
+    """The logging context holds the id only while the handler runs, failures included."""
+    seen: list[str | None] = []
+
+    async def handler(_: web.Request) -> web.StreamResponse:
+        seen.append(request_id_var.get())
+        raise KeyError("a bug")
+
+    request = make_mocked_request("GET", "/x", headers={"X-Request-Id": "ctx-1"})
+    response = await request_middleware(request, handler)
+    assert (500, ["ctx-1"]) == (response.status, seen)
+    assert request_id_var.get() is None
 
 
 async def test_problem_keeps_status_headers_and_extras(client: Client) -> None:
