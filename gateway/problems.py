@@ -1,8 +1,8 @@
 """RFC 9457 problem bodies, and the one table that maps errors to HTTP.
 
 Handlers raise ``Problem`` (or a domain error listed in ``ERROR_STATUS``); the
-middleware (``gateway.middleware``) turns it into ``application/problem+json``. Anything else becomes a
-500 problem body with the request id, never a stack trace.
+middleware (``gateway.middleware``) turns it into ``application/problem+json``.
+Anything else becomes a 500 problem body with the request id, never a stack trace.
 """
 
 from __future__ import annotations
