@@ -190,6 +190,8 @@ def create_app(
         )
         yield
         await fetcher.close()
+        if cache is not None and cache.redis is not None:
+            await cache.redis.close()
         if redis_client is not None:
             await redis_client.aclose()
 

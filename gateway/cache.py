@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from redis.utils import get_lib_version
 
 from gateway.coalesce import Coalescer
+from gateway.redislink import RedisLink
 
 __all__ = [
     "CacheEntry",
@@ -227,20 +228,22 @@ class RedisTier:
         self._client = client
         self._metrics = metrics
         self._skip_until = 0.0
-        # Concurrent single lookups and stores share round trips (see gateway.coalesce).
+        # Concurrent single lookups and stores share round trips (see gateway.coalesce),
+        # each on a connection of its own (see gateway.redislink).
+        self._reads = RedisLink(client)
+        self._writes = RedisLink(client)
         self._get_one: Coalescer[str, bytes | None] = Coalescer(self._mget)
-        self._set_script = client.register_script(_SET_MANY)
         self._put_one: Coalescer[tuple[str, bytes, int], None] = Coalescer(self._set_many)
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
-        values = await self._client.mget(keys)
+        values = await self._reads.execute("MGET", *keys)
         return [value.encode() if isinstance(value, str) else value for value in values]
 
     async def _set_many(self, items: list[tuple[str, bytes, int]]) -> list[None]:
         args: list[bytes | int] = []
         for _, value, ttl_ms in items:
             args += (value, ttl_ms)
-        await self._set_script(keys=[key for key, _, _ in items], args=args)
+        await self._writes.run_script(_SET_MANY, [key for key, _, _ in items], args)
         return [None] * len(items)
 
     def _failed(self, exc: BaseException) -> None:
@@ -283,7 +286,7 @@ class RedisTier:
             self._metrics.count(self.name, "skipped")
             return [None] * len(keys)
         try:
-            values = await self._client.mget([KEY_PREFIX + key for key in keys])
+            values = await self._reads.execute("MGET", *[KEY_PREFIX + key for key in keys])
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return [None] * len(keys)
@@ -299,22 +302,29 @@ class RedisTier:
         return found
 
     async def put_many(self, items: list[tuple[str, CacheEntry]], now: float) -> None:
-        """Store many entries in one pipelined round trip; errors are counted, not raised."""
+        """Store many entries in one round trip; errors are counted, not raised."""
         if not items or time.monotonic() < self._skip_until:
             return
+        live: list[tuple[str, bytes, int]] = []
+        for key, entry in items:
+            ttl_ms = int((entry.expires_at - now) * 1000)
+            if ttl_ms > 0:
+                live.append((KEY_PREFIX + key, entry.encode(), ttl_ms))
+        if not live:
+            return
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key, entry in items:
-                    ttl_ms = int((entry.expires_at - now) * 1000)
-                    if ttl_ms > 0:
-                        pipe.set(KEY_PREFIX + key, entry.encode(), px=ttl_ms)
-                await pipe.execute()
+            await self._set_many(live)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
 
     async def ping(self) -> None:
         """Raise when Redis does not answer."""
         await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the connections of the coalesced lookups and stores (not the client)."""
+        await self._reads.close()
+        await self._writes.close()
 
 
 class VerdictCache:

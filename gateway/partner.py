@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.coalesce import Coalescer
+from gateway.redislink import RedisLink
 from trust import (
     Alg,
     AnchorStatus,
@@ -319,13 +320,14 @@ class RedisReplayCache(ReplayCache):
     def __init__(self, client: aioredis.Redis, *, owns_client: bool = True) -> None:
         self._client = client
         self._owns = owns_client
-        self._script = client.register_script(_FIRST_USES)
-        # Concurrent requests share one round trip (see gateway.coalesce).
+        # Concurrent requests share one round trip (see gateway.coalesce), sent on a
+        # connection of its own (see gateway.redislink).
+        self._link = RedisLink(client)
         self._first_use: Coalescer[tuple[str, int], bool] = Coalescer(self._first_uses)
 
     async def _first_uses(self, items: list[tuple[str, int]]) -> list[bool]:
-        stored = await self._script(keys=[key for key, _ in items],
-                                    args=[ttl for _, ttl in items])
+        stored = await self._link.run_script(_FIRST_USES, [key for key, _ in items],
+                                             [ttl for _, ttl in items])
         return [bool(flag) for flag in stored]
 
     async def first_use(self, key: str, ttl_s: int) -> bool:
@@ -341,7 +343,8 @@ class RedisReplayCache(ReplayCache):
         await self._client.ping()
 
     async def close(self) -> None:
-        """Close the client when it is ours."""
+        """Close the link's connection, and the client when it is ours."""
+        await self._link.close()
         if self._owns:
             await self._client.aclose()
 

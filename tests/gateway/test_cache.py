@@ -98,6 +98,7 @@ async def test_redis_tier_down_is_a_miss_not_an_error() -> None:
         await tier.put("k", CacheEntry(b"{}", time.time() + 60), time.time())
         assert 1 <= metrics.get("redis", "error")
     finally:
+        await tier.close()
         await client.aclose()
 
 
@@ -121,6 +122,7 @@ async def test_redis_tier_concurrent_lookups_and_stores(redis_url: str) -> None:
         assert 0 < ttl_ms <= 5000
         assert 0 == metrics.get("redis", "error")
     finally:
+        await tier.close()
         await client.aclose()
 
 
