@@ -20,7 +20,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ import redis
 from redis.exceptions import RedisError
 
 from bench._procs import http_get, http_post, python, run_bounded
+from trust import CHINA_TZ
 
 __all__ = [
     "PARTNER_MATTER",
@@ -52,7 +53,6 @@ PARTNER_MATTER: Final = "310000-20-SFJ-0001"
 """A matter of Shanghai's own catalogue (the query names the partner's matter)."""
 PARTNER_RATE: Final = 100_000
 """Per second and burst: high enough that the limiter is not what is measured."""
-CHINA: Final = timezone(timedelta(hours=8))
 
 
 class RedisDb:
@@ -109,7 +109,7 @@ def cli_token(args: Sequence[str], what: str) -> str:
 
 def partner_identifiers(data: Path, out: Path) -> int:
     """Write the identifiers of the demo licences valid today (they answer ``found``)."""
-    today = datetime.now(CHINA).date()
+    today = datetime.now(CHINA_TZ).date()
     names = []
     for line in (data / "demo-licences.jsonl").read_bytes().splitlines():
         row = orjson.loads(line)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -43,6 +43,7 @@ from registry import (
     UnknownRegionError,
     load_bundle_with_report,
 )
+from trust import CHINA_TZ
 
 __all__ = [
     "CHINA_TZ",
@@ -59,7 +60,6 @@ __all__ = [
 
 _log = logging.getLogger("gateway.matters")
 
-CHINA_TZ = timezone(timedelta(hours=8), "CST")
 """China Standard Time; the calendar the catalogues' dates are written in."""
 
 DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[1] / "config" / "registry"

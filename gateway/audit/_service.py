@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,6 +65,7 @@ from gateway.audit._tree import (
     TreeError,
 )
 from gateway.audit.event import AuditEvent, AuditUnavailableError
+from trust import CHINA_TZ
 from trust.merkle import MerkleProofError, leaf_hash, verify_consistency
 from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
 
@@ -608,7 +609,7 @@ class AuditService:
         return await self._read(lambda s: s.stats(start, end))
 
 
-REPORT_TZ = timezone(timedelta(hours=8), "CST")
+REPORT_TZ = CHINA_TZ
 """Daily statistics count Huzhou's calendar days (UTC+08:00), as its reports do."""
 
 

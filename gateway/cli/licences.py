@@ -29,7 +29,7 @@ import random
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,7 +47,7 @@ from gateway.licences import (
     open_repository,
     record_from_mapping,
 )
-from trust import iso7064_check_char
+from trust import CHINA_TZ, iso7064_check_char
 
 __all__ = [
     "ImportReport",
@@ -60,7 +60,6 @@ __all__ = [
 _JSONL = (".jsonl", ".ndjson", ".json")
 _CSV = (".csv",)
 _COLUMNS = ("identifier", *LIC_KEYS, "state")
-_CHINA = timezone(timedelta(hours=8), "CST")
 
 
 @dataclass(slots=True)
@@ -341,7 +340,7 @@ def demo_rows(count: int, *, seed: int = 330500, today: date | None = None
               ) -> Iterator[dict[str, Any]]:
     """``count`` realistic Huzhou licences: about 3% revoked, 1% suspended, 3% expired."""
     rng = random.Random(seed)  # noqa: S311 - demo data, reproducible on purpose
-    today = today or datetime.now(_CHINA).date()
+    today = today or datetime.now(CHINA_TZ).date()
     for n in range(count):
         kind = _TYPES[n % len(_TYPES)]
         division = "330500" if kind.city_only else rng.choice(tuple(_DIVISIONS))
