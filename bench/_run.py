@@ -143,8 +143,9 @@ class Options:
             seed=args.seed,
             redis_url=args.redis_url,
             changes=3 if args.quick else 20,
-            verdicts=2000 if args.quick else 100_000,
-            tier2=200 if args.quick else 2000,
+            # The cache fill serves only the memory row, which a development run skips.
+            verdicts=2000 if args.quick or only else 100_000,
+            tier2=200 if args.quick or (only and "tier2" not in only) else 2000,
             licences=2000 if args.quick else 10_000,
             only=only,
         )
@@ -257,16 +258,29 @@ def _inproc(pinning: Pinning, args: Sequence[str], limit: float) -> dict[str, An
     return result
 
 
+_QUICK_SIZES: Final = {"single": 600, "batch": 6, "naive": 300, "warm": 200}
+_POOL_USERS: Final = {"single": frozenset({"single", "floor-verify"}),
+                      "batch": frozenset({"batch", "floor-batch"})}
+"""The scenarios that send each sized pool of unique licences."""
+
+
 def _sizes(opts: Options) -> dict[str, int]:
     if opts.quick:
-        return {"single": 600, "batch": 6, "naive": 300, "warm": 200}
+        return dict(_QUICK_SIZES)
     seconds = opts.duration * opts.rounds
-    return {
+    sizes = {
         "single": math.ceil(seconds * EXPECTED_SINGLE_PER_S),
         "batch": math.ceil(seconds * EXPECTED_BATCH_LICENCES_PER_S / BATCH_SIZE),
         "naive": 5000,
         "warm": max(1000, math.ceil(opts.warmup * EXPECTED_SINGLE_PER_S)),
     }
+    if opts.only is not None:
+        # A development run issues full pools only for what it measures (issuing the
+        # single pool alone takes minutes); the start-up checks still get their share.
+        for pool, users in _POOL_USERS.items():
+            if not opts.only & users:
+                sizes[pool] = _QUICK_SIZES[pool]
+    return sizes
 
 
 def _sanity(gateway: str, headers: dict[str, str], work: Path, naive: str, minimal: str) -> None:

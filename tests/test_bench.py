@@ -66,6 +66,25 @@ class TestOptions:
             Options.parse(["--only", "singel"])
 
 
+    def test_development_runs_issue_full_pools_only_for_what_they_measure(self) -> None:
+        """``--only`` keeps the pools its scenarios send at full size and shrinks the rest."""
+        from bench._run import Options, _sizes
+
+        full = _sizes(Options.parse([]))
+        partner = Options.parse(["--only", "naive,floor-partner,partner"])
+        assert {**full, "single": 600, "batch": 6} == _sizes(partner)
+        assert (2000, 200) == (partner.verdicts, partner.tier2)
+        single = Options.parse(["--only", "floor-verify"])
+        assert {**full, "batch": 6} == _sizes(single)
+        both = Options.parse(["--only", "batch,tier2"])
+        assert {**full, "single": 600} == _sizes(both)
+        assert (2000, 2000) == (both.verdicts, both.tier2)
+        whole = Options.parse([])
+        assert (100_000, 2000) == (whole.verdicts, whole.tier2)
+        assert full["single"] > 600
+        assert full["batch"] > 6
+
+
 class TestFloorRows:
     """A floor row says whether the goal it bounds is within reach."""
 
