@@ -1,12 +1,15 @@
 """One Redis connection of its own for a hot, coalesced caller.
 
 redis-py's client wraps every command in a connection-pool checkout, a retry
-policy, observability hooks and a timeout task. Measured on the bench machine
-(redis-py 8.1, one ``SET NX EX`` at a time, CPU of the calling process):
-about 150 µs a command through ``Redis.set``, about 100 µs through a bare
-``redis.asyncio.Connection``, and about 40 µs for the round trip itself on
-asyncio streams. The partner query spends a request token's ``jti`` in Redis
-on every request, so that overhead was one of the largest costs of the query.
+policy, observability hooks and a timeout task around each socket write and
+read. The partner query spends its request token's ``jti`` in Redis on every
+request, and tier 2 of the verdict cache is read on every tier-1 miss and
+written with every stored verdict, each as a coalesced call
+(``gateway.coalesce``). Measured on the
+bench machine (redis-py 8.1, CPU of the calling process, bench/RESULTS.md,
+2026-11-27): the replay cache's script through the client's ``Script`` cost
+119 µs a call of one key and 174 µs a call of ten; through a ``RedisLink``
+with redis-py's hiredis parser, 59 and 81 µs.
 
 A ``RedisLink`` keeps one ``redis.asyncio.Connection`` (made by the URL's
 connection pool, so TLS, credentials and the database number come from the
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from typing import Any
 
@@ -110,11 +114,7 @@ async def _drop(conn: AbstractConnection) -> None:
         await conn.disconnect()
 
 
-_SHA1: dict[str, str] = {}
-
-
+@functools.cache
 def _sha1(script: str) -> str:
-    found = _SHA1.get(script)
-    if found is None:
-        found = _SHA1[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-    return found
+    """The script's SHA-1, as Redis names scripts (computed once per script)."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
