@@ -21,7 +21,9 @@ kept connection (Redis restarted meanwhile) is retried once on a fresh one,
 as redis-py's client does. So a ``SET NX`` whose first attempt did reach Redis
 before the connection broke may answer "held" on the retry: for the replay
 cache that refuses one genuine request (fails closed), never admits a replay.
-Readiness checks and everything else keep using the ordinary client.
+``close()`` is final: a command after it raises ``ConnectionError`` rather than
+open a connection nobody would close. Readiness checks and everything else keep
+using the ordinary client.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ class RedisLink:
         # socket write and read (most of the bare connection's cost).
         self._timeout: float | None = kwargs.pop("socket_timeout", None)
         self._kwargs = {**kwargs, "socket_timeout": None}
+        if "orig_socket_timeout" in kwargs:
+            # redis-py restores this after a maintenance notification (RESP3): keep it off.
+            self._kwargs["orig_socket_timeout"] = None
+        self._closed = False
         self._class: type[AbstractConnection] = pool.connection_class
         self._conn: AbstractConnection | None = None
         self._lock = asyncio.Lock()
@@ -69,6 +75,8 @@ class RedisLink:
                 return await self._execute(("EVAL", script, len(keys), *keys, *args))
 
     async def _execute(self, args: tuple[Any, ...]) -> Any:
+        if self._closed:
+            raise RedisConnectionError("the Redis link is closed")
         conn = self._conn
         reused = conn is not None
         if conn is None:
@@ -101,7 +109,9 @@ class RedisLink:
             raise
 
     async def close(self) -> None:
-        """Close the connection (a later command opens a new one)."""
+        """Close the connection for good: a later command raises ``ConnectionError``
+        instead of opening a connection nobody would close."""
+        self._closed = True
         async with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:

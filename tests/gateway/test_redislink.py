@@ -118,11 +118,23 @@ async def test_concurrent_callers_take_turns(link: RedisLink) -> None:
     assert [k.encode() for k in keys] == got
 
 
-async def test_close_then_use_reconnects(link: RedisLink) -> None:
-    """A closed link opens a new connection for its next command."""
+async def test_closed_is_final(link: RedisLink, client: aioredis.Redis) -> None:
+    """After close, a command (even one already waiting its turn) raises instead of
+    opening a connection nobody would close."""
     first = await link.execute("CLIENT", "ID")
+    queue = _key()
+    blocked = asyncio.create_task(link.execute("BLPOP", queue, 0.3))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(link.execute("PING"))
+    await asyncio.sleep(0.05)
     await link.close()
-    assert first != await link.execute("CLIENT", "ID")
+    assert await blocked is None  # the command in flight finished first
+    with pytest.raises(RedisConnectionError):
+        await waiting
+    with pytest.raises(RedisConnectionError):
+        await link.execute("PING")
+    clients = await client.client_list()
+    assert str(first) not in {str(c["id"]) for c in clients}
 
 
 async def test_the_url_settings_carry_over() -> None:
