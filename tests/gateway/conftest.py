@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from gateway.settings import load_settings
 from gateway.verification import Clock
 from mocks import Federation, RunningFederation, serve_federation
 from tests.fakes import MemoryAudit
+from tests.services import free_port, unavailable
 from trust import TrustList
 
 AppFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
@@ -70,3 +73,39 @@ def gateway_client(
         return await aiohttp_client(app)
 
     return start
+
+
+class PrivateRedis:
+    """A redis-server of a test's own, on a free port, that the test may stop and restart."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        """Start the server (again); it keeps nothing on disk."""
+        self._procs.append(subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        """Stop the running server and wait for it to exit."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A private Redis, started; stopped after the test."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server not on PATH: cannot stop and restart a private Redis")
+    assert binary is not None
+    server = PrivateRedis(binary)
+    server.start()
+    yield server
+    server.stop()

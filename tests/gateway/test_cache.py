@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,8 @@ from gateway.cache import CacheEntry, CacheMetrics, MemoryTier, RedisTier, redis
 from gateway.identity import IdentityKind, add_identity
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import AppFactory, trust_document
-from tests.services import free_port, unavailable
+from tests.gateway.conftest import AppFactory, PrivateRedis, trust_document
+from tests.services import free_port
 from trust import TrustList
 
 
@@ -260,40 +258,14 @@ async def test_shared_redis_hit_on_second_instance(
     assert 'ecert_cache_events_total{tier="redis",event="hit"} 1' in metrics
 
 
-@pytest.fixture
-def private_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
-    """A redis-server of this test's own, which the test may stop and start again."""
-    import shutil
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server not on PATH: cannot stop and restart a private Redis")
-    assert binary is not None
-    port = free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        procs.append(subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
-    start()
-    yield port, procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
-
-
 @pytest.mark.redis
 @pytest.mark.allow_blocking
 async def test_redis_stopped_mid_run_changes_no_verdict(
         gateway_client: AppFactory, running: RunningFederation, client_key: str,
-        private_redis: tuple[int, list[subprocess.Popen[bytes]]]) -> None:
+        private_redis: PrivateRedis) -> None:
     """Redis stopped during a run: zero 5xx, the same verdicts; started again: hits resume."""
-    port, procs = private_redis
     await asyncio.sleep(0.3)
-    client = await gateway_client(redis_url=f"redis://127.0.0.1:{port}/0")
+    client = await gateway_client(redis_url=private_redis.url)
     sh = running.federation["310000"]
     tokens = [sh.issue().token for _ in range(6)] + ["garbage"]
     expected = ["TOTAL_PASSED"] * 6 + ["TOTAL_FAILED"]
@@ -307,14 +279,11 @@ async def test_redis_stopped_mid_run_changes_no_verdict(
         return out
 
     assert [(200, e) for e in expected] == await run_all()
-    procs[0].terminate()
-    procs[0].wait(timeout=10)
+    private_redis.stop()
     client.app[TRUST_KEY].replace(TrustList.from_json(trust_document(running.federation,
                                                                      version=9)))
     assert [(200, e) for e in expected] == await run_all()  # tier 1 cleared: full + redis down
-    procs.append(subprocess.Popen(  # noqa: ASYNC220 - restart our own test server
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    private_redis.start()
     await asyncio.sleep(1.5)  # past the tier's back-off after errors
     client.app[TRUST_KEY].replace(TrustList.from_json(trust_document(running.federation,
                                                                      version=10)))

@@ -39,7 +39,7 @@ from mocks import (
     make_uscc,
 )
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import trust_document
+from tests.gateway.conftest import PrivateRedis, trust_document
 from trust import TrustList, iso7064_check_char
 
 SHANGHAI = "310000"
@@ -565,6 +565,32 @@ class TestBackends:
         assert (401, 11) == (again.status, again.cn_status)
         ready = await (await client.get("/readyz")).json()
         assert "ok" == ready["checks"]["replay-cache"]
+
+    @pytest.mark.redis
+    @pytest.mark.allow_blocking
+    async def test_redis_down_is_a_503_with_its_audit_record(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit,
+            private_redis: PrivateRedis) -> None:
+        """Redis stopped: a query is refused 503 (cn 99, a problem body) with an audit
+        record, never answered without its jti check; Redis back: queries are answered."""
+        await asyncio.sleep(0.3)
+        client = await start([licence_row(1)], redis_url=private_redis.url)
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        assert (200, 0) == ((first := await sh.query(body)).status, first.cn_status)
+        private_redis.stop()
+        down = await sh.query(body)
+        assert (503, 99) == (down.status, down.cn_status)
+        assert down.body["type"].endswith("replay-cache-unavailable")
+        assert [] == down.body.get("licences", [])
+        private_redis.start()
+        await asyncio.sleep(0.5)
+        back = await sh.query(body)
+        assert (200, 0) == (back.status, back.cn_status)
+        events = _events(audit)
+        assert [("ok", 0), ("error", 99), ("ok", 0)] == [(e.outcome, e.cn_status)
+                                                         for e in events]
+        assert 503 == events[1].details["http_status"]
 
     @pytest.mark.postgres
     async def test_found_in_postgres(self, start: Start, running: RunningFederation,
