@@ -782,8 +782,7 @@ def _print_only(scenarios: Sequence[Http], es256: Sequence[dict[str, Any]]) -> N
                                       for r in s.results) for s in scenarios}
     if es256:
         rates["es256"] = statistics.median(r["rate"] for r in es256)
-    cpu = {s.key: statistics.median(r["cpu_us"] for r in s.results)
-           for s in scenarios if s.results and all("cpu_us" in r for r in s.results)}
+    cpu = _cpu_medians(scenarios)
     for key, rate in rates.items():
         per = f"   server CPU {cpu[key]:7,.0f} µs/request" if key in cpu else ""
         print(f"{key:12} {rate:12,.0f}/s{per}", flush=True)
@@ -884,10 +883,15 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
     return rows, notes
 
 
+def _cpu_medians(scenarios: Sequence[Http]) -> dict[str, float]:
+    """Server CPU µs per request of each scenario measured in every round (median)."""
+    return {s.key: statistics.median(r["cpu_us"] for r in s.results)
+            for s in scenarios if s.results and all("cpu_us" in r for r in s.results)}
+
+
 def _cpu_note(scenarios: Sequence[Http]) -> list[str]:
     """Server CPU per request of each HTTP scenario (medians over rounds), when measured."""
-    parts = [f"{s.key} {statistics.median(r['cpu_us'] for r in s.results):,.0f}"
-             for s in scenarios if s.results and all("cpu_us" in r for r in s.results)]
+    parts = [f"{key} {us:,.0f}" for key, us in _cpu_medians(scenarios).items()]
     if not parts:
         return []
     return [("Server CPU per request, µs (user + system time of the serving process, all its "

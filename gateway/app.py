@@ -57,7 +57,6 @@ body, cn 11 and an audit record. Under aiohttp's default, a token a little past
 8 KiB was refused by the parser itself: a text/plain 400, unaudited."""
 
 
-
 def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 

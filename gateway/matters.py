@@ -60,8 +60,6 @@ __all__ = [
 
 _log = logging.getLogger("gateway.matters")
 
-"""China Standard Time; the calendar the catalogues' dates are written in."""
-
 DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[1] / "config" / "registry"
 """The sample catalogues and maps shipped with the repository."""
 

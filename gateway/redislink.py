@@ -47,16 +47,16 @@ class RedisLink:
 
     def __init__(self, client: aioredis.Redis) -> None:
         pool = client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
+        self._kwargs = dict(pool.connection_kwargs)
         # One deadline per command here instead of redis-py's timeout task around each
-        # socket write and read (most of the bare connection's cost).
-        self._timeout: float | None = kwargs.pop("socket_timeout", None)
-        self._kwargs = {**kwargs, "socket_timeout": None}
-        if "orig_socket_timeout" in kwargs:
-            # redis-py restores this after a maintenance notification (RESP3): keep it off.
+        # socket write and read (most of the bare connection's cost). redis-py restores
+        # orig_socket_timeout after a maintenance notification (RESP3): off as well.
+        self._timeout: float | None = self._kwargs.get("socket_timeout")
+        self._kwargs["socket_timeout"] = None
+        if "orig_socket_timeout" in self._kwargs:
             self._kwargs["orig_socket_timeout"] = None
-        self._closed = False
         self._class: type[AbstractConnection] = pool.connection_class
+        self._closed = False
         self._conn: AbstractConnection | None = None
         self._lock = asyncio.Lock()
 

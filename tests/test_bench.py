@@ -65,7 +65,6 @@ class TestOptions:
         with pytest.raises(SystemExit):
             Options.parse(["--only", "singel"])
 
-
     def test_development_runs_issue_full_pools_only_for_what_they_measure(self) -> None:
         """``--only`` keeps the pools its scenarios send at full size and shrinks the rest."""
         from bench._run import Options, _sizes
