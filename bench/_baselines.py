@@ -25,7 +25,8 @@
   ``jti`` spent once in the replay cache (the gateway's ``RedisReplayCache``
   with ``--redis-url``, as gateway A runs in the bench, else its
   ``MemoryReplayCache``), the licence read through the gateway's own licence
-  store (``--licences DIR``, a gateway data folder), the licence signed with
+  store (``--licences DIR``, a gateway data folder; it remembers licences found
+  before, as the gateway's does), the licence signed with
   ES256, and an audit record made durable. Its rates bound what any gateway
   built this way on this machine can reach.
 
@@ -58,7 +59,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.cache import redis_client
-from gateway.licences import LicenceStore, SqliteLicenceStore, licence_db_path
+from gateway.licences import LicenceStore, open_store
 from gateway.partner import (
     MAX_REQUEST_LIFETIME_S,
     REQUEST_SKEW_S,
@@ -66,6 +67,7 @@ from gateway.partner import (
     RedisReplayCache,
     ReplayCache,
 )
+from gateway.settings import load_settings
 from gateway.signing import SigningKey
 from trust import b64url_decode, day_start_s
 
@@ -236,7 +238,9 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
     async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
         state = app[_FLOOR]
         if licences is not None:
-            state.licences = SqliteLicenceStore(licence_db_path(licences))
+            # The gateway's store as the gateway opens it: licences found before are
+            # remembered (the default cache size), so the floor pays what the gateway pays.
+            state.licences = open_store(load_settings({}, None, {"data_dir": licences}))
             await state.licences.open()
         state.replay = (RedisReplayCache(redis_client(redis_url, timeout_s=1.0))
                         if redis_url else MemoryReplayCache())

@@ -408,7 +408,8 @@ class PartnerService:
         until = licence.valid_until
         if until is not None:
             claims["exp"] = day_start_s(until) + 86400
-        # The stored dict is the store's fresh copy, read for this query: signed as it is.
+        # The stored dict may be shared with other queries (the store remembers licences):
+        # it is serialised as it is, never changed.
         claims["lic"] = lic if type(lic) is dict else dict(lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
         return self._sign_licence_claims(claims)

@@ -21,6 +21,16 @@ One port, two adapters, one SQL:
 * ``LicenceRepository`` (sync) is what ``ecert-gateway licences import`` writes
   through; ``open_repository(data_dir, postgres_dsn)`` picks the same backend.
 
+The async store keeps the licences it found by identifier in memory, so a
+licence queried again is answered without a trip to the store's thread. The
+library changes in another process (``licences import``), so the store asks
+every ``CHANGE_POLL_S`` whether it changed (SQLite's ``PRAGMA data_version``;
+on PostgreSQL a counter a statement trigger bumps) and drops everything it
+remembers when it did. A remembered licence is only served while the last such
+check started less than ``2 * CHANGE_POLL_S`` ago, so a revocation or
+suspension committed anywhere is seen within about a second, and a store whose
+checks fail serves nothing from memory.
+
 Errors::
 
     * LicenceError
@@ -31,10 +41,13 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import math
 import re
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +69,7 @@ from gateway.sqlite import SqliteDB, connect
 from trust import CheckOutcome, IdentifierError, check_identifier, parse_identifier
 
 __all__ = [
+    "CHANGE_POLL_S",
     "HOLDER_CODE_TYPES",
     "LIC_KEYS",
     "STATUS_LIST_NAME",
@@ -79,6 +93,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+CHANGE_POLL_S = 0.5
+"""How often the async store asks whether the licence library changed."""
 
 STATUS_LIST_NAME = "licences"
 """The name of Huzhou's one status list (``GET /v1/status/licences``)."""
@@ -367,6 +384,26 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS licences_type ON licences (type_code)",
 )
 _COLUMNS = "identifier, lic, state, status_idx"
+_PG_CHANGES = (
+    # Taken for the whole set-up: CREATE OR REPLACE FUNCTION and TRIGGER fail with
+    # "tuple concurrently updated" when two processes run them at the same moment.
+    "SELECT pg_advisory_xact_lock(hashtext('ecert-gateway licences schema'))",
+    """CREATE TABLE IF NOT EXISTS licence_changes (
+        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+        version BIGINT NOT NULL
+    )""",
+    "INSERT INTO licence_changes (one, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING",
+    """CREATE OR REPLACE FUNCTION licence_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE licence_changes SET version = version + 1;
+        RETURN NULL;
+    END $$""",
+    """CREATE OR REPLACE TRIGGER licences_changed
+        AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON licences
+        FOR EACH STATEMENT EXECUTE FUNCTION licence_changed()""",
+)
+"""PostgreSQL: ``licence_changes.version`` moves with every statement that writes
+``licences`` (what the async store polls; SQLite has ``PRAGMA data_version``)."""
 
 
 Connection = Any
@@ -403,9 +440,25 @@ SQLITE = _Dialect("sqlite", "?")
 POSTGRES = _Dialect("postgresql", "%s")
 
 
-def _setup(conn: Connection, _: _Dialect) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
+def _setup(conn: Connection, d: _Dialect) -> None:
+    if d.name == "sqlite":
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        return
+    with conn.transaction():
+        for statement in (_PG_CHANGES[0], *_SCHEMA, *_PG_CHANGES[1:]):
+            conn.execute(statement)
+
+
+def _change_version(conn: Connection, d: _Dialect) -> int:
+    """A number that moves whenever the licence library changes (SQLite: when another
+    connection commits to the file, which is the only way the library changes under
+    the async store's own connection)."""
+    if d.name == "sqlite":
+        row = conn.execute("PRAGMA data_version").fetchone()
+    else:
+        row = conn.execute("SELECT version FROM licence_changes").fetchone()
+    return int(row[0])
 
 
 _STATES: Mapping[str, LicenceState] = {state.value: state for state in LicenceState}
@@ -659,15 +712,65 @@ class LicenceStore(Protocol):
 
 
 class _ThreadedStore:
-    """Shared query methods; subclasses say how a function reaches the connection."""
+    """Shared query methods; subclasses say how a function reaches the connection.
+
+    ``cache_size`` licences found by identifier are remembered (module docstring);
+    ``poll_s`` is how often the store asks whether the library changed.
+    """
 
     backend = "?"
     _dialect: _Dialect
 
-    def __init__(self) -> None:
+    def __init__(self, *, cache_size: int = 0, poll_s: float = CHANGE_POLL_S) -> None:
         # Concurrent queries share one trip to the store's thread (see gateway.coalesce).
         self._finds: Coalescer[_FindArgs, tuple[bool, list[StoredLicence]]] = Coalescer(
             self._find_many)
+        self._cache_size = max(0, cache_size)
+        self._poll_s = poll_s
+        self._known: dict[tuple[str, str], StoredLicence] = {}
+        """(type code, identifier) to the licence, oldest first (dicts keep order)."""
+        self._generation = 0
+        """Moves when ``_known`` is dropped: a lookup begun before must not refill it."""
+        self._version: int | None = None
+        self._checked = -math.inf
+        """When the last check that found the library unchanged started (monotonic)."""
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _start_watching(self) -> None:
+        """Read the library's change version, then poll it (call at the end of ``open``)."""
+        if not self._cache_size or self._watcher is not None:
+            return
+        await self._check()
+        self._watcher = asyncio.create_task(self._watch(), name=f"licences-{self.backend}-watch")
+
+    async def _stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        self._forget()
+
+    def _forget(self) -> None:
+        self._known.clear()
+        self._generation += 1
+
+    async def _check(self) -> None:
+        started = time.monotonic()
+        try:
+            version = await self._call(_change_version)
+        except LicenceStoreError:
+            self._forget()  # and ``_checked`` stays old: nothing is served from memory
+            return
+        if version != self._version:
+            self._version = version
+            self._forget()
+        self._checked = started
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            await self._check()
 
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         raise NotImplementedError
@@ -697,8 +800,21 @@ class _ThreadedStore:
     async def find(self, type_code: str, *, identifier: str | None = None,
                    pseudonyms: Sequence[str] = ()) -> tuple[bool, list[StoredLicence]]:
         """Type check and lookup on the store's thread (or connection), in one trip with
-        the other queries waiting at the same moment."""
-        return await self._finds((type_code, identifier, tuple(pseudonyms)))
+        the other queries waiting at the same moment; a licence found by identifier
+        before, and unchanged since, is answered from memory."""
+        if identifier is None or not self._cache_size:
+            return await self._finds((type_code, identifier, tuple(pseudonyms)))
+        key = (type_code, identifier)
+        known = self._known.get(key)
+        if known is not None and time.monotonic() - self._checked < 2 * self._poll_s:
+            return True, [known]
+        generation = self._generation
+        published, found = await self._finds((type_code, identifier, ()))
+        if found and generation == self._generation:
+            if len(self._known) >= self._cache_size:
+                del self._known[next(iter(self._known))]
+            self._known[key] = found[0]
+        return published, found
 
     async def _find_many(self, queries: list[_FindArgs]
                          ) -> list[tuple[bool, list[StoredLicence]]]:
@@ -714,8 +830,9 @@ class SqliteLicenceStore(_ThreadedStore):
 
     backend = "sqlite"
 
-    def __init__(self, path: Path) -> None:
-        super().__init__()
+    def __init__(self, path: Path, *, cache_size: int = 0,
+                 poll_s: float = CHANGE_POLL_S) -> None:
+        super().__init__(cache_size=cache_size, poll_s=poll_s)
         self._dialect = SQLITE
         self._db = SqliteDB(path)
 
@@ -725,9 +842,11 @@ class SqliteLicenceStore(_ThreadedStore):
     async def open(self) -> None:
         """Create the schema if missing."""
         await self._call(_setup)
+        await self._start_watching()
 
     async def close(self) -> None:
         """Close the connection and its thread."""
+        await self._stop_watching()
         await self._db.close()
 
 
@@ -736,8 +855,8 @@ class PostgresLicenceStore(_ThreadedStore):
 
     backend = "postgresql"
 
-    def __init__(self, dsn: str) -> None:
-        super().__init__()
+    def __init__(self, dsn: str, *, cache_size: int = 0, poll_s: float = CHANGE_POLL_S) -> None:
+        super().__init__(cache_size=cache_size, poll_s=poll_s)
         self._dialect = POSTGRES
         self._dsn = dsn
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-licences")
@@ -755,9 +874,11 @@ class PostgresLicenceStore(_ThreadedStore):
     async def open(self) -> None:
         """Connect and create the schema if missing."""
         await self._call(_setup)
+        await self._start_watching()
 
     async def close(self) -> None:
         """Close the connection and stop the thread."""
+        await self._stop_watching()
 
         def _close(_: Connection) -> None:
             if self._conn is not None:
@@ -772,7 +893,8 @@ class PostgresLicenceStore(_ThreadedStore):
 
 def open_store(settings: Settings) -> LicenceStore:
     """The store the settings name (unopened): PostgreSQL when ``postgres_dsn`` is set."""
+    size = settings.licence_cache_max_entries
     if settings.postgres_dsn:
-        return PostgresLicenceStore(settings.postgres_dsn)
-    return SqliteLicenceStore(licence_db_path(settings.data_dir))
+        return PostgresLicenceStore(settings.postgres_dsn, cache_size=size)
+    return SqliteLicenceStore(licence_db_path(settings.data_dir), cache_size=size)
 

@@ -7,6 +7,8 @@ import asyncio
 import csv
 import io
 import logging
+import random
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+import gateway.licences as licences_module
 from gateway.cache import redis_client
 from gateway.cli import licences as cli
 from gateway.licences import (
@@ -29,7 +32,11 @@ from gateway.licences import (
 )
 from gateway.partner import RedisReplayCache
 from gateway.settings import load_settings
-from tests.gateway.test_partner_api import HOLDER, OTHER_HOLDER, licence_row
+from mocks import make_resident_id
+from tests.gateway.test_partner_api import HOLDER, OTHER_HOLDER, import_rows, licence_row
+
+THIRD_HOLDER = make_resident_id(["330523"], random.Random(11))
+"""A holder the other rows of the coalescing test never have."""
 
 _CSV_COLUMNS = ("identifier", "type_code", "type_name", "number", "issuer_name", "issuer_code",
                 "issue_date", "holder_name", "holder_code", "holder_code_type", "valid_from",
@@ -279,7 +286,8 @@ async def _concurrent_finds(tmp_path: Path, postgres_dsn: str | None) -> None:
 
     loop = asyncio.get_running_loop()
     rows = [licence_row(n, holder=HOLDER if n % 2 else OTHER_HOLDER) for n in range(1, 7)]
-    await loop.run_in_executor(None, import_rows, tmp_path, rows, postgres_dsn)
+    lone = licence_row(7, holder=THIRD_HOLDER)  # found alone, after the others
+    await loop.run_in_executor(None, import_rows, tmp_path, [*rows, lone], postgres_dsn)
     keyring = await loop.run_in_executor(None, HolderKeyring.load, tmp_path)
     store = open_store(load_settings({}, None, {"data_dir": tmp_path,
                                                 "postgres_dsn": postgres_dsn}))
@@ -307,7 +315,7 @@ async def _concurrent_finds(tmp_path: Path, postgres_dsn: str | None) -> None:
     try:
         answers = await asyncio.gather(*(store.find(t, identifier=i, pseudonyms=p)
                                          for t, i, p in queries))
-        alone = await store.find(type_code, identifier=rows[2]["identifier"])
+        alone = await store.find(type_code, identifier=lone["identifier"])
     finally:
         await store.close()
     found = [(published, [c.identifier for c in candidates]) for published, candidates in answers]
@@ -320,7 +328,7 @@ async def _concurrent_finds(tmp_path: Path, postgres_dsn: str | None) -> None:
         (True, []),
         (False, []),
     ]
-    assert [ids[2]] == [c.identifier for c in alone[1]]
+    assert [lone["identifier"]] == [c.identifier for c in alone[1]]
     assert trips == 2  # the eleven concurrent finds shared one trip; the lone one had its own
 
 
@@ -374,6 +382,164 @@ class TestConcurrentFinds:
     async def test_large_batch_postgres(self, tmp_path: Path, postgres_dsn: str) -> None:
         """The same on PostgreSQL."""
         await _large_batch(tmp_path, postgres_dsn)
+
+
+class _Trips:
+    """Counts a store's lookup trips to its thread (or connection); its checks for
+    changes are not counted. While ``gate`` is set and unset, lookups wait for it."""
+
+    def __init__(self, store: Any) -> None:
+        self.count = 0
+        self.gate: asyncio.Event | None = None
+        call_one = store._call
+
+        async def counted(fn: Any, *args: Any) -> Any:
+            if fn is licences_module._find_many:
+                self.count += 1
+                if self.gate is not None:
+                    await self.gate.wait()
+            return await call_one(fn, *args)
+
+        store._call = counted
+
+
+async def _remembered_until_changed(tmp_path: Path, postgres_dsn: str | None) -> None:
+    """A licence found once is answered from memory; a revocation committed by another
+    connection (``licences import``) is seen within two polls, and a licence changed
+    back is seen again."""
+    loop = asyncio.get_running_loop()
+    row = licence_row(1)
+    await loop.run_in_executor(None, import_rows, tmp_path, [row], postgres_dsn)
+    poll_s = 0.05
+    store: Any
+    if postgres_dsn:
+        store = PostgresLicenceStore(postgres_dsn, cache_size=10, poll_s=poll_s)
+    else:
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10, poll_s=poll_s)
+    await store.open()
+    trips = _Trips(store)
+    type_code, identifier = row["type_code"], row["identifier"]
+
+    async def state_after_change(state: str) -> tuple[float, str]:
+        await loop.run_in_executor(None, import_rows, tmp_path, [{**row, "state": state}],
+                                   postgres_dsn)
+        started = loop.time()
+        while True:
+            _, found = await store.find(type_code, identifier=identifier)
+            if found[0].state.value == state or loop.time() - started > 5:
+                return loop.time() - started, found[0].state.value
+            await asyncio.sleep(0.005)
+
+    try:
+        first = await store.find(type_code, identifier=identifier)
+        before = trips.count
+        again = [await store.find(type_code, identifier=identifier) for _ in range(20)]
+        assert trips.count == before  # twenty answers from memory, no trip
+        assert all(a == first for a in again)
+        assert first[1][0].state is LicenceState.VALID
+        waited, state = await state_after_change("revoked")
+        assert state == "revoked"
+        assert waited < 4 * poll_s + 0.5
+        waited, state = await state_after_change("valid")
+        assert (state, waited < 4 * poll_s + 0.5) == ("valid", True)
+    finally:
+        await store.close()
+
+
+class TestRememberedLicences:
+    """The async store remembers licences found by identifier, never past a change."""
+
+    async def test_sqlite(self, tmp_path: Path) -> None:
+        """SQLite: PRAGMA data_version moves when ``licences import`` commits."""
+        await _remembered_until_changed(tmp_path, None)
+
+    @pytest.mark.postgres
+    async def test_postgres(self, tmp_path: Path, postgres_dsn: str) -> None:
+        """PostgreSQL: the statement trigger bumps licence_changes."""
+        await _remembered_until_changed(tmp_path, postgres_dsn)
+
+    async def test_nothing_from_memory_while_checks_fail(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """When the store cannot say whether the library changed, every find makes a trip."""
+        row = licence_row(1)
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, [row])
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10, poll_s=0.02)
+        await store.open()
+        trips = _Trips(store)
+        try:
+            await store.find(row["type_code"], identifier=row["identifier"])
+            await store.find(row["type_code"], identifier=row["identifier"])
+            assert trips.count == 1
+
+            def broken(conn: Any, d: Any) -> int:
+                raise sqlite3.OperationalError("disk I/O error")
+
+            monkeypatch.setattr(licences_module, "_change_version", broken)
+            await asyncio.sleep(0.1)
+            counted = trips.count
+            for _ in range(3):
+                await store.find(row["type_code"], identifier=row["identifier"])
+            assert trips.count == counted + 3
+        finally:
+            await store.close()
+
+    async def test_a_find_begun_before_a_change_is_not_remembered(self, tmp_path: Path) -> None:
+        """A lookup in flight when the library changed may carry the old licence: it is
+        answered, but not remembered."""
+        rows = [licence_row(1), licence_row(2)]
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, rows)
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10, poll_s=60)
+        await store.open()
+        trips = _Trips(store)
+        type_code, identifier = rows[0]["type_code"], rows[0]["identifier"]
+        try:
+            trips.gate = asyncio.Event()
+            pending = asyncio.create_task(store.find(type_code, identifier=identifier))
+            await asyncio.sleep(0.01)
+            store._forget()  # what a check that saw a change does
+            trips.gate.set()
+            assert (await pending)[1][0].identifier == identifier
+            await store.find(type_code, identifier=identifier)
+            assert trips.count == 2  # not remembered: asked again
+            await store.find(type_code, identifier=identifier)
+            assert trips.count == 2  # remembered now
+        finally:
+            await store.close()
+
+    async def test_bounded(self, tmp_path: Path) -> None:
+        """At most ``cache_size`` licences are kept; the oldest goes first."""
+        rows = [licence_row(n) for n in range(1, 4)]
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, rows)
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=2, poll_s=60)
+        await store.open()
+        trips = _Trips(store)
+        type_code = rows[0]["type_code"]
+        try:
+            for r in rows:
+                await store.find(type_code, identifier=r["identifier"])
+            assert trips.count == 3
+            await store.find(type_code, identifier=rows[2]["identifier"])
+            await store.find(type_code, identifier=rows[1]["identifier"])
+            assert trips.count == 3
+            await store.find(type_code, identifier=rows[0]["identifier"])
+            assert trips.count == 4
+        finally:
+            await store.close()
+
+    async def test_off(self, tmp_path: Path) -> None:
+        """``licence_cache_max_entries = 0``: every find makes a trip."""
+        row = licence_row(1)
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, [row])
+        store = open_store(load_settings({}, None, {"data_dir": tmp_path,
+                                                    "licence_cache_max_entries": 0}))
+        await store.open()
+        trips = _Trips(store)
+        try:
+            for _ in range(3):
+                await store.find(row["type_code"], identifier=row["identifier"])
+            assert trips.count == 3
+        finally:
+            await store.close()
 
 
 class TestBackends:

@@ -277,6 +277,23 @@ class TestAnswers:
         answer = await sh.query(sh.by_identifier(row["identifier"], matter_code=SH_MATTER))
         assert (200, cn_status, []) == (answer.status, answer.cn_status, answer.body["licences"])
 
+    async def test_revoked_while_running_is_refused_within_a_second(
+            self, start: Start, running: RunningFederation, tmp_path: Path) -> None:
+        """The gateway remembers licences it handed out, yet a revocation imported while it
+        runs (another process's commit) is answered 21 within about a second."""
+        row = licence_row(1)
+        client = await start([row])
+        sh = partner(client, running)
+        body = sh.by_identifier(row["identifier"], matter_code=SH_MATTER)
+        assert [0, 0] == [(await sh.query(body)).cn_status for _ in range(2)]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, import_rows, tmp_path, [{**row, "state": "revoked"}])
+        revoked_at = time.monotonic()
+        while (answer := await sh.query(body)).cn_status == 0:
+            assert time.monotonic() - revoked_at < 1.5, "revocation not seen"
+            await asyncio.sleep(0.05)
+        assert (200, 21, []) == (answer.status, answer.cn_status, answer.body["licences"])
+
     async def test_last_valid_day_is_still_valid(self, start: Start,
                                                  running: RunningFederation) -> None:
         """valid_until is inclusive (China's calendar)."""
