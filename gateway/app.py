@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api_admin import trust_alerts
+from gateway.api_partner import PARTNER_KEY
 from gateway.api_partner import setup as setup_partner
 from gateway.api_verify import setup_routes as setup_verify_routes
 from gateway.appkeys import (
@@ -113,6 +114,13 @@ async def metrics(request: web.Request) -> web.Response:
     for alert in trust_alerts(trust_list, datetime.now(UTC), ALERT_DAYS, service.status):
         counts[alert["kind"]] = counts.get(alert["kind"], 0) + 1
     lines += [f'ecert_alerts{{kind="{kind}"}} {n}' for kind, n in sorted(counts.items())]
+    partner = request.app.get(PARTNER_KEY)
+    if partner is not None:
+        store = partner.store
+        lines.append("# TYPE ecert_licence_memory_events_total counter")
+        lines += [f'ecert_licence_memory_events_total{{event="{event}"}} {n}'
+                  for event, n in sorted(store.memory_counts.items())]
+        lines.append(f"ecert_licence_memory_entries {store.remembered}")
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

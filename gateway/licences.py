@@ -686,6 +686,16 @@ class LicenceStore(Protocol):
 
     backend: str
 
+    @property
+    def memory_counts(self) -> Mapping[str, int]:
+        """What the store's memory of licences did: ``hit``, ``miss`` (an identifier find
+        that went to the store), ``dropped`` (forgotten after a change or a failed check)
+        and ``check-failed`` (``/metrics``)."""
+
+    @property
+    def remembered(self) -> int:
+        """Licences held in memory now."""
+
     async def open(self) -> None:
         """Connect and create the schema if missing."""
 
@@ -735,6 +745,17 @@ class _ThreadedStore:
         self._checked = -math.inf
         """When the last check that found the library unchanged started (monotonic)."""
         self._watcher: asyncio.Task[None] | None = None
+        self._counts: dict[str, int] = dict.fromkeys(("hit", "miss", "dropped", "check-failed"), 0)
+
+    @property
+    def memory_counts(self) -> Mapping[str, int]:
+        """What the memory of licences did (``LicenceStore.memory_counts``)."""
+        return self._counts
+
+    @property
+    def remembered(self) -> int:
+        """Licences held in memory now."""
+        return len(self._known)
 
     async def _start_watching(self) -> None:
         """Read the library's change version, then poll it (call at the end of ``open``)."""
@@ -752,6 +773,8 @@ class _ThreadedStore:
         self._forget()
 
     def _forget(self) -> None:
+        if self._known:
+            self._counts["dropped"] += 1
         self._known.clear()
         self._generation += 1
 
@@ -760,6 +783,7 @@ class _ThreadedStore:
         try:
             version = await self._call(_change_version)
         except LicenceStoreError:
+            self._counts["check-failed"] += 1
             self._forget()  # and ``_checked`` stays old: nothing is served from memory
             return
         if version != self._version:
@@ -806,8 +830,11 @@ class _ThreadedStore:
             return await self._finds((type_code, identifier, tuple(pseudonyms)))
         key = (type_code, identifier)
         known = self._known.get(key)
+        counts = self._counts
         if known is not None and time.monotonic() - self._checked < 2 * self._poll_s:
+            counts["hit"] += 1
             return True, [known]
+        counts["miss"] += 1
         generation = self._generation
         published, found = await self._finds((type_code, identifier, ()))
         if found and generation == self._generation:

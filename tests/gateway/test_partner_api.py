@@ -122,6 +122,19 @@ def partner(client: Client, running: RunningFederation, region: str = SHANGHAI
                          session=client.session)
 
 
+async def memory_metrics(client: Client) -> dict[str, int]:
+    """The licence store's memory counters and size, as ``/metrics`` gives them."""
+    text = await (await client.get("/metrics")).text()
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("ecert_licence_memory_events_total{"):
+            event = line.split('event="', 1)[1].split('"', 1)[0]
+            found[event] = int(line.rsplit(" ", 1)[1])
+        elif line.startswith("ecert_licence_memory_entries "):
+            found["entries"] = int(line.rsplit(" ", 1)[1])
+    return found
+
+
 def _events(audit: MemoryAudit) -> list[AuditEvent]:
     return [e for e in audit.events if e.event_type is EventType.PARTNER_QUERY]
 
@@ -286,6 +299,8 @@ class TestAnswers:
         sh = partner(client, running)
         body = sh.by_identifier(row["identifier"], matter_code=SH_MATTER)
         assert [0, 0] == [(await sh.query(body)).cn_status for _ in range(2)]
+        assert await memory_metrics(client) == {"hit": 1, "miss": 1, "dropped": 0,
+                                                "check-failed": 0, "entries": 1}
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, import_rows, tmp_path, [{**row, "state": "revoked"}])
         revoked_at = time.monotonic()
@@ -293,6 +308,8 @@ class TestAnswers:
             assert time.monotonic() - revoked_at < 1.5, "revocation not seen"
             await asyncio.sleep(0.05)
         assert (200, 21, []) == (answer.status, answer.cn_status, answer.body["licences"])
+        seen = await memory_metrics(client)
+        assert (seen["dropped"], seen["entries"]) == (1, 1)  # forgotten, then the revoked one
 
     async def test_last_valid_day_is_still_valid(self, start: Start,
                                                  running: RunningFederation) -> None:
