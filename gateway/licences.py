@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import math
 import re
 import sqlite3
@@ -93,6 +94,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 CHANGE_POLL_S = 0.5
 """How often the async store asks whether the licence library changed."""
@@ -458,6 +460,8 @@ def _change_version(conn: Connection, d: _Dialect) -> int:
         row = conn.execute("PRAGMA data_version").fetchone()
     else:
         row = conn.execute("SELECT version FROM licence_changes").fetchone()
+        if row is None:  # the trigger would bump nothing: changes could not be seen
+            raise LicenceStoreError("licence_changes has no row")
     return int(row[0])
 
 
@@ -794,7 +798,12 @@ class _ThreadedStore:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._poll_s)
-            await self._check()
+            try:
+                await self._check()
+            except Exception:  # keep watching; until a check passes, memory serves nothing
+                self._counts["check-failed"] += 1
+                self._forget()
+                _log.exception("licence library change check failed")
 
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         raise NotImplementedError
