@@ -25,11 +25,12 @@ The async store keeps the licences it found by identifier in memory, so a
 licence queried again is answered without a trip to the store's thread. The
 library changes in another process (``licences import``), so the store asks
 every ``CHANGE_POLL_S`` whether it changed (SQLite's ``PRAGMA data_version``;
-on PostgreSQL a counter a statement trigger bumps) and drops everything it
-remembers when it did. A remembered licence is only served while the last such
-check started less than ``2 * CHANGE_POLL_S`` ago, so a revocation or
-suspension committed anywhere is seen within about a second, and a store whose
-checks fail serves nothing from memory.
+on PostgreSQL a counter a statement trigger bumps once per writing
+transaction) and drops everything it remembers when it did. A remembered
+licence is only served while the last such check started less than
+``2 * CHANGE_POLL_S`` ago, and never longer than ``REMEMBER_S`` after it was
+read, so a revocation or suspension committed anywhere is seen within about a
+second, and a store whose checks fail serves nothing from memory.
 
 Errors::
 
@@ -98,6 +99,10 @@ _log = logging.getLogger(__name__)
 
 CHANGE_POLL_S = 0.5
 """How often the async store asks whether the licence library changed."""
+REMEMBER_S = 60.0
+"""No licence is answered from memory longer than this after it was read, whatever the
+change checks say (insurance against a write they cannot see, such as one made with
+PostgreSQL's triggers disabled)."""
 
 STATUS_LIST_NAME = "licences"
 """The name of Huzhou's one status list (``GET /v1/status/licences``)."""
@@ -394,17 +399,22 @@ _PG_CHANGES = (
         one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
         version BIGINT NOT NULL
     )""",
+    "ALTER TABLE licence_changes ADD COLUMN IF NOT EXISTS xact BIGINT",
     "INSERT INTO licence_changes (one, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING",
-    """CREATE OR REPLACE FUNCTION licence_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    # Once per writing transaction (an import writes row by row), and with the search_path
+    # the table was created under, whatever the writer's.
+    """CREATE OR REPLACE FUNCTION licence_changed() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
     BEGIN
-        UPDATE licence_changes SET version = version + 1;
+        UPDATE licence_changes SET version = version + 1, xact = txid_current()
+            WHERE xact IS DISTINCT FROM txid_current();
         RETURN NULL;
     END $$""",
     """CREATE OR REPLACE TRIGGER licences_changed
         AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON licences
         FOR EACH STATEMENT EXECUTE FUNCTION licence_changed()""",
 )
-"""PostgreSQL: ``licence_changes.version`` moves with every statement that writes
+"""PostgreSQL: ``licence_changes.version`` moves with every transaction that writes
 ``licences`` (what the async store polls; SQLite has ``PRAGMA data_version``)."""
 
 
@@ -741,8 +751,9 @@ class _ThreadedStore:
             self._find_many)
         self._cache_size = max(0, cache_size)
         self._poll_s = poll_s
-        self._known: dict[tuple[str, str], StoredLicence] = {}
-        """(type code, identifier) to the licence, oldest first (dicts keep order)."""
+        self._known: dict[tuple[str, str], tuple[StoredLicence, float]] = {}
+        """(type code, identifier) to the licence and when it was read (monotonic), oldest
+        first (dicts keep order)."""
         self._generation = 0
         """Moves when ``_known`` is dropped: a lookup begun before must not refill it."""
         self._version: int | None = None
@@ -762,11 +773,20 @@ class _ThreadedStore:
         return len(self._known)
 
     async def _start_watching(self) -> None:
-        """Read the library's change version, then poll it (call at the end of ``open``)."""
+        """Read the library's change version, then poll it (call at the end of ``open``;
+        on failure the store is closed)."""
         if not self._cache_size or self._watcher is not None:
             return
-        await self._check()
+        try:
+            await self._check()
+        except BaseException:
+            await self.close()
+            raise
         self._watcher = asyncio.create_task(self._watch(), name=f"licences-{self.backend}-watch")
+
+    async def close(self) -> None:
+        """Release the connection (subclasses)."""
+        raise NotImplementedError
 
     async def _stop_watching(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -840,16 +860,19 @@ class _ThreadedStore:
         key = (type_code, identifier)
         known = self._known.get(key)
         counts = self._counts
-        if known is not None and time.monotonic() - self._checked < 2 * self._poll_s:
+        now = time.monotonic()
+        if known is not None and now - self._checked < 2 * self._poll_s \
+                and now - known[1] < REMEMBER_S:
             counts["hit"] += 1
-            return True, [known]
+            return True, [known[0]]
         counts["miss"] += 1
         generation = self._generation
         published, found = await self._finds((type_code, identifier, ()))
         if found and generation == self._generation:
+            self._known.pop(key, None)  # re-read: it moves to the young end
             if len(self._known) >= self._cache_size:
                 del self._known[next(iter(self._known))]
-            self._known[key] = found[0]
+            self._known[key] = (found[0], now)
         return published, found
 
     async def _find_many(self, queries: list[_FindArgs]
@@ -878,7 +901,7 @@ class SqliteLicenceStore(_ThreadedStore):
     async def open(self) -> None:
         """Create the schema if missing."""
         await self._call(_setup)
-        await self._start_watching()
+        await self._start_watching()  # closes the store when it fails
 
     async def close(self) -> None:
         """Close the connection and its thread."""
@@ -910,7 +933,7 @@ class PostgresLicenceStore(_ThreadedStore):
     async def open(self) -> None:
         """Connect and create the schema if missing."""
         await self._call(_setup)
-        await self._start_watching()
+        await self._start_watching()  # closes the store when it fails
 
     async def close(self) -> None:
         """Close the connection and stop the thread."""

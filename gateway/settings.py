@@ -56,9 +56,10 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     partner_rate_per_s: float = 20.0
     partner_rate_burst: int = 40
-    licence_cache_max_entries: int = 50_000
-    """Huzhou licences found by identifier kept in memory (0: none); dropped within
-    about a second of any change to the licence library (``gateway.licences``)."""
+    licence_cache_max_entries: int = 20_000
+    """Huzhou licences found by identifier kept in memory (0: none; a few KB each);
+    dropped within about a second of any change to the licence library
+    (``gateway.licences``)."""
     approvals_required: int = 2
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Sections of the settings file that belong to a component (``[registry]`` ...)."""

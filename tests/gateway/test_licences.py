@@ -23,6 +23,7 @@ from gateway.licences import (
     HolderKeyring,
     LicenceRecordError,
     LicenceState,
+    LicenceStoreError,
     PostgresLicenceStore,
     SqliteLicenceStore,
     licence_db_path,
@@ -410,7 +411,7 @@ async def _remembered_until_changed(tmp_path: Path, postgres_dsn: str | None) ->
     loop = asyncio.get_running_loop()
     row = licence_row(1)
     await loop.run_in_executor(None, import_rows, tmp_path, [row], postgres_dsn)
-    poll_s = 0.05
+    poll_s = 0.1
     store: Any
     if postgres_dsn:
         store = PostgresLicenceStore(postgres_dsn, cache_size=10, poll_s=poll_s)
@@ -466,7 +467,7 @@ class TestRememberedLicences:
         the checks go on, and memory serves again once one passes."""
         row = licence_row(1)
         await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, [row])
-        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10, poll_s=0.02)
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10, poll_s=0.1)
         await store.open()
         trips = _Trips(store)
         working = licences_module._change_version
@@ -484,11 +485,11 @@ class TestRememberedLicences:
                 raise error
 
             monkeypatch.setattr(licences_module, "_change_version", broken)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.35)
             assert await find_three() == 3
             assert store.memory_counts["check-failed"] >= 2
             monkeypatch.setattr(licences_module, "_change_version", working)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.15)
             # (the licence read while checks failed may be kept: the version did not move)
             assert await find_three() <= 1
             assert await find_three() == 0
@@ -498,25 +499,79 @@ class TestRememberedLicences:
     @pytest.mark.postgres
     async def test_postgres_without_its_change_row(self, tmp_path: Path,
                                                    postgres_dsn: str) -> None:
-        """PostgreSQL: with the licence_changes row gone no change could be seen, so
-        nothing is served from memory."""
+        """PostgreSQL: with the licence_changes row gone no change could be seen: the check
+        says so (LicenceStoreError) and nothing is served from memory."""
         import psycopg
 
         row = licence_row(1)
         await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, [row],
                                                          postgres_dsn)
-        store = PostgresLicenceStore(postgres_dsn, cache_size=10, poll_s=0.02)
+        store = PostgresLicenceStore(postgres_dsn, cache_size=10, poll_s=0.1)
         await store.open()
         trips = _Trips(store)
         try:
             with psycopg.connect(postgres_dsn, autocommit=True) as conn:
                 conn.execute("DELETE FROM licence_changes")
-            await asyncio.sleep(0.1)
+            with pytest.raises(LicenceStoreError, match="licence_changes has no row"):
+                await store._call(licences_module._change_version)
+            await asyncio.sleep(0.25)
             for _ in range(3):
                 await store.find(row["type_code"], identifier=row["identifier"])
             assert trips.count == 3
         finally:
             await store.close()
+
+    @pytest.mark.postgres
+    async def test_postgres_counts_transactions_not_rows(self, tmp_path: Path,
+                                                         postgres_dsn: str) -> None:
+        """An import of many rows in one transaction moves the change counter once."""
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, import_rows, tmp_path, [licence_row(1)], postgres_dsn)
+
+        def version() -> int:
+            with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+                found = conn.execute("SELECT version FROM licence_changes").fetchone()
+                assert found is not None
+                return int(found[0])
+
+        before = version()
+        rows = [licence_row(n, state="revoked" if n == 1 else "valid") for n in range(1, 41)]
+        await loop.run_in_executor(None, import_rows, tmp_path, rows, postgres_dsn)
+        assert version() == before + 1
+
+    async def test_no_licence_from_memory_past_its_age(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """However the checks go, a licence read longer than REMEMBER_S ago is read again."""
+        row = licence_row(1)
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, [row])
+        monkeypatch.setattr(licences_module, "REMEMBER_S", 0.2)
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10, poll_s=0.05)
+        await store.open()
+        trips = _Trips(store)
+        try:
+            for _ in range(3):
+                await store.find(row["type_code"], identifier=row["identifier"])
+            assert trips.count == 1
+            await asyncio.sleep(0.3)
+            await store.find(row["type_code"], identifier=row["identifier"])
+            assert trips.count == 2
+        finally:
+            await store.close()
+
+    async def test_a_store_that_fails_to_open_is_closed(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """open() that fails after connecting leaves no watcher and no connection behind."""
+        def broken(conn: Any, d: Any) -> int:
+            raise RuntimeError("a bug in the check")
+
+        monkeypatch.setattr(licences_module, "_change_version", broken)
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10)
+        with pytest.raises(RuntimeError):
+            await store.open()
+        assert store._db._conn is None
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("licences-")]
 
     async def test_a_find_begun_before_a_change_is_not_remembered(self, tmp_path: Path) -> None:
         """A lookup in flight when the library changed may carry the old licence: it is

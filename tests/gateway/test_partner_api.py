@@ -584,6 +584,24 @@ class TestRefusals:
 class TestBackends:
     """The same API on Redis (replay cache) and PostgreSQL (licence store)."""
 
+    async def test_start_up_failing_after_the_store_opened_closes_it(
+            self, tmp_path: Path, audit: MemoryAudit, running: RunningFederation) -> None:
+        """A bad setting read after the licence store opened fails start-up and leaves no
+        store thread or watcher behind."""
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path,
+                                                         [licence_row(1)])
+        config = load_settings({}, '[partner.rate_limits]\n"310000" = {per_s = "fast"}\n',
+                               {"data_dir": tmp_path})
+        app = create_app(config, audit=audit,
+                         trust_list=TrustList.from_json(trust_document(running.federation)))
+        if not _wired(app):
+            setup(app)
+        runner = web.AppRunner(app)
+        with pytest.raises(ValueError, match="fast"):
+            await runner.setup()
+        await runner.cleanup()
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("licences-")]
+
     @pytest.mark.redis
     async def test_replay_refused_through_redis(self, start: Start, running: RunningFederation,
                                                 redis_url: str) -> None:
