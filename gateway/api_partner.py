@@ -648,32 +648,28 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
             settings.data_dir, "status-signing", kid_prefix=f"{gateway_id}-status"))
         app[JWKS_KEY].extend([*licence_keys, status_key])
         keyring = await loop.run_in_executor(None, HolderKeyring.load, settings.data_dir)
-        store = open_store(settings)
-        await store.open()
-        try:
+        async with contextlib.AsyncExitStack() as opened:  # closed last-opened first
+            store = open_store(settings)
+            await store.open()
+            opened.push_async_callback(store.close)
             replay: ReplayCache
             if settings.redis_url:
                 replay = RedisReplayCache(redis_client(settings.redis_url, timeout_s=1.0))
                 app[READINESS_KEY]["replay-cache"] = replay.ping
             else:
                 replay = MemoryReplayCache()
-            try:
-                app[READINESS_KEY]["licences"] = store.ping
-                trust_state = app[TRUST_KEY]
-                app[PARTNER_KEY] = PartnerService(
-                    settings=settings, store=store, keyring=keyring, licence_key=licence_key,
-                    status_key=status_key, replay=replay,
-                    limiter=RateLimiter(settings.partner_rate_per_s,
-                                        settings.partner_rate_burst,
-                                        limits=_rate_limits(settings)),
-                    trust=lambda: trust_state.snapshot.trust_list, audit=app[AUDIT_PORT_KEY],
-                    matters=app.get(REGISTRY_KEY), clock=clock or _utc_now,
-                )
-                yield
-            finally:
-                await replay.close()
-        finally:
-            await store.close()
+            opened.push_async_callback(replay.close)
+            app[READINESS_KEY]["licences"] = store.ping
+            trust_state = app[TRUST_KEY]
+            app[PARTNER_KEY] = PartnerService(
+                settings=settings, store=store, keyring=keyring, licence_key=licence_key,
+                status_key=status_key, replay=replay,
+                limiter=RateLimiter(settings.partner_rate_per_s, settings.partner_rate_burst,
+                                    limits=_rate_limits(settings)),
+                trust=lambda: trust_state.snapshot.trust_list, audit=app[AUDIT_PORT_KEY],
+                matters=app.get(REGISTRY_KEY), clock=clock or _utc_now,
+            )
+            yield
 
     app.cleanup_ctx.append(partner_ctx)
     app.router.add_post(QUERY_PATH, query)

@@ -772,20 +772,21 @@ class _ThreadedStore:
         """Licences held in memory now."""
         return len(self._known)
 
-    async def _start_watching(self) -> None:
-        """Read the library's change version, then poll it (call at the end of ``open``;
-        on failure the store is closed)."""
-        if not self._cache_size or self._watcher is not None:
-            return
+    async def open(self) -> None:
+        """Connect, create the schema if missing, and start watching the library for
+        changes; an open that fails closes what it opened."""
         try:
-            await self._check()
+            await self._call(_setup)
+            if self._cache_size:
+                await self._check()
+                self._watcher = asyncio.create_task(self._watch(),
+                                                    name=f"licences-{self.backend}-watch")
         except BaseException:
             await self.close()
             raise
-        self._watcher = asyncio.create_task(self._watch(), name=f"licences-{self.backend}-watch")
 
     async def close(self) -> None:
-        """Release the connection (subclasses)."""
+        """Stop watching and release the connection (subclasses)."""
         raise NotImplementedError
 
     async def _stop_watching(self) -> None:
@@ -806,9 +807,12 @@ class _ThreadedStore:
         started = time.monotonic()
         try:
             version = await self._call(_change_version)
-        except LicenceStoreError:
+        except Exception as exc:
+            # ``_checked`` stays old: nothing is served from memory until a check passes.
             self._counts["check-failed"] += 1
-            self._forget()  # and ``_checked`` stays old: nothing is served from memory
+            self._forget()
+            _log.warning("licence library change check failed: %s", exc,
+                         exc_info=not isinstance(exc, LicenceStoreError))
             return
         if version != self._version:
             self._version = version
@@ -818,12 +822,7 @@ class _ThreadedStore:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._poll_s)
-            try:
-                await self._check()
-            except Exception:  # keep watching; until a check passes, memory serves nothing
-                self._counts["check-failed"] += 1
-                self._forget()
-                _log.exception("licence library change check failed")
+            await self._check()
 
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         raise NotImplementedError
@@ -898,11 +897,6 @@ class SqliteLicenceStore(_ThreadedStore):
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         return await self._db.run(fn)
 
-    async def open(self) -> None:
-        """Create the schema if missing."""
-        await self._call(_setup)
-        await self._start_watching()  # closes the store when it fails
-
     async def close(self) -> None:
         """Close the connection and its thread."""
         await self._stop_watching()
@@ -929,11 +923,6 @@ class PostgresLicenceStore(_ThreadedStore):
     async def _run(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
-
-    async def open(self) -> None:
-        """Connect and create the schema if missing."""
-        await self._call(_setup)
-        await self._start_watching()  # closes the store when it fails
 
     async def close(self) -> None:
         """Close the connection and stop the thread."""

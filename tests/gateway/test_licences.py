@@ -562,16 +562,31 @@ class TestRememberedLicences:
 
     async def test_a_store_that_fails_to_open_is_closed(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """open() that fails after connecting leaves no watcher and no connection behind."""
-        def broken(conn: Any, d: Any) -> int:
-            raise RuntimeError("a bug in the check")
+        """open() that fails after connecting leaves no connection or watcher behind; a
+        failing first change check does not fail open(), it only keeps memory unused."""
+        def broken(conn: Any, d: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
 
-        monkeypatch.setattr(licences_module, "_change_version", broken)
+        monkeypatch.setattr(licences_module, "_setup", broken)
         store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(LicenceStoreError):
             await store.open()
         assert store._db._conn is None
         assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("licences-")]
+
+        monkeypatch.undo()
+        row = licence_row(1)
+        await asyncio.get_running_loop().run_in_executor(None, import_rows, tmp_path, [row])
+        monkeypatch.setattr(licences_module, "_change_version", broken)
+        store = SqliteLicenceStore(licence_db_path(tmp_path), cache_size=10)
+        await store.open()
+        trips = _Trips(store)
+        try:
+            for _ in range(2):
+                await store.find(row["type_code"], identifier=row["identifier"])
+            assert (trips.count, store.memory_counts["check-failed"]) == (2, 1)
+        finally:
+            await store.close()
 
     async def test_a_find_begun_before_a_change_is_not_remembered(self, tmp_path: Path) -> None:
         """A lookup in flight when the library changed may carry the old licence: it is
