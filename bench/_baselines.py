@@ -27,7 +27,9 @@
   ``MemoryReplayCache``), the licence read through the gateway's own licence
   store (``--licences DIR``, a gateway data folder; it remembers licences found
   before, as the gateway's does), the licence signed with
-  ES256, and an audit record made durable. Its rates bound what any gateway
+  ES256, and an audit record made durable. Its two signature operations run on
+  a ``gateway.crypto_thread.CryptoThread`` beside the loop (as the gateway's
+  do, on a machine with more than one CPU). Its rates bound what any gateway
   built this way on this machine can reach.
 
 All answer ``GET /`` with ``{"status": "ok"}`` for readiness and run until
@@ -39,10 +41,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -59,6 +62,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.cache import redis_client
+from gateway.crypto_thread import CryptoThread
 from gateway.licences import LicenceStore, open_store
 from gateway.partner import (
     MAX_REQUEST_LIFETIME_S,
@@ -108,6 +112,9 @@ class _FloorState:
     request_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     licences: LicenceStore | None = None
     replay: ReplayCache | None = None
+    crypto: CryptoThread = field(default_factory=lambda: CryptoThread(enabled=False))
+    sign_licence_async: Callable[[dict[str, Any]], Awaitable[str]] | None = None
+    """The licence signer with its signature made on ``crypto`` (``/partner``)."""
 
 
 _FLOOR: Final = web.AppKey("floor", _FloorState)
@@ -127,18 +134,29 @@ def _licence_keys(trust_list: dict[str, Any], use: str = "licence-signing"
     return keys
 
 
-def _es256(keys: dict[str, ec.EllipticCurvePublicKey], token: str) -> tuple[bool, bytes]:
-    """One ES256 check (nothing else) with the key the header's ``kid`` names; the payload."""
+def _es256_parts(keys: dict[str, ec.EllipticCurvePublicKey], token: str
+                 ) -> tuple[ec.EllipticCurvePublicKey, bytes, bytes, str]:
+    """The key the header's ``kid`` names, the DER signature, the signing input, the payload
+    part."""
     header_b64, payload_b64, sig_b64 = token.split(".")
     key = keys[orjson.loads(b64url_decode(header_b64))["kid"]]
     sig = b64url_decode(sig_b64)
     der = encode_dss_signature(int.from_bytes(sig[:32]), int.from_bytes(sig[32:]))
+    return key, der, f"{header_b64}.{payload_b64}".encode(), payload_b64
+
+
+def _es256_check(key: ec.EllipticCurvePublicKey, der: bytes, data: bytes) -> bool:
     try:
-        key.verify(der, f"{header_b64}.{payload_b64}".encode(), _ECDSA)
-        verified = True
+        key.verify(der, data, _ECDSA)
     except InvalidSignature:
-        verified = False
-    return verified, b64url_decode(payload_b64)
+        return False
+    return True
+
+
+def _es256(keys: dict[str, ec.EllipticCurvePublicKey], token: str) -> tuple[bool, bytes]:
+    """One ES256 check (nothing else) with the key the header's ``kid`` names; the payload."""
+    key, der, data, payload_b64 = _es256_parts(keys, token)
+    return _es256_check(key, der, data), b64url_decode(payload_b64)
 
 
 def _floor_verify(state: _FloorState, token: str) -> tuple[str, dict[str, str]]:
@@ -192,10 +210,10 @@ async def _floor_partner(request: web.Request) -> web.Response:
     now = int(at.timestamp())
     raw = await request.read()
     token = request.headers.get("Authorization", "").partition(" ")[2]
-    verified, payload = _es256(state.request_keys, token)
-    if not verified:
+    key, der, data, payload_b64 = _es256_parts(state.request_keys, token)
+    if not await state.crypto.run(_es256_check, key, der, data):
         return _json(orjson.dumps({"cn_status": 11}), status=401)
-    claims = orjson.loads(payload)
+    claims = orjson.loads(b64url_decode(payload_b64))
     assert state.replay is not None
     assert state.licences is not None
     assert state.audit is not None
@@ -212,7 +230,8 @@ async def _floor_partner(request: web.Request) -> web.Response:
                    "status": {"status_list": {"idx": found[0].status_idx, "uri": "floor"}}}
         if lic.get("valid_until"):
             licence["exp"] = day_start_s(date.fromisoformat(str(lic["valid_until"]))) + 86400
-        answer = {"cn_status": 0, "licences": [state.sign_licence(licence)]}
+        assert state.sign_licence_async is not None
+        answer = {"cn_status": 0, "licences": [await state.sign_licence_async(licence)]}
     await state.audit.append(AuditEvent(
         event_type=EventType.PARTNER_QUERY, actor_kind=ActorKind.PARTNER,
         actor_id=str(claims["iss"]), at=at, outcome="ok", cn_status=answer["cn_status"],
@@ -233,7 +252,11 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
     app[_FLOOR] = _FloorState(
         _licence_keys(trust_list), key.signer({"typ": "ecert-receipt+jwt"}),
         key.signer({"typ": "ecert+jwt"}),
-        request_keys=_licence_keys(trust_list, "request-signing"))
+        request_keys=_licence_keys(trust_list, "request-signing"),
+        # /partner's signature work on a thread beside the loop, as the gateway's.
+        crypto=CryptoThread(enabled=(os.cpu_count() or 1) > 1))
+    state = app[_FLOOR]
+    state.sign_licence_async = key.async_signer({"typ": "ecert+jwt"}, state.crypto.run)
 
     async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
         state = app[_FLOOR]
@@ -249,6 +272,7 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
                 state.audit = audit
                 yield
         finally:
+            await state.crypto.close()
             await state.replay.close()
             if state.licences is not None:
                 await state.licences.close()

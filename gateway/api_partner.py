@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import time
 import zlib
@@ -46,6 +47,7 @@ from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, READINESS_KEY, SETTINGS_KE
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.auth import bearer
 from gateway.cache import redis_client
+from gateway.crypto_thread import CryptoThread
 from gateway.licences import (
     STATUS_LIST_NAME,
     HolderKeyring,
@@ -67,7 +69,7 @@ from gateway.partner import (
     ReplayCacheUnavailableError,
     RequestTokenError,
     check_agreement,
-    check_request_token,
+    check_request_token_async,
 )
 from gateway.problems import Problem
 from gateway.settings import Settings
@@ -335,13 +337,17 @@ class PartnerService:
         trust: Callable[[], TrustList],
         audit: AuditLog,
         matters: MatterService | None = None,
+        crypto: CryptoThread | None = None,
         clock: Clock = _utc_now,
     ) -> None:
         self.settings = settings
         self.store = store
         self.keyring = keyring
         self.licence_key = licence_key
-        self._sign_licence_claims = licence_key.signer({"typ": "ecert+jwt"})
+        self.crypto = crypto or CryptoThread(enabled=False)
+        """Where the request token's signature is checked and licences are signed."""
+        self._sign_licence_claims = licence_key.async_signer({"typ": "ecert+jwt"},
+                                                             self.crypto.run)
         self.status_key = status_key
         self.replay = replay
         self.limiter = limiter
@@ -398,7 +404,7 @@ class PartnerService:
                   for m in translation.matches if m.relationship is not Relationship.NOT_RELATED]
         return huzhou, [partner]
 
-    def sign_licence(self, licence: StoredLicence, *, iat: int, status_uri: str) -> str:
+    async def sign_licence(self, licence: StoredLicence, *, iat: int, status_uri: str) -> str:
         """An ``ecert+jwt`` of one Huzhou licence (ecert-profile.md), signed now."""
         lic = licence.lic
         claims: dict[str, Any] = {"iss": self.settings.gateway_id, "jti": licence.identifier,
@@ -412,7 +418,7 @@ class PartnerService:
         # it is serialised as it is, never changed.
         claims["lic"] = lic if type(lic) is dict else dict(lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
-        return self._sign_licence_claims(claims)
+        return await self._sign_licence_claims(claims)
 
     async def status_token(self, uri: str) -> str:
         """Huzhou's status list as a ``statuslist+jwt``, rebuilt at most every
@@ -466,10 +472,10 @@ class PartnerService:
             raise _unauthorised("a partner request token (ecert-request+jwt) is required")
         now = int(at.timestamp())
         try:
-            auth = check_request_token(token, trust_list=trust_list,
-                                       audience=self.settings.gateway_id,
-                                       method=request.method, path=request.path, body=raw,
-                                       now=now)
+            auth = await check_request_token_async(
+                token, trust_list=trust_list, audience=self.settings.gateway_id,
+                method=request.method, path=request.path, body=raw, now=now,
+                run=self.crypto.run)
         except RequestTokenError as exc:
             note.details["claimed_iss"] = exc.claimed_iss
             _lenient_matter(raw, note)
@@ -525,16 +531,17 @@ class PartnerService:
         except LicenceStoreError as exc:
             raise _problem(503, "Service unavailable", "the licence store cannot answer", 99,
                            kind="licence-store-unavailable") from exc
-        return self._licences(candidates, matter, today=today, now=now, request=request,
-                              note=note)
+        return await self._licences(candidates, matter, today=today, now=now,
+                                    request=request, note=note)
 
     def _result(self, cn_status: int, licences: list[str],
                 matter: Mapping[str, Any]) -> dict[str, Any]:
         return {"cn_status": cn_status, "message": CN_MESSAGES[cn_status],
                 "licences": licences, "matter": matter}
 
-    def _licences(self, candidates: Sequence[StoredLicence], matter: Mapping[str, Any], *,
-                  today: date, now: int, request: web.Request, note: _Note) -> dict[str, Any]:
+    async def _licences(self, candidates: Sequence[StoredLicence], matter: Mapping[str, Any],
+                        *, today: date, now: int, request: web.Request, note: _Note
+                        ) -> dict[str, Any]:
         if not candidates:
             return self._result(10, [], matter)
         note.issuer_region = self.settings.gateway_id
@@ -548,7 +555,11 @@ class PartnerService:
                 note.licence_identifier = latest[0].identifier
             return self._result(latest[1], [], matter)
         uri = self.status_uri(request)
-        tokens = [self.sign_licence(licence, iat=now, status_uri=uri) for licence in valid]
+        if len(valid) == 1:
+            tokens = [await self.sign_licence(valid[0], iat=now, status_uri=uri)]
+        else:  # signed together: one hand-off to the crypto thread
+            tokens = list(await asyncio.gather(*(
+                self.sign_licence(licence, iat=now, status_uri=uri) for licence in valid)))
         note.details["identifiers"] = [licence.identifier for licence in valid]
         note.details["returned"] = len(tokens)
         if len(valid) == 1:
@@ -649,6 +660,8 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
         app[JWKS_KEY].extend([*licence_keys, status_key])
         keyring = await loop.run_in_executor(None, HolderKeyring.load, settings.data_dir)
         async with contextlib.AsyncExitStack() as opened:  # closed last-opened first
+            crypto = CryptoThread(enabled=settings.crypto_thread and (os.cpu_count() or 1) > 1)
+            opened.push_async_callback(crypto.close)
             store = open_store(settings)
             await store.open()
             opened.push_async_callback(store.close)
@@ -667,7 +680,7 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
                 limiter=RateLimiter(settings.partner_rate_per_s, settings.partner_rate_burst,
                                     limits=_rate_limits(settings)),
                 trust=lambda: trust_state.snapshot.trust_list, audit=app[AUDIT_PORT_KEY],
-                matters=app.get(REGISTRY_KEY), clock=clock or _utc_now,
+                matters=app.get(REGISTRY_KEY), crypto=crypto, clock=clock or _utc_now,
             )
             yield
 

@@ -121,6 +121,9 @@ async def metrics(request: web.Request) -> web.Response:
         lines += [f'ecert_licence_memory_events_total{{event="{event}"}} {n}'
                   for event, n in sorted(store.memory_counts.items())]
         lines.append(f"ecert_licence_memory_entries {store.remembered}")
+        lines.append("# TYPE ecert_crypto_thread_calls_total counter")
+        lines.append(f"ecert_crypto_thread_calls_total {partner.crypto.calls}")
+        lines.append(f"ecert_crypto_thread_batches_total {partner.crypto.batches}")
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

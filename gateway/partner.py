@@ -29,9 +29,10 @@ import hashlib
 import hmac
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -41,8 +42,10 @@ from gateway.coalesce import Coalescer
 from gateway.redislink import RedisLink
 from trust import (
     Alg,
+    Anchor,
     AnchorStatus,
     AnchorUse,
+    CompactJWS,
     JoseError,
     Partner,
     PartnerStatus,
@@ -159,6 +162,59 @@ def check_request_token(
     so that only signed tokens can spend a ``jti``. A suspended partner
     authenticates (its key is checked) and is refused by ``check_agreement``.
     """
+    parts = _token_parts(token, trust_list)
+    verified = None
+    for anchor in parts.anchors:
+        if _verify_with(anchor, parts):
+            verified = anchor
+            break
+    return _token_claims(parts, verified, trust_list=trust_list, audience=audience,
+                         method=method, path=path, body=body, now=now, skew_s=skew_s)
+
+
+async def check_request_token_async(
+    token: str,
+    *,
+    trust_list: TrustList,
+    audience: str,
+    method: str,
+    path: str,
+    body: bytes,
+    now: int,
+    run: Callable[..., Awaitable[Any]],
+    skew_s: int = REQUEST_SKEW_S,
+) -> PartnerRequest:
+    """``check_request_token`` with the signature checks run through ``run(fn, *args)``."""
+    parts = _token_parts(token, trust_list)
+    verified = None
+    for anchor in parts.anchors:
+        if await run(_verify_with, anchor, parts):
+            verified = anchor
+            break
+    return _token_claims(parts, verified, trust_list=trust_list, audience=audience,
+                         method=method, path=path, body=body, now=now, skew_s=skew_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenParts:
+    jws: CompactJWS
+    claims: dict[str, object]
+    iss: str
+    kid: str
+    alg: Alg
+    anchors: list[Anchor]
+
+
+def _verify_with(anchor: Anchor, parts: _TokenParts) -> bool:
+    if anchor.key is None:
+        return False
+    try:
+        return anchor.key.verify(parts.alg, parts.jws.signing_input, parts.jws.signature)
+    except JoseError:
+        return False  # a key the allow-list forbids verifies nothing
+
+
+def _token_parts(token: str, trust_list: TrustList) -> _TokenParts:
     try:
         jws = parse_compact(token, max_bytes=MAX_TOKEN_BYTES)
     except JoseError as exc:
@@ -192,16 +248,13 @@ def check_request_token(
     if not anchors:
         raise RequestTokenError("kid is not a request-signing key of the issuing region",
                                 claimed_iss=iss)
-    verified = None
-    for anchor in anchors:
-        if anchor.key is None:
-            continue
-        try:
-            if anchor.key.verify(alg, jws.signing_input, jws.signature):
-                verified = anchor
-                break
-        except JoseError:
-            continue  # a key the allow-list forbids verifies nothing
+    return _TokenParts(jws, claims, iss, kid, alg, anchors)
+
+
+def _token_claims(parts: _TokenParts, verified: Anchor | None, *, trust_list: TrustList,
+                  audience: str, method: str, path: str, body: bytes, now: int,
+                  skew_s: int) -> PartnerRequest:
+    iss, claims, kid = parts.iss, parts.claims, parts.kid
     if verified is None:
         raise RequestTokenError("signature does not verify", claimed_iss=iss)
     if verified.status is not AnchorStatus.ACTIVE:

@@ -60,6 +60,9 @@ class Settings:
     """Huzhou licences found by identifier kept in memory (0: none; a few KB each);
     dropped within about a second of any change to the licence library
     (``gateway.licences``)."""
+    crypto_thread: bool = True
+    """Check partners' request-token signatures and sign licences on a thread beside the
+    event loop (``gateway.crypto_thread``); on a machine with one CPU it stays off."""
     approvals_required: int = 2
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Sections of the settings file that belong to a component (``[registry]`` ...)."""

@@ -24,7 +24,7 @@ or licence key) keeps it published, so what it signed still verifies;
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -87,14 +87,32 @@ class SigningKey:
         """Sign ``claims`` under ``header`` (``alg`` and ``kid`` are set here)."""
         return self.signer(header)(claims)
 
+    def _prefix(self, header: dict[str, Any]) -> str:
+        return b64url_encode(orjson.dumps({**header, "alg": self.alg, "kid": self.kid})) + "."
+
     def signer(self, header: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
         """A function signing claims under one fixed header, encoded once (the hot path)."""
-        prefix = b64url_encode(orjson.dumps({**header, "alg": self.alg, "kid": self.kid})) + "."
+        prefix = self._prefix(header)
         raw_sign = _raw_signer(self.private)
 
         def sign(claims: dict[str, Any]) -> str:
             signing_input = prefix + b64url_encode(orjson.dumps(claims))
             return signing_input + "." + b64url_encode(raw_sign(signing_input.encode()))
+
+        return sign
+
+    def async_signer(
+        self, header: dict[str, Any], run: Callable[..., Awaitable[Any]]
+    ) -> Callable[[dict[str, Any]], Awaitable[str]]:
+        """``signer``, with the signature itself made through ``run(fn, data)``
+        (``gateway.crypto_thread.CryptoThread.run``); the encoding stays with the caller."""
+        prefix = self._prefix(header)
+        raw_sign = _raw_signer(self.private)
+
+        async def sign(claims: dict[str, Any]) -> str:
+            signing_input = prefix + b64url_encode(orjson.dumps(claims))
+            signature: bytes = await run(raw_sign, signing_input.encode())
+            return signing_input + "." + b64url_encode(signature)
 
         return sign
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 import zlib
@@ -17,15 +18,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.api_partner import QUERY_PATH, setup
+from gateway.api_partner import PARTNER_KEY, QUERY_PATH, setup
 from gateway.app import create_app
 from gateway.audit.event import ActorKind, AuditEvent, EventType
+from gateway.crypto_thread import CryptoThread
 from gateway.licences import HolderKeyring, open_repository, record_from_mapping
 from gateway.partner import (
     MemoryReplayCache,
     RateLimiter,
     RequestTokenError,
     check_request_token,
+    check_request_token_async,
 )
 from gateway.settings import load_settings
 from mocks import (
@@ -155,13 +158,24 @@ async def _jwk(client: Client, kid: str) -> jwt.PyJWK:
 class TestFound:
     """A valid licence is found and handed out signed by Huzhou."""
 
+    @pytest.mark.parametrize("crypto_thread", [True, False], ids=["crypto-thread", "on-loop"])
     async def test_identifier_query_verifies_with_pyjwt_and_status_resolves(
-            self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
-        """cn 0: the licence verifies with PyJWT and the JWKS key, and its status entry is 0."""
+            self, start: Start, running: RunningFederation, audit: MemoryAudit,
+            crypto_thread: bool) -> None:
+        """cn 0: the licence verifies with PyJWT and the JWKS key, and its status entry is 0;
+        the same whether the signature work runs on the crypto thread or on the loop."""
         row = licence_row(1)
-        client = await start([licence_row(0, state="revoked"), row])
+        client = await start([licence_row(0, state="revoked"), row], crypto_thread=crypto_thread)
         sh = partner(client, running)
         answer = await sh.query(sh.by_identifier(row["identifier"], matter_code=SH_MATTER))
+        crypto = client.app[PARTNER_KEY].crypto
+        on_thread = crypto_thread and (os.cpu_count() or 1) > 1
+        assert on_thread == crypto.enabled
+        # The request token's signature check and the licence's signature.
+        assert (2 if on_thread else 0) == crypto.calls
+        metrics = (await (await client.get("/metrics")).text()).splitlines()
+        assert f"ecert_crypto_thread_calls_total {crypto.calls}" in metrics
+        assert f"ecert_crypto_thread_batches_total {crypto.batches}" in metrics
         assert 200 == answer.status
         assert 0 == answer.cn_status
         assert 1 == len(answer.body["licences"])
@@ -227,6 +241,9 @@ class TestFound:
                                              matter_code=SH_MATTER))
         assert 200 == answer.status
         assert 0 == answer.cn_status
+        crypto = client.app[PARTNER_KEY].crypto
+        if crypto.enabled:  # one check, then both licences signed in one hand-off
+            assert (3, 2) == (crypto.calls, crypto.batches)
         ids = sorted(_b64json(t.split(".")[1])["jti"] for t in answer.body["licences"])
         assert sorted([rows[0]["identifier"], rows[1]["identifier"]]) == ids
         event = _events(audit)[-1]
@@ -670,8 +687,8 @@ class TestRequestToken:
         tl = TrustList.from_json(trust_document(federation))
         body = b'{"x":1}'
         token = federation[SHANGHAI].request_token(body=body, path=QUERY_PATH, **token_args)
-        check_request_token(token, trust_list=tl, audience="330500", method="POST",
-                            path=QUERY_PATH, body=body, now=now, skew_s=30)
+        _check_both(token, trust_list=tl, audience="330500", method="POST",
+                    path=QUERY_PATH, body=body, now=now, skew_s=30)
 
     def test_lifetime_boundary(self, federation: Federation) -> None:
         """exp - iat = 300 passes; 301 fails."""
@@ -706,8 +723,45 @@ class TestRequestToken:
         token = sign_compact({"alg": "ES256", "typ": "ecert+jwt", "kid": region.request_kid},
                              claims, region.private_key(region.request_kid), "ES256")
         with pytest.raises(RequestTokenError, match="typ"):
-            check_request_token(token, trust_list=tl, audience="330500", method="POST",
-                                path=QUERY_PATH, body=b"", now=int(time.time()))
+            _check_both(token, trust_list=tl, audience="330500", method="POST",
+                        path=QUERY_PATH, body=b"", now=int(time.time()))
+
+    def test_bad_signature_refused(self, federation: Federation) -> None:
+        """A token whose signature is another message's does not verify (on either path)."""
+        tl = TrustList.from_json(trust_document(federation))
+        body = b'{"x":1}'
+        token = federation[SHANGHAI].request_token(body=body, path=QUERY_PATH)
+        other = federation[SHANGHAI].request_token(body=b"{}", path=QUERY_PATH)
+        forged = token.rsplit(".", 1)[0] + "." + other.rsplit(".", 1)[1]
+        with pytest.raises(RequestTokenError, match="signature does not verify"):
+            _check_both(forged, trust_list=tl, audience="330500", method="POST",
+                        path=QUERY_PATH, body=body, now=int(time.time()))
+
+
+def _check_both(token: str, **checks: Any) -> None:
+    """check_request_token, and check_request_token_async with its signature checked on a
+    crypto thread: both must accept, or both refuse for the same reason (raised)."""
+
+    async def on_thread() -> None:
+        crypto = CryptoThread()
+        try:
+            await check_request_token_async(token, run=crypto.run, **checks)
+        finally:
+            await crypto.close()
+        assert crypto.calls == 1, "the signature was not checked on the crypto thread"
+
+    sync_error = async_error = None
+    try:
+        check_request_token(token, **checks)
+    except RequestTokenError as exc:
+        sync_error = exc
+    try:
+        asyncio.run(on_thread())
+    except RequestTokenError as exc:
+        async_error = exc
+    assert str(sync_error) == str(async_error), (sync_error, async_error)
+    if async_error is not None:
+        raise async_error
 
 
 class TestLimiterAndCache:
