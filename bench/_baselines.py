@@ -28,8 +28,8 @@
   store (``--licences DIR``, a gateway data folder; it remembers licences found
   before, as the gateway's does), the licence signed with
   ES256, and an audit record made durable. Its two signature operations run on
-  a ``gateway.crypto_thread.CryptoThread`` beside the loop (as the gateway's
-  do, on a machine with more than one CPU). Its rates bound what any gateway
+  a ``gateway.crypto_thread.CryptoThread`` beside the loop, as the gateway's
+  do. Its rates bound what any gateway
   built this way on this machine can reach.
 
 All answer ``GET /`` with ``{"status": "ok"}`` for readiness and run until
@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import os
 import sys
 import tempfile
 import time
@@ -254,7 +253,7 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
         key.signer({"typ": "ecert+jwt"}),
         request_keys=_licence_keys(trust_list, "request-signing"),
         # /partner's signature work on a thread beside the loop, as the gateway's.
-        crypto=CryptoThread(enabled=(os.cpu_count() or 1) > 1))
+        crypto=CryptoThread(name="floor-crypto"))
     state = app[_FLOOR]
     state.sign_licence_async = key.async_signer({"typ": "ecert+jwt"}, state.crypto.run)
 

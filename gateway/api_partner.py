@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import time
 import zlib
@@ -660,7 +659,7 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
         app[JWKS_KEY].extend([*licence_keys, status_key])
         keyring = await loop.run_in_executor(None, HolderKeyring.load, settings.data_dir)
         async with contextlib.AsyncExitStack() as opened:  # closed last-opened first
-            crypto = CryptoThread(enabled=settings.crypto_thread and (os.cpu_count() or 1) > 1)
+            crypto = CryptoThread(enabled=settings.crypto_thread, name="partner-crypto")
             opened.push_async_callback(crypto.close)
             store = open_store(settings)
             await store.open()

@@ -66,8 +66,9 @@ class Coalescer(Generic[In, Out]):
                     if not future.done():
                         future.set_result(result)
                 live = []
-        except asyncio.CancelledError:
-            # Torn down mid-batch (shutdown): nobody may be left waiting for ever.
+        except BaseException:
+            # Torn down mid-batch (shutdown), or a batched call raised past Exception:
+            # nobody may be left waiting for ever.
             for _, future in [*live, *self._queue]:
                 future.cancel()
             self._queue.clear()

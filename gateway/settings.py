@@ -62,7 +62,7 @@ class Settings:
     (``gateway.licences``)."""
     crypto_thread: bool = True
     """Check partners' request-token signatures and sign licences on a thread beside the
-    event loop (``gateway.crypto_thread``); on a machine with one CPU it stays off."""
+    event loop, in batches (``gateway.crypto_thread``); false: on the loop."""
     approvals_required: int = 2
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Sections of the settings file that belong to a component (``[registry]`` ...)."""

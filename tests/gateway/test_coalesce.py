@@ -100,3 +100,26 @@ async def test_worker_torn_down_mid_batch_cancels_its_waiters() -> None:
     done, _ = await asyncio.wait(waiters, timeout=1.0)
     assert 3 == len(done)
     assert all(w.cancelled() for w in waiters)
+
+
+class _Fatal(BaseException):
+    """Not an Exception (as SystemExit or KeyboardInterrupt are not)."""
+
+
+async def test_a_batched_call_raising_past_exception_leaves_nobody_waiting() -> None:
+    """A BaseException that is not an Exception ends the worker, and every waiter of the
+    batch, and any queued behind it, is cancelled rather than left waiting for ever."""
+    run = Recorder(delay=0.01, fail=_Fatal("stop"))
+    coalesce: Coalescer[int, int] = Coalescer(run)
+    first = [asyncio.ensure_future(coalesce(i)) for i in range(2)]
+    await asyncio.sleep(0.001)
+    queued = asyncio.ensure_future(coalesce(9))
+    worker = coalesce._worker
+    assert worker is not None
+    done, _ = await asyncio.wait([*first, queued], timeout=1.0)
+    assert 3 == len(done)
+    assert all(w.cancelled() for w in [*first, queued])
+    with pytest.raises(_Fatal):
+        await worker
+    run.fail = None
+    assert 10 == await asyncio.wait_for(coalesce(5), 1.0)  # a new worker serves

@@ -84,15 +84,47 @@ async def test_signatures_made_on_the_thread_verify() -> None:
         await crypto.close()
 
 
+class _Fatal(BaseException):
+    """Not an Exception: what a bare ``except Exception`` would let through."""
+
+
+def _fatal() -> None:
+    raise _Fatal("stop")
+
+
+async def test_a_base_exception_fails_only_its_call() -> None:
+    """Even a BaseException from one call reaches that caller; its batch mates are answered
+    and the thread keeps serving."""
+    crypto = CryptoThread()
+    try:
+        done = await asyncio.wait_for(asyncio.gather(
+            crypto.run(pow, 2, 3), crypto.run(_fatal), crypto.run(pow, 2, 4),
+            return_exceptions=True), 2)
+        assert 8 == done[0]
+        assert isinstance(done[1], _Fatal)
+        assert 16 == done[2]
+        assert 9 == await asyncio.wait_for(crypto.run(pow, 3, 2), 2)
+    finally:
+        await crypto.close()
+
+
 async def test_close_waits_for_the_running_batch_then_refuses() -> None:
     """A call already on the thread finishes; calls after close are refused; close twice is
-    harmless."""
-    crypto = CryptoThread()
-    running = asyncio.ensure_future(crypto.run(time.sleep, 0.1))
+    harmless; the thread is gone."""
+    crypto = CryptoThread(name="closing-crypto")
+    finished = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.1)
+        finished.set()
+
+    running = asyncio.ensure_future(crypto.run(slow))
     await asyncio.sleep(0.02)
     await crypto.close()
+    assert finished.is_set()  # close returned only once the batch on the thread was done
     await asyncio.wait_for(running, 1)
     assert running.exception() is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("closing-crypto")]
     with pytest.raises(CryptoThreadClosedError):
         await crypto.run(pow, 2, 2)
     await crypto.close()
