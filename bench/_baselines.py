@@ -106,14 +106,14 @@ async def _naive(request: web.Request) -> web.Response:
 class _FloorState:
     keys: dict[str, ec.EllipticCurvePublicKey]
     sign_receipt: Callable[[dict[str, Any]], str]
-    sign_licence: Callable[[dict[str, Any]], str]
+    crypto: CryptoThread
+    """Where ``/partner`` checks request-token signatures and signs licences."""
+    sign_licence: Callable[[dict[str, Any]], Awaitable[str]]
+    """The licence signer, its signature made on ``crypto``."""
     audit: AuditService | None = None
     request_keys: dict[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     licences: LicenceStore | None = None
     replay: ReplayCache | None = None
-    crypto: CryptoThread = field(default_factory=lambda: CryptoThread(enabled=False))
-    sign_licence_async: Callable[[dict[str, Any]], Awaitable[str]] | None = None
-    """The licence signer with its signature made on ``crypto`` (``/partner``)."""
 
 
 _FLOOR: Final = web.AppKey("floor", _FloorState)
@@ -229,8 +229,7 @@ async def _floor_partner(request: web.Request) -> web.Response:
                    "status": {"status_list": {"idx": found[0].status_idx, "uri": "floor"}}}
         if lic.get("valid_until"):
             licence["exp"] = day_start_s(date.fromisoformat(str(lic["valid_until"]))) + 86400
-        assert state.sign_licence_async is not None
-        answer = {"cn_status": 0, "licences": [await state.sign_licence_async(licence)]}
+        answer = {"cn_status": 0, "licences": [await state.sign_licence(licence)]}
     await state.audit.append(AuditEvent(
         event_type=EventType.PARTNER_QUERY, actor_kind=ActorKind.PARTNER,
         actor_id=str(claims["iss"]), at=at, outcome="ok", cn_status=answer["cn_status"],
@@ -248,14 +247,12 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
     key = SigningKey(kid="floor", private=ec.generate_private_key(ec.SECP256R1()),
                      use="receipt", alg="ES256")
     app = web.Application(client_max_size=16 * 1024 * 1024)
+    # /partner's signature work on a thread beside the loop, as the gateway's.
+    crypto = CryptoThread(name="floor-crypto")
     app[_FLOOR] = _FloorState(
-        _licence_keys(trust_list), key.signer({"typ": "ecert-receipt+jwt"}),
-        key.signer({"typ": "ecert+jwt"}),
-        request_keys=_licence_keys(trust_list, "request-signing"),
-        # /partner's signature work on a thread beside the loop, as the gateway's.
-        crypto=CryptoThread(name="floor-crypto"))
-    state = app[_FLOOR]
-    state.sign_licence_async = key.async_signer({"typ": "ecert+jwt"}, state.crypto.run)
+        _licence_keys(trust_list), key.signer({"typ": "ecert-receipt+jwt"}), crypto,
+        key.async_signer({"typ": "ecert+jwt"}, crypto.run),
+        request_keys=_licence_keys(trust_list, "request-signing"))
 
     async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
         state = app[_FLOOR]

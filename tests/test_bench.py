@@ -39,7 +39,8 @@ class TestBenchQuick:
     @pytest.mark.slow
     @pytest.mark.allow_blocking
     def test_quick_run_prints_every_scenario_row(self) -> None:
-        """A quick run exits 0 and prints the markdown table with every scenario row."""
+        """A quick run exits 0 and prints the markdown table with every scenario row, and
+        no HTTP scenario (gateway, floor or baseline) counted an error."""
         done = subprocess.run(
             [sys.executable, "-m", "bench", "--quick", "--load", "python", "--no-write",
              "--duration", "1.5"],
@@ -50,6 +51,11 @@ class TestBenchQuick:
         assert table[0].startswith("| Scenario | Median |")
         for expected in EXPECTED_ROWS:
             assert any(line.startswith(f"| {expected}") for line in table), expected
+        header = [cell.strip() for cell in table[0].strip("|").split("|")]
+        errors_at = header.index("Errors")
+        for line in table[2:]:
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            assert cells[errors_at] in ("", "0"), line
 
 
 class TestOptions:
