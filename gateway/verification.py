@@ -179,7 +179,8 @@ class VerificationService:
         partner = pending.partner
         assert partner is not None
         status = await self.status.get(ref.uri, partner, snapshot.trust_list)
-        return pending.finish(status)
+        # A list fetched just now may be signed after the request's instant.
+        return pending.finish(status, consulted_at=self.clock())
 
     @staticmethod
     def _cache_key(req: VerificationRequest, digest: str) -> str:

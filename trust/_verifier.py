@@ -144,8 +144,16 @@ class Pending:
         """The partner whose anchor verified the licence."""
         return self._partner
 
-    def finish(self, status: StatusInput | None = None) -> Verdict:
-        """Run the status check (step 7) with what the caller fetched, and answer."""
+    def finish(self, status: StatusInput | None = None, *,
+               consulted_at: datetime | None = None) -> Verdict:
+        """Run the status check (step 7) with what the caller fetched, and answer.
+
+        ``consulted_at``: the moment the caller holds ``status`` (default: the
+        verification time). A list fetched for this verification may be signed
+        after the verification time, so "issued in the future" is judged
+        against the later of the two; freshness against the verification time
+        alone.
+        """
         run = self._run
         status_used: tuple[str, datetime] | None = None
         valid_until = self._valid_until
@@ -155,6 +163,7 @@ class Pending:
             depends = True
             partner = self._partner
             assert partner is not None
+            consulted = self._at if consulted_at is None else require_aware(consulted_at)
             if status is None:
                 run.fail("status", SubIndication.TRY_LATER, "status list was not supplied")
             elif isinstance(status, StatusUnavailable):
@@ -169,7 +178,7 @@ class Pending:
                     run.fail("status", SubIndication.TRY_LATER,
                              f"status list issued {status.issued_at.isoformat()} is stale "
                              f"(fresh until {fresh_until.isoformat()})")
-                elif self._at + self._skew < status.issued_at:
+                elif max(self._at, consulted) + self._skew < status.issued_at:
                     run.fail("status", SubIndication.TRY_LATER, "status list issued in the future")
                 elif value is None:
                     run.fail("status", SubIndication.TRY_LATER,

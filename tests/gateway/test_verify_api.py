@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -93,6 +94,45 @@ async def test_status_list_unreachable_is_try_later(
                                     json={"credential": sh.issue().token})).json()
     assert ("INDETERMINATE", "TRY_LATER", 99) == (body["indication"], body["sub_indication"],
                                                  body["cn_status"])
+
+
+class _RequestBehind:
+    """A clock whose first reading (the request's instant) is two seconds behind real time.
+
+    Every later reading is real time. The status list the region signs while the
+    request runs then carries an ``iat`` after the request's instant, as it does
+    whenever a second boundary falls between the two.
+    """
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def __call__(self) -> datetime:
+        self.readings += 1
+        now = datetime.now(UTC)
+        return now - timedelta(seconds=2) if self.readings == 1 else now
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_status_list_signed_during_the_request_is_used(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        batch: bool) -> None:
+    """A list signed after the request began, before it was consulted, is not from the future."""
+    clock = _RequestBehind()
+    client = await gateway_client(clock=clock)
+    token = running.federation["310000"].issue(iat=int(time.time()) - 60).token
+    if batch:
+        resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                                 json={"items": [{"credential": token}]})
+        body = (await resp.json())["results"][0]
+    else:
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": token})
+        body = await resp.json()
+    assert 200 == resp.status
+    assert clock.readings >= 2  # the request's instant, then the consulting time
+    status = next(c for c in body["checks"] if c["name"] == "status")
+    assert ("TOTAL_PASSED", "PASSED") == (body["indication"], status["result"]), status
 
 
 async def test_every_sub_indication_over_http(

@@ -507,6 +507,33 @@ class TestStatus:
         assert_sub(SubIndication.TRY_LATER,
                    verify(tl, sh.issue(iat=T - 90000).token, sh, status=status))
 
+    @pytest.mark.parametrize(("times", "expected"), [
+        # (iat, consulted, skew): seconds after the verification time, None = not given
+        ((0, None, 0), None),
+        ((1, None, 0), SubIndication.TRY_LATER),  # after the verification time, nothing else said
+        ((1, None, 1), None),  # within the skew allowance
+        ((1, 1, 0), None),  # signed after the request began, before it was consulted
+        ((1, 2, 0), None),
+        ((2, 1, 0), SubIndication.TRY_LATER),  # after it was consulted: from the future
+        ((2, 1, 1), None),
+        ((1, -5, 0), SubIndication.TRY_LATER),  # an earlier consulting time widens nothing
+    ])
+    def test_status_list_issued_in_the_future(
+            self, sh: MockRegion, trust_list: Build, times: tuple[int, int | None, int],
+            expected: SubIndication | None) -> None:
+        """A list's iat may not lie past the later of the verification and consulting times."""
+        iat_offset, consulted_offset, skew = times
+        tl = trust_list()
+        status = status_of(sh, tl, iat=T + iat_offset)
+        pending = Verifier(tl, clock_skew_s=skew).start(sh.issue(iat=T - 60).token, at=NOW)
+        assert not isinstance(pending, Verdict)
+        consulted = (None if consulted_offset is None
+                     else NOW + timedelta(seconds=consulted_offset))
+        verdict = pending.finish(status, consulted_at=consulted)
+        assert_sub(expected, verdict)
+        if expected is not None:
+            assert "status list issued in the future" == verdict.checks[-1].detail
+
     def test_status_uri_outside_registered_prefixes(self, sh: MockRegion,
                                                     trust_list: Build) -> None:
         """A status URI the partner did not register is not fetched and does not pass."""
