@@ -239,8 +239,8 @@ async def _floor_partner(request: web.Request) -> web.Response:
 
 
 def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
-                     licences: Path | None = None, redis_url: str | None = None
-                     ) -> web.Application:
+                     licences: Path | None = None, redis_url: str | None = None,
+                     crypto_thread: bool = True) -> web.Application:
     """The floor endpoints, with the trust list's ES256 licence keys and an audit log;
     ``/partner`` also reads the licence library in ``licences`` (a gateway data folder)."""
     # The gateway's own ES256 signer (header encoded once), with a throwaway key.
@@ -248,7 +248,7 @@ def create_floor_app(trust_list: dict[str, Any], data_dir: Path, *,
                      use="receipt", alg="ES256")
     app = web.Application(client_max_size=16 * 1024 * 1024)
     # /partner's signature work on a thread beside the loop, as the gateway's.
-    crypto = CryptoThread(name="floor-crypto")
+    crypto = CryptoThread(enabled=crypto_thread, name="floor-crypto")
     app[_FLOOR] = _FloorState(
         _licence_keys(trust_list), key.signer({"typ": "ecert-receipt+jwt"}), crypto,
         key.async_signer({"typ": "ecert+jwt"}, crypto.run),
@@ -309,13 +309,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--licences", type=Path,
                         help="gateway data folder whose licence library /partner reads (floor)")
     parser.add_argument("--redis-url", help="Redis for /partner's jti replay cache (floor)")
+    parser.add_argument("--no-crypto-thread", action="store_true",
+                        help="/partner's signature work on the loop (floor; A/B runs)")
     args = parser.parse_args(argv)
     if args.kind == "floor":
         if args.trust_list is None:
             parser.error("floor needs --trust-list")
         with tempfile.TemporaryDirectory(prefix="ecert-floor-") as tmp:
             app = create_floor_app(orjson.loads(args.trust_list.read_bytes()), Path(tmp),
-                                   licences=args.licences, redis_url=args.redis_url)
+                                   licences=args.licences, redis_url=args.redis_url,
+                                   crypto_thread=not args.no_crypto_thread)
             web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
                         shutdown_timeout=2.0)
         return 0

@@ -95,6 +95,8 @@ class Options:
     """Huzhou's licence library (``licences demo --count``)."""
     only: frozenset[str] | None = None
     """Development runs: measure only these scenarios, print them, write nothing."""
+    crypto_thread: bool = True
+    """The gateways' ``crypto_thread`` setting, and the floor's counterpart (A/B runs)."""
 
     @classmethod
     def parse(cls, argv: Sequence[str] | None) -> Options:
@@ -122,12 +124,18 @@ class Options:
                             help="development: comma-separated scenario keys to measure "
                                  f"({', '.join(SCENARIO_KEYS)}); prints their rates only "
                                  "and writes nothing")
+        parser.add_argument("--crypto-thread", choices=["on", "off"], default="on",
+                            help="development: partner signature work on a thread beside the "
+                                 "loop (gateways' crypto_thread setting, and the floor's "
+                                 "/partner), or on the loop; with --only")
         args = parser.parse_args(argv)
         only = None
         if args.only:
             only = frozenset(k.strip() for k in args.only.split(",") if k.strip())
             if unknown := only - set(SCENARIO_KEYS):
                 parser.error(f"--only: unknown scenario(s) {sorted(unknown)}")
+        if args.crypto_thread == "off" and not only:
+            parser.error("--crypto-thread off is for development runs (with --only)")
         duration = args.duration or (2.0 if args.quick else 15.0)
         if duration <= 0 or args.connections < 1:
             parser.error("--duration and --connections must be positive")
@@ -148,6 +156,7 @@ class Options:
             tier2=200 if args.quick or (only and "tier2" not in only) else 2000,
             licences=2000 if args.quick else 10_000,
             only=only,
+            crypto_thread=args.crypto_thread == "on",
         )
 
 
@@ -527,7 +536,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     c_port = free_port()
     serve = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
-    env = {"ECERT_APPROVALS_REQUIRED": "1"}
+    env = {"ECERT_APPROVALS_REQUIRED": "1",
+           "ECERT_CRYPTO_THREAD": "1" if opts.crypto_thread else "0"}
     gateway = children.start("gateway", [*serve, "--listen", f"{HOST}:{gw_port}"], env=env)
     minimal_proc = children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
                                               "--port", str(minimal_port)])
@@ -539,7 +549,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     floor_proc = children.start("floor", [
         python(), "-m", "bench._baselines", "floor", "--port", str(floor_port),
         "--trust-list", str(pools / "trust-list.json"), "--licences", str(data),
-        *(["--redis-url", opts.redis_url] if redis_db.available else [])])
+        *(["--redis-url", opts.redis_url] if redis_db.available else []),
+        *([] if opts.crypto_thread else ["--no-crypto-thread"])])
     floor = f"http://{HOST}:{floor_port}"
     gw = f"http://{HOST}:{gw_port}"
     gw_b = f"http://{HOST}:{b_port}"
