@@ -71,6 +71,19 @@ class TestOptions:
         with pytest.raises(SystemExit):
             Options.parse(["--only", "singel"])
 
+    def test_crypto_thread_switch_is_for_development_runs(self) -> None:
+        """``--crypto-thread off`` needs ``--only``; it reaches the options and the floor."""
+        from bench._baselines import _FLOOR, create_floor_app
+        from bench._run import Options
+
+        assert Options.parse([]).crypto_thread
+        assert not Options.parse(["--only", "partner", "--crypto-thread", "off"]).crypto_thread
+        with pytest.raises(SystemExit):
+            Options.parse(["--crypto-thread", "off"])
+        for enabled in (True, False):
+            app = create_floor_app({"partners": []}, Path("unused"), crypto_thread=enabled)
+            assert enabled == app[_FLOOR].crypto.enabled
+
     def test_development_runs_issue_full_pools_only_for_what_they_measure(self) -> None:
         """``--only`` keeps the pools its scenarios send at full size and shrinks the rest."""
         from bench._run import Options, _sizes
