@@ -538,6 +538,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
     env = {"ECERT_APPROVALS_REQUIRED": "1",
            "ECERT_CRYPTO_THREAD": "1" if opts.crypto_thread else "0"}
+    log(f"crypto thread (partner signature work): {'on' if opts.crypto_thread else 'off'}")
     gateway = children.start("gateway", [*serve, "--listen", f"{HOST}:{gw_port}"], env=env)
     minimal_proc = children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
                                               "--port", str(minimal_port)])

@@ -154,6 +154,7 @@ class Pending:
         against the later of the two; freshness against the verification time
         alone.
         """
+        consulted = self._at if consulted_at is None else require_aware(consulted_at)
         run = self._run
         status_used: tuple[str, datetime] | None = None
         valid_until = self._valid_until
@@ -163,7 +164,6 @@ class Pending:
             depends = True
             partner = self._partner
             assert partner is not None
-            consulted = self._at if consulted_at is None else require_aware(consulted_at)
             if status is None:
                 run.fail("status", SubIndication.TRY_LATER, "status list was not supplied")
             elif isinstance(status, StatusUnavailable):
