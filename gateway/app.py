@@ -123,6 +123,7 @@ async def metrics(request: web.Request) -> web.Response:
         lines.append(f"ecert_licence_memory_entries {store.remembered}")
         lines.append("# TYPE ecert_crypto_thread_calls_total counter")
         lines.append(f"ecert_crypto_thread_calls_total {partner.crypto.calls}")
+        lines.append("# TYPE ecert_crypto_thread_batches_total counter")
         lines.append(f"ecert_crypto_thread_batches_total {partner.crypto.batches}")
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 

@@ -163,12 +163,7 @@ def check_request_token(
     authenticates (its key is checked) and is refused by ``check_agreement``.
     """
     parts = _token_parts(token, trust_list)
-    verified = None
-    for anchor in parts.anchors:
-        if _verify_with(anchor, parts):
-            verified = anchor
-            break
-    return _token_claims(parts, verified, trust_list=trust_list, audience=audience,
+    return _token_claims(parts, _first_verifying(parts), trust_list=trust_list, audience=audience,
                          method=method, path=path, body=body, now=now, skew_s=skew_s)
 
 
@@ -184,13 +179,10 @@ async def check_request_token_async(
     run: Callable[..., Awaitable[Any]],
     skew_s: int = REQUEST_SKEW_S,
 ) -> PartnerRequest:
-    """``check_request_token`` with the signature checks run through ``run(fn, *args)``."""
+    """``check_request_token`` with the signature check run through ``run(fn, *args)``
+    (one call, whatever the number of anchors under the ``kid``)."""
     parts = _token_parts(token, trust_list)
-    verified = None
-    for anchor in parts.anchors:
-        if await run(_verify_with, anchor, parts):
-            verified = anchor
-            break
+    verified = await run(_first_verifying, parts)
     return _token_claims(parts, verified, trust_list=trust_list, audience=audience,
                          method=method, path=path, body=body, now=now, skew_s=skew_s)
 
@@ -205,13 +197,17 @@ class _TokenParts:
     anchors: list[Anchor]
 
 
-def _verify_with(anchor: Anchor, parts: _TokenParts) -> bool:
-    if anchor.key is None:
-        return False
-    try:
-        return anchor.key.verify(parts.alg, parts.jws.signing_input, parts.jws.signature)
-    except JoseError:
-        return False  # a key the allow-list forbids verifies nothing
+def _first_verifying(parts: _TokenParts) -> Anchor | None:
+    """The first anchor under the token's ``kid`` whose key verifies its signature."""
+    for anchor in parts.anchors:
+        if anchor.key is None:
+            continue
+        try:
+            if anchor.key.verify(parts.alg, parts.jws.signing_input, parts.jws.signature):
+                return anchor
+        except JoseError:
+            continue  # a key the allow-list forbids verifies nothing
+    return None
 
 
 def _token_parts(token: str, trust_list: TrustList) -> _TokenParts:
