@@ -76,7 +76,7 @@ class CacheEntry:
 
 # redis-py reads its own version from package metadata (file I/O) for every new
 # connection unless told; read it once at import, off the event loop.
-_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())
 
 
 def redis_client(url: str, *, timeout_s: float | None) -> aioredis.Redis:

@@ -87,7 +87,7 @@ class RedisTrustSync:
                 await asyncio.sleep(CHECK_INTERVAL_S)  # reconnect after a pause
             finally:
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    await pubsub.aclose()
 
     async def _check_loop(self) -> None:
         while True:
