@@ -23,7 +23,7 @@ class PartnerSpec:
     """County codes (GB/T 2260) where the region's residents were born."""
 
 
-# Names and codes: shared/data/yrd_cities.csv and kstb_partners.csv. yrd = 长三角 e-licence
+# Names and codes: docs/reference/yrd_cities.csv and kstb_partners.csv. yrd = 长三角 e-licence
 # recognition, g60 = G60 一网通办 (Shanghai through 松江区), kstb = 跨省通办 bilateral.
 STANDARD_PARTNERS: Final = (
     PartnerSpec("310000", "上海市", ("yrd", "g60"), ("310101", "310104", "310115", "310117")),

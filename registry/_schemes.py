@@ -150,7 +150,7 @@ _SCHEMES = (
         pattern=rf"(?P<category>{_ZJ_CATEGORIES})-(?P<main>\d{{5}})-(?P<sub>\d{{3}})"
         r"(?:-(?P<item>\d{2}))?",
         description="浙江省权力事项基本码: category-main 5-sub 3[-item 2], e.g. 许可-00393-002",
-        basis="public Zhejiang code samples (see shared/data/matter_codes.csv)",
+        basis="public Zhejiang code samples (see docs/reference/matter_codes.csv)",
     ),
     CodeScheme(
         name="gz-item",
@@ -180,7 +180,7 @@ _SCHEMES = (
         pattern=r"(?P<definer_uscc>[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10})"
         r"(?P<seq>\d{3})",
         description="证照类型代码 (21): defining body's USCC 18 + sequence 3",
-        basis="GB/T 36902; shared/data/licence_types.csv",
+        basis="GB/T 36902; docs/reference/licence_types.csv",
         checks=(_uscc_ok,),
     ),
     CodeScheme(

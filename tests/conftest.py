@@ -11,8 +11,11 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.services import postgres_server, redis_server, unavailable
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-"""The shared folder beside the repository (specs, vectors, reference data)."""
+REPO = Path(__file__).resolve().parents[1]
+"""The repository's root."""
+VECTORS = REPO / "tests" / "vectors"
+"""Public conformance vectors the tests use, kept in the repository (their sources and
+licences are in ``tests/vectors/SOURCES.md``)."""
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,27 @@ def test_facade_all_is_sorted_and_resolves(package: str) -> None:
 def test_packages_ship_py_typed(package: str) -> None:
     """Every package is marked as typed (PEP 561)."""
     assert (ROOT / package / "py.typed").exists()
+
+
+def _tracked_text_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    skip = ("tests/vectors/", "docs/spec/", "docs/reference/", "uv.lock", "LICENSE")
+    return [ROOT / name for name in listed
+            if name and not name.startswith(skip) and (ROOT / name).is_file()]
+
+
+@pytest.mark.allow_blocking
+def test_repository_stands_alone() -> None:
+    """No tracked file reaches outside the clone: not the shared folder, no machine path."""
+    outside = re.compile(r"\.\.[/]shared|[/]work[/]|[/]root[/]")
+    offenders = []
+    for path in _tracked_text_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        offenders += [f"{path.relative_to(ROOT)}:{number}"
+                      for number, line in enumerate(text.splitlines(), 1)
+                      if outside.search(line)]
+    assert [] == offenders

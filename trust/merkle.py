@@ -5,7 +5,7 @@ proofs lives with the log that owns the tree (``gateway.audit``); anybody
 holding a checkpoint can check a proof with this module alone.
 
 Edge rules follow the Go reference verifier (``transparency-dev/merkle``), so
-the public vectors in ``../shared/vectors/merkle`` give the same answers:
+the public vectors in ``tests/vectors/merkle`` give the same answers:
 
 * a leaf hash must be exactly 32 bytes;
 * a proof must have exactly the expected number of hashes;

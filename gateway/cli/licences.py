@@ -261,7 +261,7 @@ class _DemoType:
     city_only: bool = False
 
 
-# Codes and names from shared/data/licence_types.csv (real 证照类型代码).
+# Codes and names from docs/reference/licence_types.csv (real 证照类型代码).
 _TYPES = (
     _DemoType("11100000000013338W032", "建筑施工特种作业人员操作资格证书", True,
               "住房和城乡建设局", 2, "浙A{digits}", (("operation_category", "建筑电工"),),

@@ -24,7 +24,7 @@ from trust.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "merkle"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle"
 
 
 def _files(kind: str) -> list[Path]:

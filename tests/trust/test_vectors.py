@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import SHARED
+from tests.conftest import VECTORS
 from trust import (
     ALLOWED_ALGS,
     Alg,
@@ -30,12 +30,8 @@ from trust import (
     parse_compact,
 )
 
-VECTORS = SHARED / "vectors"
 WYCHEPROOF = VECTORS / "wycheproof"
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
-
-if not VECTORS.is_dir():  # pragma: no cover - the shared folder is part of the workplace
-    pytest.skip(f"shared vectors not found at {VECTORS}", allow_module_level=True)
 
 EMPTY_LIST = TrustList.from_json({
     "version": 1, "issued_at": "2026-11-01T00:00:00Z", "next_update": "2027-11-01T00:00:00Z",
