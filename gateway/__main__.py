@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.cli import audit, identities, licences, registry, trust
+from gateway.datafolder import DataFolderError, create_data_folder
 from gateway.identity import IdentityError
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
@@ -40,7 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
         {"listen": args.listen, "data_dir": args.data_dir, "trust_list_file": args.trust_list},
     )
     configure_logging(settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    create_data_folder(settings.data_dir)
     app = create_app(settings)
     app.on_startup.append(_settle_heap)  # after the cleanup contexts opened every store
     logging.getLogger("gateway").info(
@@ -50,6 +51,15 @@ def _serve(args: argparse.Namespace) -> int:
     # (up to shutdown_timeout), then runs the cleanup contexts in reverse.
     web.run_app(app, host=settings.host, port=settings.port, access_log=None,
                 shutdown_timeout=settings.shutdown_timeout_s, print=None)
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    path = Path(args.data_dir)
+    if create_data_folder(path):
+        print(f"made a new gateway data folder: {path}")
+    else:
+        print(f"{path} is already a gateway data folder; nothing changed")
     return 0
 
 
@@ -63,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--trust-list", help="trust-list JSON file to start from")
     serve.add_argument("--config", help="settings file (TOML)")
     serve.set_defaults(func=_serve)
+    init = sub.add_parser("init", help="make a new, empty data folder for an instance")
+    init.add_argument("--data-dir", required=True, help="the folder to make")
+    init.set_defaults(func=_init)
     identities.register(sub)
     audit.register(sub)
     registry.register(sub)
@@ -77,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, IdentityError, TrustError, OSError, ValueError) as exc:
+    except (SettingsError, IdentityError, TrustError, DataFolderError, OSError,
+            ValueError) as exc:
         print(f"ecert-gateway {args.command}: {exc}", file=sys.stderr)
         return 1
 

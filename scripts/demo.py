@@ -2,8 +2,11 @@
 
 Starts ``python -m mocks`` (seven-plus partner regions on loopback ports, each
 with its keys, status list and JWKS), writes their trust list into the data
-folder, makes a demo local-system key, starts ``ecert-gateway serve`` and prints
-commands to try. Ctrl-C stops everything.
+folder as the next trust-list version, makes demo credentials and a licence
+library on the first run, starts ``ecert-gateway serve`` and prints commands
+to try. Ctrl-C stops everything, at any moment. A run that stopped during the
+one-time set-up makes the next one start the set-up again; every later run
+reuses it.
 """
 
 from __future__ import annotations
@@ -12,19 +15,29 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+READY = ".demo-ready"
+"""Written once the demo's one-time set-up (credentials, licence library) is complete."""
+OWNED = ".demo-owned"
+"""Marks a data folder this script created, so that it may start its set-up again."""
 
 
-def _wait_http(url: str, timeout: float) -> bool:
+class DemoError(Exception):
+    """The demo could not start; the message says why and what to do."""
+
+
+def _wait_http(url: str, timeout: float, alive: Callable[[], bool]) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL we built
                 if resp.status == 200:
@@ -34,60 +47,163 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
-def main() -> int:
-    """Run the demo until interrupted."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", default=str(ROOT / "demo-data"))
-    parser.add_argument("--listen", default="127.0.0.1:8080")
-    parser.add_argument("--seed", default="2026")
-    args = parser.parse_args()
-    data = Path(args.data_dir).resolve()
+def _prepare_folder(data: Path) -> None:
+    """Make the data folder; start the one-time set-up again if an earlier run stopped in it."""
+    if data.exists() and not (data / READY).exists():
+        if not (data / OWNED).exists() and any(data.iterdir()):
+            raise DemoError(f"{data} is not empty and was not made by the demo; "
+                            "pass another --data-dir")
+        # An interrupted or failed first run: its half-made credentials are of no use.
+        shutil.rmtree(data)
     data.mkdir(parents=True, exist_ok=True)
-    python = sys.executable
-    trust_list = data / "trust-list.json"
-    samples = data / "sample-licences.jsonl"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    (data / OWNED).touch()
 
+
+class Gateway:
+    """Runs ``python -m gateway`` commands against the demo's data folder."""
+
+    def __init__(self, python: str, data: Path, env: dict[str, str]) -> None:
+        self.python, self.data, self.env = python, data, env
+
+    def run(self, *command: str, quiet: bool = False) -> str:
+        """Run one CLI command; its standard output, or DemoError with its message."""
+        done = subprocess.run(
+            [self.python, "-m", "gateway", *command, "--data-dir", str(self.data)],
+            cwd=ROOT, capture_output=True, text=True, check=False, env=self.env)
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise DemoError(f"`ecert-gateway {command[0]} {command[1]}` failed: {reason}")
+        if not quiet:
+            sys.stdout.write(done.stderr)
+        return done.stdout
+
+    def stored_version(self) -> int:
+        """The trust-list version the data folder serves, 0 before the first start."""
+        if not (self.data / READY).exists():
+            return 0
+        try:
+            return int(json.loads(self.run("trust", "show", quiet=True))["version"])
+        except DemoError as exc:
+            if "no trust list yet" in str(exc):
+                return 0
+            raise
+
+    def secret(self, name: str, *command: str) -> str:
+        """A credential made once by the CLI and kept in the demo data folder."""
+        path = self.data / f"demo-{name}.key"
+        if not path.exists():
+            made = self.run(*command).strip().splitlines()[-1]
+            partial = path.with_suffix(".partial")
+            partial.write_text(made + "\n", encoding="utf-8")
+            partial.chmod(0o600)
+            partial.replace(path)
+        return path.read_text(encoding="utf-8").strip()
+
+
+def _start_mocks(python: str, env: dict[str, str], *, seed: str, version: int,
+                 trust_list: Path, samples: Path) -> tuple[subprocess.Popen[str],
+                                                          list[tuple[str, str, str]]]:
     mocks = subprocess.Popen(
-        [python, "-m", "mocks", "--seed", args.seed, "--trust-list-out", str(trust_list),
-         "--licences-out", str(samples)],
+        [python, "-m", "mocks", "--seed", seed, "--version", str(version),
+         "--trust-list-out", str(trust_list), "--licences-out", str(samples)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
     )
     regions: list[tuple[str, str, str]] = []
     assert mocks.stdout is not None
     for line in mocks.stdout:
         if line.strip() == "ready":
-            break
+            return mocks, regions
         code, name, url = line.split()
         regions.append((code, name, url))
-    else:
-        print("mock regions failed to start", file=sys.stderr)
+    mocks.wait()
+    raise DemoError("the mock partner regions failed to start; see their log above")
+
+
+def _stop(*procs: subprocess.Popen[str] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        if proc is None:
+            continue
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    """Run the demo until interrupted."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", default=str(ROOT / "demo-data"))
+    parser.add_argument("--listen", default=os.environ.get("ECERT_LISTEN", "127.0.0.1:8080"),
+                        help="HOST:PORT for the gateway (default: $ECERT_LISTEN or "
+                             "127.0.0.1:8080)")
+    parser.add_argument("--seed", default="2026")
+    parser.add_argument("--licences", type=int, default=10_000,
+                        help="size of Huzhou's demo licence library on first run")
+    args = parser.parse_args()
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # From the first moment: Ctrl-C during start-up stops cleanly, never half-way.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return _run(args, lambda: stopping)
+    except DemoError as exc:
+        if stopping:
+            print("make run: interrupted during start-up", file=sys.stderr)
+            return 130
+        print(f"make run: {exc}", file=sys.stderr)
         return 1
 
-    def secret(name: str, *command: str) -> str:
-        """A credential made once by the CLI and kept in the demo data folder."""
-        path = data / f"demo-{name}.key"
-        if not path.exists():
-            made = subprocess.run(
-                [python, "-m", "gateway", *command, "--data-dir", str(data)],
-                cwd=ROOT, capture_output=True, text=True, check=True, env=env,
-            )
-            path.write_text(made.stdout.strip().splitlines()[-1] + "\n", encoding="utf-8")
-            path.chmod(0o600)
-        return path.read_text(encoding="utf-8").strip()
 
-    key = secret("client", "clients", "add", "demo-window")
-    operator = secret("operator", "operators", "add", "demo-operator", "--role", "operator")
-    approver = secret("approver", "operators", "add", "demo-approver", "--role", "approver")
-    auditor = secret("auditor", "operators", "add", "demo-auditor", "--role", "auditor")
+def _run(args: argparse.Namespace, stopping: Callable[[], bool]) -> int:
+    """Set up (once), start the mocks and the gateway, serve until stopped; stop them all."""
+    data = Path(args.data_dir).resolve()
+    _prepare_folder(data)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cli = Gateway(sys.executable, data, env)
+    started: list[subprocess.Popen[str]] = []
+    try:
+        return _serve(args, cli, stopping, started)
+    finally:
+        _stop(*reversed(started))
+
+
+def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
+           started: list[subprocess.Popen[str]]) -> int:
+    python, data, env = cli.python, cli.data, cli.env
+    trust_list = data / "trust-list.json"
+    samples = data / "sample-licences.jsonl"
+    if not (data / READY).exists():
+        cli.run("init", quiet=True)
+    # The mock regions take new ports (and list dates) on every start, so their trust
+    # list is imported as the next version, as an operator's re-import would be; the
+    # versions of earlier runs, and any change an operator made in them, stay in history.
+    version = cli.stored_version() + 1
+    mocks, regions = _start_mocks(python, env, seed=args.seed, version=version,
+                                  trust_list=trust_list, samples=samples)
+    started.append(mocks)
+    if stopping():
+        return 130
+    key = cli.secret("client", "clients", "add", "demo-window")
+    operator = cli.secret("operator", "operators", "add", "demo-operator", "--role", "operator")
+    approver = cli.secret("approver", "operators", "add", "demo-approver", "--role", "approver")
+    auditor = cli.secret("auditor", "operators", "add", "demo-auditor", "--role", "auditor")
     library = data / "demo-licences.jsonl"
-    if not library.exists():
-        print("filling Huzhou's demo licence library (10,000 licences) ...", flush=True)
-        subprocess.run(
-            [python, "-m", "gateway", "licences", "demo", "--count", "10000",
-             "--data-dir", str(data)], cwd=ROOT, check=True, env=env,
-            stdout=subprocess.DEVNULL,
-        )
+    if not (data / READY).exists():
+        print(f"filling Huzhou's demo licence library ({args.licences:,} licences) ...",
+              flush=True)
+        cli.run("licences", "demo", "--count", str(args.licences), quiet=True)
+        if stopping():
+            return 130
+        (data / READY).touch()
     today = time.strftime("%Y-%m-%d")
     huzhou_licence = next(
         row for row in map(json.loads, library.read_text(encoding="utf-8").splitlines())
@@ -99,62 +215,50 @@ def main() -> int:
     gateway = subprocess.Popen(
         [python, "-m", "gateway", "serve", "--listen", args.listen, "--data-dir", str(data),
          "--trust-list", str(trust_list), "--config", str(config)],
-        cwd=ROOT, env=env,
+        cwd=ROOT, env=env, text=True,
     )
+    started.append(gateway)
     base = f"http://{args.listen}"
     python_cmd = os.path.relpath(python, ROOT) if python.startswith(str(ROOT)) else python
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        if not _wait_http(f"{base}/healthz", 30):
-            print("the gateway did not start; see its log above", file=sys.stderr)
-            return 1
-        sample = json.loads(samples.read_text(encoding="utf-8").splitlines()[0])
-        body = shlex.quote(json.dumps({"credential": sample["token"],
-                                       "use_cause": "办理跨省通办事项"}, ensure_ascii=False))
-        _, first_name, first_url = regions[0]
-        print("\n=== Huzhou e-licence gateway is running ===")
-        print(f"gateway:  {base}   data folder: {data}")
-        print("partner regions (mock):")
-        for code, name, url in regions:
-            print(f"  {code} {name:<6} {url}")
-        print("\nTry:")
-        print(f"  curl -s {base}/healthz")
-        print(f"  curl -s {base}/readyz")
-        print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
-              f"-d {body} {base}/v1/verifications")
-        print(f"  curl -s {base}/.well-known/jwks.json")
-        print(f"  curl -s {base}/v1/audit/checkpoint")
-        print(f"  curl -s -H 'Authorization: Bearer {auditor}' {base}/v1/audit/entries/0")
-        print(f"  curl -s -H 'Authorization: Bearer {operator}' {base}/v1/admin/trust-list")
-        print(f"  curl -s -H 'Authorization: Bearer {approver}' {base}/v1/admin/alerts")
-        print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
-              f"-d '{{\"source\": {{\"region\": \"310000\", \"code\": \"310000-20-SFJ-0001\"}}, "
-              f"\"target_region\": \"330500\"}}' {base}/v1/matters/translate")
-        print(f"  {python_cmd} scripts/partner_query.py --gateway {base} --region 310000 "
-              f"--identifier {huzhou_licence['identifier']}   # 上海 queries a Huzhou licence")
-        print(f"  curl -s {first_url}/jwks.json            # {first_name}'s published keys")
-        print(f"  curl -s {first_url}/status/lic-2026      # {first_name}'s status list")
-        print(f"  curl -s {first_url}/licences/0           # one of {first_name}'s licences")
-        print(f"\nMore sample licences (valid, revoked, suspended, lenient): {samples}")
-        print("Ctrl-C stops the gateway and the mock regions.\n", flush=True)
-        while not stopping and gateway.poll() is None and mocks.poll() is None:
-            time.sleep(0.3)
-    finally:
-        for proc in (gateway, mocks):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (gateway, mocks):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    if not _wait_http(f"{base}/healthz", 60,
+                      lambda: gateway.poll() is None and not stopping()):
+        if stopping():
+            return 130
+        raise DemoError(f"the gateway did not start on {args.listen}; see its log above "
+                        "(another port: ECERT_LISTEN=127.0.0.1:8090 make run)")
+    sample = json.loads(samples.read_text(encoding="utf-8").splitlines()[0])
+    body = shlex.quote(json.dumps({"credential": sample["token"],
+                                   "use_cause": "办理跨省通办事项"}, ensure_ascii=False))
+    _, first_name, first_url = regions[0]
+    print("\n=== Huzhou e-licence gateway is running ===")
+    print(f"gateway:  {base}   data folder: {data}   trust list: version {version}")
+    print("partner regions (mock):")
+    for code, name, url in regions:
+        print(f"  {code} {name:<6} {url}")
+    print("\nTry:")
+    print(f"  curl -s {base}/healthz")
+    print(f"  curl -s {base}/readyz")
+    print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+          f"-d {body} {base}/v1/verifications")
+    print(f"  curl -s {base}/.well-known/jwks.json")
+    print(f"  curl -s {base}/v1/audit/checkpoint")
+    print(f"  curl -s -H 'Authorization: Bearer {auditor}' {base}/v1/audit/entries/0")
+    print(f"  curl -s -H 'Authorization: Bearer {operator}' {base}/v1/admin/trust-list")
+    print(f"  curl -s -H 'Authorization: Bearer {approver}' {base}/v1/admin/alerts")
+    print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+          f"-d '{{\"source\": {{\"region\": \"310000\", \"code\": \"310000-20-SFJ-0001\"}}, "
+          f"\"target_region\": \"330500\"}}' {base}/v1/matters/translate")
+    print(f"  {python_cmd} scripts/partner_query.py --gateway {base} --region 310000 "
+          f"--identifier {huzhou_licence['identifier']}   # 上海 queries a Huzhou licence")
+    print(f"  curl -s {first_url}/jwks.json            # {first_name}'s published keys")
+    print(f"  curl -s {first_url}/status/lic-2026      # {first_name}'s status list")
+    print(f"  curl -s {first_url}/licences/0           # one of {first_name}'s licences")
+    print(f"\nMore sample licences (valid, revoked, suspended, lenient): {samples}")
+    print("Ctrl-C stops the gateway and the mock regions.\n", flush=True)
+    while not stopping() and gateway.poll() is None and mocks.poll() is None:
+        time.sleep(0.3)
+    if not stopping():
+        raise DemoError("the gateway or the mock regions stopped; see the log above")
     return 0
 
 
