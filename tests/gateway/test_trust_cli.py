@@ -307,3 +307,22 @@ def test_refusal_in_a_process_of_its_own(folder: Path, capsys: pytest.CaptureFix
                           timeout=120)
     assert 0 == made.returncode, made.stderr
     assert "proposal by olga recorded" in made.stdout
+
+
+def test_refused_steps_are_audited(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid change and a rollback import are audited as refused, as over HTTP."""
+    _seed(folder, capsys)
+    data = ("--data-dir", str(folder))
+    bad = orjson.dumps({"kind": "suspend-partner", "region_code": "999999"}).decode()
+    assert 1 == _cli("propose", *data, *_as(folder, "olga"), "--change", bad)
+    renew = orjson.dumps({"kind": "renew", "next_update": "2099-01-01T00:00:00Z"}).decode()
+    assert 0 == _cli("propose", *data, *_as(folder, "olga"), "--change", renew)
+    proposal_id = capsys.readouterr().out.strip().splitlines()[-1]
+    for name in ("adam", "alice"):
+        assert 0 == _cli("approve", proposal_id, *data, *_as(folder, name))
+    assert 1 == _cli("import", str(folder / "v3.jwt"), *data, *_as(folder, "adam"))
+    assert [("olga", "refused")] == [(r["actor_id"], r["outcome"]) for r in
+                                     _records(folder, "trust-list-proposal-refused")]
+    imports = _records(folder, "trust-list-import-refused")
+    assert [("adam", "rollback")] == [(r["actor_id"], r["details"]["refusal"])
+                                      for r in imports]
