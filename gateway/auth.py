@@ -5,7 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.appkeys import IDENTITIES_KEY
-from gateway.identity import Identity, IdentityKind, Role
+from gateway.identity import (
+    CredentialError,
+    CredentialRefusal,
+    Identity,
+    IdentityKind,
+    Role,
+    authorize_operator,
+)
 from gateway.problems import Problem
 
 __all__ = ["bearer", "require_client", "require_operator"]
@@ -39,12 +46,16 @@ async def require_client(request: web.Request) -> Identity:
 
 
 async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
-    """The operator calling, with one of ``roles``; 401 or 403 otherwise."""
-    identity = await _lookup(request)
-    if identity is None or identity.kind is not IdentityKind.OPERATOR:
-        raise Problem(401, "Unauthorized", "an operator token is required", headers=_CHALLENGE)
-    if identity.role not in roles:
+    """The operator calling, with one of ``roles``; 401 or 403 otherwise.
+
+    The decision is ``authorize_operator``'s, the one the CLI's writes take too.
+    """
+    try:
+        return authorize_operator(await _lookup(request), roles)
+    except CredentialError as exc:
+        if exc.refusal is not CredentialRefusal.ROLE or exc.identity is None:
+            raise Problem(401, "Unauthorized", "an operator token is required",
+                          headers=_CHALLENGE) from exc
         raise Problem(403, "Forbidden",
-                      f"role {identity.role} may not do this; needs one of "
-                      f"{sorted(r.value for r in roles)}")
-    return identity
+                      f"role {exc.identity.role} may not do this; needs one of "
+                      f"{sorted(r.value for r in exc.roles)}") from exc

@@ -4,6 +4,16 @@ Both are random secrets printed once by the CLI; only their SHA-256 is stored
 (they carry 256 bits of entropy, so an unkeyed hash is not brute-forceable).
 The running gateway reads the same SQLite file, so a key made while it runs is
 honoured on its next lookup; positive answers are cached for a few seconds.
+
+An operator's credential is checked in one place for the admin API and the
+CLI alike: ``IdentityStore.lookup`` (the gateway) or ``lookup_token`` (the CLI)
+find the enabled identity a secret belongs to, and ``authorize_operator``
+decides whether it may act (an operator's token, a fitting role).
+
+Errors::
+
+    * IdentityError        an identity could not be created
+    * CredentialError      a credential does not let its holder act (``refusal`` says why)
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import hashlib
 import secrets
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,13 +31,17 @@ from pathlib import Path
 from gateway.sqlite import SqliteDB, connect
 
 __all__ = [
+    "CredentialError",
+    "CredentialRefusal",
     "Identity",
     "IdentityError",
     "IdentityKind",
     "IdentityStore",
     "Role",
     "add_identity",
+    "authorize_operator",
     "identity_db_path",
+    "lookup_token",
 ]
 
 _SCHEMA = """
@@ -43,9 +58,25 @@ CREATE TABLE IF NOT EXISTS identities (
 
 _POSITIVE_TTL_S = 5.0
 
+_MAX_TOKEN_CHARS = 256
+"""A longer secret is no secret this store made (the bound of the admin API's bearer check)."""
+
 
 class IdentityError(Exception):
     """An identity could not be created (duplicate name, bad role)."""
+
+
+class CredentialRefusal(StrEnum):
+    """Why a credential does not let its holder act as an operator."""
+
+    MISSING = "missing"
+    """No credential was given."""
+    UNKNOWN = "unknown"
+    """Not an enabled operator's token: unknown, disabled, or a local system's key."""
+    ROLE = "role"
+    """An operator whose role may not do this."""
+    MISMATCH = "mismatch"
+    """An operator's valid token, but another operator was named (the CLI's ``--as``)."""
 
 
 class IdentityKind(StrEnum):
@@ -73,6 +104,41 @@ class Identity:
     role: Role | None
 
 
+class CredentialError(Exception):
+    """A credential does not let its holder act; ``refusal`` says why.
+
+    ``identity`` is the operator the credential names when it names one
+    (``ROLE``, ``MISMATCH``), and ``roles`` the roles that would have been allowed.
+    """
+
+    def __init__(self, refusal: CredentialRefusal, message: str, *,
+                 identity: Identity | None = None, roles: frozenset[Role] = frozenset()) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+        self.identity = identity
+        self.roles = roles
+
+
+def authorize_operator(identity: Identity | None, roles: Collection[Role]) -> Identity:
+    """The operator ``identity`` names, when it holds one of ``roles``.
+
+    ``identity`` is what a lookup of the presented secret found (None: nothing,
+    or no secret). Raises ``CredentialError``: ``UNKNOWN`` for no operator
+    (a local system's key included), ``ROLE`` for an operator whose role is
+    not among ``roles``.
+    """
+    allowed = frozenset(roles)
+    if identity is None or identity.kind is not IdentityKind.OPERATOR:
+        raise CredentialError(CredentialRefusal.UNKNOWN, "an operator token is required",
+                              roles=allowed)
+    if identity.role not in allowed:
+        raise CredentialError(
+            CredentialRefusal.ROLE,
+            f"{identity.name} is {identity.role}; this needs one of "
+            f"{sorted(r.value for r in allowed)}", identity=identity, roles=allowed)
+    return identity
+
+
 def identity_db_path(data_dir: Path) -> Path:
     """Where a data folder keeps its identities."""
     return data_dir / "identity.db"
@@ -84,6 +150,37 @@ def _digest(token: str) -> str:
 
 def _ensure(conn: sqlite3.Connection) -> None:
     conn.execute(_SCHEMA)
+
+
+def _find(conn: sqlite3.Connection, digest: str) -> Identity | None:
+    """The enabled identity whose secret hashes to ``digest``."""
+    row = conn.execute(
+        "SELECT kind, name, role FROM identities WHERE token_sha256 = ? AND disabled = 0",
+        (digest,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Identity(IdentityKind(row[0]), row[1], Role(row[2]) if row[2] else None)
+
+
+def lookup_token(data_dir: Path, token: str) -> Identity | None:
+    """The enabled identity a secret belongs to, or None (blocking; for the CLI).
+
+    The same query as ``IdentityStore.lookup``, without its cache; a data folder
+    without an identity database has no identities (nothing is created).
+    """
+    path = identity_db_path(data_dir)
+    if not token or len(token) > _MAX_TOKEN_CHARS or not path.exists():
+        return None
+    conn = connect(path, synchronous="NORMAL")
+    try:
+        return _find(conn, _digest(token))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # made, but no identity added yet
+            return None
+        raise
+    finally:
+        conn.close()
 
 
 def add_identity(data_dir: Path, kind: IdentityKind, name: str, role: Role | None = None) -> str:
@@ -137,18 +234,10 @@ class IdentityStore:
         if hit is not None and hit[0] > now:
             return hit[1]
 
-        def _query(conn: sqlite3.Connection) -> tuple[str, str, str | None] | None:
-            row = conn.execute(
-                "SELECT kind, name, role FROM identities WHERE token_sha256 = ? AND disabled = 0",
-                (digest,),
-            ).fetchone()
-            return None if row is None else (row[0], row[1], row[2])
-
-        row = await self._db.run(_query)
-        if row is None:
+        identity = await self._db.run(lambda conn: _find(conn, digest))
+        if identity is None:
             self._cache.pop(digest, None)
             return None
-        identity = Identity(IdentityKind(row[0]), row[1], Role(row[2]) if row[2] else None)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + _POSITIVE_TTL_S, identity)

@@ -1,10 +1,13 @@
 """``ecert-gateway trust list|show|propose|approve|reject|history|diff|export|import``.
 
 The CLI works on the data folder directly (its trust-list store and audit
-log), with the same rules as ``/v1/admin/``: ``--as NAME`` names the acting
-operator, who must exist with a fitting role; a proposal is applied only when
-``approvals_required`` other operators approved it. A running gateway serves
-the new version within a poll interval (its ``TrustWatcher``).
+log), with the same rules as ``/v1/admin/``: a write takes the acting
+operator's own token (``--token-file FILE`` or ``ECERT_OPERATOR_TOKEN``,
+``gateway.cli.credentials``), which must belong to an enabled operator with a
+fitting role; a proposal is applied only when ``approvals_required`` other
+operators approved it. Refusals are audited as over HTTP, and so is a refused
+credential. A running gateway serves the new version within a poll interval
+(its ``TrustWatcher``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import orjson
 
 from gateway.audit import append_cli_event
 from gateway.audit.event import AuditEvent, AuditUnavailableError
-from gateway.identity import Role, identity_db_path
+from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
+from gateway.identity import CredentialError, Role
 from gateway.settings import Settings, load_settings
 from gateway.signing import load_or_create_key
-from gateway.sqlite import connect
 from gateway.trustlists import (
     AdminError,
     AdminRefusal,
@@ -43,7 +46,14 @@ from gateway.trustlists import (
     version_row,
     vote_event,
 )
-from trust import ChangeError, TrustError, diff_documents, export_signed, verify_export
+from trust import (
+    ChangeError,
+    SignedListError,
+    TrustError,
+    diff_documents,
+    export_signed,
+    verify_export,
+)
 
 __all__ = ["register"]
 
@@ -66,25 +76,40 @@ def _audit(settings: Settings, event: AuditEvent) -> None:
                      gateway_id=settings.gateway_id)
 
 
-def _operator(settings: Settings, name: str | None, roles: set[Role]) -> str:
-    """The acting operator: must exist, be enabled and hold one of ``roles``."""
-    if not name:
-        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR, "--as NAME is required for changes")
-    path = identity_db_path(settings.data_dir)
-    if not path.exists():
-        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR, f"no operator named {name!r}")
-    conn = connect(path, synchronous="NORMAL")
+def _audit_refusal(settings: Settings, action: str, actor: str, at: datetime,
+                   **details: Any) -> None:
+    """Record a refused step, as the gateway does; best-effort.
+
+    A refused step changed nothing, so the refusal still reaches the user when
+    the audit log cannot take its record (a warning says so). A folder that does
+    not exist is no instance's: nothing is created there for the record.
+    """
+    if not settings.data_dir.is_dir():
+        return
     try:
-        row = conn.execute("SELECT role FROM identities WHERE kind = 'operator' AND name = ?"
-                           " AND disabled = 0", (name,)).fetchone()
-    finally:
-        conn.close()
-    if row is None:
-        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR, f"no operator named {name!r}")
-    if Role(row[0]) not in roles:
-        raise AdminError(AdminRefusal.UNKNOWN_OPERATOR,
-                         f"{name} is {row[0]}; this needs one of {sorted(r.value for r in roles)}")
-    return name
+        _audit(settings, audit_event(action, actor=actor, via_cli=True, at=at,
+                                     outcome="refused", **details))
+    except AuditUnavailableError as exc:
+        print(f"warning: the refusal could not be audited: {exc}", file=sys.stderr)
+
+
+def _operator(settings: Settings, args: argparse.Namespace, roles: set[Role],
+              **details: Any) -> str:
+    """The acting operator: the owner of the presented token, enabled, holding one of ``roles``.
+
+    A refused credential is audited (``trust-list-credential-refused``) with
+    the command, the refusal and the name given with ``--as``; never the token.
+    """
+    at = datetime.now(UTC)
+    try:
+        token = read_token(args.token_file, os.environ)
+        return acting_operator(settings.data_dir, token, roles, claimed=args.as_name).name
+    except CredentialError as exc:
+        _audit_refusal(settings, "trust-list-credential-refused",
+                       "cli" if exc.identity is None else exc.identity.name, at,
+                       command=f"trust {args.trust_command}", refusal=exc.refusal.value,
+                       claimed_as=args.as_name, reason=str(exc), **details)
+        raise
 
 
 def _print_json(data: Any) -> None:
@@ -99,7 +124,8 @@ def _handled(fn: Command) -> Command:
         except ChangeError as exc:
             print(f"ecert-gateway trust {args.trust_command}: change refused: "
                   + "; ".join(exc.problems), file=sys.stderr)
-        except (AdminError, TrustStoreError, AuditUnavailableError, TrustError) as exc:
+        except (AdminError, CredentialError, TrustStoreError, AuditUnavailableError,
+                TrustError) as exc:
             print(f"ecert-gateway trust {args.trust_command}: {exc}", file=sys.stderr)
         return 1
 
@@ -176,7 +202,7 @@ def _diff(args: argparse.Namespace) -> int:
 @_handled
 def _propose(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    author = _operator(settings, args.as_name, {Role.OPERATOR, Role.APPROVER})
+    author = _operator(settings, args, {Role.OPERATOR, Role.APPROVER})
     if args.file:
         changes = orjson.loads(Path(args.file).read_bytes())
     elif args.change:
@@ -188,8 +214,13 @@ def _propose(args: argparse.Namespace) -> int:
     at = datetime.now(UTC)
     store = _store(settings)
     try:
-        proposal, current = plan_proposal(store, author=author, changes=changes,
-                                          note=args.note, at=at)
+        try:
+            proposal, current = plan_proposal(store, author=author, changes=changes,
+                                              note=args.note, at=at)
+        except ChangeError as exc:
+            _audit_refusal(settings, "trust-list-proposal-refused", author, at,
+                           reason=str(exc))
+            raise
         _audit(settings, audit_event(
             "trust-list-proposal-created", actor=author, via_cli=True, at=at,
             version=current.version, proposal_id=proposal.id,
@@ -205,17 +236,25 @@ def _propose(args: argparse.Namespace) -> int:
 
 def _vote(args: argparse.Namespace, approve: bool) -> int:
     settings = _settings(args)
-    operator = _operator(settings, args.as_name, {Role.APPROVER})
+    operator = _operator(settings, args, {Role.APPROVER}, proposal_id=args.id)
     at = datetime.now(UTC)
     store = _store(settings)
     try:
-        plan = plan_vote(store, proposal_id=args.id, operator=operator, approve=approve,
-                         comment=args.comment, at=at,
-                         approvals_required=settings.approvals_required)
+        try:
+            plan = plan_vote(store, proposal_id=args.id, operator=operator, approve=approve,
+                             comment=args.comment, at=at,
+                             approvals_required=settings.approvals_required)
+        except AdminError as exc:
+            if exc.refusal is not AdminRefusal.NOT_FOUND:
+                _audit_refusal(settings, "trust-list-vote-refused", operator, at,
+                               proposal_id=args.id, reason=str(exc))
+            raise
         _audit(settings, vote_event(plan, via_cli=True, at=at))
         try:
             after = commit_vote(store, plan)
         except StoreConflictError as exc:
+            _audit_refusal(settings, "trust-list-vote-conflict", operator, at,
+                           proposal_id=args.id, reason=str(exc))
             raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
     finally:
         store.close()
@@ -264,7 +303,7 @@ def _export(args: argparse.Namespace) -> int:
 @_handled
 def _import(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    actor = _operator(settings, args.as_name, {Role.APPROVER})
+    actor = _operator(settings, args, {Role.APPROVER})
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
     signers = trusted_signers(settings.data_dir, settings.extra, key)
@@ -273,8 +312,13 @@ def _import(args: argparse.Namespace) -> int:
     store = _store(settings)
     try:
         current = store.version()
-        signed = verify_export(token, signers, at=at,
-                               current=None if current is None else current.document)
+        try:
+            signed = verify_export(token, signers, at=at,
+                                   current=None if current is None else current.document)
+        except SignedListError as exc:
+            _audit_refusal(settings, "trust-list-import-refused", actor, at,
+                           reason=str(exc), refusal=exc.reason.value)
+            raise
         if signed.same_as_current:
             print(f"version {signed.trust_list.version} is already the current list")
             return 0
@@ -299,8 +343,7 @@ def _common(parser: argparse.ArgumentParser, *, acting: bool = False) -> None:
                         help="the stores' PostgreSQL DSN (default ECERT_POSTGRES_DSN or SQLite)")
     parser.add_argument("--config", help="settings file (TOML), for approvals_required")
     if acting:
-        parser.add_argument("--as", dest="as_name", required=True,
-                            help="the acting operator (recorded in the audit log)")
+        add_credential_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -413,19 +413,27 @@ class TestPropagation:
             args = parser.parse_args(list(argv))
             return int(args.func(args))
 
+        def acting(name: str) -> tuple[str, ...]:
+            # Each operator's own token, from a file (the CLI takes no secret as an argument).
+            path = tmp_path / f"{name}.token"
+            path.write_text(tokens[name] + "\n", encoding="ascii")
+            return ("--as", name, "--token-file", str(path))
+
         loop = asyncio.get_running_loop()
         data = ("--data-dir", str(tmp_path))
         change = orjson.dumps({"kind": "suspend-partner", "region_code": "520500"}).decode()
+        olga, adam, alice = await loop.run_in_executor(
+            None, lambda: (acting("olga"), acting("adam"), acting("alice")))
         assert 0 == await loop.run_in_executor(None, lambda: cli(
-            "trust", "propose", *data, "--as", "olga", "--change", change))
+            "trust", "propose", *data, *olga, "--change", change))
         proposals = await (await gateway.get("/v1/admin/proposals?status=pending",
                                              headers=_auth(tokens["vera"]))).json()
         proposal_id = proposals["proposals"][0]["id"]
         assert 1 == await loop.run_in_executor(None, lambda: cli(
-            "trust", "approve", proposal_id, *data, "--as", "olga"))
-        for name in ("adam", "alice"):
-            assert 0 == await loop.run_in_executor(None, lambda n=name: cli(  # type: ignore[misc]
-                "trust", "approve", proposal_id, *data, "--as", n))
+            "trust", "approve", proposal_id, *data, *olga))
+        for who in (adam, alice):
+            assert 0 == await loop.run_in_executor(None, lambda w=who: cli(  # type: ignore[misc]
+                "trust", "approve", proposal_id, *data, *w))
         deadline = time.monotonic() + 10
         served = 3
         while time.monotonic() < deadline and served != 4:

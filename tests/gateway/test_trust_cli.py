@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,9 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.__main__ import main
 from gateway.audit import RecordFilter, open_store
+from gateway.cli.credentials import TOKEN_ENV
 from gateway.cli.trust import register
-from gateway.identity import IdentityKind, Role, add_identity
+from gateway.identity import IdentityKind, Role, add_identity, identity_db_path
 from gateway.signing import load_or_create_key
 from gateway.trustlists import open_trust_store, version_row
 from mocks import Federation
@@ -30,11 +36,20 @@ def _cli(*argv: str) -> int:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """A data folder with operators and a stored list (version 3, seeded via import)."""
+    """A data folder with operators, each token in ``tokens/NAME`` (mode 0600) beside it."""
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
     for name, role in (("olga", Role.OPERATOR), ("adam", Role.APPROVER),
                        ("alice", Role.APPROVER), ("vera", Role.VIEWER)):
-        add_identity(tmp_path, IdentityKind.OPERATOR, name, role)
+        (tokens / name).write_text(add_identity(tmp_path, IdentityKind.OPERATOR, name, role)
+                                   + "\n", encoding="ascii")
+        (tokens / name).chmod(0o600)
     return tmp_path
+
+
+def _as(folder: Path, name: str) -> tuple[str, ...]:
+    """The options that make ``name`` the acting operator: the name and their token."""
+    return ("--as", name, "--token-file", str(folder / "tokens" / name))
 
 
 def _seed(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,7 +65,8 @@ def _seed(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     signer = load_or_create_key(scratch, "trust-list", kid_prefix="330500-tl")
     jwks: dict[str, Any] = {"keys": [signer.public_jwk]}
     (folder / "trust-list-signers.json").write_bytes(orjson.dumps(jwks))
-    assert 0 == _cli("import", str(folder / "v3.jwt"), "--data-dir", str(folder), "--as", "adam")
+    assert 0 == _cli("import", str(folder / "v3.jwt"), "--data-dir", str(folder),
+                     *_as(folder, "adam"))
     capsys.readouterr()
 
 
@@ -59,16 +75,16 @@ def test_propose_approve_history_diff(folder: Path, capsys: pytest.CaptureFixtur
     _seed(folder, capsys)
     data = ("--data-dir", str(folder))
     change = orjson.dumps({"kind": "suspend-partner", "region_code": "520500"}).decode()
-    assert 1 == _cli("propose", *data, "--as", "vera", "--change", change)
+    assert 1 == _cli("propose", *data, *_as(folder, "vera"), "--change", change)
     assert "vera is viewer" in capsys.readouterr().err
-    assert 0 == _cli("propose", *data, "--as", "olga", "--change", change, "--note", "outage")
+    assert 0 == _cli("propose", *data, *_as(folder, "olga"), "--change", change, "--note", "outage")
     proposal_id = capsys.readouterr().out.strip().splitlines()[-1]
-    assert 1 == _cli("approve", proposal_id, *data, "--as", "olga")
+    assert 1 == _cli("approve", proposal_id, *data, *_as(folder, "olga"))
     err = capsys.readouterr().err.strip()
     assert 1 == len(err.splitlines())
-    assert 0 == _cli("approve", proposal_id, *data, "--as", "adam")
+    assert 0 == _cli("approve", proposal_id, *data, *_as(folder, "adam"))
     assert "pending (1/2 approvals)" in capsys.readouterr().out
-    assert 0 == _cli("approve", proposal_id, *data, "--as", "alice")
+    assert 0 == _cli("approve", proposal_id, *data, *_as(folder, "alice"))
     assert "applied as version 4" in capsys.readouterr().out
     assert 0 == _cli("history", *data)
     lines = capsys.readouterr().out.strip().splitlines()
@@ -95,12 +111,218 @@ def test_import_refuses_rollback(folder: Path, capsys: pytest.CaptureFixture[str
     _seed(folder, capsys)
     data = ("--data-dir", str(folder))
     change = orjson.dumps({"kind": "renew", "next_update": "2099-01-01T00:00:00Z"}).decode()
-    assert 0 == _cli("propose", *data, "--as", "olga", "--change", change)
+    assert 0 == _cli("propose", *data, *_as(folder, "olga"), "--change", change)
     proposal_id = capsys.readouterr().out.strip().splitlines()[-1]
-    assert 0 == _cli("approve", proposal_id, *data, "--as", "adam")
-    assert 0 == _cli("approve", proposal_id, *data, "--as", "alice")
+    assert 0 == _cli("approve", proposal_id, *data, *_as(folder, "adam"))
+    assert 0 == _cli("approve", proposal_id, *data, *_as(folder, "alice"))
     capsys.readouterr()
-    assert 1 == _cli("import", str(folder / "v3.jwt"), *data, "--as", "adam")
+    assert 1 == _cli("import", str(folder / "v3.jwt"), *data, *_as(folder, "adam"))
     err = capsys.readouterr().err.strip()
     assert "rollback refused" in err
     assert 1 == len(err.splitlines())
+
+
+def _audited(folder: Path) -> list[dict[str, Any]]:
+    """Every audit record of the data folder, oldest first."""
+    store = open_store(folder, None)
+    try:
+        return [orjson.loads(r) for _, r in store.query(RecordFilter(limit=1000))]
+    finally:
+        store.close()
+
+
+def _records(folder: Path, action: str) -> list[dict[str, Any]]:
+    """The audit records of one ``details.action``."""
+    return [r for r in _audited(folder) if r.get("details", {}).get("action") == action]
+
+
+class TestCredentials:
+    """A CLI write proves which operator runs it: their own token, as over HTTP (issue 19, 14)."""
+
+    @pytest.fixture(autouse=True)
+    def _no_token_in_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(TOKEN_ENV, raising=False)
+
+    _CHANGE = orjson.dumps({"kind": "suspend-partner", "region_code": "520500"}).decode()
+
+    def _propose(self, folder: Path, capsys: pytest.CaptureFixture[str],
+                 *acting: str) -> str:
+        assert 0 == main(["trust", "propose", "--data-dir", str(folder), *acting,
+                          "--change", self._CHANGE])
+        return capsys.readouterr().out.strip().splitlines()[-1]
+
+    def test_names_alone_change_nothing(self, folder: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+        """The red team's run: propose as op, approve as ap1 and ap2, no secret: all refused."""
+        _seed(folder, capsys)
+        data = ("--data-dir", str(folder))
+        assert 1 == main(["trust", "propose", *data, "--as", "olga", "--change", self._CHANGE])
+        err = capsys.readouterr().err.strip()
+        assert 1 == len(err.splitlines())
+        assert "--token-file" in err
+        assert TOKEN_ENV in err
+        proposal_id = self._propose(folder, capsys, *_as(folder, "olga"))
+        for name in ("adam", "alice"):
+            assert 1 == main(["trust", "approve", proposal_id, *data, "--as", name])
+            assert TOKEN_ENV in capsys.readouterr().err
+        assert 1 == main(["trust", "reject", proposal_id, *data, "--as", "adam"])
+        assert 1 == main(["trust", "import", str(folder / "v3.jwt"), *data, "--as", "adam"])
+        capsys.readouterr()
+        assert 0 == main(["trust", "show", *data, "--proposal", proposal_id])
+        shown = orjson.loads(capsys.readouterr().out)
+        assert ("pending", []) == (shown["status"], shown["approvals"])
+        assert 0 == main(["trust", "history", *data])
+        assert ["3"] == [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+        refused = _records(folder, "trust-list-credential-refused")
+        assert [("trust propose", "olga"), ("trust approve", "adam"), ("trust approve", "alice"),
+                ("trust reject", "adam"), ("trust import", "adam")] == [
+            (r["details"]["command"], r["details"]["claimed_as"]) for r in refused]
+        assert {("missing", "cli", "cli", "refused")} == {
+            (r["details"]["refusal"], r["actor_kind"], r["actor_id"], r["outcome"])
+            for r in refused}
+        assert proposal_id == refused[1]["details"]["proposal_id"]
+
+    def test_as_must_name_the_tokens_owner(self, folder: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+        """Olga's token with ``--as adam`` is refused, and audited as Olga's."""
+        _seed(folder, capsys)
+        data = ("--data-dir", str(folder))
+        olga = ("--token-file", str(folder / "tokens" / "olga"))
+        assert 1 == main(["trust", "propose", *data, *olga, "--as", "adam",
+                          "--change", self._CHANGE])
+        err = capsys.readouterr().err.strip()
+        assert 1 == len(err.splitlines())
+        assert "--as adam does not match the token, which is olga's" in err
+        proposal_id = self._propose(folder, capsys, *_as(folder, "alice"))
+        adam = ("--token-file", str(folder / "tokens" / "adam"))
+        assert 1 == main(["trust", "approve", proposal_id, *data, *adam, "--as", "alice"])
+        assert "which is adam's" in capsys.readouterr().err
+        refused = _records(folder, "trust-list-credential-refused")
+        assert [("olga", "adam", "mismatch"), ("adam", "alice", "mismatch")] == [
+            (r["actor_id"], r["details"]["claimed_as"], r["details"]["refusal"])
+            for r in refused]
+        assert 0 == main(["trust", "show", *data, "--proposal", proposal_id])
+        assert [] == orjson.loads(capsys.readouterr().out)["approvals"]
+
+    def test_one_token_is_one_approval(self, folder: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """The proposer's own token cannot approve; one approver's token counts once."""
+        _seed(folder, capsys)
+        data = ("--data-dir", str(folder))
+        adam = ("--token-file", str(folder / "tokens" / "adam"))
+        proposal_id = self._propose(folder, capsys, *adam)
+        assert 1 == main(["trust", "approve", proposal_id, *data, *adam])
+        assert "dual control" in capsys.readouterr().err
+        alice = ("--token-file", str(folder / "tokens" / "alice"))
+        assert 0 == main(["trust", "approve", proposal_id, *data, *alice])
+        assert "pending (1/2 approvals)" in capsys.readouterr().out
+        assert 1 == main(["trust", "approve", proposal_id, *data, *alice])
+        assert "already voted" in capsys.readouterr().err
+        refused = _records(folder, "trust-list-vote-refused")
+        assert [("adam", proposal_id), ("alice", proposal_id)] == [
+            (r["actor_id"], r["details"]["proposal_id"]) for r in refused]
+        assert 0 == main(["trust", "history", *data])
+        assert ["3"] == [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+
+    def test_two_approvers_tokens_apply_the_change(self, folder: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+        """Olga proposes with her token; Adam's and Alice's apply it, recorded as theirs."""
+        _seed(folder, capsys)
+        data = ("--data-dir", str(folder))
+        proposal_id = self._propose(folder, capsys, "--token-file",
+                                    str(folder / "tokens" / "olga"))
+        for name in ("adam", "alice"):
+            assert 0 == main(["trust", "approve", proposal_id, *data,
+                              "--token-file", str(folder / "tokens" / name)])
+        assert "applied as version 4" in capsys.readouterr().out
+        applied = _records(folder, "trust-list-change-applied")
+        assert [("alice", ["adam", "alice"])] == [
+            (r["actor_id"], r["details"]["approvals"]) for r in applied]
+
+    def test_unknown_disabled_and_foreign_tokens_are_refused(
+            self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """An unknown token, a disabled approver's, a local system's key, an empty file: refused."""
+        _seed(folder, capsys)
+        data = ("--data-dir", str(folder))
+        proposal_id = self._propose(folder, capsys, *_as(folder, "olga"))
+        with sqlite3.connect(identity_db_path(folder)) as conn:
+            conn.execute("UPDATE identities SET disabled = 1 WHERE name = 'alice'")
+        conn.close()
+        others = folder / "others"
+        others.mkdir()
+        (others / "unknown").write_text("ecg_o_" + "A" * 43 + "\n", encoding="ascii")
+        (others / "client").write_text(
+            add_identity(folder, IdentityKind.CLIENT, "window-01") + "\n", encoding="ascii")
+        (others / "empty").write_text("\n", encoding="ascii")
+        cases = {str(folder / "tokens" / "alice"): "not an enabled operator's token",
+                 str(others / "unknown"): "not an enabled operator's token",
+                 str(others / "client"): "not an enabled operator's token",
+                 str(others / "empty"): "must hold the token alone",
+                 str(others / "missing"): "cannot read the token file"}
+        for path, reason in cases.items():
+            assert 1 == main(["trust", "approve", proposal_id, *data, "--token-file", path])
+            err = capsys.readouterr().err.strip()
+            assert 1 == len(err.splitlines()), err
+            assert reason in err
+        refused = _records(folder, "trust-list-credential-refused")
+        assert ["unknown", "unknown", "unknown", "missing", "missing"] == [
+            r["details"]["refusal"] for r in refused]
+        raw = b"".join(orjson.dumps(r) for r in _audited(folder))
+        for name in ("alice", "olga"):
+            assert (folder / "tokens" / name).read_text().strip().encode() not in raw
+        assert 0 == main(["trust", "show", *data, "--proposal", proposal_id])
+        assert [] == orjson.loads(capsys.readouterr().out)["approvals"]
+
+    def test_token_from_the_environment(self, folder: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        """ECERT_OPERATOR_TOKEN names the actor; ``--token-file`` wins over it."""
+        _seed(folder, capsys)
+        data = ("--data-dir", str(folder))
+        monkeypatch.setenv(TOKEN_ENV, (folder / "tokens" / "olga").read_text().strip())
+        proposal_id = self._propose(folder, capsys)
+        assert 1 == main(["trust", "approve", proposal_id, *data])
+        assert "olga is operator" in capsys.readouterr().err
+        monkeypatch.setenv(TOKEN_ENV, (folder / "tokens" / "adam").read_text().strip())
+        assert 0 == main(["trust", "approve", proposal_id, *data])
+        assert 0 == main(["trust", "approve", proposal_id, *data,
+                          "--token-file", str(folder / "tokens" / "alice")])
+        assert "applied as version 4" in capsys.readouterr().out
+        applied = _records(folder, "trust-list-change-applied")
+        assert ["adam", "alice"] == applied[0]["details"]["approvals"]
+
+
+def test_refusal_in_a_process_of_its_own(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m gateway``: the token from the environment works; none is one line, exit 1."""
+    _seed(folder, capsys)
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    argv = [sys.executable, "-m", "gateway", "trust", "propose", "--data-dir", str(folder),
+            "--change", TestCredentials._CHANGE]
+    refused = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
+                             timeout=120)
+    assert 1 == refused.returncode
+    assert 1 == len(refused.stderr.strip().splitlines()), refused.stderr
+    assert "Traceback" not in refused.stderr
+    env[TOKEN_ENV] = (folder / "tokens" / "olga").read_text().strip()
+    made = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
+                          timeout=120)
+    assert 0 == made.returncode, made.stderr
+    assert "proposal by olga recorded" in made.stdout
+
+
+def test_refused_steps_are_audited(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid change and a rollback import are audited as refused, as over HTTP."""
+    _seed(folder, capsys)
+    data = ("--data-dir", str(folder))
+    bad = orjson.dumps({"kind": "suspend-partner", "region_code": "999999"}).decode()
+    assert 1 == _cli("propose", *data, *_as(folder, "olga"), "--change", bad)
+    renew = orjson.dumps({"kind": "renew", "next_update": "2099-01-01T00:00:00Z"}).decode()
+    assert 0 == _cli("propose", *data, *_as(folder, "olga"), "--change", renew)
+    proposal_id = capsys.readouterr().out.strip().splitlines()[-1]
+    for name in ("adam", "alice"):
+        assert 0 == _cli("approve", proposal_id, *data, *_as(folder, name))
+    assert 1 == _cli("import", str(folder / "v3.jwt"), *data, *_as(folder, "adam"))
+    assert [("olga", "refused")] == [(r["actor_id"], r["outcome"]) for r in
+                                     _records(folder, "trust-list-proposal-refused")]
+    imports = _records(folder, "trust-list-import-refused")
+    assert [("adam", "rollback")] == [(r["actor_id"], r["details"]["refusal"])
+                                      for r in imports]
