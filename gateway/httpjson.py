@@ -19,8 +19,25 @@ def bad_request(detail: str, *, index: int | None = None) -> Problem:
                    extra={"cn_status": 12})
 
 
+def _declared_json(request: web.Request) -> bool:
+    """Whether the body is declared JSON: ``application/json`` or a ``+json`` type (RFC 6839)."""
+    media = request.content_type.lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
 async def read_json(request: web.Request, limit: int) -> Any:
-    """The request body parsed as JSON; 413 over ``limit`` bytes, 400 when not JSON."""
+    """The request body parsed as JSON.
+
+    415 when the body is not declared JSON (``Content-Type``), 413 over ``limit``
+    bytes, 400 when it is not JSON.
+    """
+    if not _declared_json(request):
+        sent = request.headers.get("Content-Type")
+        raise Problem(415, "Unsupported media type",
+                      "the body must be declared JSON (Content-Type: application/json); "
+                      + ("it had no Content-Type" if sent is None else f"it was {sent[:100]!r}"),
+                      headers={"Accept-Post": "application/json"})
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
     body = await request.read()

@@ -71,15 +71,16 @@ _MAX_INT = 2**62
 """Indices, sizes and cursors beyond this are refused (stores keep signed 64-bit integers)."""
 
 
-def _int(request: web.Request, name: str, value: str | None, *, minimum: int = 0) -> int:
+def _int(request: web.Request, name: str, value: str | None, *, minimum: int = 0,
+         maximum: int = _MAX_INT) -> int:
     if value is None:
         raise Problem(400, "Bad request", f"{name} is required")
     try:
-        number = int(value) if len(value) <= 20 else _MAX_INT + 1
+        number = int(value) if len(value) <= 20 else maximum + 1
     except ValueError:
         raise Problem(400, "Bad request", f"{name} must be an integer") from None
-    if not minimum <= number <= _MAX_INT:
-        raise Problem(400, "Bad request", f"{name} must be an integer from {minimum} to {_MAX_INT}")
+    if not minimum <= number <= maximum:
+        raise Problem(400, "Bad request", f"{name} must be an integer from {minimum} to {maximum}")
     return number
 
 
@@ -149,8 +150,8 @@ def _time_ms(name: str, value: str | None) -> int | None:
 def _filter(request: web.Request, *, limit: int | None = None) -> RecordFilter:
     q = request.query
     if limit is None:
-        limit = _int(request, "limit", q.get("limit", "100"), minimum=1)
-        limit = min(limit, _MAX_LIMIT)
+        # Over the page size is refused, not cut short silently: the caller pages with cursor.
+        limit = _int(request, "limit", q.get("limit", "100"), minimum=1, maximum=_MAX_LIMIT)
     cursor = q.get("cursor")
     return RecordFilter(
         start_ms=_time_ms("from", q.get("from")),

@@ -248,6 +248,19 @@ class TestAuditorEndpoints:
         assert status == resp.status
         assert resp.content_type == "application/problem+json"
 
+    @pytest.mark.parametrize("limit", ["0", "-1", "1001", "100000", "x"])
+    async def test_limit_outside_the_page_size_is_refused(
+        self, client: TestClient[web.Request, web.Application], tokens: dict[str, str],
+        limit: str,
+    ) -> None:  # fmt: skip
+        """A limit outside 1..1000 is a 400 that names that range, never cut short silently."""
+        resp = await client.get(f"/v1/audit/records?limit={limit}",
+                                headers=_auth(tokens["auditor"]))
+        body = await resp.json(content_type=None)
+        assert 400 == resp.status
+        if limit != "x":
+            assert "limit must be an integer from 1 to 1000" == body["detail"]
+
     async def test_bad_parameters(
         self, client: TestClient[web.Request, web.Application], tokens: dict[str, str],
     ) -> None:  # fmt: skip

@@ -252,10 +252,37 @@ class TestTranslate:
         assert "999999" == body["region"]
 
     async def test_bad_json_is_400(self, client: Client, auth: dict[str, str]) -> None:
-        """A body that is not JSON is a 400 problem, not a 500."""
-        resp = await client.post("/v1/matters/translate", data=b"{nope", headers=auth)
+        """A body declared JSON that is not JSON is a 400 problem, not a 500."""
+        resp = await client.post("/v1/matters/translate", data=b"{nope",
+                                 headers={**auth, "Content-Type": "application/json"})
         body = await resp.json(content_type=None)
         assert (400, "Bad request") == (resp.status, body["title"])
+
+    @pytest.mark.parametrize("content_type", [
+        None, "text/plain", "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x", "application/jsonx"])
+    @pytest.mark.parametrize("path", ["/v1/matters/translate", "/v1/matters/translate/batch",
+                                      "/v1/verifications", "/v1/verifications/batch"])
+    async def test_body_not_declared_json_is_415(self, client: Client, auth: dict[str, str],
+                                                 path: str, content_type: str | None) -> None:
+        """A JSON body sent under another media type is refused 415 with a problem body."""
+        headers = dict(auth)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        resp = await client.post(path, data=b'{"items": []}', headers=headers)
+        body = await resp.json(content_type=None)
+        assert (415, "application/problem+json") == (resp.status, resp.content_type)
+        assert "application/json" in body["detail"]
+        assert "application/json" == resp.headers["Accept-Post"]
+
+    @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
+                                              "Application/JSON", "application/fhir+json"])
+    async def test_json_media_types_are_taken(self, client: Client, auth: dict[str, str],
+                                              content_type: str) -> None:
+        """application/json with parameters, in any case, and +json types (RFC 6839) are JSON."""
+        resp = await client.post("/v1/matters/translate", data=b"{nope",
+                                 headers={**auth, "Content-Type": content_type})
+        assert 400 == resp.status
 
     @pytest.mark.parametrize("body", [
         [], {"target_region": "330500"},
