@@ -14,8 +14,9 @@ A query is answered in this order, each step refusing with its own answer:
 1. stale trust list: 503 (TRY_LATER), cn 99
 2. request token (``gateway.partner.check_request_token``): 401, cn 11
 3. partner suspended: 403, cn 100, ``sub_indication`` TRY_LATER
-4. rate limit: 429 with ``Retry-After``, cn 99
-5. ``jti`` seen before: 401, cn 11 (replay cache down: 503, cn 99)
+4. ``jti`` seen before: 401, cn 11 (replay cache down: 503, cn 99)
+5. rate limit: 429 with ``Retry-After``, cn 99 (only authenticated, fresh requests
+   are charged; a 429 has spent its ``jti``)
 6. body fields (JSON, ``use_cause`` of 1..200 chars, ``matter`` of the partner's own
    region, an identifier or holder_code + holder_code_type + type_code): 400, cn 12
 7. agreement (licence type, partner's matter): 403, cn 100
@@ -490,13 +491,6 @@ class PartnerService:
                            f"partner {region} is suspended; try later", 100,
                            kind="partner-suspended", indication="INDETERMINATE",
                            sub_indication="TRY_LATER")
-        wait = self.limiter.take(region)
-        if wait is not None:
-            _lenient_matter(raw, note)
-            raise _problem(429, "Too many requests",
-                           f"partner {region} is over its rate limit", 99,
-                           kind="rate-limited",
-                           headers={"Retry-After": RateLimiter.retry_after(wait)})
         try:
             fresh = await self.replay.first_use(auth.replay_key,
                                                 auth.expires_at - now + REQUEST_SKEW_S)
@@ -507,6 +501,15 @@ class PartnerService:
         if not fresh:
             _lenient_matter(raw, note)
             raise _unauthorised("jti was used before (replayed request token)")
+        # Charged only now, after the jti: a replayed token (anyone who saw one may resend
+        # it) costs the partner nothing, like a forged or an expired one.
+        wait = self.limiter.take(region)
+        if wait is not None:
+            _lenient_matter(raw, note)
+            raise _problem(429, "Too many requests",
+                           f"partner {region} is over its rate limit", 99,
+                           kind="rate-limited",
+                           headers={"Retry-After": RateLimiter.retry_after(wait)})
 
         query = _parse_query(raw, region, note)
         today = at.astimezone(CHINA_TZ).date()

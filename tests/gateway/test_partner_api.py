@@ -617,6 +617,50 @@ class TestRefusals:
                                                       matter_code="340100-whatever"))
         assert 200 == other.status
 
+    @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+    async def test_refused_tokens_do_not_cost_the_partner(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit,
+            request: pytest.FixtureRequest, backend: str) -> None:
+        """A used token replayed many times at once, beside forged and expired tokens, is
+        refused 401 (cn 11) and audited each time, and charges the partner nothing: its
+        fresh tokens pass until its own burst is spent, and only then is it 429."""
+        import orjson
+
+        burst = 3
+        redis = {"redis_url": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+        client = await start([licence_row(1)], partner_rate_per_s=0.001,
+                             partner_rate_burst=burst, **redis)
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        used = sh.sign(orjson.dumps(body))
+        assert 200 == (await sh.query(body, token=used)).status
+        header, claims, signature = sh.sign(orjson.dumps(body)).split(".")
+        flipped = "A" if signature[10] != "A" else "B"
+        forged = f"{header}.{claims}.{signature[:10]}{flipped}{signature[11:]}"
+        expired = sh.sign(orjson.dumps(body), iat=int(time.time()) - 400, lifetime=300)
+        replays = 40
+        refused = await asyncio.gather(
+            *(sh.query(body, token=used) for _ in range(replays)),
+            *(sh.query(body, token=token) for token in (forged, expired) for _ in range(5)))
+        assert {(401, 11)} == {(answer.status, answer.cn_status) for answer in refused}
+        assert all("application/problem+json" in a.headers["Content-Type"] for a in refused)
+        fresh = [await sh.query(body) for _ in range(burst - 1)]
+        assert [(200, 0)] * (burst - 1) == [(a.status, a.cn_status) for a in fresh]
+        over = await sh.query(body)
+        assert 429 == over.status  # the bucket is live: the partner's own queries spend it
+        events = _events(audit)
+        assert 1 + replays + 10 + burst == len(events)
+        flood = events[1:1 + replays + 10]
+        assert {("refused", 11, 401)} == {(e.outcome, e.cn_status, e.details["http_status"])
+                                          for e in flood}
+        replayed = [e for e in flood if "replay" in str(e.details["reason"])]
+        assert replays == len(replayed)
+        assert {SHANGHAI} == {e.partner_region for e in replayed}
+        assert 10 == sum(e.partner_region is None and SHANGHAI == e.details["claimed_iss"]
+                         for e in flood)
+        assert [("ok", 0)] * (burst - 1) + [("refused", 99)] == \
+            [(e.outcome, e.cn_status) for e in events[-burst:]]
+
     async def test_every_query_is_audited(self, start: Start, running: RunningFederation,
                                           audit: MemoryAudit) -> None:
         """One record per query, refused ones included; holder codes only in personal."""
