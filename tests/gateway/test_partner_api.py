@@ -298,6 +298,75 @@ class TestFound:
         assert 404 == (await client.get("/v1/status/nope")).status
 
 
+HOSTILE_HOSTS = ["evil.example", "evil.example:8443", "127.0.0.1:1", "[::1]:9",
+                 "evil.example/../x", "h" * 8000 + ".example"]
+"""Host headers a client may send; none may reach what Huzhou signs."""
+
+
+class TestPublicUrl:
+    """Status URIs come from the ``public_url`` setting (default: from ``listen``),
+    never from the request's Host header."""
+
+    @pytest.mark.parametrize("configured", [None, "https://gw.huzhou.example/ecert/"],
+                             ids=["default", "configured"])
+    async def test_status_list_is_one_list_whatever_the_host(
+            self, start: Start, configured: str | None) -> None:
+        """Every Host, hostile, long or new, gets the same signed list (one token, so one
+        cache entry), whose ``sub`` is the public URL's status URI."""
+        settings = {"public_url": configured} if configured else {}
+        client = await start([licence_row(1)], **settings)
+        base = (configured or "http://127.0.0.1:8080").rstrip("/")
+        hosts: list[str | None] = [None, *HOSTILE_HOSTS, *(f"h{i}.example" for i in range(60))]
+        tokens = set()
+        for host in hosts:
+            resp = await client.get("/v1/status/licences",
+                                    headers={"Host": host} if host else None)
+            assert 200 == resp.status
+            tokens.add(await resp.text())
+        assert 1 == len(tokens)
+        status_claims = _b64json(tokens.pop().split(".")[1])
+        assert f"{base}/v1/status/licences" == status_claims["sub"]
+
+    @pytest.mark.parametrize("configured", [None, "https://gw.huzhou.example/ecert"],
+                             ids=["default", "configured"])
+    async def test_licences_handed_out_name_the_public_status_uri(
+            self, start: Start, running: RunningFederation, configured: str | None) -> None:
+        """A partner's answer names the public URL's status list, whatever Host it sent."""
+        row = licence_row(1)
+        settings = {"public_url": configured} if configured else {}
+        client = await start([row], **settings)
+        base = configured or "http://127.0.0.1:8080"
+        sh = partner(client, running)
+        body = sh.by_identifier(row["identifier"], matter_code=SH_MATTER)
+        uris = set()
+        for host in [None, *HOSTILE_HOSTS]:
+            answer = await sh.query(body, headers={"Host": host} if host else None)
+            assert (200, 0) == (answer.status, answer.cn_status)
+            claims = _b64json(answer.body["licences"][0].split(".")[1])
+            uris.add(claims["status"]["status_list"]["uri"])
+        assert {f"{base}/v1/status/licences"} == uris
+        status_claims = _b64json((await (await client.get(
+            "/v1/status/licences", headers={"Host": "evil.example"})).text()).split(".")[1])
+        assert uris == {status_claims["sub"]}
+
+    async def test_wildcard_listen_without_public_url_warns(
+            self, start: Start, caplog: pytest.LogCaptureFixture) -> None:
+        """Listening on every address with no public_url, the gateway says at start-up
+        which URL it signs and how to set the right one; a set public_url is silent."""
+        with caplog.at_level("WARNING", logger="gateway.partner"):
+            client = await start(listen="0.0.0.0:8080")
+        warned = [r.getMessage() for r in caplog.records if r.name == "gateway.partner"]
+        assert 1 == len(warned)
+        assert "http://127.0.0.1:8080" in warned[0]
+        assert "ECERT_PUBLIC_URL" in warned[0]
+        sub = _b64json((await (await client.get("/v1/status/licences")).text()).split(".")[1])
+        assert "http://127.0.0.1:8080/v1/status/licences" == sub["sub"]
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="gateway.partner"):
+            await start(listen="0.0.0.0:8080", public_url="https://gw.huzhou.example")
+        assert [] == [r for r in caplog.records if r.name == "gateway.partner"]
+
+
 class TestAnswers:
     """Each lookup outcome has its national status code."""
 
