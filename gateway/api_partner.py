@@ -14,8 +14,9 @@ A query is answered in this order, each step refusing with its own answer:
 1. stale trust list: 503 (TRY_LATER), cn 99
 2. request token (``gateway.partner.check_request_token``): 401, cn 11
 3. partner suspended: 403, cn 100, ``sub_indication`` TRY_LATER
-4. rate limit: 429 with ``Retry-After``, cn 99
-5. ``jti`` seen before: 401, cn 11 (replay cache down: 503, cn 99)
+4. ``jti`` seen before: 401, cn 11 (replay cache down: 503, cn 99)
+5. rate limit: 429 with ``Retry-After``, cn 99 (only authenticated, fresh requests
+   are charged; a 429 has spent its ``jti``)
 6. body fields (JSON, ``use_cause`` of 1..200 chars, ``matter`` of the partner's own
    region, an identifier or holder_code + holder_code_type + type_code): 400, cn 12
 7. agreement (licence type, partner's matter): 403, cn 100
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import zlib
@@ -127,6 +129,8 @@ _CHALLENGE = 'Bearer realm="ecert-gateway", error="invalid_token"'
 _CODE_TYPE = re.compile(r"\A[0-9]{3}\Z")
 
 Clock = Callable[[], datetime]
+
+_log = logging.getLogger("gateway.partner")
 
 
 def _utc_now() -> datetime:
@@ -355,21 +359,14 @@ class PartnerService:
         self.matters = matters
         self._matter_memo: dict[tuple[str, str, date], _Matter] = {}
         self.clock = clock
-        section = settings.extra.get("partner", {})
-        public = section.get("public_url") if isinstance(section, Mapping) else None
-        self.public_url = str(public).rstrip("/") if public else None
-        self._status_cache: dict[str, tuple[str, float]] = {}
+        self.status_uri = f"{settings.public_base_url}/v1/status/{STATUS_LIST_NAME}"
+        """The URI of Huzhou's status list as partners reach it: from the ``public_url``
+        setting, never from a request (its Host header is the client's to choose)."""
+        self._status_built: tuple[str, float] | None = None
+        """The one signed status list served, and when it was built (monotonic)."""
         self._status_lock = asyncio.Lock()
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def status_uri(self, request: web.Request) -> str:
-        """The URI of Huzhou's status list as partners reach it.
-
-        ``[partner] public_url`` when set (production); else this request's origin.
-        """
-        base = self.public_url or f"{request.scheme}://{request.host}"
-        return f"{base}/v1/status/{STATUS_LIST_NAME}"
 
     def _matter(self, region: str, code: str, today: date) -> _Matter:
         """The matter as answered and as audited (read-only: the registry does not change
@@ -419,15 +416,14 @@ class PartnerService:
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
         return await self._sign_licence_claims(claims)
 
-    async def status_token(self, uri: str) -> str:
-        """Huzhou's status list as a ``statuslist+jwt``, rebuilt at most every
-        ``STATUS_REFRESH_S`` seconds."""
-        now = time.monotonic()
-        cached = self._status_cache.get(uri)
-        if cached is not None and now - cached[1] < STATUS_REFRESH_S:
+    async def status_token(self) -> str:
+        """Huzhou's status list as a ``statuslist+jwt`` (``sub`` = ``status_uri``), rebuilt
+        at most every ``STATUS_REFRESH_S`` seconds."""
+        cached = self._status_built
+        if cached is not None and time.monotonic() - cached[1] < STATUS_REFRESH_S:
             return cached[0]
         async with self._status_lock:
-            cached = self._status_cache.get(uri)
+            cached = self._status_built
             if cached is not None and time.monotonic() - cached[1] < STATUS_REFRESH_S:
                 return cached[0]
             entries = await self.store.status_entries()
@@ -437,12 +433,12 @@ class PartnerService:
                 offset = idx * STATUS_BITS  # draft-ietf-oauth-status-list: LSB first
                 data[offset // 8] |= value << (offset % 8)
             iat = int(self.clock().timestamp())
-            claims = {"sub": uri, "iat": iat, "exp": iat + STATUS_LIFETIME_S,
+            claims = {"sub": self.status_uri, "iat": iat, "exp": iat + STATUS_LIFETIME_S,
                       "ttl": STATUS_TTL_S,
                       "status_list": {"bits": STATUS_BITS,
                                       "lst": b64url_encode(zlib.compress(bytes(data), 9))}}
             token = self.status_key.sign({"typ": "statuslist+jwt"}, claims)
-            self._status_cache[uri] = (token, time.monotonic())
+            self._status_built = (token, time.monotonic())
             return token
 
     # -- the query -------------------------------------------------------------------------
@@ -490,13 +486,6 @@ class PartnerService:
                            f"partner {region} is suspended; try later", 100,
                            kind="partner-suspended", indication="INDETERMINATE",
                            sub_indication="TRY_LATER")
-        wait = self.limiter.take(region)
-        if wait is not None:
-            _lenient_matter(raw, note)
-            raise _problem(429, "Too many requests",
-                           f"partner {region} is over its rate limit", 99,
-                           kind="rate-limited",
-                           headers={"Retry-After": RateLimiter.retry_after(wait)})
         try:
             fresh = await self.replay.first_use(auth.replay_key,
                                                 auth.expires_at - now + REQUEST_SKEW_S)
@@ -507,6 +496,15 @@ class PartnerService:
         if not fresh:
             _lenient_matter(raw, note)
             raise _unauthorised("jti was used before (replayed request token)")
+        # Charged only now, after the jti: a replayed token (anyone who saw one may resend
+        # it) costs the partner nothing, like a forged or an expired one.
+        wait = self.limiter.take(region)
+        if wait is not None:
+            _lenient_matter(raw, note)
+            raise _problem(429, "Too many requests",
+                           f"partner {region} is over its rate limit", 99,
+                           kind="rate-limited",
+                           headers={"Retry-After": RateLimiter.retry_after(wait)})
 
         query = _parse_query(raw, region, note)
         today = at.astimezone(CHINA_TZ).date()
@@ -530,8 +528,7 @@ class PartnerService:
         except LicenceStoreError as exc:
             raise _problem(503, "Service unavailable", "the licence store cannot answer", 99,
                            kind="licence-store-unavailable") from exc
-        return await self._licences(candidates, matter, today=today, now=now,
-                                    request=request, note=note)
+        return await self._licences(candidates, matter, today=today, now=now, note=note)
 
     def _result(self, cn_status: int, licences: list[str],
                 matter: Mapping[str, Any]) -> dict[str, Any]:
@@ -539,7 +536,7 @@ class PartnerService:
                 "licences": licences, "matter": matter}
 
     async def _licences(self, candidates: Sequence[StoredLicence], matter: Mapping[str, Any],
-                        *, today: date, now: int, request: web.Request, note: _Note
+                        *, today: date, now: int, note: _Note
                         ) -> dict[str, Any]:
         if not candidates:
             return self._result(10, [], matter)
@@ -553,7 +550,7 @@ class PartnerService:
             if len(candidates) == 1:
                 note.licence_identifier = latest[0].identifier
             return self._result(latest[1], [], matter)
-        uri = self.status_uri(request)
+        uri = self.status_uri
         if len(valid) == 1:
             tokens = [await self.sign_licence(valid[0], iat=now, status_uri=uri)]
         else:  # signed together: one hand-off to the crypto thread
@@ -613,7 +610,7 @@ async def status_list(request: web.Request) -> web.Response:
         raise Problem(404, "Not found", "no such status list")
     service = request.app[PARTNER_KEY]
     try:
-        token = await service.status_token(service.status_uri(request))
+        token = await service.status_token()
     except LicenceStoreError as exc:
         raise Problem(503, "Service unavailable", "the licence store cannot answer") from exc
     return web.Response(text=token, content_type="application/statuslist+jwt",
@@ -657,6 +654,10 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
         status_key = await loop.run_in_executor(None, lambda: load_or_create_key(
             settings.data_dir, "status-signing", kid_prefix=f"{gateway_id}-status"))
         app[JWKS_KEY].extend([*licence_keys, status_key])
+        if settings.public_url_derived:
+            _log.warning("public_url is not set and listen is a wildcard address: licences "
+                         "and the status list name %s; set public_url (ECERT_PUBLIC_URL) to "
+                         "the URL partners reach", settings.public_base_url)
         keyring = await loop.run_in_executor(None, HolderKeyring.load, settings.data_dir)
         async with contextlib.AsyncExitStack() as opened:  # closed last-opened first
             crypto = CryptoThread(enabled=settings.crypto_thread, name="partner-crypto")

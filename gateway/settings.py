@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
 
 ENV_PREFIX = "ECERT_"
+WILDCARD_HOSTS: Mapping[str, str] = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+"""Listen hosts that mean every address, and the address ``public_base_url`` uses instead."""
 
 
 class SettingsError(ValueError):
@@ -29,6 +32,11 @@ class Settings:
     data_dir: Path
     """Every store, key and default file of an instance lives under it."""
     listen: str = "127.0.0.1:8080"
+    public_url: str | None = None
+    """The URL partners reach this gateway at (``https://gw.example/ecert``: scheme, host,
+    port, any path prefix; no trailing slash). What Huzhou signs names it (its status
+    list's ``sub``, the status URI of the licences it hands out), never a request's Host.
+    None: ``http://`` + ``listen`` (``public_base_url``)."""
     gateway_id: str = "330500"
     """The issuer name of receipts and the audience partners address."""
     trust_list_file: Path | None = None
@@ -76,6 +84,21 @@ class Settings:
     def port(self) -> int:
         """Port part of ``listen``."""
         return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def public_base_url(self) -> str:
+        """``public_url``, or else ``http://`` + ``listen``, a wildcard host (``0.0.0.0``,
+        ``::``) read as the loopback address of its family."""
+        if self.public_url:
+            return self.public_url
+        host = WILDCARD_HOSTS.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def public_url_derived(self) -> bool:
+        """True when ``public_base_url`` was derived from a wildcard ``listen`` address,
+        which no partner can reach by that name."""
+        return not self.public_url and self.host in WILDCARD_HOSTS
 
 
 def _coerce(name: str, raw: object, target: object) -> object:
@@ -143,6 +166,7 @@ def load_settings(
         if "gateway" in doc:
             extra.update({key: value for key, value in doc.items()
                           if key != "gateway" and isinstance(value, dict)})
+        _legacy_public_url(extra, values)
     for env_key, raw in environ.items():
         if not env_key.startswith(ENV_PREFIX) or env_key.startswith(ENV_PREFIX + "TEST_"):
             continue
@@ -167,4 +191,44 @@ def load_settings(
         raise SettingsError("body limits must be at least 1 MiB (single) and 8 MiB (batch)")
     if settings.approvals_required < 1:
         raise SettingsError("approvals_required must be at least 1")
+    if settings.public_url is not None:
+        settings = replace(settings, public_url=_public_url(settings.public_url))
     return settings
+
+
+def _legacy_public_url(extra: Mapping[str, Any], values: dict[str, object]) -> None:
+    """``[partner] public_url``, where earlier releases read it, stands for ``public_url``
+    in the same file; the two must agree when both are given."""
+    section = extra.get("partner")
+    legacy = section.get("public_url") if isinstance(section, Mapping) else None
+    if legacy is None:
+        return
+    given = values.get("public_url")
+    if given is not None and str(given).rstrip("/") != str(legacy).rstrip("/"):
+        raise SettingsError("settings file: public_url and [partner] public_url differ; "
+                            "keep only public_url")
+    values["public_url"] = legacy
+
+
+def _public_url(raw: str) -> str:
+    """``raw`` as a public base URL without its trailing slash; ``SettingsError`` unless it
+    is an absolute http(s) URL with a host and nothing a base cannot carry."""
+    text = raw.strip()
+    # Before urlsplit, which drops tabs and newlines silently.
+    if not text.isprintable() or " " in text or "\\" in text:
+        raise SettingsError(f"public_url may not contain spaces, backslashes or control "
+                            f"characters, got {raw!r}")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise SettingsError(f"public_url: not a URL: {raw!r}") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
+        raise SettingsError(f"public_url must be an http(s) URL with a host, got {raw!r}")
+    if parts.username is not None or parts.password is not None or parts.query \
+            or parts.fragment or "?" in text or "#" in text:
+        raise SettingsError(f"public_url may not carry credentials, a query or a fragment, "
+                            f"got {raw!r}")
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        raise SettingsError(f"public_url may not contain dot segments, got {raw!r}")
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"

@@ -208,9 +208,12 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     huzhou_licence = next(
         row for row in map(json.loads, library.read_text(encoding="utf-8").splitlines())
         if row.get("state") == "valid" and (row.get("valid_until") or "9999") >= today)
+    base = f"http://{args.listen}"
     config = data / "gateway.toml"
     # The demo lets one approver apply a change; production keeps the default of two.
-    config.write_text("[gateway]\napprovals_required = 1\n", encoding="utf-8")
+    # The licences and the status list the gateway signs name the URL printed below.
+    config.write_text(f"[gateway]\napprovals_required = 1\npublic_url = {json.dumps(base)}\n",
+                      encoding="utf-8")
 
     gateway = subprocess.Popen(
         [python, "-m", "gateway", "serve", "--listen", args.listen, "--data-dir", str(data),
@@ -218,7 +221,6 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
         cwd=ROOT, env=env, text=True,
     )
     started.append(gateway)
-    base = f"http://{args.listen}"
     python_cmd = os.path.relpath(python, ROOT) if python.startswith(str(ROOT)) else python
     if not _wait_http(f"{base}/healthz", 60,
                       lambda: gateway.poll() is None and not stopping()):

@@ -298,6 +298,75 @@ class TestFound:
         assert 404 == (await client.get("/v1/status/nope")).status
 
 
+HOSTILE_HOSTS = ["evil.example", "evil.example:8443", "127.0.0.1:1", "[::1]:9",
+                 "evil.example/../x", "h" * 8000 + ".example"]
+"""Host headers a client may send; none may reach what Huzhou signs."""
+
+
+class TestPublicUrl:
+    """Status URIs come from the ``public_url`` setting (default: from ``listen``),
+    never from the request's Host header."""
+
+    @pytest.mark.parametrize("configured", [None, "https://gw.huzhou.example/ecert/"],
+                             ids=["default", "configured"])
+    async def test_status_list_is_one_list_whatever_the_host(
+            self, start: Start, configured: str | None) -> None:
+        """Every Host, hostile, long or new, gets the same signed list (one token, so one
+        cache entry), whose ``sub`` is the public URL's status URI."""
+        settings = {"public_url": configured} if configured else {}
+        client = await start([licence_row(1)], **settings)
+        base = (configured or "http://127.0.0.1:8080").rstrip("/")
+        hosts: list[str | None] = [None, *HOSTILE_HOSTS, *(f"h{i}.example" for i in range(60))]
+        tokens = set()
+        for host in hosts:
+            resp = await client.get("/v1/status/licences",
+                                    headers={"Host": host} if host else None)
+            assert 200 == resp.status
+            tokens.add(await resp.text())
+        assert 1 == len(tokens)
+        status_claims = _b64json(tokens.pop().split(".")[1])
+        assert f"{base}/v1/status/licences" == status_claims["sub"]
+
+    @pytest.mark.parametrize("configured", [None, "https://gw.huzhou.example/ecert"],
+                             ids=["default", "configured"])
+    async def test_licences_handed_out_name_the_public_status_uri(
+            self, start: Start, running: RunningFederation, configured: str | None) -> None:
+        """A partner's answer names the public URL's status list, whatever Host it sent."""
+        row = licence_row(1)
+        settings = {"public_url": configured} if configured else {}
+        client = await start([row], **settings)
+        base = configured or "http://127.0.0.1:8080"
+        sh = partner(client, running)
+        body = sh.by_identifier(row["identifier"], matter_code=SH_MATTER)
+        uris = set()
+        for host in [None, *HOSTILE_HOSTS]:
+            answer = await sh.query(body, headers={"Host": host} if host else None)
+            assert (200, 0) == (answer.status, answer.cn_status)
+            claims = _b64json(answer.body["licences"][0].split(".")[1])
+            uris.add(claims["status"]["status_list"]["uri"])
+        assert {f"{base}/v1/status/licences"} == uris
+        status_claims = _b64json((await (await client.get(
+            "/v1/status/licences", headers={"Host": "evil.example"})).text()).split(".")[1])
+        assert uris == {status_claims["sub"]}
+
+    async def test_wildcard_listen_without_public_url_warns(
+            self, start: Start, caplog: pytest.LogCaptureFixture) -> None:
+        """Listening on every address with no public_url, the gateway says at start-up
+        which URL it signs and how to set the right one; a set public_url is silent."""
+        with caplog.at_level("WARNING", logger="gateway.partner"):
+            client = await start(listen="0.0.0.0:8080")
+        warned = [r.getMessage() for r in caplog.records if r.name == "gateway.partner"]
+        assert 1 == len(warned)
+        assert "http://127.0.0.1:8080" in warned[0]
+        assert "ECERT_PUBLIC_URL" in warned[0]
+        sub = _b64json((await (await client.get("/v1/status/licences")).text()).split(".")[1])
+        assert "http://127.0.0.1:8080/v1/status/licences" == sub["sub"]
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="gateway.partner"):
+            await start(listen="0.0.0.0:8080", public_url="https://gw.huzhou.example")
+        assert [] == [r for r in caplog.records if r.name == "gateway.partner"]
+
+
 class TestAnswers:
     """Each lookup outcome has its national status code."""
 
@@ -616,6 +685,50 @@ class TestRefusals:
         other = await hefei.query(hefei.by_identifier(licence_row(1)["identifier"],
                                                       matter_code="340100-whatever"))
         assert 200 == other.status
+
+    @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+    async def test_refused_tokens_do_not_cost_the_partner(
+            self, start: Start, running: RunningFederation, audit: MemoryAudit,
+            request: pytest.FixtureRequest, backend: str) -> None:
+        """A used token replayed many times at once, beside forged and expired tokens, is
+        refused 401 (cn 11) and audited each time, and charges the partner nothing: its
+        fresh tokens pass until its own burst is spent, and only then is it 429."""
+        import orjson
+
+        burst = 3
+        redis = {"redis_url": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+        client = await start([licence_row(1)], partner_rate_per_s=0.001,
+                             partner_rate_burst=burst, **redis)
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        used = sh.sign(orjson.dumps(body))
+        assert 200 == (await sh.query(body, token=used)).status
+        header, claims, signature = sh.sign(orjson.dumps(body)).split(".")
+        flipped = "A" if signature[10] != "A" else "B"
+        forged = f"{header}.{claims}.{signature[:10]}{flipped}{signature[11:]}"
+        expired = sh.sign(orjson.dumps(body), iat=int(time.time()) - 400, lifetime=300)
+        replays = 40
+        refused = await asyncio.gather(
+            *(sh.query(body, token=used) for _ in range(replays)),
+            *(sh.query(body, token=token) for token in (forged, expired) for _ in range(5)))
+        assert {(401, 11)} == {(answer.status, answer.cn_status) for answer in refused}
+        assert all("application/problem+json" in a.headers["Content-Type"] for a in refused)
+        fresh = [await sh.query(body) for _ in range(burst - 1)]
+        assert [(200, 0)] * (burst - 1) == [(a.status, a.cn_status) for a in fresh]
+        over = await sh.query(body)
+        assert 429 == over.status  # the bucket is live: the partner's own queries spend it
+        events = _events(audit)
+        assert 1 + replays + 10 + burst == len(events)
+        flood = events[1:1 + replays + 10]
+        assert {("refused", 11, 401)} == {(e.outcome, e.cn_status, e.details["http_status"])
+                                          for e in flood}
+        replayed = [e for e in flood if "replay" in str(e.details["reason"])]
+        assert replays == len(replayed)
+        assert {SHANGHAI} == {e.partner_region for e in replayed}
+        assert 10 == sum(e.partner_region is None and SHANGHAI == e.details["claimed_iss"]
+                         for e in flood)
+        assert [("ok", 0)] * (burst - 1) + [("refused", 99)] == \
+            [(e.outcome, e.cn_status) for e in events[-burst:]]
 
     async def test_every_query_is_audited(self, start: Start, running: RunningFederation,
                                           audit: MemoryAudit) -> None:

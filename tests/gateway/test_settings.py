@@ -55,3 +55,58 @@ class TestLoadSettings:
         """A missing, unknown or out-of-range setting is an error that names it."""
         with pytest.raises(SettingsError, match=message):
             load_settings(env, toml)
+
+
+class TestPublicUrl:
+    """``public_url``: the URL partners reach, from the file or ECERT_PUBLIC_URL; by default
+    derived from ``listen``."""
+
+    @pytest.mark.parametrize(("listen", "expected", "wildcard"), [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080", False),
+        ("10.1.2.3:9000", "http://10.1.2.3:9000", False),
+        ("[::1]:8443", "http://[::1]:8443", False),
+        ("0.0.0.0:8080", "http://127.0.0.1:8080", True),
+        ("[::]:8080", "http://[::1]:8080", True),
+    ])
+    def test_default_is_derived_from_listen(self, listen: str, expected: str,
+                                            wildcard: bool) -> None:
+        """Unset, the public URL is http:// + listen, a wildcard host read as loopback
+        (and flagged, so that start-up warns)."""
+        settings = load_settings({"ECERT_DATA_DIR": "/a", "ECERT_LISTEN": listen})
+        assert settings.public_url is None
+        assert expected == settings.public_base_url
+        assert wildcard == settings.public_url_derived
+
+    def test_file_then_environment(self) -> None:
+        """The file's public_url is used; ECERT_PUBLIC_URL overrides it; a trailing slash
+        is dropped and the scheme lower-cased."""
+        toml = '[gateway]\ndata_dir = "/a"\npublic_url = "HTTPS://gw.huzhou.example/ecert/"\n'
+        assert "https://gw.huzhou.example/ecert" == load_settings({}, toml).public_base_url
+        env = {"ECERT_PUBLIC_URL": "https://ecert.huzhou.example:8443"}
+        settings = load_settings(env, toml)
+        assert "https://ecert.huzhou.example:8443" == settings.public_url
+        assert "https://ecert.huzhou.example:8443" == settings.public_base_url
+        assert not settings.public_url_derived
+
+    def test_partner_section_key_is_still_read(self) -> None:
+        """``[partner] public_url``, where earlier releases read it, still sets it; given
+        in both places it must agree."""
+        toml = '[gateway]\ndata_dir = "/a"\n[partner]\npublic_url = "https://gw.example/"\n'
+        assert "https://gw.example" == load_settings({}, toml).public_base_url
+        both = toml.replace('[partner]', 'public_url = "https://gw.example"\n[partner]')
+        assert "https://gw.example" == load_settings({}, both).public_base_url
+        with pytest.raises(SettingsError, match="differ"):
+            load_settings({}, toml.replace('[partner]', 'public_url = "https://x.example"\n'
+                                                        '[partner]'))
+
+    @pytest.mark.parametrize("url", [
+        "gw.huzhou.example", "ftp://gw.huzhou.example", "https://", "https:///ecert",
+        "https://gw.example/?x=1", "https://gw.example/#f", "https://user:pw@gw.example",
+        "https://gw.example:99999", "https://gw.example:0", "https://gw.example/a/../b",
+        "https://gw.example/%2e%2e/b", "https://gw ex.example", "https://gw.example/\tx",
+        "https://gw.example\\x",
+    ])
+    def test_refused(self, url: str) -> None:
+        """Anything but an absolute http(s) base URL with a host is refused by name."""
+        with pytest.raises(SettingsError, match="public_url"):
+            load_settings({"ECERT_DATA_DIR": "/a", "ECERT_PUBLIC_URL": url})
