@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,8 +17,16 @@ from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import TRUST_KEY
 from gateway.audit.event import EventType
-from gateway.cache import CacheEntry, CacheMetrics, MemoryTier, RedisTier, redis_client
-from gateway.identity import IdentityKind, add_identity
+from gateway.cache import (
+    KEY_PREFIX,
+    CacheEntry,
+    CacheMetrics,
+    MemoryTier,
+    RedisTier,
+    VerdictCache,
+    redis_client,
+)
+from gateway.identity import IdentityKind, Role, add_identity
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, PrivateRedis, trust_document
@@ -116,7 +126,7 @@ async def test_redis_tier_concurrent_lookups_and_stores(redis_url: str) -> None:
         assert answers[:30] == [e.answer for e in found[:30] if e]
         assert [None] * 10 == found[30:]
         assert [now + 5 + i for i in range(30)] == [e.expires_at for e in found[:30] if e]
-        ttl_ms = await client.pttl("ecert:v1:verdict:" + keys[0])
+        ttl_ms = await client.pttl(KEY_PREFIX + keys[0])
         assert 0 < ttl_ms <= 5000
         assert 0 == metrics.get("redis", "error")
     finally:
@@ -322,3 +332,186 @@ async def test_batch_shares_verdicts_through_redis_in_one_round_trip(
     assert [True] * 6 == [r["cached"] for r in second["results"]]
     metrics = await (await b.get("/metrics")).text()
     assert 'ecert_cache_events_total{tier="redis",event="hit"} 6' in metrics
+
+
+PROPAGATION_BOUND_S = 1.0
+"""A trust-list change is in force on every instance within this (README: about a second)."""
+
+Client = TestClient[web.Request, web.Application]
+
+
+class SharedStore:
+    """Gateways A and B on one data folder (one trust-list store) and one real Redis."""
+
+    def __init__(self, a: Client, b: Client, key: str, operator: str, approver: str) -> None:
+        self.a, self.b = a, b
+        self.key, self.operator, self.approver = key, operator, approver
+
+    async def single(self, node: Client, tokens: list[str]) -> list[dict[str, Any]]:
+        """Each token through ``POST /v1/verifications``."""
+        answers = []
+        for token in tokens:
+            resp = await node.post("/v1/verifications", headers=_auth(self.key),
+                                   json={"credential": token})
+            assert 200 == resp.status
+            answers.append(await resp.json())
+        return answers
+
+    async def batch(self, node: Client, tokens: list[str]) -> list[dict[str, Any]]:
+        """The tokens through ``POST /v1/verifications/batch``."""
+        resp = await node.post("/v1/verifications/batch", headers=_auth(self.key),
+                               json={"items": [{"credential": t} for t in tokens]})
+        assert 200 == resp.status
+        results: list[dict[str, Any]] = (await resp.json())["results"]
+        return results
+
+    async def apply(self, change: dict[str, Any]) -> None:
+        """Propose on A and approve on A: dual control, one approval (the settings)."""
+        resp = await self.a.post("/v1/admin/proposals", headers=_auth(self.operator),
+                                 json={"changes": [change], "note": "red team"})
+        assert 201 == resp.status, await resp.text()
+        proposal = await resp.json()
+        resp = await self.a.post(f"/v1/admin/proposals/{proposal['id']}/approve",
+                                 headers=_auth(self.approver), json={"comment": "ok"})
+        assert (200, "applied") == (resp.status, (await resp.json())["status"])
+
+
+@pytest.fixture
+async def shared_store(gateway_client: AppFactory, redis_url: str, tmp_path: Path,
+                       running: RunningFederation, client_key: str) -> SharedStore:
+    """A and B serving the same trust list (version 3) from one store, sharing Redis."""
+    trust_list = TrustList.from_json(trust_document(running.federation))
+    a = await gateway_client(trust_list, redis_url=redis_url, approvals_required=1)
+    b = await gateway_client(trust_list, redis_url=redis_url, approvals_required=1)
+    operator = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.OPERATOR, "olga",
+                                       Role.OPERATOR)
+    approver = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.OPERATOR, "adam",
+                                       Role.APPROVER)
+    return SharedStore(a, b, client_key, operator, approver)
+
+
+def _served(node: Client) -> int:
+    return node.app[TRUST_KEY].snapshot.trust_list.version
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("change", [
+    {"kind": "suspend-partner", "region_code": "310000"},
+    {"kind": "revoke-anchor", "region_code": "310000", "kid": "310000-lic-2026a",
+     "reason": "key-compromise"},
+], ids=["suspend-partner", "revoke-anchor-key-compromise"])
+async def test_trust_change_voids_cached_passes_on_every_instance(
+        shared_store: SharedStore, running: RunningFederation, change: dict[str, Any]) -> None:
+    """A change applied on A stops the cached passes on A at once and on B within the bound.
+
+    The licences' verdicts are cached in both tiers of both instances for the
+    full ``cache_max_ttl_s`` (a status list with a long ttl, or none). No answer,
+    single or batch, ever carries a trust-list version older than the one its
+    instance served when asked.
+    """
+    pair = shared_store
+    sh = running.federation["310000"]
+    assert change.get("kid", sh.licence_kid) == sh.licence_kid
+    sh.status_ttl_s = 3600
+    single = [sh.issue().token, sh.issue(with_status=False).token]
+    batch = [sh.issue().token, sh.issue(with_status=False).token]
+    for node in (pair.a, pair.b):
+        for answer in await pair.single(node, single) + await pair.batch(node, batch):
+            assert ("TOTAL_PASSED", 3) == (answer["indication"], answer["trust_list_version"])
+    for answer in await pair.single(pair.b, single) + await pair.batch(pair.b, batch):
+        assert (True, 3) == (answer["cached"], answer["trust_list_version"])
+
+    await pair.apply(change)
+    applied = time.monotonic()
+    assert 4 == _served(pair.a)
+    for node in (pair.a, pair.b):
+        while True:
+            served = _served(node)
+            answers = await pair.single(node, single) + await pair.batch(node, batch)
+            for answer in answers:
+                assert answer["trust_list_version"] >= served, answer
+            if served == 4:
+                assert all(a["indication"] != "TOTAL_PASSED" for a in answers), answers
+                break
+            assert time.monotonic() - applied < PROPAGATION_BOUND_S, "B still serves 3"
+            await asyncio.sleep(0.02)
+
+
+def _revoked_anchor_list(running: RunningFederation, version: int) -> TrustList:
+    """The federation's list with Shanghai's licence key revoked for key compromise."""
+    doc = trust_document(running.federation, version=version)
+    for partner in doc["partners"]:
+        for anchor in partner["anchors"]:
+            if anchor["kid"] == running.federation["310000"].licence_kid:
+                anchor.update(status="revoked", revoked_at=doc["issued_at"],
+                              revocation_reason="key-compromise")
+    return TrustList.from_json(doc)
+
+
+@pytest.mark.redis
+class TestEntriesOfAnotherTrustList:
+    """A Redis entry made under another trust list is never served, whatever key holds it."""
+
+    async def test_tiers_never_serve_another_lists_entry(self, redis_url: str) -> None:
+        """Under a new tag the old entry is not found; planted under the new key it is stale."""
+        metrics = CacheMetrics()
+        client = redis_client(redis_url, timeout_s=1.0)
+        tier = RedisTier(client, metrics)
+        cache = VerdictCache(MemoryTier(10), tier, metrics)
+        old, new = f"3.{uuid.uuid4().hex}", f"4.{uuid.uuid4().hex}"
+        now = time.time()
+        entry = CacheEntry(b'{"trust_list_version":3}', now + 60, None, None, old)
+        try:
+            await cache.put(old, "k", entry, now)
+            assert (entry, "memory") == await cache.get(old, "k", now)
+            assert await cache.get(new, "k", now) is None
+            assert [None] == await cache.get_many(new, ["k"], now)
+            # An entry of the old list under the new list's key (an older or faulty writer).
+            await client.set(f"{KEY_PREFIX}{new}:k", entry.encode(), px=60_000)
+            cache.memory.clear()
+            assert await cache.get(new, "k", now) is None
+            assert [None] == await cache.get_many(new, ["k"], now)
+            assert 2 == metrics.get("redis", "stale")
+            assert 0 == metrics.get("redis", "hit")
+        finally:
+            await tier.close()
+            await client.aclose()
+
+    @pytest.mark.parametrize("retagged", [False, True], ids=["as-stored", "retagged"])
+    async def test_old_verdict_under_the_new_key_is_not_an_answer(
+            self, gateway_client: AppFactory, running: RunningFederation, client_key: str,
+            redis_url: str, retagged: bool) -> None:
+        """A pass cached under version 3, copied to version 4's key, answers neither way.
+
+        ``retagged``: the copy even claims version 4's tag; its answer still carries
+        version 3, and an answer never carries another version than the one served.
+        """
+        client = await gateway_client(redis_url=redis_url)
+        sh = running.federation["310000"]
+        sh.status_ttl_s = 3600
+        token = sh.issue().token
+        body = {"credential": token}
+        first = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                         json=body)).json()
+        assert ("TOTAL_PASSED", 3) == (first["indication"], first["trust_list_version"])
+        state = client.app[TRUST_KEY]
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        redis = redis_client(redis_url, timeout_s=1.0)
+        try:
+            stored = await redis.get(f"{KEY_PREFIX}{state.snapshot.tag}:{digest}:")
+            assert stored is not None
+            state.replace(_revoked_anchor_list(running, 4))
+            entry = CacheEntry.decode(stored)
+            if retagged:
+                entry = dataclasses.replace(entry, trust_list=state.snapshot.tag)
+            await redis.set(f"{KEY_PREFIX}{state.snapshot.tag}:{digest}:", entry.encode(),
+                            px=60_000)
+        finally:
+            await redis.aclose()
+        single = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                          json=body)).json()
+        batch = (await (await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                                          json={"items": [body]})).json())["results"]
+        for answer in [single, *batch]:
+            assert ("REVOKED", 4) == (answer["sub_indication"], answer["trust_list_version"])
+
