@@ -241,14 +241,21 @@ Pair = tuple[Instance, Instance]
 
 
 @pytest.fixture
-async def two_instances(gateway_client: AppFactory, redis_url: str, tmp_path: Path) -> Pair:
-    """Gateways A and B, each with its own data folder and key, sharing one real Redis."""
+async def two_instances(gateway_client: AppFactory, redis_url: str, tmp_path: Path,
+                        running: RunningFederation) -> Pair:
+    """Gateways A and B, each with its own data folder and key, sharing one real Redis.
+
+    Both serve one and the same trust list: verdicts are shared only between
+    instances that serve the same list (version and content).
+    """
+    trust_list = TrustList.from_json(trust_document(running.federation))
     pair = []
     for name in ("a", "b"):
         folder = tmp_path / name
         folder.mkdir()
         key = await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w")
-        pair.append((await gateway_client(data_dir=folder, redis_url=redis_url), key))
+        pair.append((await gateway_client(trust_list, data_dir=folder, redis_url=redis_url),
+                     key))
     return pair[0], pair[1]
 
 
