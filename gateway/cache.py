@@ -8,8 +8,11 @@ the freshness of the status list it used. INDETERMINATE answers (and so every
 answer shaped by a transport error) are never cached. Every entry also records
 the tag it was made under, and a hit is served only under that same tag, in
 either tier: a verdict made under another trust list is never an answer, even
-if it reached a key it does not belong to. Holder data is never cached: on a
-hit it is read again from the credential the caller sent.
+if it reached a key it does not belong to.
+
+Nothing that identifies a holder is cached: not the holder's name or code, and
+not the licence number (for some types it is the holder's 身份证号). On a hit
+they are read again from the credential the caller sent.
 
 Redis is an optimisation, never a dependency: an error, a timeout or a
 restart makes the tier miss (and, for a moment, stop asking), so answers get
@@ -57,7 +60,7 @@ class CacheEntry:
     """A cached verdict: the answer without receipt or holder data, and its limits."""
 
     answer: bytes
-    """orjson of the answer's verdict fields (no receipt, no holder)."""
+    """orjson of the answer's verdict fields (no receipt, no holder, no licence number)."""
     expires_at: float
     """Unix time after which the entry must not be served."""
     status_uri: str | None = None

@@ -100,7 +100,8 @@ class _Outcome:
     """One verification's result before it is rendered: fresh or from the cache."""
 
     core: dict[str, Any]
-    """The verdict fields of the answer (no receipt, no holder data)."""
+    """The verdict fields of the answer (no receipt, no holder data; the licence number
+    as the credential carries it)."""
     holder: dict[str, str] | None
     cached: bool
     links: list[MatterLink]
@@ -112,15 +113,29 @@ def _holder_of(licence: Licence) -> dict[str, str]:
             "code_type": licence.holder_code_type}
 
 
-def _holder_from_credential(credential: str) -> dict[str, str] | None:
-    """Holder fields of a credential already verified once (a cache hit): no checks here."""
+def _personal_from_credential(credential: str) -> tuple[dict[str, str] | None, str | None]:
+    """Holder fields and licence number of a credential already verified once (a cache
+    hit): no checks here."""
     try:
-        payload = orjson.loads(b64url_decode(credential.split(".")[1]))
-        lic = payload["lic"]
-        return {"name": str(lic["holder_name"]), "code": str(lic["holder_code"]),
-                "code_type": str(lic["holder_code_type"])}
+        lic = orjson.loads(b64url_decode(credential.split(".")[1]))["lic"]
+        holder = {"name": str(lic["holder_name"]), "code": str(lic["holder_code"]),
+                  "code_type": str(lic["holder_code_type"])}
+        return holder, str(lic["number"])
     except (ValueError, KeyError, IndexError, TypeError, orjson.JSONDecodeError):
-        return None
+        return None, None
+
+
+def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
+    """``core`` as it may be cached: nothing that identifies the holder.
+
+    The licence number goes too: for some types (居民身份证, 从业资格证 ...) it is the
+    holder's 身份证号. It stays as a null member, so a hit puts the number read
+    from the caller's credential back in its place.
+    """
+    licence = core["licence"]
+    if licence is None:
+        return core
+    return {**core, "licence": {**licence, "number": None}}
 
 
 class VerificationService:
@@ -207,7 +222,8 @@ class VerificationService:
                 limit = min(limit, now + (refresh if refresh is not None else 0.0))
         if limit <= now:
             return None
-        return CacheEntry(orjson.dumps(core), limit, status_uri, status_iat, snapshot.tag)
+        return CacheEntry(orjson.dumps(_cacheable(core)), limit, status_uri, status_iat,
+                          snapshot.tag)
 
     def _usable(self, entry: CacheEntry) -> bool:
         """A hit whose status list this instance already holds in a newer version is void."""
@@ -252,9 +268,11 @@ class VerificationService:
         core: dict[str, Any] = orjson.loads(found[0].answer)
         if core.get("trust_list_version") not in (None, snapshot.trust_list.version):
             return None  # never answer with another trust list than the one served
+        holder, number = _personal_from_credential(req.credential)
+        if core.get("licence") is not None:
+            core["licence"]["number"] = number
         links = [MatterLink(**m) for m in core.get("matters") or []]
-        outcome = _Outcome(core, _holder_from_credential(req.credential), True, links,
-                           core.get("status_list"))
+        outcome = _Outcome(core, holder, True, links, core.get("status_list"))
         if self.cache is not None:
             self.cache.keep_decoded(snapshot.tag, key, found[0], outcome)
         return outcome
@@ -281,6 +299,7 @@ class VerificationService:
             key = self._cache_key(req, digest)
             await self.cache.put(snapshot.tag, key, entry, now)
             holder = None if verdict.licence is None else _holder_of(verdict.licence)
+            # In this process only, and found only by these very credential bytes.
             self.cache.keep_decoded(snapshot.tag, key, entry,
                                     _Outcome(core, holder, True, links, core["status_list"]))
 

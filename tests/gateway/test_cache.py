@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from redis.exceptions import RedisError
 
-from gateway.appkeys import TRUST_KEY
+from gateway.app import create_app
+from gateway.appkeys import TRUST_KEY, VERIFICATION_KEY
 from gateway.audit.event import EventType
 from gateway.cache import (
     KEY_PREFIX,
@@ -27,7 +30,9 @@ from gateway.cache import (
     redis_client,
 )
 from gateway.identity import IdentityKind, Role, add_identity
-from mocks import RunningFederation
+from gateway.logs import JsonFormatter
+from gateway.settings import load_settings
+from mocks import LICENCE_TYPES, RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, PrivateRedis, trust_document
 from tests.services import free_port
@@ -522,3 +527,110 @@ class TestEntriesOfAnotherTrustList:
         for answer in [single, *batch]:
             assert ("REVOKED", 4) == (answer["sub_indication"], answer["trust_list_version"])
 
+
+ID_NUMBER_TYPES = sorted(code for code, kind in LICENCE_TYPES.items()
+                         if kind.holder == "person" and kind.number == "{holder_code}")
+"""Licence types of the catalogue whose 证照编号 is the holder's 居民身份证号."""
+
+
+async def _redis_ready(url: str) -> None:
+    client = redis_client(url, timeout_s=0.5)
+    try:
+        for _ in range(100):
+            try:
+                await client.ping()
+            except (RedisError, OSError):
+                await asyncio.sleep(0.05)
+            else:
+                return
+        raise AssertionError("private redis did not start")
+    finally:
+        await client.aclose()
+
+
+async def _redis_text(url: str) -> str:
+    """Every key and value in the Redis at ``url``, one line each."""
+    client = redis_client(url, timeout_s=2.0)
+    lines = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            raw = await client.type(key)
+            kind = raw.decode() if isinstance(raw, bytes) else raw
+            value: object = (await client.get(key) if kind == "string"
+                             else await client.hgetall(key) if kind == "hash"
+                             else await client.lrange(key, 0, -1) if kind == "list"
+                             else await client.smembers(key) if kind == "set"
+                             else await client.zrange(key, 0, -1) if kind == "zset"
+                             else kind)
+            lines.append(f"{key!r} {value!r}")
+    finally:
+        await client.aclose()
+    return "\n".join(lines)
+
+
+def _folder_bytes(folder: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+@pytest.mark.redis
+async def test_id_number_licences_leave_no_holder_identity_behind(
+        aiohttp_client: Any, running: RunningFederation, tmp_path: Path,
+        private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    """A licence whose number is the holder's 身份证号, verified and answered from the cache
+    (single and batch), leaves that number nowhere: not in Redis (any key or value), not in
+    the audit log (its records, its export, its files) and not in the logs.
+
+    The caller still gets the number back in every answer, cached or not: it sent it.
+    """
+    assert ID_NUMBER_TYPES, "the catalogue marks no type whose number is the holder's id"
+    caplog.set_level(logging.DEBUG)
+    await _redis_ready(private_redis.url)
+    data = tmp_path / "data"
+    data.mkdir()
+    key = await asyncio.to_thread(add_identity, data, IdentityKind.CLIENT, "window")
+    auditor = await asyncio.to_thread(add_identity, data, IdentityKind.OPERATOR, "audrey",
+                                      Role.AUDITOR)
+    settings = load_settings({}, None, {"data_dir": data, "redis_url": private_redis.url})
+    client = await aiohttp_client(create_app(
+        settings, trust_list=TrustList.from_json(trust_document(running.federation))))
+    sh = running.federation["310000"]
+    single = [sh.issue(type_code=code) for code in ID_NUMBER_TYPES]
+    batch = [sh.issue(type_code=code) for code in ID_NUMBER_TYPES]
+    numbers = [lic.claims["lic"]["number"] for lic in single + batch]
+    assert numbers == [lic.claims["lic"]["holder_code"] for lic in single + batch]
+    assert all(len(n) == 18 for n in numbers)
+    cache = client.app[VERIFICATION_KEY].cache
+    assert cache is not None
+    for round_ in (False, True):  # verified, then answered from Redis
+        cache.memory.clear()
+        answers = []
+        for lic in single:
+            resp = await client.post("/v1/verifications", headers=_auth(key),
+                                     json={"credential": lic.token})
+            answers.append(await resp.json())
+        resp = await client.post("/v1/verifications/batch", headers=_auth(key),
+                                 json={"items": [{"credential": lic.token} for lic in batch]})
+        answers += (await resp.json())["results"]
+        assert [("TOTAL_PASSED", round_)] * len(numbers) == [
+            (a["indication"], a["cached"]) for a in answers]
+        assert numbers == [a["licence"]["number"] for a in answers]
+    assert (len(numbers), len(numbers)) == (cache.metrics.get("redis", "store"),
+                                            cache.metrics.get("redis", "hit"))
+
+    records = await (await client.get("/v1/audit/records?limit=1000",
+                                      headers=_auth(auditor))).text()
+    export = await (await client.get("/v1/audit/export.csv", headers=_auth(auditor))).text()
+    assert records.count('"event_type":"verification"') == 2 * len(numbers)
+    places = {
+        "redis": await _redis_text(private_redis.url),
+        "audit records": records,
+        "audit export": export,
+        "data folder": (await asyncio.to_thread(_folder_bytes, data)).decode("utf-8", "replace"),
+        "logs": "\n".join(JsonFormatter().format(r) for r in caplog.records),
+    }
+    assert ":verdict:" in places["redis"]  # the verdicts are there
+    assert caplog.records
+    for number in numbers:
+        for place, text in places.items():
+            for form in {number, number.lower(), number.upper()}:
+                assert form not in text, f"{number} found in {place}"
