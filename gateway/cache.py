@@ -1,12 +1,18 @@
 """Verification cache in two tiers: in-process, then Redis shared by all instances.
 
-What is cached is a definitive verdict, keyed by the credential's SHA-256, the
-trust-list version and the requested matter, and only for as long as it can
-hold: never past the licence's ``exp``/``valid_until``, the trust list's
-``next_update``, or the freshness of the status list it used. INDETERMINATE
-answers (and so every answer shaped by a transport error) are never cached.
-Holder data is never cached: on a hit it is read again from the credential the
-caller sent.
+What is cached is a definitive verdict, keyed by the trust list's tag (its
+version and a digest of its content, ``TrustSnapshot.tag``), the credential's
+SHA-256 and the requested matter, and only for as long as it can hold: never
+past the licence's ``exp``/``valid_until``, the trust list's ``next_update``, or
+the freshness of the status list it used. INDETERMINATE answers (and so every
+answer shaped by a transport error) are never cached. Every entry also records
+the tag it was made under, and a hit is served only under that same tag, in
+either tier: a verdict made under another trust list is never an answer, even
+if it reached a key it does not belong to.
+
+Nothing that identifies a holder is cached: not the holder's name or code, and
+not the licence number (for some types it is the holder's 身份证号). On a hit
+they are read again from the credential the caller sent.
 
 Redis is an optimisation, never a dependency: an error, a timeout or a
 restart makes the tier miss (and, for a moment, stop asking), so answers get
@@ -42,7 +48,9 @@ __all__ = [
 
 _log = logging.getLogger("gateway.cache")
 
-KEY_PREFIX = "ecert:v1:verdict:"
+KEY_PREFIX = "ecert:v2:verdict:"
+"""Followed by ``<trust-list tag>:<credential SHA-256>:<matter>``. (``v1`` keys had no
+trust-list tag: they are never read.)"""
 REDIS_BACKOFF_S = 1.0
 """After a Redis error, tier 2 is skipped for this long (no timeout per request)."""
 
@@ -52,24 +60,28 @@ class CacheEntry:
     """A cached verdict: the answer without receipt or holder data, and its limits."""
 
     answer: bytes
-    """orjson of the answer's verdict fields (no receipt, no holder)."""
+    """orjson of the answer's verdict fields (no receipt, no holder, no licence number)."""
     expires_at: float
     """Unix time after which the entry must not be served."""
     status_uri: str | None = None
     status_iat: int | None = None
     """The status list the verdict used: a newer one held locally voids the entry."""
+    trust_list: str = ""
+    """The tag of the trust list the verdict was made under; served under no other."""
 
     def encode(self) -> bytes:
         """Bytes for Redis."""
         return orjson.dumps({"a": orjson.Fragment(self.answer), "e": self.expires_at,
-                             "u": self.status_uri, "i": self.status_iat})
+                             "u": self.status_uri, "i": self.status_iat,
+                             "t": self.trust_list})
 
     @classmethod
     def decode(cls, data: bytes | str) -> CacheEntry:
         """Parse bytes from Redis (raises ValueError when they are not an entry)."""
         try:
             raw: dict[str, Any] = orjson.loads(data)
-            return cls(orjson.dumps(raw["a"]), float(raw["e"]), raw.get("u"), raw.get("i"))
+            return cls(orjson.dumps(raw["a"]), float(raw["e"]), raw.get("u"), raw.get("i"),
+                       str(raw["t"]))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError("not a cache entry") from exc
 
@@ -156,7 +168,8 @@ class MemoryTier:
 
     def __init__(self, max_entries: int, *, hot_entries: int = HOT_ENTRIES) -> None:
         self._max = max_entries
-        self._data: OrderedDict[str, tuple[bytes, float, str | None, int | None]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[bytes, float, str | None, int | None, str]] = (
+            OrderedDict())
         self._hot_max = max(0, min(hot_entries, max_entries))
         self._hot: OrderedDict[str, tuple[CacheEntry, object]] = OrderedDict()
 
@@ -172,7 +185,7 @@ class MemoryTier:
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return CacheEntry(_unpack(item[0]), item[1], item[2], item[3])
+        return CacheEntry(_unpack(item[0]), item[1], item[2], item[3], item[4])
 
     def get_decoded(self, key: str, now: float) -> tuple[CacheEntry, object] | None:
         """The live entry for ``key`` with what ``keep_decoded`` was given for it, if held."""
@@ -199,7 +212,7 @@ class MemoryTier:
         """Store, evicting the least recently used beyond the bound."""
         self._hot.pop(key, None)  # a decoded form belongs to the entry it was made from
         self._data[key] = (_pack(entry.answer), entry.expires_at, entry.status_uri,
-                           entry.status_iat)
+                           entry.status_iat, entry.trust_list)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
@@ -328,80 +341,95 @@ class RedisTier:
 
 
 class VerdictCache:
-    """The two tiers behind one lookup."""
+    """The two tiers behind one lookup, filed under the trust list's tag.
+
+    Every method takes ``tag`` (``TrustSnapshot.tag`` of the snapshot the caller
+    verifies with) and a key of the caller's; the tiers see ``<tag>:<key>``, so
+    an entry made under one trust list is never found under another. An entry
+    found anyway whose own ``trust_list`` is not ``tag`` (a key written by a
+    faulty or older instance) is never served: it counts as ``stale``, a miss.
+    """
 
     def __init__(self, memory: MemoryTier, redis: RedisTier | None,
                  metrics: CacheMetrics) -> None:
         self.memory = memory
         self.redis = redis
         self.metrics = metrics
-        self._version: int | None = None
+        self._tag: str | None = None
 
-    def _observe(self, version: int) -> None:
-        if self._version != version:
-            # Keys carry the version, so old entries can never match; free their memory.
+    def _observe(self, tag: str) -> None:
+        if self._tag != tag:
+            # Keys carry the tag, so old entries can never match; free their memory.
             self.memory.clear()
-            self._version = version
+            self._tag = tag
 
-    def get_decoded(self, version: int, key: str,
+    def _current(self, tier: str, entry: CacheEntry | None, tag: str) -> CacheEntry | None:
+        """``entry`` when it was made under ``tag``; a hit or a miss counted either way."""
+        if entry is not None and entry.trust_list != tag:
+            self.metrics.count(tier, "stale")
+            entry = None
+        self.metrics.count(tier, "miss" if entry is None else "hit")
+        return entry
+
+    def get_decoded(self, tag: str, key: str,
                     now: float) -> tuple[CacheEntry, object] | None:
         """A tier-1 hit in the form the caller kept with ``keep_decoded``, or None."""
-        self._observe(version)
-        found = self.memory.get_decoded(key, now)
-        if found is not None:
-            self.metrics.count("memory", "hit")
+        self._observe(tag)
+        found = self.memory.get_decoded(f"{tag}:{key}", now)
+        if found is None or found[0].trust_list != tag:
+            return None
+        self.metrics.count("memory", "hit")
         return found
 
-    def keep_decoded(self, version: int, key: str, entry: CacheEntry, decoded: object) -> None:
+    def keep_decoded(self, tag: str, key: str, entry: CacheEntry, decoded: object) -> None:
         """Keep the caller's decoded form of an entry it just had or stored."""
-        self._observe(version)
-        self.memory.keep_decoded(key, entry, decoded)
+        self._observe(tag)
+        if entry.trust_list == tag:
+            self.memory.keep_decoded(f"{tag}:{key}", entry, decoded)
 
-    async def get(self, version: int, key: str, now: float) -> tuple[CacheEntry, str] | None:
+    async def get(self, tag: str, key: str, now: float) -> tuple[CacheEntry, str] | None:
         """The entry and the tier that had it, or None."""
-        self._observe(version)
-        entry = self.memory.get(key, now)
+        self._observe(tag)
+        full = f"{tag}:{key}"
+        entry = self._current("memory", self.memory.get(full, now), tag)
         if entry is not None:
-            self.metrics.count("memory", "hit")
             return entry, "memory"
-        self.metrics.count("memory", "miss")
         if self.redis is None:
             return None
-        entry = await self.redis.get(key, now)
+        entry = self._current("redis", await self.redis.get(full, now), tag)
         if entry is None:
-            self.metrics.count("redis", "miss")
             return None
-        self.metrics.count("redis", "hit")
-        self.memory.put(key, entry)
+        self.memory.put(full, entry)
         return entry, "redis"
 
-    async def get_many(self, version: int, keys: list[str],
+    async def get_many(self, tag: str, keys: list[str],
                        now: float) -> list[tuple[CacheEntry, str] | None]:
         """``get`` for many keys: tier 1 first, then one Redis round trip for the rest."""
-        self._observe(version)
+        self._observe(tag)
+        full = [f"{tag}:{key}" for key in keys]
         found: list[tuple[CacheEntry, str] | None] = []
         missing: list[int] = []
-        for index, key in enumerate(keys):
-            entry = self.memory.get(key, now)
-            self.metrics.count("memory", "miss" if entry is None else "hit")
+        for index, key in enumerate(full):
+            entry = self._current("memory", self.memory.get(key, now), tag)
             found.append(None if entry is None else (entry, "memory"))
             if entry is None:
                 missing.append(index)
         if self.redis is None or not missing:
             return found
-        entries = await self.redis.get_many([keys[i] for i in missing], now)
+        entries = await self.redis.get_many([full[i] for i in missing], now)
         for index, entry in zip(missing, entries, strict=True):
-            self.metrics.count("redis", "miss" if entry is None else "hit")
-            if entry is not None:
-                self.memory.put(keys[index], entry)
-                found[index] = (entry, "redis")
+            current = self._current("redis", entry, tag)
+            if current is not None:
+                self.memory.put(full[index], current)
+                found[index] = (current, "redis")
         return found
 
-    async def put_many(self, version: int, items: list[tuple[str, CacheEntry]],
+    async def put_many(self, tag: str, items: list[tuple[str, CacheEntry]],
                        now: float) -> None:
         """``put`` for many entries, with one Redis round trip."""
-        self._observe(version)
-        live = [(key, entry) for key, entry in items if entry.expires_at > now]
+        self._observe(tag)
+        live = [(f"{tag}:{key}", entry) for key, entry in items
+                if entry.expires_at > now and entry.trust_list == tag]
         for key, entry in live:
             self.memory.put(key, entry)
             self.metrics.count("memory", "store")
@@ -410,13 +438,14 @@ class VerdictCache:
             for _ in live:
                 self.metrics.count("redis", "store")
 
-    async def put(self, version: int, key: str, entry: CacheEntry, now: float) -> None:
-        """Store in both tiers."""
-        self._observe(version)
-        if entry.expires_at <= now:
+    async def put(self, tag: str, key: str, entry: CacheEntry, now: float) -> None:
+        """Store in both tiers (only an entry made under ``tag``)."""
+        self._observe(tag)
+        if entry.expires_at <= now or entry.trust_list != tag:
             return
-        self.memory.put(key, entry)
+        full = f"{tag}:{key}"
+        self.memory.put(full, entry)
         self.metrics.count("memory", "store")
         if self.redis is not None:
-            await self.redis.put(key, entry, now)
+            await self.redis.put(full, entry, now)
             self.metrics.count("redis", "store")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from trust import TrustList, TrustListError, Verifier
+from trust import TrustList, TrustListError, Verifier, canonical_json
 
 __all__ = ["TrustSnapshot", "TrustState", "empty_trust_list"]
 
@@ -16,6 +17,17 @@ class TrustSnapshot:
 
     trust_list: TrustList
     verifier: Verifier
+    tag: str
+    """The list's version and content: ``<version>.<first 128 bits of SHA-256 of its
+    canonical JSON, hex>``. Two lists with one version but other content (two stores,
+    a store set up again) have other tags; cached verdicts are filed under it."""
+
+    @classmethod
+    def of(cls, trust_list: TrustList, *, clock_skew_s: int) -> TrustSnapshot:
+        """The snapshot of ``trust_list``: its verifier built, its tag computed."""
+        digest = hashlib.sha256(canonical_json(trust_list.document)).hexdigest()[:32]
+        return cls(trust_list, Verifier(trust_list, clock_skew_s=clock_skew_s),
+                   f"{trust_list.version}.{digest}")
 
 
 class TrustState:
@@ -23,7 +35,7 @@ class TrustState:
 
     def __init__(self, trust_list: TrustList, *, clock_skew_s: int = 0) -> None:
         self._skew = clock_skew_s
-        self._snapshot = TrustSnapshot(trust_list, Verifier(trust_list, clock_skew_s=clock_skew_s))
+        self._snapshot = TrustSnapshot.of(trust_list, clock_skew_s=clock_skew_s)
 
     @property
     def snapshot(self) -> TrustSnapshot:
@@ -37,8 +49,7 @@ class TrustState:
                 f"version {trust_list.version} is lower than the current "
                 f"{self._snapshot.trust_list.version} (rollback refused)"
             )
-        self._snapshot = TrustSnapshot(trust_list,
-                                       Verifier(trust_list, clock_skew_s=self._skew))
+        self._snapshot = TrustSnapshot.of(trust_list, clock_skew_s=self._skew)
 
 
 def empty_trust_list(issuer: str, now: datetime | None = None) -> TrustList:

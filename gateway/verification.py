@@ -100,7 +100,8 @@ class _Outcome:
     """One verification's result before it is rendered: fresh or from the cache."""
 
     core: dict[str, Any]
-    """The verdict fields of the answer (no receipt, no holder data)."""
+    """The verdict fields of the answer (no receipt, no holder data; the licence number
+    as the credential carries it)."""
     holder: dict[str, str] | None
     cached: bool
     links: list[MatterLink]
@@ -112,15 +113,29 @@ def _holder_of(licence: Licence) -> dict[str, str]:
             "code_type": licence.holder_code_type}
 
 
-def _holder_from_credential(credential: str) -> dict[str, str] | None:
-    """Holder fields of a credential already verified once (a cache hit): no checks here."""
+def _personal_from_credential(credential: str) -> tuple[dict[str, str] | None, str | None]:
+    """Holder fields and licence number of a credential already verified once (a cache
+    hit): no checks here."""
     try:
-        payload = orjson.loads(b64url_decode(credential.split(".")[1]))
-        lic = payload["lic"]
-        return {"name": str(lic["holder_name"]), "code": str(lic["holder_code"]),
-                "code_type": str(lic["holder_code_type"])}
+        lic = orjson.loads(b64url_decode(credential.split(".")[1]))["lic"]
+        holder = {"name": str(lic["holder_name"]), "code": str(lic["holder_code"]),
+                  "code_type": str(lic["holder_code_type"])}
+        return holder, str(lic["number"])
     except (ValueError, KeyError, IndexError, TypeError, orjson.JSONDecodeError):
-        return None
+        return None, None
+
+
+def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
+    """``core`` as it may be cached: nothing that identifies the holder.
+
+    The licence number goes too: for some types (居民身份证, 从业资格证 ...) it is the
+    holder's 身份证号. It stays as a null member, so a hit puts the number read
+    from the caller's credential back in its place.
+    """
+    licence = core["licence"]
+    if licence is None:
+        return core
+    return {**core, "licence": {**licence, "number": None}}
 
 
 class VerificationService:
@@ -187,13 +202,14 @@ class VerificationService:
         matter = "" if req.matter_code is None else f"{req.matter_region}|{req.matter_code}"
         return f"{digest}:{matter}"
 
-    def _entry_for(self, verdict: Verdict, core: dict[str, Any], now: float) -> CacheEntry | None:
+    def _entry_for(self, snapshot: TrustSnapshot, verdict: Verdict, core: dict[str, Any],
+                   now: float) -> CacheEntry | None:
         """A cache entry for a definitive verdict, with the TTL it can bear; else None."""
         sub = verdict.sub_indication
         if verdict.indication is Indication.INDETERMINATE or sub is SubIndication.NOT_YET_VALID:
             return None
         limit = now + self.cache_max_ttl_s
-        next_update = verdict_trust_next_update(self.trust.snapshot)
+        next_update = verdict_trust_next_update(snapshot)
         limit = min(limit, next_update)
         status_uri = status_iat = None
         if verdict.passed:
@@ -206,7 +222,8 @@ class VerificationService:
                 limit = min(limit, now + (refresh if refresh is not None else 0.0))
         if limit <= now:
             return None
-        return CacheEntry(orjson.dumps(core), limit, status_uri, status_iat)
+        return CacheEntry(orjson.dumps(_cacheable(core)), limit, status_uri, status_iat,
+                          snapshot.tag)
 
     def _usable(self, entry: CacheEntry) -> bool:
         """A hit whose status list this instance already holds in a newer version is void."""
@@ -243,41 +260,47 @@ class VerificationService:
         }
         return core, links, holder
 
-    def _hit(self, req: VerificationRequest, found: tuple[CacheEntry, str] | None,
-             version: int, key: str) -> _Outcome | None:
+    def _hit(self, snapshot: TrustSnapshot, req: VerificationRequest,
+             found: tuple[CacheEntry, str] | None, key: str) -> _Outcome | None:
         """The outcome a cache hit gives, or None when there is none (or it is void)."""
         if found is None or not self._usable(found[0]):
             return None
         core: dict[str, Any] = orjson.loads(found[0].answer)
+        if core.get("trust_list_version") not in (None, snapshot.trust_list.version):
+            return None  # never answer with another trust list than the one served
+        holder, number = _personal_from_credential(req.credential)
+        if core.get("licence") is not None:
+            core["licence"]["number"] = number
         links = [MatterLink(**m) for m in core.get("matters") or []]
-        outcome = _Outcome(core, _holder_from_credential(req.credential), True, links,
-                           core.get("status_list"))
+        outcome = _Outcome(core, holder, True, links, core.get("status_list"))
         if self.cache is not None:
-            self.cache.keep_decoded(version, key, found[0], outcome)
+            self.cache.keep_decoded(snapshot.tag, key, found[0], outcome)
         return outcome
 
     async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
                       now: float) -> _Outcome | None:
         if self.cache is None:
             return None
-        version = snapshot.trust_list.version
         key = self._cache_key(req, digest)
-        decoded = self.cache.get_decoded(version, key, now)
+        decoded = self.cache.get_decoded(snapshot.tag, key, now)
         if decoded is not None and self._usable(decoded[0]):
-            return cast("_Outcome", decoded[1])
-        return self._hit(req, await self.cache.get(version, key, now), version, key)
+            outcome = cast("_Outcome", decoded[1])
+            if outcome.core["trust_list_version"] in (None, snapshot.trust_list.version):
+                return outcome
+        return self._hit(snapshot, req, await self.cache.get(snapshot.tag, key, now), key)
 
     async def _remember(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
                         *, verdict: Verdict, core: dict[str, Any], links: list[MatterLink],
                         now: float) -> None:
         if self.cache is None or snapshot is not self.trust.snapshot:
             return  # the trust list changed meanwhile: do not file under the new version
-        entry = self._entry_for(verdict, core, now)
+        entry = self._entry_for(snapshot, verdict, core, now)
         if entry is not None:
-            version, key = snapshot.trust_list.version, self._cache_key(req, digest)
-            await self.cache.put(version, key, entry, now)
+            key = self._cache_key(req, digest)
+            await self.cache.put(snapshot.tag, key, entry, now)
             holder = None if verdict.licence is None else _holder_of(verdict.licence)
-            self.cache.keep_decoded(version, key, entry,
+            # In this process only, and found only by these very credential bytes.
+            self.cache.keep_decoded(snapshot.tag, key, entry,
                                     _Outcome(core, holder, True, links, core["status_list"]))
 
     def _render(self, outcome: _Outcome, at: datetime, digest: str) -> dict[str, Any]:
@@ -379,27 +402,26 @@ class VerificationService:
         digests = [hashlib.sha256(r.credential.encode("utf-8", "surrogatepass")).hexdigest()
                    for r in items]
         now = at.timestamp()
-        version = snapshot.trust_list.version
         keys = [self._cache_key(req, digest) for req, digest in zip(items, digests, strict=True)]
         found: list[tuple[CacheEntry, str] | None] = (
-            await self.cache.get_many(version, keys, now) if self.cache is not None
+            await self.cache.get_many(snapshot.tag, keys, now) if self.cache is not None
             else [None] * len(items))
         outcomes: list[_Outcome] = []
         to_store: list[tuple[str, CacheEntry]] = []
         for index, (req, key) in enumerate(zip(items, keys, strict=True)):
-            hit = self._hit(req, found[index], version, key)
+            hit = self._hit(snapshot, req, found[index], key)
             if hit is None:
                 verdict = await self._finish(snapshot, self._start(snapshot, req, at))
                 core, links, holder = self._core(verdict)
                 hit = _Outcome(core, holder, False, links, core["status_list"])
-                entry = self._entry_for(verdict, core, now)
+                entry = self._entry_for(snapshot, verdict, core, now)
                 if entry is not None:
                     to_store.append((key, entry))
             outcomes.append(hit)
             if index % BATCH_CHUNK == BATCH_CHUNK - 1:
                 await asyncio.sleep(0)  # let other requests run between chunks
         if self.cache is not None and to_store and snapshot is self.trust.snapshot:
-            await self.cache.put_many(version, to_store, now)
+            await self.cache.put_many(snapshot.tag, to_store, now)
         answers: list[dict[str, Any]] = []
         appends = []
         for index, (req, outcome, digest) in enumerate(zip(items, outcomes, digests,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,12 +15,24 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from redis.exceptions import RedisError
 
-from gateway.appkeys import TRUST_KEY
+from gateway.app import create_app
+from gateway.appkeys import TRUST_KEY, VERIFICATION_KEY
 from gateway.audit.event import EventType
-from gateway.cache import CacheEntry, CacheMetrics, MemoryTier, RedisTier, redis_client
-from gateway.identity import IdentityKind, add_identity
-from mocks import RunningFederation
+from gateway.cache import (
+    KEY_PREFIX,
+    CacheEntry,
+    CacheMetrics,
+    MemoryTier,
+    RedisTier,
+    VerdictCache,
+    redis_client,
+)
+from gateway.identity import IdentityKind, Role, add_identity
+from gateway.logs import JsonFormatter
+from gateway.settings import load_settings
+from mocks import LICENCE_TYPES, RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, PrivateRedis, trust_document
 from tests.services import free_port
@@ -116,7 +131,7 @@ async def test_redis_tier_concurrent_lookups_and_stores(redis_url: str) -> None:
         assert answers[:30] == [e.answer for e in found[:30] if e]
         assert [None] * 10 == found[30:]
         assert [now + 5 + i for i in range(30)] == [e.expires_at for e in found[:30] if e]
-        ttl_ms = await client.pttl("ecert:v1:verdict:" + keys[0])
+        ttl_ms = await client.pttl(KEY_PREFIX + keys[0])
         assert 0 < ttl_ms <= 5000
         assert 0 == metrics.get("redis", "error")
     finally:
@@ -231,14 +246,21 @@ Pair = tuple[Instance, Instance]
 
 
 @pytest.fixture
-async def two_instances(gateway_client: AppFactory, redis_url: str, tmp_path: Path) -> Pair:
-    """Gateways A and B, each with its own data folder and key, sharing one real Redis."""
+async def two_instances(gateway_client: AppFactory, redis_url: str, tmp_path: Path,
+                        running: RunningFederation) -> Pair:
+    """Gateways A and B, each with its own data folder and key, sharing one real Redis.
+
+    Both serve one and the same trust list: verdicts are shared only between
+    instances that serve the same list (version and content).
+    """
+    trust_list = TrustList.from_json(trust_document(running.federation))
     pair = []
     for name in ("a", "b"):
         folder = tmp_path / name
         folder.mkdir()
         key = await asyncio.to_thread(add_identity, folder, IdentityKind.CLIENT, "w")
-        pair.append((await gateway_client(data_dir=folder, redis_url=redis_url), key))
+        pair.append((await gateway_client(trust_list, data_dir=folder, redis_url=redis_url),
+                     key))
     return pair[0], pair[1]
 
 
@@ -322,3 +344,293 @@ async def test_batch_shares_verdicts_through_redis_in_one_round_trip(
     assert [True] * 6 == [r["cached"] for r in second["results"]]
     metrics = await (await b.get("/metrics")).text()
     assert 'ecert_cache_events_total{tier="redis",event="hit"} 6' in metrics
+
+
+PROPAGATION_BOUND_S = 1.0
+"""A trust-list change is in force on every instance within this (README: about a second)."""
+
+Client = TestClient[web.Request, web.Application]
+
+
+class SharedStore:
+    """Gateways A and B on one data folder (one trust-list store) and one real Redis."""
+
+    def __init__(self, a: Client, b: Client, key: str, operator: str, approver: str) -> None:
+        self.a, self.b = a, b
+        self.key, self.operator, self.approver = key, operator, approver
+
+    async def single(self, node: Client, tokens: list[str]) -> list[dict[str, Any]]:
+        """Each token through ``POST /v1/verifications``."""
+        answers = []
+        for token in tokens:
+            resp = await node.post("/v1/verifications", headers=_auth(self.key),
+                                   json={"credential": token})
+            assert 200 == resp.status
+            answers.append(await resp.json())
+        return answers
+
+    async def batch(self, node: Client, tokens: list[str]) -> list[dict[str, Any]]:
+        """The tokens through ``POST /v1/verifications/batch``."""
+        resp = await node.post("/v1/verifications/batch", headers=_auth(self.key),
+                               json={"items": [{"credential": t} for t in tokens]})
+        assert 200 == resp.status
+        results: list[dict[str, Any]] = (await resp.json())["results"]
+        return results
+
+    async def apply(self, change: dict[str, Any]) -> None:
+        """Propose on A and approve on A: dual control, one approval (the settings)."""
+        resp = await self.a.post("/v1/admin/proposals", headers=_auth(self.operator),
+                                 json={"changes": [change], "note": "red team"})
+        assert 201 == resp.status, await resp.text()
+        proposal = await resp.json()
+        resp = await self.a.post(f"/v1/admin/proposals/{proposal['id']}/approve",
+                                 headers=_auth(self.approver), json={"comment": "ok"})
+        assert (200, "applied") == (resp.status, (await resp.json())["status"])
+
+
+@pytest.fixture
+async def shared_store(gateway_client: AppFactory, redis_url: str, tmp_path: Path,
+                       running: RunningFederation, client_key: str) -> SharedStore:
+    """A and B serving the same trust list (version 3) from one store, sharing Redis."""
+    trust_list = TrustList.from_json(trust_document(running.federation))
+    a = await gateway_client(trust_list, redis_url=redis_url, approvals_required=1)
+    b = await gateway_client(trust_list, redis_url=redis_url, approvals_required=1)
+    operator = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.OPERATOR, "olga",
+                                       Role.OPERATOR)
+    approver = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.OPERATOR, "adam",
+                                       Role.APPROVER)
+    return SharedStore(a, b, client_key, operator, approver)
+
+
+def _served(node: Client) -> int:
+    return node.app[TRUST_KEY].snapshot.trust_list.version
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("change", [
+    {"kind": "suspend-partner", "region_code": "310000"},
+    {"kind": "revoke-anchor", "region_code": "310000", "kid": "310000-lic-2026a",
+     "reason": "key-compromise"},
+], ids=["suspend-partner", "revoke-anchor-key-compromise"])
+async def test_trust_change_voids_cached_passes_on_every_instance(
+        shared_store: SharedStore, running: RunningFederation, change: dict[str, Any]) -> None:
+    """A change applied on A stops the cached passes on A at once and on B within the bound.
+
+    The licences' verdicts are cached in both tiers of both instances for the
+    full ``cache_max_ttl_s`` (a status list with a long ttl, or none). No answer,
+    single or batch, ever carries a trust-list version older than the one its
+    instance served when asked.
+    """
+    pair = shared_store
+    sh = running.federation["310000"]
+    assert change.get("kid", sh.licence_kid) == sh.licence_kid
+    sh.status_ttl_s = 3600
+    single = [sh.issue().token, sh.issue(with_status=False).token]
+    batch = [sh.issue().token, sh.issue(with_status=False).token]
+    for node in (pair.a, pair.b):
+        for answer in await pair.single(node, single) + await pair.batch(node, batch):
+            assert ("TOTAL_PASSED", 3) == (answer["indication"], answer["trust_list_version"])
+    for answer in await pair.single(pair.b, single) + await pair.batch(pair.b, batch):
+        assert (True, 3) == (answer["cached"], answer["trust_list_version"])
+
+    await pair.apply(change)
+    applied = time.monotonic()
+    assert 4 == _served(pair.a)
+    for node in (pair.a, pair.b):
+        while True:
+            served = _served(node)
+            answers = await pair.single(node, single) + await pair.batch(node, batch)
+            for answer in answers:
+                assert answer["trust_list_version"] >= served, answer
+            if served == 4:
+                assert all(a["indication"] != "TOTAL_PASSED" for a in answers), answers
+                break
+            assert time.monotonic() - applied < PROPAGATION_BOUND_S, "B still serves 3"
+            await asyncio.sleep(0.02)
+
+
+def _revoked_anchor_list(running: RunningFederation, version: int) -> TrustList:
+    """The federation's list with Shanghai's licence key revoked for key compromise."""
+    doc = trust_document(running.federation, version=version)
+    for partner in doc["partners"]:
+        for anchor in partner["anchors"]:
+            if anchor["kid"] == running.federation["310000"].licence_kid:
+                anchor.update(status="revoked", revoked_at=doc["issued_at"],
+                              revocation_reason="key-compromise")
+    return TrustList.from_json(doc)
+
+
+@pytest.mark.redis
+class TestEntriesOfAnotherTrustList:
+    """A Redis entry made under another trust list is never served, whatever key holds it."""
+
+    async def test_tiers_never_serve_another_lists_entry(self, redis_url: str) -> None:
+        """Under a new tag the old entry is not found; planted under the new key it is stale."""
+        metrics = CacheMetrics()
+        client = redis_client(redis_url, timeout_s=1.0)
+        tier = RedisTier(client, metrics)
+        cache = VerdictCache(MemoryTier(10), tier, metrics)
+        old, new = f"3.{uuid.uuid4().hex}", f"4.{uuid.uuid4().hex}"
+        now = time.time()
+        entry = CacheEntry(b'{"trust_list_version":3}', now + 60, None, None, old)
+        try:
+            await cache.put(old, "k", entry, now)
+            assert (entry, "memory") == await cache.get(old, "k", now)
+            assert await cache.get(new, "k", now) is None
+            assert [None] == await cache.get_many(new, ["k"], now)
+            # An entry of the old list under the new list's key (an older or faulty writer).
+            await client.set(f"{KEY_PREFIX}{new}:k", entry.encode(), px=60_000)
+            cache.memory.clear()
+            assert await cache.get(new, "k", now) is None
+            assert [None] == await cache.get_many(new, ["k"], now)
+            assert 2 == metrics.get("redis", "stale")
+            assert 0 == metrics.get("redis", "hit")
+        finally:
+            await tier.close()
+            await client.aclose()
+
+    @pytest.mark.parametrize("retagged", [False, True], ids=["as-stored", "retagged"])
+    async def test_old_verdict_under_the_new_key_is_not_an_answer(
+            self, gateway_client: AppFactory, running: RunningFederation, client_key: str,
+            redis_url: str, retagged: bool) -> None:
+        """A pass cached under version 3, copied to version 4's key, answers neither way.
+
+        ``retagged``: the copy even claims version 4's tag; its answer still carries
+        version 3, and an answer never carries another version than the one served.
+        """
+        client = await gateway_client(redis_url=redis_url)
+        sh = running.federation["310000"]
+        sh.status_ttl_s = 3600
+        token = sh.issue().token
+        body = {"credential": token}
+        first = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                         json=body)).json()
+        assert ("TOTAL_PASSED", 3) == (first["indication"], first["trust_list_version"])
+        state = client.app[TRUST_KEY]
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        redis = redis_client(redis_url, timeout_s=1.0)
+        try:
+            stored = await redis.get(f"{KEY_PREFIX}{state.snapshot.tag}:{digest}:")
+            assert stored is not None
+            state.replace(_revoked_anchor_list(running, 4))
+            entry = CacheEntry.decode(stored)
+            if retagged:
+                entry = dataclasses.replace(entry, trust_list=state.snapshot.tag)
+            await redis.set(f"{KEY_PREFIX}{state.snapshot.tag}:{digest}:", entry.encode(),
+                            px=60_000)
+        finally:
+            await redis.aclose()
+        single = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                          json=body)).json()
+        batch = (await (await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                                          json={"items": [body]})).json())["results"]
+        for answer in [single, *batch]:
+            assert ("REVOKED", 4) == (answer["sub_indication"], answer["trust_list_version"])
+
+
+ID_NUMBER_TYPES = sorted(code for code, kind in LICENCE_TYPES.items()
+                         if kind.holder == "person" and kind.number == "{holder_code}")
+"""Licence types of the catalogue whose 证照编号 is the holder's 居民身份证号."""
+
+
+async def _redis_ready(url: str) -> None:
+    client = redis_client(url, timeout_s=0.5)
+    try:
+        for _ in range(100):
+            try:
+                await client.ping()
+            except (RedisError, OSError):
+                await asyncio.sleep(0.05)
+            else:
+                return
+        raise AssertionError("private redis did not start")
+    finally:
+        await client.aclose()
+
+
+async def _redis_text(url: str) -> str:
+    """Every key and value in the Redis at ``url``, one line each."""
+    client = redis_client(url, timeout_s=2.0)
+    lines = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            raw = await client.type(key)
+            kind = raw.decode() if isinstance(raw, bytes) else raw
+            value: object = (await client.get(key) if kind == "string"
+                             else await client.hgetall(key) if kind == "hash"
+                             else await client.lrange(key, 0, -1) if kind == "list"
+                             else await client.smembers(key) if kind == "set"
+                             else await client.zrange(key, 0, -1) if kind == "zset"
+                             else kind)
+            lines.append(f"{key!r} {value!r}")
+    finally:
+        await client.aclose()
+    return "\n".join(lines)
+
+
+def _folder_bytes(folder: Path) -> bytes:
+    return b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+@pytest.mark.redis
+async def test_id_number_licences_leave_no_holder_identity_behind(
+        aiohttp_client: Any, running: RunningFederation, tmp_path: Path,
+        private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    """A licence whose number is the holder's 身份证号, verified and answered from the cache
+    (single and batch), leaves that number nowhere: not in Redis (any key or value), not in
+    the audit log (its records, its export, its files) and not in the logs.
+
+    The caller still gets the number back in every answer, cached or not: it sent it.
+    """
+    assert ID_NUMBER_TYPES, "the catalogue marks no type whose number is the holder's id"
+    caplog.set_level(logging.DEBUG)
+    await _redis_ready(private_redis.url)
+    data = tmp_path / "data"
+    data.mkdir()
+    key = await asyncio.to_thread(add_identity, data, IdentityKind.CLIENT, "window")
+    auditor = await asyncio.to_thread(add_identity, data, IdentityKind.OPERATOR, "audrey",
+                                      Role.AUDITOR)
+    settings = load_settings({}, None, {"data_dir": data, "redis_url": private_redis.url})
+    client = await aiohttp_client(create_app(
+        settings, trust_list=TrustList.from_json(trust_document(running.federation))))
+    sh = running.federation["310000"]
+    single = [sh.issue(type_code=code) for code in ID_NUMBER_TYPES]
+    batch = [sh.issue(type_code=code) for code in ID_NUMBER_TYPES]
+    numbers = [lic.claims["lic"]["number"] for lic in single + batch]
+    assert numbers == [lic.claims["lic"]["holder_code"] for lic in single + batch]
+    assert all(len(n) == 18 for n in numbers)
+    cache = client.app[VERIFICATION_KEY].cache
+    assert cache is not None
+    for round_ in (False, True):  # verified, then answered from Redis
+        cache.memory.clear()
+        answers = []
+        for lic in single:
+            resp = await client.post("/v1/verifications", headers=_auth(key),
+                                     json={"credential": lic.token})
+            answers.append(await resp.json())
+        resp = await client.post("/v1/verifications/batch", headers=_auth(key),
+                                 json={"items": [{"credential": lic.token} for lic in batch]})
+        answers += (await resp.json())["results"]
+        assert [("TOTAL_PASSED", round_)] * len(numbers) == [
+            (a["indication"], a["cached"]) for a in answers]
+        assert numbers == [a["licence"]["number"] for a in answers]
+    assert (len(numbers), len(numbers)) == (cache.metrics.get("redis", "store"),
+                                            cache.metrics.get("redis", "hit"))
+
+    records = await (await client.get("/v1/audit/records?limit=1000",
+                                      headers=_auth(auditor))).text()
+    export = await (await client.get("/v1/audit/export.csv", headers=_auth(auditor))).text()
+    assert records.count('"event_type":"verification"') == 2 * len(numbers)
+    places = {
+        "redis": await _redis_text(private_redis.url),
+        "audit records": records,
+        "audit export": export,
+        "data folder": (await asyncio.to_thread(_folder_bytes, data)).decode("utf-8", "replace"),
+        "logs": "\n".join(JsonFormatter().format(r) for r in caplog.records),
+    }
+    assert ":verdict:" in places["redis"]  # the verdicts are there
+    assert caplog.records
+    for number in numbers:
+        for place, text in places.items():
+            for form in {number, number.lower(), number.upper()}:
+                assert form not in text, f"{number} found in {place}"
