@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from mocks._jws import PrivateKey, PublicKey
 
-__all__ = ["KeyUsageName", "der_b64", "make_root", "make_signer"]
+__all__ = ["KeyUsageName", "der_b64", "make_lookalike_ca", "make_root", "make_signer"]
 
 KeyUsageName: TypeAlias = Literal[
     "digital_signature",
@@ -133,6 +133,42 @@ def make_signer(
     if include_aki:
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
         builder = builder.add_extension(aki, critical=False)
+    return _sign(builder, issuer_key)
+
+
+def make_lookalike_ca(
+    public_key: PublicKey,
+    *,
+    root: x509.Certificate,
+    issuer_key: PrivateKey,
+    subject: x509.Name | None = None,
+    issuer: x509.Name | None = None,
+    not_before: datetime,
+    not_after: datetime,
+    serial_number: int,
+) -> x509.Certificate:
+    """Return an attacker's CA certificate dressed as ``root``: its key identifiers, its name.
+
+    By default it is self-issued under the root's own name (``subject`` and
+    ``issuer`` name others); it carries the root's subject key identifier as
+    both its own and its authority's, so that a path builder sees it as a
+    candidate wherever the root is one.
+    """
+    ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject or root.subject)
+        .issuer_name(issuer or root.subject)
+        .public_key(public_key)
+        .serial_number(serial_number)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(("key_cert_sign", "crl_sign")), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                       critical=False)
+    )
     return _sign(builder, issuer_key)
 
 

@@ -34,7 +34,7 @@ from mocks._people import (
     strict_check_char,
     uscc_for,
 )
-from mocks._pki import KeyUsageName, der_b64, make_root, make_signer
+from mocks._pki import KeyUsageName, der_b64, make_lookalike_ca, make_root, make_signer
 from mocks._status import LicenceState, StatusList
 
 __all__ = [
@@ -361,6 +361,9 @@ class MockRegion:
         include_aki: bool = True,
         via_intermediate: bool = False,
         rogue_root: bool = False,
+        lookalike_cas: int = 0,
+        distinct_names: bool = False,
+        distinct_keys: bool = False,
     ) -> str:
         """Make a licence-signing key bound to a certificate; return its (internal) kid.
 
@@ -368,7 +371,17 @@ class MockRegion:
         bend the certificate; ``via_intermediate`` puts a CA between root and
         signer (breaking the root's pathlen 0); ``rogue_root`` issues it from a
         look-alike root with the same name that is in no trust list.
+
+        ``lookalike_cas`` is the x5c path-building attack: the signer is issued
+        by the first of that many attacker-made CA certificates that carry the
+        root's key identifier, and they follow it in the chain. By default they
+        all bear the root's name (self-issued) and share one key, so that each
+        verifies as the issuer of every other; ``distinct_names`` names them
+        apart, each issued by the next and the last by the root's name, and
+        ``distinct_keys`` gives each its own key.
         """
+        if lookalike_cas and (via_intermediate or rogue_root):
+            raise ValueError("lookalike_cas replaces via_intermediate and rogue_root")
         count = sum(1 for key in self._keys.values() if key.chain and key.use != "root-ca")
         kid = kid or f"{self.region_code}-lic-x509-{_GENERATION}{chr(ord('a') + count)}"
         if kid in self._keys:
@@ -404,6 +417,11 @@ class MockRegion:
             )
             intermediates = (inter,)
             issuer_cert, issuer_key = inter, inter_key
+        if lookalike_cas:
+            intermediates, issuer_key = self._lookalike_cas(
+                kid, lookalike_cas, distinct_names=distinct_names, distinct_keys=distinct_keys,
+                not_before=start, not_after=end)
+            issuer_cert = intermediates[0]
         leaf = make_signer(
             private.public_key(),
             issuer_certificate=issuer_cert,
@@ -428,6 +446,35 @@ class MockRegion:
             chain=(leaf, *intermediates),
         )
         return kid
+
+    def _lookalike_cas(self, kid: str, count: int, *, distinct_names: bool,
+                       distinct_keys: bool, not_before: datetime,
+                       not_after: datetime) -> tuple[tuple[x509.Certificate, ...], PrivateKey]:
+        """The attacker's CAs for ``lookalike_cas``, and the private key of the first."""
+        shared = self._source.private_key("ES256", f"{kid}/lookalike")
+        keys = [self._source.private_key("ES256", f"{kid}/lookalike-{i}") if distinct_keys
+                else shared for i in range(count)]
+        names = [self._root.subject] * count
+        if distinct_names:
+            names = [x509.Name([*self._root.subject,
+                                x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, str(i))])
+                     for i in range(count)]
+        issuers = [*names[1:], self._root.subject] if distinct_names else names
+        cas = tuple(
+            make_lookalike_ca(
+                keys[i].public_key(),
+                root=self._root,
+                # Each is signed by the key of the next (the last by the first's).
+                issuer_key=keys[(i + 1) % count],
+                subject=names[i],
+                issuer=issuers[i],
+                not_before=not_before,
+                not_after=not_after,
+                serial_number=self._source.serial_number(f"{kid}/lookalike-{i}"),
+            )
+            for i in range(count)
+        )
+        return cas, keys[0]
 
     def set_anchor_status(
         self,

@@ -25,6 +25,7 @@ from trust._anchors import (
     TrustList,
 )
 from trust._b64 import b64url_decode, b64url_encode
+from trust._chain import MAX_X5C_CERTIFICATES, MAX_X5C_ROOTS, MAX_X5C_SIGNATURE_CHECKS
 from trust._changes import (
     TRUSTLIST_TYP,
     Change,
@@ -110,6 +111,9 @@ __all__ = [
     "Licence",
     "LicenceIdentifier",
     "MAX_CREDENTIAL_BYTES",
+    "MAX_X5C_CERTIFICATES",
+    "MAX_X5C_ROOTS",
+    "MAX_X5C_SIGNATURE_CHECKS",
     "MerkleProofError",
     "NoteError",
     "NoteSigner",

@@ -1,10 +1,20 @@
 """X.509 chains from a licence's ``x5c`` to a partner's ``root-ca`` anchor.
 
-Path building and validation are cryptography's (``x509.verification``) under
-the ecert signer-certificate profile rather than the web PKI's: the end-entity
+The chain is the attacker's input, so its cost is bounded before anything is
+verified (``x5c_problem``): at most ``MAX_X5C_CERTIFICATES`` certificates, no
+certificate, subject or key twice. Each certificate then has at most one
+issuer in the chain, and the path to a root is followed link by link
+(``find_path``), each signature checked once and charged to the licence's
+``ChainBudget`` (``MAX_X5C_SIGNATURE_CHECKS`` over every candidate root, of
+which at most ``MAX_X5C_ROOTS`` are tried). Only a path that reaches a root's
+own signature goes to ``validate_chain``.
+
+Validation is cryptography's (``x509.verification``) under the ecert
+signer-certificate profile rather than the web PKI's: the end-entity
 certificate needs basicConstraints CA=false and keyUsage digitalSignature, and
 no subjectAltName or extendedKeyUsage. Validity is judged at the licence's
-signing time (``iat``).
+signing time (``iat``). It is handed the path found and nothing else, so it
+re-checks only that path's signatures.
 """
 
 from __future__ import annotations
@@ -14,6 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -25,7 +38,30 @@ from cryptography.x509.verification import (
 
 from trust._anchors import Anchor, AnchorUse, TrustList
 
-__all__ = ["ChainResult", "candidate_roots", "validate_chain"]
+__all__ = [
+    "MAX_X5C_CERTIFICATES",
+    "MAX_X5C_ROOTS",
+    "MAX_X5C_SIGNATURE_CHECKS",
+    "ChainBudget",
+    "ChainResult",
+    "candidate_roots",
+    "find_path",
+    "validate_chain",
+    "x5c_problem",
+]
+
+MAX_X5C_CERTIFICATES = 4
+"""Certificates an ``x5c`` may carry: the signer, up to two intermediates, the root itself."""
+MAX_X5C_ROOTS = 3
+"""``root-ca`` anchors one licence's chain is tried against (the issuing region's first)."""
+MAX_X5C_SIGNATURE_CHECKS = 8
+"""Certificate signatures one licence's chain may cost over every root tried.
+
+A valid chain of ``MAX_X5C_CERTIFICATES`` costs three (each link once, the
+root's signature last); the rest is room for a second root of the same name.
+"""
+
+_SHA256 = hashes.SHA256()
 
 
 def _ee_basic_constraints(
@@ -86,6 +122,117 @@ def candidate_roots(certs: Sequence[x509.Certificate], trust_list: TrustList) ->
     return found
 
 
+def _key_bytes(cert: x509.Certificate) -> bytes | None:
+    """The certificate's SubjectPublicKeyInfo, or None when its key type is not readable."""
+    try:
+        return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (UnsupportedAlgorithm, ValueError):
+        return None  # no signature can be checked with such a key either
+
+
+def x5c_problem(certs: Sequence[x509.Certificate]) -> str | None:
+    """Why ``certs`` cannot be one certification path, decided without a signature check.
+
+    RFC 7515 4.1.6: each certificate after the first certifies the one before;
+    RFC 5280 6.1: a certificate appears once in a path. Asking the same of
+    subjects and keys leaves every certificate at most one possible issuer in
+    the chain, so no path is searched for: seven self-issued CAs bearing a
+    root's name and sharing one key would each verify as the issuer of every
+    other, and a path builder would try their permutations.
+    """
+    if len(certs) > MAX_X5C_CERTIFICATES:
+        return f"x5c carries {len(certs)} certificates, at most {MAX_X5C_CERTIFICATES} are allowed"
+    seen: dict[tuple[str, bytes], int] = {}
+    for index, cert in enumerate(certs):
+        marks = (("certificate", cert.fingerprint(_SHA256)),
+                 ("subject", cert.subject.public_bytes()),
+                 ("key", _key_bytes(cert)))
+        for what, value in marks:
+            if value is None:
+                continue
+            first = seen.setdefault((what, value), index)
+            if first != index:
+                return f"x5c entries {first} and {index} repeat a {what}"
+    return None
+
+
+class ChainBudget:
+    """The certificate signature checks one licence may still spend on its chain.
+
+    Each (certificate, issuer) pair is checked once, whichever root asks.
+    """
+
+    __slots__ = ("_known", "limit", "spent")
+
+    def __init__(self, limit: int = MAX_X5C_SIGNATURE_CHECKS) -> None:
+        self.limit = limit
+        self.spent = 0
+        """Signature checks made so far."""
+        self._known: dict[tuple[bytes, bytes], bool] = {}
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every check is spent."""
+        return self.spent >= self.limit
+
+    def signed_by(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool | None:
+        """Whether ``issuer``'s key signed ``cert`` (None: the budget is spent, not checked)."""
+        pair = (cert.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
+        known = self._known.get(pair)
+        if known is not None:
+            return known
+        if self.exhausted:
+            return None
+        self.spent += 1
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+            verdict = False
+        else:
+            verdict = True
+        self._known[pair] = verdict
+        return verdict
+
+
+def _describe(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def find_path(certs: Sequence[x509.Certificate], root: Anchor,
+              budget: ChainBudget) -> list[x509.Certificate] | str:
+    """The path from leaf ``certs[0]`` through ``certs`` to ``root``'s signature, or why none.
+
+    ``certs`` must have passed ``x5c_problem``: with one certificate per
+    subject, each step has one candidate in the chain, and the root when the
+    issuer is named after it. Every signature checked is charged to ``budget``.
+    """
+    root_cert = root.certificates[0]
+    root_name = root_cert.subject.public_bytes()
+    by_subject = {cert.subject.public_bytes(): cert for cert in certs[1:]}
+    path = [certs[0]]
+    while True:
+        current = path[-1]
+        issuer_name = current.issuer.public_bytes()
+        if issuer_name == root_name:
+            signed = budget.signed_by(current, root_cert)
+            if signed is None:
+                break
+            if signed:
+                return path
+        issuer = by_subject.get(issuer_name)
+        if issuer is None or issuer in path:
+            return (f"{_describe(current)!r} is issued neither by root {root.kid!r} nor by "
+                    "another certificate of x5c")
+        signed = budget.signed_by(current, issuer)
+        if signed is None:
+            break
+        if not signed:
+            return (f"the signature of {_describe(current)!r} does not verify with the key of "
+                    f"{_describe(issuer)!r}")
+        path.append(issuer)
+    return f"the chain needs more than {budget.limit} signature checks"
+
+
 @dataclass(frozen=True, slots=True)
 class ChainResult:
     """The outcome of validating one chain against one root."""
@@ -97,12 +244,17 @@ class ChainResult:
 def validate_chain(
     certs: Sequence[x509.Certificate], root: Anchor, *, at: datetime
 ) -> ChainResult:
-    """Validate leaf ``certs[0]`` with ``certs[1:]`` as intermediates up to ``root`` at ``at``."""
+    """Validate leaf ``certs[0]`` with ``certs[1:]`` as intermediates up to ``root`` at ``at``.
+
+    Give it a path ``find_path`` found: the library builds paths itself and is
+    bounded here only by the chain depth.
+    """
     naive_utc = at.astimezone(UTC).replace(tzinfo=None)
     verifier = (
         PolicyBuilder()
         .store(Store([root.certificates[0]]))
         .time(naive_utc)
+        .max_chain_depth(MAX_X5C_CERTIFICATES)
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
         .build_client_verifier()
     )

@@ -32,7 +32,16 @@ from trust._anchors import (
     PartnerStatus,
     TrustList,
 )
-from trust._chain import ChainResult, candidate_roots, validate_chain
+from trust._chain import (
+    MAX_X5C_CERTIFICATES,
+    MAX_X5C_ROOTS,
+    ChainBudget,
+    ChainResult,
+    candidate_roots,
+    find_path,
+    validate_chain,
+    x5c_problem,
+)
 from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, parse_claims
 from trust._errors import IdentifierError, JoseError
 from trust._identifier import CheckOutcome, check_identifier, parse_identifier
@@ -227,6 +236,12 @@ class Verifier:
         # certificate's validity, so a chain is validated once per window.
         self._chains: dict[tuple[bytes, str], tuple[ChainResult, datetime, datetime]] = {}
         self._skew = timedelta(seconds=clock_skew_s)
+        self.x5c_signature_checks = 0
+        """Certificate signatures checked for x5c chains so far (each licence's at most
+        ``MAX_X5C_SIGNATURE_CHECKS``)."""
+        self.x5c_paths_validated = 0
+        """x5c paths handed to the path validator so far (each licence's at most
+        ``MAX_X5C_ROOTS``, each a path whose signatures already verified)."""
 
     def check(
         self,
@@ -308,6 +323,8 @@ class Verifier:
                          for c in header["x5c"]]
             except (binascii.Error, ValueError):
                 header_problem = "x5c entry is not a base64 DER certificate"
+            else:
+                header_problem = x5c_problem(certs)
         if header_problem is not None:
             run.fail("header", SubIndication.FORMAT_FAILURE, header_problem)
             return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
@@ -402,9 +419,12 @@ class Verifier:
             return "unencoded payloads (b64) are not supported"
         if "x5c" in header:
             x5c = header["x5c"]
-            if (not isinstance(x5c, list) or not x5c or len(x5c) > 8
-                    or not all(isinstance(c, str) for c in x5c)):
+            if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
                 return "x5c must be a non-empty list of base64 certificates"
+            if len(x5c) > MAX_X5C_CERTIFICATES:
+                # Refused unread: the count bounds the work of every later step.
+                return (f"x5c carries {len(x5c)} certificates, at most {MAX_X5C_CERTIFICATES} "
+                        "are allowed")
             if "kid" in header and not isinstance(header["kid"], str):
                 return "kid must be a string"
             return None
@@ -486,10 +506,13 @@ class Verifier:
             run.skip("anchor", "chain not validated: the licence has no usable iat")
             return roots[0], None
         chain_error = ""
-        for root in roots:
-            result = self._validated_chain(certs, root, signed_at)
+        budget = ChainBudget()
+        for root in roots[:MAX_X5C_ROOTS]:
+            result = self._validated_chain(certs, root, signed_at, budget)
             if not result.ok:
                 chain_error = result.detail
+                if budget.exhausted:
+                    break
                 continue
             if not self._usable(run, root, signed_at, record=True):
                 return root, None
@@ -506,14 +529,20 @@ class Verifier:
         return roots[0], None
 
     def _validated_chain(self, certs: list[x509.Certificate], root: Anchor,
-                         signed_at: datetime) -> ChainResult:
+                         signed_at: datetime, budget: ChainBudget) -> ChainResult:
         key = (b"".join(c.fingerprint(_SHA256) for c in certs), root.kid)
         known = self._chains.get(key)
         if known is not None and known[1] <= signed_at <= known[2]:
             return known[0]
-        result = validate_chain(certs, root, at=signed_at)
+        spent = budget.spent
+        path = find_path(certs, root, budget)
+        self.x5c_signature_checks += budget.spent - spent
+        if isinstance(path, str):
+            return ChainResult(False, path)
+        self.x5c_paths_validated += 1
+        result = validate_chain(path, root, at=signed_at)
         if result.ok:
-            chain = [*certs, root.certificates[0]]
+            chain = [*path, root.certificates[0]]
             start = max(c.not_valid_before_utc for c in chain)
             end = min(c.not_valid_after_utc for c in chain)
             if len(self._chains) >= _MAX_CACHED_CHAINS:

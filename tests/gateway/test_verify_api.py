@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -17,7 +18,7 @@ from gateway.audit.event import EventType
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, trust_document
-from trust import TrustList
+from trust import TrustList, Verifier
 
 pytestmark = pytest.mark.asyncio
 
@@ -378,3 +379,110 @@ async def test_extreme_signed_values_are_verdicts(
     assert answers[0]["indication"] == answers[1]["indication"]
     if expected is not None:
         assert expected == answers[0]["sub_indication"], answers[0]["checks"]
+
+
+class _LoopWatch:
+    """Watches the event loop while some work runs: its longest stall, /healthz latencies.
+
+    Client and gateway share the loop in these tests, so a 5 ms ticker that
+    wakes late measures how long the gateway held the loop.
+    """
+
+    TICK_S = 0.005
+
+    def __init__(self) -> None:
+        self.longest_stall = 0.0
+        self.health_latencies: list[float] = []
+        self._done = asyncio.Event()
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while not self._done.is_set():
+            await asyncio.sleep(self.TICK_S)
+            now = time.perf_counter()
+            self.longest_stall = max(self.longest_stall, now - last - self.TICK_S)
+            last = now
+
+    async def _probe(self, client: Any) -> None:
+        while not self._done.is_set():
+            started = time.perf_counter()
+            resp = await client.get("/healthz")
+            assert 200 == resp.status
+            self.health_latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+
+    async def around(self, client: Any, work: Any) -> Any:
+        """Run ``work`` (an awaitable) with the ticker and the health probe beside it."""
+        tasks = [asyncio.create_task(self._tick()), asyncio.create_task(self._probe(client))]
+        await asyncio.sleep(0)
+        try:
+            return await work
+        finally:
+            self._done.set()
+            await asyncio.gather(*tasks)
+
+
+@pytest.mark.parametrize(("bend", "count", "expected"), [
+    # The red-team's batch: a leaf and seven self-issued CAs in a partner root's name.
+    ({"lookalike_cas": 7}, 1000, "FORMAT_FAILURE"),
+    # The costliest chain the limits let through: every link verifies, the root's does not.
+    ({"lookalike_cas": 3, "distinct_names": True, "distinct_keys": True}, 300,
+     "CHAIN_CONSTRAINTS_FAILURE"),
+], ids=["seven-lookalike-cas", "forged-cas-within-limits"])
+async def test_x5c_cpu_amplification_batch_keeps_healthz_responsive(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str, *,
+        bend: dict[str, Any], count: int, expected: str) -> None:
+    """A batch of hostile x5c licences neither blocks the event loop nor stalls /healthz.
+
+    Bounds are generous for a loaded machine: before the fix one batch of the
+    red-team's licences held the loop for seconds at a time.
+    """
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    kid = sh.add_certificate_key(**bend)
+    iat = int(time.time()) - 60
+    body = orjson.dumps({"items": [
+        {"credential": sh.issue(kid=kid, use_x5c=True, iat=iat, with_status=False).token}
+        for _ in range(count)]})
+    watch = _LoopWatch()
+    resp = await watch.around(client, client.post(
+        "/v1/verifications/batch", data=io.BytesIO(body),
+        headers={**_auth(client_key), "Content-Type": "application/json"}))
+    assert watch.health_latencies, "no health probe answered during the batch"
+    assert max(watch.health_latencies) < 0.5, watch.health_latencies
+    assert watch.longest_stall < 0.5
+    assert 200 == resp.status
+    results = (await resp.json())["results"]
+    assert [expected] * count == [r["sub_indication"] for r in results]
+
+
+async def test_batch_yields_by_time_whatever_a_licence_costs(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Licences that each take 10 ms of verifier work still leave /healthz answered promptly.
+
+    The batch yields after a slice of time, not after a count of licences (64
+    of these were 640 ms without a yield).
+    """
+    original = Verifier.start
+
+    def costly(self: Verifier, *args: Any, **kwargs: Any) -> Any:
+        until = time.perf_counter() + 0.01
+        while time.perf_counter() < until:  # CPU-bound, as verification is
+            pass
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Verifier, "start", costly)
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    body = orjson.dumps({"items": [{"credential": sh.issue(with_status=False).token}
+                                   for _ in range(100)]})
+    watch = _LoopWatch()
+    resp = await watch.around(client, client.post(
+        "/v1/verifications/batch", data=io.BytesIO(body),
+        headers={**_auth(client_key), "Content-Type": "application/json"}))
+    assert watch.health_latencies, "no health probe answered during the batch"
+    assert max(watch.health_latencies) < 0.5, watch.health_latencies
+    assert watch.longest_stall < 0.5
+    assert 200 == resp.status
+    assert {"TOTAL_PASSED"} == {r["indication"] for r in (await resp.json())["results"]}

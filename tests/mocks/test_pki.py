@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
 import jwt
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mocks import KEYS_VALID_FROM, KEYS_VALID_UNTIL, Alg, MockRegion
@@ -131,6 +133,35 @@ class TestX5cLicence:
         assert region.root_certificate.subject == leaf.issuer
         with pytest.raises(InvalidSignature):
             leaf.verify_directly_issued_by(region.root_certificate)
+
+    def test_lookalike_cas(self, region: MockRegion) -> None:
+        """``lookalike_cas`` CAs bear the root's name and key id, and each issues every other."""
+        kid = region.add_certificate_key(lookalike_cas=3)
+        leaf, *cas = region.certificate_chain(kid)
+        root = region.root_certificate
+        ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert 3 == len(cas)
+        for ca in cas:
+            assert (root.subject, root.subject) == (ca.subject, ca.issuer)
+            assert ski == ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            leaf.verify_directly_issued_by(ca)
+            for other in cas:
+                other.verify_directly_issued_by(ca)
+        with pytest.raises(InvalidSignature):
+            leaf.verify_directly_issued_by(root)
+
+    def test_lookalike_cas_named_and_keyed_apart(self, region: MockRegion) -> None:
+        """``distinct_names`` and ``distinct_keys`` make one chain of them up to the root's name."""
+        kid = region.add_certificate_key(lookalike_cas=3, distinct_names=True, distinct_keys=True)
+        chain = region.certificate_chain(kid)
+        assert 3 == len({ca.subject for ca in chain[1:]})
+        assert 3 == len({_public(ca).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+                         for ca in chain[1:]})
+        for child, parent in itertools.pairwise(chain):
+            child.verify_directly_issued_by(parent)
+        assert region.root_certificate.subject == chain[-1].issuer
+        with pytest.raises(InvalidSignature):
+            chain[-1].verify_directly_issued_by(region.root_certificate)
 
     def test_bent_signer(self, region: MockRegion) -> None:
         """A CA=true signer without keyUsage and AKI can be made for negative tests."""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mocks import DELETE, MockRegion, b64url_encode
 from tests.trust.conftest import NOW, T, anchor, partner
 from trust import (
+    MAX_X5C_CERTIFICATES,
+    MAX_X5C_ROOTS,
+    MAX_X5C_SIGNATURE_CHECKS,
     CheckResult,
     Indication,
     StatusList,
@@ -358,6 +363,105 @@ class TestAnchors:
         """Past next_update the trust list is stale and nothing passes."""
         tl = trust_list(next_update=NOW + timedelta(seconds=-offset))
         assert_sub(expected, verify(tl, sh.issue(iat=T - 60).token, sh))
+
+
+class TestX5cBounds:
+    """An x5c chain costs a bounded number of signature checks, whatever the attacker puts in."""
+
+    def test_x5c_cpu_amplification_seven_lookalike_cas(self, sh: MockRegion,
+                                                       trust_list: Build) -> None:
+        """Seven self-issued CAs named after the root, sharing one key, are refused unchecked.
+
+        Each of them verifies as the issuer of every other, so a path builder
+        tried their permutations (up to its own limit, tens of milliseconds a
+        licence). Eight certificates are more than a chain may carry: a format
+        failure, before any certificate is read; the same CAs within the
+        count repeat a subject (the next test).
+        """
+        kid = sh.add_certificate_key(lookalike_cas=7)
+        token = sh.issue(iat=T - 60, kid=kid, use_x5c=True).token
+        verifier = Verifier(trust_list())
+        verdict = verifier.check(token, at=NOW)
+        assert_sub(SubIndication.FORMAT_FAILURE, verdict)
+        signature = verdict.check("signature")
+        assert signature is None or CheckResult.PASSED != signature.result
+        assert (0, 0) == (verifier.x5c_signature_checks, verifier.x5c_paths_validated)
+
+    @pytest.mark.parametrize(("bend", "what"), [
+        ({"lookalike_cas": 2}, "subject"),
+        ({"lookalike_cas": MAX_X5C_CERTIFICATES - 1}, "subject"),
+        ({"lookalike_cas": 2, "distinct_names": True}, "key"),
+        ({"lookalike_cas": MAX_X5C_CERTIFICATES, "distinct_names": True,
+          "distinct_keys": True}, "at most"),
+    ], ids=["two-lookalike-cas", "three-lookalike-cas", "one-key-two-names", "too-many"])
+    def test_x5c_that_cannot_be_one_path_is_refused_unchecked(
+            self, sh: MockRegion, trust_list: Build, bend: dict[str, Any], what: str) -> None:
+        """A repeated subject or key, or too many certificates, fail before any signature."""
+        kid = sh.add_certificate_key(**bend)
+        token = sh.issue(iat=T - 60, kid=kid, use_x5c=True).token
+        verifier = Verifier(trust_list())
+        verdict = verifier.check(token, at=NOW)
+        assert_sub(SubIndication.FORMAT_FAILURE, verdict)
+        header = verdict.check("header")
+        assert header is not None
+        assert what in header.detail
+        assert 0 == verifier.x5c_signature_checks
+
+    def test_x5c_repeating_a_certificate_is_refused(self, sh: MockRegion,
+                                                    trust_list: Build) -> None:
+        """The signer certificate sent twice is not a certification path (RFC 5280 6.1)."""
+        licence = sh.issue(iat=T - 60, use_x5c=True)
+        x5c = licence.header["x5c"]
+        token = sh.sign({**licence.header, "x5c": [*x5c, x5c[0]]}, licence.claims,
+                        kid=sh.x509_kid)
+        verifier = Verifier(trust_list())
+        assert_sub(SubIndication.FORMAT_FAILURE, verifier.check(token, at=NOW))
+        assert 0 == verifier.x5c_signature_checks
+
+    def test_x5c_of_forged_cas_costs_at_most_the_budget(self, sh: MockRegion,
+                                                        trust_list: Build) -> None:
+        """Forged CAs with their own names and keys cost one check a link, within the budget."""
+        kid = sh.add_certificate_key(lookalike_cas=MAX_X5C_CERTIFICATES - 1,
+                                     distinct_names=True, distinct_keys=True)
+        token = sh.issue(iat=T - 60, kid=kid, use_x5c=True).token
+        verifier = Verifier(trust_list())
+        assert_sub(SubIndication.CHAIN_CONSTRAINTS_FAILURE, verifier.check(token, at=NOW))
+        # Three links verify, the last certificate does not verify under the root.
+        assert MAX_X5C_CERTIFICATES == verifier.x5c_signature_checks
+        assert verifier.x5c_signature_checks <= MAX_X5C_SIGNATURE_CHECKS
+        assert 0 == verifier.x5c_paths_validated
+
+    def test_candidate_roots_tried_are_bounded(self, sh: MockRegion, trust_list: Build) -> None:
+        """However many root-ca anchors share the issuer's name, at most the bound are tried."""
+        def copies(doc: dict[str, Any]) -> None:
+            root = anchor(doc, sh.root_kid)
+            partner(doc, "310000")["anchors"].extend(
+                {**root, "kid": f"{sh.root_kid}-copy{i}"} for i in range(MAX_X5C_ROOTS + 3))
+
+        kid = sh.add_certificate_key(ca=True)
+        token = sh.issue(iat=T - 60, kid=kid, use_x5c=True).token
+        verifier = Verifier(trust_list(copies))
+        assert_sub(SubIndication.CHAIN_CONSTRAINTS_FAILURE, verifier.check(token, at=NOW))
+        assert MAX_X5C_ROOTS == verifier.x5c_paths_validated
+        # The one link (signer under the root's certificate) is checked once.
+        assert 1 == verifier.x5c_signature_checks
+
+    def test_valid_chain_costs_one_check_and_is_then_reused(self, sh: MockRegion,
+                                                            trust_list: Build) -> None:
+        """A valid signer certificate costs one signature check and one path validation, once."""
+        verifier = Verifier(trust_list())
+        for _ in range(2):
+            token = sh.issue(iat=T - 60, use_x5c=True, with_status=False).token
+            assert_sub(None, verifier.check(token, at=NOW))
+        assert (1, 1) == (verifier.x5c_signature_checks, verifier.x5c_paths_validated)
+
+    def test_chain_with_the_root_itself_passes(self, sh: MockRegion, trust_list: Build) -> None:
+        """An x5c that ends with the partner's root certificate is still one path."""
+        licence = sh.issue(iat=T - 60, use_x5c=True, with_status=False)
+        root = base64.b64encode(sh.root_certificate.public_bytes(Encoding.DER)).decode()
+        x5c = [*licence.header["x5c"], root]
+        token = sh.sign({**licence.header, "x5c": x5c}, licence.claims, kid=sh.x509_kid)
+        assert_sub(None, Verifier(trust_list()).check(token, at=NOW))
 
 
 class TestClaims:
