@@ -1,4 +1,4 @@
-"""Bearer credentials at the HTTP edge: header bytes that are not UTF-8."""
+"""Bearer credentials at the HTTP edge: header bytes that are not UTF-8, and who reads /metrics."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.__main__ import main
 from gateway.app import create_app
+from gateway.identity import IdentityKind, Role, add_identity
 from gateway.settings import load_settings
 from mocks import RunningFederation
-from tests.gateway.conftest import trust_document
+from tests.gateway.conftest import AppFactory, trust_document
 from trust import TrustList
 
 Client = TestClient[web.Request, web.Application]
@@ -33,8 +35,9 @@ AUTHENTICATED = {
     ("GET", "/v1/admin/trust-list"), ("POST", "/v1/admin/proposals"),
     ("POST", "/v1/admin/proposals/{id}/approve"), ("GET", "/v1/audit/records"),
     ("GET", "/v1/audit/export.csv"), ("POST", "/v1/partner/licences/query"),
+    ("GET", "/metrics"),
 }
-"""Routes of each kind of caller (local system, operator, auditor, partner)."""
+"""Routes of each kind of caller (local system, operator, auditor, partner, scraper)."""
 
 
 class Answer:
@@ -97,3 +100,32 @@ async def test_non_utf8_authorization_is_refused_like_no_credential_on_every_rou
             assert (401, bad.headers["x-request-id"]) == (problem["status"],
                                                           problem["request_id"])
     assert AUTHENTICATED <= refused
+
+
+async def test_metrics_needs_an_operator_or_scraper_token(
+        gateway_client: AppFactory, client_key: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """/metrics answers 401 without a credential, with an unknown one and with a local
+    system's API key; 200 with a scraper's token (``operators add --role metrics``) and
+    with an operator token of any role. The scraper's token opens nothing else (403)."""
+    client = await gateway_client()
+    assert 0 == await asyncio.to_thread(main, ["operators", "add", "prometheus", "--role",
+                                               "metrics", "--data-dir", str(tmp_path)])
+    scraper = capsys.readouterr().out.strip().splitlines()[-1]
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    for headers in ({}, bearer("ecg_o_" + "A" * 43), bearer(client_key)):
+        refused = await client.get("/metrics", headers=headers)
+        assert (401, "application/problem+json") == (refused.status, refused.content_type)
+        assert "ecert_" not in await refused.text()
+    scraped = await client.get("/metrics", headers=bearer(scraper))
+    assert (200, "text/plain") == (scraped.status, scraped.content_type)
+    assert "ecert_trust_list_version 3" in (await scraped.text()).splitlines()
+    for role in Role:
+        token = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.OPERATOR,
+                                        f"op-{role.value}", role)
+        assert 200 == (await client.get("/metrics", headers=bearer(token))).status
+    for path in ("/v1/admin/trust-list", "/v1/admin/alerts", "/v1/audit/records"):
+        assert 403 == (await client.get(path, headers=bearer(scraper))).status
