@@ -1,9 +1,11 @@
-"""The real command: `ecert-gateway serve` as a process, keys added while it runs, SIGTERM."""
+"""The real command: `ecert-gateway serve` as a process, keys added while it runs, SIGTERM,
+requests its HTTP parser refuses."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -127,6 +129,18 @@ def _log_records(log: Path) -> list[dict[str, Any]]:
     return records
 
 
+async def _raw_exchange(address: str, request: bytes) -> bytes:
+    """Send ``request`` as these bytes; everything the gateway sends back until it closes."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
 async def test_sigterm_repeated_while_stopping_changes_nothing(tmp_path: Path) -> None:
     """SIGTERM sent again and again while the gateway drains: one graceful stop to its
     end (requests in flight answered), exit status 0, every line logged is a JSON record
@@ -171,3 +185,39 @@ async def test_sigterm_repeated_while_stopping_changes_nothing(tmp_path: Path) -
     repeats = [r for r in records if "already stopping" in r["message"]]
     assert 1 <= len(repeats) <= 5
     assert {"WARNING"} == {r["level"] for r in repeats}
+
+
+async def test_oversized_header_is_a_problem_that_echoes_nothing(tmp_path: Path) -> None:
+    """A 20 KiB Authorization header (over the 16 KiB field limit) and a 20 KiB request
+    line: each answered 431 with a problem body that holds nothing of the request, each
+    logged as one WARNING line without it, no traceback; the gateway serves on."""
+    data, log = tmp_path / "data", tmp_path / "gateway.log"
+    marker = "ecg_o_" + secrets.token_urlsafe(32)
+    async with _gateway(data, log) as (proc, address):
+        header = await _raw_exchange(address, (
+            f"GET /v1/admin/trust-list HTTP/1.1\r\nHost: gateway\r\n"
+            f"Authorization: Bearer {marker}{'A' * 20480}\r\n\r\n").encode())
+        line = await _raw_exchange(address, (
+            f"GET /v1/admin/trust-list?token={marker}{'A' * 20480} HTTP/1.1\r\n"
+            f"Host: gateway\r\n\r\n").encode())
+        for answer in (header, line):
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert marker.encode() not in answer
+            assert b" 431 " in head.split(b"\r\n")[0]
+            assert b"content-type: application/problem+json" in head.lower()
+            problem = orjson.loads(body)
+            assert 431 == problem["status"]
+            assert f"x-request-id: {problem['request_id']}".encode() in head.lower()
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://{address}/healthz") as resp:
+            assert 200 == resp.status
+        proc.send_signal(signal.SIGTERM)
+        assert 0 == await asyncio.to_thread(proc.wait, 30)
+    text = log.read_text(encoding="utf-8")
+    assert marker not in text
+    assert "Traceback" not in text
+    records = _log_records(log)
+    assert [] == [r for r in records if r["level"] not in ("DEBUG", "INFO", "WARNING")]
+    refused = [r for r in records if r["level"] == "WARNING"]
+    assert [("request refused by the HTTP parser", 431, "LineTooLong")] * 2 == [
+        (r["message"], r["status"], r["error"]) for r in refused]
