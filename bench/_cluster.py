@@ -3,9 +3,9 @@
 * Redis: the run's own database (``redis://127.0.0.1:6379/1`` by default),
   flushed at the start (so no earlier run can produce hits) and at the end.
 * The gateway's data folder: the client key, two operators (a proposer and an
-  approver, for dual control with ``ECERT_APPROVALS_REQUIRED=1``), Huzhou's
-  licence library (``licences demo``) and a settings file that raises the
-  partner's rate limit and names Redis.
+  approver, for dual control with ``ECERT_APPROVALS_REQUIRED=1``), a scraper's
+  token for ``/metrics``, Huzhou's licence library (``licences demo``) and a
+  settings file that raises the partner's rate limit and names Redis.
 * Partner pools: asked of the mock federation's control endpoint just before
   each round (request tokens live at most 300 s).
 * Tier-2 warm-up on instance A, trust-list propagation A → B, and the verdict
@@ -172,9 +172,10 @@ def fill_cache(gateway: str, headers: dict[str, str], pool: Path, workers: int =
         return sum(executor.map(lambda body: _post_batch(url, body, headers), bodies))
 
 
-def metrics(gateway: str) -> dict[str, float]:
-    """``GET /metrics`` as ``{"name{labels}": value}``."""
-    status, body = http_get(f"{gateway}/metrics", timeout=10)
+def metrics(gateway: str, token: str) -> dict[str, float]:
+    """``GET /metrics`` with a scraper's ``token`` as ``{"name{labels}": value}``."""
+    status, body = http_get(f"{gateway}/metrics", timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
     if status != 200:
         raise RuntimeError(f"GET /metrics answered {status}")
     values: dict[str, float] = {}

@@ -80,9 +80,11 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """Status and body of a GET to a loopback URL (any status, no exception on 4xx/5xx)."""
-    return _http(urllib.request.Request(url), timeout)  # noqa: S310 - loopback URL we built
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback URL
+    return _http(request, timeout)
 
 
 def http_post(url: str, body: bytes, headers: dict[str, str] | None = None,

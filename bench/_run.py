@@ -512,7 +512,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     ], role="load")
     children.wait_file("mockserver", pools / "trust-list.json", 60)
 
-    # -- the gateway's data folder: client key, two operators, Huzhou's licence library
+    # -- the gateway's data folder: client key, two operators, a scraper, the licence library
     data = work / "gateway"
     key = _cluster.cli_token(["clients", "add", "bench", "--data-dir", str(data)], "clients add")
     auth = {"Authorization": f"Bearer {key}"}
@@ -520,6 +520,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
                                    "--data-dir", str(data)], "operators add")
     approver = _cluster.cli_token(["operators", "add", "bench-approver", "--role", "approver",
                                    "--data-dir", str(data)], "operators add")
+    scraper = _cluster.cli_token(["operators", "add", "bench-scraper", "--role", "metrics",
+                                  "--data-dir", str(data)], "operators add")
     log(f"Huzhou's licence library: licences demo --count {opts.licences:,}")
     demo = run_bounded([python(), "-m", "gateway", "licences", "demo", "--count",
                         str(opts.licences), "--data-dir", str(data), "--no-progress"], 900)
@@ -658,10 +660,10 @@ def _run(opts: Options, command: str, work: Path, children: Children,
             extras.tier2_warm.append(passed)
             log(f"  warmed {passed:,} of {tier2.pool_lines:,} licences on instance A")
             before.clear()
-            before.update(_cluster.metrics(gw_b))
+            before.update(_cluster.metrics(gw_b, scraper))
 
         def finish_tier2(round_no: int) -> None:
-            delta = _counter_delta(before, _cluster.metrics(gw_b))
+            delta = _counter_delta(before, _cluster.metrics(gw_b, scraper))
             extras.tier2_counts.append(delta)
             log(f"  instance B: {delta}")
 
@@ -748,7 +750,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     began = time.monotonic()
     extras.filled = _cluster.fill_cache(gw, auth, pool("fill"))
     extras.fill_seconds = time.monotonic() - began
-    extras.entries = int(_cluster.metrics(gw).get("ecert_cache_memory_entries", 0))
+    extras.entries = int(_cluster.metrics(gw, scraper).get("ecert_cache_memory_entries", 0))
     extras.rss_kib = resident_memory_kib(gateway.pid)
     log(f"  {extras.filled:,} passed in {extras.fill_seconds:.1f} s; {extras.entries:,} entries, "
         f"VmRSS {(extras.rss_kib or 0) / 1024:.0f} MiB")

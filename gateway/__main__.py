@@ -16,6 +16,7 @@ from gateway.cli import audit, identities, licences, registry, trust
 from gateway.datafolder import DataFolderError, create_data_folder
 from gateway.identity import IdentityError
 from gateway.logs import configure_logging
+from gateway.runner import serve
 from gateway.settings import SettingsError, load_settings
 from trust import TrustError
 
@@ -47,10 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("gateway").info(
         "gateway starting", extra={"listen": settings.listen, "data_dir": str(settings.data_dir)}
     )
-    # run_app stops accepting on SIGTERM/SIGINT, lets in-flight requests finish
-    # (up to shutdown_timeout), then runs the cleanup contexts in reverse.
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
-                shutdown_timeout=settings.shutdown_timeout_s, print=None)
+    # Stops accepting on SIGTERM/SIGINT, lets in-flight requests finish (up to
+    # shutdown_timeout_s), then runs the cleanup contexts in reverse (gateway.runner).
+    serve(app, settings)
     return 0
 
 

@@ -30,9 +30,10 @@ from gateway.appkeys import (
 )
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.auth import require_operator
 from gateway.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
 from gateway.cache import redis_client as make_redis_client
-from gateway.identity import IdentityStore
+from gateway.identity import IdentityStore, Role
 from gateway.matters import REGISTRY_KEY
 from gateway.matters import setup as setup_matters
 from gateway.middleware import request_middleware
@@ -94,7 +95,9 @@ async def jwks(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: counters in the Prometheus text format."""
+    """GET /metrics: counters in the Prometheus text format, for an operator token of
+    any role (a scraper's is made with ``operators add NAME --role metrics``)."""
+    await require_operator(request, set(Role))
     service = request.app[VERIFICATION_KEY]
     lines = ["# TYPE ecert_verifications_total counter"]
     lines += [f'ecert_verifications_total{{indication="{k}"}} {v}'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from gateway.appkeys import IDENTITIES_KEY
@@ -19,6 +21,10 @@ __all__ = ["bearer", "require_client", "require_operator"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ecert-gateway"'}
 
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750 2.1 ``b64token``: the syntax of a bearer credential. Every key and token the
+gateway issues fits it (``gateway.identity``: a prefix and URL-safe base64)."""
+
 
 def bearer(request: web.Request) -> str | None:
     """The bearer token of the request, if it has one."""
@@ -31,7 +37,10 @@ def bearer(request: web.Request) -> str | None:
 
 async def _lookup(request: web.Request) -> Identity | None:
     token = bearer(request)
-    if token is None or len(token) > 256:
+    # aiohttp keeps header bytes that are not UTF-8 as lone surrogates, which the
+    # store's UTF-8 hashing refuses (a 500): such a value, like any other outside the
+    # b64token syntax, is no credential of ours and is refused as an unknown one is.
+    if token is None or len(token) > 256 or _B64TOKEN.fullmatch(token) is None:
         return None
     return await request.app[IDENTITIES_KEY].lookup(token)
 

@@ -93,6 +93,8 @@ class Role(StrEnum):
     OPERATOR = "operator"
     APPROVER = "approver"
     AUDITOR = "auditor"
+    METRICS = "metrics"
+    """A scraper's credential: opens ``GET /metrics`` and nothing else."""
 
 
 @dataclass(frozen=True, slots=True)

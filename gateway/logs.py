@@ -76,7 +76,7 @@ def request_id_of(request: web.Request) -> str | None:
     return request.get(REQUEST_ID_KEY)
 
 
-def new_request_id(request: web.Request) -> str:
+def new_request_id(request: web.BaseRequest) -> str:
     """The caller's ``X-Request-Id`` when it is sane (1..64 printable ASCII), else a new id."""
     given = request.headers.get("X-Request-Id", "")
     if 0 < len(given) <= 64 and given.isascii() and given.isprintable():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,7 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.identity import IdentityKind, add_identity
+from gateway.appkeys import SETTINGS_KEY
+from gateway.identity import IdentityKind, Role, add_identity
 from gateway.settings import load_settings
 from gateway.verification import Clock
 from mocks import Federation, RunningFederation, serve_federation
@@ -49,6 +51,17 @@ async def client_key(tmp_path: Path) -> str:
     """A local system's API key in the test's data folder."""
     return await asyncio.get_running_loop().run_in_executor(
         None, add_identity, tmp_path, IdentityKind.CLIENT, "window-01")
+
+
+async def scrape_metrics(client: TestClient[web.Request, web.Application]) -> str:
+    """``GET /metrics`` as Prometheus scrapes it: with a scraper's token (role ``metrics``)
+    made in the gateway's data folder."""
+    token = await asyncio.to_thread(add_identity, client.app[SETTINGS_KEY].data_dir,
+                                    IdentityKind.OPERATOR, f"scraper-{secrets.token_hex(4)}",
+                                    Role.METRICS)
+    response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert 200 == response.status
+    return await response.text()
 
 
 @pytest.fixture

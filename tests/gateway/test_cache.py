@@ -34,7 +34,7 @@ from gateway.logs import JsonFormatter
 from gateway.settings import load_settings
 from mocks import LICENCE_TYPES, RunningFederation
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import AppFactory, PrivateRedis, trust_document
+from tests.gateway.conftest import AppFactory, PrivateRedis, scrape_metrics, trust_document
 from tests.services import free_port
 from trust import TrustList
 
@@ -276,7 +276,7 @@ async def test_shared_redis_hit_on_second_instance(
                                  json={"credential": token})).json()
     assert (False, True) == (first["cached"], second["cached"])
     assert first["indication"] == second["indication"]
-    metrics = await (await b.get("/metrics")).text()
+    metrics = await scrape_metrics(b)
     assert 'ecert_cache_events_total{tier="redis",event="hit"} 1' in metrics
 
 
@@ -310,7 +310,7 @@ async def test_redis_stopped_mid_run_changes_no_verdict(
     client.app[TRUST_KEY].replace(TrustList.from_json(trust_document(running.federation,
                                                                      version=10)))
     assert [(200, e) for e in expected] == await run_all()  # stores into the new Redis
-    metrics_before = await (await client.get("/metrics")).text()
+    metrics_before = await scrape_metrics(client)
     assert 'tier="redis",event="error"' in metrics_before
     # Tier 1 still holds version 10; drop it to prove tier 2 answers again.
     from gateway.appkeys import VERIFICATION_KEY
@@ -342,7 +342,7 @@ async def test_batch_shares_verdicts_through_redis_in_one_round_trip(
         r["indication"] for r in second["results"]]
     assert [False] * 6 == [r["cached"] for r in first["results"]]
     assert [True] * 6 == [r["cached"] for r in second["results"]]
-    metrics = await (await b.get("/metrics")).text()
+    metrics = await scrape_metrics(b)
     assert 'ecert_cache_events_total{tier="redis",event="hit"} 6' in metrics
 
 

@@ -52,7 +52,7 @@ from mocks import (
     sign_compact,
 )
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import PrivateRedis, trust_document
+from tests.gateway.conftest import PrivateRedis, scrape_metrics, trust_document
 from trust import TrustList, iso7064_check_char
 
 SHANGHAI = "310000"
@@ -137,7 +137,7 @@ def partner(client: Client, running: RunningFederation, region: str = SHANGHAI
 
 async def memory_metrics(client: Client) -> dict[str, int]:
     """The licence store's memory counters and size, as ``/metrics`` gives them."""
-    text = await (await client.get("/metrics")).text()
+    text = await scrape_metrics(client)
     found: dict[str, int] = {}
     for line in text.splitlines():
         if line.startswith("ecert_licence_memory_events_total{"):
@@ -183,7 +183,7 @@ class TestFound:
         assert on_thread == crypto.enabled
         # The request token's signature check and the licence's signature.
         assert (2 if on_thread else 0) == crypto.calls
-        metrics = (await (await client.get("/metrics")).text()).splitlines()
+        metrics = (await scrape_metrics(client)).splitlines()
         assert f"ecert_crypto_thread_calls_total {crypto.calls}" in metrics
         assert f"ecert_crypto_thread_batches_total {crypto.batches}" in metrics
         assert 200 == answer.status

@@ -1,0 +1,136 @@
+"""Serving the application: what ``ecert-gateway serve`` runs, in place of ``web.run_app``.
+
+Two things are done differently from ``run_app``:
+
+* **Stop signals.** The first SIGTERM or SIGINT starts one graceful stop: the
+  listening socket closes, requests in flight finish (up to
+  ``shutdown_timeout_s``), then the cleanup contexts close, last opened first.
+  A signal that comes while stopping is logged and changes nothing. Under
+  ``run_app`` a second signal raised ``GracefulExit`` again, and its exit path
+  then cancelled every task, the stop under way among them: cleanup contexts
+  were cut off half-way (the licence store closing, the audit writer draining),
+  requests in flight went unanswered, and the process ended with
+  ``CleanupError('Multiple errors on cleanup stage', [CancelledError(), ...])``
+  and exit status 1.
+* **Requests the HTTP parser refuses** (a header field over
+  ``gateway.app.MAX_HEADER_FIELD_BYTES``, a request line over 8,190 bytes, a
+  malformed message) never reach the application and its middleware. aiohttp
+  answered them with a text/plain 400 quoting the first 100 bytes of the
+  offending line (the secret of an ``Authorization`` header, say) and logged an
+  ERROR with a traceback quoting them again. Here the answer is a problem body
+  that echoes nothing of the request (431 for a line over the limit, else 400),
+  and the log gets one WARNING line that names the error's class, never its
+  bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.web_request import BaseRequest
+
+from gateway.logs import new_request_id, request_id_var
+from gateway.problems import Problem, problem_response
+from gateway.settings import Settings
+
+__all__ = ["STOP_SIGNALS", "serve"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_log = logging.getLogger("gateway.http")
+
+
+def _refusal(exc: HttpProcessingError) -> Problem:
+    """The problem a request refused by the parser is answered with: nothing of its bytes."""
+    if isinstance(exc, LineTooLong):
+        return Problem(431, "Request header fields too large",
+                       "the request line or a header field is longer than the gateway accepts")
+    return Problem(400, "Bad request", "the request is not well-formed HTTP/1.1")
+
+
+class _RequestHandler(web.RequestHandler):
+    """aiohttp's connection protocol, answering parser refusals as problems (module doc)."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A problem body for a request the parser refused; aiohttp's answer otherwise."""
+        if not isinstance(exc, HttpProcessingError) or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        problem = _refusal(exc)
+        request_id = new_request_id(request)  # a new one: the refused request keeps no headers
+        context = request_id_var.set(request_id)
+        try:
+            # A bad method is what TLS or other non-HTTP traffic to the port looks like:
+            # noise, as aiohttp also judges it.
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.WARNING
+            _log.log(level, "request refused by the HTTP parser",
+                     extra={"status": problem.status, "error": type(exc).__name__,
+                            "remote": request.remote})
+        finally:
+            request_id_var.reset(context)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was sent already; cannot answer the error")
+        response = problem_response(problem, request_id)
+        response.headers["X-Request-Id"] = request_id
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """The low-level server, making a ``_RequestHandler`` for each connection."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    """``web.AppRunner`` serving through ``_Server``."""
+
+    async def _make_server(self) -> web.Server:
+        # aiohttp builds its Server in Application._make_handler, with no hook for the
+        # protocol class: the same server is built again as a _Server, same arguments.
+        made = await super()._make_server()  # starts the application, then builds its server
+        return _Server(made.request_handler, request_factory=made.request_factory,
+                       handler_cancellation=made.handler_cancellation,
+                       loop=asyncio.get_running_loop(), **made._kwargs)
+
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stopping.is_set():
+            _log.warning("%s again: already stopping; the stop under way continues", sig.name)
+            return
+        _log.info("%s: stopping", sig.name)
+        stopping.set()
+
+    for sig in STOP_SIGNALS:  # before start-up: a signal then stops once start-up is done
+        loop.add_signal_handler(sig, on_signal, sig)
+    runner = _Runner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s)
+    await runner.setup()
+    try:
+        if not stopping.is_set():
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            await stopping.wait()
+    finally:
+        await runner.cleanup()
+        _log.info("stopped")
+        # Stopped: from here a signal could only turn a clean exit into a kill. (Removing
+        # the loop's handler gives a signal its default action back; replaced at once.)
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def serve(app: web.Application, settings: Settings) -> None:
+    """Serve ``app`` on ``settings.listen`` until SIGTERM or SIGINT, then stop gracefully:
+    stop accepting, let requests in flight finish (``shutdown_timeout_s``), close every
+    cleanup context. Signals repeated while stopping are logged and ignored."""
+    asyncio.run(_serve(app, settings))
