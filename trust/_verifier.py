@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from stdnum.cn import uscc
@@ -43,6 +42,7 @@ from trust._jose import (
     VerifyingKey,
     key_from_public,
     parse_compact,
+    parse_json,
 )
 from trust._status import StatusList, StatusValue
 from trust._timeutil import day_end, day_start, require_aware
@@ -275,9 +275,9 @@ class Verifier:
         run = _Run()
         claims: Any = None
         try:
-            claims = orjson.loads(jws.payload)
-        except orjson.JSONDecodeError:
-            run.fail("structure", SubIndication.FORMAT_FAILURE, "payload is not JSON")
+            claims = parse_json(jws.payload)
+        except JoseError as exc:
+            run.fail("structure", SubIndication.FORMAT_FAILURE, str(exc))
         else:
             if isinstance(claims, dict):
                 run.ok("structure", "compact JWS, header and payload are JSON objects")

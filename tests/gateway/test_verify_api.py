@@ -17,6 +17,7 @@ from gateway.audit.event import EventType
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, trust_document
+from tests.tokens import resign_raw
 from trust import TrustList
 
 pytestmark = pytest.mark.asyncio
@@ -378,3 +379,56 @@ async def test_extreme_signed_values_are_verdicts(
     assert answers[0]["indication"] == answers[1]["indication"]
     if expected is not None:
         assert expected == answers[0]["sub_indication"], answers[0]["checks"]
+
+
+@pytest.mark.parametrize("edit", [
+    # The issue's example: Bijie's code first, Shanghai's last (the value orjson keeps).
+    ("payload", b'{"iss":"310000"', b'{"iss":"520500","iss":"310000"'),
+    ("payload", b'"holder_code":', b'"holder_code":"110101199003077777","holder_code":'),
+    ("header", b'{"alg":"ES256"', b'{"alg":"none","alg":"ES256"'),
+], ids=["iss", "nested-lic", "header-alg"])
+async def test_repeated_member_name_is_a_format_failure(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        edit: tuple[str, bytes, bytes]) -> None:
+    """A signed licence that repeats a member name answers FORMAT_FAILURE (cn 12), also
+    from the cache; signed again without the repeat it passes."""
+    part, old, new = edit
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    token = sh.issue().token
+
+    async def answer(credential: str) -> Any:
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": credential})
+        assert 200 == resp.status
+        return await resp.json()
+
+    assert "TOTAL_PASSED" == (await answer(resign_raw(sh, token, part, old, old)))["indication"]
+    repeated = resign_raw(sh, token, part, old, new)
+    for _ in range(2):  # the second answer comes from the cache
+        body = await answer(repeated)
+        assert ("TOTAL_FAILED", "FORMAT_FAILURE", 12) == (
+            body["indication"], body["sub_indication"], body["cn_status"])
+        structure = next(c for c in body["checks"] if c["name"] == "structure")
+        assert f"{part} repeats a member name in an object" == structure["detail"]
+
+
+async def test_status_list_repeating_a_member_name_is_try_later(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status list whose claims repeat a name (the last value genuine) is not used: the
+    licence answers TRY_LATER, never a pass."""
+    sh = running.federation["310000"]
+    genuine = sh.status_list_token
+
+    def repeated(**kwargs: Any) -> str:
+        return resign_raw(sh, genuine(**kwargs), "payload", b'"sub":',
+                          b'"sub":"https://elsewhere.invalid/status","sub":')
+
+    monkeypatch.setattr(sh, "status_list_token", repeated)
+    client = await gateway_client()
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": sh.issue().token})).json()
+    assert ("INDETERMINATE", "TRY_LATER") == (body["indication"], body["sub_indication"])
+    status = next(c for c in body["checks"] if c["name"] == "status")
+    assert "repeats a member name" in status["detail"]

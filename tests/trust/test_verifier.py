@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from mocks import DELETE, MockRegion, b64url_encode
+from tests.tokens import resign_raw
 from tests.trust.conftest import NOW, T, anchor, partner
 from trust import (
     CheckResult,
@@ -165,6 +166,27 @@ class TestFormat:
         failed = verdict.check("header")
         assert failed is not None
         assert CheckResult.FAILED == failed.result
+
+    @pytest.mark.parametrize(("part", "old", "new"), [
+        # The last value is the genuine one: a reader keeping it would pass the licence.
+        ("payload", b'{"iss":"310000"', b'{"iss":"520500","iss":"310000"'),
+        ("payload", b'"holder_code":', b'"holder_code":"110101199003077777","holder_code":'),
+        ("payload", b'"status_list":{', b'"status_list":{"idx":1,'),
+        ("header", b'{"alg":"ES256"', b'{"alg":"none","alg":"ES256"'),
+        ("header", b'"typ":"ecert+jwt"', b'"typ":"ecert+jwt","typ":"ecert+jwt"'),
+    ])
+    def test_repeated_member_name(self, sh: MockRegion, trust_list: Build, part: str,
+                                  old: bytes, new: bytes) -> None:
+        """A name repeated in the header, the claims or a nested claim is a format failure
+        (RFC 7515 4, RFC 7519 4), reported at the structure check; the same licence
+        signed again without the repeat passes."""
+        token = sh.issue(iat=T - 60).token
+        assert_sub(None, verify(trust_list(), resign_raw(sh, token, part, old, old), sh))
+        verdict = verify(trust_list(), resign_raw(sh, token, part, old, new), sh)
+        assert_sub(SubIndication.FORMAT_FAILURE, verdict)
+        structure = verdict.check("structure")
+        assert structure is not None
+        assert f"{part} repeats a member name in an object" == structure.detail
 
     @pytest.mark.parametrize("claims", [
         {"lic": {"type_code": DELETE}}, {"iat": DELETE}, {"iat": "yesterday"},
@@ -543,6 +565,20 @@ class TestStatus:
         assert isinstance(verdict, Verdict) is False
         assert verdict.status_needed is None  # type: ignore[union-attr]
         assert_sub(SubIndication.TRY_LATER, verdict.finish())  # type: ignore[union-attr]
+
+    def test_status_list_repeating_a_member_name_is_refused(self, sh: MockRegion,
+                                                             trust_list: Build) -> None:
+        """A status list whose claims repeat a name (the last value genuine) is unusable."""
+        from trust import StatusListError
+
+        token = sh.status_list_token(iat=T - 60)
+        good = resign_raw(sh, token, "payload", b'"sub":', b'"sub":')
+        parse_status_list(good, trust_list=trust_list(), region="310000", uri=sh.status_uri)
+        repeated = resign_raw(sh, token, "payload", b'"sub":',
+                              b'"sub":"https://elsewhere.invalid/status","sub":')
+        with pytest.raises(StatusListError, match="repeats a member name"):
+            parse_status_list(repeated, trust_list=trust_list(), region="310000",
+                              uri=sh.status_uri)
 
     def test_status_list_signed_by_licence_key_is_refused(self, sh: MockRegion,
                                                           trust_list: Build) -> None:
