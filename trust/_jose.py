@@ -314,7 +314,10 @@ def parse_compact(token: str | bytes, *, max_bytes: int = MAX_CREDENTIAL_BYTES) 
     """Split a compact JWS (RFC 7515 7.1) strictly; raise ``JoseError`` on any flaw.
 
     The header must be a JSON object without a repeated member name; the payload
-    is returned as bytes (``parse_json`` reads it).
+    is returned as bytes (``parse_json`` reads it). The signature part may be
+    empty, as an unsecured JWS has it (``alg: none``, RFC 7519 6.1): refusing that
+    algorithm is the caller's check (a crypto constraint, not a format flaw), and
+    ``VerifyingKey.verify`` accepts no empty signature under any allowed one.
     """
     if isinstance(token, str):
         if len(token) > max_bytes:
@@ -331,8 +334,8 @@ def parse_compact(token: str | bytes, *, max_bytes: int = MAX_CREDENTIAL_BYTES) 
     if len(parts) != 3:
         raise JoseError("not three dot-separated parts")
     header_b64, payload_b64, sig_b64 = parts
-    if not header_b64 or not sig_b64:
-        raise JoseError("empty header or signature part")
+    if not header_b64:
+        raise JoseError("empty header part")
     try:
         header_bytes = b64url_decode(header_b64)
         payload = b64url_decode(payload_b64)

@@ -432,3 +432,31 @@ async def test_status_list_repeating_a_member_name_is_try_later(
     assert ("INDETERMINATE", "TRY_LATER") == (body["indication"], body["sub_indication"])
     status = next(c for c in body["checks"] if c["name"] == "status")
     assert "repeats a member name" in status["detail"]
+
+
+async def test_unsecured_licence_is_a_crypto_constraints_failure(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """alg none (or another alg off the allow-list) with an empty signature part answers
+    CRYPTO_CONSTRAINTS_FAILURE (cn 11), as spec/ecert-profile.md says; an allowed alg
+    with an empty signature fails its signature check."""
+    client = await gateway_client()
+    head_b64, body_b64, _ = running.federation["310000"].issue().token.split(".")
+    head = orjson.loads(_b64(head_b64))
+
+    def unsecured(alg: str) -> str:
+        part = base64.urlsafe_b64encode(orjson.dumps({**head, "alg": alg})).rstrip(b"=")
+        return f"{part.decode()}.{body_b64}."
+
+    cases = {"none": "CRYPTO_CONSTRAINTS_FAILURE", "HS256": "CRYPTO_CONSTRAINTS_FAILURE",
+             "RS512": "CRYPTO_CONSTRAINTS_FAILURE", "ES256": "SIG_CRYPTO_FAILURE"}
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": unsecured(a)} for a in cases]})
+    assert 200 == resp.status
+    results = (await resp.json())["results"]
+    assert cases == {alg: r["sub_indication"] for alg, r in zip(cases, results, strict=True)}
+    assert {"TOTAL_FAILED"} == {r["indication"] for r in results}
+    assert {11} == {r["cn_status"] for r in results}
+    single = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                      json={"credential": unsecured("none")})).json()
+    assert ("TOTAL_FAILED", "CRYPTO_CONSTRAINTS_FAILURE", 11) == (
+        single["indication"], single["sub_indication"], single["cn_status"])

@@ -82,6 +82,22 @@ class TestRepeatedNames:
         assert orjson.loads(deep) is not None
 
 
+class TestCompact:
+    """parse_compact's structure rules."""
+
+    def test_empty_signature_part_is_the_unsecured_form(self) -> None:
+        """header.payload. splits, with an empty signature (RFC 7519 6.1)."""
+        jws = parse_compact(b"eyJhbGciOiJub25lIn0.e30.")
+        assert ({"alg": "none"}, b"{}", b"") == (jws.header, jws.payload, jws.signature)
+        assert b"eyJhbGciOiJub25lIn0.e30" == jws.signing_input
+
+    @pytest.mark.parametrize("token", [b".e30.AA", b".e30.", b"e30.e30", b"e30..e30.AA"])
+    def test_empty_header_or_wrong_part_count(self, token: bytes) -> None:
+        """No header, or not three parts, is malformed."""
+        with pytest.raises(JoseError):
+            parse_compact(token)
+
+
 class TestOnlyItsOwnError:
     """The readers raise only JoseError, whatever bytes they are given."""
 

@@ -216,6 +216,37 @@ class TestCrypto:
         verdict = verify(trust_list(), token, sh)
         assert_sub(SubIndication.CRYPTO_CONSTRAINTS_FAILURE, verdict)
 
+    @pytest.mark.parametrize("alg", [
+        "none", "None", "NONE", "", "HS256", "HS384", "HS512", "RS384", "RS512", "PS384",
+        "PS512", "ES256K", "ES512", "Ed25519", "SM2SM3",
+    ])
+    def test_unsecured_form_refused_for_its_algorithm(self, sh: MockRegion,
+                                                      trust_list: Build, alg: str) -> None:
+        """An alg off the allow-list with an empty signature part (the unsecured JWS form,
+        RFC 7519 6.1) is CRYPTO_CONSTRAINTS_FAILURE, as with any signature."""
+        good = sh.issue(iat=T - 60).token
+        head = orjson.loads(_pad(good.split(".")[0]))
+        head["alg"] = alg
+        token = b64url_encode(orjson.dumps(head)) + "." + good.split(".")[1] + "."
+        verdict = verify(trust_list(), token, sh)
+        assert_sub(SubIndication.CRYPTO_CONSTRAINTS_FAILURE, verdict)
+        assert [("structure", CheckResult.PASSED), ("header.alg", CheckResult.FAILED)] == [
+            (c.name, c.result) for c in verdict.checks[:2]]
+
+    @pytest.mark.parametrize(("header", "expected"), [
+        ({}, SubIndication.SIG_CRYPTO_FAILURE),  # an allowed alg: the signature fails
+        ({"kid": "310000-unlisted"}, SubIndication.UNKNOWN_ISSUER),  # the anchor first
+        ({"alg": DELETE}, SubIndication.FORMAT_FAILURE),  # no alg at all: a header flaw
+    ])
+    def test_empty_signature_under_an_allowed_or_missing_alg(
+            self, sh: MockRegion, trust_list: Build, header: dict[str, Any],
+            expected: SubIndication) -> None:
+        """An empty signature part is not a format flaw by itself: the checks run in
+        their order and an allowed alg's signature check fails it."""
+        good = sh.issue(iat=T - 60, header_override=header).token
+        token = good.rsplit(".", 1)[0] + "."
+        assert_sub(expected, verify(trust_list(), token, sh))
+
     def test_rsa_under_2048_bits(self, sh: MockRegion, trust_list: Build) -> None:
         """An RS256 licence from a 1024-bit anchor key fails the crypto constraints."""
         kid = sh.add_signing_key("RS256", kid="310000-lic-weak", rsa_bits=1024)
