@@ -572,6 +572,12 @@ class Verifier:
     def _check_validity(self, run: _Run, licence: Licence, at: datetime) -> datetime | None:
         skew = self._skew
         starts = day_start(licence.valid_from)
+        # A licence signed later than now (beyond the skew) is not valid yet, whatever
+        # its nbf says: its iat chose the anchor window and certificates it was judged by.
+        if at + skew < licence.iat:
+            run.fail("validity", SubIndication.NOT_YET_VALID,
+                     f"signed in the future: iat {licence.iat.isoformat()}")
+            return None
         if licence.nbf is not None and at + skew < licence.nbf:
             run.fail("validity", SubIndication.NOT_YET_VALID,
                      f"not before {licence.nbf.isoformat()}")

@@ -460,3 +460,43 @@ async def test_unsecured_licence_is_a_crypto_constraints_failure(
                                       json={"credential": unsecured("none")})).json()
     assert ("TOTAL_FAILED", "CRYPTO_CONSTRAINTS_FAILURE", 11) == (
         single["indication"], single["sub_indication"], single["cn_status"])
+
+
+@pytest.mark.parametrize(("ahead", "expected"), [(30, "TOTAL_PASSED"), (31, "TOTAL_FAILED")])
+async def test_iat_beyond_the_skew_is_not_yet_valid(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        ahead: int, expected: str) -> None:
+    """With clock_skew_s 30, a licence signed 30 s after the request's instant passes and
+    one signed 31 s after answers NOT_YET_VALID (cn 22), which is not cached."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    client = await gateway_client(clock=lambda: now, clock_skew_s=30)
+    token = running.federation["310000"].issue(iat=int(now.timestamp()) + ahead,
+                                               with_status=False).token
+    answers = [await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                        json={"credential": token})).json() for _ in range(2)]
+    for body in answers:
+        assert expected == body["indication"], body["checks"]
+    if expected == "TOTAL_FAILED":
+        assert [("NOT_YET_VALID", 22, False)] * 2 == [
+            (b["sub_indication"], b["cn_status"], b["cached"]) for b in answers]
+
+
+async def test_iat_in_a_key_window_not_yet_begun_over_http(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """The red-team case: an anchor valid from half a year ahead, a licence claiming an iat
+    a month into that window and valid from today. It answered TOTAL_PASSED; it is
+    NOT_YET_VALID."""
+    sh = running.federation["310000"]
+    starts = datetime.now(UTC) + timedelta(days=180)
+    kid = sh.add_signing_key("ES256", kid="310000-lic-next", valid_from=starts)
+    today = datetime.now(UTC).date()
+    token = sh.issue(kid=kid, iat=int((starts + timedelta(days=30)).timestamp()),
+                     issue_date=today, valid_from=today).token
+    client = await gateway_client()
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": token})).json()
+    assert ("TOTAL_FAILED", "NOT_YET_VALID", 22) == (
+        body["indication"], body["sub_indication"], body["cn_status"]), body["checks"]
+    assert {"anchor": "PASSED", "signature": "PASSED", "validity": "FAILED"} == {
+        c["name"]: c["result"] for c in body["checks"]
+        if c["name"] in {"anchor", "signature", "validity"}}

@@ -492,6 +492,42 @@ class TestValidity:
         token = sh.issue(iat=T - 60, exp=T + offset).token
         assert_sub(expected, verify(trust_list(), token, sh))
 
+    @pytest.mark.parametrize(("skew", "offset", "expected"), [
+        (0, -1, None), (0, 0, None), (0, 1, SubIndication.NOT_YET_VALID),
+        (5, 4, None), (5, 5, None), (5, 6, SubIndication.NOT_YET_VALID),
+        (300, 299, None), (300, 300, None), (300, 301, SubIndication.NOT_YET_VALID),
+    ])
+    def test_iat_in_the_future(self, sh: MockRegion, trust_list: Build, skew: int,
+                               offset: int, expected: SubIndication | None) -> None:
+        """A licence signed up to the skew allowance ahead passes; one second more is
+        NOT_YET_VALID (it may pass once that time comes, so it is no format failure)."""
+        token = sh.issue(iat=T + offset, valid_from=NOW.date()).token
+        verdict = verify(trust_list(), token, sh, skew=skew)
+        assert_sub(expected, verdict)
+        if expected is not None:
+            validity = verdict.check("validity")
+            assert validity is not None
+            assert validity.detail.startswith("signed in the future: iat ")
+
+    def test_iat_in_a_key_window_not_yet_begun(self, sh: MockRegion,
+                                               trust_list: Build) -> None:
+        """The red-team case: a key valid from next June signs a licence claiming iat in
+        July. Its window contains that iat, so the anchor check passes; the future iat
+        is what refuses it, today and up to the day before that iat."""
+        starts = NOW + timedelta(days=187)
+        kid = sh.add_signing_key("ES256", kid="310000-lic-2027a", valid_from=starts)
+        iat = int((starts + timedelta(days=30)).timestamp())
+        token = sh.issue(iat=iat, kid=kid, valid_from=NOW.date(), issue_date=NOW.date(),
+                         with_status=False).token
+        tl = trust_list(next_update=NOW + timedelta(days=400))
+        verdict = verify(tl, token)
+        assert_sub(SubIndication.NOT_YET_VALID, verdict)
+        anchor_check = verdict.check("anchor")
+        assert anchor_check is not None
+        assert CheckResult.PASSED == anchor_check.result
+        assert_sub(SubIndication.NOT_YET_VALID, verify(tl, token, at_offset=iat - T - 1))
+        assert_sub(None, verify(tl, token, at_offset=iat - T))
+
     def test_skew_allowance(self, sh: MockRegion, trust_list: Build) -> None:
         """A configured clock-skew allowance covers a licence one second past exp."""
         token = sh.issue(iat=T - 60, exp=T - 1).token
