@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -51,6 +50,7 @@ from trust import (
     PartnerStatus,
     TrustList,
     parse_compact,
+    parse_json,
 )
 
 __all__ = [
@@ -217,9 +217,9 @@ def _token_parts(token: str, trust_list: TrustList) -> _TokenParts:
         raise RequestTokenError(f"not a compact JWS: {exc}") from exc
     header = jws.header
     try:
-        raw_claims = orjson.loads(jws.payload)
-    except orjson.JSONDecodeError as exc:
-        raise RequestTokenError("payload is not JSON") from exc
+        raw_claims = parse_json(jws.payload)
+    except JoseError as exc:
+        raise RequestTokenError(str(exc)) from exc
     if not isinstance(raw_claims, dict):
         raise RequestTokenError("payload is not a JSON object")
     claims: dict[str, object] = raw_claims

@@ -91,7 +91,7 @@ def signature(key: PrivateKey, alg: Alg, signing_input: bytes) -> bytes:
 
 
 def sign_compact(
-    header: Mapping[str, Any],
+    header: Mapping[str, Any] | bytes,
     payload: Mapping[str, Any] | bytes,
     key: PrivateKey,
     alg: Alg,
@@ -99,10 +99,12 @@ def sign_compact(
     """Return ``header.payload.signature`` signed with ``key`` under ``alg``.
 
     The header is used exactly as given (its ``alg`` is not checked against
-    ``alg``), so tests can make deliberately inconsistent tokens.
+    ``alg``), so tests can make deliberately inconsistent tokens; header and
+    payload given as bytes are signed as they are (a repeated member name, say).
     """
     body = payload if isinstance(payload, bytes) else json_bytes(dict(payload))
-    signing_input = f"{b64url_encode(json_bytes(dict(header)))}.{b64url_encode(body)}"
+    head = header if isinstance(header, bytes) else json_bytes(dict(header))
+    signing_input = f"{b64url_encode(head)}.{b64url_encode(body)}"
     sig = signature(key, alg, signing_input.encode("ascii"))
     return f"{signing_input}.{b64url_encode(sig)}"
 

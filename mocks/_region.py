@@ -508,18 +508,19 @@ class MockRegion:
 
     def sign(
         self,
-        header: Mapping[str, Any],
+        header: Mapping[str, Any] | bytes,
         payload: Mapping[str, Any] | bytes,
         *,
         kid: str | None = None,
     ) -> str:
         """Sign ``header`` and ``payload`` exactly as given with key ``kid``.
 
-        Without ``kid`` the header's ``kid`` picks the key, else the default
-        licence-signing key. The key signs with its own algorithm whatever the
-        header's ``alg`` says, so inconsistent tokens can be made on purpose.
+        Without ``kid`` the header's ``kid`` picks the key (unless the header is
+        given as bytes), else the default licence-signing key. The key signs with
+        its own algorithm whatever the header's ``alg`` says, so inconsistent
+        tokens can be made on purpose.
         """
-        chosen = kid or header.get("kid")
+        chosen = kid or (None if isinstance(header, bytes) else header.get("kid"))
         key = self._key(chosen if isinstance(chosen, str) else self.licence_kid)
         return sign_compact(header, payload, key.private, key.alg)
 

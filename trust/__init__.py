@@ -64,6 +64,7 @@ from trust._jose import (
     key_from_jwk,
     key_from_public,
     parse_compact,
+    parse_json,
 )
 from trust._status import StatusList, StatusValue, parse_status_list
 from trust._timeutil import CHINA_TZ, day_start_s
@@ -158,6 +159,7 @@ __all__ = [
     "parse_changes",
     "parse_compact",
     "parse_identifier",
+    "parse_json",
     "parse_status_list",
     "root_from_leaf_hashes",
     "sign_note",

@@ -48,7 +48,14 @@ from trust._anchors import (
 )
 from trust._b64 import b64url_encode
 from trust._errors import JoseError, TrustListError
-from trust._jose import Alg, VerifyingKey, key_from_jwk, key_from_public, parse_compact
+from trust._jose import (
+    Alg,
+    VerifyingKey,
+    key_from_jwk,
+    key_from_public,
+    parse_compact,
+    parse_json,
+)
 from trust._timeutil import parse_rfc3339, require_aware
 
 __all__ = [
@@ -818,9 +825,9 @@ def verify_export(
     if not good:
         raise SignedListError(ImportRefusal.SIGNATURE, "signature does not verify")
     try:
-        claims = orjson.loads(jws.payload)
-    except orjson.JSONDecodeError as exc:
-        raise SignedListError(ImportRefusal.FORMAT, "claims are not JSON") from exc
+        claims = parse_json(jws.payload, "claims")
+    except JoseError as exc:
+        raise SignedListError(ImportRefusal.FORMAT, str(exc)) from exc
     if not isinstance(claims, dict) or not isinstance(claims.get("trust_list"), dict):
         raise SignedListError(ImportRefusal.FORMAT, "claims carry no trust_list object")
     document = claims["trust_list"]

@@ -4,10 +4,16 @@ Keys are parsed once (when the trust list loads) into ``VerifyingKey`` objects;
 a verification then costs one signature check and no key parsing. The allow-list
 is the ecert profile's: ES256, ES384, EdDSA (Ed25519), PS256, RS256 with RSA keys
 of 2048 bits or more. ``SM2SM3`` is reserved and not implemented.
+
+JSON in a JWS (its header, and the payload through ``parse_json``) is read with
+orjson and refused when an object repeats a member name, at any depth: orjson
+would silently keep the last value, and another reader the first. RFC 7515 4
+(header) and RFC 7519 4 (claims) let a parser reject such a JWS; this one does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +37,7 @@ __all__ = [
     "key_from_jwk",
     "key_from_public",
     "parse_compact",
+    "parse_json",
 ]
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
@@ -227,6 +234,72 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
     return key_from_public(public, declared_alg=declared)
 
 
+# RFC 8259 2: the only whitespace JSON allows (orjson refuses any other byte there).
+_WS_TO_COLON = bytes.maketrans(b" \t\n\r", b"::::")
+
+
+class _DuplicateMemberError(Exception):
+    """Raised inside the exact check when an object repeats a member name."""
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _DuplicateMemberError
+    return members
+
+
+def _member_count(value: Any) -> int:
+    """The members of every object in ``value``, nested ones included (no recursion:
+    orjson accepts 1,024 levels, beyond Python's default recursion limit)."""
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            count += len(item)
+            item = item.values()
+        stack.extend([c for c in item if type(c) is dict or type(c) is list])
+    return count
+
+
+def _has_duplicate_member(data: bytes, value: Any) -> bool:
+    """True when an object in the JSON text ``data`` (which orjson read as ``value``)
+    repeats a member name.
+
+    The fast test is exact in one direction. Every member name ends with a quote
+    followed by whitespace or ``:``, so with whitespace mapped to ``:`` the number
+    of ``":`` is at least the number of names in the text, which is at least the
+    number of members orjson kept (fewer when a name repeats). When it equals the
+    members kept, no name repeats. Otherwise (a string holding ``":`` or starting
+    with ``:``, or a real duplicate) the text is read again with a hook that sees
+    every member.
+    """
+    if type(value) is not dict and type(value) is not list:
+        return False
+    if data.translate(_WS_TO_COLON).count(b'":') == _member_count(value):
+        return False
+    try:
+        json.loads(data.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
+    except _DuplicateMemberError:
+        return True
+    except RecursionError as exc:  # orjson allows deeper nesting than json's C scanner
+        raise JoseError("JSON nested too deeply to check its member names") from exc
+    return False
+
+
+def parse_json(data: bytes, what: str = "payload") -> Any:
+    """Read the JSON text of a JWS part; raise ``JoseError`` when it is not JSON or an
+    object in it, at any depth, repeats a member name (RFC 7515 4, RFC 7519 4)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise JoseError(f"{what} is not JSON") from exc
+    if _has_duplicate_member(data, value):
+        raise JoseError(f"{what} repeats a member name in an object")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class CompactJWS:
     """A compact JWS split and decoded, not yet verified."""
@@ -240,7 +313,11 @@ class CompactJWS:
 def parse_compact(token: str | bytes, *, max_bytes: int = MAX_CREDENTIAL_BYTES) -> CompactJWS:
     """Split a compact JWS (RFC 7515 7.1) strictly; raise ``JoseError`` on any flaw.
 
-    The header must be a JSON object; the payload is returned as bytes.
+    The header must be a JSON object without a repeated member name; the payload
+    is returned as bytes (``parse_json`` reads it). The signature part may be
+    empty, as an unsecured JWS has it (``alg: none``, RFC 7519 6.1): refusing that
+    algorithm is the caller's check (a crypto constraint, not a format flaw), and
+    ``VerifyingKey.verify`` accepts no empty signature under any allowed one.
     """
     if isinstance(token, str):
         if len(token) > max_bytes:
@@ -257,18 +334,15 @@ def parse_compact(token: str | bytes, *, max_bytes: int = MAX_CREDENTIAL_BYTES) 
     if len(parts) != 3:
         raise JoseError("not three dot-separated parts")
     header_b64, payload_b64, sig_b64 = parts
-    if not header_b64 or not sig_b64:
-        raise JoseError("empty header or signature part")
+    if not header_b64:
+        raise JoseError("empty header part")
     try:
         header_bytes = b64url_decode(header_b64)
         payload = b64url_decode(payload_b64)
         signature = b64url_decode(sig_b64)
     except ValueError as exc:
         raise JoseError(f"a part is not base64url: {exc}") from exc
-    try:
-        header = orjson.loads(header_bytes)
-    except orjson.JSONDecodeError as exc:
-        raise JoseError("header is not JSON") from exc
+    header = parse_json(header_bytes, "header")
     if not isinstance(header, dict):
         raise JoseError("header is not a JSON object")
     return CompactJWS(header, payload, header_b64 + b"." + payload_b64, signature)

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-import orjson
-
 from trust._anchors import AnchorStatus, AnchorUse, TrustList
 from trust._b64 import b64url_decode
 from trust._claims import ClaimsError, numeric_date
 from trust._errors import JoseError, StatusListError
-from trust._jose import ALLOWED_ALGS, Alg, parse_compact
+from trust._jose import ALLOWED_ALGS, Alg, parse_compact, parse_json
 
 __all__ = ["MAX_STATUS_LIST_BYTES", "StatusList", "StatusValue", "parse_status_list"]
 
@@ -94,9 +92,9 @@ def parse_status_list(
     if not isinstance(kid, str):
         raise StatusListError("status list header has no kid")
     try:
-        claims = orjson.loads(jws.payload)
-    except orjson.JSONDecodeError as exc:
-        raise StatusListError("status list payload is not JSON") from exc
+        claims = parse_json(jws.payload)
+    except JoseError as exc:
+        raise StatusListError(f"status list {exc}") from exc
     if not isinstance(claims, Mapping):
         raise StatusListError("status list payload is not an object")
     try:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from stdnum.cn import uscc
@@ -52,6 +51,7 @@ from trust._jose import (
     VerifyingKey,
     key_from_public,
     parse_compact,
+    parse_json,
 )
 from trust._status import StatusList, StatusValue
 from trust._timeutil import day_end, day_start, require_aware
@@ -290,9 +290,9 @@ class Verifier:
         run = _Run()
         claims: Any = None
         try:
-            claims = orjson.loads(jws.payload)
-        except orjson.JSONDecodeError:
-            run.fail("structure", SubIndication.FORMAT_FAILURE, "payload is not JSON")
+            claims = parse_json(jws.payload)
+        except JoseError as exc:
+            run.fail("structure", SubIndication.FORMAT_FAILURE, str(exc))
         else:
             if isinstance(claims, dict):
                 run.ok("structure", "compact JWS, header and payload are JSON objects")
@@ -601,6 +601,12 @@ class Verifier:
     def _check_validity(self, run: _Run, licence: Licence, at: datetime) -> datetime | None:
         skew = self._skew
         starts = day_start(licence.valid_from)
+        # A licence signed later than now (beyond the skew) is not valid yet, whatever
+        # its nbf says: its iat chose the anchor window and certificates it was judged by.
+        if at + skew < licence.iat:
+            run.fail("validity", SubIndication.NOT_YET_VALID,
+                     f"signed in the future: iat {licence.iat.isoformat()}")
+            return None
         if licence.nbf is not None and at + skew < licence.nbf:
             run.fail("validity", SubIndication.NOT_YET_VALID,
                      f"not before {licence.nbf.isoformat()}")

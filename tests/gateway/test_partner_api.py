@@ -53,6 +53,7 @@ from mocks import (
 )
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import PrivateRedis, scrape_metrics, trust_document
+from tests.tokens import resign_raw
 from trust import TrustList, iso7064_check_char
 
 SHANGHAI = "310000"
@@ -562,6 +563,29 @@ class TestAuthentication:
         second = await sh.query(body, token=token)
         await self._expect_401(second, audit)
         assert "replay" in second.body["detail"]
+
+    @pytest.mark.parametrize("edit", [
+        ("payload", b'"aud":', b'"aud":"320500","aud":'),
+        ("header", b'"typ":', b'"typ":"JWT","typ":'),
+    ], ids=["payload-aud", "header-typ"])
+    async def test_repeated_member_name(self, start: Start, running: RunningFederation,
+                                        audit: MemoryAudit,
+                                        edit: tuple[str, bytes, bytes]) -> None:
+        """A token whose header or claims repeat a name (the last value genuine) is 401;
+        the same token signed again without the repeat is answered."""
+        part, old, new = edit
+        client = await start([licence_row(1)])
+        sh = partner(client, running)
+        body = sh.by_identifier(licence_row(1)["identifier"], matter_code=SH_MATTER)
+        import orjson
+
+        region = running.federation[SHANGHAI]
+        repeated = resign_raw(region, sh.sign(orjson.dumps(body)), part, old, new)
+        answer = await sh.query(body, token=repeated)
+        await self._expect_401(answer, audit)
+        assert f"{part} repeats a member name in an object" in answer.body["detail"]
+        control = resign_raw(region, sh.sign(orjson.dumps(body)), part, old, old)
+        assert 200 == (await sh.query(body, token=control)).status
 
     async def test_body_changed_after_signing(self, start: Start, running: RunningFederation,
                                               audit: MemoryAudit) -> None:

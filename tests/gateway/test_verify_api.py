@@ -18,6 +18,7 @@ from gateway.audit.event import EventType
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, trust_document
+from tests.tokens import resign_raw
 from trust import TrustList, Verifier
 
 pytestmark = pytest.mark.asyncio
@@ -486,3 +487,124 @@ async def test_batch_yields_by_time_whatever_a_licence_costs(
     assert watch.longest_stall < 0.5
     assert 200 == resp.status
     assert {"TOTAL_PASSED"} == {r["indication"] for r in (await resp.json())["results"]}
+
+
+@pytest.mark.parametrize("edit", [
+    # The issue's example: Bijie's code first, Shanghai's last (the value orjson keeps).
+    ("payload", b'{"iss":"310000"', b'{"iss":"520500","iss":"310000"'),
+    ("payload", b'"holder_code":', b'"holder_code":"110101199003077777","holder_code":'),
+    ("header", b'{"alg":"ES256"', b'{"alg":"none","alg":"ES256"'),
+], ids=["iss", "nested-lic", "header-alg"])
+async def test_repeated_member_name_is_a_format_failure(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        edit: tuple[str, bytes, bytes]) -> None:
+    """A signed licence that repeats a member name answers FORMAT_FAILURE (cn 12), also
+    from the cache; signed again without the repeat it passes."""
+    part, old, new = edit
+    client = await gateway_client()
+    sh = running.federation["310000"]
+    token = sh.issue().token
+
+    async def answer(credential: str) -> Any:
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": credential})
+        assert 200 == resp.status
+        return await resp.json()
+
+    assert "TOTAL_PASSED" == (await answer(resign_raw(sh, token, part, old, old)))["indication"]
+    repeated = resign_raw(sh, token, part, old, new)
+    for _ in range(2):  # the second answer comes from the cache
+        body = await answer(repeated)
+        assert ("TOTAL_FAILED", "FORMAT_FAILURE", 12) == (
+            body["indication"], body["sub_indication"], body["cn_status"])
+        structure = next(c for c in body["checks"] if c["name"] == "structure")
+        assert f"{part} repeats a member name in an object" == structure["detail"]
+
+
+async def test_status_list_repeating_a_member_name_is_try_later(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status list whose claims repeat a name (the last value genuine) is not used: the
+    licence answers TRY_LATER, never a pass."""
+    sh = running.federation["310000"]
+    genuine = sh.status_list_token
+
+    def repeated(**kwargs: Any) -> str:
+        return resign_raw(sh, genuine(**kwargs), "payload", b'"sub":',
+                          b'"sub":"https://elsewhere.invalid/status","sub":')
+
+    monkeypatch.setattr(sh, "status_list_token", repeated)
+    client = await gateway_client()
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": sh.issue().token})).json()
+    assert ("INDETERMINATE", "TRY_LATER") == (body["indication"], body["sub_indication"])
+    status = next(c for c in body["checks"] if c["name"] == "status")
+    assert "repeats a member name" in status["detail"]
+
+
+async def test_unsecured_licence_is_a_crypto_constraints_failure(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """alg none (or another alg off the allow-list) with an empty signature part answers
+    CRYPTO_CONSTRAINTS_FAILURE (cn 11), as spec/ecert-profile.md says; an allowed alg
+    with an empty signature fails its signature check."""
+    client = await gateway_client()
+    head_b64, body_b64, _ = running.federation["310000"].issue().token.split(".")
+    head = orjson.loads(_b64(head_b64))
+
+    def unsecured(alg: str) -> str:
+        part = base64.urlsafe_b64encode(orjson.dumps({**head, "alg": alg})).rstrip(b"=")
+        return f"{part.decode()}.{body_b64}."
+
+    cases = {"none": "CRYPTO_CONSTRAINTS_FAILURE", "HS256": "CRYPTO_CONSTRAINTS_FAILURE",
+             "RS512": "CRYPTO_CONSTRAINTS_FAILURE", "ES256": "SIG_CRYPTO_FAILURE"}
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": unsecured(a)} for a in cases]})
+    assert 200 == resp.status
+    results = (await resp.json())["results"]
+    assert cases == {alg: r["sub_indication"] for alg, r in zip(cases, results, strict=True)}
+    assert {"TOTAL_FAILED"} == {r["indication"] for r in results}
+    assert {11} == {r["cn_status"] for r in results}
+    single = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                      json={"credential": unsecured("none")})).json()
+    assert ("TOTAL_FAILED", "CRYPTO_CONSTRAINTS_FAILURE", 11) == (
+        single["indication"], single["sub_indication"], single["cn_status"])
+
+
+@pytest.mark.parametrize(("ahead", "expected"), [(30, "TOTAL_PASSED"), (31, "TOTAL_FAILED")])
+async def test_iat_beyond_the_skew_is_not_yet_valid(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        ahead: int, expected: str) -> None:
+    """With clock_skew_s 30, a licence signed 30 s after the request's instant passes and
+    one signed 31 s after answers NOT_YET_VALID (cn 22), which is not cached."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    client = await gateway_client(clock=lambda: now, clock_skew_s=30)
+    token = running.federation["310000"].issue(iat=int(now.timestamp()) + ahead,
+                                               with_status=False).token
+    answers = [await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                        json={"credential": token})).json() for _ in range(2)]
+    for body in answers:
+        assert expected == body["indication"], body["checks"]
+    if expected == "TOTAL_FAILED":
+        assert [("NOT_YET_VALID", 22, False)] * 2 == [
+            (b["sub_indication"], b["cn_status"], b["cached"]) for b in answers]
+
+
+async def test_iat_in_a_key_window_not_yet_begun_over_http(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """The red-team case: an anchor valid from half a year ahead, a licence claiming an iat
+    a month into that window and valid from today. It answered TOTAL_PASSED; it is
+    NOT_YET_VALID."""
+    sh = running.federation["310000"]
+    starts = datetime.now(UTC) + timedelta(days=180)
+    kid = sh.add_signing_key("ES256", kid="310000-lic-next", valid_from=starts)
+    today = datetime.now(UTC).date()
+    token = sh.issue(kid=kid, iat=int((starts + timedelta(days=30)).timestamp()),
+                     issue_date=today, valid_from=today).token
+    client = await gateway_client()
+    body = await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                    json={"credential": token})).json()
+    assert ("TOTAL_FAILED", "NOT_YET_VALID", 22) == (
+        body["indication"], body["sub_indication"], body["cn_status"]), body["checks"]
+    assert {"anchor": "PASSED", "signature": "PASSED", "validity": "FAILED"} == {
+        c["name"]: c["result"] for c in body["checks"]
+        if c["name"] in {"anchor", "signature", "validity"}}

@@ -27,6 +27,7 @@ from trust import (
     apply_changes,
     check_changes,
     diff_documents,
+    export_claims,
     export_signed,
     is_region_code,
     key_from_jwk,
@@ -430,6 +431,23 @@ class TestSignedExport:
                   "trust_list_version": 99, "trust_list": evil}
         body = base64.urlsafe_b64encode(orjson.dumps(claims)).decode().rstrip("=")
         assert ImportRefusal.SIGNATURE == self._refusal(f"{head}.{body}.{sig}", keys, at=NOW)
+
+    def test_repeated_member_name_refused(self, doc: Doc) -> None:
+        """A signed export whose claims repeat a name (the last value genuine) is malformed."""
+        private = ed25519.Ed25519PrivateKey.generate()
+        raw = private.public_key().public_bytes(serialization.Encoding.Raw,
+                                                serialization.PublicFormat.Raw)
+        keys = {"330500-tl-test": key_from_jwk({
+            "kty": "OKP", "crv": "Ed25519",
+            "x": base64.urlsafe_b64encode(raw).decode().rstrip("=")})}
+        header, claims = export_claims(doc)
+        head = orjson.dumps({**header, "alg": "EdDSA", "kid": "330500-tl-test"})
+        body = orjson.dumps(claims)
+        assert verify_export(sign_compact(head, body, private, "EdDSA"), keys, at=NOW)
+        repeated = body.replace(b'{"iss":', b'{"iss":"310000","iss":', 1)
+        with pytest.raises(SignedListError, match="claims repeats a member name") as caught:
+            verify_export(sign_compact(head, repeated, private, "EdDSA"), keys, at=NOW)
+        assert ImportRefusal.FORMAT == caught.value.reason
 
     def test_unknown_signer_and_bad_form(self, doc: Doc, signer: Any) -> None:
         """A stranger's key, another typ, or junk are refused with their reasons."""

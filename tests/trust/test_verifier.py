@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mocks import DELETE, MockRegion, b64url_encode
+from tests.tokens import resign_raw
 from tests.trust.conftest import NOW, T, anchor, partner
 from trust import (
     MAX_X5C_CERTIFICATES,
@@ -171,6 +172,27 @@ class TestFormat:
         assert failed is not None
         assert CheckResult.FAILED == failed.result
 
+    @pytest.mark.parametrize(("part", "old", "new"), [
+        # The last value is the genuine one: a reader keeping it would pass the licence.
+        ("payload", b'{"iss":"310000"', b'{"iss":"520500","iss":"310000"'),
+        ("payload", b'"holder_code":', b'"holder_code":"110101199003077777","holder_code":'),
+        ("payload", b'"status_list":{', b'"status_list":{"idx":1,'),
+        ("header", b'{"alg":"ES256"', b'{"alg":"none","alg":"ES256"'),
+        ("header", b'"typ":"ecert+jwt"', b'"typ":"ecert+jwt","typ":"ecert+jwt"'),
+    ])
+    def test_repeated_member_name(self, sh: MockRegion, trust_list: Build, part: str,
+                                  old: bytes, new: bytes) -> None:
+        """A name repeated in the header, the claims or a nested claim is a format failure
+        (RFC 7515 4, RFC 7519 4), reported at the structure check; the same licence
+        signed again without the repeat passes."""
+        token = sh.issue(iat=T - 60).token
+        assert_sub(None, verify(trust_list(), resign_raw(sh, token, part, old, old), sh))
+        verdict = verify(trust_list(), resign_raw(sh, token, part, old, new), sh)
+        assert_sub(SubIndication.FORMAT_FAILURE, verdict)
+        structure = verdict.check("structure")
+        assert structure is not None
+        assert f"{part} repeats a member name in an object" == structure.detail
+
     @pytest.mark.parametrize("claims", [
         {"lic": {"type_code": DELETE}}, {"iat": DELETE}, {"iat": "yesterday"},
         {"iss": 310000}, {"lic": {"valid_from": "2026-13-01"}}, {"lic": DELETE},
@@ -198,6 +220,37 @@ class TestCrypto:
         token = b64url_encode(orjson.dumps(head)) + "." + good.split(".", 2)[1] + ".AAAA"
         verdict = verify(trust_list(), token, sh)
         assert_sub(SubIndication.CRYPTO_CONSTRAINTS_FAILURE, verdict)
+
+    @pytest.mark.parametrize("alg", [
+        "none", "None", "NONE", "", "HS256", "HS384", "HS512", "RS384", "RS512", "PS384",
+        "PS512", "ES256K", "ES512", "Ed25519", "SM2SM3",
+    ])
+    def test_unsecured_form_refused_for_its_algorithm(self, sh: MockRegion,
+                                                      trust_list: Build, alg: str) -> None:
+        """An alg off the allow-list with an empty signature part (the unsecured JWS form,
+        RFC 7519 6.1) is CRYPTO_CONSTRAINTS_FAILURE, as with any signature."""
+        good = sh.issue(iat=T - 60).token
+        head = orjson.loads(_pad(good.split(".")[0]))
+        head["alg"] = alg
+        token = b64url_encode(orjson.dumps(head)) + "." + good.split(".")[1] + "."
+        verdict = verify(trust_list(), token, sh)
+        assert_sub(SubIndication.CRYPTO_CONSTRAINTS_FAILURE, verdict)
+        assert [("structure", CheckResult.PASSED), ("header.alg", CheckResult.FAILED)] == [
+            (c.name, c.result) for c in verdict.checks[:2]]
+
+    @pytest.mark.parametrize(("header", "expected"), [
+        ({}, SubIndication.SIG_CRYPTO_FAILURE),  # an allowed alg: the signature fails
+        ({"kid": "310000-unlisted"}, SubIndication.UNKNOWN_ISSUER),  # the anchor first
+        ({"alg": DELETE}, SubIndication.FORMAT_FAILURE),  # no alg at all: a header flaw
+    ])
+    def test_empty_signature_under_an_allowed_or_missing_alg(
+            self, sh: MockRegion, trust_list: Build, header: dict[str, Any],
+            expected: SubIndication) -> None:
+        """An empty signature part is not a format flaw by itself: the checks run in
+        their order and an allowed alg's signature check fails it."""
+        good = sh.issue(iat=T - 60, header_override=header).token
+        token = good.rsplit(".", 1)[0] + "."
+        assert_sub(expected, verify(trust_list(), token, sh))
 
     def test_rsa_under_2048_bits(self, sh: MockRegion, trust_list: Build) -> None:
         """An RS256 licence from a 1024-bit anchor key fails the crypto constraints."""
@@ -543,6 +596,42 @@ class TestValidity:
         token = sh.issue(iat=T - 60, exp=T + offset).token
         assert_sub(expected, verify(trust_list(), token, sh))
 
+    @pytest.mark.parametrize(("skew", "offset", "expected"), [
+        (0, -1, None), (0, 0, None), (0, 1, SubIndication.NOT_YET_VALID),
+        (5, 4, None), (5, 5, None), (5, 6, SubIndication.NOT_YET_VALID),
+        (300, 299, None), (300, 300, None), (300, 301, SubIndication.NOT_YET_VALID),
+    ])
+    def test_iat_in_the_future(self, sh: MockRegion, trust_list: Build, skew: int,
+                               offset: int, expected: SubIndication | None) -> None:
+        """A licence signed up to the skew allowance ahead passes; one second more is
+        NOT_YET_VALID (it may pass once that time comes, so it is no format failure)."""
+        token = sh.issue(iat=T + offset, valid_from=NOW.date()).token
+        verdict = verify(trust_list(), token, sh, skew=skew)
+        assert_sub(expected, verdict)
+        if expected is not None:
+            validity = verdict.check("validity")
+            assert validity is not None
+            assert validity.detail.startswith("signed in the future: iat ")
+
+    def test_iat_in_a_key_window_not_yet_begun(self, sh: MockRegion,
+                                               trust_list: Build) -> None:
+        """The red-team case: a key valid from next June signs a licence claiming iat in
+        July. Its window contains that iat, so the anchor check passes; the future iat
+        is what refuses it, today and up to the day before that iat."""
+        starts = NOW + timedelta(days=187)
+        kid = sh.add_signing_key("ES256", kid="310000-lic-2027a", valid_from=starts)
+        iat = int((starts + timedelta(days=30)).timestamp())
+        token = sh.issue(iat=iat, kid=kid, valid_from=NOW.date(), issue_date=NOW.date(),
+                         with_status=False).token
+        tl = trust_list(next_update=NOW + timedelta(days=400))
+        verdict = verify(tl, token)
+        assert_sub(SubIndication.NOT_YET_VALID, verdict)
+        anchor_check = verdict.check("anchor")
+        assert anchor_check is not None
+        assert CheckResult.PASSED == anchor_check.result
+        assert_sub(SubIndication.NOT_YET_VALID, verify(tl, token, at_offset=iat - T - 1))
+        assert_sub(None, verify(tl, token, at_offset=iat - T))
+
     def test_skew_allowance(self, sh: MockRegion, trust_list: Build) -> None:
         """A configured clock-skew allowance covers a licence one second past exp."""
         token = sh.issue(iat=T - 60, exp=T - 1).token
@@ -647,6 +736,20 @@ class TestStatus:
         assert isinstance(verdict, Verdict) is False
         assert verdict.status_needed is None  # type: ignore[union-attr]
         assert_sub(SubIndication.TRY_LATER, verdict.finish())  # type: ignore[union-attr]
+
+    def test_status_list_repeating_a_member_name_is_refused(self, sh: MockRegion,
+                                                             trust_list: Build) -> None:
+        """A status list whose claims repeat a name (the last value genuine) is unusable."""
+        from trust import StatusListError
+
+        token = sh.status_list_token(iat=T - 60)
+        good = resign_raw(sh, token, "payload", b'"sub":', b'"sub":')
+        parse_status_list(good, trust_list=trust_list(), region="310000", uri=sh.status_uri)
+        repeated = resign_raw(sh, token, "payload", b'"sub":',
+                              b'"sub":"https://elsewhere.invalid/status","sub":')
+        with pytest.raises(StatusListError, match="repeats a member name"):
+            parse_status_list(repeated, trust_list=trust_list(), region="310000",
+                              uri=sh.status_uri)
 
     def test_status_list_signed_by_licence_key_is_refused(self, sh: MockRegion,
                                                           trust_list: Build) -> None:
