@@ -49,6 +49,7 @@ from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.auth import bearer
 from gateway.cache import redis_client
 from gateway.crypto_thread import CryptoThread
+from gateway.httpjson import declared_json, not_json
 from gateway.licences import (
     STATUS_LIST_NAME,
     HolderKeyring,
@@ -60,6 +61,7 @@ from gateway.licences import (
 )
 from gateway.logs import request_id_of
 from gateway.matters import REGISTRY_KEY, MatterService
+from gateway.observability import CALLER_KEY
 from gateway.partner import (
     REQUEST_SKEW_S,
     AgreementError,
@@ -445,6 +447,8 @@ class PartnerService:
 
     async def answer(self, request: web.Request, note: _Note) -> dict[str, Any]:
         """The 200 answer of a query, or a ``Problem``; ``note`` collects the audit facts."""
+        if not declared_json(request):
+            raise not_json(request)
         length = request.content_length
         if length is not None and length > MAX_QUERY_BODY:
             raise _problem(413, "Payload too large",
@@ -477,6 +481,7 @@ class PartnerService:
             raise _unauthorised(exc.reason) from exc
         region = auth.partner.region_code
         note.actor = note.partner_region = region
+        request[CALLER_KEY] = f"partner:{region}"
         details = note.details
         details["kid"] = auth.kid
         details["jti"] = auth.jti

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.api_admin import trust_alerts
 from gateway.api_partner import PARTNER_KEY
@@ -36,7 +37,8 @@ from gateway.cache import redis_client as make_redis_client
 from gateway.identity import IdentityStore, Role
 from gateway.matters import REGISTRY_KEY
 from gateway.matters import setup as setup_matters
-from gateway.middleware import request_middleware
+from gateway.middleware import make_request_middleware
+from gateway.observability import GatewayCollector, HttpObserver
 from gateway.partner import MAX_TOKEN_BYTES
 from gateway.settings import Settings
 from gateway.signing import published_keys
@@ -94,41 +96,62 @@ async def jwks(request: web.Request) -> web.Response:
     )
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: counters in the Prometheus text format, for an operator token of
-    any role (a scraper's is made with ``operators add NAME --role metrics``)."""
-    await require_operator(request, set(Role))
-    service = request.app[VERIFICATION_KEY]
-    lines = ["# TYPE ecert_verifications_total counter"]
-    lines += [f'ecert_verifications_total{{indication="{k}"}} {v}'
-              for k, v in sorted(service.outcomes.items())]
-    lines.append("# TYPE ecert_cache_events_total counter")
+METRICS_REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
+
+
+def _service_metrics(app: web.Application) -> list[tuple[str, str, str, list[tuple[dict[str, str],
+                                                                                  float]]]]:
+    """The services' own counters, read when /metrics is scraped."""
+    service = app[VERIFICATION_KEY]
+    families: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = [
+        ("ecert_verifications", "counter", "Verification answers, by indication.",
+         [({"indication": k}, v) for k, v in sorted(service.outcomes.items())]),
+    ]
     if service.cache is not None:
-        lines += [f'ecert_cache_events_total{{tier="{tier}",event="{event}"}} {count}'
-                  for (tier, event), count in sorted(service.cache.metrics.counts.items())]
-        lines.append(f"ecert_cache_memory_entries {len(service.cache.memory)}")
-    lines.append("# TYPE ecert_status_fetches_total counter")
-    lines.append(f"ecert_status_fetches_total {service.status.fetches}")
-    lines.append(f"ecert_status_fetch_failures_total {service.status.failures}")
-    trust_list = request.app[TRUST_KEY].snapshot.trust_list
-    lines.append(f"ecert_trust_list_version {trust_list.version}")
-    lines.append("# TYPE ecert_alerts gauge")
+        families += [
+            ("ecert_cache_events", "counter", "Verdict cache events, by tier and event.",
+             [({"tier": tier, "event": event}, count)
+              for (tier, event), count in sorted(service.cache.metrics.counts.items())]),
+            ("ecert_cache_memory_entries", "gauge", "Verdicts held in this process.",
+             [({}, len(service.cache.memory))]),
+        ]
+    families += [
+        ("ecert_status_fetches", "counter", "Partner status lists fetched.",
+         [({}, service.status.fetches)]),
+        ("ecert_status_fetch_failures", "counter", "Partner status-list fetches that failed.",
+         [({}, service.status.failures)]),
+    ]
+    trust_list = app[TRUST_KEY].snapshot.trust_list
+    families.append(("ecert_trust_list_version", "gauge", "The trust-list version served.",
+                     [({}, trust_list.version)]))
     counts: dict[str, int] = {}
     for alert in trust_alerts(trust_list, datetime.now(UTC), ALERT_DAYS, service.status):
         counts[alert["kind"]] = counts.get(alert["kind"], 0) + 1
-    lines += [f'ecert_alerts{{kind="{kind}"}} {n}' for kind, n in sorted(counts.items())]
-    partner = request.app.get(PARTNER_KEY)
+    families.append(("ecert_alerts", "gauge", "Open trust-list alerts, by kind.",
+                     [({"kind": kind}, n) for kind, n in sorted(counts.items())]))
+    partner = app.get(PARTNER_KEY)
     if partner is not None:
         store = partner.store
-        lines.append("# TYPE ecert_licence_memory_events_total counter")
-        lines += [f'ecert_licence_memory_events_total{{event="{event}"}} {n}'
-                  for event, n in sorted(store.memory_counts.items())]
-        lines.append(f"ecert_licence_memory_entries {store.remembered}")
-        lines.append("# TYPE ecert_crypto_thread_calls_total counter")
-        lines.append(f"ecert_crypto_thread_calls_total {partner.crypto.calls}")
-        lines.append("# TYPE ecert_crypto_thread_batches_total counter")
-        lines.append(f"ecert_crypto_thread_batches_total {partner.crypto.batches}")
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        families += [
+            ("ecert_licence_memory_events", "counter",
+             "Huzhou licence look-ups answered from memory or not, by event.",
+             [({"event": event}, n) for event, n in sorted(store.memory_counts.items())]),
+            ("ecert_licence_memory_entries", "gauge", "Huzhou licences held in memory.",
+             [({}, store.remembered)]),
+            ("ecert_crypto_thread_calls", "counter", "Signature operations on the crypto thread.",
+             [({}, partner.crypto.calls)]),
+            ("ecert_crypto_thread_batches", "counter", "Hand-offs to the crypto thread.",
+             [({}, partner.crypto.batches)]),
+        ]
+    return families
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text format, for an operator token of any role (a
+    scraper's is made with ``operators add NAME --role metrics``)."""
+    await require_operator(request, set(Role))
+    body = generate_latest(request.app[METRICS_REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(
@@ -145,12 +168,16 @@ def create_app(
     ``settings.trust_list_file`` (or the data folder's ``trust-list.json``), and
     time is the system clock.
     """
+    registry = CollectorRegistry()
+    observer = HttpObserver(registry, access_log=settings.access_log)
     app = web.Application(
-        middlewares=[request_middleware],
+        middlewares=[make_request_middleware(observer)],
         client_max_size=settings.max_batch_body_bytes,
         handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES},
     )
     app[SETTINGS_KEY] = settings
+    app[METRICS_REGISTRY_KEY] = registry
+    registry.register(GatewayCollector(lambda: _service_metrics(app)))
     app[READINESS_KEY] = {}
     app[JWKS_KEY] = []
 

@@ -15,6 +15,7 @@ from gateway.identity import (
     Role,
     authorize_operator,
 )
+from gateway.observability import CALLER_KEY
 from gateway.problems import Problem
 
 __all__ = ["bearer", "require_client", "require_operator"]
@@ -51,6 +52,7 @@ async def require_client(request: web.Request) -> Identity:
     if identity is None or identity.kind is not IdentityKind.CLIENT:
         raise Problem(401, "Unauthorized", "a local system's API key is required",
                       headers=_CHALLENGE, extra={"cn_status": 11})
+    request[CALLER_KEY] = identity.name
     return identity
 
 
@@ -60,11 +62,15 @@ async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
     The decision is ``authorize_operator``'s, the one the CLI's writes take too.
     """
     try:
-        return authorize_operator(await _lookup(request), roles)
+        identity = authorize_operator(await _lookup(request), roles)
     except CredentialError as exc:
+        if exc.identity is not None:
+            request[CALLER_KEY] = exc.identity.name
         if exc.refusal is not CredentialRefusal.ROLE or exc.identity is None:
             raise Problem(401, "Unauthorized", "an operator token is required",
                           headers=_CHALLENGE) from exc
         raise Problem(403, "Forbidden",
                       f"role {exc.identity.role} may not do this; needs one of "
                       f"{sorted(r.value for r in exc.roles)}") from exc
+    request[CALLER_KEY] = identity.name
+    return identity

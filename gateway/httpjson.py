@@ -9,7 +9,8 @@ from aiohttp import web
 
 from gateway.problems import Problem
 
-__all__ = ["bad_request", "json_response", "read_batch_items", "read_json"]
+__all__ = ["bad_request", "declared_json", "json_response", "not_json", "read_batch_items",
+           "read_json"]
 
 
 def bad_request(detail: str, *, index: int | None = None) -> Problem:
@@ -19,11 +20,20 @@ def bad_request(detail: str, *, index: int | None = None) -> Problem:
                    extra={"cn_status": 12})
 
 
-def _declared_json(request: web.Request) -> bool:
+def declared_json(request: web.Request) -> bool:
     """Whether the body is declared JSON: ``application/json`` or a ``+json`` type (RFC 6839)."""
     media = request.content_type.lower()
     return media == "application/json" or (media.startswith("application/")
                                            and media.endswith("+json"))
+
+
+def not_json(request: web.Request) -> Problem:
+    """The 415 problem for a body not declared JSON."""
+    sent = request.headers.get("Content-Type")
+    return Problem(415, "Unsupported media type",
+                   "the body must be declared JSON (Content-Type: application/json); "
+                   + ("it had no Content-Type" if sent is None else f"it was {sent[:100]!r}"),
+                   headers={"Accept-Post": "application/json"}, extra={"cn_status": 12})
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
@@ -32,12 +42,8 @@ async def read_json(request: web.Request, limit: int) -> Any:
     415 when the body is not declared JSON (``Content-Type``), 413 over ``limit``
     bytes, 400 when it is not JSON.
     """
-    if not _declared_json(request):
-        sent = request.headers.get("Content-Type")
-        raise Problem(415, "Unsupported media type",
-                      "the body must be declared JSON (Content-Type: application/json); "
-                      + ("it had no Content-Type" if sent is None else f"it was {sent[:100]!r}"),
-                      headers={"Accept-Post": "application/json"})
+    if not declared_json(request):
+        raise not_json(request)
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
     body = await request.read()

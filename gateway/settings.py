@@ -62,6 +62,8 @@ class Settings:
     audit_checkpoint_interval_s: float = 1.0
     audit_batch_max: int = 2000
     shutdown_timeout_s: float = 10.0
+    access_log: bool = True
+    """One JSON line per request on the ``gateway.access`` logger (``gateway.observability``)."""
     partner_rate_per_s: float = 20.0
     partner_rate_burst: int = 40
     licence_cache_max_entries: int = 20_000

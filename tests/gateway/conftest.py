@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.appkeys import SETTINGS_KEY
@@ -62,6 +63,16 @@ async def scrape_metrics(client: TestClient[web.Request, web.Application]) -> st
     response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert 200 == response.status
     return await response.text()
+
+
+def metric_value(text: str, sample: str, **labels: str) -> float | None:
+    """The value of ``sample`` (e.g. ``ecert_cache_events_total``) with exactly ``labels`` in
+    a Prometheus text exposition, read by the reference parser; None when absent."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    return None
 
 
 @pytest.fixture

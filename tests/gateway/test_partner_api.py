@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.api_partner import PARTNER_KEY, QUERY_PATH, setup
 from gateway.app import create_app
@@ -52,7 +53,7 @@ from mocks import (
     sign_compact,
 )
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import PrivateRedis, scrape_metrics, trust_document
+from tests.gateway.conftest import PrivateRedis, metric_value, scrape_metrics, trust_document
 from tests.tokens import resign_raw
 from trust import TrustList, iso7064_check_char
 
@@ -140,12 +141,12 @@ async def memory_metrics(client: Client) -> dict[str, int]:
     """The licence store's memory counters and size, as ``/metrics`` gives them."""
     text = await scrape_metrics(client)
     found: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.startswith("ecert_licence_memory_events_total{"):
-            event = line.split('event="', 1)[1].split('"', 1)[0]
-            found[event] = int(line.rsplit(" ", 1)[1])
-        elif line.startswith("ecert_licence_memory_entries "):
-            found["entries"] = int(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ecert_licence_memory_events_total":
+                found[sample.labels["event"]] = int(sample.value)
+            elif sample.name == "ecert_licence_memory_entries":
+                found["entries"] = int(sample.value)
     return found
 
 
@@ -184,9 +185,9 @@ class TestFound:
         assert on_thread == crypto.enabled
         # The request token's signature check and the licence's signature.
         assert (2 if on_thread else 0) == crypto.calls
-        metrics = (await scrape_metrics(client)).splitlines()
-        assert f"ecert_crypto_thread_calls_total {crypto.calls}" in metrics
-        assert f"ecert_crypto_thread_batches_total {crypto.batches}" in metrics
+        metrics = await scrape_metrics(client)
+        assert crypto.calls == metric_value(metrics, "ecert_crypto_thread_calls_total")
+        assert crypto.batches == metric_value(metrics, "ecert_crypto_thread_batches_total")
         assert 200 == answer.status
         assert 0 == answer.cn_status
         assert 1 == len(answer.body["licences"])

@@ -1,0 +1,92 @@
+"""The access log (one JSON line a request, no secrets) and per-route request metrics."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from gateway.logs import JsonFormatter
+from mocks import RunningFederation
+from tests.gateway.conftest import AppFactory, metric_value, scrape_metrics
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    formatter = JsonFormatter()
+    return [orjson.loads(formatter.format(r)) for r in caplog.records
+            if r.name == "gateway.access"]
+
+
+async def test_one_access_line_per_request_without_secrets(
+        gateway_client: AppFactory, client_key: str, running: RunningFederation,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each request logs one JSON line: its id, the route template, status, duration, caller;
+    never the key, the credential, the query string or an identifier from the path."""
+    client = await gateway_client()
+    licence = running.federation["310000"].issue()
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    ok = await client.post("/v1/verifications?secret-query=yes",
+                           headers={"Authorization": f"Bearer {client_key}",
+                                    "X-Request-Id": "req-ok-1"},
+                           json={"credential": licence.token})
+    refused = await client.get("/v1/audit/entries/12345",
+                               headers={"Authorization": "Bearer ecg_o_not-a-token"})
+    missing = await client.get(f"/no/such/{licence.identifier}")
+    assert (200, 401, 404) == (ok.status, refused.status, missing.status)
+    lines = _access_lines(caplog)
+    assert 3 == len(lines)
+    first, second, third = lines
+    assert {"request_id": "req-ok-1", "method": "POST", "route": "/v1/verifications",
+            "status": 200, "caller": "window-01"} == {
+        k: first[k] for k in ("request_id", "method", "route", "status", "caller")}
+    assert isinstance(first["duration_ms"], float)
+    assert ("/v1/audit/entries/{index}", 401, None) == (
+        second["route"], second["status"], second["caller"])
+    assert refused.headers["X-Request-Id"] == second["request_id"]
+    assert ("(unmatched)", 404) == (third["route"], third["status"])
+    text = caplog.text + "".join(orjson.dumps(line).decode() for line in lines)
+    for secret in (client_key, licence.token, "secret-query", licence.identifier,
+                   "ecg_o_not-a-token", "12345"):
+        assert secret not in text
+
+
+async def test_access_log_can_be_switched_off(
+        gateway_client: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
+    """``access_log = false`` writes no access line; metrics still count the request."""
+    client = await gateway_client(access_log=False)
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    assert 200 == (await client.get("/healthz")).status
+    assert [] == _access_lines(caplog)
+    metrics = await scrape_metrics(client)
+    assert 1 == metric_value(metrics, "ecert_http_requests_total", method="GET",
+                             route="/healthz", status="200")
+
+
+async def test_requests_are_counted_and_timed_per_route_template(
+        gateway_client: AppFactory, client_key: str, running: RunningFederation) -> None:
+    """/metrics counts requests per method, route template and status, with a latency
+    histogram per route, and declares HELP and TYPE for every family."""
+    client = await gateway_client()
+    auth = {"Authorization": f"Bearer {client_key}"}
+    for _ in range(3):
+        token = running.federation["310000"].issue().token
+        assert 200 == (await client.post("/v1/verifications", headers=auth,
+                                          json={"credential": token})).status
+    assert 401 == (await client.get("/v1/audit/entries/7")).status
+    assert 401 == (await client.get("/v1/audit/entries/8")).status
+    metrics = await scrape_metrics(client)
+    assert 3 == metric_value(metrics, "ecert_http_requests_total", method="POST",
+                             route="/v1/verifications", status="200")
+    assert 2 == metric_value(metrics, "ecert_http_requests_total", method="GET",
+                             route="/v1/audit/entries/{index}", status="401")
+    assert 3 == metric_value(metrics, "ecert_http_request_duration_seconds_count",
+                             method="POST", route="/v1/verifications")
+    assert 3 == metric_value(metrics, "ecert_http_request_duration_seconds_bucket",
+                             method="POST", route="/v1/verifications", le="+Inf")
+    assert 3 == metric_value(metrics, "ecert_verifications_total", indication="TOTAL_PASSED")
+    families = {line.split()[2] for line in metrics.splitlines() if line.startswith("# TYPE")}
+    helped = {line.split()[2] for line in metrics.splitlines() if line.startswith("# HELP")}
+    assert families == helped
+    assert {"ecert_http_requests_total", "ecert_http_request_duration_seconds",
+            "ecert_verifications_total", "ecert_trust_list_version"} <= families
