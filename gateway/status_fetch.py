@@ -116,13 +116,23 @@ class StatusFetcher:
 
     async def _download(self, uri: str) -> bytes:
         assert self._session is not None, "StatusFetcher.start() was not called"
+        limit = self._max_bytes
         async with self._session.get(uri, allow_redirects=False) as response:
             if response.status != 200:
                 raise StatusListError(f"status list fetch answered HTTP {response.status}")
-            body = await response.content.read(self._max_bytes + 1)
-        if len(body) > self._max_bytes:
-            raise StatusListError(f"status list larger than {self._max_bytes} bytes")
-        return body
+            if response.content_length is not None and response.content_length > limit:
+                raise StatusListError(f"status list larger than {limit} bytes")
+            # read(n) answers with what has arrived so far, up to n bytes: read on until
+            # the end of the body or one byte past the limit.
+            body = bytearray()
+            while len(body) <= limit:
+                chunk = await response.content.read(limit + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+        if len(body) > limit:
+            raise StatusListError(f"status list larger than {limit} bytes")
+        return bytes(body)
 
     async def _fetch(
         self, uri: str, partner: Partner, trust_list: TrustList

@@ -1,17 +1,24 @@
-"""StatusFetcher: bounded, cached by ttl, single-flight, failures never become passes."""
+"""StatusFetcher: bounded, cached by ttl, single-flight, failures never become passes.
+
+The later tests go through ``POST /v1/verifications`` (and its batch) with a
+partner whose status server drips a large list in small chunks.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.status_fetch import StatusFetcher
-from mocks import Federation, MockRegion
+from mocks import Federation, MockRegion, RunningFederation
+from tests.gateway.conftest import AppFactory, trust_document
 from trust import StatusList, StatusUnavailable, TrustList
 
 
@@ -110,3 +117,103 @@ async def test_new_trust_list_version_refetches(partner: tuple[Partner, TrustLis
         assert 2 == mock.hits
     finally:
         await fetcher.close()
+
+
+# -- through the HTTP API ------------------------------------------------------------------
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class StatusServer:
+    """A partner's HTTP server that records every request; its status list can hang or drip."""
+
+    def __init__(self, region: MockRegion) -> None:
+        self.region = region
+        self.requests: list[str] = []
+        self.hang = False
+        self.released = asyncio.Event()
+        self.chunk_bytes = 0
+        """When set, the list is written in chunks of this size with a pause after each."""
+        self.chunk_pause_s = 0.005
+        self.declare_length = True
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.raw_path)
+        if self.hang:
+            await self.released.wait()
+        if request.path != f"/status/{self.region.status_list_name}":
+            raise web.HTTPNotFound
+        token = self.region.status_list_token(ttl=60).encode()
+        if not self.chunk_bytes:
+            return web.Response(body=token, content_type="application/statuslist+jwt")
+        response = web.StreamResponse(headers={"Content-Type": "application/statuslist+jwt"})
+        if self.declare_length:
+            response.content_length = len(token)
+        await response.prepare(request)
+        for start in range(0, len(token), self.chunk_bytes):
+            await response.write(token[start:start + self.chunk_bytes])  # drains as it writes
+            await asyncio.sleep(self.chunk_pause_s)
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+async def hefei(running: RunningFederation) -> AsyncIterator[StatusServer]:
+    """Hefei of the running federation, its status list served by a StatusServer instead."""
+    server_state = StatusServer(running.federation["340100"])
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server_state.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server_state.region.base_url = str(server.make_url("")).rstrip("/")
+    yield server_state
+    server_state.released.set()
+    await server.close()
+
+
+def _trust_list(running: RunningFederation, **endpoints: Any) -> TrustList:
+    """The federation's trust list; ``endpoints`` replace Hefei's (340100)."""
+    doc = trust_document(running.federation)
+    if endpoints:
+        for entry in doc["partners"]:
+            if entry["region_code"] == "340100":
+                entry["endpoints"] = {**entry["endpoints"], **endpoints}
+    return TrustList.from_json(doc)
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+async def test_a_large_list_served_slowly_is_read_whole(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer, declare_length: bool) -> None:
+    """A correctly signed list of over 300 KB, dripped in 4 KB chunks, is used."""
+    region = hefei.region
+    valid = region.issue()
+    revoked = region.issue()
+    assert revoked.status_idx is not None
+    region.revoke(revoked.status_idx)
+    # A region with about a million licences: a list of some 335 KB even compressed.
+    rng = random.Random(19)
+    last = 1_000_000
+    for idx in range(1000, last):
+        draw = rng.random()
+        if draw < 0.25:
+            region.revoke(idx)
+        elif draw < 0.5:
+            region.suspend(idx)
+    region.suspend(last)
+    at_the_end = region.issue(claims_override={
+        "status": {"status_list": {"idx": last, "uri": region.status_uri}}})
+    assert 300_000 < len(region.status_list_token(ttl=60)) < 1 << 20
+    hefei.chunk_bytes = 4096
+    hefei.declare_length = declare_length
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=30.0)
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key), json={
+        "items": [{"credential": lic.token} for lic in (valid, revoked, at_the_end)]})
+    assert 200 == resp.status
+    results = (await resp.json())["results"]
+    assert [("TOTAL_PASSED", None), ("TOTAL_FAILED", "REVOKED"),
+            ("INDETERMINATE", "SUSPENDED")] == [
+        (r["indication"], r["sub_indication"]) for r in results], results
+    assert 1 == len(hefei.requests)
