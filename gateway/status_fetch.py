@@ -1,11 +1,11 @@
 """Fetching partners' status lists: only from registered prefixes, bounded, cached by ttl.
 
 The verifier decides *whether* a list may be fetched (the partner's
-``status_uri_prefixes``); this adapter fetches it with a timeout and a size
-limit, verifies it through the pure core, and keeps it until its ``ttl`` runs
-out. Concurrent requests for one URI share one fetch. A failed refresh keeps
-the last good list: the verifier then judges its freshness and answers
-TRY_LATER once it is too old, never a pass.
+``status_uri_prefixes``, judged by ``trust``); this adapter checks that again,
+fetches it with a timeout and a size limit, verifies it through the pure core,
+and keeps it until its ``ttl`` runs out. Concurrent requests for one URI share
+one fetch. A failed refresh keeps the last good list: the verifier then judges
+its freshness and answers TRY_LATER once it is too old, never a pass.
 """
 
 from __future__ import annotations
@@ -93,7 +93,14 @@ class StatusFetcher:
     async def get(
         self, uri: str, partner: Partner, trust_list: TrustList
     ) -> StatusList | StatusUnavailable:
-        """The status list at ``uri`` (which the caller checked against the prefixes)."""
+        """The status list at ``uri``, which must lie under one of ``partner``'s prefixes.
+
+        The verifier checked the prefixes already; they are checked again here so
+        that no caller can make this adapter fetch anything else.
+        """
+        if not partner.status_uri_allowed(uri):
+            return StatusUnavailable(f"status URI {uri} is outside partner "
+                                     f"{partner.region_code}'s registered prefixes; not fetched")
         hit = self.cached(uri, trust_list)
         if hit is not None:
             return hit

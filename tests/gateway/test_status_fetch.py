@@ -1,7 +1,8 @@
 """StatusFetcher: bounded, cached by ttl, single-flight, failures never become passes.
 
 The later tests go through ``POST /v1/verifications`` (and its batch) with a
-partner whose status server drips a large list in small chunks.
+partner whose status server drips a large list in small chunks, or counts
+requests a licence's status URI must never cause.
 """
 
 from __future__ import annotations
@@ -119,6 +120,23 @@ async def test_new_trust_list_version_refetches(partner: tuple[Partner, TrustLis
         await fetcher.close()
 
 
+async def test_a_uri_outside_the_prefixes_is_never_fetched(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """The fetcher checks the prefixes itself: an escaping URI is refused unfetched."""
+    mock, tl, uri = partner
+    fetcher = await _fetcher()
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        escaping = uri.replace("/status/", "/status/%2e%2e/")
+        result = await fetcher.get(escaping, p, tl)
+        assert isinstance(result, StatusUnavailable)
+        assert "outside partner 310000's registered prefixes" in result.reason
+        assert (0, 0) == (mock.hits, fetcher.fetches)
+    finally:
+        await fetcher.close()
+
+
 # -- through the HTTP API ------------------------------------------------------------------
 
 
@@ -217,3 +235,67 @@ async def test_a_large_list_served_slowly_is_read_whole(
             ("INDETERMINATE", "SUSPENDED")] == [
         (r["indication"], r["sub_indication"]) for r in results], results
     assert 1 == len(hefei.requests)
+
+
+# Each passes a string prefix test on "{base}/status/" and is fetched elsewhere by an
+# HTTP client that removes dot segments (yarl does, in any percent-encoding).
+ESCAPES = ["../admin", "%2e%2e/admin", ".%2e/admin", "%2E%2e/admin", "%2e./admin",
+           "lic-2026/../../admin", "./../admin"]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+async def test_status_uri_escaping_the_prefix_is_never_fetched(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer, escape: str) -> None:
+    """A licence whose status URI leaves the registered prefix answers TRY_LATER unfetched."""
+    region = hefei.region
+    uri = f"{region.base_url}/status/{escape}"
+    issued = region.issue(claims_override={"status": {"status_list": {"idx": 0, "uri": uri}}})
+    client = await gateway_client(_trust_list(running))
+    resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                             json={"credential": issued.token})
+    assert 200 == resp.status
+    body = await resp.json()
+    assert [] == hefei.requests
+    assert ("INDETERMINATE", "TRY_LATER", 99) == (body["indication"], body["sub_indication"],
+                                                 body["cn_status"])
+    status = next(c for c in body["checks"] if c["name"] == "status")
+    assert "dot segment" in status["detail"], status
+    assert status["detail"].endswith("not fetched"), status
+
+
+async def test_prefix_without_slash_does_not_admit_a_sibling(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """A prefix registered as ``…/status`` admits ``…/status/…`` and never ``…/statusX``."""
+    region = hefei.region
+    base = region.base_url
+    sibling = region.issue(claims_override={
+        "status": {"status_list": {"idx": 0, "uri": f"{base}/statusX/lic-2026"}}})
+    beneath = region.issue()
+    client = await gateway_client(_trust_list(running, status_uri_prefixes=[f"{base}/status"]))
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key), json={
+        "items": [{"credential": sibling.token}, {"credential": beneath.token}]})
+    results = (await resp.json())["results"]
+    assert [f"/status/{region.status_list_name}"] == hefei.requests
+    assert [("INDETERMINATE", "TRY_LATER"), ("TOTAL_PASSED", None)] == [
+        (r["indication"], r["sub_indication"]) for r in results], results
+    assert "outside the partner's registered prefixes" in next(
+        c["detail"] for c in results[0]["checks"] if c["name"] == "status")
+
+
+async def test_batch_of_escaping_status_uris_contacts_nothing(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """Every escaping form in one batch: each TRY_LATER, the partner's server never asked."""
+    region = hefei.region
+    tokens = [region.issue(claims_override={"status": {"status_list": {
+        "idx": 0, "uri": f"{region.base_url}/status/{escape}"}}}).token for escape in ESCAPES]
+    client = await gateway_client(_trust_list(running))
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": t} for t in tokens]})
+    results = (await resp.json())["results"]
+    assert [] == hefei.requests
+    assert {("INDETERMINATE", "TRY_LATER")} == {
+        (r["indication"], r["sub_indication"]) for r in results}
+
