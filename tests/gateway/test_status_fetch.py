@@ -1,18 +1,21 @@
 """StatusFetcher: bounded, cached by ttl, single-flight, failures never become passes.
 
 The later tests go through ``POST /v1/verifications`` (and its batch) with a
-partner whose status server drips a large list in small chunks, or counts
-requests a licence's status URI must never cause.
+partner whose status server hangs, drips a large list in small chunks, or
+counts requests a licence's status URI must never cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -55,8 +58,9 @@ async def partner() -> AsyncIterator[tuple[Partner, TrustList, str]]:
     await server.close()
 
 
-async def _fetcher(limit_s: float = 2.0, max_bytes: int = 1 << 20) -> StatusFetcher:
-    fetcher = StatusFetcher(timeout_s=limit_s, max_bytes=max_bytes)
+async def _fetcher(limit_s: float = 2.0, max_bytes: int = 1 << 20,
+                   **options: Any) -> StatusFetcher:
+    fetcher = StatusFetcher(timeout_s=limit_s, max_bytes=max_bytes, **options)
     await fetcher.start()
     return fetcher
 
@@ -120,6 +124,95 @@ async def test_new_trust_list_version_refetches(partner: tuple[Partner, TrustLis
         await fetcher.close()
 
 
+async def test_a_caller_giving_up_leaves_the_shared_fetch_running(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """The first caller of a shared fetch is cancelled; the others still get the list."""
+    mock, tl, uri = partner
+    mock.delay = 0.3
+    fetcher = await _fetcher()
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        first = asyncio.create_task(fetcher.get(uri, p, tl))
+        await asyncio.sleep(0.1)  # the fetch is under way
+        others = [asyncio.create_task(fetcher.get(uri, p, tl)) for _ in range(3)]
+        await asyncio.sleep(0)
+        first.cancel()
+        results = await asyncio.gather(*others)
+        assert all(isinstance(r, StatusList) for r in results), results
+        assert first.cancelled()
+        assert 1 == mock.hits
+    finally:
+        await fetcher.close()
+
+
+async def test_a_failure_is_remembered_for_a_while(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """After a failed fetch the URI rests for retry_after_s, then is tried again."""
+    mock, tl, uri = partner
+    mock.padding = b" " * 5000  # too large: refused after one request
+    fetcher = await _fetcher(max_bytes=2000, retry_after_s=0.5)
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        for _ in range(5):
+            result = await fetcher.get(uri, p, tl)
+            assert isinstance(result, StatusUnavailable)
+            assert "larger than" in result.reason
+        assert 1 == mock.hits
+        assert uri in fetcher.failing
+        await asyncio.sleep(0.8)
+        mock.padding = b""
+        assert isinstance(await fetcher.get(uri, p, tl), StatusList)
+        assert 2 == mock.hits
+        assert uri not in fetcher.failing
+    finally:
+        await fetcher.close()
+
+
+async def test_a_remembered_failure_ends_with_the_trust_list_version(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """A newer trust list (a key or prefix fixed) tries the URI again at once."""
+    mock, tl, uri = partner
+    mock.padding = b" " * 5000
+    fetcher = await _fetcher(max_bytes=2000, retry_after_s=300)
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        assert isinstance(await fetcher.get(uri, p, tl), StatusUnavailable)
+        mock.padding = b""
+        assert isinstance(await fetcher.get(uri, p, tl), StatusUnavailable)
+        assert 1 == mock.hits
+        newer = TrustList.from_json({**tl.document, "version": 2})
+        newer_partner = newer.partner("310000")
+        assert newer_partner is not None
+        assert isinstance(await fetcher.get(uri, newer_partner, newer), StatusList)
+        assert 2 == mock.hits
+    finally:
+        await fetcher.close()
+
+
+async def test_remembered_failures_are_bounded(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """Only the latest max_failures failed URIs are remembered; the oldest is tried again."""
+    _, tl, uri = partner
+    fetcher = await _fetcher(retry_after_s=300, max_failures=3)
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        missing = [f"{uri}-gone-{n}" for n in range(5)]  # 404: each fails
+        for each in missing:
+            assert isinstance(await fetcher.get(each, p, tl), StatusUnavailable)
+        assert 5 == fetcher.fetches
+        assert missing[2:] == list(fetcher.failing)
+        await fetcher.get(missing[-1], p, tl)  # remembered: not fetched
+        assert 5 == fetcher.fetches
+        await fetcher.get(missing[0], p, tl)  # forgotten: fetched again
+        assert 6 == fetcher.fetches
+    finally:
+        await fetcher.close()
+
+
 async def test_a_uri_outside_the_prefixes_is_never_fetched(
         partner: tuple[Partner, TrustList, str]) -> None:
     """The fetcher checks the prefixes itself: an escaping URI is refused unfetched."""
@@ -142,6 +235,10 @@ async def test_a_uri_outside_the_prefixes_is_never_fetched(
 
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def _json(key: str) -> dict[str, str]:
+    return {**_auth(key), "Content-Type": "application/json"}
 
 
 class StatusServer:
@@ -199,6 +296,91 @@ def _trust_list(running: RunningFederation, **endpoints: Any) -> TrustList:
             if entry["region_code"] == "340100":
                 entry["endpoints"] = {**entry["endpoints"], **endpoints}
     return TrustList.from_json(doc)
+
+
+async def test_batch_against_a_hanging_status_server_takes_one_timeout(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """1,000 licences naming 10 lists of a hanging server cost one 1 s timeout, not 980."""
+    hefei.hang = True
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=1.0,
+                                  status_retry_after_s=120)
+    base = hefei.region.base_url
+    hanging = [hefei.region.issue(claims_override={"status": {"status_list": {
+        "idx": n, "uri": f"{base}/status/lic-2026-{n % 10}"}}}).token for n in range(980)]
+    healthy = [running.federation["310000"].issue().token for _ in range(20)]
+    items = [{"credential": token} for token in [*hanging, *healthy]]
+    started = time.monotonic()
+    async with asyncio.timeout(10):  # before the fix: 980 timeouts one after another
+        resp = await client.post("/v1/verifications/batch", headers=_json(client_key),
+                                 data=io.BytesIO(orjson.dumps({"items": items})))
+        results = (await resp.json())["results"]
+    elapsed = time.monotonic() - started
+    assert 200 == resp.status
+    assert elapsed < 10, f"the batch took {elapsed:.1f} s"
+    assert [("INDETERMINATE", "TRY_LATER", 99)] * 980 == [
+        (r["indication"], r["sub_indication"], r["cn_status"]) for r in results[:980]]
+    assert ["TOTAL_PASSED"] * 20 == [r["indication"] for r in results[980:]]
+    assert not any(r["cached"] for r in results[:980])
+    assert 10 == len(hefei.requests) == len(set(hefei.requests)), "one fetch per list"
+    # The failures are remembered: the same batch again answers at once, fetching nothing.
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        again = await client.post("/v1/verifications/batch", headers=_json(client_key),
+                                  data=io.BytesIO(orjson.dumps({"items": items[:980]})))
+        again_results = (await again.json())["results"]
+    elapsed = time.monotonic() - started
+    assert 200 == again.status
+    assert elapsed < 5, f"the second batch took {elapsed:.1f} s"
+    assert {"TRY_LATER"} == {r["sub_indication"] for r in again_results}
+    assert 10 == len(hefei.requests)
+
+
+async def test_a_hanging_partner_does_not_starve_the_others(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """300 lists on one hanging server hold few connections: Shanghai's list still arrives."""
+    hefei.hang = True
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=1.0)
+    base = hefei.region.base_url
+    hanging = [hefei.region.issue(claims_override={"status": {"status_list": {
+        "idx": n, "uri": f"{base}/status/lic-2026-{n}"}}}).token for n in range(300)]
+    healthy = [running.federation["310000"].issue().token for _ in range(5)]
+    async with asyncio.timeout(10):
+        resp = await client.post("/v1/verifications/batch", headers=_auth(client_key), json={
+            "items": [{"credential": token} for token in [*hanging, *healthy]]})
+        results = (await resp.json())["results"]
+    assert {"TRY_LATER"} == {r["sub_indication"] for r in results[:300]}
+    assert ["TOTAL_PASSED"] * 5 == [r["indication"] for r in results[300:]], [
+        next(c["detail"] for c in r["checks"] if c["name"] == "status") for r in results[300:]]
+    # Without a per-host bound Hefei would hold the whole pool (100 connections).
+    assert len(hefei.requests) < 50
+
+
+async def test_single_requests_share_a_fetch_and_remember_its_failure(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """Concurrent requests wait for one fetch; later ones do not try a failed URI again."""
+    hefei.hang = True
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=1.0,
+                                  status_retry_after_s=120)
+    tokens = [hefei.region.issue().token for _ in range(30)]
+
+    async def verify(token: str) -> dict[str, Any]:
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": token})
+        assert 200 == resp.status
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    started = time.monotonic()
+    together = await asyncio.gather(*(verify(token) for token in tokens[:20]))
+    one_after_another = [await verify(token) for token in tokens[20:]]
+    elapsed = time.monotonic() - started
+    assert {("INDETERMINATE", "TRY_LATER")} == {
+        (b["indication"], b["sub_indication"]) for b in [*together, *one_after_another]}
+    assert 1 == len(hefei.requests)
+    assert elapsed < 8, f"30 requests took {elapsed:.1f} s"
 
 
 @pytest.mark.parametrize("declare_length", [True, False])
@@ -298,4 +480,3 @@ async def test_batch_of_escaping_status_uris_contacts_nothing(
     assert [] == hefei.requests
     assert {("INDETERMINATE", "TRY_LATER")} == {
         (r["indication"], r["sub_indication"]) for r in results}
-
