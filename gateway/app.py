@@ -210,7 +210,8 @@ def create_app(
         app[JWKS_KEY].extend(receipt_keys)
         state = app[TRUST_KEY]  # made by gateway.trustlists, kept current by its watcher
         fetcher = StatusFetcher(timeout_s=settings.status_fetch_timeout_s,
-                                max_bytes=settings.status_max_bytes)
+                                max_bytes=settings.status_max_bytes,
+                                retry_after_s=settings.status_retry_after_s)
         await fetcher.start()
         redis_client = None
         cache = None

@@ -53,6 +53,10 @@ class Settings:
     max_batch_items: int = 1000
     status_fetch_timeout_s: float = 3.0
     status_max_bytes: int = 1 << 20
+    status_retry_after_s: float = 5.0
+    """After a failed status-list fetch the URI is not tried again for this long (0..300;
+    0: tried again at once); meanwhile its licences answer from the last good list, if
+    any, else TRY_LATER."""
     cache_enabled: bool = True
     cache_max_entries: int = 100_000
     cache_max_ttl_s: float = 300.0
@@ -191,6 +195,8 @@ def load_settings(
         raise SettingsError(f"listen must be HOST:PORT, got {settings.listen!r}")
     if settings.max_body_bytes < 1 << 20 or settings.max_batch_body_bytes < 8 << 20:
         raise SettingsError("body limits must be at least 1 MiB (single) and 8 MiB (batch)")
+    if not 0 <= settings.status_retry_after_s <= 300:
+        raise SettingsError("status_retry_after_s must be between 0 and 300 seconds")
     if settings.approvals_required < 1:
         raise SettingsError("approvals_required must be at least 1")
     if settings.public_url is not None:

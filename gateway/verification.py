@@ -23,7 +23,17 @@ from gateway.cache import CacheEntry, VerdictCache
 from gateway.signing import SigningKey
 from gateway.status_fetch import StatusFetcher
 from gateway.trust_state import TrustSnapshot, TrustState
-from trust import Indication, Licence, Pending, SubIndication, Verdict, b64url_decode
+from trust import (
+    Indication,
+    Licence,
+    Partner,
+    Pending,
+    StatusList,
+    StatusUnavailable,
+    SubIndication,
+    Verdict,
+    b64url_decode,
+)
 
 __all__ = [
     "Clock",
@@ -207,7 +217,25 @@ class VerificationService:
         codes = self._matter_codes(req, partner.region_code)
         return verifier.start(req.credential, at=at, matter_codes=codes)
 
-    async def _finish(self, snapshot: TrustSnapshot, pending: Pending | Verdict) -> Verdict:
+    async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
+                        ) -> dict[tuple[str, str], StatusList | StatusUnavailable]:
+        """The status lists ``started`` need, each distinct one fetched once, all at once.
+
+        Keyed by URI and partner region: a batch waits for its slowest list, not
+        for the sum of them (a hanging partner costs one timeout per batch).
+        """
+        needed: dict[tuple[str, str], Partner] = {}
+        for pending in started:
+            if isinstance(pending, Pending) and pending.status_needed is not None:
+                partner = pending.partner
+                assert partner is not None
+                needed.setdefault((pending.status_needed.uri, partner.region_code), partner)
+        lists = await asyncio.gather(*(self.status.get(uri, partner, snapshot.trust_list)
+                                       for (uri, _), partner in needed.items()))
+        return dict(zip(needed, lists, strict=True))
+
+    def _finish(self, pending: Pending | Verdict,
+                statuses: Mapping[tuple[str, str], StatusList | StatusUnavailable]) -> Verdict:
         if isinstance(pending, Verdict):
             return pending
         ref = pending.status_needed
@@ -215,7 +243,7 @@ class VerificationService:
             return pending.finish()
         partner = pending.partner
         assert partner is not None
-        status = await self.status.get(ref.uri, partner, snapshot.trust_list)
+        status = statuses[(ref.uri, partner.region_code)]
         # A list fetched just now may be signed after the request's instant.
         return pending.finish(status, consulted_at=self.clock())
 
@@ -394,7 +422,7 @@ class VerificationService:
             return hit
         if pending is None:
             pending = self._start(snapshot, req, at)
-        verdict = await self._finish(snapshot, pending)
+        verdict = self._finish(pending, await self._statuses(snapshot, [pending]))
         core, links, holder = self._core(verdict)
         await self._remember(snapshot, req, digest, verdict=verdict, core=core, links=links,
                              now=now)
@@ -428,20 +456,30 @@ class VerificationService:
         found: list[tuple[CacheEntry, str] | None] = (
             await self.cache.get_many(snapshot.tag, keys, now) if self.cache is not None
             else [None] * len(items))
-        outcomes: list[_Outcome] = []
-        to_store: list[tuple[str, CacheEntry]] = []
+        hits: list[_Outcome | None] = []
+        misses: list[tuple[int, Pending | Verdict]] = []
         slices = _Slices()
         for index, (req, key) in enumerate(zip(items, keys, strict=True)):
             hit = self._hit(snapshot, req, found[index], key)
             if hit is None:
-                verdict = await self._finish(snapshot, self._start(snapshot, req, at))
-                core, links, holder = self._core(verdict)
-                hit = _Outcome(core, holder, False, links, core["status_list"])
-                entry = self._entry_for(snapshot, verdict, core, now)
-                if entry is not None:
-                    to_store.append((key, entry))
-            outcomes.append(hit)
+                misses.append((index, self._start(snapshot, req, at)))
+            hits.append(hit)
             await slices.pause()
+        # Every status list the batch needs, fetched concurrently, then each item finished.
+        statuses = await self._statuses(snapshot, [pending for _, pending in misses])
+        to_store: list[tuple[str, CacheEntry]] = []
+        for index, pending in misses:
+            verdict = self._finish(pending, statuses)
+            core, links, holder = self._core(verdict)
+            hits[index] = _Outcome(core, holder, False, links, core["status_list"])
+            entry = self._entry_for(snapshot, verdict, core, now)
+            if entry is not None:
+                to_store.append((keys[index], entry))
+            await slices.pause()
+        outcomes: list[_Outcome] = []
+        for outcome in hits:
+            assert outcome is not None  # every miss was finished above
+            outcomes.append(outcome)
         if self.cache is not None and to_store and snapshot is self.trust.snapshot:
             await self.cache.put_many(snapshot.tag, to_store, now)
         answers: list[dict[str, Any]] = []

@@ -68,6 +68,7 @@ from trust._jose import (
 )
 from trust._status import StatusList, StatusValue, parse_status_list
 from trust._timeutil import CHINA_TZ, day_start_s
+from trust._uri import status_uri_problem, uri_under_prefix
 from trust._verdict import Check, CheckResult, Indication, SubIndication, Verdict
 from trust._verifier import Pending, StatusUnavailable, Verifier
 from trust.merkle import (
@@ -163,6 +164,8 @@ __all__ = [
     "parse_status_list",
     "root_from_leaf_hashes",
     "sign_note",
+    "status_uri_problem",
+    "uri_under_prefix",
     "variant_check_char",
     "verify_consistency",
     "verify_export",

@@ -24,6 +24,7 @@ from cryptography import x509
 from trust._errors import JoseError, TrustListError
 from trust._jose import VerifyingKey, key_from_jwk, key_from_public
 from trust._timeutil import parse_rfc3339
+from trust._uri import uri_under_prefix
 
 __all__ = [
     "Anchor",
@@ -142,8 +143,13 @@ class Partner:
         return self.matters is None or not self.matters.isdisjoint(codes)
 
     def status_uri_allowed(self, uri: str) -> bool:
-        """True when ``uri`` starts with one of the registered prefixes."""
-        return any(uri.startswith(prefix) for prefix in self.status_uri_prefixes)
+        """True when ``uri`` lies under one of the registered prefixes.
+
+        Compared by parsed components and whole path segments, never as strings;
+        a URI with a dot segment, userinfo or anything else that could be read
+        two ways lies under no prefix (``trust._uri``).
+        """
+        return any(uri_under_prefix(uri, prefix) for prefix in self.status_uri_prefixes)
 
 
 def _str(entry: Mapping[str, Any], name: str, where: str) -> str:

@@ -57,6 +57,7 @@ from trust._jose import (
     parse_json,
 )
 from trust._timeutil import parse_rfc3339, require_aware
+from trust._uri import status_uri_problem
 
 __all__ = [
     "TRUSTLIST_TYP",
@@ -448,6 +449,12 @@ def _url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) > 8
 
 
+def _prefix(value: object) -> bool:
+    """A status URI prefix: an http(s) URL a status URI could lie under (trust._uri)."""
+    return (_url(value) and isinstance(value, str) and "?" not in value
+            and status_uri_problem(value) is None)
+
+
 def _check_partner_fields(fields: Mapping[str, Any], where: str, problems: list[str]) -> None:
     unknown = sorted(set(fields) - _PARTNER_FIELDS)
     if unknown:
@@ -486,9 +493,10 @@ def _check_partner_fields(fields: Mapping[str, Any], where: str, problems: list[
         if extra:
             problems.append(f"{where}: unknown endpoints field(s) {extra}")
         prefixes = endpoints.get("status_uri_prefixes", [])
-        if not isinstance(prefixes, list) or not all(_url(p) for p in prefixes):
+        if not isinstance(prefixes, list) or not all(_prefix(p) for p in prefixes):
             problems.append(f"{where}: endpoints.status_uri_prefixes must be a list of "
-                            "http(s) URL prefixes")
+                            "http(s) URL prefixes (no dot segment, userinfo, query or "
+                            "fragment)")
         query = endpoints.get("query")
         if query is not None and not _url(query):
             problems.append(f"{where}: endpoints.query must be an http(s) URL or null")

@@ -55,6 +55,7 @@ from trust._jose import (
 )
 from trust._status import StatusList, StatusValue
 from trust._timeutil import day_end, day_start, require_aware
+from trust._uri import status_uri_problem
 from trust._verdict import Check, CheckResult, Indication, SubIndication, Verdict
 
 __all__ = ["Pending", "StatusUnavailable", "Verifier"]
@@ -395,7 +396,10 @@ class Verifier:
         # 7. status, only when every earlier check passed and the licence has an entry
         status_needed = None
         if licence.status is not None and run.first is None and partner is not None:
-            if partner.status_uri_allowed(licence.status.uri):
+            problem = status_uri_problem(licence.status.uri)
+            if problem is not None:
+                run.fail("status", SubIndication.TRY_LATER, f"{problem}; not fetched")
+            elif partner.status_uri_allowed(licence.status.uri):
                 status_needed = licence.status
             else:
                 run.fail("status", SubIndication.TRY_LATER,

@@ -190,7 +190,8 @@ async def test_entry_never_outlives_exp(
 async def test_indeterminate_is_never_cached(
         gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
     """TRY_LATER because the status list is down is asked again, then passes when it is back."""
-    client = await gateway_client()
+    # No pause after the failed fetch (status_retry_after_s): the cache is what is tested.
+    client = await gateway_client(status_retry_after_s=0)
     sh = running.federation["310000"]
     token = sh.issue().token
     sh.status_available = False

@@ -49,6 +49,10 @@ class TestLoadSettings:
         ({"ECERT_DATA_DIR": "/a"}, "[gateway\n", "settings file"),
         ({"ECERT_DATA_DIR": "/a", "ECERT_LISTEN": "8080"}, None, "HOST:PORT"),
         ({"ECERT_DATA_DIR": "/a", "ECERT_MAX_BODY_BYTES": "100"}, None, "at least 1 MiB"),
+        ({"ECERT_DATA_DIR": "/a", "ECERT_STATUS_RETRY_AFTER_S": "-1"}, None,
+         "status_retry_after_s"),
+        ({"ECERT_DATA_DIR": "/a", "ECERT_STATUS_RETRY_AFTER_S": "301"}, None,
+         "status_retry_after_s"),
     ])
     def test_refusals_name_the_setting(self, env: dict[str, str], toml: str | None,
                                        message: str) -> None:

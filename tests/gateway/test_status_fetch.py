@@ -1,17 +1,28 @@
-"""StatusFetcher: bounded, cached by ttl, single-flight, failures never become passes."""
+"""StatusFetcher: bounded, cached by ttl, single-flight, failures never become passes.
+
+The later tests go through ``POST /v1/verifications`` (and its batch) with a
+partner whose status server hangs, drips a large list in small chunks, or
+counts requests a licence's status URI must never cause.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.status_fetch import StatusFetcher
-from mocks import Federation, MockRegion
+from mocks import Federation, MockRegion, RunningFederation
+from tests.gateway.conftest import AppFactory, trust_document
 from trust import StatusList, StatusUnavailable, TrustList
 
 
@@ -47,8 +58,9 @@ async def partner() -> AsyncIterator[tuple[Partner, TrustList, str]]:
     await server.close()
 
 
-async def _fetcher(limit_s: float = 2.0, max_bytes: int = 1 << 20) -> StatusFetcher:
-    fetcher = StatusFetcher(timeout_s=limit_s, max_bytes=max_bytes)
+async def _fetcher(limit_s: float = 2.0, max_bytes: int = 1 << 20,
+                   **options: Any) -> StatusFetcher:
+    fetcher = StatusFetcher(timeout_s=limit_s, max_bytes=max_bytes, **options)
     await fetcher.start()
     return fetcher
 
@@ -110,3 +122,361 @@ async def test_new_trust_list_version_refetches(partner: tuple[Partner, TrustLis
         assert 2 == mock.hits
     finally:
         await fetcher.close()
+
+
+async def test_a_caller_giving_up_leaves_the_shared_fetch_running(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """The first caller of a shared fetch is cancelled; the others still get the list."""
+    mock, tl, uri = partner
+    mock.delay = 1.0  # far longer than the 0.1 s below, on a loaded machine too
+    fetcher = await _fetcher()
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        first = asyncio.create_task(fetcher.get(uri, p, tl))
+        await asyncio.sleep(0.1)  # the fetch is under way
+        others = [asyncio.create_task(fetcher.get(uri, p, tl)) for _ in range(3)]
+        await asyncio.sleep(0)
+        first.cancel()
+        results = await asyncio.gather(*others)
+        assert all(isinstance(r, StatusList) for r in results), results
+        assert first.cancelled()
+        assert 1 == mock.hits
+    finally:
+        await fetcher.close()
+
+
+async def test_a_failure_is_remembered_for_a_while(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """After a failed fetch the URI rests for retry_after_s, then is tried again."""
+    mock, tl, uri = partner
+    mock.padding = b" " * 5000  # too large: refused after one request
+    fetcher = await _fetcher(max_bytes=2000, retry_after_s=2.0)
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        for _ in range(5):
+            result = await fetcher.get(uri, p, tl)
+            assert isinstance(result, StatusUnavailable)
+            assert "larger than" in result.reason
+        assert 1 == mock.hits
+        assert uri in fetcher.failing
+        await asyncio.sleep(2.2)
+        mock.padding = b""
+        assert isinstance(await fetcher.get(uri, p, tl), StatusList)
+        assert 2 == mock.hits
+        assert uri not in fetcher.failing
+    finally:
+        await fetcher.close()
+
+
+async def test_a_remembered_failure_ends_with_the_trust_list_version(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """A newer trust list (a key or prefix fixed) tries the URI again at once."""
+    mock, tl, uri = partner
+    mock.padding = b" " * 5000
+    fetcher = await _fetcher(max_bytes=2000, retry_after_s=300)
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        assert isinstance(await fetcher.get(uri, p, tl), StatusUnavailable)
+        mock.padding = b""
+        assert isinstance(await fetcher.get(uri, p, tl), StatusUnavailable)
+        assert 1 == mock.hits
+        newer = TrustList.from_json({**tl.document, "version": 2})
+        newer_partner = newer.partner("310000")
+        assert newer_partner is not None
+        assert isinstance(await fetcher.get(uri, newer_partner, newer), StatusList)
+        assert 2 == mock.hits
+    finally:
+        await fetcher.close()
+
+
+async def test_remembered_failures_are_bounded(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """Only the latest max_failures failed URIs are remembered; the oldest is tried again."""
+    _, tl, uri = partner
+    fetcher = await _fetcher(retry_after_s=300, max_failures=3)
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        missing = [f"{uri}-gone-{n}" for n in range(5)]  # 404: each fails
+        for each in missing:
+            assert isinstance(await fetcher.get(each, p, tl), StatusUnavailable)
+        assert 5 == fetcher.fetches
+        assert missing[2:] == list(fetcher.failing)
+        await fetcher.get(missing[-1], p, tl)  # remembered: not fetched
+        assert 5 == fetcher.fetches
+        await fetcher.get(missing[0], p, tl)  # forgotten: fetched again
+        assert 6 == fetcher.fetches
+    finally:
+        await fetcher.close()
+
+
+async def test_a_uri_outside_the_prefixes_is_never_fetched(
+        partner: tuple[Partner, TrustList, str]) -> None:
+    """The fetcher checks the prefixes itself: an escaping URI is refused unfetched."""
+    mock, tl, uri = partner
+    fetcher = await _fetcher()
+    try:
+        p = tl.partner("310000")
+        assert p is not None
+        escaping = uri.replace("/status/", "/status/%2e%2e/")
+        result = await fetcher.get(escaping, p, tl)
+        assert isinstance(result, StatusUnavailable)
+        assert "outside partner 310000's registered prefixes" in result.reason
+        assert (0, 0) == (mock.hits, fetcher.fetches)
+    finally:
+        await fetcher.close()
+
+
+# -- through the HTTP API ------------------------------------------------------------------
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _json(key: str) -> dict[str, str]:
+    return {**_auth(key), "Content-Type": "application/json"}
+
+
+class StatusServer:
+    """A partner's HTTP server that records every request; its status list can hang or drip."""
+
+    def __init__(self, region: MockRegion) -> None:
+        self.region = region
+        self.requests: list[str] = []
+        self.hang = False
+        self.released = asyncio.Event()
+        self.chunk_bytes = 0
+        """When set, the list is written in chunks of this size with a pause after each."""
+        self.chunk_pause_s = 0.005
+        self.declare_length = True
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request.raw_path)
+        if self.hang:
+            await self.released.wait()
+        if request.path != f"/status/{self.region.status_list_name}":
+            raise web.HTTPNotFound
+        token = self.region.status_list_token(ttl=60).encode()
+        if not self.chunk_bytes:
+            return web.Response(body=token, content_type="application/statuslist+jwt")
+        response = web.StreamResponse(headers={"Content-Type": "application/statuslist+jwt"})
+        if self.declare_length:
+            response.content_length = len(token)
+        await response.prepare(request)
+        for start in range(0, len(token), self.chunk_bytes):
+            await response.write(token[start:start + self.chunk_bytes])  # drains as it writes
+            await asyncio.sleep(self.chunk_pause_s)
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+async def hefei(running: RunningFederation) -> AsyncIterator[StatusServer]:
+    """Hefei of the running federation, its status list served by a StatusServer instead."""
+    server_state = StatusServer(running.federation["340100"])
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server_state.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server_state.region.base_url = str(server.make_url("")).rstrip("/")
+    yield server_state
+    server_state.released.set()
+    await server.close()
+
+
+def _trust_list(running: RunningFederation, **endpoints: Any) -> TrustList:
+    """The federation's trust list; ``endpoints`` replace Hefei's (340100)."""
+    doc = trust_document(running.federation)
+    if endpoints:
+        for entry in doc["partners"]:
+            if entry["region_code"] == "340100":
+                entry["endpoints"] = {**entry["endpoints"], **endpoints}
+    return TrustList.from_json(doc)
+
+
+async def test_batch_against_a_hanging_status_server_takes_one_timeout(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """1,000 licences naming 10 lists of a hanging server cost one 1 s timeout, not 980."""
+    hefei.hang = True
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=1.0,
+                                  status_retry_after_s=120)
+    base = hefei.region.base_url
+    hanging = [hefei.region.issue(claims_override={"status": {"status_list": {
+        "idx": n, "uri": f"{base}/status/lic-2026-{n % 10}"}}}).token for n in range(980)]
+    healthy = [running.federation["310000"].issue().token for _ in range(20)]
+    items = [{"credential": token} for token in [*hanging, *healthy]]
+    started = time.monotonic()
+    async with asyncio.timeout(10):  # before the fix: 980 timeouts one after another
+        resp = await client.post("/v1/verifications/batch", headers=_json(client_key),
+                                 data=io.BytesIO(orjson.dumps({"items": items})))
+        results = (await resp.json())["results"]
+    elapsed = time.monotonic() - started
+    assert 200 == resp.status
+    assert elapsed < 10, f"the batch took {elapsed:.1f} s"
+    assert [("INDETERMINATE", "TRY_LATER", 99)] * 980 == [
+        (r["indication"], r["sub_indication"], r["cn_status"]) for r in results[:980]]
+    assert ["TOTAL_PASSED"] * 20 == [r["indication"] for r in results[980:]]
+    assert not any(r["cached"] for r in results[:980])
+    assert 10 == len(hefei.requests) == len(set(hefei.requests)), "one fetch per list"
+    # The failures are remembered: the same batch again answers at once, fetching nothing.
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        again = await client.post("/v1/verifications/batch", headers=_json(client_key),
+                                  data=io.BytesIO(orjson.dumps({"items": items[:980]})))
+        again_results = (await again.json())["results"]
+    elapsed = time.monotonic() - started
+    assert 200 == again.status
+    assert elapsed < 5, f"the second batch took {elapsed:.1f} s"
+    assert {"TRY_LATER"} == {r["sub_indication"] for r in again_results}
+    assert 10 == len(hefei.requests)
+
+
+async def test_a_hanging_partner_does_not_starve_the_others(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """300 lists on one hanging server hold few connections: Shanghai's list still arrives."""
+    hefei.hang = True
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=1.0)
+    base = hefei.region.base_url
+    hanging = [hefei.region.issue(claims_override={"status": {"status_list": {
+        "idx": n, "uri": f"{base}/status/lic-2026-{n}"}}}).token for n in range(300)]
+    healthy = [running.federation["310000"].issue().token for _ in range(5)]
+    async with asyncio.timeout(10):
+        resp = await client.post("/v1/verifications/batch", headers=_auth(client_key), json={
+            "items": [{"credential": token} for token in [*hanging, *healthy]]})
+        results = (await resp.json())["results"]
+    assert {"TRY_LATER"} == {r["sub_indication"] for r in results[:300]}
+    assert ["TOTAL_PASSED"] * 5 == [r["indication"] for r in results[300:]], [
+        next(c["detail"] for c in r["checks"] if c["name"] == "status") for r in results[300:]]
+    # Without a per-host bound Hefei would hold the whole pool (100 connections).
+    assert len(hefei.requests) < 50
+
+
+async def test_single_requests_share_a_fetch_and_remember_its_failure(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """Concurrent requests wait for one fetch; later ones do not try a failed URI again."""
+    hefei.hang = True
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=1.0,
+                                  status_retry_after_s=120)
+    tokens = [hefei.region.issue().token for _ in range(30)]
+
+    async def verify(token: str) -> dict[str, Any]:
+        resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                                 json={"credential": token})
+        assert 200 == resp.status
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    started = time.monotonic()
+    together = await asyncio.gather(*(verify(token) for token in tokens[:20]))
+    one_after_another = [await verify(token) for token in tokens[20:]]
+    elapsed = time.monotonic() - started
+    assert {("INDETERMINATE", "TRY_LATER")} == {
+        (b["indication"], b["sub_indication"]) for b in [*together, *one_after_another]}
+    assert 1 == len(hefei.requests)
+    assert elapsed < 8, f"30 requests took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+async def test_a_large_list_served_slowly_is_read_whole(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer, declare_length: bool) -> None:
+    """A correctly signed list of over 300 KB, dripped in 4 KB chunks, is used."""
+    region = hefei.region
+    valid = region.issue()
+    revoked = region.issue()
+    assert revoked.status_idx is not None
+    region.revoke(revoked.status_idx)
+    # A region with about a million licences: a list of some 335 KB even compressed.
+    rng = random.Random(19)
+    last = 1_000_000
+    for idx in range(1000, last):
+        draw = rng.random()
+        if draw < 0.25:
+            region.revoke(idx)
+        elif draw < 0.5:
+            region.suspend(idx)
+    region.suspend(last)
+    at_the_end = region.issue(claims_override={
+        "status": {"status_list": {"idx": last, "uri": region.status_uri}}})
+    assert 300_000 < len(region.status_list_token(ttl=60)) < 1 << 20
+    hefei.chunk_bytes = 4096
+    hefei.declare_length = declare_length
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=30.0)
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key), json={
+        "items": [{"credential": lic.token} for lic in (valid, revoked, at_the_end)]})
+    assert 200 == resp.status
+    results = (await resp.json())["results"]
+    assert [("TOTAL_PASSED", None), ("TOTAL_FAILED", "REVOKED"),
+            ("INDETERMINATE", "SUSPENDED")] == [
+        (r["indication"], r["sub_indication"]) for r in results], results
+    assert 1 == len(hefei.requests)
+
+
+# Each passes a string prefix test on "{base}/status/" and is fetched elsewhere by an
+# HTTP client that removes dot segments (yarl does, in any percent-encoding).
+ESCAPES = ["../admin", "%2e%2e/admin", ".%2e/admin", "%2E%2e/admin", "%2e./admin",
+           "lic-2026/../../admin", "./../admin"]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+async def test_status_uri_escaping_the_prefix_is_never_fetched(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer, escape: str) -> None:
+    """A licence whose status URI leaves the registered prefix answers TRY_LATER unfetched."""
+    region = hefei.region
+    uri = f"{region.base_url}/status/{escape}"
+    issued = region.issue(claims_override={"status": {"status_list": {"idx": 0, "uri": uri}}})
+    client = await gateway_client(_trust_list(running))
+    resp = await client.post("/v1/verifications", headers=_auth(client_key),
+                             json={"credential": issued.token})
+    assert 200 == resp.status
+    body = await resp.json()
+    assert [] == hefei.requests
+    assert ("INDETERMINATE", "TRY_LATER", 99) == (body["indication"], body["sub_indication"],
+                                                 body["cn_status"])
+    status = next(c for c in body["checks"] if c["name"] == "status")
+    assert "dot segment" in status["detail"], status
+    assert status["detail"].endswith("not fetched"), status
+
+
+async def test_prefix_without_slash_does_not_admit_a_sibling(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """A prefix registered as ``…/status`` admits ``…/status/…`` and never ``…/statusX``."""
+    region = hefei.region
+    base = region.base_url
+    sibling = region.issue(claims_override={
+        "status": {"status_list": {"idx": 0, "uri": f"{base}/statusX/lic-2026"}}})
+    beneath = region.issue()
+    client = await gateway_client(_trust_list(running, status_uri_prefixes=[f"{base}/status"]))
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key), json={
+        "items": [{"credential": sibling.token}, {"credential": beneath.token}]})
+    results = (await resp.json())["results"]
+    assert [f"/status/{region.status_list_name}"] == hefei.requests
+    assert [("INDETERMINATE", "TRY_LATER"), ("TOTAL_PASSED", None)] == [
+        (r["indication"], r["sub_indication"]) for r in results], results
+    assert "outside the partner's registered prefixes" in next(
+        c["detail"] for c in results[0]["checks"] if c["name"] == "status")
+
+
+async def test_batch_of_escaping_status_uris_contacts_nothing(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        hefei: StatusServer) -> None:
+    """Every escaping form in one batch: each TRY_LATER, the partner's server never asked."""
+    region = hefei.region
+    tokens = [region.issue(claims_override={"status": {"status_list": {
+        "idx": 0, "uri": f"{region.base_url}/status/{escape}"}}}).token for escape in ESCAPES]
+    client = await gateway_client(_trust_list(running))
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": t} for t in tokens]})
+    results = (await resp.json())["results"]
+    assert [] == hefei.requests
+    assert {("INDETERMINATE", "TRY_LATER")} == {
+        (r["indication"], r["sub_indication"]) for r in results}

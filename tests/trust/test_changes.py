@@ -207,6 +207,18 @@ class TestInputChecks:
         assert "'*' (every code) must stand alone" in text
         assert "status_uri_prefixes must be a list of http(s) URL prefixes" in text
 
+    @pytest.mark.parametrize("prefix", [
+        "https://gw.example/status/../", "https://gw.example/%2e%2e/status/",
+        "https://u@gw.example/status/", "https://gw.example/status/?x=1",
+        "https://gw.example/status/#x", "https://gw.example\\status/"])
+    def test_status_prefix_that_could_be_read_two_ways_is_refused(
+            self, doc: Doc, prefix: str) -> None:
+        """A prefix with a dot segment, userinfo, query, fragment or backslash is refused."""
+        problems = _problems(doc, {"kind": "upsert-partner", "partner": {
+            "region_code": "310000", "endpoints": {"status_uri_prefixes": [prefix]}}})
+        assert any("status_uri_prefixes must be a list of http(s) URL prefixes" in p
+                   for p in problems), problems
+
 
 class TestChangeKinds:
     """Each kind of change does what it says, and only that."""
