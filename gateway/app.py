@@ -152,7 +152,7 @@ def create_app(
     app[JWKS_KEY] = []
 
     async def identities_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = IdentityStore(settings.data_dir)
+        store = IdentityStore(settings.data_dir, clock=clock or utc_now)
         await store.open()
         app[IDENTITIES_KEY] = store
         app[READINESS_KEY]["identities"] = store.ping
