@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api_admin import trust_alerts
+from gateway.api_credentials import setup_routes as setup_credential_routes
 from gateway.api_partner import PARTNER_KEY
 from gateway.api_partner import setup as setup_partner
 from gateway.api_verify import setup_routes as setup_verify_routes
@@ -220,4 +221,5 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     setup_verify_routes(app)
     setup_audit_routes(app)
+    setup_credential_routes(app)
     return app
