@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.api_admin import trust_alerts
+from gateway.api_credentials import setup_routes as setup_credential_routes
 from gateway.api_partner import PARTNER_KEY
 from gateway.api_partner import setup as setup_partner
 from gateway.api_verify import setup_routes as setup_verify_routes
@@ -182,7 +183,7 @@ def create_app(
     app[JWKS_KEY] = []
 
     async def identities_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = IdentityStore(settings.data_dir)
+        store = IdentityStore(settings.data_dir, clock=clock or utc_now)
         await store.open()
         app[IDENTITIES_KEY] = store
         app[READINESS_KEY]["identities"] = store.ping
@@ -251,4 +252,5 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     setup_verify_routes(app)
     setup_audit_routes(app)
+    setup_credential_routes(app)
     return app
