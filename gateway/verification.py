@@ -47,6 +47,9 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 
+SNAPSHOT_RETRIES = 3
+"""Times a request is judged again when the trust list changed while it waited."""
+
 BATCH_SLICE_S = 0.01
 """Longest run of a batch's work on the event loop between two yields (10 ms).
 
@@ -436,6 +439,13 @@ class VerificationService:
         snapshot = self.trust.snapshot
         digest = hashlib.sha256(req.credential.encode("utf-8", "surrogatepass")).hexdigest()
         outcome = await self._outcome(snapshot, req, at, digest)
+        for _ in range(SNAPSHOT_RETRIES):
+            if snapshot is self.trust.snapshot:
+                break
+            # The trust list changed while this request waited (for a status list):
+            # judge it again on the list now served, never answer on the one replaced.
+            snapshot = self.trust.snapshot
+            outcome = await self._outcome(snapshot, req, at, digest)
         answer = self._render(outcome, at, digest)
         await self.audit.append(self._event(req, outcome, actor=actor, source=source,
                                             request_id=request_id, at=at, started=started,
@@ -448,9 +458,31 @@ class VerificationService:
         """Verify many; answers keep the order of ``items``."""
         started = time.perf_counter()
         at = self.clock()
-        snapshot = self.trust.snapshot
         digests = [hashlib.sha256(r.credential.encode("utf-8", "surrogatepass")).hexdigest()
                    for r in items]
+        slices = _Slices()
+        snapshot = self.trust.snapshot
+        outcomes = await self._batch_outcomes(snapshot, items, digests, at, slices)
+        for _ in range(SNAPSHOT_RETRIES):
+            if snapshot is self.trust.snapshot:
+                break
+            snapshot = self.trust.snapshot  # changed meanwhile: judge the batch again (verify)
+            outcomes = await self._batch_outcomes(snapshot, items, digests, at, slices)
+        answers: list[dict[str, Any]] = []
+        appends = []
+        for req, outcome, digest in zip(items, outcomes, digests, strict=True):
+            answers.append(self._render(outcome, at, digest))
+            appends.append(self.audit.append(self._event(
+                req, outcome, actor=actor, source=source, request_id=request_id, at=at,
+                started=started, digest=digest)))
+            await slices.pause()
+        await asyncio.gather(*appends)
+        return answers
+
+    async def _batch_outcomes(self, snapshot: TrustSnapshot,
+                              items: Sequence[VerificationRequest], digests: list[str],
+                              at: datetime, slices: _Slices) -> list[_Outcome]:
+        """The outcomes of a batch on one trust snapshot: cache first, then fresh checks."""
         now = at.timestamp()
         keys = [self._cache_key(req, digest) for req, digest in zip(items, digests, strict=True)]
         found: list[tuple[CacheEntry, str] | None] = (
@@ -458,7 +490,6 @@ class VerificationService:
             else [None] * len(items))
         hits: list[_Outcome | None] = []
         misses: list[tuple[int, Pending | Verdict]] = []
-        slices = _Slices()
         for index, (req, key) in enumerate(zip(items, keys, strict=True)):
             hit = self._hit(snapshot, req, found[index], key)
             if hit is None:
@@ -482,16 +513,7 @@ class VerificationService:
             outcomes.append(outcome)
         if self.cache is not None and to_store and snapshot is self.trust.snapshot:
             await self.cache.put_many(snapshot.tag, to_store, now)
-        answers: list[dict[str, Any]] = []
-        appends = []
-        for req, outcome, digest in zip(items, outcomes, digests, strict=True):
-            answers.append(self._render(outcome, at, digest))
-            appends.append(self.audit.append(self._event(
-                req, outcome, actor=actor, source=source, request_id=request_id, at=at,
-                started=started, digest=digest)))
-            await slices.pause()
-        await asyncio.gather(*appends)
-        return answers
+        return outcomes
 
 
 def verdict_trust_next_update(snapshot: TrustSnapshot) -> float:

@@ -608,3 +608,55 @@ async def test_iat_in_a_key_window_not_yet_begun_over_http(
     assert {"anchor": "PASSED", "signature": "PASSED", "validity": "FAILED"} == {
         c["name"]: c["result"] for c in body["checks"]
         if c["name"] in {"anchor", "signature", "validity"}}
+
+
+class _HeldStatus:
+    """Wraps the gateway's status fetcher: every fetch waits until released."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def get(self, *args: Any) -> Any:
+        self.entered.set()
+        await self.release.wait()
+        return await self.real.get(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_trust_change_while_a_status_list_is_fetched_is_in_force_for_the_answer(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        batch: bool) -> None:
+    """A partner suspended while a verification waits for its status list: the answer is
+    judged on the new list (its version, not passed), never on the one it replaced."""
+    from gateway.appkeys import TRUST_KEY, VERIFICATION_KEY
+
+    client = await gateway_client()
+    service = client.app[VERIFICATION_KEY]
+    held = _HeldStatus(service.status)
+    service.status = held  # type: ignore[assignment]  # the wrapper forwards every attribute
+    token = running.federation["310000"].issue().token
+    if batch:
+        request = client.post("/v1/verifications/batch", headers=_auth(client_key),
+                              json={"items": [{"credential": token}]})
+    else:
+        request = client.post("/v1/verifications", headers=_auth(client_key),
+                              json={"credential": token})
+    answer = asyncio.ensure_future(request)
+    await asyncio.wait_for(held.entered.wait(), 10)
+    doc = trust_document(running.federation, version=4)
+    for partner in doc["partners"]:
+        if partner["region_code"] == "310000":
+            partner["status"] = "suspended"
+    client.app[TRUST_KEY].replace(TrustList.from_json(doc))
+    held.release.set()
+    resp = await answer
+    body = await resp.json()
+    result = body["results"][0] if batch else body
+    assert 200 == resp.status
+    assert 4 == result["trust_list_version"]
+    assert "TOTAL_PASSED" != result["indication"], result["checks"]
