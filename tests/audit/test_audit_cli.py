@@ -93,7 +93,7 @@ class TestVerify:
         import sys
 
         import gateway.cli.audit as audit_cli
-        from tests.gateway.test_licences import Terminal
+        from tests.terminal import Terminal
 
         monkeypatch.setattr(audit_cli, "PROGRESS_FROM", 10)  # 25 entries are long here
         quiet, shown = Terminal(), Terminal()
