@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -51,7 +52,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -401,7 +402,7 @@ _PG_CHANGES = (
     )""",
     "ALTER TABLE licence_changes ADD COLUMN IF NOT EXISTS xact BIGINT",
     "INSERT INTO licence_changes (one, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING",
-    # Once per writing transaction (an import writes row by row), and with the search_path
+    # Once per writing transaction (an import runs many statements), and with the search_path
     # the table was created under, whatever the writer's.
     """CREATE OR REPLACE FUNCTION licence_changed() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $$
@@ -571,43 +572,89 @@ def _count(conn: Connection, _: _Dialect) -> int:
     return int(row[0])
 
 
-def _import_chunk(conn: Connection, d: _Dialect, records: Sequence[LicenceRecord],
-                  keyring: HolderKeyring, now: str) -> ImportCounts:
+_DIGESTS_IN = 500
+"""Identifiers per ``IN (...)`` list when an import batch looks up what is stored."""
+
+
+def _stored_digests(conn: Connection, d: _Dialect, identifiers: Sequence[str]
+                    ) -> dict[str, tuple[str, str]]:
+    """``identifier -> (content_sha256, holder_hmac)`` of the stored ones among these."""
+    found: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(identifiers), _DIGESTS_IN):
+        part = identifiers[start:start + _DIGESTS_IN]
+        rows = conn.execute(
+            d.sql("SELECT identifier, content_sha256, holder_hmac FROM licences "  # noqa: S608 - placeholders only
+                  f"WHERE identifier IN ({', '.join('?' * len(part))})"),
+            list(part)).fetchall()
+        found.update((row[0], (row[1], row[2])) for row in rows)
+    return found
+
+
+def _import_batch(conn: Connection, d: _Dialect, records: Sequence[LicenceRecord],
+                  keyring: HolderKeyring, *, now: str, next_idx: int,
+                  counts: ImportCounts) -> int:
+    """Write one batch inside the import's transaction: one lookup of what is stored, then
+    one statement per kind of write for the whole batch. Returns the next free status
+    index."""
+    stored = _stored_digests(conn, d, [r.identifier for r in records])
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    rekeys: list[tuple[str, str]] = []
+    for record in records:
+        digest = record.content_sha256()
+        holder = keyring.pseudonym(str(record.lic["holder_code_type"]),
+                                   str(record.lic["holder_code"]))
+        row = stored.get(record.identifier)
+        # A row given twice in one batch is judged against its first copy, as if written.
+        stored[record.identifier] = (digest, holder)
+        if row is None:
+            inserts.append((record.identifier, record.type_code, holder,
+                            orjson.dumps(dict(record.lic)).decode(), record.state.value,
+                            next_idx, digest, now, now))
+            next_idx += 1
+            counts.added += 1
+        elif row[0] != digest:
+            # The status index stays: partners hold licences that point at it.
+            updates.append((record.type_code, holder, orjson.dumps(dict(record.lic)).decode(),
+                            record.state.value, digest, now, record.identifier))
+            counts.updated += 1
+        elif row[1] != holder:
+            rekeys.append((holder, record.identifier))
+            counts.rekeyed += 1
+        else:
+            counts.unchanged += 1
+    # Inserts first: an update of a row added earlier in this batch finds it. (A cursor:
+    # psycopg has executemany on cursors only.)
+    if inserts:
+        conn.cursor().executemany(d.sql(
+            "INSERT INTO licences (identifier, type_code, holder_hmac, lic, state, "
+            "status_idx, content_sha256, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), inserts)
+    if updates:
+        conn.cursor().executemany(d.sql(
+            "UPDATE licences SET type_code = ?, holder_hmac = ?, lic = ?, state = ?, "
+            "content_sha256 = ?, updated_at = ? WHERE identifier = ?"), updates)
+    if rekeys:
+        conn.cursor().executemany(
+            d.sql("UPDATE licences SET holder_hmac = ? WHERE identifier = ?"), rekeys)
+    return next_idx
+
+
+def _import_all(conn: Connection, d: _Dialect, records: Iterable[LicenceRecord],
+                keyring: HolderKeyring, *, now: str, batch: int) -> ImportCounts:
     counts = ImportCounts()
     with d.transaction(conn):
         top = conn.execute("SELECT MAX(status_idx) FROM licences").fetchone()
         next_idx = 0 if top is None or top[0] is None else int(top[0]) + 1
+        part: list[LicenceRecord] = []
         for record in records:
-            digest = record.content_sha256()
-            holder = keyring.pseudonym(str(record.lic["holder_code_type"]),
-                                       str(record.lic["holder_code"]))
-            row = conn.execute(
-                d.sql("SELECT content_sha256, holder_hmac FROM licences WHERE identifier = ?"),
-                (record.identifier,)).fetchone()
-            lic_json = orjson.dumps(dict(record.lic)).decode()
-            if row is None:
-                conn.execute(d.sql(
-                    "INSERT INTO licences (identifier, type_code, holder_hmac, lic, state, "
-                    "status_idx, content_sha256, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    (record.identifier, record.type_code, holder, lic_json, record.state.value,
-                     next_idx, digest, now, now))
-                next_idx += 1
-                counts.added += 1
-            elif row[0] != digest:
-                # The status index stays: partners hold licences that point at it.
-                conn.execute(d.sql(
-                    "UPDATE licences SET type_code = ?, holder_hmac = ?, lic = ?, state = ?, "
-                    "content_sha256 = ?, updated_at = ? WHERE identifier = ?"),
-                    (record.type_code, holder, lic_json, record.state.value, digest, now,
-                     record.identifier))
-                counts.updated += 1
-            elif row[1] != holder:
-                conn.execute(d.sql("UPDATE licences SET holder_hmac = ? WHERE identifier = ?"),
-                             (holder, record.identifier))
-                counts.rekeyed += 1
-            else:
-                counts.unchanged += 1
+            part.append(record)
+            if len(part) >= batch:
+                next_idx = _import_batch(conn, d, part, keyring, now=now, next_idx=next_idx,
+                                         counts=counts)
+                part = []
+        if part:
+            _import_batch(conn, d, part, keyring, now=now, next_idx=next_idx, counts=counts)
     return counts
 
 
@@ -638,22 +685,19 @@ class LicenceRepository:
         """Create the table and indices if missing."""
         self._call(_setup)
 
-    def import_records(self, records: Sequence[LicenceRecord], keyring: HolderKeyring,
-                       *, chunk: int = 2000,
-                       progress: Callable[[int], None] | None = None) -> ImportCounts:
-        """Add or update ``records`` in transactions of ``chunk`` rows.
+    def import_records(self, records: Iterable[LicenceRecord], keyring: HolderKeyring,
+                       *, batch: int = 2000) -> ImportCounts:
+        """Add or update ``records`` in one transaction, written ``batch`` rows at a time.
 
-        A row whose content is unchanged is left as it is, so importing the same
-        file twice changes nothing. ``progress(n)`` is told how many rows are done.
+        ``records`` may be a generator (a file being read): it is drawn one batch at a
+        time, so memory holds one batch whatever the number of rows. The import is
+        all or nothing: when the store fails, or ``records`` raises (a file that turns
+        out unreadable halfway), nothing of it is stored. A row whose content is
+        unchanged is left as it is, so importing the same file twice changes nothing.
         """
-        total = ImportCounts()
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for start in range(0, len(records), chunk):
-            part = records[start:start + chunk]
-            total.add(self._call(_import_chunk, part, keyring, now))
-            if progress is not None:
-                progress(start + len(part))
-        return total
+        return self._call(functools.partial(_import_all, now=now, batch=max(1, batch)),
+                          records, keyring)
 
     def by_identifier(self, identifier: str) -> StoredLicence | None:
         """The licence with this 证照标识."""

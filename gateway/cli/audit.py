@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn
 
 import orjson
+from tqdm import tqdm
 
 from gateway.audit import (
     AuditStoreError,
@@ -29,6 +30,7 @@ from gateway.audit._keys import load_signing_key
 from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
 from gateway.audit.routes import csv_header, csv_rows
+from gateway.cli._progress import progress_bar, wanted
 from trust.note import NoteError, NoteSigner, NoteVerifier
 
 __all__ = ["append_cli_event", "register"]
@@ -110,29 +112,30 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return handler
 
 
-class _Progress:
-    """A one-line progress bar on standard error, redrawn with carriage returns."""
+PROGRESS_FROM = 50_000
+"""Logs of fewer entries verify in a moment: ``audit verify`` draws no bar for them."""
 
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self._stream = stream
-        self._enabled = enabled
-        self._drawn = False
+
+class _Progress:
+    """``audit verify``'s progress bar (tqdm) on standard error, for a log of
+    ``PROGRESS_FROM`` entries or more, when standard error is a terminal and ``--quiet``
+    is not given."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._enabled = wanted(quiet)
+        self._bar: tqdm[NoReturn] | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        if not self._enabled or total < 50_000:
+        if not self._enabled or total < PROGRESS_FROM:
             return
-        width = 30
-        filled = width * done // max(total, 1)
-        self._stream.write(
-            f"\rverifying [{'#' * filled}{'.' * (width - filled)}] {done}/{total} entries"
-        )
-        self._stream.flush()
-        self._drawn = True
+        if self._bar is None:
+            self._bar = progress_bar(total=total, desc="verifying", unit=" entries",
+                                     enabled=True)
+        self._bar.update(done - self._bar.n)
 
     def end(self) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
+        if self._bar is not None:
+            self._bar.close()
 
 
 @_guarded
@@ -150,7 +153,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if stored_vkey is not None and stored_vkey != verifier.to_vkey():
                 return _fail("the data folder's signing key is not the key this log records")
         extra = [path.read_text(encoding="utf-8") for path in args.checkpoint]
-        progress = _Progress(sys.stderr, not args.quiet)
+        progress = _Progress(args.quiet)
         report = verify_log(
             store, verifier, origin=origin, extra_checkpoints=extra, progress=progress
         )

@@ -1,42 +1,59 @@
 """``ecert-gateway licences import|demo``: fill Huzhou's licence library.
 
-``licences import FILE --data-dir DIR [--postgres-dsn DSN]`` reads JSON Lines
-(``.jsonl``, ``.ndjson``, ``.json``: one licence object a line) or CSV (``.csv``,
-a header row with the same names), each row ``identifier`` + the profile's
-``lic`` keys + ``state`` (``valid`` | ``revoked`` | ``suspended``). Every row is
-checked (identifier shape and ISO 7064 check character, USCC issuer and holder
-codes, 身份证号, dates); each bad row is printed as ``FILE:LINE: reason`` and
-skipped, the good ones are stored. Importing the same file again changes
-nothing. One audit record describes the import (counts and the file's SHA-256,
-no personal data). Exit status: 0 when every row was good, 1 when any was
-rejected (the good ones are kept) or the import failed.
+``licences import FILE --data-dir DIR [--postgres-dsn DSN] [--quiet]`` reads JSON
+Lines (``.jsonl``, ``.ndjson``, ``.json``: one licence object a line) or CSV
+(``.csv``, a header row with the same names), each row ``identifier`` + the
+profile's ``lic`` keys + ``state`` (``valid`` | ``revoked`` | ``suspended``).
+
+The file is streamed: read and checked row by row and written to the store
+``BATCH`` rows at a time, so memory stays the same whatever its size. Every row
+is checked (identifier shape and ISO 7064 check character, USCC issuer and
+holder codes, 身份证号, dates, an identifier given twice); each bad row is
+printed as ``FILE:LINE: reason`` as it is found and skipped, the good ones are
+stored. The import is one transaction: the good rows are stored all together
+or, when the store fails, the file turns out unreadable halfway (not UTF-8, a
+line over ``MAX_LINE`` bytes) or the import is interrupted, not at all.
+Importing the same file again changes nothing. One audit record describes the
+import (counts and the file's SHA-256, no personal data). Exit status: 0 when
+every row was good, 1 when any was rejected (the good ones are kept) or the
+import failed.
 
 In CSV, ``matters`` is a JSON array or codes separated by ``|``; ``fields`` is
 a JSON object; an empty ``valid_until`` means 长期.
 
-``licences demo --data-dir DIR [--count N] [--seed S]`` writes N realistic
-Huzhou licences to ``DIR/demo-licences.jsonl`` and imports them.
+``licences demo --data-dir DIR [--count N] [--seed S] [--quiet]`` writes N
+realistic Huzhou licences to ``DIR/demo-licences.jsonl`` and imports them.
+
+Both draw their progress (tqdm) on standard error when it is a terminal and
+``--quiet`` is not given: the part of the file read, the rows, their rate and
+the time left.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import hashlib
-import io
 import os
 import random
+import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Any, TextIO
+from types import TracebackType
+from typing import Any, BinaryIO
 
 import orjson
 from stdnum.cn import ric, uscc
+from tqdm import tqdm
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
+from gateway.cli._progress import progress_bar, wanted
 from gateway.licences import (
     LIC_KEYS,
     HolderKeyring,
@@ -50,7 +67,9 @@ from gateway.licences import (
 from trust import CHINA_TZ, iso7064_check_char
 
 __all__ = [
+    "BATCH",
     "ImportReport",
+    "MAX_LINE",
     "demo_rows",
     "import_file",
     "read_rows",
@@ -61,17 +80,34 @@ _JSONL = (".jsonl", ".ndjson", ".json")
 _CSV = (".csv",)
 _COLUMNS = ("identifier", *LIC_KEYS, "state")
 
+BATCH = 2000
+"""Rows written to the store at a time, inside the import's one transaction."""
+MAX_LINE = 1 << 20
+"""Longest line (bytes) an import file may hold; a licence row is a few hundred. A
+longer line makes the whole file unreadable, so that no line can fill the memory."""
+_AUDITED_LINES = 1000
+"""Rejected line numbers kept for the audit record (the count is always exact)."""
+
 
 @dataclass(slots=True)
 class ImportReport:
     """What an import found and did."""
 
     path: Path
-    sha256: str
+    sha256: str = ""
+    """The file's SHA-256 (hex), known once the whole file has been read."""
     rows: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    rejected: int = 0
+    rejected_lines: list[int] = field(default_factory=list)
+    """The line numbers of the first ``_AUDITED_LINES`` rejected rows."""
     counts: ImportCounts = field(default_factory=ImportCounts)
     backend: str = "sqlite"
+
+    def reject(self, line: int) -> None:
+        """Count a rejected row."""
+        self.rejected += 1
+        if len(self.rejected_lines) < _AUDITED_LINES:
+            self.rejected_lines.append(line)
 
 
 # ----------------------------------------------------------------------- reading
@@ -90,16 +126,52 @@ def _csv_value(name: str, value: str | None) -> Any:
     return text
 
 
-def read_rows(path: Path, data: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """``(line, row)`` for every row of the file, or ``(line, reason)`` for one that cannot
-    be read. Raises ``LicenceRecordError`` when the file as a whole is unreadable."""
+def _is_csv(path: Path) -> bool:
     suffix = path.suffix.lower()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LicenceRecordError(f"{path.name} is not UTF-8") from exc
-    if suffix in _JSONL:
-        for number, line in enumerate(text.splitlines(), 1):
+    if suffix not in _JSONL + _CSV:
+        raise LicenceRecordError(f"{path.name}: expected .jsonl, .ndjson, .json or .csv")
+    return suffix in _CSV
+
+
+class _Source:
+    """An import file's lines, decoded, hashed and counted as they are read."""
+
+    def __init__(self, path: Path, stream: BinaryIO) -> None:
+        self._name = path.name
+        self._stream = stream
+        self._digest = hashlib.sha256()
+        self.bytes_read = 0
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the bytes read so far: the file's once every line is read."""
+        return self._digest.hexdigest()
+
+    def lines(self) -> Iterator[str]:
+        """Each line with its line ending, the UTF-8 byte order mark dropped. Raises
+        ``LicenceRecordError`` at a line that is not UTF-8 or longer than ``MAX_LINE``."""
+        number = 0
+        while raw := self._stream.readline(MAX_LINE + 1):
+            number += 1
+            self._digest.update(raw)
+            self.bytes_read += len(raw)
+            if len(raw) > MAX_LINE:
+                raise LicenceRecordError(
+                    f"{self._name}: line {number} is longer than {MAX_LINE} bytes")
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LicenceRecordError(f"{self._name} is not UTF-8 (line {number})") from exc
+
+
+def read_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line, row)`` for every row of the file whose ``lines`` are given (with their
+    line endings), or ``(line, reason)`` for one that cannot be read. Raises
+    ``LicenceRecordError`` when the file as a whole is unreadable."""
+    if not _is_csv(path):
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
@@ -108,81 +180,112 @@ def read_rows(path: Path, data: bytes) -> Iterator[tuple[int, dict[str, Any] | s
                 yield number, "not a JSON object"
                 continue
             yield number, row if isinstance(row, dict) else "not a JSON object"
-    elif suffix in _CSV:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = reader.fieldnames or []
-        unknown = sorted(set(header) - set(_COLUMNS))
-        if unknown:
-            raise LicenceRecordError(f"{path.name}: unknown columns {unknown}")
-        if "identifier" not in header:
-            raise LicenceRecordError(f"{path.name}: no identifier column")
-        for row in reader:
-            if None in row:
-                yield reader.line_num, "more cells than columns"
-                continue
-            try:
-                yield reader.line_num, {name: _csv_value(name, value)
-                                        for name, value in row.items()
-                                        if _csv_value(name, value) is not None}
-            except orjson.JSONDecodeError:
-                yield reader.line_num, "matters or fields is not valid JSON"
-    else:
-        raise LicenceRecordError(f"{path.name}: expected .jsonl, .ndjson, .json or .csv")
-
-
-def _validate(path: Path, data: bytes, report: ImportReport) -> list[LicenceRecord]:
-    records: list[LicenceRecord] = []
-    seen: dict[str, int] = {}
-    for number, row in read_rows(path, data):
-        report.rows += 1
-        if isinstance(row, str):
-            report.rejected.append((number, row))
+        return
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    unknown = sorted(set(header) - set(_COLUMNS))
+    if unknown:
+        raise LicenceRecordError(f"{path.name}: unknown columns {unknown}")
+    if "identifier" not in header:
+        raise LicenceRecordError(f"{path.name}: no identifier column")
+    for row in reader:
+        if None in row:
+            yield reader.line_num, "more cells than columns"
             continue
         try:
-            record = record_from_mapping(row)
-        except LicenceRecordError as exc:
-            report.rejected.append((number, str(exc)))
+            yield reader.line_num, {name: _csv_value(name, value)
+                                    for name, value in row.items()
+                                    if _csv_value(name, value) is not None}
+        except orjson.JSONDecodeError:
+            yield reader.line_num, "matters or fields is not valid JSON"
+
+
+class _FirstLines:
+    """The line each identifier of an import was first seen on, kept in SQLite's private
+    temporary database (a page cache of a few MB, the rest on disk) rather than in a
+    dict that would grow with the file."""
+
+    def __init__(self) -> None:
+        try:
+            self._db = sqlite3.connect("")  # "": a private temporary database
+            self._db.execute("CREATE TABLE seen (identifier TEXT PRIMARY KEY, "
+                             "line INTEGER NOT NULL) WITHOUT ROWID")
+        except sqlite3.Error as exc:
+            raise LicenceError(f"cannot make the import's scratch database: {exc}") from exc
+
+    def __enter__(self) -> _FirstLines:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._db.close()
+
+    def first(self, identifier: str, line: int) -> int | None:
+        """None when ``identifier`` is new (``line`` is remembered), else its first line."""
+        try:
+            if self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)",
+                                (identifier, line)).rowcount == 1:
+                return None
+            row = self._db.execute("SELECT line FROM seen WHERE identifier = ?",
+                                   (identifier,)).fetchone()
+        except sqlite3.Error as exc:
+            raise LicenceError(f"the import's scratch database failed: {exc}") from exc
+        return int(row[0])
+
+
+def _records(path: Path, source: _Source, report: ImportReport, seen: _FirstLines, *,
+             on_reject: Callable[[int, str], None] | None,
+             progress: Callable[[int, int], None] | None) -> Iterator[LicenceRecord]:
+    """The good rows of the file, one at a time; bad ones go to the report."""
+    for number, row in read_rows(path, source.lines()):
+        report.rows += 1
+        reason: str | None = None
+        if isinstance(row, str):
+            reason = row
+        else:
+            try:
+                record = record_from_mapping(row)
+            except LicenceRecordError as exc:
+                reason = str(exc)
+            else:
+                first = seen.first(record.identifier, number)
+                if first is not None:
+                    reason = f"identifier repeats line {first}"
+        if progress is not None:
+            progress(source.bytes_read, report.rows)
+        if reason is not None:
+            report.reject(number)
+            if on_reject is not None:
+                on_reject(number, reason)
             continue
-        if record.identifier in seen:
-            report.rejected.append((number, f"identifier repeats line {seen[record.identifier]}"))
-            continue
-        seen[record.identifier] = number
-        records.append(record)
-    return records
+        yield record
 
 
 # ----------------------------------------------------------------------- importing
 
 
-def _progress_bar(stream: TextIO, total: int) -> Callable[[int], None]:
-    def show(done: int) -> None:
-        width = 30
-        filled = width * done // max(1, total)
-        percent = 100 * done // max(1, total)
-        stream.write(f"\r[{'#' * filled}{'-' * (width - filled)}] {percent:3d}% "
-                     f"{done}/{total}")
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
-
-    return show
-
-
 def import_file(path: Path, data_dir: Path, *, postgres_dsn: str | None = None,
-                progress: TextIO | None = None) -> ImportReport:
-    """Validate and store every good row of ``path``; bad rows are listed in the report.
+                on_reject: Callable[[int, str], None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Stream ``path`` into the licence library: every row read and checked in turn, the
+    good ones stored in one transaction, ``BATCH`` at a time (module docstring).
 
-    Blocking (files and the store): the CLI's, or an executor's.
+    ``on_reject(line, reason)`` is told each bad row when it is found;
+    ``progress(bytes_read, rows_read)`` after each row. Raises ``LicenceError`` (the
+    file or the store failed), and then nothing of the file is stored. Blocking (files
+    and the store): the CLI's, or an executor's.
     """
-    data = path.read_bytes()
-    report = ImportReport(path=path, sha256=hashlib.sha256(data).hexdigest())
-    records = _validate(path, data, report)
+    _is_csv(path)
     keyring = HolderKeyring.load(data_dir)
-    with open_repository(data_dir, postgres_dsn) as repo:
+    report = ImportReport(path=path)
+    with path.open("rb") as stream, _FirstLines() as seen, \
+            open_repository(data_dir, postgres_dsn) as repo:
+        source = _Source(path, stream)
         report.backend = repo.backend
-        show = None if progress is None or not records else _progress_bar(progress,
-                                                                         len(records))
-        report.counts = repo.import_records(records, keyring, progress=show)
+        report.counts = repo.import_records(
+            _records(path, source, report, seen, on_reject=on_reject,
+                     progress=progress), keyring, batch=BATCH)
+        report.sha256 = source.sha256
     return report
 
 
@@ -190,7 +293,7 @@ def _audit(report: ImportReport, data_dir: Path, dsn: str | None) -> None:
     from gateway.audit import append_cli_event  # noqa: PLC0415 - keeps this module light
 
     imported = report.counts.added + report.counts.updated
-    outcome = "refused" if report.rejected and report.rows == len(report.rejected) else "ok"
+    outcome = "refused" if report.rejected and report.rows == report.rejected else "ok"
     append_cli_event(data_dir, AuditEvent(
         event_type=EventType.LICENCE_IMPORT,
         actor_kind=ActorKind.CLI,
@@ -201,8 +304,8 @@ def _audit(report: ImportReport, data_dir: Path, dsn: str | None) -> None:
         details={"file_name": report.path.name, "file_sha256": report.sha256,
                  "rows": report.rows, "added": report.counts.added,
                  "updated": report.counts.updated, "unchanged": report.counts.unchanged,
-                 "rekeyed": report.counts.rekeyed, "rejected": len(report.rejected),
-                 "rejected_lines": [line for line, _ in report.rejected[:1000]],
+                 "rekeyed": report.counts.rekeyed, "rejected": report.rejected,
+                 "rejected_lines": report.rejected_lines,
                  "imported": imported, "store": report.backend},
     ), postgres_dsn=dsn)
 
@@ -212,24 +315,62 @@ def _dsn(args: argparse.Namespace) -> str | None:
     return args.postgres_dsn or os.environ.get("ECERT_POSTGRES_DSN") or None
 
 
+class _ImportProgress:
+    """An import's progress line on standard error: the part of the file read (so the
+    percentage and the time left), the rows read and their rate."""
+
+    def __init__(self, path: Path, *, enabled: bool) -> None:
+        self._bar = progress_bar(
+            total=path.stat().st_size, desc=path.name, unit="B", unit_scale=True,
+            enabled=enabled, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                                        "{n_fmt}B/{total_fmt}B [{elapsed}<{remaining}{postfix}]")
+        self._started = time.monotonic()
+
+    def __call__(self, bytes_read: int, rows: int) -> None:
+        bar = self._bar
+        if not bar.disable:
+            # The text is set on every row (a plain assignment), so that whenever tqdm
+            # redraws, at most ten times a second, it shows the rows of that moment.
+            rate = rows / max(time.monotonic() - self._started, 1e-3)
+            bar.set_postfix_str(f"{rows:,} rows, {rate:,.0f}/s", refresh=False)
+            bar.update(bytes_read - bar.n)
+
+    def finish(self, rows: int) -> None:
+        """Show the final count (an import that went through)."""
+        if not self._bar.disable:
+            self(int(self._bar.n), rows)
+            self._bar.refresh()
+
+    def close(self) -> None:
+        """End the line."""
+        self._bar.close()
+
+
 def _run_import(path: Path, args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     dsn = _dsn(args)
-    show = sys.stderr if sys.stderr.isatty() and not args.no_progress else None
+
+    def reject(line: int, reason: str) -> None:
+        tqdm.write(f"{path}:{line}: {reason}", file=sys.stderr)
+
     try:
-        report = import_file(path, data_dir, postgres_dsn=dsn, progress=show)
+        progress = _ImportProgress(path, enabled=wanted(args.quiet))
+        try:
+            report = import_file(path, data_dir, postgres_dsn=dsn, on_reject=reject,
+                                 progress=progress)
+            progress.finish(report.rows)
+        finally:
+            progress.close()
         _audit(report, data_dir, dsn)
     except (LicenceError, AuditUnavailableError, OSError) as exc:
         print(f"ecert-gateway licences {args.action}: {exc}", file=sys.stderr)
         return 1
-    for line, reason in report.rejected:
-        print(f"{path}:{line}: {reason}", file=sys.stderr)
     counts = report.counts
     print(f"{path.name}: {report.rows} rows; added {counts.added}, updated {counts.updated}, "
-          f"unchanged {counts.unchanged}, rejected {len(report.rejected)} "
+          f"unchanged {counts.unchanged}, rejected {report.rejected} "
           f"(store: {report.backend}, sha256 {report.sha256[:16]}...)")
     if report.rejected:
-        print(f"ecert-gateway licences {args.action}: {len(report.rejected)} rows rejected "
+        print(f"ecert-gateway licences {args.action}: {report.rejected} rows rejected "
               "(the good rows were imported)", file=sys.stderr)
         return 1
     return 0
@@ -312,6 +453,7 @@ def _uscc(kind: str, division: str, body8: str) -> str:
     return code
 
 
+@cache  # the same few agencies on every row
 def _agency(division: str, department: str) -> tuple[str, str]:
     name = f"{_DIVISIONS[division]}{department}"
     digest = hashlib.sha256(name.encode()).digest()
@@ -394,9 +536,12 @@ def _demo(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "demo-licences.jsonl"
     tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as out:
+    with tmp.open("wb") as out, progress_bar(total=args.count, desc="generating",
+                                             unit=" licences",
+                                             enabled=wanted(args.quiet)) as bar:
         for row in demo_rows(args.count, seed=args.seed):
             out.write(orjson.dumps(row) + b"\n")
+            bar.update()
     tmp.replace(path)
     print(f"wrote {args.count} demo licences to {path}")
     return _run_import(path, args)
@@ -415,7 +560,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     imp.add_argument("--postgres-dsn",
                      help="store licences (and the audit record) in PostgreSQL "
                           "(default ECERT_POSTGRES_DSN)")
-    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.add_argument("--quiet", "--no-progress", action="store_true",
+                     help="no progress bar (there is none when stderr is not a terminal)")
     imp.set_defaults(func=_import)
     demo = sub.add_parser("demo", help="generate and import realistic Huzhou licences")
     demo.add_argument("--data-dir", required=True)
@@ -424,5 +570,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--postgres-dsn",
                       help="store licences (and the audit record) in PostgreSQL "
                            "(default ECERT_POSTGRES_DSN)")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--quiet", "--no-progress", action="store_true",
+                      help="no progress bars (there are none when stderr is not a terminal)")
     demo.set_defaults(func=_demo)

@@ -86,6 +86,30 @@ class TestVerify:
         assert 1 == _run("audit", "verify", "--data-dir", str(tmp_path))
         assert "no audit log" in capsys.readouterr().err
 
+    def test_progress_bar_on_a_terminal(self, log_dir: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+        """On a terminal a long log's check draws a bar (tqdm) to its end; ``--quiet``
+        draws nothing."""
+        import sys
+
+        import gateway.cli.audit as audit_cli
+        from tests.terminal import Terminal
+
+        monkeypatch.setattr(audit_cli, "PROGRESS_FROM", 10)  # 25 entries are long here
+        quiet, shown = Terminal(), Terminal()
+        monkeypatch.setattr(sys, "stderr", quiet.stream)
+        assert 0 == _run("audit", "verify", "--data-dir", str(log_dir), "--quiet")
+        monkeypatch.setattr(sys, "stderr", shown.stream)
+        assert 0 == _run("audit", "verify", "--data-dir", str(log_dir))
+        quiet.close()
+        shown.close()
+        assert [] == quiet.frames()
+        bars = [text for _, text in shown.frames()]
+        assert bars
+        assert all(text.startswith("verifying:") for text in bars)
+        assert "100%" in bars[-1]
+        assert "25/25" in bars[-1]
+
 
 class TestRead:
     """audit query, stats and export."""

@@ -7,9 +7,14 @@ import asyncio
 import csv
 import io
 import logging
+import os
 import random
+import re
 import sqlite3
-from collections.abc import Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ import pytest
 import gateway.licences as licences_module
 from gateway.cache import redis_client
 from gateway.cli import licences as cli
+from gateway.datafolder import create_data_folder
 from gateway.licences import (
     HolderKeyring,
     LicenceRecordError,
@@ -34,7 +40,15 @@ from gateway.licences import (
 from gateway.partner import RedisReplayCache
 from gateway.settings import load_settings
 from mocks import make_resident_id
-from tests.gateway.test_partner_api import HOLDER, OTHER_HOLDER, import_rows, licence_row
+from tests.conftest import REPO
+from tests.gateway.test_partner_api import (
+    HOLDER,
+    ORG_HOLDER,
+    OTHER_HOLDER,
+    import_rows,
+    licence_row,
+)
+from tests.terminal import Terminal
 
 THIRD_HOLDER = make_resident_id(["330523"], random.Random(11))
 """A holder the other rows of the coalescing test never have."""
@@ -237,6 +251,183 @@ class TestDemo:
         with open_repository(tmp_path) as repo:
             assert 300 == repo.count()
         assert (tmp_path / "demo-licences.jsonl").exists()
+
+
+def write_quick_rows(path: Path, count: int) -> Path:
+    """``count`` good rows, written a line at a time, whose checks are quick (the holder
+    is an organisation: no 身份证号 county look-up), so that a large file is cheap."""
+    with path.open("wb") as out:
+        for n in range(count):
+            out.write(orjson.dumps(licence_row(n, holder=ORG_HOLDER, holder_type="001")) + b"\n")
+    return path
+
+
+def peak_rss_kib(argv: Sequence[str], log: Path) -> int:
+    """Run ``ecert-gateway ARGV`` and return the peak resident memory of that process
+    alone (its own rusage, KiB), failing if it fails."""
+    with log.open("wb") as out:
+        child = subprocess.Popen([sys.executable, "-m", "gateway", *argv], cwd=REPO,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert 0 == child.returncode, log.read_text(encoding="utf-8")
+    return usage.ru_maxrss // (1024 if sys.platform == "darwin" else 1)  # macOS: bytes
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    """A terminal for standard error; the test puts it in place (pytest's own capture
+    takes ``sys.stderr`` back between a fixture and the test)."""
+    term = Terminal()
+    yield term
+    term.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_dsn(request: pytest.FixtureRequest) -> str | None:
+    """Each licence store: None for SQLite in the data folder, else a PostgreSQL DSN."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_dsn"))
+
+
+def _rows_in(frame: str) -> int | None:
+    found = re.search(r"([\d,]+) rows", frame)
+    return None if found is None else int(found.group(1).replace(",", ""))
+
+
+class TestStreamingImport:
+    """``licences import`` streams: bounded memory, progress at once, all rows or none."""
+
+    @pytest.mark.slow
+    def test_memory_does_not_grow_with_the_file(self, tmp_path: Path) -> None:
+        """An import of 50,000 rows peaks within 30 MB of one of 5,000 (the whole file and
+        every row used to be held: some 200 MB more)."""
+        small = write_quick_rows(tmp_path / "small.jsonl", 5_000)
+        large = write_quick_rows(tmp_path / "large.jsonl", 50_000)
+        for folder in ("small", "large"):
+            create_data_folder(tmp_path / folder)  # what `ecert-gateway init` does
+        small_kib = peak_rss_kib(["licences", "import", str(small), "--data-dir",
+                                  str(tmp_path / "small")], tmp_path / "small.log")
+        large_kib = peak_rss_kib(["licences", "import", str(large), "--data-dir",
+                                  str(tmp_path / "large")], tmp_path / "large.log")
+        assert large_kib - small_kib < 30 * 1024, (small_kib, large_kib)
+        with open_repository(tmp_path / "large") as repo:
+            assert 50_000 == repo.count()
+            assert 50_000 == repo.status_entries().size
+
+    def test_progress_on_a_terminal_from_the_first_second(
+            self, tmp_path: Path, terminal: Terminal, monkeypatch: pytest.MonkeyPatch) -> None:
+        """On a terminal, the bar is drawn at once and shows rows, rate and time left
+        within the first second, long before the import ends; its last frame says 100 %
+        and every row."""
+        path = write_quick_rows(tmp_path / "batch.jsonl", 20_000)
+        monkeypatch.setattr(sys, "stderr", terminal.stream)
+        started = time.monotonic()
+        assert 0 == run("import", str(path), "--data-dir", str(tmp_path))
+        ended = time.monotonic()
+        terminal.close()
+        frames = [(at - started, text) for at, text in terminal.frames()]
+        bars = [(at, text) for at, text in frames if "batch.jsonl:" in text and "%|" in text]
+        assert bars, frames
+        assert bars[0][0] < 1.0, bars[0]
+        moving = [(at, text) for at, text in bars if 0 < (_rows_in(text) or 0) < 20_000]
+        assert moving, bars
+        first_at, first = moving[0]
+        assert first_at < 1.0, (first_at, first)
+        assert first_at < (ended - started) / 2, (first_at, ended - started)
+        assert re.search(r"\[00:0\d<[\d:?]+, [\d,]+ rows, [\d,]+/s\]", first), first
+        counts = [_rows_in(text) or 0 for _, text in bars]
+        assert counts == sorted(counts)
+        assert "100%" in bars[-1][1]
+        assert "20,000 rows" in bars[-1][1]
+
+    def test_demo_shows_progress_from_the_start(
+            self, tmp_path: Path, terminal: Terminal, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``licences demo`` draws a bar while it generates, then the import's."""
+        monkeypatch.setattr(sys, "stderr", terminal.stream)
+        started = time.monotonic()
+        assert 0 == run("demo", "--data-dir", str(tmp_path), "--count", "3000")
+        terminal.close()
+        frames = [(at - started, text) for at, text in terminal.frames()]
+        generating = [(at, text) for at, text in frames if text.startswith("generating:")]
+        assert generating, frames
+        assert generating[0][0] < 1.0, generating[0]
+        assert "3000/3000" in generating[-1][1]
+        assert any(text.startswith("demo-licences.jsonl:") and "3,000 rows" in text
+                   for _, text in frames), frames
+
+    def test_no_progress_when_quiet_or_not_a_terminal(
+            self, tmp_path: Path, terminal: Terminal, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> None:
+        """``--quiet`` on a terminal, or standard error not a terminal: the bad rows and
+        nothing else."""
+        path = write_jsonl(tmp_path / "batch.jsonl", bad_rows())
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path / "a"))
+        err = capsys.readouterr().err
+        assert f"{path}:6: not a JSON object" in err
+        assert "\r" not in err
+        assert "%|" not in err
+        monkeypatch.setattr(sys, "stderr", terminal.stream)
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path / "b"), "--quiet")
+        terminal.close()
+        drawn = [text for _, text in terminal.frames()]
+        assert [f"{path}:{n}" for n in range(2, 7)] == [t.split(": ")[0] for t in drawn[:5]]
+        assert drawn[5].startswith("ecert-gateway licences import: 5 rows rejected")
+        assert 6 == len(drawn)
+
+    def test_every_row_stored_as_given(self, tmp_path: Path, store_dsn: str | None,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """5,000 varied rows over three batches, with a bad line, a blank one, a repeated
+        identifier and a bad state among them: each good row is stored as checked, with
+        the status index of its place in the file; the bad ones are named by line."""
+        rows = list(cli.demo_rows(5_000, seed=5))
+        lines: list[dict[str, Any] | str] = [
+            *rows[:2500], "{not json", "", *rows[2500:], rows[10], {**rows[20], "state": "x"}]
+        path = write_jsonl(tmp_path / "batch.jsonl", lines)
+        store = ["--postgres-dsn", store_dsn] if store_dsn else []
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path), *store)
+        out, err = capsys.readouterr()
+        assert "5003 rows; added 5000, updated 0, unchanged 0, rejected 3" in out
+        assert f"{path}:2501: not a JSON object" in err
+        assert f"{path}:5003: identifier repeats line 11" in err
+        assert f"{path}:5004: state must be" in err
+        with open_repository(tmp_path, store_dsn) as repo:
+            assert 5000 == repo.count()
+            entries = repo.status_entries()
+            sample = [0, 1999, 2000, 2499, 2500, 4999, *random.Random(1).sample(range(5000), 40)]
+            stored = {n: repo.by_identifier(rows[n]["identifier"]) for n in sample}
+        assert 5000 == entries.size
+        assert {n: LicenceState(row["state"]).status_value for n, row in enumerate(rows)
+                if row["state"] != "valid"} == dict(entries.values)
+        for n, found in stored.items():
+            expected = record_from_mapping(rows[n])
+            assert found is not None
+            assert (expected.lic, expected.state, n) == (found.lic, found.state,
+                                                        found.status_idx)
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path), *store)
+        assert "added 0, updated 0, unchanged 5000, rejected 3" in capsys.readouterr().out
+
+    @pytest.mark.parametrize("problem", ["not UTF-8", "line too long"])
+    def test_a_file_unreadable_halfway_stores_nothing(
+            self, tmp_path: Path, store_dsn: str | None, capsys: pytest.CaptureFixture[str],
+            problem: str) -> None:
+        """The import is one transaction: a file found unreadable after two batches were
+        written stores none of its rows."""
+        path = write_quick_rows(tmp_path / "batch.jsonl", 2 * cli.BATCH + 10)
+        line = 2 * cli.BATCH + 11
+        if problem == "not UTF-8":
+            tail, message = b"\xff\xfe\n", f"batch.jsonl is not UTF-8 (line {line})"
+        else:
+            tail = b'{"identifier": "' + b"1" * cli.MAX_LINE + b'"}\n'
+            message = f"batch.jsonl: line {line} is longer than {cli.MAX_LINE} bytes"
+        with path.open("ab") as out:
+            out.write(tail)
+        store = ["--postgres-dsn", store_dsn] if store_dsn else []
+        assert 1 == run("import", str(path), "--data-dir", str(tmp_path), *store)
+        assert message in capsys.readouterr().err
+        with open_repository(tmp_path, store_dsn) as repo:
+            assert 0 == repo.count()
 
 
 class TestHolderKeys:
