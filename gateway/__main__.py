@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.cli import audit, identities, licences, registry, trust
-from gateway.datafolder import DataFolderError, create_data_folder
+from gateway.datafolder import DataFolderError, create_data_folder, require_data_folder
 from gateway.identity import IdentityError
 from gateway.logs import configure_logging
 from gateway.settings import SettingsError, load_settings
@@ -84,15 +84,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MAKE_DATA_FOLDER = frozenset({"init", "serve"})
+"""The only commands that may make a data folder; every other one needs an existing one."""
+_SUBCOMMANDS = ("audit_command", "trust_command", "registry_command", "action")
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """``ecert-gateway trust list``: the command as the user typed it, for messages."""
+    words = [args.command]
+    words += [getattr(args, dest) for dest in _SUBCOMMANDS if getattr(args, dest, None)]
+    return " ".join(["ecert-gateway", *words])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; exit non-zero with a one-line reason on failure."""
+    """Run one subcommand; exit non-zero with a one-line reason on failure.
+
+    Every command that takes ``--data-dir`` other than ``init`` and ``serve``
+    refuses a path that is not a gateway data folder before it runs, so a
+    mistyped path creates nothing (``gateway.datafolder``).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        data_dir = getattr(args, "data_dir", None)
+        if args.command not in _MAKE_DATA_FOLDER and data_dir is not None:
+            require_data_folder(Path(data_dir))
         return int(args.func(args))
     except (SettingsError, IdentityError, TrustError, DataFolderError, OSError,
             ValueError) as exc:
-        print(f"ecert-gateway {args.command}: {exc}", file=sys.stderr)
+        print(f"{_command_name(args)}: {exc}", file=sys.stderr)
         return 1
 
 

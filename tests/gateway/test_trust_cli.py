@@ -18,6 +18,7 @@ from gateway.__main__ import main
 from gateway.audit import RecordFilter, open_store
 from gateway.cli.credentials import TOKEN_ENV
 from gateway.cli.trust import register
+from gateway.datafolder import create_data_folder
 from gateway.identity import IdentityKind, Role, add_identity, identity_db_path
 from gateway.signing import load_or_create_key
 from gateway.trustlists import open_trust_store, version_row
@@ -37,6 +38,7 @@ def _cli(*argv: str) -> int:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """A data folder with operators, each token in ``tokens/NAME`` (mode 0600) beside it."""
+    create_data_folder(tmp_path)
     tokens = tmp_path / "tokens"
     tokens.mkdir()
     for name, role in (("olga", Role.OPERATOR), ("adam", Role.APPROVER),
