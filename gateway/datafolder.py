@@ -21,7 +21,8 @@ __all__ = ["MARKER", "DataFolderError", "create_data_folder", "is_data_folder",
 
 MARKER = "ecert-gateway.json"
 """Written into a data folder when it is made."""
-_STORES = ("identity.db", "trustlist.db", "audit.db", "licences.db")
+_STORES = ("identity.db", "trustlist.db", "audit.db", "licences.db", "audit-backend")
+"""Files a gateway writes into its folder (``audit-backend``: the audit log is in PostgreSQL)."""
 FORMAT = 1
 
 

@@ -149,3 +149,15 @@ def test_legacy_folder_with_stores_is_accepted(tmp_path: Path,
     (data / MARKER).unlink()
     assert 0 == main(["trust", "history", "--data-dir", str(data)])
     capsys.readouterr()
+
+
+def test_legacy_folder_of_a_postgres_log_is_accepted(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A pre-marker folder whose audit log is in PostgreSQL holds ``audit-backend``, no .db."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "audit-backend").write_text("postgres\n", encoding="utf-8")
+    assert 1 == main(["audit", "query", "--data-dir", str(data)])  # the log is elsewhere
+    err = capsys.readouterr().err
+    assert "not a gateway data folder" not in err
+    assert f"no audit log in {data}" in err
