@@ -48,6 +48,7 @@ from gateway.trustlists import (
 )
 from trust import (
     ChangeError,
+    ImportRefusal,
     SignedListError,
     TrustError,
     diff_documents,
@@ -300,6 +301,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_token(path: Path, data: bytes) -> bytes:
+    """The signed export a file holds: a ``trustlist+jwt`` alone, or as ``{"jws": "..."}``.
+
+    The bytes go to ``verify_export`` as they are (a JWS is ASCII; anything else
+    is refused there as ``format``). Plain JSON without ``jws`` (a trust-list
+    document, a list of changes) is refused as ``format`` here, saying what
+    ``trust import`` takes instead of failing on its first non-ASCII byte.
+    """
+    text = data.removeprefix(b"\xef\xbb\xbf").strip()
+    if text[:1] not in (b"{", b"["):
+        return text
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("jws"), str):
+        return str(parsed["jws"]).encode("utf-8")
+    raise SignedListError(
+        ImportRefusal.FORMAT,
+        f"{path} holds plain JSON, not a signed export: trust import takes a trustlist+jwt "
+        "made by `ecert-gateway trust export` (or GET /v1/admin/trust-list/export) on the "
+        "exporting gateway; to change this list, use `trust propose`")
+
+
 @_handled
 def _import(args: argparse.Namespace) -> int:
     settings = _settings(args)
@@ -307,13 +332,14 @@ def _import(args: argparse.Namespace) -> int:
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
     signers = trusted_signers(settings.data_dir, settings.extra, key)
-    token = Path(args.file).read_text(encoding="ascii").strip()
+    path = Path(args.file)
+    data = path.read_bytes()
     at = datetime.now(UTC)
     store = _store(settings)
     try:
         current = store.version()
         try:
-            signed = verify_export(token, signers, at=at,
+            signed = verify_export(_export_token(path, data), signers, at=at,
                                    current=None if current is None else current.document)
         except SignedListError as exc:
             _audit_refusal(settings, "trust-list-import-refused", actor, at,

@@ -56,6 +56,14 @@ def _as(folder: Path, name: str) -> tuple[str, ...]:
 
 def _seed(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Put version 3 into the store: export it from a scratch folder, import it here."""
+    _export_v3(folder)
+    assert 0 == _cli("import", str(folder / "v3.jwt"), "--data-dir", str(folder),
+                     *_as(folder, "adam"))
+    capsys.readouterr()
+
+
+def _export_v3(folder: Path) -> None:
+    """Write ``v3.jwt``, exported from a scratch folder whose signer ``folder`` trusts."""
     scratch = folder / "scratch"
     scratch.mkdir()
     doc = trust_document(Federation.standard(seed=2, codes=["310000", "520500"]))
@@ -67,9 +75,6 @@ def _seed(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     signer = load_or_create_key(scratch, "trust-list", kid_prefix="330500-tl")
     jwks: dict[str, Any] = {"keys": [signer.public_jwk]}
     (folder / "trust-list-signers.json").write_bytes(orjson.dumps(jwks))
-    assert 0 == _cli("import", str(folder / "v3.jwt"), "--data-dir", str(folder),
-                     *_as(folder, "adam"))
-    capsys.readouterr()
 
 
 def test_propose_approve_history_diff(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -328,3 +333,42 @@ def test_refused_steps_are_audited(folder: Path, capsys: pytest.CaptureFixture[s
     imports = _records(folder, "trust-list-import-refused")
     assert [("adam", "rollback")] == [(r["actor_id"], r["details"]["refusal"])
                                       for r in imports]
+
+
+class TestImportFiles:
+    """What ``trust import FILE`` reads: a signed export, in UTF-8; never a plain list."""
+
+    def test_plain_json_list_is_refused_saying_what_import_takes(
+            self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A plain list with Chinese names failed with "'ascii' codec can't decode"."""
+        plain = folder / "trust-list.json"
+        doc = trust_document(Federation.standard(seed=2, codes=["310000", "520500"]))
+        plain.write_text(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode(), encoding="utf-8")
+        assert "上海市".encode() in plain.read_bytes()
+        assert 1 == main(["trust", "import", str(plain), "--data-dir", str(folder),
+                          *_as(folder, "adam")])
+        err = capsys.readouterr().err
+        assert [(f"ecert-gateway trust import: {plain} holds plain JSON, not a signed export: "
+                "trust import takes a trustlist+jwt made by `ecert-gateway trust export` (or "
+                "GET /v1/admin/trust-list/export) on the exporting gateway; to change this "
+                "list, use `trust propose`")] == err.splitlines()
+        assert [("adam", "format")] == [(r["actor_id"], r["details"]["refusal"]) for r in
+                                        _records(folder, "trust-list-import-refused")]
+        assert 0 == main(["trust", "history", "--data-dir", str(folder)])
+        assert "" == capsys.readouterr().out
+
+    def test_signed_export_with_bom_or_in_a_jws_object_is_imported(
+            self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A UTF-8 BOM and CRLF (an editor's save) or ``{"jws": ...}`` (the HTTP body) work."""
+        _export_v3(folder)
+        token = (folder / "v3.jwt").read_text(encoding="utf-8").strip()
+        saved = folder / "saved.jwt"
+        saved.write_bytes(b"\xef\xbb\xbf" + token.encode() + b"\r\n")
+        wrapped = folder / "wrapped.json"
+        wrapped.write_text(orjson.dumps({"jws": token, "note": "上海市导出"}).decode(),
+                           encoding="utf-8")
+        data = ("--data-dir", str(folder))
+        assert 0 == main(["trust", "import", str(saved), *data, *_as(folder, "adam")])
+        assert "version 3 imported" in capsys.readouterr().out
+        assert 0 == main(["trust", "import", str(wrapped), *data, *_as(folder, "adam")])
+        assert "version 3 is already the current list" in capsys.readouterr().out
