@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.cli import audit, identities, licences, registry, trust
+from gateway.cli import audit, identities, licences, os_error_text, registry, trust
 from gateway.datafolder import DataFolderError, create_data_folder, require_data_folder
 from gateway.identity import IdentityError
 from gateway.logs import configure_logging
@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in _MAKE_DATA_FOLDER and data_dir is not None:
             require_data_folder(Path(data_dir))
         return int(args.func(args))
-    except (SettingsError, IdentityError, TrustError, DataFolderError, OSError,
-            ValueError) as exc:
+    except OSError as exc:
+        print(f"{_command_name(args)}: {os_error_text(exc)}", file=sys.stderr)
+        return 1
+    except (SettingsError, IdentityError, TrustError, DataFolderError, ValueError) as exc:
         print(f"{_command_name(args)}: {exc}", file=sys.stderr)
         return 1
 

@@ -30,6 +30,7 @@ from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
 from gateway.audit.event import EventType
 from gateway.audit.routes import csv_header, csv_rows
+from gateway.cli import os_error_text
 from trust.note import NoteError, NoteSigner, NoteVerifier
 
 __all__ = ["append_cli_event", "register"]
@@ -162,7 +163,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     def handler(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (AuditStoreError, NoteError, OSError, ValueError) as exc:
+        except OSError as exc:
+            return _fail(os_error_text(exc))
+        except (AuditStoreError, NoteError, ValueError) as exc:
             return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     handler.__name__ = fn.__name__

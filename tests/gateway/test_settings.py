@@ -49,9 +49,17 @@ class TestLoadSettings:
         ({"ECERT_DATA_DIR": "/a"}, "[gateway\n", "settings file"),
         ({"ECERT_DATA_DIR": "/a", "ECERT_LISTEN": "8080"}, None, "HOST:PORT"),
         ({"ECERT_DATA_DIR": "/a", "ECERT_MAX_BODY_BYTES": "100"}, None, "at least 1 MiB"),
+        ({"ECERT_DATA_DIR": "/a", "ECERT_LOG_LEVEL": "LOUD"}, None,
+         "log_level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ])
     def test_refusals_name_the_setting(self, env: dict[str, str], toml: str | None,
                                        message: str) -> None:
         """A missing, unknown or out-of-range setting is an error that names it."""
         with pytest.raises(SettingsError, match=message):
             load_settings(env, toml)
+
+
+def test_log_level_in_any_case() -> None:
+    """``debug`` is taken as ``DEBUG``, as the logging set-up always took it."""
+    settings = load_settings({"ECERT_LOG_LEVEL": " debug"}, None, {"data_dir": "/a"})
+    assert "DEBUG" == settings.log_level
