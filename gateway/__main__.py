@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from aiohttp import web
@@ -63,10 +64,46 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+The Huzhou e-licence mutual-recognition gateway: it tells Huzhou's local systems
+whether a partner region's e-licence is genuine, valid and recognised, answers
+partner regions' queries of Huzhou licences, and keeps the operators' trust-anchor
+list and a tamper-evident audit log.
+
+Every command works on one instance's data folder (--data-dir DIR), made by
+`init` or by the first `serve`; other commands refuse a folder that is not one."""
+
+EPILOG = """\
+examples:
+  ecert-gateway init --data-dir /srv/ecert
+  ecert-gateway serve --data-dir /srv/ecert --listen 0.0.0.0:8080 --trust-list list.json
+  ecert-gateway clients add window-01 --data-dir /srv/ecert      # prints its API key once
+  ecert-gateway operators add olga --role operator --data-dir /srv/ecert
+  ecert-gateway trust list --data-dir /srv/ecert                 # partners and anchors now
+  ecert-gateway audit query --data-dir /srv/ecert --event-type partner-query
+  ecert-gateway COMMAND --help                                   # a command's options
+
+Settings: --config FILE (TOML, see config/gateway.example.toml) and ECERT_*
+environment variables. Documentation: README.md and docs/ in the repository."""
+
+
+def _version() -> str:
+    """The installed package's version (``pyproject.toml``)."""
+    try:
+        return metadata.version("ecert-gateway")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line parser."""
-    parser = argparse.ArgumentParser(prog="ecert-gateway", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="ecert-gateway", description=DESCRIPTION,
+                                     epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"%(prog)s {_version()}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
     serve.add_argument("--data-dir", help="folder for every store and key of this instance")

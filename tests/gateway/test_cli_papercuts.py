@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from gateway.__main__ import main
+from gateway.__main__ import build_parser, main
 
 pytestmark = pytest.mark.allow_blocking
 
@@ -79,3 +82,47 @@ class TestReasonsNotRawErrors:
         assert [("ecert-gateway serve: log_level: expected one of DEBUG, INFO, WARNING, ERROR, "
                 f"CRITICAL (any case), got '{level}'")] == capsys.readouterr().err.splitlines()
         assert not data.exists()
+
+
+class TestHelpAndVersion:
+    """``ecert-gateway --help`` is written for users; ``--version`` exists."""
+
+    def test_top_level_help_is_for_users(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """It showed the module's developer docstring; now a description and examples."""
+        with pytest.raises(SystemExit) as stopped:
+            main(["--help"])
+        out = capsys.readouterr().out
+        assert 0 == stopped.value.code
+        assert "the only place an error becomes an exit code" not in out.lower()
+        assert "``" not in out
+        assert "e-licence mutual-recognition gateway" in out
+        commands = set(_subcommands())
+        listed = {line.split()[0] for line in out.split("commands:")[1].split("examples:")[0]
+                  .splitlines()[2:] if line.strip()}
+        assert commands == listed
+        assert "examples:" in out
+
+    def test_every_example_parses(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Each example in the epilog is a command line the parser accepts."""
+        from gateway.__main__ import EPILOG
+
+        examples = [line.split("#")[0].strip() for line in EPILOG.splitlines()
+                    if line.startswith("  ecert-gateway ") and "COMMAND" not in line]
+        assert len(examples) >= 5
+        for example in examples:
+            build_parser().parse_args(shlex.split(example)[1:])
+
+    @pytest.mark.parametrize("flag", ["--version", "-V"])
+    def test_version_from_the_package_metadata(self, flag: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+        """``ecert-gateway --version`` prints the installed package's version."""
+        with pytest.raises(SystemExit) as stopped:
+            main([flag])
+        assert 0 == stopped.value.code
+        assert f"ecert-gateway {metadata.version('ecert-gateway')}\n" == capsys.readouterr().out
+
+
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(action.choices)
