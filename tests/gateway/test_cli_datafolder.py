@@ -26,6 +26,7 @@ COMMANDS: dict[str, list[str]] = {
     "licences import": ["licences", "import", "{inputs}/licences.jsonl"],
     "licences demo": ["licences", "demo", "--count", "1"],
     "trust list": ["trust", "list"],
+    "trust proposals": ["trust", "proposals"],
     "trust show": ["trust", "show"],
     "trust propose": ["trust", "propose", "--change", "{}"],
     "trust approve": ["trust", "approve", "some-id"],
@@ -131,7 +132,7 @@ def test_after_init_the_commands_work(tmp_path: Path,
     assert 0 == main(["init", "--data-dir", str(data)])
     assert f"made a new gateway data folder: {data}" in capsys.readouterr().out
     assert (data / MARKER).is_file()
-    for argv in (["trust", "list"], ["trust", "history"],
+    for argv in (["trust", "list"], ["trust", "proposals"], ["trust", "history"],
                  ["licences", "demo", "--count", "2"],
                  ["licences", "import", str(data / "demo-licences.jsonl")],
                  ["clients", "add", "window-01"], ["audit", "query"],
