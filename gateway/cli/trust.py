@@ -172,7 +172,7 @@ def _anchor_note(anchor: Anchor, now: datetime) -> str:
     return "; ".join(notes)
 
 
-def trust_list_table(trust_list: TrustList, now: datetime) -> list[str]:
+def _trust_list_table(trust_list: TrustList, now: datetime) -> list[str]:
     """The lines ``trust list`` prints: a heading, one row per anchor, a summary."""
     stale = ("; PAST next_update: verifications answer TRY_LATER until it is renewed"
              if now > trust_list.next_update else "")
@@ -215,7 +215,7 @@ def _list(args: argparse.Namespace) -> int:
         print("no trust list stored yet: the gateway starts from --trust-list FILE or "
               "DIR/trust-list.json, else from an empty list (version 0, trusts nobody)")
         return 0
-    print("\n".join(trust_list_table(TrustList.from_json(row.document), datetime.now(UTC))))
+    print("\n".join(_trust_list_table(TrustList.from_json(row.document), datetime.now(UTC))))
     return 0
 
 
