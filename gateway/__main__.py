@@ -102,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-V", "--version", action="version",
                         version=f"%(prog)s {_version()}", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                title="commands")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands")
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
     serve.add_argument("--data-dir", help="folder for every store and key of this instance")

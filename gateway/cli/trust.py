@@ -462,7 +462,7 @@ def _common(parser: argparse.ArgumentParser, *, acting: bool = False) -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``trust ...`` to the top-level parser."""
     trust = subparsers.add_parser(
-        "trust", help="the trust-anchor list: show, propose, approve, export, import")
+        "trust", help="the trust-anchor list: show, change, export, import")
     commands = trust.add_subparsers(dest="trust_command", required=True)
 
     list_ = commands.add_parser(

@@ -97,8 +97,9 @@ class TestHelpAndVersion:
         assert "``" not in out
         assert "e-licence mutual-recognition gateway" in out
         commands = set(_subcommands())
-        listed = {line.split()[0] for line in out.split("commands:")[1].split("examples:")[0]
-                  .splitlines()[2:] if line.strip()}
+        section = out.split("commands:")[1].split("examples:")[0].splitlines()
+        listed = {line.split()[0] for line in section  # "    NAME  help", not continuations
+                  if line.startswith("    ") and not line.startswith("     ")}
         assert commands == listed
         assert "examples:" in out
 
