@@ -163,7 +163,8 @@ class Children:
         """The last lines of a child's log."""
         path = self.log_dir / f"{name}.log"
         try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            text = path.read_text(encoding="utf-8", errors="replace")
+            return "\n".join(text.splitlines()[-lines:])
         except OSError:
             return ""
 

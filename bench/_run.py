@@ -514,6 +514,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
 
     # -- the gateway's data folder: client key, two operators, a scraper, the licence library
     data = work / "gateway"
+    _cluster.cli_token(["init", "--data-dir", str(data)], "init")
     key = _cluster.cli_token(["clients", "add", "bench", "--data-dir", str(data)], "clients add")
     auth = {"Authorization": f"Bearer {key}"}
     proposer = _cluster.cli_token(["operators", "add", "bench-proposer", "--role", "operator",

@@ -139,7 +139,8 @@ async def get_trust_list(request: web.Request) -> web.Response:
     """GET /v1/admin/trust-list: the current document."""
     await require_operator(request, READERS)
     row = await _service(request).current()
-    return web.Response(body=orjson.dumps(row.document), content_type="application/json",
+    return web.Response(body=orjson.dumps(row.document, option=orjson.OPT_APPEND_NEWLINE),
+                        content_type="application/json",
                         headers={"ETag": f'"{row.sha256}"',
                                  "X-Trust-List-Version": str(row.version)})
 

@@ -580,7 +580,8 @@ PARTNER_KEY = web.AppKey("partner", PartnerService)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 

@@ -63,7 +63,8 @@ body, cn 11 and an audit record. Under aiohttp's default, a token a little past
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        content_type="application/json")
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -91,7 +92,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def jwks(request: web.Request) -> web.Response:
     """GET /.well-known/jwks.json: every public key the gateway signs with."""
     return web.Response(
-        body=orjson.dumps({"keys": [k.public_jwk for k in request.app[JWKS_KEY]]}),
+        body=orjson.dumps({"keys": [k.public_jwk for k in request.app[JWKS_KEY]]},
+                          option=orjson.OPT_APPEND_NEWLINE),
         content_type="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )

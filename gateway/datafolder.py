@@ -21,7 +21,8 @@ __all__ = ["MARKER", "DataFolderError", "create_data_folder", "is_data_folder",
 
 MARKER = "ecert-gateway.json"
 """Written into a data folder when it is made."""
-_STORES = ("identity.db", "trustlist.db", "audit.db", "licences.db")
+_STORES = ("identity.db", "trustlist.db", "audit.db", "licences.db", "audit-backend")
+"""Files a gateway writes into its folder (``audit-backend``: the audit log is in PostgreSQL)."""
 FORMAT = 1
 
 
@@ -51,11 +52,25 @@ def create_data_folder(path: Path) -> bool:
         if not (path / MARKER).exists():
             _write_marker(path)
         return False
-    if path.exists() and not path.is_dir():
-        raise DataFolderError(f"{path} exists and is not a folder")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFolderError(_cannot_make(path, exc)) from exc
     _write_marker(path)
     return True
+
+
+def _cannot_make(path: Path, exc: OSError) -> str:
+    """Why ``path`` cannot be made a folder, naming what is in the way and what to do."""
+    for where in (path, *path.parents):
+        if where.is_symlink() and not where.exists():
+            return (f"{where} is a link to {os.readlink(where)}, which does not exist; "
+                    "make that folder first, or give another --data-dir")
+        if where.exists() and not where.is_dir():
+            what = "exists" if where == path else f"(in the path of {path}) exists"
+            return (f"{where} {what} and is a file, not a folder; "
+                    "give another --data-dir, or move the file away")
+    return f"cannot make the data folder {path}: {exc.strerror or exc}"
 
 
 def _write_marker(path: Path) -> None:

@@ -69,4 +69,5 @@ async def read_batch_items(request: web.Request, *, limit: int, max_items: int,
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     """An ``application/json`` response serialised by orjson."""
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        content_type="application/json")

@@ -64,7 +64,7 @@ def problem_response(problem: Problem, request_id: str | None = None) -> web.Res
     body.update(problem.extra)
     return web.Response(
         status=problem.status,
-        body=orjson.dumps(body),
+        body=orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE),
         content_type="application/problem+json",
         headers=problem.headers,
     )

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["LOG_LEVELS", "Settings", "SettingsError", "load_settings"]
 
 ENV_PREFIX = "ECERT_"
 WILDCARD_HOSTS: Mapping[str, str] = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
 """Listen hosts that mean every address, and the address ``public_base_url`` uses instead."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""The values ``log_level`` takes (any case)."""
 
 
 class SettingsError(ValueError):
@@ -188,6 +190,12 @@ def load_settings(
     if "data_dir" not in values:
         raise SettingsError("data_dir is required (--data-dir or ECERT_DATA_DIR)")
     coerced = {key: _coerce(key, value, known[key]) for key, value in values.items()}
+    if "log_level" in coerced:
+        level = str(coerced["log_level"]).strip().upper()
+        if level not in LOG_LEVELS:
+            raise SettingsError(f"log_level: expected one of {', '.join(LOG_LEVELS)} "
+                                f"(any case), got {coerced['log_level']!r}")
+        coerced["log_level"] = level
     settings = Settings(**coerced, extra=extra)  # type: ignore[arg-type]
     if not 0 <= settings.clock_skew_s <= 300:
         raise SettingsError("clock_skew_s must be between 0 and 300 seconds")

@@ -44,7 +44,8 @@ REGION_KEY: Final = web.AppKey("region", MockRegion)
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        content_type="application/json")
 
 
 async def _jwks(request: web.Request) -> web.Response:

@@ -162,13 +162,14 @@ def check_log_identity(
 def _write_backend_marker(data_dir: Path, backend: str) -> None:
     path = data_dir / BACKEND_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text().strip() != backend:
-        path.write_text(backend + "\n")
+    if not path.exists() or path.read_text(encoding="utf-8").strip() != backend:
+        path.write_text(backend + "\n", encoding="utf-8")
 
 
 def _check_backend(data_dir: Path, postgres_dsn: str | None) -> None:
     path = data_dir / BACKEND_FILE
-    if postgres_dsn is None and path.exists() and path.read_text().strip() == "postgres":
+    if (postgres_dsn is None and path.exists()
+            and path.read_text(encoding="utf-8").strip() == "postgres"):
         raise AuditUnavailableError(
             "this data folder's audit log is in PostgreSQL: pass its DSN (--postgres-dsn)"
         )

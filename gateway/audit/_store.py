@@ -132,6 +132,9 @@ class AuditStore(Protocol):
     def query(self, flt: RecordFilter) -> list[tuple[int, bytes]]:
         """Matching ``(index, record)`` pairs after ``flt.after_index``, in index order."""
 
+    def count(self, flt: RecordFilter) -> int:
+        """How many records match ``flt`` after ``flt.after_index`` (its ``limit`` aside)."""
+
     def stats(self, start_ms: int, end_ms: int) -> list[tuple[str | None, str | None, str, int]]:
         """Counts per partner, matter and outcome of records in ``[start_ms, end_ms)``."""
 
@@ -285,7 +288,9 @@ class _SqlStore:
             )
         return True
 
-    def query(self, flt: RecordFilter) -> list[tuple[int, bytes]]:
+    @staticmethod
+    def _where(flt: RecordFilter) -> tuple[str, list[Any]]:
+        """The WHERE clause (with ``{p}`` placeholders) and parameters of a filter."""
         where: list[str] = ["idx > {p}"]
         params: list[Any] = [flt.after_index]
         if flt.start_ms is not None:
@@ -309,14 +314,24 @@ class _SqlStore:
             else:  # a bare code matches it in any region
                 where.append("substr(matter, length(matter) - {p} + 1) = {p}")
                 params.extend([len(flt.matter) + 1, ":" + flt.matter])
+        return " AND ".join(where), params
+
+    def query(self, flt: RecordFilter) -> list[tuple[int, bytes]]:
+        where, params = self._where(flt)
         sql = (
             "SELECT idx, record FROM audit_entries WHERE "  # noqa: S608 - only fixed column names are interpolated
-            + " AND ".join(where)
+            + where
             + " ORDER BY idx LIMIT {p}"
         )
         params.append(flt.limit)
         rows = self._exec(self._sql(sql), params).fetchall()
         return [(int(i), bytes(r)) for i, r in rows]
+
+    def count(self, flt: RecordFilter) -> int:
+        where, params = self._where(flt)
+        sql = "SELECT COUNT(*) FROM audit_entries WHERE " + where  # noqa: S608 - fixed column names
+        (found,) = self._exec(self._sql(sql), params).fetchone()
+        return int(found)
 
     def stats(self, start_ms: int, end_ms: int) -> list[tuple[str | None, str | None, str, int]]:
         rows = self._exec(

@@ -52,7 +52,8 @@ def _b64(data: bytes) -> str:
 
 
 def _json(body: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE),
+                        content_type="application/json")
 
 
 async def _require_auditor(request: web.Request) -> Identity:

@@ -29,7 +29,9 @@ from gateway.audit import (
 from gateway.audit._keys import load_signing_key
 from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
+from gateway.audit.event import EventType
 from gateway.audit.routes import csv_header, csv_rows
+from gateway.cli import os_error_text
 from gateway.cli._progress import progress_bar, wanted
 from trust.note import NoteError, NoteSigner, NoteVerifier
 
@@ -43,12 +45,63 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_TIME_EXAMPLE = "e.g. 2026-12-01T00:00:00+08:00 or 2026-11-30T16:00:00Z"
+
+
+def _time_ms(text: str) -> int:
+    """An RFC 3339 time with a time zone, as Unix milliseconds (an argparse ``type``)."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not an RFC 3339 time ({_TIME_EXAMPLE}): {text!r}") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} needs a time zone, such as +08:00 or Z ({_TIME_EXAMPLE})")
+    return int(parsed.timestamp() * 1000)
+
+
+def _day(text: str) -> date:
+    """A calendar day ``YYYY-MM-DD`` (an argparse ``type``)."""
+    reason = argparse.ArgumentTypeError(f"not a date YYYY-MM-DD (e.g. 2026-12-01): {text!r}")
+    if len(text) != 10:
+        raise reason
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise reason from exc
+
+
+def _whole_number(text: str, *, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least {least}, got {text!r}")
+    return value
+
+
+def _limit(text: str) -> int:
+    """How many records to print: at least 1 (an argparse ``type``)."""
+    return _whole_number(text, least=1)
+
+
+def _index(text: str) -> int:
+    """An audit-log index: 0 or more (an argparse ``type``)."""
+    return _whole_number(text, least=0)
+
+
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="start", help="RFC 3339 time, inclusive")
-    parser.add_argument("--to", dest="end", help="RFC 3339 time, exclusive")
+    parser.add_argument("--from", dest="start", type=_time_ms, metavar="TIME",
+                        help=f"RFC 3339 time with a time zone, inclusive ({_TIME_EXAMPLE})")
+    parser.add_argument("--to", dest="end", type=_time_ms, metavar="TIME",
+                        help="RFC 3339 time with a time zone, exclusive")
     parser.add_argument("--partner", help="partner region code")
     parser.add_argument("--matter", help="matter code, or REGION:CODE")
-    parser.add_argument("--event-type", help="event type (verification, partner-query ...)")
+    parser.add_argument("--event-type", choices=[t.value for t in EventType], metavar="TYPE",
+                        help="event type: " + ", ".join(t.value for t in EventType))
     parser.add_argument("--outcome", help="outcome (TOTAL_PASSED, ok, refused ...)")
 
 
@@ -70,15 +123,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
     verify.set_defaults(func=cmd_verify)
 
-    query = commands.add_parser("query", help="print matching records as JSON lines")
+    query = commands.add_parser(
+        "query", help="print matching records as JSON lines, oldest first, a page at a time",
+        description="Print matching records as JSON lines, oldest first. When more match than "
+                    "--limit, standard error says how many remain and the --after that prints "
+                    "the next page.")
     _common(query)
     _filters(query)
-    query.add_argument("--limit", type=int, default=100)
+    query.add_argument("--limit", type=_limit, default=100, metavar="N",
+                       help="print at most N records (default 100)")
+    query.add_argument("--after", type=_index, default=None, metavar="INDEX",
+                       help="start after this log index (the next page: the last index printed)")
     query.set_defaults(func=cmd_query)
 
     stats = commands.add_parser("stats", help="counts per partner x matter x outcome of a day")
     _common(stats)
-    stats.add_argument("--day", help="YYYY-MM-DD in China Standard Time (default today)")
+    stats.add_argument("--day", type=_day,
+                       help="YYYY-MM-DD in China Standard Time (default today)")
     stats.set_defaults(func=cmd_stats)
 
     export = commands.add_parser("export", help="write matching records as CSV")
@@ -104,7 +165,9 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     def handler(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (AuditStoreError, NoteError, OSError, ValueError) as exc:
+        except OSError as exc:
+            return _fail(os_error_text(exc))
+        except (AuditStoreError, NoteError, ValueError) as exc:
             return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     handler.__name__ = fn.__name__
@@ -167,19 +230,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _time_ms(value: str | None) -> int | None:
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError(f"time {value!r} needs a time zone (e.g. Z)")
-    return int(parsed.timestamp() * 1000)
-
-
 def _filter_from(args: argparse.Namespace, limit: int) -> RecordFilter:
     return RecordFilter(
-        start_ms=_time_ms(args.start),
-        end_ms=_time_ms(args.end),
+        start_ms=args.start,
+        end_ms=args.end,
         partner=args.partner,
         matter=args.matter,
         event_type=args.event_type,
@@ -188,25 +242,53 @@ def _filter_from(args: argparse.Namespace, limit: int) -> RecordFilter:
     )
 
 
+_PAGE = 5000
+"""Records read from the store at a time: memory stays bounded whatever ``--limit`` is."""
+
+
 @_guarded
 def cmd_query(args: argparse.Namespace) -> int:
-    """Print matching records, one JSON object a line: ``{"index": n, "record": {...}}``."""
+    """Print matching records, one JSON object a line: ``{"index": n, "record": {...}}``.
+
+    When more records match than were printed, one line on standard error says
+    how many and gives the ``--after`` of the next page (standard output stays
+    JSON Lines).
+    """
     store = _open(args)
+    out = sys.stdout.buffer
+    flt = _filter_from(args, _PAGE)
+    if args.after is not None:
+        flt = replace(flt, after_index=args.after)
+    printed = 0
     try:
-        rows = store.query(_filter_from(args, max(1, args.limit)))
+        while printed < args.limit:
+            want = min(args.limit - printed, _PAGE)
+            rows = store.query(replace(flt, limit=want))
+            for index, record in rows:
+                out.write(orjson.dumps({"index": index, "record": orjson.loads(record)}) + b"\n")
+            printed += len(rows)
+            if rows:
+                flt = replace(flt, after_index=rows[-1][0])
+            if len(rows) < want:
+                break
+        remaining = store.count(flt) if printed == args.limit else 0
     finally:
         store.close()
-    out = sys.stdout.buffer
-    for index, record in rows:
-        out.write(orjson.dumps({"index": index, "record": orjson.loads(record)}) + b"\n")
     out.flush()
+    if remaining:
+        after = "" if args.after is None else f" after index {args.after}"
+        print(f"ecert-gateway audit query: printed {printed:,} of {printed + remaining:,} "
+              f"matching records{after}; {remaining:,} more: add --after {flt.after_index} "
+              "for the next page", file=sys.stderr)
+    elif printed == 0:
+        print("ecert-gateway audit query: no matching records", file=sys.stderr)
     return 0
 
 
 @_guarded
 def cmd_stats(args: argparse.Namespace) -> int:
     """Print the counts of one day (China Standard Time) as JSON."""
-    day = date.fromisoformat(args.day) if args.day else report_today()
+    day: date = args.day or report_today()
     start, end = report_day_ms(day)
     store = _open(args)
     try:

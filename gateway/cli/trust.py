@@ -1,4 +1,7 @@
-"""``ecert-gateway trust list|show|propose|approve|reject|history|diff|export|import``.
+"""``ecert-gateway trust list|proposals|show|propose|approve|reject|history|diff|export|import``.
+
+``trust list`` prints the current trust list as a table (partners and their
+anchors); ``trust proposals`` lists the proposals (``trust list`` did before).
 
 The CLI works on the data folder directly (its trust-list store and audit
 log), with the same rules as ``/v1/admin/``: a write takes the acting
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -47,9 +52,13 @@ from gateway.trustlists import (
     vote_event,
 )
 from trust import (
+    Anchor,
+    AnchorStatus,
     ChangeError,
+    ImportRefusal,
     SignedListError,
     TrustError,
+    TrustList,
     diff_documents,
     export_signed,
     verify_export,
@@ -132,8 +141,87 @@ def _handled(fn: Command) -> Command:
     return wrapped
 
 
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned columns two spaces apart, by display width; no trailing spaces."""
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(row, widths, strict=True))
+            .rstrip() for row in rows]
+
+
+def _anchor_note(anchor: Anchor, now: datetime) -> str:
+    notes = []
+    if anchor.status is AnchorStatus.REVOKED:
+        reason = anchor.revocation_reason.value if anchor.revocation_reason else "no reason"
+        when = f" at {_iso(anchor.revoked_at)}" if anchor.revoked_at else ""
+        notes.append(f"revoked{when} ({reason})")
+    if now > anchor.valid_until:
+        notes.append("window over")
+    elif now < anchor.valid_from:
+        notes.append("window not started")
+    if anchor.key_problem:
+        notes.append(f"key unusable: {anchor.key_problem}")
+    return "; ".join(notes)
+
+
+def _trust_list_table(trust_list: TrustList, now: datetime) -> list[str]:
+    """The lines ``trust list`` prints: a heading, one row per anchor, a summary."""
+    stale = ("; PAST next_update: verifications answer TRY_LATER until it is renewed"
+             if now > trust_list.next_update else "")
+    lines = [(f"trust list version {trust_list.version}, issued {_iso(trust_list.issued_at)} "
+             f"by {trust_list.issuer}, next update {_iso(trust_list.next_update)}{stale}"), ""]
+    rows: list[tuple[str, ...]] = [("REGION", "NAME", "STATE", "USE", "KID", "ANCHOR",
+                                    "VALID FROM", "VALID UNTIL", "NOTE")]
+    partners = sorted(trust_list.partners.values(), key=lambda p: p.region_code)
+    for partner in partners:
+        first = (partner.region_code, partner.name, partner.status.value)
+        if not partner.anchors:
+            rows.append((*first, "(no anchors)", "", "", "", "", ""))
+        for n, anchor in enumerate(partner.anchors):
+            rows.append((*(first if n == 0 else ("", "", "")), anchor.use.value, anchor.kid,
+                         anchor.status.value, _iso(anchor.valid_from), _iso(anchor.valid_until),
+                         _anchor_note(anchor, now)))
+    if partners:
+        lines += _table(rows)
+    states = Counter(p.status.value for p in partners)
+    anchors = sum(len(p.anchors) for p in partners)
+    by_state = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    lines += ["", (f"{len(partners)} partner(s){f' ({by_state})' if partners else ''}, "
+                  f"{anchors} anchor(s)")]
+    return lines
+
+
 @_handled
 def _list(args: argparse.Namespace) -> int:
+    """The current trust list: every partner and its anchors, as a table."""
+    if args.status is not None:
+        raise ValueError("`trust list` shows the trust list itself; proposals are listed by "
+                         f"`trust proposals --status {args.status}`")
+    settings = _settings(args)
+    store = _store(settings)
+    try:
+        row = store.version()
+    finally:
+        store.close()
+    if row is None:
+        print("no trust list stored yet: the gateway starts from --trust-list FILE or "
+              "DIR/trust-list.json, else from an empty list (version 0, trusts nobody)")
+        return 0
+    print("\n".join(_trust_list_table(TrustList.from_json(row.document), datetime.now(UTC))))
+    return 0
+
+
+@_handled
+def _proposals(args: argparse.Namespace) -> int:
+    """Proposals, newest first, with their approvals and changes."""
     settings = _settings(args)
     store = _store(settings)
     try:
@@ -300,6 +388,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_token(path: Path, data: bytes) -> bytes:
+    """The signed export a file holds: a ``trustlist+jwt`` alone, or as ``{"jws": "..."}``.
+
+    The bytes go to ``verify_export`` as they are (a JWS is ASCII; anything else
+    is refused there as ``format``). Plain JSON without ``jws`` (a trust-list
+    document, a list of changes) is refused as ``format`` here, saying what
+    ``trust import`` takes instead of failing on its first non-ASCII byte.
+    """
+    text = data.removeprefix(b"\xef\xbb\xbf").strip()
+    if text[:1] not in (b"{", b"["):
+        return text
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("jws"), str):
+        return str(parsed["jws"]).encode("utf-8")
+    raise SignedListError(
+        ImportRefusal.FORMAT,
+        f"{path} holds plain JSON, not a signed export: trust import takes a trustlist+jwt "
+        "made by `ecert-gateway trust export` (or GET /v1/admin/trust-list/export) on the "
+        "exporting gateway; to change this list, use `trust propose`")
+
+
 @_handled
 def _import(args: argparse.Namespace) -> int:
     settings = _settings(args)
@@ -307,13 +419,14 @@ def _import(args: argparse.Namespace) -> int:
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
     signers = trusted_signers(settings.data_dir, settings.extra, key)
-    token = Path(args.file).read_text(encoding="ascii").strip()
+    path = Path(args.file)
+    data = path.read_bytes()
     at = datetime.now(UTC)
     store = _store(settings)
     try:
         current = store.version()
         try:
-            signed = verify_export(token, signers, at=at,
+            signed = verify_export(_export_token(path, data), signers, at=at,
                                    current=None if current is None else current.document)
         except SignedListError as exc:
             _audit_refusal(settings, "trust-list-import-refused", actor, at,
@@ -348,13 +461,21 @@ def _common(parser: argparse.ArgumentParser, *, acting: bool = False) -> None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``trust ...`` to the top-level parser."""
-    trust = subparsers.add_parser("trust", help="the trust-anchor list: propose, approve, export")
+    trust = subparsers.add_parser(
+        "trust", help="the trust-anchor list: show, change, export, import")
     commands = trust.add_subparsers(dest="trust_command", required=True)
 
-    list_ = commands.add_parser("list", help="proposals, newest first")
+    list_ = commands.add_parser(
+        "list", help="the current trust list: partners and their anchors, as a table")
     _common(list_)
-    list_.add_argument("--status", choices=[s.value for s in ProposalStatus])
+    # `trust list --status` listed proposals before `trust proposals`; it now says where to look.
+    list_.add_argument("--status", help=argparse.SUPPRESS)
     list_.set_defaults(func=_list)
+
+    proposals = commands.add_parser("proposals", help="proposals, newest first")
+    _common(proposals)
+    proposals.add_argument("--status", choices=[s.value for s in ProposalStatus])
+    proposals.set_defaults(func=_proposals)
 
     show = commands.add_parser("show", help="the current list, a version, or a proposal (JSON)")
     _common(show)

@@ -13,7 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.audit import AuditService, append_cli_event
+from gateway.__main__ import main
+from gateway.audit import AuditService, EventType, append_cli_event
 from gateway.cli.audit import register
 from tests.audit.conftest import HOLDER_CODE, EventFactory, event
 
@@ -148,3 +149,118 @@ def test_stats_count_days_in_china_standard_time(tmp_path: Path,
     assert 0 == orjson.loads(capsysbinary.readouterr().out)["total"]
     assert 0 == _run("audit", "stats", "--data-dir", str(tmp_path), "--day", "2026-11-27")
     assert 1 == orjson.loads(capsysbinary.readouterr().out)["total"]
+
+
+class TestQueryPapercuts:
+    """``ecert-gateway audit query|stats`` through ``main``: paging, limits, refused options."""
+
+    @staticmethod
+    def _indexes(out: bytes) -> list[int]:
+        return [orjson.loads(line)["index"] for line in out.splitlines()]
+
+    def test_says_how_many_remain_and_how_to_page(
+            self, log_dir: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+        """A page shorter than the matches ends with a line on stderr: the count and --after."""
+        data = ("--data-dir", str(log_dir))
+        assert 0 == main(["audit", "query", *data, "--limit", "10"])
+        done = capsysbinary.readouterr()
+        assert list(range(10)) == self._indexes(done.out)
+        assert (b"ecert-gateway audit query: printed 10 of 25 matching records; 15 more: "
+                b"add --after 9 for the next page\n") == done.err
+        assert 0 == main(["audit", "query", *data, "--limit", "10", "--after", "9"])
+        done = capsysbinary.readouterr()
+        assert list(range(10, 20)) == self._indexes(done.out)
+        assert (b"ecert-gateway audit query: printed 10 of 15 matching records after index 9; "
+                b"5 more: add --after 19 for the next page\n") == done.err
+        assert 0 == main(["audit", "query", *data, "--limit", "10", "--after", "19"])
+        done = capsysbinary.readouterr()
+        assert list(range(20, 25)) == self._indexes(done.out)
+        assert b"" == done.err
+
+    def test_counts_only_matching_records(
+            self, log_dir: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+        """With a filter, the count is of the records that match it."""
+        assert 0 == main(["audit", "query", "--data-dir", str(log_dir), "--partner", "310000",
+                          "--limit", "5"])
+        done = capsysbinary.readouterr()
+        assert 5 == len(done.out.splitlines())
+        assert b"printed 5 of 12 matching records; 7 more" in done.err
+
+    def test_reads_the_store_a_page_at_a_time(
+            self, log_dir: Path, capsysbinary: pytest.CaptureFixture[bytes],
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """A limit above the read size is served by several reads, in order, without gaps."""
+        monkeypatch.setattr("gateway.cli.audit._PAGE", 7)
+        assert 0 == main(["audit", "query", "--data-dir", str(log_dir), "--limit", "20"])
+        done = capsysbinary.readouterr()
+        assert list(range(20)) == self._indexes(done.out)
+        assert b"printed 20 of 25 matching records; 5 more: add --after 19" in done.err
+        assert 0 == main(["audit", "query", "--data-dir", str(log_dir)])
+        assert list(range(25)) == self._indexes(capsysbinary.readouterr().out)
+
+    def test_nothing_matching_is_said(
+            self, log_dir: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+        """No match: nothing on stdout, and stderr says so."""
+        assert 0 == main(["audit", "query", "--data-dir", str(log_dir), "--partner", "999999"])
+        done = capsysbinary.readouterr()
+        assert (b"", b"ecert-gateway audit query: no matching records\n") == (done.out, done.err)
+
+    @pytest.mark.parametrize("limit", ["0", "-1", "ten"])
+    def test_limit_below_one_is_refused(
+            self, limit: str, log_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--limit 0 and -1 printed one record; now they are refused, naming the option."""
+        with pytest.raises(SystemExit) as stopped:
+            main(["audit", "query", "--data-dir", str(log_dir), "--limit", limit])
+        done = capsys.readouterr()
+        assert 2 == stopped.value.code
+        assert "" == done.out
+        assert (f"argument --limit: must be a whole number of at least 1, got '{limit}'"
+                in done.err)
+
+    def test_unknown_event_type_is_refused_with_the_known_types(
+            self, log_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """An unknown --event-type printed nothing and exited 0; now it lists the known ones."""
+        with pytest.raises(SystemExit) as stopped:
+            main(["audit", "query", "--data-dir", str(log_dir), "--event-type", "verify"])
+        err = capsys.readouterr().err
+        assert 2 == stopped.value.code
+        assert "argument --event-type: invalid choice: 'verify'" in err
+        assert all(f"'{t.value}'" in err for t in EventType)
+        assert 0 == main(["audit", "query", "--data-dir", str(log_dir),
+                          "--event-type", "verification", "--limit", "1"])
+        assert '"event_type":"verification"' in capsys.readouterr().out
+
+    @pytest.mark.parametrize(("option", "value", "reason"), [
+        ("--from", "yesterday", ("argument --from: not an RFC 3339 time (e.g. "
+                                "2026-12-01T00:00:00+08:00 or 2026-11-30T16:00:00Z): 'yesterday'")),
+        ("--to", "2026-11-27T00:00:00", "argument --to: '2026-11-27T00:00:00' needs a time zone"),
+    ])
+    def test_bad_time_names_the_option_and_the_format(
+            self, option: str, value: str, reason: str, log_dir: Path,
+            capsys: pytest.CaptureFixture[str]) -> None:
+        """A raw ``Invalid isoformat string`` no longer reaches the user."""
+        for command in ("query", "export"):
+            with pytest.raises(SystemExit) as stopped:
+                main(["audit", command, "--data-dir", str(log_dir), option, value])
+            err = capsys.readouterr().err
+            assert 2 == stopped.value.code
+            assert reason in err
+            assert "isoformat" not in err
+
+    def test_times_with_a_zone_filter(
+            self, log_dir: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+        """The records are at 2026-11-26T08:30:01Z, i.e. 16:30:01 in Huzhou."""
+        data = ("--data-dir", str(log_dir))
+        assert 0 == main(["audit", "query", *data, "--from", "2026-11-26T16:30:00+08:00",
+                          "--to", "2026-11-26T08:31:00Z"])
+        assert 25 == len(capsysbinary.readouterr().out.splitlines())
+        assert 0 == main(["audit", "query", *data, "--from", "2026-11-26T08:31:00Z"])
+        assert b"" == capsysbinary.readouterr().out
+
+    def test_stats_bad_day_names_the_option(
+            self, log_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """``audit stats --day yesterday`` says which option and the format."""
+        with pytest.raises(SystemExit):
+            main(["audit", "stats", "--data-dir", str(log_dir), "--day", "yesterday"])
+        err = capsys.readouterr().err
+        assert "argument --day: not a date YYYY-MM-DD (e.g. 2026-12-01): 'yesterday'" in err

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 
+from gateway.__main__ import main
 from gateway.audit import AuditService, append_cli_event, open_store, verify_log
+from gateway.datafolder import create_data_folder
 from tests.audit.conftest import EventFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.allow_blocking]
@@ -73,3 +76,20 @@ async def test_cli_refuses_sqlite_when_log_is_in_postgres(
         pass
     with pytest.raises(AuditUnavailableError, match="PostgreSQL"):
         append_cli_event(data_dir, make_event())
+
+
+async def test_cli_query_counts_and_pages_in_postgres(
+    data_dir: Path, postgres_dsn: str, make_event: EventFactory,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """``audit query --postgres-dsn``: the count of what remains and the next page's --after."""
+    create_data_folder(data_dir)
+    async with AuditService(data_dir=data_dir, postgres_dsn=postgres_dsn) as svc:
+        for n in range(8):
+            await svc.append(make_event(partner_region="310000" if n % 2 else "320500"))
+    argv = ["audit", "query", "--data-dir", str(data_dir), "--postgres-dsn", postgres_dsn,
+            "--partner", "310000", "--limit", "3"]
+    assert 0 == await asyncio.to_thread(main, argv)
+    done = capsysbinary.readouterr()
+    assert [1, 3, 5] == [orjson.loads(line)["index"] for line in done.out.splitlines()]
+    assert b"printed 3 of 4 matching records; 1 more: add --after 5 for the next page" in done.err

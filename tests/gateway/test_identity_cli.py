@@ -12,42 +12,51 @@ import orjson
 import pytest
 
 from gateway.__main__ import main
+from gateway.datafolder import create_data_folder
 from gateway.identity import identity_db_path, lookup_token
 
 pytestmark = pytest.mark.allow_blocking
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A data folder made by ``ecert-gateway init`` (the commands refuse any other path)."""
+    assert 0 == main(["init", "--data-dir", str(tmp_path / "data")])
+    capsys.readouterr()
+    return tmp_path / "data"
+
+
 def test_clients_add_prints_key_once_and_stores_its_hash(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The key is the last line printed; the store holds its SHA-256, not the key."""
-    assert 0 == main(["clients", "add", "window-01", "--data-dir", str(tmp_path)])
+    assert 0 == main(["clients", "add", "window-01", "--data-dir", str(data_dir)])
     key = capsys.readouterr().out.strip().splitlines()[-1]
     assert key.startswith("ecg_c_")
-    raw = identity_db_path(tmp_path).read_bytes()
+    raw = identity_db_path(data_dir).read_bytes()
     assert key.encode() not in raw
-    with sqlite3.connect(identity_db_path(tmp_path)) as conn:
+    with sqlite3.connect(identity_db_path(data_dir)) as conn:
         rows = conn.execute("SELECT kind, name FROM identities").fetchall()
     assert [("client", "window-01")] == rows
 
 
-def test_duplicate_name_fails_with_one_line(tmp_path: Path,
+def test_duplicate_name_fails_with_one_line(data_dir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Adding the same name twice exits non-zero with a one-line reason."""
-    assert 0 == main(["clients", "add", "w", "--data-dir", str(tmp_path)])
+    assert 0 == main(["clients", "add", "w", "--data-dir", str(data_dir)])
     capsys.readouterr()
-    assert 1 == main(["clients", "add", "w", "--data-dir", str(tmp_path)])
+    assert 1 == main(["clients", "add", "w", "--data-dir", str(data_dir)])
     err = capsys.readouterr().err.strip()
     assert 1 == len(err.splitlines())
     assert "already exists" in err
 
 
-def test_operators_add_is_audited(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_operators_add_is_audited(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Adding an auditor writes an identity-change record to the audit log."""
     assert 0 == main(["operators", "add", "li", "--role", "auditor", "--data-dir",
-                      str(tmp_path)])
+                      str(data_dir)])
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert token.startswith("ecg_o_")
-    assert 0 == main(["audit", "query", "--data-dir", str(tmp_path)])
+    assert 0 == main(["audit", "query", "--data-dir", str(data_dir)])
     out = capsys.readouterr().out
     assert "identity-change" in out
     assert token not in out
@@ -75,6 +84,11 @@ def _hashes(data_dir: Path) -> list[str]:
 
 class TestCredentialLifecycle:
     """`list`, `disable`, `enable`, `rotate`, `expire` for local systems and operators."""
+
+    @pytest.fixture(autouse=True)
+    def _data_folder(self, tmp_path: Path) -> None:
+        """Each test's tmp_path is an instance's data folder (``ecert-gateway init``)."""
+        create_data_folder(tmp_path)
 
     def test_list_prints_a_table_and_json_and_never_a_secret(
             self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,6 +236,11 @@ class TestCredentialLifecycle:
 
 class TestMigration:
     """An identity database made by the first schema is migrated when opened."""
+
+    @pytest.fixture(autouse=True)
+    def _data_folder(self, tmp_path: Path) -> None:
+        """Each test's tmp_path is an instance's data folder (``ecert-gateway init``)."""
+        create_data_folder(tmp_path)
 
     def test_first_schema_database_is_migrated_additively(
             self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.registry import register
+from gateway.datafolder import create_data_folder
 from gateway.matters import DEFAULT_REGISTRY_DIR, MatterService, read_registry_files
 
 # The import writes an audit record through the CLI's synchronous appender.
@@ -41,9 +42,9 @@ def _crosswalk(path: Path, *rows: str) -> Path:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    """An empty data folder."""
+    """An empty data folder, as ``ecert-gateway init`` makes it."""
     path = tmp_path / "data"
-    path.mkdir()
+    create_data_folder(path)
     return path
 
 

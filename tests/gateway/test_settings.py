@@ -53,6 +53,8 @@ class TestLoadSettings:
          "status_retry_after_s"),
         ({"ECERT_DATA_DIR": "/a", "ECERT_STATUS_RETRY_AFTER_S": "301"}, None,
          "status_retry_after_s"),
+        ({"ECERT_DATA_DIR": "/a", "ECERT_LOG_LEVEL": "LOUD"}, None,
+         "log_level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ])
     def test_refusals_name_the_setting(self, env: dict[str, str], toml: str | None,
                                        message: str) -> None:
@@ -114,3 +116,9 @@ class TestPublicUrl:
         """Anything but an absolute http(s) base URL with a host is refused by name."""
         with pytest.raises(SettingsError, match="public_url"):
             load_settings({"ECERT_DATA_DIR": "/a", "ECERT_PUBLIC_URL": url})
+
+
+def test_log_level_in_any_case() -> None:
+    """``debug`` is taken as ``DEBUG``, as the logging set-up always took it."""
+    settings = load_settings({"ECERT_LOG_LEVEL": " debug"}, None, {"data_dir": "/a"})
+    assert "DEBUG" == settings.log_level

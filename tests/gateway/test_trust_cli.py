@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from gateway.__main__ import main
 from gateway.audit import RecordFilter, open_store
 from gateway.cli.credentials import TOKEN_ENV
 from gateway.cli.trust import register
+from gateway.datafolder import create_data_folder
 from gateway.identity import IdentityKind, Role, add_identity, identity_db_path
 from gateway.signing import load_or_create_key
 from gateway.trustlists import open_trust_store, version_row
@@ -37,6 +39,7 @@ def _cli(*argv: str) -> int:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """A data folder with operators, each token in ``tokens/NAME`` (mode 0600) beside it."""
+    create_data_folder(tmp_path)
     tokens = tmp_path / "tokens"
     tokens.mkdir()
     for name, role in (("olga", Role.OPERATOR), ("adam", Role.APPROVER),
@@ -54,6 +57,14 @@ def _as(folder: Path, name: str) -> tuple[str, ...]:
 
 def _seed(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Put version 3 into the store: export it from a scratch folder, import it here."""
+    _export_v3(folder)
+    assert 0 == _cli("import", str(folder / "v3.jwt"), "--data-dir", str(folder),
+                     *_as(folder, "adam"))
+    capsys.readouterr()
+
+
+def _export_v3(folder: Path) -> None:
+    """Write ``v3.jwt``, exported from a scratch folder whose signer ``folder`` trusts."""
     scratch = folder / "scratch"
     scratch.mkdir()
     doc = trust_document(Federation.standard(seed=2, codes=["310000", "520500"]))
@@ -65,9 +76,6 @@ def _seed(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     signer = load_or_create_key(scratch, "trust-list", kid_prefix="330500-tl")
     jwks: dict[str, Any] = {"keys": [signer.public_jwk]}
     (folder / "trust-list-signers.json").write_bytes(orjson.dumps(jwks))
-    assert 0 == _cli("import", str(folder / "v3.jwt"), "--data-dir", str(folder),
-                     *_as(folder, "adam"))
-    capsys.readouterr()
 
 
 def test_propose_approve_history_diff(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,7 +103,7 @@ def test_propose_approve_history_diff(folder: Path, capsys: pytest.CaptureFixtur
                                          if c["op"] == "partner-changed"]
     assert 0 == _cli("show", *data, "--proposal", proposal_id)
     assert "applied" == orjson.loads(capsys.readouterr().out)["status"]
-    assert 0 == _cli("list", *data)
+    assert 0 == _cli("proposals", *data)
     assert proposal_id in capsys.readouterr().out
     store = open_store(folder, None)
     try:
@@ -326,3 +334,133 @@ def test_refused_steps_are_audited(folder: Path, capsys: pytest.CaptureFixture[s
     imports = _records(folder, "trust-list-import-refused")
     assert [("adam", "rollback")] == [(r["actor_id"], r["details"]["refusal"])
                                       for r in imports]
+
+
+class TestImportFiles:
+    """What ``trust import FILE`` reads: a signed export, in UTF-8; never a plain list."""
+
+    def test_plain_json_list_is_refused_saying_what_import_takes(
+            self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A plain list with Chinese names failed with "'ascii' codec can't decode"."""
+        plain = folder / "trust-list.json"
+        doc = trust_document(Federation.standard(seed=2, codes=["310000", "520500"]))
+        plain.write_text(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode(), encoding="utf-8")
+        assert "上海市".encode() in plain.read_bytes()
+        assert 1 == main(["trust", "import", str(plain), "--data-dir", str(folder),
+                          *_as(folder, "adam")])
+        err = capsys.readouterr().err
+        assert [(f"ecert-gateway trust import: {plain} holds plain JSON, not a signed export: "
+                "trust import takes a trustlist+jwt made by `ecert-gateway trust export` (or "
+                "GET /v1/admin/trust-list/export) on the exporting gateway; to change this "
+                "list, use `trust propose`")] == err.splitlines()
+        assert [("adam", "format")] == [(r["actor_id"], r["details"]["refusal"]) for r in
+                                        _records(folder, "trust-list-import-refused")]
+        assert 0 == main(["trust", "history", "--data-dir", str(folder)])
+        assert "" == capsys.readouterr().out
+
+    def test_signed_export_with_bom_or_in_a_jws_object_is_imported(
+            self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A UTF-8 BOM and CRLF (an editor's save) or ``{"jws": ...}`` (the HTTP body) work."""
+        _export_v3(folder)
+        token = (folder / "v3.jwt").read_text(encoding="utf-8").strip()
+        saved = folder / "saved.jwt"
+        saved.write_bytes(b"\xef\xbb\xbf" + token.encode() + b"\r\n")
+        wrapped = folder / "wrapped.json"
+        wrapped.write_text(orjson.dumps({"jws": token, "note": "上海市导出"}).decode(),
+                           encoding="utf-8")
+        data = ("--data-dir", str(folder))
+        assert 0 == main(["trust", "import", str(saved), *data, *_as(folder, "adam")])
+        assert "version 3 imported" in capsys.readouterr().out
+        assert 0 == main(["trust", "import", str(wrapped), *data, *_as(folder, "adam")])
+        assert "version 3 is already the current list" in capsys.readouterr().out
+
+
+class TestTrustList:
+    """``trust list`` shows the trust list; ``trust proposals`` lists proposals."""
+
+    @staticmethod
+    def _store_document(folder: Path) -> dict[str, Any]:
+        """Store a list where Bijie is suspended, one key revoked and one window over."""
+        doc = trust_document(Federation.standard(seed=2, codes=["310000", "520500"]))
+        partners = {p["region_code"]: p for p in doc["partners"]}
+        partners["520500"]["status"] = "suspended"
+        shanghai = {a["use"]: a for a in partners["310000"]["anchors"]}
+        shanghai["licence-signing"].update(status="revoked", revoked_at="2026-03-01T00:00:00Z",
+                                           revocation_reason="superseded")
+        shanghai["request-signing"]["valid_until"] = "2026-02-01T00:00:00Z"
+        store = open_trust_store(folder, None)
+        store.add_version(version_row(doc, at=datetime.now(UTC), source="start-up", actor="t"),
+                          None)
+        store.close()
+        return doc
+
+    @staticmethod
+    def _rows(out: str) -> list[list[str]]:
+        """The table's rows, cells split at runs of two or more spaces."""
+        lines = out.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("REGION"))
+        table = lines[start:lines.index("", start)]
+        return [re.split(r" {2,}", line.strip()) for line in table]
+
+    def test_list_shows_partners_and_anchors(self, folder: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+        """One row per anchor: region, name, state, use, kid, anchor state, window, note."""
+        doc = self._store_document(folder)
+        assert 0 == main(["trust", "list", "--data-dir", str(folder)])
+        out = capsys.readouterr().out
+        assert out.startswith(f"trust list version {doc['version']}, issued ")
+        rows = self._rows(out)
+        assert ["REGION", "NAME", "STATE", "USE", "KID", "ANCHOR", "VALID FROM", "VALID UNTIL",
+                "NOTE"] == rows[0]
+        anchors = [a for p in doc["partners"] for a in p["anchors"]]
+        assert len(anchors) == len(rows) - 1
+        kids = {a["kid"] for a in anchors}
+        by_kid = {next(cell for cell in row if cell in kids): row for row in rows[1:]}
+        assert kids == set(by_kid)
+        shanghai = next(p for p in doc["partners"] if p["region_code"] == "310000")
+        first = shanghai["anchors"][0]
+        assert ["310000", "上海市", "active", first["use"], first["kid"]] == \
+            by_kid[first["kid"]][:5]
+        revoked = next(a for a in shanghai["anchors"] if a["use"] == "licence-signing")
+        assert [revoked["use"], revoked["kid"], "revoked"] == by_kid[revoked["kid"]][:3]
+        assert "revoked at 2026-03-01T00:00:00Z (superseded)" == by_kid[revoked["kid"]][-1]
+        over = next(a for a in shanghai["anchors"] if a["use"] == "request-signing")
+        assert ["2026-02-01T00:00:00Z", "window over"] == by_kid[over["kid"]][-2:]
+        bijie = next(p for p in doc["partners"] if p["region_code"] == "520500")
+        assert ["520500", "毕节市", "suspended"] == by_kid[bijie["anchors"][0]["kid"]][:3]
+        assert out.endswith(f"2 partner(s) (1 active, 1 suspended), {len(anchors)} anchor(s)\n")
+
+    def test_list_aligns_chinese_names(self, folder: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """Names take two columns a character on a terminal; the columns after them align."""
+        self._store_document(folder)
+        assert 0 == main(["trust", "list", "--data-dir", str(folder)])
+        lines = capsys.readouterr().out.splitlines()
+        header = next(line for line in lines if line.startswith("REGION"))
+        column = header.index("STATE")
+        for line in lines:
+            if line[:6] in ("310000", "520500"):  # 上海市 / 毕节市: 3 characters, 6 columns
+                assert column - 3 == line.index("active" if "310000" in line else "suspended")
+
+    def test_empty_store_says_so(self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Before the first start there is no list; that is said, not an error."""
+        assert 0 == main(["trust", "list", "--data-dir", str(folder)])
+        assert capsys.readouterr().out.startswith("no trust list stored yet")
+
+    def test_proposals_moved_and_old_option_points_there(
+            self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """``trust proposals [--status S]`` lists proposals; ``trust list --status`` says so."""
+        self._store_document(folder)
+        data = ("--data-dir", str(folder))
+        change = orjson.dumps({"kind": "resume-partner", "region_code": "520500"}).decode()
+        assert 0 == main(["trust", "propose", *data, *_as(folder, "olga"), "--change", change])
+        proposal_id = capsys.readouterr().out.strip().splitlines()[-1]
+        assert 0 == main(["trust", "proposals", *data, "--status", "pending"])
+        [line] = capsys.readouterr().out.splitlines()
+        assert line.startswith(f"{proposal_id}  pending ")
+        assert 0 == main(["trust", "list", *data])
+        assert proposal_id not in capsys.readouterr().out
+        assert 1 == main(["trust", "list", *data, "--status", "pending"])
+        assert [("ecert-gateway trust list: `trust list` shows the trust list itself; proposals "
+                "are listed by `trust proposals --status pending`")
+                ] == capsys.readouterr().err.splitlines()
