@@ -148,6 +148,7 @@ async def test_sigterm_repeated_while_stopping_changes_nothing(tmp_path: Path) -
     aiohttp's run_app a second signal cancelled the stop under way: requests unanswered,
     CleanupError([CancelledError(), ...]) when it hit the cleanup, exit status 1.)"""
     data, log = tmp_path / "data", tmp_path / "gateway.log"
+    await asyncio.to_thread(_cli, "init", "--data-dir", str(data))
     key = await asyncio.to_thread(_cli, "clients", "add", "window-07", "--data-dir", str(data))
     batch = {"items": [{"credential": f"not-a-licence-{i}"} for i in range(1000)]}
     async with _gateway(data, log, ECERT_SHUTDOWN_TIMEOUT_S="3") as (proc, address), \
