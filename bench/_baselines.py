@@ -28,7 +28,7 @@
   store (``--licences DIR``, a gateway data folder; it remembers licences found
   before, as the gateway's does), the licence signed with
   ES256, and an audit record made durable. Its two signature operations run on
-  a ``gateway.crypto_thread.CryptoThread`` beside the loop, as the gateway's
+  a ``gateway.infra.crypto_thread.CryptoThread`` beside the loop, as the gateway's
   do. Its rates bound what any gateway
   built this way on this machine can reach.
 
@@ -60,10 +60,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
-from gateway.cache import redis_client
-from gateway.crypto_thread import CryptoThread
-from gateway.licences import LicenceStore, open_store
-from gateway.partner import (
+from gateway.infra.crypto_thread import CryptoThread
+from gateway.infra.signing import SigningKey
+from gateway.licences.store import LicenceStore, open_store
+from gateway.partner.checks import (
     MAX_REQUEST_LIFETIME_S,
     REQUEST_SKEW_S,
     MemoryReplayCache,
@@ -71,7 +71,7 @@ from gateway.partner import (
     ReplayCache,
 )
 from gateway.settings import load_settings
-from gateway.signing import SigningKey
+from gateway.verification.cache import redis_client
 from trust import b64url_decode, day_start_s
 
 _OK: Final = orjson.dumps({"status": "ok"})

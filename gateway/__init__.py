@@ -3,7 +3,7 @@
 Only this package (and ``mocks``) performs I/O.
 """
 
-from gateway.app import create_app
 from gateway.settings import Settings, SettingsError, load_settings
+from gateway.web.app import create_app
 
 __all__ = ["Settings", "SettingsError", "create_app", "load_settings"]

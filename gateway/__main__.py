@@ -12,13 +12,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.app import create_app
 from gateway.cli import audit, identities, licences, os_error_text, registry, trust
-from gateway.datafolder import DataFolderError, create_data_folder, require_data_folder
-from gateway.identity import IdentityError
-from gateway.logs import configure_logging
-from gateway.runner import serve
+from gateway.credentials.store import IdentityError
+from gateway.infra.datafolder import DataFolderError, create_data_folder, require_data_folder
 from gateway.settings import SettingsError, load_settings
+from gateway.web.app import create_app
+from gateway.web.logs import configure_logging
+from gateway.web.runner import serve
 from trust import TrustError
 
 __all__ = ["main"]
@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
         "gateway starting", extra={"listen": settings.listen, "data_dir": str(settings.data_dir)}
     )
     # Stops accepting on SIGTERM/SIGINT, lets in-flight requests finish (up to
-    # shutdown_timeout_s), then runs the cleanup contexts in reverse (gateway.runner).
+    # shutdown_timeout_s), then runs the cleanup contexts in reverse (gateway.web.runner).
     serve(app, settings)
     return 0
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Every command that takes ``--data-dir`` other than ``init`` and ``serve``
     refuses a path that is not a gateway data folder before it runs, so a
-    mistyped path creates nothing (``gateway.datafolder``).
+    mistyped path creates nothing (``gateway.infra.datafolder``).
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -69,16 +69,16 @@ class Settings:
     audit_batch_max: int = 2000
     shutdown_timeout_s: float = 10.0
     access_log: bool = True
-    """One JSON line per request on the ``gateway.access`` logger (``gateway.observability``)."""
+    """One JSON line per request on the ``gateway.access`` logger (``web.observability``)."""
     partner_rate_per_s: float = 20.0
     partner_rate_burst: int = 40
     licence_cache_max_entries: int = 20_000
     """Huzhou licences found by identifier kept in memory (0: none; a few KB each);
     dropped within about a second of any change to the licence library
-    (``gateway.licences``)."""
+    (``gateway.licences.store``)."""
     crypto_thread: bool = True
     """Check partners' request-token signatures and sign licences on a thread beside the
-    event loop, in batches (``gateway.crypto_thread``); false: on the loop."""
+    event loop, in batches (``gateway.infra.crypto_thread``); false: on the loop."""
     approvals_required: int = 2
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Sections of the settings file that belong to a component (``[registry]`` ...)."""

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_KEY, SETTINGS_KEY
 from gateway.audit._record import mask
 from gateway.audit._service import (
     AuditService,
@@ -39,6 +38,7 @@ from gateway.audit.event import (
     EventType,
 )
 from gateway.settings import Settings
+from gateway.web.appkeys import AUDIT_KEY, SETTINGS_KEY
 
 __all__ = [
     "ActorKind",

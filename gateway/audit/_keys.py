@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from gateway.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
+from gateway.infra.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
 
 __all__ = ["HmacKeyring", "keys_dir", "load_or_create_secret", "load_signing_key"]
 

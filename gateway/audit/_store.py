@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from gateway.sqlite import connect
+from gateway.infra.sqlite import connect
 
 __all__ = [
     "AuditStore",

@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_KEY
 from gateway.audit._service import AuditService, report_today
 from gateway.audit._store import RecordFilter
 from gateway.audit._tree import TreeError
-from gateway.auth import require_operator
-from gateway.identity import Identity, Role
-from gateway.problems import Problem
+from gateway.credentials.store import Identity, Role
+from gateway.web.appkeys import AUDIT_KEY
+from gateway.web.auth import require_operator
+from gateway.web.problems import Problem
 
 __all__ = ["setup_routes"]
 

@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from gateway.identity import (
+from gateway.credentials.store import (
     CredentialError,
     CredentialRefusal,
     Identity,

@@ -23,8 +23,7 @@ from pathlib import Path
 import orjson
 
 from gateway.audit.event import AuditEvent, AuditUnavailableError
-from gateway.datafolder import DataFolderError, require_data_folder
-from gateway.identity import (
+from gateway.credentials.store import (
     Credential,
     CredentialAction,
     CredentialChange,
@@ -41,6 +40,7 @@ from gateway.identity import (
     plan_change,
     refusal_event,
 )
+from gateway.infra.datafolder import DataFolderError, require_data_folder
 
 __all__ = ["register"]
 

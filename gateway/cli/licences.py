@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
 from gateway.cli._progress import progress_bar, wanted
-from gateway.licences import (
+from gateway.licences.store import (
     LIC_KEYS,
     HolderKeyring,
     ImportCounts,

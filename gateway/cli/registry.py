@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
-from gateway.matters import MatterService, china_today, read_registry_files, registry_dirs
+from gateway.matters.service import MatterService, china_today, read_registry_files, registry_dirs
 from gateway.settings import Settings, load_settings
 from registry import LoadProblem, LoadReport, load_bundle_with_report
 

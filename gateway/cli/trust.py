@@ -31,10 +31,10 @@ import orjson
 from gateway.audit import append_cli_event
 from gateway.audit.event import AuditEvent, AuditUnavailableError
 from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
-from gateway.identity import CredentialError, Role
+from gateway.credentials.store import CredentialError, Role
+from gateway.infra.signing import load_or_create_key
 from gateway.settings import Settings, load_settings
-from gateway.signing import load_or_create_key
-from gateway.trustlists import (
+from gateway.trustlist.service import (
     AdminError,
     AdminRefusal,
     ProposalStatus,

@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestClient
 from blockbuster import BlockBuster
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.appkeys import AUDIT_KEY, IDENTITIES_KEY
 from gateway.audit import AuditService, EventType
 from gateway.audit.routes import setup_routes
-from gateway.identity import IdentityKind, IdentityStore, Role, add_identity
-from gateway.middleware import request_middleware
+from gateway.credentials.store import IdentityKind, IdentityStore, Role, add_identity
+from gateway.web.appkeys import AUDIT_KEY, IDENTITIES_KEY
+from gateway.web.middleware import request_middleware
 from tests.audit.conftest import HOLDER_CODE, EventFactory
 
 # -- an independent RFC 6962 verifier: the recursive definitions of 2.1.1 and 2.1.2 ----

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.__main__ import main
 from gateway.audit import AuditService, append_cli_event, open_store, verify_log
-from gateway.datafolder import create_data_folder
+from gateway.infra.datafolder import create_data_folder
 from tests.audit.conftest import EventFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.allow_blocking]

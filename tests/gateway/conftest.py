@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
-from gateway.appkeys import SETTINGS_KEY
-from gateway.identity import IdentityKind, Role, add_identity
+from gateway.credentials.store import IdentityKind, Role, add_identity
 from gateway.settings import load_settings
-from gateway.verification import Clock
+from gateway.verification.service import Clock
+from gateway.web.app import create_app
+from gateway.web.appkeys import SETTINGS_KEY
 from mocks import Federation, RunningFederation, serve_federation
 from tests.fakes import MemoryAudit
 from tests.services import free_port, unavailable

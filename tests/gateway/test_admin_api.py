@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.appkeys import SETTINGS_KEY
 from gateway.audit.event import EventType
-from gateway.identity import IdentityKind, Role, add_identity
+from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.infra.signing import load_or_create_key
 from gateway.settings import Settings, load_settings
-from gateway.signing import load_or_create_key
-from gateway.trustlists import setup
+from gateway.trustlist.routes import setup
+from gateway.web.app import create_app
+from gateway.web.appkeys import SETTINGS_KEY
 from mocks import KEYS_VALID_UNTIL, RunningFederation, rfc3339
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, metric_value, scrape_metrics, trust_document

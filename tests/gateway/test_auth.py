@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.__main__ import main
-from gateway.app import create_app
-from gateway.identity import IdentityKind, Role, add_identity
+from gateway.credentials.store import IdentityKind, Role, add_identity
 from gateway.settings import load_settings
+from gateway.web.app import create_app
 from mocks import RunningFederation
 from tests.gateway.conftest import AppFactory, metric_value, trust_document
 from trust import TrustList

@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.exceptions import RedisError
 
-from gateway.app import create_app
-from gateway.appkeys import TRUST_KEY, VERIFICATION_KEY
 from gateway.audit.event import EventType
-from gateway.cache import (
+from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.settings import load_settings
+from gateway.verification.cache import (
     KEY_PREFIX,
     CacheEntry,
     CacheMetrics,
@@ -29,9 +29,9 @@ from gateway.cache import (
     VerdictCache,
     redis_client,
 )
-from gateway.identity import IdentityKind, Role, add_identity
-from gateway.logs import JsonFormatter
-from gateway.settings import load_settings
+from gateway.web.app import create_app
+from gateway.web.appkeys import TRUST_KEY, VERIFICATION_KEY
+from gateway.web.logs import JsonFormatter
 from mocks import LICENCE_TYPES, RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import (
@@ -321,7 +321,7 @@ async def test_redis_stopped_mid_run_changes_no_verdict(
     assert metric_value(metrics_before, "ecert_cache_events_total", tier="redis",
                         event="error")
     # Tier 1 still holds version 10; drop it to prove tier 2 answers again.
-    from gateway.appkeys import VERIFICATION_KEY
+    from gateway.web.appkeys import VERIFICATION_KEY
 
     cache = client.app[VERIFICATION_KEY].cache
     assert cache is not None

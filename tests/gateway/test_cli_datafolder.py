@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.__main__ import build_parser, main
-from gateway.datafolder import MARKER
+from gateway.infra.datafolder import MARKER
 
 pytestmark = pytest.mark.allow_blocking
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.coalesce import Coalescer
+from gateway.infra.coalesce import Coalescer
 
 
 class Recorder:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.__main__ import main
 from gateway.audit.event import EventType
-from gateway.identity import IdentityKind, Role, add_identity, identity_db_path
+from gateway.credentials.store import IdentityKind, Role, add_identity, identity_db_path
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory
 

@@ -1,4 +1,4 @@
-"""gateway.crypto_thread: calls run on one thread beside the loop, in batches."""
+"""gateway.infra.crypto_thread: calls run on one thread beside the loop, in batches."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.crypto_thread import MAX_BATCH, CryptoThread, CryptoThreadClosedError
+from gateway.infra.crypto_thread import MAX_BATCH, CryptoThread, CryptoThreadClosedError
 
 
 def _ident() -> int:

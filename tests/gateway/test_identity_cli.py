@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from gateway.__main__ import main
-from gateway.datafolder import create_data_folder
-from gateway.identity import identity_db_path, lookup_token
+from gateway.credentials.store import identity_db_path, lookup_token
+from gateway.infra.datafolder import create_data_folder
 
 pytestmark = pytest.mark.allow_blocking
 

@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.identity import IdentityKind, Role, add_identity
+from gateway.credentials.store import IdentityKind, Role, add_identity
 from mocks import Federation, RunningFederation, serve_federation
 from tests.services import free_port
 

@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.datafolder import create_data_folder
-from gateway.identity import IdentityKind, Role, add_identity
+from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.infra.datafolder import create_data_folder
 from mocks import Federation, PartnerClient, serve_federation
 from tests.gateway.test_partner_api import SH_MATTER, SHANGHAI, licence_row
 from tests.gateway.test_serve_process import _wait_ready

@@ -21,11 +21,10 @@ from typing import Any
 import orjson
 import pytest
 
-import gateway.licences as licences_module
-from gateway.cache import redis_client
+import gateway.licences.store as licences_module
 from gateway.cli import licences as cli
-from gateway.datafolder import create_data_folder
-from gateway.licences import (
+from gateway.infra.datafolder import create_data_folder
+from gateway.licences.store import (
     HolderKeyring,
     LicenceRecordError,
     LicenceState,
@@ -37,8 +36,9 @@ from gateway.licences import (
     open_store,
     record_from_mapping,
 )
-from gateway.partner import RedisReplayCache
+from gateway.partner.checks import RedisReplayCache
 from gateway.settings import load_settings
+from gateway.verification.cache import redis_client
 from mocks import make_resident_id
 from tests.conftest import REPO
 from tests.gateway.test_partner_api import (

@@ -14,20 +14,20 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
 from gateway.audit.event import ActorKind, EventType
-from gateway.identity import IdentityKind, add_identity
-from gateway.matters import (
+from gateway.credentials.store import IdentityKind, add_identity
+from gateway.matters.routes import setup
+from gateway.matters.service import (
     DEFAULT_REGISTRY_DIR,
-    REGISTRY_KEY,
     MatterService,
     china_today,
     load_service,
     read_registry_files,
-    setup,
 )
 from gateway.settings import load_settings
-from gateway.verification import MatterLink, MatterResolver
+from gateway.verification.service import MatterLink, MatterResolver
+from gateway.web.app import create_app
+from gateway.web.appkeys import REGISTRY_KEY
 from registry import LoadError
 from tests.fakes import MemoryAudit
 

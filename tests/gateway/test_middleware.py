@@ -10,9 +10,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
 from gateway.audit._service import LogIntegrityError
-from gateway.logs import request_id_of, request_id_var
-from gateway.middleware import request_middleware
-from gateway.problems import Problem
+from gateway.web.logs import request_id_of, request_id_var
+from gateway.web.middleware import request_middleware
+from gateway.web.problems import Problem
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -124,11 +124,11 @@ async def test_http_errors_become_problems(client: Client) -> None:
 async def test_unexpected_error_is_a_500_logged_with_its_request_id(client: Client) -> None:
     """A bug answers 500 without a trace; the log line carries the request id."""
     seen = _Seen()
-    logging.getLogger("gateway.problems").addHandler(seen)
+    logging.getLogger("gateway.web.problems").addHandler(seen)
     try:
         response = await client.get("/bug", headers={"X-Request-Id": "bug-7"})
     finally:
-        logging.getLogger("gateway.problems").removeHandler(seen)
+        logging.getLogger("gateway.web.problems").removeHandler(seen)
     assert 500 == response.status
     body = await response.json()
     assert body["request_id"] == "bug-7"

@@ -7,7 +7,7 @@ import logging
 import orjson
 import pytest
 
-from gateway.logs import JsonFormatter
+from gateway.web.logs import JsonFormatter
 from mocks import RunningFederation
 from tests.gateway.conftest import AppFactory, metric_value, scrape_metrics
 

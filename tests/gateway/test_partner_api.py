@@ -22,24 +22,24 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.api_partner import PARTNER_KEY, QUERY_PATH, setup
-from gateway.app import create_app
 from gateway.audit.event import ActorKind, AuditEvent, EventType
-from gateway.crypto_thread import CryptoThread
-from gateway.licences import (
+from gateway.infra.crypto_thread import CryptoThread
+from gateway.licences.store import (
     CHANGE_POLL_S,
     HolderKeyring,
     open_repository,
     record_from_mapping,
 )
-from gateway.partner import (
+from gateway.partner.checks import (
     MemoryReplayCache,
     RateLimiter,
     RequestTokenError,
     check_request_token,
     check_request_token_async,
 )
+from gateway.partner.routes import PARTNER_KEY, QUERY_PATH, setup
 from gateway.settings import load_settings
+from gateway.web.app import create_app
 from mocks import (
     BUSINESS_LICENCE,
     CONSTRUCTION_WORKER,
@@ -355,18 +355,18 @@ class TestPublicUrl:
             self, start: Start, caplog: pytest.LogCaptureFixture) -> None:
         """Listening on every address with no public_url, the gateway says at start-up
         which URL it signs and how to set the right one; a set public_url is silent."""
-        with caplog.at_level("WARNING", logger="gateway.partner"):
+        with caplog.at_level("WARNING", logger="gateway.partner.checks"):
             client = await start(listen="0.0.0.0:8080")
-        warned = [r.getMessage() for r in caplog.records if r.name == "gateway.partner"]
+        warned = [r.getMessage() for r in caplog.records if r.name == "gateway.partner.checks"]
         assert 1 == len(warned)
         assert "http://127.0.0.1:8080" in warned[0]
         assert "ECERT_PUBLIC_URL" in warned[0]
         sub = _b64json((await (await client.get("/v1/status/licences")).text()).split(".")[1])
         assert "http://127.0.0.1:8080/v1/status/licences" == sub["sub"]
         caplog.clear()
-        with caplog.at_level("WARNING", logger="gateway.partner"):
+        with caplog.at_level("WARNING", logger="gateway.partner.checks"):
             await start(listen="0.0.0.0:8080", public_url="https://gw.huzhou.example")
-        assert [] == [r for r in caplog.records if r.name == "gateway.partner"]
+        assert [] == [r for r in caplog.records if r.name == "gateway.partner.checks"]
 
 
 class TestAnswers:
@@ -490,8 +490,8 @@ class TestAuthentication:
             self, start: Start, running: RunningFederation, audit: MemoryAudit, size: int) -> None:
         """A token over the 8 KiB limit reaches the handler (not only the HTTP parser):
         401 cn 11 with a problem body and an audit record, up to the parser's field limit."""
-        from gateway.app import MAX_HEADER_FIELD_BYTES
-        from gateway.partner import MAX_TOKEN_BYTES
+        from gateway.partner.checks import MAX_TOKEN_BYTES
+        from gateway.web.app import MAX_HEADER_FIELD_BYTES
 
         assert MAX_TOKEN_BYTES < size <= MAX_HEADER_FIELD_BYTES - len("Bearer ")
         client = await start()
@@ -505,7 +505,7 @@ class TestAuthentication:
             self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
         """A token of exactly 8 KiB is the gateway's to judge: with "Bearer " in front its
         header field is over aiohttp's default limit, which refused it unaudited."""
-        from gateway.partner import MAX_TOKEN_BYTES
+        from gateway.partner.checks import MAX_TOKEN_BYTES
 
         client = await start()
         sh = partner(client, running)

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.cache import redis_client
-from gateway.redislink import RedisLink
+from gateway.infra.redislink import RedisLink
+from gateway.verification.cache import redis_client
 from tests.services import free_port
 
 pytestmark = pytest.mark.redis

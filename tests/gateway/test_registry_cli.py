@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.registry import register
-from gateway.datafolder import create_data_folder
-from gateway.matters import DEFAULT_REGISTRY_DIR, MatterService, read_registry_files
+from gateway.infra.datafolder import create_data_folder
+from gateway.matters.service import DEFAULT_REGISTRY_DIR, MatterService, read_registry_files
 
 # The import writes an audit record through the CLI's synchronous appender.
 pytestmark = pytest.mark.allow_blocking

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from gateway.signing import SigningKey, load_or_create_key, published_keys
+from gateway.infra.signing import SigningKey, load_or_create_key, published_keys
 from trust import b64url_encode
 
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.status_fetch import StatusFetcher
+from gateway.verification.status import StatusFetcher
 from mocks import Federation, MockRegion, RunningFederation
 from tests.gateway.conftest import AppFactory, trust_document
 from trust import StatusList, StatusUnavailable, TrustList

@@ -19,10 +19,10 @@ from gateway.__main__ import main
 from gateway.audit import RecordFilter, open_store
 from gateway.cli.credentials import TOKEN_ENV
 from gateway.cli.trust import register
-from gateway.datafolder import create_data_folder
-from gateway.identity import IdentityKind, Role, add_identity, identity_db_path
-from gateway.signing import load_or_create_key
-from gateway.trustlists import open_trust_store, version_row
+from gateway.credentials.store import IdentityKind, Role, add_identity, identity_db_path
+from gateway.infra.datafolder import create_data_folder
+from gateway.infra.signing import load_or_create_key
+from gateway.trustlist.service import open_trust_store, version_row
 from mocks import Federation
 from tests.gateway.conftest import trust_document
 

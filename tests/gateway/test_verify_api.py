@@ -633,7 +633,7 @@ async def test_trust_change_while_a_status_list_is_fetched_is_in_force_for_the_a
         batch: bool) -> None:
     """A partner suspended while a verification waits for its status list: the answer is
     judged on the new list (its version, not passed), never on the one it replaced."""
-    from gateway.appkeys import TRUST_KEY, VERIFICATION_KEY
+    from gateway.web.appkeys import TRUST_KEY, VERIFICATION_KEY
 
     client = await gateway_client()
     service = client.app[VERIFICATION_KEY]

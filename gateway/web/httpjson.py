@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.problems import Problem
+from gateway.web.problems import Problem
 
 __all__ = ["bad_request", "declared_json", "json_response", "not_json", "read_batch_items",
            "read_json"]

@@ -4,12 +4,12 @@ Every middleware layer costs every request a coroutine of its own, so one layer
 does all of it:
 
 * the request id is the caller's ``X-Request-Id`` when sane, else a new one
-  (``gateway.logs.new_request_id``). It is set on the request, on the logging
+  (``gateway.web.logs.new_request_id``). It is set on the request, on the logging
   context while the handler runs, and on the response, problem bodies included;
-* any failure becomes an RFC 9457 problem body (``gateway.problems.problem_for``),
+* any failure becomes an RFC 9457 problem body (``gateway.web.problems.problem_for``),
   logged with the request id still in context. A redirect passes through;
 * every answer is counted and timed per route, and logged as one access-log line
-  (``gateway.observability``).
+  (``gateway.web.observability``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.logs import REQUEST_ID_KEY, new_request_id, request_id_var
-from gateway.observability import HttpObserver
-from gateway.problems import problem_for, problem_response
+from gateway.web.logs import REQUEST_ID_KEY, new_request_id, request_id_var
+from gateway.web.observability import HttpObserver
+from gateway.web.problems import problem_for, problem_response
 
 __all__ = ["make_request_middleware", "request_middleware"]
 

@@ -5,7 +5,7 @@ policy, observability hooks and a timeout task around each socket write and
 read. The partner query spends its request token's ``jti`` in Redis on every
 request, and tier 2 of the verdict cache is read on every tier-1 miss and
 written with every stored verdict, each as a coalesced call
-(``gateway.coalesce``). Measured on the
+(``gateway.infra.coalesce``). Measured on the
 bench machine (redis-py 8.1, CPU of the calling process, bench/RESULTS.md,
 2026-11-27): the replay cache's script through the client's ``Script`` cost
 119 µs a call of one key and 174 µs a call of ten; through a ``RedisLink``
@@ -14,7 +14,7 @@ with redis-py's hiredis parser, 59 and 81 µs.
 A ``RedisLink`` keeps one ``redis.asyncio.Connection`` (made by the URL's
 connection pool, so TLS, credentials and the database number come from the
 URL as for the client) and sends commands on it one at a time: it is meant
-for a ``gateway.coalesce.Coalescer``, which already sends one batch at a time,
+for a ``gateway.infra.coalesce.Coalescer``, which already sends one batch at a time,
 and a lock keeps it correct when two of them share a link. A failed command
 drops the connection and the next one reconnects; a connection error on a
 kept connection (Redis restarted meanwhile) is retried once on a fresh one,

@@ -1,7 +1,7 @@
 """Typed keys of the application state (one ``web.AppKey`` per piece).
 
 Types from packages that import this module are named for the type checker
-only, so that no import cycle forms. (Owned by the lead: add keys here.)
+only, so that no import cycle forms.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.identity import IdentityStore
+from gateway.credentials.store import IdentityStore
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
     from gateway.audit._service import AuditService
     from gateway.audit.event import AuditLog
-    from gateway.signing import SigningKey
-    from gateway.trust_state import TrustState
-    from gateway.verification import VerificationService
+    from gateway.infra.signing import SigningKey
+    from gateway.matters.service import MatterService
+    from gateway.trustlist.service import TrustListService
+    from gateway.trustlist.state import TrustState
+    from gateway.verification.service import VerificationService
 
 __all__ = [
     "AUDIT_KEY",
@@ -28,7 +30,9 @@ __all__ = [
     "IDENTITIES_KEY",
     "JWKS_KEY",
     "READINESS_KEY",
+    "REGISTRY_KEY",
     "SETTINGS_KEY",
+    "TRUSTLISTS_KEY",
     "TRUST_KEY",
     "VERIFICATION_KEY",
 ]
@@ -46,3 +50,7 @@ JWKS_KEY: web.AppKey[list[SigningKey]] = web.AppKey("jwks")
 """Every key the gateway signs with, published at /.well-known/jwks.json."""
 READINESS_KEY: web.AppKey[dict[str, Callable[[], Awaitable[None]]]] = web.AppKey("readiness")
 """Probes /readyz runs: every store, and Redis when configured."""
+TRUSTLISTS_KEY: web.AppKey[TrustListService] = web.AppKey("trustlists")
+"""The trust-list workflow: proposals, approvals, versions (``gateway.trustlist``)."""
+REGISTRY_KEY: web.AppKey[MatterService] = web.AppKey("registry")
+"""The loaded matter registry (``gateway.matters``)."""

@@ -6,11 +6,11 @@ import re
 
 from aiohttp import web
 
-from gateway.appkeys import SETTINGS_KEY, VERIFICATION_KEY
-from gateway.auth import require_client
-from gateway.httpjson import bad_request, json_response, read_batch_items, read_json
-from gateway.logs import request_id_of
-from gateway.verification import VerificationRequest
+from gateway.verification.service import VerificationRequest
+from gateway.web.appkeys import SETTINGS_KEY, VERIFICATION_KEY
+from gateway.web.auth import require_client
+from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
+from gateway.web.logs import request_id_of
 
 __all__ = ["setup_routes"]
 

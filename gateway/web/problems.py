@@ -1,7 +1,7 @@
 """RFC 9457 problem bodies, and the one table that maps errors to HTTP.
 
 Handlers raise ``Problem`` (or a domain error listed in ``ERROR_STATUS``); the
-middleware (``gateway.middleware``) turns it into ``application/problem+json``.
+middleware (``gateway.web.middleware``) turns it into ``application/problem+json``.
 Anything else becomes a 500 problem body with the request id, never a stack trace.
 """
 
@@ -18,7 +18,7 @@ from gateway.audit.event import AuditUnavailableError
 
 __all__ = ["ERROR_STATUS", "Problem", "problem_for", "problem_response"]
 
-_log = logging.getLogger("gateway.problems")
+_log = logging.getLogger("gateway.web.problems")
 
 PROBLEM_BASE = "https://ecert.huzhou.example/problems/"
 

@@ -15,7 +15,7 @@ Nothing of a licence is logged by this module.
 One port, two adapters, one SQL:
 
 * ``LicenceStore`` (async) is what the gateway asks: ``SqliteLicenceStore``
-  (``DATA_DIR/licences.db`` through ``gateway.sqlite.SqliteDB``) or
+  (``DATA_DIR/licences.db`` through ``gateway.infra.sqlite.SqliteDB``) or
   ``PostgresLicenceStore`` (``settings.postgres_dsn``, a connection on a thread
   of its own). ``open_store(settings)`` picks one.
 * ``LicenceRepository`` (sync) is what ``ecert-gateway licences import`` writes
@@ -65,10 +65,10 @@ import orjson
 import psycopg
 from stdnum.cn import ric, uscc
 
-from gateway.coalesce import Coalescer
-from gateway.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
+from gateway.infra.coalesce import Coalescer
+from gateway.infra.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
+from gateway.infra.sqlite import SqliteDB, connect
 from gateway.settings import Settings
-from gateway.sqlite import SqliteDB, connect
 from trust import CheckOutcome, IdentifierError, check_identifier, parse_identifier
 
 __all__ = [
@@ -790,7 +790,7 @@ class _ThreadedStore:
     _dialect: _Dialect
 
     def __init__(self, *, cache_size: int = 0, poll_s: float = CHANGE_POLL_S) -> None:
-        # Concurrent queries share one trip to the store's thread (see gateway.coalesce).
+        # Concurrent queries share one trip to the store's thread (see gateway.infra.coalesce).
         self._finds: Coalescer[_FindArgs, tuple[bool, list[StoredLicence]]] = Coalescer(
             self._find_many)
         self._cache_size = max(0, cache_size)

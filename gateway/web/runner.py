@@ -13,7 +13,7 @@ Two things are done differently from ``run_app``:
   ``CleanupError('Multiple errors on cleanup stage', [CancelledError(), ...])``
   and exit status 1.
 * **Requests the HTTP parser refuses** (a header field over
-  ``gateway.app.MAX_HEADER_FIELD_BYTES``, a request line over 8,190 bytes, a
+  ``gateway.web.app.MAX_HEADER_FIELD_BYTES``, a request line over 8,190 bytes, a
   malformed message) never reach the application and its middleware. aiohttp
   answered them with a text/plain 400 quoting the first 100 bytes of the
   offending line (the secret of an ``Authorization`` header, say) and logged an
@@ -33,9 +33,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.web_request import BaseRequest
 
-from gateway.logs import new_request_id, request_id_var
-from gateway.problems import Problem, problem_response
 from gateway.settings import Settings
+from gateway.web.logs import new_request_id, request_id_var
+from gateway.web.problems import Problem, problem_response
 
 __all__ = ["STOP_SIGNALS", "serve"]
 

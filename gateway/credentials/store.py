@@ -54,9 +54,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.sqlite import SqliteDB, connect
+from gateway.infra.sqlite import SqliteDB, connect
 
-if TYPE_CHECKING:  # gateway.audit imports gateway.appkeys, which imports this module
+if TYPE_CHECKING:  # gateway.audit imports gateway.web.appkeys, which imports this module
     from gateway.audit.event import AuditEvent, AuditLog
 
 __all__ = [
@@ -90,7 +90,7 @@ __all__ = [
     "refusal_event",
 ]
 
-_log = logging.getLogger("gateway.identity")
+_log = logging.getLogger("gateway.credentials.store")
 
 SCHEMA_VERSION = 1
 """The identity database's schema (``PRAGMA user_version``) this code writes."""

@@ -31,7 +31,7 @@ import hashlib
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -43,16 +43,12 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 import psycopg
-from aiohttp import web
 
-from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, READINESS_KEY, SETTINGS_KEY, TRUST_KEY
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
-from gateway.cache import redis_client
+from gateway.infra.signing import SigningKey
+from gateway.infra.sqlite import connect
 from gateway.settings import Settings
-from gateway.signing import SigningKey, load_or_create_key
-from gateway.sqlite import connect
-from gateway.trust_state import TrustState, empty_trust_list
-from gateway.trust_sync import RedisTrustSync
+from gateway.trustlist.state import TrustState, empty_trust_list
 from trust import (
     ChangeError,
     JoseError,
@@ -76,7 +72,6 @@ __all__ = [
     "ProposalStatus",
     "StoreConflictError",
     "StoredVersion",
-    "TRUSTLISTS_KEY",
     "TrustListService",
     "TrustListStore",
     "TrustStoreError",
@@ -90,14 +85,12 @@ __all__ = [
     "plan_proposal",
     "plan_vote",
     "read_start_document",
-    "setup",
     "trusted_signers",
-    "trustlists_ctx",
     "version_row",
     "vote_event",
 ]
 
-_log = logging.getLogger("gateway.trustlists")
+_log = logging.getLogger("gateway.trustlist.service")
 
 T = TypeVar("T")
 
@@ -996,81 +989,3 @@ class TrustWatcher:
                 # The current list keeps serving; its next_update still bounds its use.
                 _log.warning("trust-list watcher could not read the store", exc_info=True)
             await asyncio.sleep(self._interval)
-
-
-# -- wiring --------------------------------------------------------------------------------
-
-TRUSTLISTS_KEY = web.AppKey("trustlists", TrustListService)
-_INJECTED_KEY: web.AppKey[list[TrustList | None]] = web.AppKey("trustlists_injected")
-
-
-async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx``: open the store, reconcile start-up, serve, watch; close on cleanup.
-
-    Sets ``app[TRUST_KEY]`` when it runs first (the intended wiring); when the
-    app's ``trust_ctx`` already made the state, it swaps the store's list in.
-    """
-
-    settings = app[SETTINGS_KEY]
-    loop = asyncio.get_running_loop()
-    key = await loop.run_in_executor(None, lambda: load_or_create_key(
-        settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
-    signers = await loop.run_in_executor(
-        None, trusted_signers, settings.data_dir, settings.extra, key)
-    service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY], signing_key=key,
-                               signers=signers)
-    try:
-        served = await service.start(app[_INJECTED_KEY][0])
-    except BaseException:
-        await service.close()
-        raise
-    state = app.get(TRUST_KEY)
-    if state is None:
-        state = TrustState(served, clock_skew_s=settings.clock_skew_s)
-        app[TRUST_KEY] = state
-    elif served.version >= state.snapshot.trust_list.version:
-        state.replace(served)
-    service.state = state
-    app[TRUSTLISTS_KEY] = service
-    app[JWKS_KEY].append(key)
-
-    async def ping() -> None:
-        await service.run(lambda s: s.current_version())
-
-    app[READINESS_KEY]["trust-list"] = ping
-    watcher = TrustWatcher(service, state)
-    watcher.start()
-    sync: RedisTrustSync | None = None
-    client = None
-    if settings.redis_url:
-        # Pub/sub connections block in reads: no socket timeout for this client.
-        client = redis_client(settings.redis_url, timeout_s=None)
-        sync = RedisTrustSync(client, served=lambda: state.snapshot.trust_list.version,
-                              poke=watcher.check)
-        service.on_applied = sync.announce
-        sync.start()
-    try:
-        yield
-    finally:
-        if sync is not None:
-            await sync.stop()
-        if client is not None:
-            await client.aclose()
-        await watcher.stop()
-        await service.close()
-
-
-def setup(app: web.Application, *, trust_list: TrustList | None = None) -> None:
-    """Add the trust-list store (cleanup ctx) and the ``/v1/admin/`` routes.
-
-    ``trust_list`` is ``create_app``'s injected list (tests), reconciled with
-    the store as ``--trust-list`` would be.
-    """
-    from gateway.api_admin import setup_routes  # noqa: PLC0415 - api_admin imports this module
-
-    if _INJECTED_KEY in app:
-        return  # already set up (idempotent, so tests may call it on any app)
-    injected: list[TrustList | None] = [trust_list]
-    app[_INJECTED_KEY] = injected
-    app.cleanup_ctx.append(trustlists_ctx)
-    setup_routes(app)

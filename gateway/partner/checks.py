@@ -14,7 +14,7 @@
   ``recognised_licence_types`` and the partner's matter (its own scheme) in
   ``recognised_matters``; a wildcard accepts anything.
 
-Errors (they carry data, never HTTP; ``gateway.api_partner`` maps them)::
+Errors (they carry data, never HTTP; ``gateway.partner.routes`` maps them)::
 
     * PartnerError
       x RequestTokenError        the request token is missing, malformed, badly signed,
@@ -37,8 +37,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.coalesce import Coalescer
-from gateway.redislink import RedisLink
+from gateway.infra.coalesce import Coalescer
+from gateway.infra.redislink import RedisLink
 from trust import (
     Alg,
     Anchor,
@@ -369,8 +369,8 @@ class RedisReplayCache(ReplayCache):
     def __init__(self, client: aioredis.Redis, *, owns_client: bool = True) -> None:
         self._client = client
         self._owns = owns_client
-        # Concurrent requests share one round trip (see gateway.coalesce), sent on a
-        # connection of its own (see gateway.redislink).
+        # Concurrent requests share one round trip (see gateway.infra.coalesce), sent on a
+        # connection of its own (see gateway.infra.redislink).
         self._link = RedisLink(client)
         self._first_use: Coalescer[tuple[str, int], bool] = Coalescer(self._first_uses)
 

@@ -12,7 +12,7 @@ keys (appended to ``/.well-known/jwks.json``), the replay cache (Redis when
 A query is answered in this order, each step refusing with its own answer:
 
 1. stale trust list: 503 (TRY_LATER), cn 99
-2. request token (``gateway.partner.check_request_token``): 401, cn 11
+2. request token (``gateway.partner.checks.check_request_token``): 401, cn 11
 3. partner suspended: 403, cn 100, ``sub_indication`` TRY_LATER
 4. ``jti`` seen before: 401, cn 11 (replay cache down: 503, cn 99)
 5. rate limit: 429 with ``Retry-After``, cn 99 (only authenticated, fresh requests
@@ -44,13 +44,10 @@ from typing import Any, NamedTuple
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_PORT_KEY, JWKS_KEY, READINESS_KEY, SETTINGS_KEY, TRUST_KEY
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
-from gateway.auth import bearer
-from gateway.cache import redis_client
-from gateway.crypto_thread import CryptoThread
-from gateway.httpjson import declared_json, not_json
-from gateway.licences import (
+from gateway.infra.crypto_thread import CryptoThread
+from gateway.infra.signing import SigningKey, load_or_create_key, published_keys
+from gateway.licences.store import (
     STATUS_LIST_NAME,
     HolderKeyring,
     LicenceState,
@@ -59,10 +56,8 @@ from gateway.licences import (
     StoredLicence,
     open_store,
 )
-from gateway.logs import request_id_of
-from gateway.matters import REGISTRY_KEY, MatterService
-from gateway.observability import CALLER_KEY
-from gateway.partner import (
+from gateway.matters.service import MatterService
+from gateway.partner.checks import (
     REQUEST_SKEW_S,
     AgreementError,
     MemoryReplayCache,
@@ -74,9 +69,21 @@ from gateway.partner import (
     check_agreement,
     check_request_token_async,
 )
-from gateway.problems import Problem
 from gateway.settings import Settings
-from gateway.signing import SigningKey, load_or_create_key, published_keys
+from gateway.verification.cache import redis_client
+from gateway.web.appkeys import (
+    AUDIT_PORT_KEY,
+    JWKS_KEY,
+    READINESS_KEY,
+    REGISTRY_KEY,
+    SETTINGS_KEY,
+    TRUST_KEY,
+)
+from gateway.web.auth import bearer
+from gateway.web.httpjson import declared_json, not_json
+from gateway.web.logs import request_id_of
+from gateway.web.observability import CALLER_KEY
+from gateway.web.problems import Problem
 from registry import RegistryError, Relationship
 from trust import (
     CHINA_TZ,
@@ -132,7 +139,7 @@ _CODE_TYPE = re.compile(r"\A[0-9]{3}\Z")
 
 Clock = Callable[[], datetime]
 
-_log = logging.getLogger("gateway.partner")
+_log = logging.getLogger("gateway.partner.checks")
 
 
 def _utc_now() -> datetime:
@@ -647,7 +654,7 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
     """
 
     async def partner_ctx(app: web.Application) -> AsyncIterator[None]:
-        # gateway.app imports this module to wire it; importing it here avoids the cycle.
+        # gateway.web.app imports this module to wire it; importing it here avoids the cycle.
 
         settings = app[SETTINGS_KEY]
         if TRUST_KEY not in app:

@@ -72,7 +72,7 @@ def _next_request_id() -> str:
 
 
 def request_id_of(request: web.Request) -> str | None:
-    """The id ``gateway.middleware`` gave this request."""
+    """The id ``gateway.web.middleware`` gave this request."""
     return request.get(REQUEST_ID_KEY)
 
 

@@ -34,8 +34,8 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
 from redis.utils import get_lib_version
 
-from gateway.coalesce import Coalescer
-from gateway.redislink import RedisLink
+from gateway.infra.coalesce import Coalescer
+from gateway.infra.redislink import RedisLink
 
 __all__ = [
     "CacheEntry",
@@ -46,7 +46,7 @@ __all__ = [
     "redis_client",
 ]
 
-_log = logging.getLogger("gateway.cache")
+_log = logging.getLogger("gateway.verification.cache")
 
 KEY_PREFIX = "ecert:v2:verdict:"
 """Followed by ``<trust-list tag>:<credential SHA-256>:<matter>``. (``v1`` keys had no
@@ -241,8 +241,8 @@ class RedisTier:
         self._client = client
         self._metrics = metrics
         self._skip_until = 0.0
-        # Concurrent single lookups and stores share round trips (see gateway.coalesce),
-        # each on a connection of its own (see gateway.redislink).
+        # Concurrent single lookups and stores share round trips (see gateway.infra.coalesce),
+        # each on a connection of its own (see gateway.infra.redislink).
         self._reads = RedisLink(client)
         self._writes = RedisLink(client)
         self._get_one: Coalescer[str, bytes | None] = Coalescer(self._mget)

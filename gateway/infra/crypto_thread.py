@@ -8,7 +8,7 @@ loop's Python, request after request, they cost well over those tight-loop
 times.
 
 ``CryptoThread.run(fn, *args)`` queues one call and hands the queued calls to
-a single thread in batches (``gateway.coalesce``). ``fn`` should be little
+a single thread in batches (``gateway.infra.coalesce``). ``fn`` should be little
 more than the OpenSSL call (with its DER encoding): the thread needs the GIL
 for any Python around it, and takes it back after every call. Each call gets
 its own result or exception. While a batch runs, the next one gathers, so
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from gateway.coalesce import Coalescer
+from gateway.infra.coalesce import Coalescer
 
 __all__ = ["MAX_BATCH", "CryptoThread", "CryptoThreadClosedError"]
 

@@ -13,27 +13,41 @@ unknown credentials, and local systems' keys, are 401.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import SETTINGS_KEY, VERIFICATION_KEY
-from gateway.auth import require_operator
-from gateway.httpjson import json_response, read_json
-from gateway.identity import Role
-from gateway.problems import Problem
-from gateway.status_fetch import StatusFetcher
-from gateway.trustlists import (
-    TRUSTLISTS_KEY,
+from gateway.credentials.store import Role
+from gateway.infra.signing import load_or_create_key
+from gateway.trustlist.service import (
     AdminError,
     AdminRefusal,
     ProposalStatus,
     TrustListService,
     TrustStoreError,
+    TrustWatcher,
+    trusted_signers,
 )
+from gateway.trustlist.state import TrustState
+from gateway.trustlist.sync import RedisTrustSync
+from gateway.verification.cache import redis_client
+from gateway.verification.status import StatusFetcher
+from gateway.web.appkeys import (
+    AUDIT_PORT_KEY,
+    JWKS_KEY,
+    READINESS_KEY,
+    SETTINGS_KEY,
+    TRUST_KEY,
+    TRUSTLISTS_KEY,
+    VERIFICATION_KEY,
+)
+from gateway.web.auth import require_operator
+from gateway.web.httpjson import json_response, read_json
+from gateway.web.problems import Problem
 from trust import (
     TRUSTLIST_TYP,
     AnchorStatus,
@@ -332,3 +346,78 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(f"{base}/proposals/{{id}}/approve", _guard(post_approve))
     app.router.add_post(f"{base}/proposals/{{id}}/reject", _guard(post_reject))
     app.router.add_get(f"{base}/alerts", _guard(get_alerts))
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+_INJECTED_KEY: web.AppKey[list[TrustList | None]] = web.AppKey("trustlists_injected")
+
+
+async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: open the store, reconcile start-up, serve, watch; close on cleanup.
+
+    Sets ``app[TRUST_KEY]`` when it runs first (the intended wiring); when the
+    app's ``trust_ctx`` already made the state, it swaps the store's list in.
+    """
+
+    settings = app[SETTINGS_KEY]
+    loop = asyncio.get_running_loop()
+    key = await loop.run_in_executor(None, lambda: load_or_create_key(
+        settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
+    signers = await loop.run_in_executor(
+        None, trusted_signers, settings.data_dir, settings.extra, key)
+    service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY], signing_key=key,
+                               signers=signers)
+    try:
+        served = await service.start(app[_INJECTED_KEY][0])
+    except BaseException:
+        await service.close()
+        raise
+    state = app.get(TRUST_KEY)
+    if state is None:
+        state = TrustState(served, clock_skew_s=settings.clock_skew_s)
+        app[TRUST_KEY] = state
+    elif served.version >= state.snapshot.trust_list.version:
+        state.replace(served)
+    service.state = state
+    app[TRUSTLISTS_KEY] = service
+    app[JWKS_KEY].append(key)
+
+    async def ping() -> None:
+        await service.run(lambda s: s.current_version())
+
+    app[READINESS_KEY]["trust-list"] = ping
+    watcher = TrustWatcher(service, state)
+    watcher.start()
+    sync: RedisTrustSync | None = None
+    client = None
+    if settings.redis_url:
+        # Pub/sub connections block in reads: no socket timeout for this client.
+        client = redis_client(settings.redis_url, timeout_s=None)
+        sync = RedisTrustSync(client, served=lambda: state.snapshot.trust_list.version,
+                              poke=watcher.check)
+        service.on_applied = sync.announce
+        sync.start()
+    try:
+        yield
+    finally:
+        if sync is not None:
+            await sync.stop()
+        if client is not None:
+            await client.aclose()
+        await watcher.stop()
+        await service.close()
+
+
+def setup(app: web.Application, *, trust_list: TrustList | None = None) -> None:
+    """Add the trust-list store (cleanup ctx) and the ``/v1/admin/`` routes.
+
+    ``trust_list`` is ``create_app``'s injected list (tests), reconciled with
+    the store as ``--trust-list`` would be.
+    """
+    if _INJECTED_KEY in app:
+        return  # already set up (idempotent, so tests may call it on any app)
+    injected: list[TrustList | None] = [trust_list]
+    app[_INJECTED_KEY] = injected
+    app.cleanup_ctx.append(trustlists_ctx)
+    setup_routes(app)

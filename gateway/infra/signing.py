@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from gateway.keyfiles import keys_dir, load_or_create_secret
+from gateway.infra.keyfiles import keys_dir, load_or_create_secret
 from trust import b64url_encode
 
 __all__ = ["KeyAlg", "SigningKey", "load_or_create_key", "published_keys"]
@@ -105,7 +105,7 @@ class SigningKey:
         self, header: dict[str, Any], run: Callable[..., Awaitable[Any]]
     ) -> Callable[[dict[str, Any]], Awaitable[str]]:
         """``signer``, with the signature itself made through ``run(fn, data)``
-        (``gateway.crypto_thread.CryptoThread.run``); the encoding stays with the caller."""
+        (``gateway.infra.crypto_thread.CryptoThread.run``); the encoding stays with the caller."""
         prefix = self._prefix(header)
         raw_sign = _raw_signer(self.private)
 

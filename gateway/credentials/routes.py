@@ -23,10 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_PORT_KEY, IDENTITIES_KEY, SETTINGS_KEY
-from gateway.auth import require_operator
-from gateway.httpjson import json_response, read_json
-from gateway.identity import (
+from gateway.credentials.store import (
     CredentialAction,
     CredentialRequest,
     IdentityError,
@@ -34,8 +31,11 @@ from gateway.identity import (
     IdentityRefusal,
     Role,
 )
-from gateway.logs import REQUEST_ID_KEY
-from gateway.problems import Problem
+from gateway.web.appkeys import AUDIT_PORT_KEY, IDENTITIES_KEY, SETTINGS_KEY
+from gateway.web.auth import require_operator
+from gateway.web.httpjson import json_response, read_json
+from gateway.web.logs import REQUEST_ID_KEY
+from gateway.web.problems import Problem
 
 __all__ = ["CREDENTIAL_MANAGERS", "CREDENTIAL_READERS", "setup_routes"]
 

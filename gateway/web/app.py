@@ -15,37 +15,37 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.api_admin import trust_alerts
-from gateway.api_credentials import setup_routes as setup_credential_routes
-from gateway.api_partner import PARTNER_KEY
-from gateway.api_partner import setup as setup_partner
-from gateway.api_verify import setup_routes as setup_verify_routes
-from gateway.appkeys import (
+from gateway.audit.event import AuditLog
+from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.credentials.routes import setup_routes as setup_credential_routes
+from gateway.credentials.store import IdentityStore, Role
+from gateway.infra.signing import published_keys
+from gateway.matters.routes import setup as setup_matters
+from gateway.partner.checks import MAX_TOKEN_BYTES
+from gateway.partner.routes import PARTNER_KEY
+from gateway.partner.routes import setup as setup_partner
+from gateway.settings import Settings
+from gateway.trustlist.routes import setup as setup_trustlists
+from gateway.trustlist.routes import trust_alerts
+from gateway.verification.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
+from gateway.verification.cache import redis_client as make_redis_client
+from gateway.verification.routes import setup_routes as setup_verify_routes
+from gateway.verification.service import Clock, VerificationService, utc_now
+from gateway.verification.status import StatusFetcher
+from gateway.web.appkeys import (
     AUDIT_KEY,
     AUDIT_PORT_KEY,
     IDENTITIES_KEY,
     JWKS_KEY,
     READINESS_KEY,
+    REGISTRY_KEY,
     SETTINGS_KEY,
     TRUST_KEY,
     VERIFICATION_KEY,
 )
-from gateway.audit.event import AuditLog
-from gateway.audit.routes import setup_routes as setup_audit_routes
-from gateway.auth import require_operator
-from gateway.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
-from gateway.cache import redis_client as make_redis_client
-from gateway.identity import IdentityStore, Role
-from gateway.matters import REGISTRY_KEY
-from gateway.matters import setup as setup_matters
-from gateway.middleware import make_request_middleware
-from gateway.observability import GatewayCollector, HttpObserver
-from gateway.partner import MAX_TOKEN_BYTES
-from gateway.settings import Settings
-from gateway.signing import published_keys
-from gateway.status_fetch import StatusFetcher
-from gateway.trustlists import setup as setup_trustlists
-from gateway.verification import Clock, VerificationService, utc_now
+from gateway.web.auth import require_operator
+from gateway.web.middleware import make_request_middleware
+from gateway.web.observability import GatewayCollector, HttpObserver
 from trust import TrustList
 
 __all__ = ["create_app"]
@@ -211,7 +211,7 @@ def create_app(
                                          kid_prefix=f"{settings.gateway_id}-receipt"))
         receipt_key = receipt_keys[0]
         app[JWKS_KEY].extend(receipt_keys)
-        state = app[TRUST_KEY]  # made by gateway.trustlists, kept current by its watcher
+        state = app[TRUST_KEY]  # made by gateway.trustlist.service, kept current by its watcher
         fetcher = StatusFetcher(timeout_s=settings.status_fetch_timeout_s,
                                 max_bytes=settings.status_max_bytes,
                                 retry_after_s=settings.status_retry_after_s)

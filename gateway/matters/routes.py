@@ -18,20 +18,20 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import AUDIT_PORT_KEY, SETTINGS_KEY
 from gateway.audit.event import ActorKind, AuditEvent, EventType
-from gateway.auth import require_client
-from gateway.httpjson import bad_request, json_response, read_batch_items, read_json
-from gateway.logs import request_id_of
-from gateway.matters import REGISTRY_KEY, MatterService
-from gateway.problems import Problem
+from gateway.matters.service import MatterService, load_service
+from gateway.web.appkeys import AUDIT_PORT_KEY, REGISTRY_KEY, SETTINGS_KEY
+from gateway.web.auth import require_client
+from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
+from gateway.web.logs import request_id_of
+from gateway.web.problems import Problem
 from registry import (
     NATIONAL,
     CodeFormatError,
@@ -305,3 +305,15 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/matters/{region}/{code}", matter)
     app.router.add_post("/v1/matters/translate", translate)
     app.router.add_post("/v1/matters/translate/batch", translate_batch)
+
+
+async def matters_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` entry: load the registry from ``app[SETTINGS_KEY]`` into ``REGISTRY_KEY``."""
+    app[REGISTRY_KEY] = await load_service(app[SETTINGS_KEY])
+    yield
+
+
+def setup(app: web.Application) -> None:
+    """Add the registry's start-up context and the matter routes to ``app``."""
+    app.cleanup_ctx.append(matters_ctx)
+    setup_routes(app)

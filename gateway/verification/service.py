@@ -19,10 +19,10 @@ from typing import Any, Protocol, cast
 import orjson
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
-from gateway.cache import CacheEntry, VerdictCache
-from gateway.signing import SigningKey
-from gateway.status_fetch import StatusFetcher
-from gateway.trust_state import TrustSnapshot, TrustState
+from gateway.infra.signing import SigningKey
+from gateway.trustlist.state import TrustSnapshot, TrustState
+from gateway.verification.cache import CacheEntry, VerdictCache
+from gateway.verification.status import StatusFetcher
 from trust import (
     Indication,
     Licence,

@@ -5,7 +5,7 @@ folder (the repository's ``config/registry/`` unless ``[registry] dir`` says
 otherwise) overlaid with what ``ecert-gateway registry import`` placed in
 ``DATA_DIR/registry/``. Files are read in an executor, never on the loop. The
 service answers the ``MatterResolver`` port of verification and the matter
-routes of ``gateway.api_matters``.
+routes of ``gateway.matters.routes``.
 
 "Today" is the date in China (UTC+8): catalogues and maps are published with
 Chinese calendar dates, so a translation at 07:00 UTC+8 on the 1st must see
@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
-from aiohttp import web
-
-from gateway.appkeys import SETTINGS_KEY
 from gateway.settings import Settings
-from gateway.verification import MatterLink
+from gateway.verification.service import MatterLink
 from registry import (
     HUZHOU,
     NATIONAL,
@@ -48,19 +45,16 @@ from trust import CHINA_TZ
 __all__ = [
     "CHINA_TZ",
     "DEFAULT_REGISTRY_DIR",
-    "REGISTRY_KEY",
     "MatterService",
     "china_today",
     "load_service",
-    "matters_ctx",
     "read_registry_files",
     "registry_dirs",
-    "setup",
 ]
 
-_log = logging.getLogger("gateway.matters")
+_log = logging.getLogger("gateway.matters.service")
 
-DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[1] / "config" / "registry"
+DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[2] / "config" / "registry"
 """The sample catalogues and maps shipped with the repository."""
 
 DATA_SUBDIR = "registry"
@@ -106,7 +100,7 @@ def read_registry_files(base: Path, overlay: Path | None = None) -> dict[str, by
 class MatterService:
     """The loaded registry, with the gateway's view of it: today's date, code checks, links.
 
-    It implements ``gateway.verification.MatterResolver``; those two methods
+    It implements ``gateway.verification.service.MatterResolver``; those two methods
     never raise on an unknown region or code (they answer the code alone, or
     nothing). ``translate`` and ``lookup`` raise the registry's errors for the
     HTTP layer to map.
@@ -239,22 +233,3 @@ async def load_service(settings: Settings) -> MatterService:
         "catalogues": len(service.registry.catalogues), "maps": len(service.registry.maps),
         "base": str(base), "overlay": str(overlay)})
     return service
-
-
-REGISTRY_KEY = web.AppKey("registry", MatterService)
-"""The loaded matter registry."""
-
-
-async def matters_ctx(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx`` entry: load the registry from ``app[SETTINGS_KEY]`` into ``REGISTRY_KEY``."""
-    app[REGISTRY_KEY] = await load_service(app[SETTINGS_KEY])
-    yield
-
-
-def setup(app: web.Application) -> None:
-    """Add the registry's start-up context and the matter routes to ``app``."""
-    # api_matters imports REGISTRY_KEY from here; importing it late avoids the cycle.
-    from gateway.api_matters import setup_routes  # noqa: PLC0415
-
-    app.cleanup_ctx.append(matters_ctx)
-    setup_routes(app)

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 __all__ = ["CHANNEL", "VERSION_KEY", "RedisTrustSync"]
 
-_log = logging.getLogger("gateway.trust_sync")
+_log = logging.getLogger("gateway.trustlist.sync")
 
 CHANNEL = "ecert:v1:trust"
 VERSION_KEY = "ecert:v1:trust:version"

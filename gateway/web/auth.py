@@ -6,8 +6,7 @@ import re
 
 from aiohttp import web
 
-from gateway.appkeys import IDENTITIES_KEY
-from gateway.identity import (
+from gateway.credentials.store import (
     CredentialError,
     CredentialRefusal,
     Identity,
@@ -15,8 +14,9 @@ from gateway.identity import (
     Role,
     authorize_operator,
 )
-from gateway.observability import CALLER_KEY
-from gateway.problems import Problem
+from gateway.web.appkeys import IDENTITIES_KEY
+from gateway.web.observability import CALLER_KEY
+from gateway.web.problems import Problem
 
 __all__ = ["bearer", "require_client", "require_operator"]
 
@@ -24,7 +24,7 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ecert-gateway"'}
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 """RFC 6750 2.1 ``b64token``: the syntax of a bearer credential. Every key and token the
-gateway issues fits it (``gateway.identity``: a prefix and URL-safe base64)."""
+gateway issues fits it (``gateway.credentials.store``: a prefix and URL-safe base64)."""
 
 
 def bearer(request: web.Request) -> str | None:
