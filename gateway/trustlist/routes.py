@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -278,6 +279,11 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _utc_now() -> datetime:
+    """The system clock, in UTC."""
+    return datetime.now(UTC)
+
+
 # -- writes --------------------------------------------------------------------------------
 
 
@@ -350,7 +356,15 @@ def setup_routes(app: web.Application) -> None:
 
 # -- wiring --------------------------------------------------------------------------------
 
-_INJECTED_KEY: web.AppKey[list[TrustList | None]] = web.AppKey("trustlists_injected")
+@dataclass(frozen=True, slots=True)
+class _Injected:
+    """What ``create_app`` hands the trust-list context: its list (tests) and its clock."""
+
+    trust_list: TrustList | None
+    clock: Callable[[], datetime]
+
+
+_INJECTED_KEY: web.AppKey[_Injected] = web.AppKey("trustlists_injected")
 
 
 async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -367,9 +381,9 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
     signers = await loop.run_in_executor(
         None, trusted_signers, settings.data_dir, settings.extra, key)
     service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY], signing_key=key,
-                               signers=signers)
+                               signers=signers, clock=app[_INJECTED_KEY].clock)
     try:
-        served = await service.start(app[_INJECTED_KEY][0])
+        served = await service.start(app[_INJECTED_KEY].trust_list)
     except BaseException:
         await service.close()
         raise
@@ -409,15 +423,16 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
         await service.close()
 
 
-def setup(app: web.Application, *, trust_list: TrustList | None = None) -> None:
+def setup(app: web.Application, *, trust_list: TrustList | None = None,
+          clock: Callable[[], datetime] | None = None) -> None:
     """Add the trust-list store (cleanup ctx) and the ``/v1/admin/`` routes.
 
     ``trust_list`` is ``create_app``'s injected list (tests), reconciled with
-    the store as ``--trust-list`` would be.
+    the store as ``--trust-list`` would be; ``clock`` its clock (default: the
+    system's).
     """
     if _INJECTED_KEY in app:
         return  # already set up (idempotent, so tests may call it on any app)
-    injected: list[TrustList | None] = [trust_list]
-    app[_INJECTED_KEY] = injected
+    app[_INJECTED_KEY] = _Injected(trust_list, clock or _utc_now)
     app.cleanup_ctx.append(trustlists_ctx)
     setup_routes(app)

@@ -697,8 +697,7 @@ class TrustListService:
     """The gateway's face of the store: one worker thread, audit first, then commit."""
 
     def __init__(self, *, settings: Settings, audit: AuditLog, signing_key: SigningKey,
-                 signers: Mapping[str, VerifyingKey],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 signers: Mapping[str, VerifyingKey], clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.audit = audit
         self.signing_key = signing_key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from trust import TrustList, TrustListError, Verifier, canonical_json
 
@@ -52,9 +52,9 @@ class TrustState:
         self._snapshot = TrustSnapshot.of(trust_list, clock_skew_s=self._skew)
 
 
-def empty_trust_list(issuer: str, now: datetime | None = None) -> TrustList:
-    """A list that trusts nobody: what a gateway without a configured list serves."""
-    now = now or datetime.now(UTC)
+def empty_trust_list(issuer: str, now: datetime) -> TrustList:
+    """A list that trusts nobody, issued at ``now``: what a gateway without a configured
+    list serves."""
     return TrustList.from_json({
         "version": 0,
         "issued_at": now.isoformat(),

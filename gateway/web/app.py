@@ -244,7 +244,7 @@ def create_app(
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
     setup_matters(app)
     # The trust-list store opens first and provides app[TRUST_KEY] to trust_ctx.
-    setup_trustlists(app, trust_list=trust_list)
+    setup_trustlists(app, trust_list=trust_list, clock=clock)
     app.cleanup_ctx.append(trust_ctx)
     # Partner queries read TRUST_KEY, JWKS_KEY and the audit port: after trust_ctx.
     setup_partner(app, clock=clock)

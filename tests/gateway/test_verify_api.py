@@ -99,18 +99,26 @@ async def test_status_list_unreachable_is_try_later(
 
 
 class _RequestBehind:
-    """A clock whose first reading (the request's instant) is two seconds behind real time.
+    """A clock whose first reading once armed (the request's instant) is two seconds behind.
 
-    Every later reading is real time. The status list the region signs while the
-    request runs then carries an ``iat`` after the request's instant, as it does
-    whenever a second boundary falls between the two.
+    Readings before ``arm()`` (the gateway's start-up) and every later reading are
+    real time. The status list the region signs while the request runs then
+    carries an ``iat`` after the request's instant, as it does whenever a second
+    boundary falls between the two.
     """
 
     def __init__(self) -> None:
         self.readings: list[datetime] = []
+        self._armed = False
+
+    def arm(self) -> None:
+        """Take the readings from now on: the next one is the request's instant."""
+        self._armed = True
 
     def __call__(self) -> datetime:
         now = datetime.now(UTC)
+        if not self._armed:
+            return now
         reading = now if self.readings else now - timedelta(seconds=2)
         self.readings.append(reading)
         return reading
@@ -123,6 +131,7 @@ async def test_status_list_signed_during_the_request_is_used(
     """A list signed after the request began, before it was consulted, is not from the future."""
     clock = _RequestBehind()
     client = await gateway_client(clock=clock)
+    clock.arm()  # start-up reads the clock too (the trust-list store's first version)
     token = running.federation["310000"].issue(iat=int(time.time()) - 60).token
     if batch:
         resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
