@@ -4,27 +4,30 @@
 anchors); ``trust proposals`` lists the proposals (``trust list`` did before).
 
 The CLI works on the data folder directly (its trust-list store and audit
-log), with the same rules as ``/v1/admin/``: a write takes the acting
-operator's own token (``--token-file FILE`` or ``ECERT_OPERATOR_TOKEN``,
-``gateway.cli.credentials``), which must belong to an enabled operator with a
-fitting role; a proposal is applied only when ``approvals_required`` other
-operators approved it. Refusals are audited as over HTTP, and so is a refused
-credential. A running gateway serves the new version within a poll interval
-(its ``TrustWatcher``).
+log) through the same ``TrustListService`` as ``/v1/admin/``, so every step
+plans, audits and commits as over HTTP, refusals included: this module only
+parses, finds the acting operator, calls the service and prints its outcome.
+A write takes the acting operator's own token (``--token-file FILE`` or
+``ECERT_OPERATOR_TOKEN``, ``gateway.cli.credentials``), which must belong to an
+enabled operator with a fitting role; a refused credential is audited too. A
+proposal is applied only when ``approvals_required`` other operators approved
+it. A running gateway serves the new version within a poll interval (its
+``TrustWatcher``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -32,24 +35,18 @@ from gateway.audit import append_cli_event
 from gateway.audit.event import AuditEvent, AuditUnavailableError
 from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
 from gateway.credentials.store import CredentialError, Role
-from gateway.infra.signing import load_or_create_key
+from gateway.infra.signing import SigningKey, load_or_create_key
 from gateway.settings import Settings, load_settings
-from gateway.trustlist.service import (
+from gateway.trustlist import (
     AdminError,
     AdminRefusal,
+    ImportOutcome,
     ProposalStatus,
-    StoreConflictError,
-    TrustListStore,
+    StoredVersion,
+    TrustListService,
     TrustStoreError,
-    audit_event,
     change_summary,
-    commit_vote,
-    open_trust_store,
-    plan_proposal,
-    plan_vote,
     trusted_signers,
-    version_row,
-    vote_event,
 )
 from trust import (
     Anchor,
@@ -59,14 +56,14 @@ from trust import (
     SignedListError,
     TrustError,
     TrustList,
+    VerifyingKey,
     diff_documents,
-    export_signed,
-    verify_export,
 )
 
 __all__ = ["register"]
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -76,49 +73,79 @@ def _settings(args: argparse.Namespace) -> Settings:
                          {"data_dir": args.data_dir, "postgres_dsn": args.postgres_dsn})
 
 
-def _store(settings: Settings) -> TrustListStore:
-    return open_trust_store(settings.data_dir, settings.postgres_dsn)
+def _now() -> datetime:
+    """The system clock: the time of every step the CLI records."""
+    return datetime.now(UTC)
 
 
-def _audit(settings: Settings, event: AuditEvent) -> None:
-    append_cli_event(settings.data_dir, event, postgres_dsn=settings.postgres_dsn,
-                     gateway_id=settings.gateway_id)
+class _CliAudit:
+    """The audit port of a CLI command: each record appended to the data folder's log.
 
-
-def _audit_refusal(settings: Settings, action: str, actor: str, at: datetime,
-                   **details: Any) -> None:
-    """Record a refused step, as the gateway does; best-effort.
-
-    A refused step changed nothing, so the refusal still reaches the user when
-    the audit log cannot take its record (a warning says so). A folder that does
-    not exist is no instance's: nothing is created there for the record.
+    Sequenced with a running gateway's records (``append_cli_event``); the
+    blocking append runs on a worker thread.
     """
-    if not settings.data_dir.is_dir():
-        return
-    try:
-        _audit(settings, audit_event(action, actor=actor, via_cli=True, at=at,
-                                     outcome="refused", **details))
-    except AuditUnavailableError as exc:
-        print(f"warning: the refusal could not be audited: {exc}", file=sys.stderr)
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def append(self, event: AuditEvent) -> int:
+        """Make the record durable; ``AuditUnavailableError`` when it cannot be."""
+        settings = self._settings
+        return await asyncio.to_thread(
+            append_cli_event, settings.data_dir, event, postgres_dsn=settings.postgres_dsn,
+            gateway_id=settings.gateway_id)
 
 
-def _operator(settings: Settings, args: argparse.Namespace, roles: set[Role],
-              **details: Any) -> str:
+def _warn_unaudited(_: AuditEvent, exc: Exception) -> None:
+    """A refusal whose record the log could not take: the refusal stands, a line says so."""
+    print(f"warning: the refusal could not be audited: {exc}", file=sys.stderr)
+
+
+def _service(settings: Settings, *, signing_key: SigningKey | None = None,
+             signers: Mapping[str, VerifyingKey] | None = None) -> TrustListService:
+    """The trust-list service of the admin API, for one CLI command on the data folder."""
+    return TrustListService(settings=settings, audit=_CliAudit(settings), clock=_now,
+                            via_cli=True, signing_key=signing_key, signers=signers or {},
+                            on_unaudited_refusal=_warn_unaudited)
+
+
+def _run(service: TrustListService, step: Callable[[TrustListService], Awaitable[T]]) -> T:
+    """Run one step of ``service`` to its end, then close the service's store."""
+
+    async def run() -> T:
+        try:
+            return await step(service)
+        finally:
+            await service.close()
+
+    return asyncio.run(run())
+
+
+def _operator(settings: Settings, args: argparse.Namespace, roles: set[Role], *,
+              proposal_id: str | None = None) -> str:
     """The acting operator: the owner of the presented token, enabled, holding one of ``roles``.
 
     A refused credential is audited (``trust-list-credential-refused``) with
     the command, the refusal and the name given with ``--as``; never the token.
+    A folder that does not exist is no instance's: nothing is created there for
+    the record.
     """
-    at = datetime.now(UTC)
     try:
         token = read_token(args.token_file, os.environ)
         return acting_operator(settings.data_dir, token, roles, claimed=args.as_name).name
     except CredentialError as exc:
-        _audit_refusal(settings, "trust-list-credential-refused",
-                       "cli" if exc.identity is None else exc.identity.name, at,
-                       command=f"trust {args.trust_command}", refusal=exc.refusal.value,
-                       claimed_as=args.as_name, reason=str(exc), **details)
+        if settings.data_dir.is_dir():
+            _refuse_credential(settings, args, exc, proposal_id)
         raise
+
+
+def _refuse_credential(settings: Settings, args: argparse.Namespace, exc: CredentialError,
+                       proposal_id: str | None) -> None:
+    """Audit a refused credential; the actor is the token's owner if it names one, else cli."""
+    actor = "cli" if exc.identity is None else exc.identity.name
+    _run(_service(settings), lambda service: service.refuse_credential(
+        actor, command=f"trust {args.trust_command}", refusal=exc.refusal.value,
+        claimed_as=args.as_name, reason=str(exc), proposal_id=proposal_id))
 
 
 def _print_json(data: Any) -> None:
@@ -205,12 +232,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.status is not None:
         raise ValueError("`trust list` shows the trust list itself; proposals are listed by "
                          f"`trust proposals --status {args.status}`")
-    settings = _settings(args)
-    store = _store(settings)
-    try:
-        row = store.version()
-    finally:
-        store.close()
+    row = _run(_service(_settings(args)), lambda service: service.find_version())
     if row is None:
         print("no trust list stored yet: the gateway starts from --trust-list FILE or "
               "DIR/trust-list.json, else from an empty list (version 0, trusts nobody)")
@@ -223,67 +245,53 @@ def _list(args: argparse.Namespace) -> int:
 def _proposals(args: argparse.Namespace) -> int:
     """Proposals, newest first, with their approvals and changes."""
     settings = _settings(args)
-    store = _store(settings)
-    try:
-        status = ProposalStatus(args.status) if args.status else None
-        for p in store.proposals(status):
-            print(f"{p.id}  {p.status.value:8}  {p.created_at}  by {p.author}  "
-                  f"approvals {len(p.approvals)}/{settings.approvals_required}  "
-                  + "; ".join(change_summary(p.changes)))
-    finally:
-        store.close()
+    status = ProposalStatus(args.status) if args.status else None
+    for p in _run(_service(settings), lambda service: service.proposals(status)):
+        print(f"{p.id}  {p.status.value:8}  {p.created_at}  by {p.author}  "
+              f"approvals {len(p.approvals)}/{settings.approvals_required}  "
+              + "; ".join(change_summary(p.changes)))
     return 0
 
 
 @_handled
 def _show(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = _store(settings)
-    try:
-        if args.proposal:
-            proposal = store.proposal(args.proposal)
-            if proposal is None:
-                raise AdminError(AdminRefusal.NOT_FOUND, f"no proposal {args.proposal!r}")
-            _print_json(proposal.to_json(settings.approvals_required))
-            return 0
-        row = store.version(args.version)
-        if row is None:
-            raise AdminError(AdminRefusal.NOT_FOUND, "no such version" if args.version is not None
-                             else "the store holds no trust list yet")
-        _print_json(row.document)
-    finally:
-        store.close()
+    if args.proposal:
+        proposal = _run(_service(settings), lambda service: service.proposal(args.proposal))
+        _print_json(proposal.to_json(settings.approvals_required))
+        return 0
+    row = _run(_service(settings), lambda service: service.find_version(args.version))
+    if row is None:
+        raise AdminError(AdminRefusal.NOT_FOUND, "no such version" if args.version is not None
+                         else "the store holds no trust list yet")
+    _print_json(row.document)
     return 0
 
 
 @_handled
 def _history(args: argparse.Namespace) -> int:
-    store = _store(_settings(args))
-    try:
-        for row in store.history():
-            via = f" (proposal {row.proposal_id})" if row.proposal_id else ""
-            print(f"{row.version:6}  {row.created_at}  {row.source:8}  {row.actor}{via}  "
-                  f"sha256:{row.sha256[:16]}")
-    finally:
-        store.close()
+    for row in _run(_service(_settings(args)), lambda service: service.history()):
+        via = f" (proposal {row.proposal_id})" if row.proposal_id else ""
+        print(f"{row.version:6}  {row.created_at}  {row.source:8}  {row.actor}{via}  "
+              f"sha256:{row.sha256[:16]}")
     return 0
 
 
 @_handled
 def _diff(args: argparse.Namespace) -> int:
-    store = _store(_settings(args))
-    try:
-        current = store.current_version()
-        to = args.to if args.to is not None else current
+
+    async def read(service: TrustListService) -> tuple[
+            int, int | None, StoredVersion | None, StoredVersion | None]:
+        current = await service.find_version()
+        to = args.to if args.to is not None else None if current is None else current.version
         start = args.start if args.start is not None else max((to or 0) - 1, 0)
-        old, new = store.version(start), store.version(to)
-        if old is None or new is None:
-            raise AdminError(AdminRefusal.NOT_FOUND, f"no version {start if old is None else to}")
-        _print_json({"from": start, "to": to,
-                     "changes": [e.to_json() for e in diff_documents(old.document,
-                                                                      new.document)]})
-    finally:
-        store.close()
+        return start, to, await service.find_version(start), await service.find_version(to)
+
+    start, to, old, new = _run(_service(_settings(args)), read)
+    if old is None or new is None:
+        raise AdminError(AdminRefusal.NOT_FOUND, f"no version {start if old is None else to}")
+    _print_json({"from": start, "to": to,
+                 "changes": [e.to_json() for e in diff_documents(old.document, new.document)]})
     return 0
 
 
@@ -299,23 +307,8 @@ def _propose(args: argparse.Namespace) -> int:
         raise ValueError("give the changes with --file FILE or --change JSON")
     if isinstance(changes, dict) and "changes" in changes:
         changes = changes["changes"]
-    at = datetime.now(UTC)
-    store = _store(settings)
-    try:
-        try:
-            proposal, current = plan_proposal(store, author=author, changes=changes,
-                                              note=args.note, at=at)
-        except ChangeError as exc:
-            _audit_refusal(settings, "trust-list-proposal-refused", author, at,
-                           reason=str(exc))
-            raise
-        _audit(settings, audit_event(
-            "trust-list-proposal-created", actor=author, via_cli=True, at=at,
-            version=current.version, proposal_id=proposal.id,
-            changes=change_summary(proposal.changes), note=args.note))
-        store.add_proposal(proposal)
-    finally:
-        store.close()
+    proposal = _run(_service(settings),
+                    lambda service: service.propose(author, changes, args.note))
     print(f"proposal by {author} recorded; it changes nothing until "
           f"{settings.approvals_required} other operator(s) approve it:")
     print(proposal.id)
@@ -325,27 +318,8 @@ def _propose(args: argparse.Namespace) -> int:
 def _vote(args: argparse.Namespace, approve: bool) -> int:
     settings = _settings(args)
     operator = _operator(settings, args, {Role.APPROVER}, proposal_id=args.id)
-    at = datetime.now(UTC)
-    store = _store(settings)
-    try:
-        try:
-            plan = plan_vote(store, proposal_id=args.id, operator=operator, approve=approve,
-                             comment=args.comment, at=at,
-                             approvals_required=settings.approvals_required)
-        except AdminError as exc:
-            if exc.refusal is not AdminRefusal.NOT_FOUND:
-                _audit_refusal(settings, "trust-list-vote-refused", operator, at,
-                               proposal_id=args.id, reason=str(exc))
-            raise
-        _audit(settings, vote_event(plan, via_cli=True, at=at))
-        try:
-            after = commit_vote(store, plan)
-        except StoreConflictError as exc:
-            _audit_refusal(settings, "trust-list-vote-conflict", operator, at,
-                           proposal_id=args.id, reason=str(exc))
-            raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
-    finally:
-        store.close()
+    after = _run(_service(settings), lambda service: service.vote(
+        operator, args.id, approve=approve, comment=args.comment))
     if after.status is ProposalStatus.APPLIED:
         print(f"proposal {after.id} applied as version {after.result_version}")
     elif after.status is ProposalStatus.FAILED:
@@ -372,14 +346,14 @@ def _export(args: argparse.Namespace) -> int:
     settings = _settings(args)
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
-    store = _store(settings)
-    try:
-        row = store.version(args.version)
-    finally:
-        store.close()
-    if row is None:
-        raise AdminError(AdminRefusal.NOT_FOUND, "no such version")
-    token = export_signed(row.document, key.sign)
+
+    async def export(service: TrustListService) -> tuple[StoredVersion, str]:
+        row = await service.find_version(args.version)
+        if row is None:
+            raise AdminError(AdminRefusal.NOT_FOUND, "no such version")
+        return row, await service.export(row.version)
+
+    row, token = _run(_service(settings, signing_key=key), export)
     if args.out:
         Path(args.out).write_text(token + "\n", encoding="ascii")
         print(f"version {row.version} exported to {args.out} (signed by {key.kid})")
@@ -421,32 +395,20 @@ def _import(args: argparse.Namespace) -> int:
     signers = trusted_signers(settings.data_dir, settings.extra, key)
     path = Path(args.file)
     data = path.read_bytes()
-    at = datetime.now(UTC)
-    store = _store(settings)
-    try:
-        current = store.version()
+
+    async def import_(service: TrustListService) -> ImportOutcome:
         try:
-            signed = verify_export(_export_token(path, data), signers, at=at,
-                                   current=None if current is None else current.document)
+            token = _export_token(path, data)
         except SignedListError as exc:
-            _audit_refusal(settings, "trust-list-import-refused", actor, at,
-                           reason=str(exc), refusal=exc.reason.value)
+            await service.refuse_import(actor, exc)
             raise
-        if signed.same_as_current:
-            print(f"version {signed.trust_list.version} is already the current list")
-            return 0
-        row = version_row(signed.document, at=at, source="import", actor=actor)
-        previous = None if current is None else current.version
-        _audit(settings, audit_event("trust-list-imported", actor=actor, via_cli=True, at=at,
-                                     version=row.version, previous_version=previous,
-                                     sha256=row.sha256, signer=signed.kid))
-        try:
-            store.add_version(row, previous)
-        except StoreConflictError as exc:
-            raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
-    finally:
-        store.close()
-    print(f"version {row.version} imported (signed by {signed.kid})")
+        return await service.import_signed(actor, token)
+
+    outcome = _run(_service(settings, signing_key=key, signers=signers), import_)
+    if not outcome.imported:
+        print(f"version {outcome.version.version} is already the current list")
+        return 0
+    print(f"version {outcome.version.version} imported (signed by {outcome.signer})")
     return 0
 
 

@@ -333,8 +333,9 @@ async def post_import(request: web.Request) -> web.Response:
                           ) from exc
     if not isinstance(token, str) or not token:
         raise Problem(400, "Bad request", "body must be a trustlist+jwt or {\"jws\": ...}")
-    row, new = await _service(request).import_signed(identity.name, token)
-    return json_response({**row.info(), "imported": new}, status=201 if new else 200)
+    outcome = await _service(request).import_signed(identity.name, token)
+    return json_response({**outcome.version.info(), "imported": outcome.imported},
+                         status=201 if outcome.imported else 200)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -380,8 +381,9 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
     signers = await loop.run_in_executor(
         None, trusted_signers, settings.data_dir, settings.extra, key)
-    service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY], signing_key=key,
-                               signers=signers, clock=app[_INJECTED_KEY].clock)
+    service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY],
+                               clock=app[_INJECTED_KEY].clock, via_cli=False, signing_key=key,
+                               signers=signers)
     try:
         served = await service.start(app[_INJECTED_KEY].trust_list)
     except BaseException:
@@ -398,7 +400,7 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
     app[JWKS_KEY].append(key)
 
     async def ping() -> None:
-        await service.run(lambda s: s.current_version())
+        await service.current_version()
 
     app[READINESS_KEY]["trust-list"] = ping
     watcher = TrustWatcher(service, state)

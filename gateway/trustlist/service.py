@@ -6,11 +6,13 @@ is applied as the next version. Every version is kept (SQLite
 ``data_dir/trustlist.db`` by default, PostgreSQL when ``postgres_dsn`` is set),
 so history, diffs and signed exports of any version stay available.
 
-Each step follows one order: *plan* (read and validate, no write), *audit*
-(the record must be durable, or nothing happens), *commit* (one transaction
-that re-checks what the plan read, so a concurrent writer makes it fail with a
-conflict instead of overwriting). The store is synchronous; the gateway runs it
-on one worker thread, the CLI calls it directly.
+``TrustListService`` is the one workflow for every change, whether it comes
+through ``/v1/admin/`` or the CLI: each step is one method that follows one
+order: *plan* (read and validate, no write), *audit* (the record must be
+durable, or nothing happens; a refusal is audited too), *commit* (one
+transaction that re-checks what the plan read, so a concurrent writer makes it
+fail with a conflict instead of overwriting). The store is synchronous; the
+service runs it on one worker thread.
 
 Propagation: ``TrustWatcher`` polls the store's current version every 250 ms
 and swaps the gateway's ``TrustState`` when any instance, or the CLI, applied
@@ -67,6 +69,7 @@ from trust import (
 __all__ = [
     "AdminError",
     "AdminRefusal",
+    "ImportOutcome",
     "POLL_INTERVAL_S",
     "Proposal",
     "ProposalStatus",
@@ -77,17 +80,11 @@ __all__ = [
     "TrustStoreError",
     "TrustWatcher",
     "Vote",
-    "VotePlan",
-    "audit_event",
     "change_summary",
-    "commit_vote",
     "open_trust_store",
-    "plan_proposal",
-    "plan_vote",
     "read_start_document",
     "trusted_signers",
     "version_row",
-    "vote_event",
 ]
 
 _log = logging.getLogger("gateway.trustlist.service")
@@ -514,7 +511,7 @@ def _current(store: TrustListStore) -> StoredVersion:
     return current
 
 
-def plan_proposal(store: TrustListStore, *, author: str, changes: object, note: str | None,
+def _plan_proposal(store: TrustListStore, *, author: str, changes: object, note: str | None,
                   at: datetime) -> tuple[Proposal, StoredVersion]:
     """A pending proposal whose changes apply to the current list at ``at``.
 
@@ -539,7 +536,7 @@ def plan_proposal(store: TrustListStore, *, author: str, changes: object, note: 
 
 
 @dataclass(frozen=True, slots=True)
-class VotePlan:
+class _VotePlan:
     """What a vote will do, computed before anything is written."""
 
     before: Proposal
@@ -551,8 +548,8 @@ class VotePlan:
     problems: tuple[str, ...] = field(default=())
 
 
-def plan_vote(store: TrustListStore, *, proposal_id: str, operator: str, approve: bool,
-              comment: str | None, at: datetime, approvals_required: int) -> VotePlan:
+def _plan_vote(store: TrustListStore, *, proposal_id: str, operator: str, approve: bool,
+               comment: str | None, at: datetime, approvals_required: int) -> _VotePlan:
     """Check the vote and, when it completes the approvals, build the next version."""
     proposal = store.proposal(proposal_id)
     if proposal is None:
@@ -568,23 +565,23 @@ def plan_vote(store: TrustListStore, *, proposal_id: str, operator: str, approve
                          f"{operator} has already voted on proposal {proposal_id}")
     vote = Vote(operator, approve, _iso(at), comment)
     if not approve:
-        return VotePlan(proposal, vote, ProposalStatus.REJECTED, reason=comment)
+        return _VotePlan(proposal, vote, ProposalStatus.REJECTED, reason=comment)
     if len(proposal.approvals) + 1 < approvals_required:
-        return VotePlan(proposal, vote, ProposalStatus.PENDING)
+        return _VotePlan(proposal, vote, ProposalStatus.PENDING)
     current = _current(store)
     try:
         document = apply_changes(current.document, parse_changes(proposal.changes), at=at)
     except ChangeError as exc:
-        return VotePlan(proposal, vote, ProposalStatus.FAILED,
+        return _VotePlan(proposal, vote, ProposalStatus.FAILED,
                         reason=f"no longer applies to version {current.version}: {exc}",
                         problems=exc.problems)
     row = version_row(document, at=at, source="proposal", actor=proposal.author,
                        proposal_id=proposal.id)
-    return VotePlan(proposal, vote, ProposalStatus.APPLIED, version=row,
+    return _VotePlan(proposal, vote, ProposalStatus.APPLIED, version=row,
                     expected_current=current.version)
 
 
-def commit_vote(store: TrustListStore, plan: VotePlan) -> Proposal:
+def _commit_vote(store: TrustListStore, plan: _VotePlan) -> Proposal:
     """Write the planned vote; ``StoreConflictError`` when something moved meanwhile."""
     store.record_vote(plan.before.id, plan.vote, expected_votes=len(plan.before.votes),
                       status=plan.status, reason=plan.reason, version=plan.version,
@@ -643,8 +640,8 @@ def trusted_signers(data_dir: Path, settings_extra: Mapping[str, Any],
 # -- audit ---------------------------------------------------------------------------------
 
 
-def audit_event(action: str, *, actor: str, via_cli: bool, at: datetime, outcome: str = "ok",
-                version: int | None = None, **details: Any) -> AuditEvent:
+def _audit_event(action: str, *, actor: str, via_cli: bool, at: datetime, outcome: str = "ok",
+                 version: int | None = None, **details: Any) -> AuditEvent:
     """The audit record of one trust-list step."""
     return AuditEvent(
         event_type=EventType.OPERATOR_CHANGE,
@@ -667,7 +664,7 @@ def change_summary(changes: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def vote_event(plan: VotePlan, *, via_cli: bool, at: datetime) -> AuditEvent:
+def _vote_event(plan: _VotePlan, *, via_cli: bool, at: datetime) -> AuditEvent:
     """The audit record of a planned vote."""
     action = {
         ProposalStatus.PENDING: "trust-list-proposal-approved",
@@ -675,7 +672,7 @@ def vote_event(plan: VotePlan, *, via_cli: bool, at: datetime) -> AuditEvent:
         ProposalStatus.REJECTED: "trust-list-proposal-rejected",
         ProposalStatus.FAILED: "trust-list-change-failed",
     }[plan.status]
-    return audit_event(
+    return _audit_event(
         action, actor=plan.vote.operator, via_cli=via_cli, at=at,
         outcome="error" if plan.status is ProposalStatus.FAILED else "ok",
         version=None if plan.version is None else plan.version.version,
@@ -693,16 +690,48 @@ def _add_version(store: TrustListStore, *, row: StoredVersion, expected: int | N
 # -- the async service ---------------------------------------------------------------------
 
 
-class TrustListService:
-    """The gateway's face of the store: one worker thread, audit first, then commit."""
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    """What importing a signed export did."""
 
-    def __init__(self, *, settings: Settings, audit: AuditLog, signing_key: SigningKey,
-                 signers: Mapping[str, VerifyingKey], clock: Callable[[], datetime]) -> None:
+    version: StoredVersion
+    """The version imported, or the current one when the export held it already."""
+    imported: bool
+    """False when the export held the current version, with the same content."""
+    signer: str
+    """The ``kid`` of the trusted signer whose signature verified."""
+
+
+class TrustListService:
+    """The one workflow for every trust-list change, for the admin API and the CLI alike.
+
+    Each write is one method that plans (reads and validates on the store's
+    worker thread, writing nothing), audits (the record must be durable, or
+    nothing happens), commits (one transaction that re-checks the plan) and
+    returns the outcome, or raises a domain error carrying data (``AdminError``,
+    ``ChangeError``, ``SignedListError``). A refused step is audited too, the
+    same way whoever asked; that record is best-effort, so a refusal still
+    reaches the caller when the log cannot take it (``on_unaudited_refusal``
+    hears of it; by default a warning is logged).
+
+    ``via_cli`` marks the records of a CLI command (``actor_kind`` ``cli``);
+    ``clock`` gives every time the service records. ``signing_key`` signs
+    exports and ``signers`` are the keys whose exports may be imported; a
+    service made for a step that needs neither may go without.
+    """
+
+    def __init__(self, *, settings: Settings, audit: AuditLog, clock: Callable[[], datetime],
+                 via_cli: bool, signing_key: SigningKey | None,
+                 signers: Mapping[str, VerifyingKey],
+                 on_unaudited_refusal: Callable[[AuditEvent, Exception], None] | None = None,
+                 ) -> None:
         self.settings = settings
         self.audit = audit
+        self.clock = clock
+        self.via_cli = via_cli
         self.signing_key = signing_key
         self.signers = dict(signers)
-        self.clock = clock
+        self._on_unaudited_refusal = on_unaudited_refusal
         self.state: TrustState | None = None
         self.on_applied: Callable[[int], Awaitable[None]] | None = None
         """Called after this instance applies a version (the Redis announcement)."""
@@ -719,7 +748,7 @@ class TrustListService:
             self._store = open_trust_store(self.settings.data_dir, self.settings.postgres_dsn)
         return fn(self._store)
 
-    async def run(self, fn: Callable[[TrustListStore], T]) -> T:
+    async def _run(self, fn: Callable[[TrustListStore], T]) -> T:
         """Run ``fn(store)`` on the store's thread."""
         loop = asyncio.get_running_loop()
         try:
@@ -737,7 +766,7 @@ class TrustListService:
             self._store = None
 
         if self._store is not None:
-            await self.run(_close)
+            await self._run(_close)
         self._executor.shutdown(wait=False)  # idle: the close job above was the last
 
     async def _serve(self, row: StoredVersion) -> None:
@@ -751,36 +780,49 @@ class TrustListService:
         if self.on_applied is not None:
             await self.on_applied(trust_list.version)
 
+    def _event(self, action: str, actor: str, at: datetime, **details: Any) -> AuditEvent:
+        return _audit_event(action, actor=actor, via_cli=self.via_cli, at=at, **details)
+
     # -- reads --
+
+    async def current_version(self) -> int | None:
+        """The number of the current version, or None when the store is empty."""
+        return await self._run(lambda s: s.current_version())
+
+    async def find_version(self, version: int | None = None) -> StoredVersion | None:
+        """A kept version (default: the current one), or None when there is none."""
+        return await self._run(lambda s: s.version(version))
 
     async def current(self) -> StoredVersion:
         """The current version."""
-        return await self.run(_current)
+        return await self._run(_current)
 
     async def version(self, version: int) -> StoredVersion:
         """A kept version."""
-        row = await self.run(lambda s: s.version(version))
+        row = await self.find_version(version)
         if row is None:
             raise AdminError(AdminRefusal.NOT_FOUND, f"no version {version}")
         return row
 
     async def history(self) -> list[StoredVersion]:
         """Every version, oldest first."""
-        return await self.run(lambda s: s.history())
+        return await self._run(lambda s: s.history())
 
     async def proposal(self, proposal_id: str) -> Proposal:
         """A proposal."""
-        found = await self.run(lambda s: s.proposal(proposal_id))
+        found = await self._run(lambda s: s.proposal(proposal_id))
         if found is None:
             raise AdminError(AdminRefusal.NOT_FOUND, f"no proposal {proposal_id!r}")
         return found
 
     async def proposals(self, status: ProposalStatus | None) -> list[Proposal]:
         """Proposals, newest first."""
-        return await self.run(lambda s: s.proposals(status))
+        return await self._run(lambda s: s.proposals(status))
 
     async def export(self, version: int | None = None) -> str:
         """The signed ``trustlist+jwt`` of a version (default: the current one)."""
+        if self.signing_key is None:
+            raise RuntimeError("this trust-list service was made without a signing key")
         row = await (self.current() if version is None else self.version(version))
         return export_signed(row.document, self.signing_key.sign)
 
@@ -790,17 +832,16 @@ class TrustListService:
         """Record a proposal; it changes nothing until approved. ``ChangeError`` if invalid."""
         at = self.clock()
         try:
-            proposal, current = await self.run(
-                lambda s: plan_proposal(s, author=author, changes=changes, note=note, at=at))
+            proposal, current = await self._run(
+                lambda s: _plan_proposal(s, author=author, changes=changes, note=note, at=at))
         except ChangeError as exc:
             await self._audit_refusal("trust-list-proposal-refused", author, at,
                                       reason=str(exc))
             raise
-        await self.audit.append(audit_event(
-            "trust-list-proposal-created", actor=author, via_cli=False, at=at,
-            version=current.version, proposal_id=proposal.id,
-            changes=change_summary(proposal.changes), note=note))
-        await self.run(lambda s: s.add_proposal(proposal))
+        await self.audit.append(self._event(
+            "trust-list-proposal-created", author, at, version=current.version,
+            proposal_id=proposal.id, changes=change_summary(proposal.changes), note=note))
+        await self._run(lambda s: s.add_proposal(proposal))
         return proposal
 
     async def vote(self, operator: str, proposal_id: str, *, approve: bool,
@@ -808,7 +849,7 @@ class TrustListService:
         """Approve or reject; the approval that completes the count applies the change."""
         at = self.clock()
         try:
-            plan = await self.run(lambda s: plan_vote(
+            plan = await self._run(lambda s: _plan_vote(
                 s, proposal_id=proposal_id, operator=operator, approve=approve,
                 comment=comment, at=at, approvals_required=self.approvals_required))
         except AdminError as exc:
@@ -816,9 +857,9 @@ class TrustListService:
                 await self._audit_refusal("trust-list-vote-refused", operator, at,
                                           proposal_id=proposal_id, reason=str(exc))
             raise
-        await self.audit.append(vote_event(plan, via_cli=False, at=at))
+        await self.audit.append(_vote_event(plan, via_cli=self.via_cli, at=at))
         try:
-            after = await self.run(lambda s: commit_vote(s, plan))
+            after = await self._run(lambda s: _commit_vote(s, plan))
         except StoreConflictError as exc:
             await self._audit_refusal("trust-list-vote-conflict", operator, at,
                                       proposal_id=proposal_id, reason=str(exc))
@@ -827,48 +868,78 @@ class TrustListService:
             await self._serve(plan.version)
         return after
 
-    async def import_signed(self, actor: str, token: str) -> tuple[StoredVersion, bool]:
-        """Import a signed export as the next version; True when it was new."""
+    async def import_signed(self, actor: str, token: str | bytes) -> ImportOutcome:
+        """Import a signed export (a ``trustlist+jwt``) as the next version.
+
+        ``SignedListError`` (audited) when it is refused; an export of the
+        current version with the same content changes nothing.
+        """
         at = self.clock()
 
-        def _plan(store: TrustListStore) -> tuple[StoredVersion | None, int | None]:
+        def _plan(store: TrustListStore) -> tuple[StoredVersion | None, int | None, str]:
             current = store.version()
             signed = verify_export(token, self.signers, at=at,
                                    current=None if current is None else current.document)
             if signed.same_as_current:
                 assert current is not None
-                return None, current.version
+                return None, current.version, signed.kid
             return (version_row(signed.document, at=at, source="import", actor=actor),
-                    None if current is None else current.version)
+                    None if current is None else current.version, signed.kid)
 
         try:
-            row, current_version = await self.run(_plan)
+            row, current_version, signer = await self._run(_plan)
         except SignedListError as exc:
-            await self._audit_refusal("trust-list-import-refused", actor, at,
-                                      reason=str(exc), refusal=exc.reason.value)
+            await self._refuse_import(actor, exc, at)
             raise
         if row is None:
             assert current_version is not None
-            return await self.version(current_version), False
-        await self.audit.append(audit_event(
-            "trust-list-imported", actor=actor, via_cli=False, at=at, version=row.version,
+            return ImportOutcome(await self.version(current_version), False, signer)
+        await self.audit.append(self._event(
+            "trust-list-imported", actor, at, version=row.version,
             previous_version=current_version, sha256=row.sha256))
         try:
-            await self.run(lambda s: s.add_version(row, current_version))
+            await self._run(lambda s: s.add_version(row, current_version))
         except StoreConflictError as exc:
             raise AdminError(AdminRefusal.CONFLICT, str(exc)) from exc
         await self._serve(row)
-        return row, True
+        return ImportOutcome(row, True, signer)
+
+    async def refuse_import(self, actor: str, error: SignedListError) -> None:
+        """Audit an export the caller refused before it reached ``import_signed``.
+
+        The CLI refuses a file that holds plain JSON instead of an export while
+        reading it; the refusal is recorded as ``import_signed`` records its own.
+        """
+        await self._refuse_import(actor, error, self.clock())
+
+    async def _refuse_import(self, actor: str, error: SignedListError, at: datetime) -> None:
+        await self._audit_refusal("trust-list-import-refused", actor, at,
+                                  reason=str(error), refusal=error.reason.value)
+
+    async def refuse_credential(self, actor: str, *, command: str, refusal: str,
+                                claimed_as: str | None, reason: str,
+                                proposal_id: str | None = None) -> None:
+        """Audit a CLI write refused for its credential (``trust-list-credential-refused``).
+
+        ``actor`` is the token's owner when the token names one; the record
+        never holds the token.
+        """
+        await self._audit_refusal("trust-list-credential-refused", actor, self.clock(),
+                                  command=command, refusal=refusal, claimed_as=claimed_as,
+                                  reason=reason, proposal_id=proposal_id)
 
     async def _audit_refusal(self, action: str, actor: str, at: datetime,
                              **details: Any) -> None:
         # A refused step changed nothing; its record is best-effort so that the
         # refusal itself still reaches the caller when the log is down.
+        event = self._event(action, actor, at, outcome="refused", **details)
         try:
-            await self.audit.append(audit_event(action, actor=actor, via_cli=False, at=at,
-                                                outcome="refused", **details))
-        except Exception:
-            _log.warning("refusal not audited: %s", action, exc_info=True)
+            await self.audit.append(event)
+        except Exception as exc:
+            if self._on_unaudited_refusal is None:
+                _log.warning("refusal not audited: %s", action, exc_info=True)
+            else:
+                self._on_unaudited_refusal(event, exc)
 
     # -- start-up --
 
@@ -892,7 +963,7 @@ class TrustListService:
             explicit = await loop.run_in_executor(
                 None, lambda: read_start_document(path, self.signers, at=at))
         for _ in range(5):
-            current = await self.run(lambda s: s.version())
+            current = await self._run(lambda s: s.version())
             candidate = explicit
             if candidate is None and current is None:
                 default = settings.data_dir / "trust-list.json"
@@ -929,7 +1000,7 @@ class TrustListService:
                          "sha256": row.sha256}))
             expected = None if current is None else current.version
             try:
-                await self.run(partial(_add_version, row=row, expected=expected))
+                await self._run(partial(_add_version, row=row, expected=expected))
             except StoreConflictError:
                 continue  # another instance started at the same moment: look again
             return await loop.run_in_executor(None, TrustList.from_json, candidate)
@@ -964,10 +1035,10 @@ class TrustWatcher:
     async def check(self) -> bool:
         """Look once; True when a newer version was swapped in."""
         served = self._state.snapshot.trust_list.version
-        latest = await self._service.run(lambda s: s.current_version())
+        latest = await self._service.current_version()
         if latest is None or latest <= served:
             return False
-        row = await self._service.run(lambda s: s.version(latest))
+        row = await self._service.find_version(latest)
         if row is None:
             return False
         loop = asyncio.get_running_loop()
