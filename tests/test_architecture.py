@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import re
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,7 @@ def test_mocks_do_not_import_gateway() -> None:
     assert [] == offenders
 
 
-@pytest.mark.parametrize("package", ["trust", "registry", "mocks", "gateway"])
+@pytest.mark.parametrize("package", ["trust", "registry", "mocks", "gateway", "gateway.trustlist"])
 def test_facade_all_is_sorted_and_resolves(package: str) -> None:
     """Each package's __all__ is sorted and every name in it exists."""
     module = importlib.import_module(package)
@@ -80,3 +82,22 @@ def test_repository_stands_alone() -> None:
                       for number, line in enumerate(text.splitlines(), 1)
                       if outside.search(line)]
     assert [] == offenders
+
+
+def test_trust_list_face_holds_no_store_and_no_step() -> None:
+    """``gateway.trustlist`` (all the trust CLI may import, by import-linter) exports the
+    service, its outcomes and errors: no store class, nothing that opens or takes a store."""
+    service = importlib.import_module("gateway.trustlist.service")
+    face = importlib.import_module("gateway.trustlist")
+    store_methods = {name for name in dir(service.TrustListStore) if not name.startswith("_")}
+    offenders = []
+    for name in face.__all__:
+        exported = getattr(face, name)
+        if inspect.isclass(exported) and store_methods <= set(dir(exported)):
+            offenders.append(name)  # the store protocol or one of its adapters
+        elif inspect.isfunction(exported):
+            hints = typing.get_type_hints(exported)
+            if service.TrustListStore in hints.values():
+                offenders.append(name)  # opens the store, or is a step run on it
+    assert [] == offenders
+    assert "TrustListService" in face.__all__
