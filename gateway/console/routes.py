@@ -939,6 +939,7 @@ async def get_report(request: web.Request, caller: Caller) -> web.Response:
              "</strong>")] for i, label in enumerate(monthly["labels"])]
     grand = sum(sum(c.values()) for c in days.values())
     partners = {p: sum(v) for p, v in monthly["partners"].items()}
+    partner_total = sum(n for p, n in partners.items() if p != "-")
     this_year = int(name[:4])
     choices = " · ".join(f'<a href="/console/report?half={y}-H{h}">{y}-H{h}</a>'
                          for y in (this_year - 1, this_year) for h in (1, 2))
@@ -950,8 +951,9 @@ async def get_report(request: web.Request, caller: Caller) -> web.Response:
 报告期 {esc(first)} 至 {esc(last)} (UTC+08:00) · 生成 {_when(datetime.now(UTC))} ·
 依据审计日志统计 (from the audit log's statistics)</p>
 <h2>一、总体情况 Overview</h2>
-<p>报告期内共受理跨省通办核验请求 <strong id="report-total">{esc(grand)}</strong> 笔，涉及合作地区
-{esc(len([p for p in partners if p != "-"]))} 个。</p>
+<p>报告期内审计日志共记录 <strong id="report-total">{esc(grand)}</strong> 笔，其中涉及合作地区的
+跨省通办请求 <strong id="report-partner-total">{esc(partner_total)}</strong> 笔，涉及合作地区
+{esc(len([p for p in partners if p != "-"]))} 个（“-”为不涉及合作地区的记录，如操作员变更）。</p>
 <figure><figcaption>每月请求（按结果） Requests per month by outcome</figcaption>
 <canvas id="chart-monthly-outcome" role="img" aria-label="monthly by outcome"></canvas></figure>
 <h2>二、按月统计 By month</h2>
