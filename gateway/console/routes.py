@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 from aiohttp import web
@@ -109,6 +111,7 @@ PROPOSAL_KINDS = {
     "resume-anchor": "恢复信任锚 Resume anchor",
 }
 _NEEDS_KID = {"suspend-anchor", "resume-anchor"}
+_PROPOSAL_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -541,7 +544,7 @@ async def get_proposal(request: web.Request, caller: Caller) -> web.Response:
     """GET /console/proposals/{id}: the change, its diff, its votes; vote forms for approvers."""
     service = _trust(request)
     try:
-        proposal = await service.proposal(request.match_info["id"])
+        proposal = await service.proposal(_proposal_id(request))
     except AdminError as exc:
         raise Problem(404, "Not found", str(exc)) from exc
     if proposal.result_version is not None and proposal.result_version > 0:
@@ -596,9 +599,17 @@ async def get_proposal(request: web.Request, caller: Caller) -> web.Response:
     return _page(caller, f"提案 Proposal {proposal.id[:8]}", body)
 
 
-async def _vote(request: web.Request, caller: Caller, *, approve: bool) -> web.Response:
-    form = await _form(request, caller)
+def _proposal_id(request: web.Request) -> str:
+    """The proposal id of the path (a UUID's characters; anything else is no proposal)."""
     proposal_id = request.match_info["id"]
+    if _PROPOSAL_ID.fullmatch(proposal_id) is None:
+        raise Problem(404, "Not found", "no such proposal")
+    return proposal_id
+
+
+async def _vote(request: web.Request, caller: Caller, *, approve: bool) -> web.Response:
+    proposal_id = _proposal_id(request)
+    form = await _form(request, caller)
     comment = (form.get("comment" if approve else "reason") or "").strip()[:2000] or None
     try:
         proposal = await _trust(request).vote(caller.identity.name, proposal_id,
@@ -691,7 +702,7 @@ async def get_credentials(request: web.Request, caller: Caller) -> web.Response:
         kinds = "clients" if c.kind is IdentityKind.CLIENT else "operators"
         if manage and c.state.value != "disabled":
             action = (f'<form method="post" action="/console/credentials/{kinds}/'
-                      f'{esc(c.name)}/disable" class="inline">{_hidden(caller)}'
+                      f'{esc(quote(c.name, safe=""))}/disable" class="inline">{_hidden(caller)}'
                       f'<input name="reason" placeholder="理由 reason" maxlength="500" required>'
                       f'<button type="submit" class="danger revoke" data-name="{esc(c.name)}">'
                       f"吊销 Revoke</button></form>")
@@ -777,9 +788,10 @@ async def get_audit(request: web.Request, caller: Caller) -> web.Response:
                             ("outcome", "结果 Outcome")))
     more = ""
     if len(found) == PAGE_SIZE:
-        params = "&".join(f"{k}={esc(q[k])}" for k in _FILTERS if q[k])
-        more = (f'<p><a id="next-page" href="/console/audit?{params}&amp;'
-                f'cursor={esc(found[-1][0])}">下一页 Next page →</a></p>')
+        params = urlencode([*((k, q[k]) for k in _FILTERS if q[k]),
+                            ("cursor", str(found[-1][0]))])
+        more = (f'<p><a id="next-page" href="/console/audit?{esc(params)}">'
+                "下一页 Next page →</a></p>")
     body = (f'<form method="get" action="/console/audit" class="card filters">{inputs}'
             f'<button type="submit" id="filter">筛选 Filter</button></form>'
             + table(["序号 Index", "时间 Time", "事件 Event", "执行者 Actor", "地区 Partner",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -199,3 +201,95 @@ class TestRolesAsTheApi:
             await gateway.client.post(f"/v1/admin/proposals/{second}/approve",
                                       headers=gateway.api(name))
         assert console_records == (await _actions(gateway))[len(console_records):]
+
+
+class TestActionsAsTheApi:
+    """Reject, revoke and the audit pages do what the API does."""
+
+    async def test_reject_ends_the_proposal(self, start_gateway: GatewayFactory,
+                                            person: Person) -> None:
+        gateway = await start_gateway()
+        resp = await gateway.client.get("/v1/admin/trust-list", headers=gateway.api("vera"))
+        hefei = next(p for p in (await resp.json())["partners"] if p["region_code"] == "340100")
+        kid = next(a["kid"] for a in hefei["anchors"] if a["use"] == "licence-signing")
+        olga, adam = person(gateway), person(gateway)
+        await olga.sign_in(gateway.tokens["olga"])
+        _, _, where = await olga.post("/console/proposals",
+                                      {"kind": "suspend-anchor", "region_code": "340100",
+                                       "kid": kid})
+        assert where is not None
+        assert where.startswith("/console/proposals/")
+        await adam.sign_in(gateway.tokens["adam"])
+        _, page = await adam.get(where)
+        assert 'id="reject"' in page
+        assert kid in page  # the diff names the anchor
+        status, _, back = await adam.post(f"{where}/reject", {"reason": "不需要"})
+        assert (303, where) == (status, back)
+        proposal = (await _proposals(gateway))[0]
+        assert ("rejected", "adam", "不需要") == (
+            proposal["status"], proposal["rejections"][0]["operator"],
+            proposal["rejections"][0]["comment"])
+        assert ("trust-list-proposal-rejected", "adam", "ok") == (await _actions(gateway))[-1]
+
+    async def test_unknown_or_malformed_proposal_is_not_found(
+            self, start_gateway: GatewayFactory, person: Person) -> None:
+        gateway = await start_gateway()
+        adam = person(gateway)
+        await adam.sign_in(gateway.tokens["adam"])
+        assert 404 == (await adam.get("/console/proposals/no-such-id"))[0]
+        assert 404 == (await adam.get("/console/proposals/a%0D%0Ab"))[0]
+        status, _, _ = await adam.post("/console/proposals/a%0D%0Ab/approve", {})
+        assert 404 == status
+
+    async def test_revoke_is_the_api_disable(self, start_gateway: GatewayFactory,
+                                             person: Person) -> None:
+        gateway = await start_gateway()
+        olga, adam = person(gateway), person(gateway)
+        await olga.sign_in(gateway.tokens["olga"])
+        _, page = await olga.get("/console/credentials")
+        assert "window-01" in page
+        assert "/disable" not in page  # an operator reads, an approver revokes
+        status, _, _ = await olga.post("/console/credentials/clients/window-01/disable",
+                                       {"reason": "x"})
+        assert 403 == status
+        await adam.sign_in(gateway.tokens["adam"])
+        await adam.get("/console/credentials")
+        status, _, where = await adam.post("/console/credentials/clients/window-01/disable",
+                                           {"reason": "窗口停用"})
+        assert (303, "/console/credentials") == (status, where)
+        resp = await gateway.client.post("/v1/verifications", headers=gateway.api("client"),
+                                         json={"credential": "x"})
+        assert 401 == resp.status
+        resp = await gateway.client.get("/v1/admin/credentials/clients/window-01",
+                                        headers=gateway.api("audrey"))
+        body = await resp.json()
+        assert ("disabled", "adam", "窗口停用") == (body["state"], body["disabled_by"],
+                                                 body["disabled_reason"])
+        rows = await gateway.client.app[AUDIT_KEY].records(RecordFilter(limit=1000))
+        index, record = rows[-1]
+        api = await gateway.client.get(f"/v1/audit/entries/{index}",
+                                       headers=gateway.api("audrey"))
+        assert record == (await api.json())["record"]
+        assert ("adam", "ok") == (record["actor_id"], record["outcome"])
+
+    async def test_audit_pages_follow_the_cursor(self, start_gateway: GatewayFactory,
+                                                 person: Person) -> None:
+        gateway = await start_gateway()
+        for _ in range(50):
+            await gateway.client.post("/v1/verifications", headers=gateway.api("client"),
+                                      json={"credential": "not-a-licence"})
+        audrey = person(gateway)
+        await audrey.sign_in(gateway.tokens["audrey"])
+        status, page = await audrey.get("/console/audit?event_type=verification")
+        assert 200 == status
+        first = set(re.findall(r'href="/console/audit/entries/(\d+)"', page))
+        assert 50 == len(first)
+        link = re.search(r'id="next-page" href="([^"]+)"', page)
+        assert link is not None
+        status, page = await audrey.get(html.unescape(link.group(1)))
+        rest = set(re.findall(r'href="/console/audit/entries/(\d+)"', page))
+        api = await gateway.client.get("/v1/audit/records?event_type=verification&limit=1000",
+                                       headers=gateway.api("audrey"))
+        expected = {str(r["index"]) for r in (await api.json())["records"]}
+        assert first.isdisjoint(rest)
+        assert expected == first | rest
