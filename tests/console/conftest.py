@@ -113,14 +113,14 @@ def start_gateway(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Pa
                   federation: RunningFederation) -> GatewayFactory:
     """Start a gateway with its real audit log on ``tmp_path``; some verifications done."""
 
-    async def _start(**overrides: Any) -> Gateway:
+    async def _start(toml: str | None = None, **overrides: Any) -> Gateway:
         tokens = {name: await _add(tmp_path, name, role, IdentityKind.OPERATOR)
                   for name, role in OPERATORS.items()}
         tokens["client"] = await _add(tmp_path, "window-01", None, IdentityKind.CLIENT)
         path = tmp_path / "tl.json"
         await asyncio.to_thread(path.write_bytes,
                                 orjson.dumps(trust_document(federation.federation)))
-        settings = load_settings({}, None, {"data_dir": tmp_path, "trust_list_file": path,
+        settings = load_settings({}, toml, {"data_dir": tmp_path, "trust_list_file": path,
                                             **overrides})
         client = await aiohttp_client(create_app(settings))
         gateway = Gateway(client, str(client.make_url("")).rstrip("/"), tokens, federation)

@@ -104,6 +104,19 @@ class TestSignIn:
         status, _ = await one.get("/console/trust-list")
         assert 303 == status
 
+    async def test_session_ends_after_its_lifetime_even_when_active(
+            self, start_gateway: GatewayFactory, person: Person) -> None:
+        gateway = await start_gateway(
+            "[console]\nsession_idle_minutes = 600\nsession_hours = 1\n")
+        one = person(gateway)
+        await one.sign_in(gateway.tokens["olga"])
+        store = gateway.client.app[CONSOLE_SESSIONS_KEY]
+        start = store.clock()
+        store.clock = lambda: start + timedelta(minutes=59)
+        assert 200 == (await one.get("/console/trust-list"))[0]
+        store.clock = lambda: start + timedelta(minutes=61)
+        assert 303 == (await one.get("/console/trust-list"))[0]
+
     async def test_disabled_token_ends_the_session(self, start_gateway: GatewayFactory,
                                                    person: Person) -> None:
         gateway = await start_gateway()
