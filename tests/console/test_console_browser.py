@@ -100,6 +100,15 @@ async def test_propose_approve_in_force(browser: Browser, start_gateway: Gateway
     await alice.click("text=凭据 Credentials")
     await expect(alice.locator("table.credentials")).to_contain_text("window-01")
     await _shot(alice, "08-credentials")
+    row = alice.locator("table.credentials tr", has_text="window-01")
+    await row.locator('input[name="reason"]').fill("窗口停用")
+    await row.locator("button.revoke").click()
+    await expect(alice.locator("table.credentials tr", has_text="window-01")
+                 ).to_contain_text("disabled")
+    await _shot(alice, "09-credential-revoked")
+    resp = await gateway.client.get("/v1/admin/credentials/clients/window-01",
+                                    headers=gateway.api("audrey"))
+    assert ("disabled", "alice") == ((body := await resp.json())["state"], body["disabled_by"])
     # The server says the same over the API: version 4 is served, Shanghai suspended.
     resp = await gateway.client.get("/v1/admin/trust-list", headers=gateway.api("vera"))
     document = await resp.json()
