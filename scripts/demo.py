@@ -234,6 +234,8 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     _, first_name, first_url = regions[0]
     print("\n=== Huzhou e-licence gateway is running ===")
     print(f"gateway:  {base}   data folder: {data}   trust list: version {version}")
+    print(f"console:  {base}/console/   sign in with the token in {data}/demo-operator.key, "
+          "demo-approver.key or demo-auditor.key")
     print("partner regions (mock):")
     for code, name, url in regions:
         print(f"  {code} {name:<6} {url}")

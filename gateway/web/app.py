@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role
 from gateway.infra.signing import published_keys
@@ -255,4 +256,5 @@ def create_app(
     setup_verify_routes(app)
     setup_audit_routes(app)
     setup_credential_routes(app)
+    setup_console(app)
     return app

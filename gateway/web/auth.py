@@ -18,7 +18,7 @@ from gateway.web.appkeys import IDENTITIES_KEY
 from gateway.web.observability import CALLER_KEY
 from gateway.web.problems import Problem
 
-__all__ = ["bearer", "require_client", "require_operator"]
+__all__ = ["bearer", "require_client", "require_operator", "require_operator_token"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ecert-gateway"'}
 
@@ -36,8 +36,7 @@ def bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def _lookup(request: web.Request) -> Identity | None:
-    token = bearer(request)
+async def _lookup(request: web.Request, token: str | None) -> Identity | None:
     # aiohttp keeps header bytes that are not UTF-8 as lone surrogates, which the
     # store's UTF-8 hashing refuses (a 500): such a value, like any other outside the
     # b64token syntax, is no credential of ours and is refused as an unknown one is.
@@ -48,7 +47,7 @@ async def _lookup(request: web.Request) -> Identity | None:
 
 async def require_client(request: web.Request) -> Identity:
     """The local system calling, or a 401 problem."""
-    identity = await _lookup(request)
+    identity = await _lookup(request, bearer(request))
     if identity is None or identity.kind is not IdentityKind.CLIENT:
         raise Problem(401, "Unauthorized", "a local system's API key is required",
                       headers=_CHALLENGE, extra={"cn_status": 11})
@@ -61,8 +60,15 @@ async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
 
     The decision is ``authorize_operator``'s, the one the CLI's writes take too.
     """
+    return await require_operator_token(request, bearer(request), roles)
+
+
+async def require_operator_token(request: web.Request, token: str | None,
+                                 roles: set[Role]) -> Identity:
+    """``require_operator`` for a token held elsewhere than the Authorization header (the
+    console's server-side session): the same checks, the same 401 and 403."""
     try:
-        identity = authorize_operator(await _lookup(request), roles)
+        identity = authorize_operator(await _lookup(request, token), roles)
     except CredentialError as exc:
         if exc.identity is not None:
             request[CALLER_KEY] = exc.identity.name
