@@ -12,7 +12,7 @@ keys (appended to ``/.well-known/jwks.json``), the replay cache (Redis when
 A query is answered in this order, each step refusing with its own answer:
 
 1. stale trust list: 503 (TRY_LATER), cn 99
-2. request token (``gateway.partner.checks.check_request_token``): 401, cn 11
+2. request token (``trust.check_request_token``): 401, cn 11
 3. partner suspended: 403, cn 100, ``sub_indication`` TRY_LATER
 4. ``jti`` seen before: 401, cn 11 (replay cache down: 503, cn 99)
 5. rate limit: 429 with ``Retry-After``, cn 99 (only authenticated, fresh requests
@@ -58,15 +58,11 @@ from gateway.licences.store import (
 )
 from gateway.matters.service import MatterService
 from gateway.partner.checks import (
-    REQUEST_SKEW_S,
-    AgreementError,
     MemoryReplayCache,
     RateLimiter,
     RedisReplayCache,
     ReplayCache,
     ReplayCacheUnavailableError,
-    RequestTokenError,
-    check_agreement,
     check_request_token_async,
 )
 from gateway.settings import Settings
@@ -87,10 +83,14 @@ from gateway.web.problems import Problem
 from registry import RegistryError, Relationship
 from trust import (
     CHINA_TZ,
+    REQUEST_SKEW_S,
+    AgreementError,
     IdentifierError,
     PartnerStatus,
+    RequestTokenError,
     TrustList,
     b64url_encode,
+    check_agreement,
     day_start_s,
     parse_identifier,
 )
