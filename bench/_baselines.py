@@ -63,16 +63,10 @@ from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.infra.crypto_thread import CryptoThread
 from gateway.infra.signing import SigningKey
 from gateway.licences.store import LicenceStore, open_store
-from gateway.partner.checks import (
-    MAX_REQUEST_LIFETIME_S,
-    REQUEST_SKEW_S,
-    MemoryReplayCache,
-    RedisReplayCache,
-    ReplayCache,
-)
+from gateway.partner.checks import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.settings import load_settings
 from gateway.verification.cache import redis_client
-from trust import b64url_decode, day_start_s
+from trust import MAX_REQUEST_LIFETIME_S, REQUEST_SKEW_S, b64url_decode, day_start_s
 
 _OK: Final = orjson.dumps({"status": "ok"})
 _KEY: Final = web.AppKey("naive_key", jwt.PyJWK)

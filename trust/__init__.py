@@ -7,6 +7,8 @@ package decides.
   x TrustListError         the anchor list itself is unusable
   x StatusListError        a status list is malformed, badly signed or stale
   x IdentifierError        a 证照标识 is malformed
+  x RequestTokenError      a partner's request token does not authenticate its request
+  x AgreementError         a partner's agreement does not cover its request
   x JoseError              a JWS or JWK is malformed, or its key is not acceptable
     x ChangeError          a proposed change to the trust list is not acceptable
     x SignedListError      a signed trust-list export is refused (signature, rollback, freeze)
@@ -66,6 +68,19 @@ from trust._jose import (
     parse_compact,
     parse_json,
 )
+from trust._request import (
+    MAX_REQUEST_LIFETIME_S,
+    MAX_REQUEST_TOKEN_BYTES,
+    REQUEST_SKEW_S,
+    REQUEST_TYP,
+    AgreementError,
+    PartnerRequest,
+    PendingRequest,
+    RequestTokenError,
+    check_agreement,
+    check_request_token,
+    start_request_token,
+)
 from trust._status import StatusList, StatusValue, parse_status_list
 from trust._timeutil import CHINA_TZ, day_start_s
 from trust._uri import status_uri_problem, uri_under_prefix
@@ -91,6 +106,7 @@ from trust.note import (
 
 __all__ = [
     "ALLOWED_ALGS",
+    "AgreementError",
     "Alg",
     "Anchor",
     "AnchorStatus",
@@ -113,6 +129,8 @@ __all__ = [
     "Licence",
     "LicenceIdentifier",
     "MAX_CREDENTIAL_BYTES",
+    "MAX_REQUEST_LIFETIME_S",
+    "MAX_REQUEST_TOKEN_BYTES",
     "MAX_X5C_CERTIFICATES",
     "MAX_X5C_ROOTS",
     "MAX_X5C_SIGNATURE_CHECKS",
@@ -121,8 +139,13 @@ __all__ = [
     "NoteSigner",
     "NoteVerifier",
     "Partner",
+    "PartnerRequest",
     "PartnerStatus",
     "Pending",
+    "PendingRequest",
+    "REQUEST_SKEW_S",
+    "REQUEST_TYP",
+    "RequestTokenError",
     "RevocationReason",
     "SignedListError",
     "SignedTrustList",
@@ -143,8 +166,10 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "canonical_json",
+    "check_agreement",
     "check_changes",
     "check_identifier",
+    "check_request_token",
     "day_start_s",
     "diff_documents",
     "export_claims",
@@ -164,6 +189,7 @@ __all__ = [
     "parse_status_list",
     "root_from_leaf_hashes",
     "sign_note",
+    "start_request_token",
     "status_uri_problem",
     "uri_under_prefix",
     "variant_check_char",

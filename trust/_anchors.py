@@ -349,6 +349,13 @@ class TrustList:
         """Every anchor with this ``kid`` (more than one only in a list loaded as it is)."""
         return self.by_kid.get(kid, ())
 
+    def anchors_for(self, kid: str, use: AnchorUse, *, region: str | None = None
+                    ) -> list[Anchor]:
+        """The anchors with this ``kid`` that may verify ``use`` (of ``region`` only, when
+        given), in the list's order: an anchor verifies only what its use names."""
+        return [a for a in self.by_kid.get(kid, ())
+                if a.use is use and (region is None or a.region == region)]
+
     def partner(self, region: str) -> Partner | None:
         """The partner with this region code."""
         return self.partners.get(region)

@@ -10,12 +10,22 @@ from typing import Any
 
 from trust._timeutil import parse_day
 
-__all__ = ["ClaimsError", "Licence", "StatusReference", "numeric_date", "parse_claims"]
+__all__ = [
+    "MAX_NUMERIC_DATE",
+    "ClaimsError",
+    "Licence",
+    "StatusReference",
+    "numeric_date",
+    "numeric_seconds",
+    "parse_claims",
+]
 
 _REGION = re.compile(r"\A[0-9]{6}\Z")
 _TYPE_CODE = re.compile(r"\A[0-9A-Z]{18}[0-9]{3}\Z")
 _HOLDER_CODE_TYPE = re.compile(r"\A[0-9]{3}\Z")
 _MAX_MATTERS = 256
+MAX_NUMERIC_DATE = 253402300800
+"""NumericDates run from 1970 up to the end of 9999, as ``datetime`` can hold them."""
 
 
 class ClaimsError(ValueError):
@@ -71,13 +81,26 @@ class Licence:
         }
 
 
+def _in_range(value: float, name: str) -> None:
+    if not 0 <= value < MAX_NUMERIC_DATE:
+        raise ClaimsError(f"{name} is out of range")
+
+
 def numeric_date(value: object, name: str) -> datetime:
     """RFC 7519 NumericDate: seconds since the epoch, integer or fraction; not a boolean."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ClaimsError(f"{name} must be a NumericDate")
-    if not 0 <= value < 253402300800:  # up to 9999-12-31
-        raise ClaimsError(f"{name} is out of range")
+    _in_range(value, name)
     return datetime.fromtimestamp(value, UTC)
+
+
+def numeric_seconds(value: object, name: str) -> int:
+    """An RFC 7519 NumericDate that must be a whole number of seconds (a request token's):
+    an integer, not a boolean, in the range ``numeric_date`` accepts."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ClaimsError(f"{name} must be a NumericDate integer")
+    _in_range(value, name)
+    return value
 
 
 def _text(obj: Mapping[str, Any], name: str, *, max_len: int = 512) -> str:

@@ -34,10 +34,13 @@ __all__ = [
     "Alg",
     "CompactJWS",
     "VerifyingKey",
+    "header_alg",
     "key_from_jwk",
     "key_from_public",
     "parse_compact",
     "parse_json",
+    "parse_json_object",
+    "refused_header",
 ]
 
 MAX_CREDENTIAL_BYTES = 64 * 1024
@@ -57,6 +60,14 @@ class Alg(StrEnum):
 
 
 ALLOWED_ALGS: frozenset[str] = frozenset(a.value for a in Alg)
+_ALG_BY_NAME: Mapping[str, Alg] = {alg.value: alg for alg in Alg}
+"""The allow-list by name (a dict lookup is cheaper than ``Alg(name)`` and its error)."""
+
+_REFUSED_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+"""Header parameters no token may carry, in the order they are reported: a key named
+outside the trust list (RFC 7515 4.1.2-4.1.6; ``x5c`` only where the caller allows a chain
+to a trust-list root) and ``crit`` (RFC 7515 4.1.11: no extension is understood, so any
+``crit`` fails)."""
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
@@ -288,6 +299,36 @@ def _has_duplicate_member(data: bytes, value: Any) -> bool:
     return False
 
 
+def header_alg(header: Mapping[str, Any]) -> Alg:
+    """The header's ``alg``, when it is on the profile's allow-list.
+
+    Raises ``JoseError`` when ``alg`` is missing or not a string, and
+    ``JoseError(constraint=True)`` when it names an algorithm off the allow-list
+    (``none`` and ``HS256`` included).
+    """
+    name = header.get("alg")
+    if not isinstance(name, str):
+        raise JoseError("alg missing or not a string")
+    alg = _ALG_BY_NAME.get(name)
+    if alg is None:
+        raise JoseError(f"alg {name!r} is not on the allow-list", constraint=True)
+    return alg
+
+
+def refused_header(header: Mapping[str, Any], *, x5c_allowed: bool) -> str | None:
+    """The first header parameter the gateway refuses in ``header``, or None.
+
+    Every token is verified with keys from the trust list, so a header naming a
+    key of its own (``jku``, ``x5u``, ``jwk``; ``x5c`` unless ``x5c_allowed``, for a
+    chain the caller validates to a trust-list root) is refused, and so is any
+    ``crit``: the gateway understands no extension (RFC 7515 4.1.11).
+    """
+    for name in _REFUSED_HEADERS:
+        if name in header and (name != "x5c" or not x5c_allowed):
+            return name
+    return None
+
+
 def parse_json(data: bytes, what: str = "payload") -> Any:
     """Read the JSON text of a JWS part; raise ``JoseError`` when it is not JSON or an
     object in it, at any depth, repeats a member name (RFC 7515 4, RFC 7519 4)."""
@@ -297,6 +338,15 @@ def parse_json(data: bytes, what: str = "payload") -> Any:
         raise JoseError(f"{what} is not JSON") from exc
     if _has_duplicate_member(data, value):
         raise JoseError(f"{what} repeats a member name in an object")
+    return value
+
+
+def parse_json_object(data: bytes, what: str = "payload") -> dict[str, Any]:
+    """``parse_json`` for a part that must be a JSON object (a JWS header, a token's
+    claims); raise ``JoseError`` otherwise."""
+    value = parse_json(data, what)
+    if not isinstance(value, dict):
+        raise JoseError(f"{what} is not a JSON object")
     return value
 
 
@@ -342,7 +392,5 @@ def parse_compact(token: str | bytes, *, max_bytes: int = MAX_CREDENTIAL_BYTES) 
         signature = b64url_decode(sig_b64)
     except ValueError as exc:
         raise JoseError(f"a part is not base64url: {exc}") from exc
-    header = parse_json(header_bytes, "header")
-    if not isinstance(header, dict):
-        raise JoseError("header is not a JSON object")
+    header = parse_json_object(header_bytes, "header")
     return CompactJWS(header, payload, header_b64 + b"." + payload_b64, signature)

@@ -45,13 +45,13 @@ from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, p
 from trust._errors import IdentifierError, JoseError
 from trust._identifier import CheckOutcome, check_identifier, parse_identifier
 from trust._jose import (
-    ALLOWED_ALGS,
     MAX_CREDENTIAL_BYTES,
-    Alg,
     VerifyingKey,
+    header_alg,
     key_from_public,
     parse_compact,
-    parse_json,
+    parse_json_object,
+    refused_header,
 )
 from trust._status import StatusList, StatusValue
 from trust._timeutil import day_end, day_start, require_aware
@@ -61,7 +61,6 @@ from trust._verdict import Check, CheckResult, Indication, SubIndication, Verdic
 __all__ = ["Pending", "StatusUnavailable", "Verifier"]
 
 LICENCE_TYP = frozenset({"ecert+jwt", "application/ecert+jwt"})
-FORBIDDEN_HEADER = ("jku", "x5u", "jwk")
 MAX_CLOCK_SKEW_S = 300
 _MAX_CACHED_CHAINS = 4096
 _SHA256 = hashes.SHA256()
@@ -289,33 +288,27 @@ class Verifier:
         except JoseError as exc:
             return _format_failure(str(exc))
         run = _Run()
-        claims: Any = None
+        claims: dict[str, Any] = {}
         try:
-            claims = parse_json(jws.payload)
+            claims = parse_json_object(jws.payload)
         except JoseError as exc:
             run.fail("structure", SubIndication.FORMAT_FAILURE, str(exc))
         else:
-            if isinstance(claims, dict):
-                run.ok("structure", "compact JWS, header and payload are JSON objects")
-            else:
-                run.fail("structure", SubIndication.FORMAT_FAILURE,
-                         "payload is not a JSON object")
+            run.ok("structure", "compact JWS, header and payload are JSON objects")
         # 2. protected header (its checks still run and are listed after a payload failure)
         header = jws.header
-        alg_name = header.get("alg")
-        if not isinstance(alg_name, str):
-            run.fail("header.alg", SubIndication.FORMAT_FAILURE, "alg missing or not a string")
-        elif alg_name not in ALLOWED_ALGS:
-            run.fail("header.alg", SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
-                     f"alg {alg_name!r} is not on the allow-list")
+        try:
+            alg = header_alg(header)
+        except JoseError as exc:
+            run.fail("header.alg", SubIndication.CRYPTO_CONSTRAINTS_FAILURE if exc.constraint
+                     else SubIndication.FORMAT_FAILURE, str(exc))
         else:
-            run.ok("header.alg", f"{alg_name} is allowed")
+            run.ok("header.alg", f"{alg.value} is allowed")
         if run.first is not None:
             return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
                            anchor=None, partner=None, valid_until=None,
                            status_needed=None).finish()
-        assert isinstance(alg_name, str)
-        alg = Alg(alg_name)
+        alg_name = alg.value
         header_problem = self._header_problem(header)
         certs: list[x509.Certificate] = []
         if header_problem is None and "x5c" in header:
@@ -413,12 +406,11 @@ class Verifier:
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in LICENCE_TYP:
             return f"typ must be ecert+jwt, got {typ!r}"
-        for name in FORBIDDEN_HEADER:
-            if name in header:
-                return f"header parameter {name!r} is not allowed"
-        if "crit" in header:
-            # RFC 7515 4.1.11: no extension is understood, so any crit fails.
+        refused = refused_header(header, x5c_allowed=True)
+        if refused == "crit":
             return "crit names a parameter the gateway does not understand"
+        if refused is not None:
+            return f"header parameter {refused!r} is not allowed"
         if "b64" in header:
             return "unencoded payloads (b64) are not supported"
         if "x5c" in header:
@@ -474,7 +466,7 @@ class Verifier:
         if not found:
             run.fail("anchor", SubIndication.UNKNOWN_ISSUER, f"no anchor has kid {kid!r}")
             return None, None
-        fitting = [a for a in found if a.use is AnchorUse.LICENCE_SIGNING]
+        fitting = self.trust_list.anchors_for(kid, AnchorUse.LICENCE_SIGNING)
         if not fitting:
             run.fail("anchor", SubIndication.SIGNING_KEY_NOT_VALID,
                      f"anchor {kid!r} is for {found[0].use.value}, not licence-signing")
