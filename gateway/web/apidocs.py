@@ -232,10 +232,10 @@ def render_page(document: Mapping[str, Any]) -> str:
         f'<title>{title}</title><link rel=stylesheet href="apidocs.css"></head><body>'
         f"<nav><p><a href=\"#top\">{title}</a></p><ul>{nav}</ul>"
         '<p><a href="#security">Credentials</a> · <a href="#reference">Schemas</a></p></nav>'
-        f'<main id=top><h1>{title} <small>{html.escape(str(info.get("version", "")))}</small>'
+        f'<main id="top"><h1>{title} <small>{html.escape(str(info.get("version", "")))}</small>'
         f"</h1><p>{_text(info.get('description'))}</p>"
         f'<p>The machine-readable document: <a href="{OPENAPI_PATH}"><code>{OPENAPI_PATH}'
         f"</code></a> (OpenAPI {html.escape(str(document.get('openapi')))}).</p>"
-        f'{sections}<section id=security><h2>Credentials</h2>{schemes}</section>'
-        f'<section id=reference><h2>Problem answers and schemas</h2>{reference}</section>'
+        f'{sections}<section id="security"><h2>Credentials</h2>{schemes}</section>'
+        f'<section id="reference"><h2>Problem answers and schemas</h2>{reference}</section>'
         "</main></body></html>\n")
