@@ -247,3 +247,32 @@ def test_real_licences_answer_as_documented(api_schema: schemathesis.BaseSchema,
         response = case.call_and_validate(checks=CHECKS, timeout=30, **_send(gateway, case))
         found.add((state, response.status_code, response.json().get("cn_status")))
     assert any(status == 200 and cn == 0 for _, status, cn in found), found
+
+
+def test_refusals_answer_as_documented(api_schema: schemathesis.BaseSchema,
+                                       gateway: Gateway) -> None:
+    """Every operation that needs a credential, asked without one, with one that is no
+    credential of ours, and (operator operations) with a role its x-roles leaves out,
+    answers 401 or 403 as the document says (the fuzz above always sends the right one)."""
+    refused = 0
+    for method, path, _ in [c for c in _cases() if c[2] is GenerationMode.POSITIVE]:
+        operation = api_schema[path][method]
+        raw = operation.definition.raw
+        if not raw.get("security"):
+            continue
+        examples = {p["name"]: p["example"] for p in raw.get("parameters", [])
+                    if p["in"] == "path"}
+        wrong = [{}, {"Authorization": "Bearer ecg_c_not-a-key"}]
+        if "x-roles" in raw:
+            wrong += [{"Authorization": f"Bearer {gateway.tokens[role]}"}
+                      for role in ROLE_PREFERENCE if role not in raw["x-roles"]]
+        for headers in wrong:
+            # A body declared JSON: the partner endpoint judges the Content-Type and size
+            # before the token, whose body_sha256 it checks against the bytes read.
+            case = (operation.Case(path_parameters=examples, body={},
+                                   media_type="application/json")
+                    if "requestBody" in raw else operation.Case(path_parameters=examples))
+            response = case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
+            assert response.status_code in (401, 403), (method, path, response.status_code)
+            refused += 1
+    assert refused > 60
