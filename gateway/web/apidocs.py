@@ -34,6 +34,7 @@ _HERE = Path(__file__).resolve().parent
 
 UNDOCUMENTED: Mapping[str, str] = {
     DOCS_PATH: "the page for people that renders this document: HTML, not an API",
+    "/docs": "a redirect to /docs/ for a URL typed without its slash",
     _CSS_PATH: "the stylesheet of that page, shipped in the package",
 }
 """Routes deliberately absent from the document, each with its reason. (aiohttp
@@ -87,6 +88,11 @@ async def docs_page(request: web.Request) -> web.Response:
                         charset="utf-8", headers=_HEADERS)
 
 
+async def docs_redirect(_: web.Request) -> web.Response:
+    """GET /docs: on to /docs/ (relative, so that it holds behind a path prefix)."""
+    return web.Response(status=308, headers={"Location": "docs/"})
+
+
 async def docs_css(request: web.Request) -> web.Response:
     """GET /docs/apidocs.css: the page's stylesheet."""
     return web.Response(body=request.app[DOCS_KEY].css, content_type="text/css",
@@ -100,10 +106,13 @@ async def _docs_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """Add ``/openapi.json``, ``/docs/`` and the page's stylesheet to ``app``."""
+    """Add ``/openapi.json``, ``/docs/`` (and ``/docs``, a redirect to it) and the page's
+    stylesheet to ``app``. The page names both by relative URLs, so that it works behind
+    a proxy that adds a path prefix."""
     app.cleanup_ctx.append(_docs_ctx)
     app.router.add_get(OPENAPI_PATH, openapi_json)
     app.router.add_get(DOCS_PATH, docs_page)
+    app.router.add_get("/docs", docs_redirect)
     app.router.add_get(_CSS_PATH, docs_css)
 
 
@@ -234,7 +243,7 @@ def render_page(document: Mapping[str, Any]) -> str:
         '<p><a href="#security">Credentials</a> · <a href="#reference">Schemas</a></p></nav>'
         f'<main id="top"><h1>{title} <small>{html.escape(str(info.get("version", "")))}</small>'
         f"</h1><p>{_text(info.get('description'))}</p>"
-        f'<p>The machine-readable document: <a href="{OPENAPI_PATH}"><code>{OPENAPI_PATH}'
+        f'<p>The machine-readable document: <a href="..{OPENAPI_PATH}"><code>{OPENAPI_PATH}'
         f"</code></a> (OpenAPI {html.escape(str(document.get('openapi')))}).</p>"
         f'{sections}<section id="security"><h2>Credentials</h2>{schemes}</section>'
         f'<section id="reference"><h2>Problem answers and schemas</h2>{reference}</section>'

@@ -181,6 +181,15 @@ class TestServed:
         assert 200 == css.status
         assert "text/css" == css.content_type
         assert (await css.read()).startswith(b"/*")
+        assert 'href="../openapi.json"' in page
+
+    async def test_docs_without_slash_redirects(self, gateway_client: AppFactory) -> None:
+        """GET /docs is a permanent redirect to docs/, relative to it (so /docs/)."""
+        client = await gateway_client()
+        response = await client.get("/docs", allow_redirects=False)
+        assert (308, "docs/") == (response.status, response.headers["Location"])
+        followed = await client.get("/docs")
+        assert (200, "/docs/") == (followed.status, followed.url.path)
 
     async def test_the_page_escapes_the_document(self, tmp_path: Path) -> None:
         """Text from the document is escaped, not read as markup."""
