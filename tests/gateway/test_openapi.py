@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import orjson
 import pytest
 import schemathesis
@@ -248,3 +249,36 @@ class TestUndocumentedMethods:
 def test_left_out_routes_have_a_reason(path: str) -> None:
     """Each route left out of the document says why."""
     assert len(UNDOCUMENTED[path]) > 10
+
+
+def _examples() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(where, example, schema) of every example the document gives."""
+    found: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def content(where: str, media: dict[str, Any]) -> None:
+        for media_type, spec in media.items():
+            if "example" in spec and "schema" in spec:
+                found.append((f"{where} {media_type}", spec["example"], spec["schema"]))
+
+    for method, path, op in _operations():
+        found.extend((f"{method} {path} {param['name']}", param["example"], param["schema"])
+                     for param in op.get("parameters", []) if "example" in param)
+        content(f"{method} {path} request", op.get("requestBody", {}).get("content", {}))
+        for status, answer in op["responses"].items():
+            content(f"{method} {path} {status}", answer.get("content", {}))
+    for name, answer in _document()["components"]["responses"].items():
+        content(f"responses/{name}", answer.get("content", {}))
+    return found
+
+
+@pytest.mark.parametrize(("where", "example", "schema"), _examples(),
+                         ids=[where for where, _, _ in _examples()])
+def test_examples_match_their_schemas(where: str, example: Any, schema: dict[str, Any]) -> None:
+    """Every example in the document is valid against the schema beside it (JSON Schema
+    2020-12, references resolved in the document, formats checked)."""
+    # The document's references are JSON pointers from its root ("#/components/..."):
+    # resolved when the schema is checked beside the document's components.
+    validator = jsonschema_rs.Draft202012Validator(
+        {**schema, "components": _document()["components"]}, validate_formats=True)
+    errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(example)]
+    assert [] == errors, where
