@@ -33,6 +33,7 @@ from gateway.verification.cache import redis_client as make_redis_client
 from gateway.verification.routes import setup_routes as setup_verify_routes
 from gateway.verification.service import Clock, VerificationService, utc_now
 from gateway.verification.status import StatusFetcher
+from gateway.web import apidocs
 from gateway.web.appkeys import (
     AUDIT_KEY,
     AUDIT_PORT_KEY,
@@ -257,4 +258,5 @@ def create_app(
     setup_audit_routes(app)
     setup_credential_routes(app)
     setup_console(app)
+    apidocs.setup(app)
     return app
