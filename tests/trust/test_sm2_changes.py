@@ -110,6 +110,16 @@ class TestSm2Anchors:
         assert 1 == len(short)
         assert "pem is neither a certificate nor a public key" in short[0]
 
+    def test_pem_of_a_curve_nobody_reads(self, doc: Doc) -> None:
+        """A PEM key on a curve neither cryptography nor the SM2 reader knows (here the
+        SM2 OID with its last arc changed) is refused with the reason, not an exception."""
+        spki = Sm2PrivateKey.generate().public_key().spki()
+        other = spki.replace(bytes.fromhex("2a811ccf5501822d"), bytes.fromhex("2a811ccf5501822e"))
+        problems = _problems(doc, _change("520500-lic-other", pem=_pem(other)))
+        assert [("change #1 (add-anchor): unsupported key: Curve 1.2.156.10197.1.302 is not "
+                 "supported and not an SM2 key (not the SubjectPublicKeyInfo of an "
+                 "uncompressed SM2 key)")] == problems
+
     def test_coordinate_not_below_p(self, doc: Doc, bj: MockRegion) -> None:
         """x = p (the field element 0, written out of range) is refused."""
         jwk = {**bj.public_jwk(bj.licence_kid), "kid": "520500-lic-p",
