@@ -57,7 +57,7 @@ from trust._jose import (
     parse_compact,
     parse_json,
 )
-from trust._sm2 import Sm2PublicKey
+from trust._sm2 import Sm2PublicKey, is_sm2_spki
 from trust._timeutil import parse_rfc3339, require_aware
 from trust._uri import status_uri_problem
 
@@ -300,9 +300,15 @@ def _read_sm2_pem(data: bytes, refusal: UnsupportedAlgorithm, where: str,
     try:
         der = (b"" if found is None
                else base64.b64decode(b"".join(found.group(1).split()), validate=True))
+    except binascii.Error:
+        der = b""
+    if not is_sm2_spki(der):
+        problems.append(f"{where}: unsupported key: {refusal}")
+        return None
+    try:
         sm2 = Sm2PublicKey.from_spki(der)
-    except (binascii.Error, JoseError) as exc:
-        problems.append(f"{where}: unsupported key: {refusal} and not an SM2 key ({exc})")
+    except JoseError as exc:
+        problems.append(f"{where}: unsupported key: {exc}")
         return None
     return _AnchorInput(jwk=_public_jwk(sm2))
 

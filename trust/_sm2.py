@@ -52,6 +52,7 @@ __all__ = [
     "Sm2PrivateKey",
     "Sm2PublicKey",
     "Sm2UnavailableError",
+    "is_sm2_spki",
     "sm3",
 ]
 
@@ -267,6 +268,13 @@ def _der(signature: bytes) -> bytes:
                                 int.from_bytes(signature[_SIZE:], "big"))
 
 
+def is_sm2_spki(der: bytes) -> bool:
+    """True when ``der`` is a SubjectPublicKeyInfo that names the SM2 curve (its point
+    in whatever form)."""
+    # An SM2 SubjectPublicKeyInfo is under 128 bytes: the outer length takes one byte.
+    return der[2:2 + len(_ALGORITHM)] == _ALGORITHM and der[:1] == b"\x30"
+
+
 def _check_signer_id(signer_id: bytes) -> bytes:
     if not isinstance(signer_id, bytes):
         raise JoseError("an SM2 signer ID is bytes")
@@ -322,8 +330,10 @@ class Sm2PublicKey:
     def from_spki(cls, der: bytes, *, signer_id: bytes = SM2_DEFAULT_SIGNER_ID) -> Sm2PublicKey:
         """The key of a DER SubjectPublicKeyInfo: id-ecPublicKey on the SM2 curve, the
         point uncompressed (what ``openssl pkey -pubout`` writes for an SM2 key)."""
+        if not is_sm2_spki(der):
+            raise JoseError("not the SubjectPublicKeyInfo of an SM2 key")
         if len(der) != len(_SPKI_PREFIX) + 1 + 2 * _SIZE or not der.startswith(_SPKI_PREFIX):
-            raise JoseError("not the SubjectPublicKeyInfo of an uncompressed SM2 key")
+            raise JoseError("an SM2 key is given uncompressed (04 ‖ x ‖ y)")
         return cls(der[len(_SPKI_PREFIX):], signer_id=signer_id)
 
     @property

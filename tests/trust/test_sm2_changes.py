@@ -117,8 +117,18 @@ class TestSm2Anchors:
         other = spki.replace(bytes.fromhex("2a811ccf5501822d"), bytes.fromhex("2a811ccf5501822e"))
         problems = _problems(doc, _change("520500-lic-other", pem=_pem(other)))
         assert [("change #1 (add-anchor): unsupported key: Curve 1.2.156.10197.1.302 is not "
-                 "supported and not an SM2 key (not the SubjectPublicKeyInfo of an "
-                 "uncompressed SM2 key)")] == problems
+                 "supported")] == problems
+
+    def test_compressed_pem_is_refused(self, doc: Doc) -> None:
+        """An SM2 key whose point is compressed (``openssl ec -conv_form compressed``)
+        is refused: keys are written uncompressed, as in the JWK."""
+        public = Sm2PrivateKey.generate().public_key()
+        prefix = bytes([2 + public.y[-1] % 2]) + public.x
+        spki = (bytes.fromhex("3039301306072a8648ce3d020106082a811ccf5501822d032200")
+                + prefix)
+        assert [("change #1 (add-anchor): unsupported key: an SM2 key is given "
+                 "uncompressed (04 ‖ x ‖ y)")] == _problems(doc, _change("520500-lic-c",
+                                                                          pem=_pem(spki)))
 
     def test_coordinate_not_below_p(self, doc: Doc, bj: MockRegion) -> None:
         """x = p (the field element 0, written out of range) is refused."""
