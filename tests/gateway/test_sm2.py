@@ -121,6 +121,26 @@ class TestMockSm2Licences:
         assert "SIG_CRYPTO_FAILURE" == body["sub_indication"]
 
 
+    async def test_off_curve_anchor_is_a_crypto_constraint(
+            self, gateway_client: AppFactory, running: RunningFederation,
+            client_key: str) -> None:
+        """A trust list whose SM2 anchor is off the curve loads, that anchor unusable: its
+        licences answer CRYPTO_CONSTRAINTS_FAILURE, saying why."""
+        doc = trust_document(running.federation)
+        bijie = next(p for p in doc["partners"] if p["region_code"] == "520500")
+        jwk = next(a for a in bijie["anchors"] if a["kid"] == "520500-lic-2026a")["jwk"]
+        y = bytearray(b64url_decode(jwk["y"]))
+        y[-1] ^= 1
+        jwk["y"] = b64url_encode(bytes(y))
+        client = await gateway_client(TrustList.from_json(doc))
+        body = await _verify(client, client_key, running.federation["520500"].issue().token)
+        assert ("TOTAL_FAILED", "CRYPTO_CONSTRAINTS_FAILURE", 11) == (
+            body["indication"], body["sub_indication"], body["cn_status"])
+        anchor = next(c for c in body["checks"] if c["name"] == "anchor")
+        assert ("anchor '520500-lic-2026a' key cannot be used: SM2 point is not on the "
+                "curve") == anchor["detail"]
+
+
 class TestOpenSslInterop:
     """A licence signed with the ``openssl`` command line verifies in the gateway."""
 
