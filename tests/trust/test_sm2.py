@@ -9,6 +9,7 @@ of the message runs through ``Sm2PublicKey.verify_digest``, the step that call e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -178,6 +179,27 @@ class TestPublicKeys:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         with pytest.raises(JoseError, match="SubjectPublicKeyInfo"):
             Sm2PublicKey.from_spki(p256)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+    def test_random_coordinates(self, x: bytes, y: bytes) -> None:
+        """Random x and y make a key only if they are a curve point; else JoseError."""
+        on_curve = (int.from_bytes(x, "big") < P and int.from_bytes(y, "big") < P
+                    and (int.from_bytes(y, "big") ** 2 - int.from_bytes(x, "big") ** 3
+                         - _sm2.A * int.from_bytes(x, "big") - _sm2.B) % P == 0)
+        try:
+            key_from_jwk(_jwk(b"\x04" + x + y))
+        except JoseError:
+            assert not on_curve
+        else:
+            assert on_curve
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=120))
+    def test_arbitrary_spki_bytes(self, der: bytes) -> None:
+        """Any bytes as a SubjectPublicKeyInfo give a key or JoseError, nothing else."""
+        with contextlib.suppress(JoseError):
+            Sm2PublicKey.from_spki(der)
 
     def test_signer_id_is_limited_by_entl(self) -> None:
         """ENTL_A has 16 bits: an ID of 8191 bytes is the longest."""
