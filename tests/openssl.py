@@ -70,6 +70,17 @@ class OpenSslSm2Key:
         assert 0 == public.returncode, public.stderr
         return cls(private, public.stdout)
 
+    def self_signed_ca(self, folder: Path) -> bytes:
+        """A self-signed CA certificate of this key, signed SM2-with-SM3 (DER), from
+        ``openssl req -x509 -sm3``."""
+        made = _run("req", "-new", "-x509", "-key", str(self.private_pem), "-sm3",
+                    "-sigopt", f"distid:{DEFAULT_ID}", "-subj", "/C=CN/O=Bijie/CN=SM2 root",
+                    "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                    "-outform", "DER", "-out", str(folder / "sm2-root.der"))
+        assert 0 == made.returncode, made.stderr
+        return (folder / "sm2-root.der").read_bytes()
+
     def sign(self, message: bytes, folder: Path, *, distid: str = DEFAULT_ID) -> bytes:
         """``openssl pkeyutl -sign -rawin -digest sm3`` of ``message``, as r ‖ s."""
         source = folder / "message.bin"

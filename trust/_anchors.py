@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from trust._errors import JoseError, TrustListError
 from trust._jose import VerifyingKey, key_from_jwk, key_from_public
@@ -236,6 +237,10 @@ def _anchor(entry: object, region: str, index: int) -> Anchor:
             raise TrustListError(f"{where}: needs a jwk or an x5c")
     except JoseError as exc:
         problem = str(exc)
+    except UnsupportedAlgorithm as exc:
+        # A certificate key cryptography cannot read (an SM2 certificate): the anchor is
+        # kept, unusable, as the list is loaded as it is; never a crash of the load.
+        problem = f"certificate key: {exc}"
     if use is AnchorUse.ROOT_CA and not certs:
         raise TrustListError(f"{where}: a root-ca anchor needs an x5c certificate")
     return Anchor(

@@ -434,7 +434,8 @@ def _new_anchor(
             key = key_from_jwk(found.jwk, sm2_id=signer_id)
         else:
             key = key_from_public(found.certs[0].public_key())
-    except JoseError as exc:
+    except (JoseError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: a certificate key cryptography cannot read (SM2).
         problems.append(f"{where}: unsupported key: {exc}")
     if key is not None and (weak := _key_problem(key)) is not None:
         problems.append(f"{where}: {weak}")

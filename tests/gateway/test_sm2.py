@@ -179,13 +179,17 @@ class TestOpenSslInterop:
         assert "SIG_CRYPTO_FAILURE" == body["sub_indication"]
 
 
-@pytest.fixture
-async def admin(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
-                audit: MemoryAudit, running: RunningFederation) -> tuple[Client, dict[str, str]]:
-    """A gateway on the federation's list with operators olga, and approvers adam and
-    alice, and a local system's key ("client")."""
+def _sm2_root(folder: Path) -> str:
+    """A self-signed SM2 CA certificate made by openssl, base64 DER."""
+    openssl()
+    return base64.b64encode(OpenSslSm2Key.generate(folder).self_signed_ca(folder)).decode()
+
+
+async def _start_admin(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
+                       audit: MemoryAudit, document: dict[str, Any]) -> tuple[Client,
+                                                                             dict[str, str]]:
     path = tmp_path / "tl.json"
-    await asyncio.to_thread(path.write_bytes, orjson.dumps(trust_document(running.federation)))
+    await asyncio.to_thread(path.write_bytes, orjson.dumps(document))
     settings = load_settings({}, None, {"data_dir": tmp_path, "trust_list_file": path})
     app = create_app(settings, audit=audit)
     setup(app)
@@ -195,6 +199,15 @@ async def admin(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path
     tokens["client"] = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.CLIENT,
                                                "window-01")
     return await aiohttp_client(app), tokens
+
+
+@pytest.fixture
+async def admin(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
+                audit: MemoryAudit, running: RunningFederation) -> tuple[Client, dict[str, str]]:
+    """A gateway started with the federation's list as --trust-list, with operators olga,
+    and approvers adam and alice, and a local system's key ("client")."""
+    return await _start_admin(aiohttp_client, tmp_path, audit,
+                              trust_document(running.federation))
 
 
 async def _propose(client: Client, token: str, change: dict[str, Any]) -> tuple[int, Any]:
@@ -245,3 +258,32 @@ class TestOperatorsAddSm2Keys:
         assert 422 == status
         assert [("change #1 (add-anchor) anchor '520500-lic-bent': unsupported key: SM2 point "
                  "is not on the curve")] == body["problems"]
+
+    async def test_sm2_root_certificate_is_422(self, admin: tuple[Client, dict[str, str]],
+                                               tmp_path: Path) -> None:
+        """An SM2 root-ca certificate (read from part 2 of issue 23 on) is refused at
+        proposal with the reason, not answered 500."""
+        client, tokens = admin
+        root = await asyncio.to_thread(_sm2_root, tmp_path)
+        status, body = await _propose(client, tokens["olga"], {
+            "kind": "add-anchor", "region_code": "520500",
+            "anchor": {"kid": "520500-root-sm2", "use": "root-ca", "x5c": [root]}})
+        assert (422, [("change #1 (add-anchor) anchor '520500-root-sm2': unsupported key: "
+                       "Curve 1.2.156.10197.1.301 is not supported")]) == (status,
+                                                                          body.get("problems"))
+
+
+async def test_start_with_an_sm2_root_in_the_trust_list(
+        aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
+        running: RunningFederation) -> None:
+    """A --trust-list holding an SM2 root-ca certificate starts the gateway (the anchor is
+    unusable until SM2 chains are read), and 毕节's kid-signed SM2 licences pass."""
+    doc = trust_document(running.federation)
+    next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
+        "kid": "520500-root-sm2", "use": "root-ca",
+        "x5c": [await asyncio.to_thread(_sm2_root, tmp_path)],
+        "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)})
+    client, tokens = await _start_admin(aiohttp_client, tmp_path, audit, doc)
+    body = await _verify(client, tokens["client"], running.federation["520500"].issue().token)
+    assert "TOTAL_PASSED" == body["indication"]
+

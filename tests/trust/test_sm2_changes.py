@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mocks import SM2_ALG, Federation, MockRegion, b64url_decode, b64url_encode
+from tests.openssl import OpenSslSm2Key
 from tests.trust.conftest import NOW, anchor
 from trust import (
     Sm2PrivateKey,
@@ -181,3 +183,21 @@ class TestSignerId:
             "kid": "310000-root-id", "use": "root-ca", "x5c": [root], "sm2_id": "x"}}
         assert [("change #1 (add-anchor) anchor '310000-root-id': sm2_id is for SM2 keys "
                  "given as jwk, jwks or pem")] == _problems(doc, change)
+
+
+class TestSm2Certificates:
+    """SM2 certificate chains are part 2 of issue 23; until then one is refused plainly."""
+
+    def test_sm2_root_certificate_is_refused_with_the_reason(self, doc: Doc,
+                                                             tmp_path: Path) -> None:
+        """An SM2 root-ca certificate (openssl req -x509 -sm3), as x5c or PEM: a problem
+        naming the key cryptography cannot read, not an exception."""
+        der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path)
+        pem = ("-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode()
+               + "-----END CERTIFICATE-----\n")
+        for given in ({"x5c": [base64.b64encode(der).decode()]}, {"pem": pem}):
+            change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+                "kid": "520500-root-sm2", "use": "root-ca", **given}}
+            assert [("change #1 (add-anchor) anchor '520500-root-sm2': unsupported key: "
+                     "Curve 1.2.156.10197.1.301 is not supported")] == _problems(doc, change)
+

@@ -7,12 +7,15 @@ verdict here is one implementation checked against the other).
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from mocks import SM2_ALG, MockRegion, b64url_encode
+from tests.openssl import OpenSslSm2Key
 from tests.trust.conftest import T, anchor
 from tests.trust.test_verifier import Build, _pad, assert_sub, resign, status_of, verify
 from trust import (
@@ -184,6 +187,27 @@ class TestSm2Anchors:
         verdict = verify(tl, bj.issue(iat=T - 60, with_status=False).token)
         assert_sub(SubIndication.CRYPTO_CONSTRAINTS_FAILURE, verdict)
         assert_sub(None, verify(tl, sh.issue(iat=T - 60).token, sh))
+
+
+    def test_sm2_root_certificate_does_not_stop_the_load(self, bj: MockRegion,
+                                                          trust_list: Build,
+                                                          tmp_path: Path) -> None:
+        """A list holding an SM2 root-ca certificate (not read until part 2 of issue 23)
+        loads: that anchor is unusable, with the reason, and the others verify."""
+        der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path)
+
+        def add_root(doc: dict[str, Any]) -> None:
+            entry = next(p for p in doc["partners"] if p["region_code"] == "520500")
+            entry["anchors"].append({
+                "kid": "520500-root-sm2", "use": "root-ca",
+                "x5c": [base64.b64encode(der).decode()],
+                "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2036-01-01T00:00:00Z"})
+
+        tl = trust_list(add_root)
+        root = tl.anchors("520500-root-sm2")[0]
+        assert (None, "certificate key: Curve 1.2.156.10197.1.301 is not supported") == (
+            root.key, root.key_problem)
+        assert_sub(None, verify(tl, bj.issue(iat=T - 60).token, bj))
 
 
 class TestSm2StatusLists:
