@@ -47,8 +47,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from trust._errors import JoseError
 
 __all__ = [
-    "SM2_DEFAULT_SIGNER_ID",
     "MAX_SIGNER_ID_BYTES",
+    "SM2_DEFAULT_SIGNER_ID",
     "Sm2PrivateKey",
     "Sm2PublicKey",
     "Sm2UnavailableError",
