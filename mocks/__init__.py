@@ -1,8 +1,9 @@
 """Mock partner regions for tests, demos and benchmarks.
 
 Each :class:`MockRegion` behaves like a partner gateway: it owns a root CA,
-a licence-signing certificate and ES256 keys for licences, status lists and
-requests; it issues ``ecert+jwt`` licences per spec/ecert-profile.md, keeps an
+a licence-signing certificate and keys for licences and status lists (ES256,
+or SM2SM3 for 毕节 and 白山 in the standard federation) and for requests
+(ES256); it issues ``ecert+jwt`` licences per spec/ecert-profile.md, keeps an
 IETF Token Status List, writes its trust-list entry, and signs request tokens
 for Huzhou's partner API. :class:`Federation` builds the standard partners
 and their trust list; :func:`serve_federation` puts each region behind a real
@@ -16,7 +17,15 @@ Nothing here imports the gateway; verification is deliberately left to it
 
 from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, LicenceType
 from mocks._federation import STANDARD_PARTNERS, Federation, PartnerSpec
-from mocks._jws import ALGORITHMS, Alg, b64url_decode, b64url_encode, public_jwk, sign_compact
+from mocks._jws import (
+    ALGORITHMS,
+    SM2_ALG,
+    Alg,
+    b64url_decode,
+    b64url_encode,
+    public_jwk,
+    sign_compact,
+)
 from mocks._partner_client import QUERY_PATH, PartnerAnswer, PartnerClient
 from mocks._people import (
     IDENTIFIER_ROOT,
@@ -66,6 +75,7 @@ __all__ = [
     "REGION_KEY",
     "ROOT_VALID_UNTIL",
     "RunningFederation",
+    "SM2_ALG",
     "STANDARD_PARTNERS",
     "b64url_decode",
     "b64url_encode",

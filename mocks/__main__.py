@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "identifier": licence.identifier,
                     "status_idx": licence.status_idx,
                     "state": state,
+                    "alg": licence.header["alg"],
                     "token": licence.token,
                 }
             )

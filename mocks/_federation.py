@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from mocks._jws import SM2_ALG, Alg
 from mocks._region import MockRegion, rfc3339
 
 __all__ = ["STANDARD_PARTNERS", "Federation", "PartnerSpec"]
@@ -21,6 +22,8 @@ class PartnerSpec:
     groups: tuple[str, ...]
     id_prefixes: tuple[str, ...]
     """County codes (GB/T 2260) where the region's residents were born."""
+    licence_alg: Alg = "ES256"
+    """What the region signs its licences and status lists with."""
 
 
 # Names and codes: docs/reference/yrd_cities.csv and kstb_partners.csv. yrd = 长三角 e-licence
@@ -31,11 +34,13 @@ STANDARD_PARTNERS: Final = (
     PartnerSpec("330100", "杭州市", ("yrd", "g60"), ("330102", "330105", "330106")),
     PartnerSpec("340100", "合肥市", ("yrd", "g60"), ("340102", "340103", "340104")),
     PartnerSpec("320100", "南京市", ("yrd",), ("320102", "320104")),
-    PartnerSpec("520500", "毕节市", ("kstb",), ("522401", "522422")),
-    PartnerSpec("220600", "白山市", ("kstb",), ("220602", "220621")),
+    # Two far partners sign the way Chinese government systems do: SM2 with SM3 (国密).
+    PartnerSpec("520500", "毕节市", ("kstb",), ("522401", "522422"), SM2_ALG),
+    PartnerSpec("220600", "白山市", ("kstb",), ("220602", "220621"), SM2_ALG),
     PartnerSpec("652929", "柯坪县", ("kstb",), ("652929",)),
 )
-"""The standard partners: four G60 corridor members, a delta-only city, three far partners."""
+"""The standard partners: four G60 corridor members, a delta-only city, three far partners
+(毕节 and 白山 sign licences and status lists with SM2SM3, the rest with ES256)."""
 
 
 class Federation:
@@ -72,6 +77,7 @@ class Federation:
                 seed=seed,
                 id_prefixes=spec.id_prefixes,
                 base_url=urls.get(spec.region_code),
+                licence_alg=spec.licence_alg,
             )
             for spec in specs
         )

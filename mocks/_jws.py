@@ -1,8 +1,9 @@
 """JWS compact serialisation signed with pyca/cryptography (RFC 7515, RFC 7518).
 
-Only what the mocks need: the five algorithms of the ``ecert+jwt`` profile, raw
-signing over caller-supplied headers (so tests can mutate and re-sign), and the
-public JWK of each key (RFC 7517, RFC 8037 for Ed25519).
+Only what the mocks need: the algorithms of the ``ecert+jwt`` profile (the five
+registered for JOSE, and SM2SM3 signed with ``mocks._sm2``), raw signing over
+caller-supplied headers (so tests can mutate and re-sign), and the public JWK of
+each key (RFC 7517, RFC 8037 for Ed25519, the profile's ``crv: SM2``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from mocks._sm2 import Sm2Key, Sm2Public
+
 __all__ = [
     "ALGORITHMS",
+    "SM2_ALG",
     "Alg",
     "PrivateKey",
     "PublicKey",
+    "SigningKey",
+    "VerifyingKey",
     "b64url_decode",
     "b64url_encode",
     "check_key_fits",
@@ -30,11 +36,19 @@ __all__ = [
     "signature",
 ]
 
-Alg: TypeAlias = Literal["ES256", "ES384", "EdDSA", "PS256", "RS256"]
+Alg: TypeAlias = Literal["ES256", "ES384", "EdDSA", "PS256", "RS256", "SM2SM3"]
 ALGORITHMS: tuple[Alg, ...] = ("ES256", "ES384", "EdDSA", "PS256", "RS256")
+"""The profile's algorithms registered for JOSE (RFC 7518, RFC 8037): any JOSE library
+verifies them. The profile's ``SM2SM3`` (``SM2_ALG``) is not registered."""
+SM2_ALG: Alg = "SM2SM3"
+"""SM2 with SM3 (spec/ecert-profile.md ``SM2SM3``), signed with ``mocks._sm2``."""
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+"""The private keys cryptography holds (these can also sign certificates)."""
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+SigningKey: TypeAlias = PrivateKey | Sm2Key
+"""A private key of any algorithm of the profile."""
+VerifyingKey: TypeAlias = PublicKey | Sm2Public
 
 # RFC 7518 3.4: the curve and the byte length of r and s for each ECDSA algorithm.
 _EC_PARAMS: dict[str, tuple[type[ec.EllipticCurve], hashes.HashAlgorithm, int]] = {
@@ -58,9 +72,14 @@ def json_bytes(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def check_key_fits(key: PrivateKey, alg: Alg) -> None:
+def check_key_fits(key: SigningKey, alg: Alg) -> None:
     """Raise ``ValueError`` when ``key`` cannot make signatures for ``alg``."""
-    if alg in _EC_PARAMS:
+    if alg == SM2_ALG:
+        if not isinstance(key, Sm2Key):
+            raise ValueError("SM2SM3 needs an SM2 key")
+    elif isinstance(key, Sm2Key):
+        raise ValueError(f"an SM2 key signs SM2SM3, not {alg}")
+    elif alg in _EC_PARAMS:
         curve_type = _EC_PARAMS[alg][0]
         if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, curve_type)):
             raise ValueError(f"{alg} needs an EC key on {curve_type.name}")
@@ -71,9 +90,12 @@ def check_key_fits(key: PrivateKey, alg: Alg) -> None:
         raise ValueError(f"{alg} needs an RSA key")
 
 
-def signature(key: PrivateKey, alg: Alg, signing_input: bytes) -> bytes:
+def signature(key: SigningKey, alg: Alg, signing_input: bytes) -> bytes:
     """Sign ``signing_input`` with ``key`` and return the JWS signature bytes."""
     check_key_fits(key, alg)
+    if isinstance(key, Sm2Key):
+        # ecert profile SM2SM3: r || s over SM3(Z_A || signing input).
+        return key.sign(signing_input)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         _, digest, size = _EC_PARAMS[alg]
         # RFC 6979 deterministic nonces: seeded regions make reproducible tokens.
@@ -93,7 +115,7 @@ def signature(key: PrivateKey, alg: Alg, signing_input: bytes) -> bytes:
 def sign_compact(
     header: Mapping[str, Any] | bytes,
     payload: Mapping[str, Any] | bytes,
-    key: PrivateKey,
+    key: SigningKey,
     alg: Alg,
 ) -> str:
     """Return ``header.payload.signature`` signed with ``key`` under ``alg``.
@@ -114,8 +136,10 @@ def _uint(value: int) -> str:
     return b64url_encode(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
 
 
-def public_jwk(key: PublicKey) -> dict[str, Any]:
+def public_jwk(key: VerifyingKey) -> dict[str, Any]:
     """Return the public JWK members of ``key`` (no ``kid``, ``alg`` or ``use``)."""
+    if isinstance(key, Sm2Public):
+        return {"kty": "EC", "crv": "SM2", "x": b64url_encode(key.x), "y": b64url_encode(key.y)}
     if isinstance(key, ec.EllipticCurvePublicKey):
         size = (key.curve.key_size + 7) // 8
         numbers = key.public_numbers()

@@ -1,6 +1,6 @@
 """Key material for mock regions: seeded (reproducible) or fresh.
 
-A seeded region derives every EC and Ed25519 private key from
+A seeded region derives every EC, Ed25519 and SM2 private key from
 ``(seed, label)`` so that demo runs and benchmarks produce the same keys,
 certificates and, with RFC 6979 nonces, the same tokens. RSA keys cannot be
 derived through pyca/cryptography, so they are always fresh (and made only
@@ -15,7 +15,8 @@ import random
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from mocks._jws import Alg, PrivateKey
+from mocks._jws import SM2_ALG, Alg, PrivateKey, SigningKey
+from mocks._sm2 import Sm2Key
 
 __all__ = ["KeySource"]
 
@@ -42,8 +43,19 @@ class KeySource:
         material = f"mocks-key/{self._seed}/{self._namespace}/{label}".encode()
         return hashlib.shake_256(material).digest(size)
 
-    def private_key(self, alg: Alg, label: str, *, rsa_bits: int = 2048) -> PrivateKey:
+    def private_key(self, alg: Alg, label: str, *, rsa_bits: int = 2048) -> SigningKey:
         """Return a private key fit for ``alg``, derived from ``label`` when seeded."""
+        if alg == SM2_ALG:
+            if self._seed is None:
+                return Sm2Key.generate()
+            return Sm2Key.from_bytes(self._bytes(label, 48))
+        return self.certificate_key(alg, label, rsa_bits=rsa_bits)
+
+    def certificate_key(self, alg: Alg, label: str, *, rsa_bits: int = 2048) -> PrivateKey:
+        """Return a key cryptography holds (one that can also sign certificates) for
+        ``alg``, derived from ``label`` when seeded; SM2 is refused (``ValueError``)."""
+        if alg == SM2_ALG:
+            raise ValueError("SM2 certificates are not made by the mocks yet")
         if alg in _CURVES:
             curve = _CURVES[alg]
             if self._seed is None:

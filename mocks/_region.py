@@ -20,7 +20,15 @@ from typing import Any, Final, Literal, TypeAlias
 from cryptography import x509
 
 from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, HolderKind
-from mocks._jws import Alg, PrivateKey, b64url_encode, check_key_fits, public_jwk, sign_compact
+from mocks._jws import (
+    Alg,
+    PrivateKey,
+    SigningKey,
+    b64url_encode,
+    check_key_fits,
+    public_jwk,
+    sign_compact,
+)
 from mocks._keys import KeySource
 from mocks._people import (
     CheckChar,
@@ -35,6 +43,7 @@ from mocks._people import (
     uscc_for,
 )
 from mocks._pki import KeyUsageName, der_b64, make_lookalike_ca, make_root, make_signer
+from mocks._sm2 import Sm2Key
 from mocks._status import LicenceState, StatusList
 
 __all__ = [
@@ -136,7 +145,7 @@ class _Key:
     kid: str
     alg: Alg
     use: AnchorUse
-    private: PrivateKey
+    private: SigningKey
     valid_from: datetime
     valid_until: datetime
     publish: bool = True
@@ -144,6 +153,7 @@ class _Key:
     status: AnchorStatus = "active"
     revoked_at: datetime | None = None
     reason: RevocationReason | None = None
+    sm2_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +176,11 @@ class MockRegion:
     """A partner region with its own root CA, signing keys, licences and status list.
 
     Keys are made at construction: a P-256 root CA and a licence-signing
-    certificate under it, and ES256 keys ``{code}-lic-2026a``,
-    ``{code}-status-2026a`` and ``{code}-req-2026a``. With ``seed`` every EC
-    and Ed25519 key and all demo data are the same on every run.
+    certificate under it, the licence and status-list keys ``{code}-lic-2026a``
+    and ``{code}-status-2026a`` of ``licence_alg`` (ES256, or SM2SM3 for a
+    partner that signs with SM2), and the ES256 request key ``{code}-req-2026a``.
+    With ``seed`` every EC, Ed25519 and SM2 key and all demo data are the same on
+    every run.
     """
 
     def __init__(
@@ -189,6 +201,7 @@ class MockRegion:
         recognised_licence_types: Sequence[str] = ("*",),
         recognised_matters: Sequence[str] = ("*",),
         query_url: str | None = None,
+        licence_alg: Alg = "ES256",
     ) -> None:
         """Make the region's keys and certificates; ``base_url`` may be set later."""
         if len(region_code) != 6 or not region_code.isdigit():
@@ -223,7 +236,7 @@ class MockRegion:
         self._keys: dict[str, _Key] = {}
 
         root_kid = self._kid("root-ca")
-        root_key = self._source.private_key("ES256", root_kid)
+        root_key = self._source.certificate_key("ES256", root_kid)
         self._root = make_root(
             root_key,
             organisation=name,
@@ -243,8 +256,10 @@ class MockRegion:
             root_valid_until,
             chain=(self._root,),
         )
-        self.licence_kid: Final = self.add_signing_key("ES256")
-        self.status_kid: Final = self.add_signing_key("ES256", use="status-signing")
+        self.licence_alg: Final = licence_alg
+        """The algorithm of the default licence and status-list keys."""
+        self.licence_kid: Final = self.add_signing_key(licence_alg)
+        self.status_kid: Final = self.add_signing_key(licence_alg, use="status-signing")
         self.request_kid: Final = self.add_signing_key("ES256", use="request-signing")
         self.x509_kid: Final = self.add_certificate_key()
 
@@ -303,7 +318,7 @@ class MockRegion:
         except KeyError:
             raise ValueError(f"region {self.region_code} has no key {kid!r}") from None
 
-    def private_key(self, kid: str) -> PrivateKey:
+    def private_key(self, kid: str) -> SigningKey:
         """Return the private key ``kid`` (for tests that sign something unusual)."""
         return self._key(kid).private
 
@@ -325,11 +340,13 @@ class MockRegion:
         valid_until: datetime | None = None,
         rsa_bits: int = 2048,
         publish: bool = True,
+        sm2_id: str | None = None,
     ) -> str:
         """Make a new key and return its kid (by default ``{code}-lic-2026b``, ``c``, ...).
 
         ``rsa_bits=1024`` makes the weak key of the crypto-constraint tests;
-        ``publish=False`` keeps the key out of the trust list and JWKS.
+        ``publish=False`` keeps the key out of the trust list and JWKS; ``sm2_id``
+        makes an SM2SM3 key sign under that signer ID, and its anchor say so.
         """
         if use == "root-ca":
             raise ValueError("the root is made at construction")
@@ -338,6 +355,10 @@ class MockRegion:
             raise ValueError(f"key {kid!r} exists")
         private = self._source.private_key(alg, kid, rsa_bits=rsa_bits)
         check_key_fits(private, alg)
+        if sm2_id is not None:
+            if not isinstance(private, Sm2Key):
+                raise ValueError("sm2_id is for SM2SM3 keys")
+            private = private.with_signer_id(sm2_id.encode())
         self._keys[kid] = _Key(
             kid,
             alg,
@@ -346,6 +367,7 @@ class MockRegion:
             valid_from or self.keys_valid_from,
             valid_until or self.keys_valid_until,
             publish=publish,
+            sm2_id=sm2_id,
         )
         return kid
 
@@ -388,10 +410,10 @@ class MockRegion:
             raise ValueError(f"key {kid!r} exists")
         start = not_before or self.keys_valid_from
         end = not_after or self.keys_valid_until
-        private = self._source.private_key(alg, kid)
+        private = self._source.certificate_key(alg, kid)
         issuer_cert, issuer_key = self._root, self._root_key
         if rogue_root:
-            issuer_key = self._source.private_key("ES256", kid + "/rogue-root")
+            issuer_key = self._source.certificate_key("ES256", kid + "/rogue-root")
             issuer_cert = make_root(
                 issuer_key,
                 organisation=self.name,
@@ -402,7 +424,7 @@ class MockRegion:
             )
         intermediates: tuple[x509.Certificate, ...] = ()
         if via_intermediate:
-            inter_key = self._source.private_key("ES256", kid + "/intermediate")
+            inter_key = self._source.certificate_key("ES256", kid + "/intermediate")
             inter = make_signer(
                 inter_key.public_key(),
                 issuer_certificate=issuer_cert,
@@ -451,8 +473,8 @@ class MockRegion:
                        distinct_keys: bool, not_before: datetime,
                        not_after: datetime) -> tuple[tuple[x509.Certificate, ...], PrivateKey]:
         """The attacker's CAs for ``lookalike_cas``, and the private key of the first."""
-        shared = self._source.private_key("ES256", f"{kid}/lookalike")
-        keys = [self._source.private_key("ES256", f"{kid}/lookalike-{i}") if distinct_keys
+        shared = self._source.certificate_key("ES256", f"{kid}/lookalike")
+        keys = [self._source.certificate_key("ES256", f"{kid}/lookalike-{i}") if distinct_keys
                 else shared for i in range(count)]
         names = [self._root.subject] * count
         if distinct_names:
@@ -787,6 +809,8 @@ class MockRegion:
             anchor["x5c"] = [der_b64(cert) for cert in key.chain]
         else:
             anchor["jwk"] = self.public_jwk(key.kid)
+        if key.sm2_id is not None:
+            anchor["sm2_id"] = key.sm2_id
         anchor.update(
             valid_from=rfc3339(key.valid_from),
             valid_until=rfc3339(key.valid_until),

@@ -228,9 +228,16 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
             return 130
         raise DemoError(f"the gateway did not start on {args.listen}; see its log above "
                         "(another port: ECERT_LISTEN=127.0.0.1:8090 make run)")
-    sample = json.loads(samples.read_text(encoding="utf-8").splitlines()[0])
-    body = shlex.quote(json.dumps({"credential": sample["token"],
-                                   "use_cause": "办理跨省通办事项"}, ensure_ascii=False))
+    sample_lines = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
+
+    def body_of(sample: dict[str, str]) -> str:
+        return shlex.quote(json.dumps({"credential": sample["token"],
+                                       "use_cause": "办理跨省通办事项"}, ensure_ascii=False))
+
+    body = body_of(sample_lines[0])
+    # One licence signed SM2SM3 (国密), by a region that signs that way (毕节, 白山).
+    sm2 = next(s for s in sample_lines if s.get("alg") == "SM2SM3")
+    sm2_name = next(name for code, name, _ in regions if code == sm2["region_code"])
     _, first_name, first_url = regions[0]
     print("\n=== Huzhou e-licence gateway is running ===")
     print(f"gateway:  {base}   data folder: {data}   trust list: version {version}")
@@ -244,6 +251,8 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     print(f"  curl -s {base}/readyz")
     print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
           f"-d {body} {base}/v1/verifications")
+    print(f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+          f"-d {body_of(sm2)} {base}/v1/verifications   # {sm2_name}'s licence, signed SM2SM3")
     print(f"  curl -s {base}/.well-known/jwks.json")
     print(f"  curl -s {base}/v1/audit/checkpoint")
     print(f"  curl -s -H 'Authorization: Bearer {auditor}' {base}/v1/audit/entries/0")

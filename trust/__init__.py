@@ -10,6 +10,7 @@ package decides.
   x RequestTokenError      a partner's request token does not authenticate its request
   x AgreementError         a partner's agreement does not cover its request
   x JoseError              a JWS or JWK is malformed, or its key is not acceptable
+    x Sm2UnavailableError  no usable SM2 (libcrypto missing, older than OpenSSL 3, no SM2)
     x ChangeError          a proposed change to the trust list is not acceptable
     x SignedListError      a signed trust-list export is refused (signature, rollback, freeze)
   x MerkleProofError       an inclusion or consistency proof does not hold (RFC 9162)
@@ -81,6 +82,7 @@ from trust._request import (
     check_request_token,
     start_request_token,
 )
+from trust._sm2 import SM2_DEFAULT_SIGNER_ID, Sm2PrivateKey, Sm2PublicKey, Sm2UnavailableError
 from trust._status import StatusList, StatusValue, parse_status_list
 from trust._timeutil import CHINA_TZ, day_start_s
 from trust._uri import status_uri_problem, uri_under_prefix
@@ -147,8 +149,12 @@ __all__ = [
     "REQUEST_TYP",
     "RequestTokenError",
     "RevocationReason",
+    "SM2_DEFAULT_SIGNER_ID",
     "SignedListError",
     "SignedTrustList",
+    "Sm2PrivateKey",
+    "Sm2PublicKey",
+    "Sm2UnavailableError",
     "StatusList",
     "StatusListError",
     "StatusReference",

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from trust._errors import JoseError, TrustListError
 from trust._jose import VerifyingKey, key_from_jwk, key_from_public
@@ -96,6 +97,8 @@ class Anchor:
     certificates: tuple[x509.Certificate, ...] = ()
     revoked_at: datetime | None = None
     revocation_reason: RevocationReason | None = None
+    sm2_id: bytes | None = None
+    """The SM2 signer ID set for this anchor (``sm2_id``); None: the profile's default."""
     source: Mapping[str, Any] = field(default_factory=dict)
     """The anchor's entry as loaded, for export."""
 
@@ -213,6 +216,13 @@ def _anchor(entry: object, region: str, index: int) -> Anchor:
     if status is AnchorStatus.REVOKED and reason is None:
         # Unknown reason: treat as compromise, the only safe reading.
         reason = RevocationReason.KEY_COMPROMISE
+    sm2_id = entry.get("sm2_id")
+    if sm2_id is not None and not isinstance(sm2_id, str):
+        raise TrustListError(f"{where}: sm2_id must be a string")
+    try:
+        signer_id = None if sm2_id is None else sm2_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TrustListError(f"{where}: sm2_id is not valid Unicode text") from exc
     certs: tuple[x509.Certificate, ...] = ()
     if "x5c" in entry and entry["x5c"] is not None:
         certs = _certificates(entry["x5c"], where)
@@ -220,19 +230,24 @@ def _anchor(entry: object, region: str, index: int) -> Anchor:
     problem: str | None = None
     try:
         if "jwk" in entry and entry["jwk"] is not None:
-            key = key_from_jwk(entry["jwk"])
+            key = key_from_jwk(entry["jwk"], sm2_id=signer_id)
         elif certs:
             key = key_from_public(certs[0].public_key())
         else:
             raise TrustListError(f"{where}: needs a jwk or an x5c")
     except JoseError as exc:
         problem = str(exc)
+    except UnsupportedAlgorithm as exc:
+        # A certificate key cryptography cannot read (an SM2 certificate): the anchor is
+        # kept, unusable, as the list is loaded as it is; never a crash of the load.
+        problem = f"certificate key: {exc}"
     if use is AnchorUse.ROOT_CA and not certs:
         raise TrustListError(f"{where}: a root-ca anchor needs an x5c certificate")
     return Anchor(
         kid=kid, use=use, region=region, valid_from=valid_from, valid_until=valid_until,
         status=status, key=key, key_problem=problem, certificates=certs,
-        revoked_at=revoked_at, revocation_reason=reason, source=dict(entry),
+        revoked_at=revoked_at, revocation_reason=reason, sm2_id=signer_id,
+        source=dict(entry),
     )
 
 

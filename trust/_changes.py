@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -56,6 +57,7 @@ from trust._jose import (
     parse_compact,
     parse_json,
 )
+from trust._sm2 import Sm2PublicKey, is_sm2_spki
 from trust._timeutil import parse_rfc3339, require_aware
 from trust._uri import status_uri_problem
 
@@ -97,6 +99,8 @@ _PARTNER_FIELDS = frozenset(
      "identifier_check", "status_max_age_s", "endpoints"}
 )
 _ANCHOR_INPUTS = ("jwk", "jwks", "pem", "x5c")
+_PEM_PUBLIC_KEY = re.compile(
+    rb"-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]*)-----END PUBLIC KEY-----")
 _MAX_STATUS_AGE_S = 30 * 86400
 
 
@@ -219,6 +223,10 @@ def _public_jwk(public: object) -> dict[str, Any]:
     if isinstance(public, ed25519.Ed25519PublicKey):
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+    if isinstance(public, Sm2PublicKey):
+        # ecert profile SM2SM3: the JWK of an SM2 key.
+        return {"kty": "EC", "crv": "SM2", "x": b64url_encode(public.x),
+                "y": b64url_encode(public.y)}
     if isinstance(public, rsa.RSAPublicKey):
         rsa_numbers = public.public_numbers()
         n, e = rsa_numbers.n, rsa_numbers.e
@@ -268,6 +276,9 @@ def _read_pem(text: str, where: str, problems: list[str]) -> _AnchorInput | None
         return _AnchorInput(certs=certs)
     try:
         public = serialization.load_pem_public_key(data)
+    except UnsupportedAlgorithm as exc:
+        # cryptography reads no SM2 key (curve 1.2.156.10197.1.301); trust._sm2 does.
+        return _read_sm2_pem(data, exc, where, problems)
     except (ValueError, TypeError) as exc:
         problems.append(f"{where}: pem is neither a certificate nor a public key ({exc})")
         return None
@@ -280,6 +291,26 @@ def _read_pem(text: str, where: str, problems: list[str]) -> _AnchorInput | None
             return None
     problems.append(f"{where}: unsupported key: {type(public).__name__} is not on the allow-list")
     return None
+
+
+def _read_sm2_pem(data: bytes, refusal: UnsupportedAlgorithm, where: str,
+                  problems: list[str]) -> _AnchorInput | None:
+    """An SM2 public key in PEM (``openssl pkey -pubout``), as a JWK; else the problem."""
+    found = _PEM_PUBLIC_KEY.search(data)
+    try:
+        der = (b"" if found is None
+               else base64.b64decode(b"".join(found.group(1).split()), validate=True))
+    except binascii.Error:
+        der = b""
+    if not is_sm2_spki(der):
+        problems.append(f"{where}: unsupported key: {refusal}")
+        return None
+    try:
+        sm2 = Sm2PublicKey.from_spki(der)
+    except JoseError as exc:
+        problems.append(f"{where}: unsupported key: {exc}")
+        return None
+    return _AnchorInput(jwk=_public_jwk(sm2))
 
 
 def _read_anchor_input(
@@ -385,13 +416,26 @@ def _new_anchor(
     if kid in used_kids:
         problems.append(f"{where}: kid {kid!r} is already used by an anchor of partner "
                         f"{used_kids[kid]}")
+    sm2_id = raw.get("sm2_id")
+    signer_id: bytes | None = None
+    if sm2_id is not None:
+        if not isinstance(sm2_id, str):
+            problems.append(f"{where}: sm2_id must be a string")
+        elif found.certs:
+            problems.append(f"{where}: sm2_id is for SM2 keys given as jwk, jwks or pem")
+        else:
+            try:
+                signer_id = sm2_id.encode("utf-8")
+            except UnicodeEncodeError:
+                problems.append(f"{where}: sm2_id is not valid Unicode text")
     key: VerifyingKey | None = None
     try:
         if found.jwk is not None:
-            key = key_from_jwk(found.jwk)
+            key = key_from_jwk(found.jwk, sm2_id=signer_id)
         else:
             key = key_from_public(found.certs[0].public_key())
-    except JoseError as exc:
+    except (JoseError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: a certificate key cryptography cannot read (SM2).
         problems.append(f"{where}: unsupported key: {exc}")
     if key is not None and (weak := _key_problem(key)) is not None:
         problems.append(f"{where}: {weak}")
@@ -423,6 +467,8 @@ def _new_anchor(
         if isinstance(found.jwk.get("alg"), str):
             public["alg"] = found.jwk["alg"]
         entry["jwk"] = {**public, "kid": kid}
+        if signer_id is not None:
+            entry["sm2_id"] = sm2_id
     entry.update(valid_from=_rfc3339(window[0]), valid_until=_rfc3339(window[1]),
                  status=AnchorStatus.ACTIVE.value, revoked_at=None, revocation_reason=None)
     return entry

@@ -3,7 +3,8 @@
 Keys are parsed once (when the trust list loads) into ``VerifyingKey`` objects;
 a verification then costs one signature check and no key parsing. The allow-list
 is the ecert profile's: ES256, ES384, EdDSA (Ed25519), PS256, RS256 with RSA keys
-of 2048 bits or more. ``SM2SM3`` is reserved and not implemented.
+of 2048 bits or more, and SM2SM3 (SM2 over ``SM3(Z_A ‖ signing input)``, keys
+``{"kty": "EC", "crv": "SM2"}``; the curve work is in ``trust._sm2``).
 
 JSON in a JWS (its header, and the payload through ``parse_json``) is read with
 orjson and refused when an object repeats a member name, at any depth: orjson
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from trust._b64 import b64url_decode
 from trust._errors import JoseError
+from trust._sm2 import SM2_DEFAULT_SIGNER_ID, Sm2PublicKey
 
 __all__ = [
     "ALLOWED_ALGS",
@@ -57,6 +59,7 @@ class Alg(StrEnum):
     EDDSA = "EdDSA"
     PS256 = "PS256"
     RS256 = "RS256"
+    SM2SM3 = "SM2SM3"
 
 
 ALLOWED_ALGS: frozenset[str] = frozenset(a.value for a in Alg)
@@ -78,13 +81,15 @@ _SHA256 = hashes.SHA256()
 _EC_ALGS = frozenset({Alg.ES256, Alg.ES384})
 _ED_ALGS = frozenset({Alg.EDDSA})
 _RSA_ALGS = frozenset({Alg.PS256, Alg.RS256})
+_SM2_ALGS = frozenset({Alg.SM2SM3})
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyingKey:
     """A public key ready to verify, with the algorithms it may be used with."""
 
-    public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+    public_key: (ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+                 | Sm2PublicKey)
     algs: frozenset[Alg]
     weak_reason: str | None = None
     """Set when the allow-list forbids this key (RSA under 2048 bits)."""
@@ -93,7 +98,8 @@ class VerifyingKey:
         key = self.public_key
         fits = (_EC_ALGS if isinstance(key, ec.EllipticCurvePublicKey)
                 else _ED_ALGS if isinstance(key, ed25519.Ed25519PublicKey)
-                else _RSA_ALGS if isinstance(key, rsa.RSAPublicKey) else frozenset())
+                else _RSA_ALGS if isinstance(key, rsa.RSAPublicKey)
+                else _SM2_ALGS if isinstance(key, Sm2PublicKey) else frozenset())
         if not self.algs <= fits:
             raise JoseError(f"algorithms {sorted(self.algs - fits)} do not fit a "
                             f"{type(key).__name__}", constraint=True)
@@ -125,6 +131,9 @@ class VerifyingKey:
                 if len(signature) != 64:
                     return False
                 cast(ed25519.Ed25519PublicKey, self.public_key).verify(signature, signing_input)
+            elif alg is Alg.SM2SM3:
+                # ecert profile: r || s, 32 bytes each; trust._sm2 refuses any other length.
+                return cast(Sm2PublicKey, self.public_key).verify(signature, signing_input)
             else:
                 key = cast(rsa.RSAPublicKey, self.public_key)
                 if len(signature) != (key.key_size + 7) // 8:
@@ -158,6 +167,8 @@ def key_from_public(
         algs = {Alg.PS256, Alg.RS256}
         if public_key.key_size < MIN_RSA_BITS:
             weak = f"RSA key of {public_key.key_size} bits is under the {MIN_RSA_BITS}-bit minimum"
+    elif isinstance(public_key, Sm2PublicKey):
+        algs = {Alg.SM2SM3}
     else:
         raise JoseError(f"key type {type(public_key).__name__} is not on the allow-list",
                         constraint=True)
@@ -195,8 +206,12 @@ def _raw(jwk: Mapping[str, Any], name: str, size: int) -> bytes:
     return data
 
 
-def key_from_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
-    """Parse a public JWK (RFC 7517/7518/8037). Private members are refused."""
+def key_from_jwk(jwk: Mapping[str, Any], *, sm2_id: bytes | None = None) -> VerifyingKey:
+    """Parse a public JWK (RFC 7517/7518/8037). Private members are refused.
+
+    ``sm2_id``: the signer ID an SM2 key's signatures are made under (default
+    ``1234567812345678``); given with a key of another type, it is refused.
+    """
     if not isinstance(jwk, Mapping):
         raise JoseError("JWK must be an object")
     if "d" in jwk or "p" in jwk:
@@ -213,7 +228,14 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
     if declared is not None and not isinstance(declared, str):
         raise JoseError("JWK alg must be a string")
     public: object
-    if kty == "EC":
+    if sm2_id is not None and not (kty == "EC" and jwk.get("crv") == "SM2"):
+        raise JoseError("a signer ID (sm2_id) is for SM2 keys only")
+    if kty == "EC" and jwk.get("crv") == "SM2":
+        # ecert profile SM2SM3: x and y of a point on the GB/T 32918.5 curve, 32 bytes each.
+        public = Sm2PublicKey.from_coordinates(
+            _raw(jwk, "x", 32), _raw(jwk, "y", 32),
+            signer_id=SM2_DEFAULT_SIGNER_ID if sm2_id is None else sm2_id)
+    elif kty == "EC":
         crv = jwk.get("crv")
         curves: dict[str, tuple[ec.EllipticCurve, int]] = {
             "P-256": (ec.SECP256R1(), 32),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -74,6 +76,21 @@ def _served_version(port: int, token: str) -> int:
     return int(str(_get(f"http://127.0.0.1:{port}/v1/admin/trust-list", token)["version"]))
 
 
+def _check_sm2_example(output: str) -> None:
+    """The demo prints a verification of an SM2SM3 licence, and that command passes."""
+    line = next(line for line in output.splitlines() if "signed SM2SM3" in line)
+    words = shlex.split(line.partition("#")[0])
+    headers = dict(h.split(": ", 1) for h in words[words.index("-H") + 1::2][:2])
+    body = words[words.index("-d") + 1]
+    assert "SM2SM3" == json.loads(base64.urlsafe_b64decode(
+        json.loads(body)["credential"].split(".")[0] + "==").decode())["alg"]
+    request = urllib.request.Request(  # noqa: S310 - loopback URL printed by the demo
+        words[-1], data=body.encode(), method="POST", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        answer = json.loads(resp.read())
+    assert "TOTAL_PASSED" == answer["indication"], answer
+
+
 def test_demo_starts_again_after_interrupt_stop_failure_and_operator_change(
         tmp_path: Path) -> None:
     """Ctrl-C during set-up, a clean run, an operator change, a busy port: every next run works."""
@@ -89,6 +106,7 @@ def test_demo_starts_again_after_interrupt_stop_failure_and_operator_change(
     # 2. A whole run: set-up starts again and the gateway serves.
     second = Demo(data, port, tmp_path / "2.log")
     second.wait_for(RUNNING)
+    _check_sm2_example(second.output())
     operator = (data / "demo-operator.key").read_text(encoding="utf-8").strip()
     approver = (data / "demo-approver.key").read_text(encoding="utf-8").strip()
     version = _served_version(port, operator)

@@ -211,7 +211,8 @@ class TestFormat:
 class TestCrypto:
     """CRYPTO_CONSTRAINTS_FAILURE and SIG_CRYPTO_FAILURE."""
 
-    @pytest.mark.parametrize("alg", ["none", "HS256", "HS512", "PS384", "ES512", "SM2SM3"])
+    @pytest.mark.parametrize("alg", ["none", "HS256", "HS512", "PS384", "ES512", "SM2",
+                                     "SM2-SM3", "sm2sm3"])
     def test_algorithm_off_the_list(self, sh: MockRegion, trust_list: Build, alg: str) -> None:
         """An alg outside the allow-list fails before any key is looked at."""
         good = sh.issue(iat=T - 60).token
@@ -223,7 +224,7 @@ class TestCrypto:
 
     @pytest.mark.parametrize("alg", [
         "none", "None", "NONE", "", "HS256", "HS384", "HS512", "RS384", "RS512", "PS384",
-        "PS512", "ES256K", "ES512", "Ed25519", "SM2SM3",
+        "PS512", "ES256K", "ES512", "Ed25519", "SM2", "sm2sm3",
     ])
     def test_unsecured_form_refused_for_its_algorithm(self, sh: MockRegion,
                                                       trust_list: Build, alg: str) -> None:

@@ -1,0 +1,289 @@
+"""SM2SM3 over HTTP: mock SM2 licences, licences signed by the ``openssl`` command, and
+SM2 keys proposed by operators (POST /v1/verifications, /v1/admin/proposals)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.settings import load_settings
+from gateway.trustlist.routes import setup
+from gateway.web.app import create_app
+from mocks import KEYS_VALID_FROM, KEYS_VALID_UNTIL, MockRegion, RunningFederation, rfc3339
+from tests.fakes import MemoryAudit
+from tests.gateway.conftest import AppFactory, trust_document
+from tests.openssl import DEFAULT_ID, OpenSslSm2Key, openssl
+from trust import TrustList, b64url_decode, b64url_encode
+
+pytestmark = pytest.mark.asyncio
+
+Client = TestClient[web.Request, web.Application]
+_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
+_KID = "520500-lic-openssl"
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _jwk(spki: bytes) -> dict[str, str]:
+    """The SM2 JWK of an ``openssl pkey -pubout -outform DER`` key."""
+    assert spki.startswith(_SPKI_PREFIX + b"\x04")
+    return {"kty": "EC", "crv": "SM2", "x": b64url_encode(spki[-64:-32]),
+            "y": b64url_encode(spki[-32:])}
+
+
+def _pem(spki: bytes) -> str:
+    return ("-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(spki).decode()
+            + "-----END PUBLIC KEY-----\n")
+
+
+def _openssl_licence(region: MockRegion, folder: Path, *, distid: str = DEFAULT_ID,
+                     kid: str = _KID) -> tuple[OpenSslSm2Key, str]:
+    """A key made by ``openssl genpkey`` and a licence of ``region`` whose signature is
+    ``openssl pkeyutl -sign -rawin -digest sm3`` over its signing input."""
+    openssl()
+    key = OpenSslSm2Key.generate(folder)
+    claims = region.issue().claims
+    header = {"alg": "SM2SM3", "typ": "ecert+jwt", "kid": kid}
+    signing_input = (b64url_encode(orjson.dumps(header)) + "."
+                     + b64url_encode(orjson.dumps(claims)))
+    signature = key.sign(signing_input.encode(), folder, distid=distid)
+    return key, f"{signing_input}.{b64url_encode(signature)}"
+
+
+def _anchor(jwk: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"kid": _KID, "use": "licence-signing", "jwk": {**jwk, "kid": _KID},
+            "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL),
+            "status": "active", **extra}
+
+
+async def _verify(client: Client, key: str, token: str) -> Any:
+    resp = await client.post("/v1/verifications", headers=_auth(key),
+                             json={"credential": token, "use_cause": "跨省通办"})
+    assert 200 == resp.status
+    return await resp.json()
+
+
+def _signature_check(body: dict[str, Any]) -> str:
+    check: dict[str, str] = next(c for c in body["checks"] if c["name"] == "signature")
+    return f"{check['result']}: {check['detail']}"
+
+
+_OPENSSL_PASSED = f"PASSED: SM2SM3 signature verifies with {_KID!r}"
+
+
+class TestMockSm2Licences:
+    """毕节 signs its licences and status lists with SM2; the gateway fetches and checks both."""
+
+    async def test_passes_with_its_status_list(self, gateway_client: AppFactory,
+                                               running: RunningFederation,
+                                               client_key: str) -> None:
+        """TOTAL_PASSED, the SM2-signed status list fetched from the region and used."""
+        client = await gateway_client()
+        bijie = running.federation["520500"]
+        body = await _verify(client, client_key, bijie.issue().token)
+        assert ("TOTAL_PASSED", 0) == (body["indication"], body["cn_status"])
+        assert body["status_list"]["uri"].startswith(running.url("520500"))
+        signature = next(c for c in body["checks"] if c["name"] == "signature")
+        assert "SM2SM3 signature verifies with '520500-lic-2026a'" == signature["detail"]
+
+    async def test_revoked(self, gateway_client: AppFactory, running: RunningFederation,
+                           client_key: str) -> None:
+        """An entry the region revoked in its SM2-signed list: REVOKED, cn_status 21."""
+        client = await gateway_client()
+        bijie = running.federation["520500"]
+        issued = bijie.issue()
+        assert issued.status_idx is not None
+        bijie.revoke(issued.status_idx)
+        body = await _verify(client, client_key, issued.token)
+        assert ("TOTAL_FAILED", "REVOKED", 21) == (body["indication"], body["sub_indication"],
+                                                  body["cn_status"])
+
+    async def test_tampered(self, gateway_client: AppFactory, running: RunningFederation,
+                            client_key: str) -> None:
+        """A payload changed under an SM2 signature: SIG_CRYPTO_FAILURE."""
+        client = await gateway_client()
+        head, body_b64, sig = running.federation["520500"].issue().token.split(".")
+        claims = orjson.loads(b64url_decode(body_b64))
+        claims["lic"]["holder_name"] = "张三"
+        token = f"{head}.{b64url_encode(orjson.dumps(claims))}.{sig}"
+        body = await _verify(client, client_key, token)
+        assert "SIG_CRYPTO_FAILURE" == body["sub_indication"]
+
+
+    async def test_off_curve_anchor_is_a_crypto_constraint(
+            self, gateway_client: AppFactory, running: RunningFederation,
+            client_key: str) -> None:
+        """A trust list whose SM2 anchor is off the curve loads, that anchor unusable: its
+        licences answer CRYPTO_CONSTRAINTS_FAILURE, saying why."""
+        doc = trust_document(running.federation)
+        bijie = next(p for p in doc["partners"] if p["region_code"] == "520500")
+        jwk = next(a for a in bijie["anchors"] if a["kid"] == "520500-lic-2026a")["jwk"]
+        y = bytearray(b64url_decode(jwk["y"]))
+        y[-1] ^= 1
+        jwk["y"] = b64url_encode(bytes(y))
+        client = await gateway_client(TrustList.from_json(doc))
+        body = await _verify(client, client_key, running.federation["520500"].issue().token)
+        assert ("TOTAL_FAILED", "CRYPTO_CONSTRAINTS_FAILURE", 11) == (
+            body["indication"], body["sub_indication"], body["cn_status"])
+        anchor = next(c for c in body["checks"] if c["name"] == "anchor")
+        assert ("anchor '520500-lic-2026a' key cannot be used: SM2 point is not on the "
+                "curve") == anchor["detail"]
+
+
+class TestOpenSslInterop:
+    """A licence signed with the ``openssl`` command line verifies in the gateway."""
+
+    @pytest.mark.parametrize("ids", [
+        (DEFAULT_ID, None), ("ALICE123@YAHOO.COM", "ALICE123@YAHOO.COM"),
+    ], ids=["default-id", "anchor-sm2_id"])
+    async def test_openssl_signed_licence_passes(
+            self, gateway_client: AppFactory, running: RunningFederation, client_key: str,
+            tmp_path: Path, ids: tuple[str, str | None]) -> None:
+        """``openssl genpkey`` key in the trust list, ``openssl pkeyutl -sign`` licence
+        (signer ID ``distid``, the anchor's ``sm2_id``): TOTAL_PASSED over HTTP, with the
+        region's status list."""
+        distid, sm2_id = ids
+        bijie = running.federation["520500"]
+        key, token = await asyncio.to_thread(_openssl_licence, bijie, tmp_path, distid=distid)
+        doc = trust_document(running.federation)
+        extra = {} if sm2_id is None else {"sm2_id": sm2_id}
+        next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append(
+            _anchor(_jwk(key.public_der), **extra))
+        client = await gateway_client(TrustList.from_json(doc))
+        body = await _verify(client, client_key, token)
+        assert ("TOTAL_PASSED", _OPENSSL_PASSED) == (body["indication"],
+                                                     _signature_check(body)), body
+
+    async def test_signer_id_must_match(
+            self, gateway_client: AppFactory, running: RunningFederation, client_key: str,
+            tmp_path: Path) -> None:
+        """Signed under OpenSSL's default ID but anchored with another: SIG_CRYPTO_FAILURE."""
+        bijie = running.federation["520500"]
+        key, token = await asyncio.to_thread(_openssl_licence, bijie, tmp_path)
+        doc = trust_document(running.federation)
+        next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append(
+            _anchor(_jwk(key.public_der), sm2_id="ALICE123@YAHOO.COM"))
+        client = await gateway_client(TrustList.from_json(doc))
+        body = await _verify(client, client_key, token)
+        assert "SIG_CRYPTO_FAILURE" == body["sub_indication"]
+
+
+def _sm2_root(folder: Path) -> str:
+    """A self-signed SM2 CA certificate made by openssl, base64 DER."""
+    openssl()
+    return base64.b64encode(OpenSslSm2Key.generate(folder).self_signed_ca(folder)).decode()
+
+
+async def _start_admin(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
+                       audit: MemoryAudit, document: dict[str, Any]) -> tuple[Client,
+                                                                             dict[str, str]]:
+    path = tmp_path / "tl.json"
+    await asyncio.to_thread(path.write_bytes, orjson.dumps(document))
+    settings = load_settings({}, None, {"data_dir": tmp_path, "trust_list_file": path})
+    app = create_app(settings, audit=audit)
+    setup(app)
+    people = {"olga": Role.OPERATOR, "adam": Role.APPROVER, "alice": Role.APPROVER}
+    tokens = {name: await asyncio.to_thread(add_identity, tmp_path, IdentityKind.OPERATOR,
+                                            name, role) for name, role in people.items()}
+    tokens["client"] = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.CLIENT,
+                                               "window-01")
+    return await aiohttp_client(app), tokens
+
+
+@pytest.fixture
+async def admin(aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path,
+                audit: MemoryAudit, running: RunningFederation) -> tuple[Client, dict[str, str]]:
+    """A gateway started with the federation's list as --trust-list, with operators olga,
+    and approvers adam and alice, and a local system's key ("client")."""
+    return await _start_admin(aiohttp_client, tmp_path, audit,
+                              trust_document(running.federation))
+
+
+async def _propose(client: Client, token: str, change: dict[str, Any]) -> tuple[int, Any]:
+    resp = await client.post("/v1/admin/proposals", headers=_auth(token),
+                             json={"changes": [change], "note": "SM2 key of 毕节"})
+    return resp.status, await resp.json()
+
+
+class TestOperatorsAddSm2Keys:
+    """SM2 keys through the operators' input checks and dual control."""
+
+    async def test_openssl_pem_key_added_then_its_licence_passes(
+            self, admin: tuple[Client, dict[str, str]], running: RunningFederation,
+            tmp_path: Path) -> None:
+        """An SM2 key proposed as the PEM ``openssl pkey -pubout`` writes, approved twice:
+        the licence ``openssl`` signed with it, refused before, passes after."""
+        client, tokens = admin
+        key, token = await asyncio.to_thread(_openssl_licence, running.federation["520500"],
+                                             tmp_path)
+        before = await _verify(client, tokens["client"], token)
+        assert "UNKNOWN_ISSUER" == before["sub_indication"]
+        change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+            "kid": _KID, "use": "licence-signing", "pem": _pem(key.public_der),
+            "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)}}
+        status, proposal = await _propose(client, tokens["olga"], change)
+        assert 201 == status, proposal
+        for approver in ("adam", "alice"):
+            resp = await client.post(f"/v1/admin/proposals/{proposal['id']}/approve",
+                                     headers=_auth(tokens[approver]), json={"comment": "ok"})
+            assert 200 == resp.status
+        assert "applied" == (await resp.json())["status"]
+        after = await _verify(client, tokens["client"], token)
+        assert ("TOTAL_PASSED", _OPENSSL_PASSED) == (after["indication"],
+                                                     _signature_check(after))
+
+    async def test_off_curve_key_is_422(self, admin: tuple[Client, dict[str, str]],
+                                        running: RunningFederation) -> None:
+        """An SM2 JWK with one bit of y changed is refused at proposal, with the reason."""
+        client, tokens = admin
+        jwk = running.federation["520500"].public_jwk("520500-lic-2026a")
+        y = bytearray(b64url_decode(jwk["y"]))
+        y[0] ^= 0x80
+        change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+            "kid": "520500-lic-bent", "use": "licence-signing",
+            "jwk": {**jwk, "kid": "520500-lic-bent", "y": b64url_encode(bytes(y))},
+            "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)}}
+        status, body = await _propose(client, tokens["olga"], change)
+        assert 422 == status
+        assert [("change #1 (add-anchor) anchor '520500-lic-bent': unsupported key: SM2 point "
+                 "is not on the curve")] == body["problems"]
+
+    async def test_sm2_root_certificate_is_422(self, admin: tuple[Client, dict[str, str]],
+                                               tmp_path: Path) -> None:
+        """An SM2 root-ca certificate (read from part 2 of issue 23 on) is refused at
+        proposal with the reason, not answered 500."""
+        client, tokens = admin
+        root = await asyncio.to_thread(_sm2_root, tmp_path)
+        status, body = await _propose(client, tokens["olga"], {
+            "kind": "add-anchor", "region_code": "520500",
+            "anchor": {"kid": "520500-root-sm2", "use": "root-ca", "x5c": [root]}})
+        assert (422, [("change #1 (add-anchor) anchor '520500-root-sm2': unsupported key: "
+                       "Curve 1.2.156.10197.1.301 is not supported")]) == (status,
+                                                                          body.get("problems"))
+
+
+async def test_start_with_an_sm2_root_in_the_trust_list(
+        aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
+        running: RunningFederation) -> None:
+    """A --trust-list holding an SM2 root-ca certificate starts the gateway (the anchor is
+    unusable until SM2 chains are read), and 毕节's kid-signed SM2 licences pass."""
+    doc = trust_document(running.federation)
+    next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
+        "kid": "520500-root-sm2", "use": "root-ca",
+        "x5c": [await asyncio.to_thread(_sm2_root, tmp_path)],
+        "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)})
+    client, tokens = await _start_admin(aiohttp_client, tmp_path, audit, doc)
+    body = await _verify(client, tokens["client"], running.federation["520500"].issue().token)
+    assert "TOTAL_PASSED" == body["indication"]
+
