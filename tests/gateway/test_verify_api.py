@@ -392,26 +392,33 @@ async def test_extreme_signed_values_are_verdicts(
 
 
 class _LoopWatch:
-    """Watches the event loop while some work runs: its longest stall, /healthz latencies.
+    """Watches the event loop while some work runs: how long it was held, /healthz latencies.
 
     Client and gateway share the loop in these tests, so a 5 ms ticker that
-    wakes late measures how long the gateway held the loop.
+    wakes late measures how long the gateway held the loop. ``longest_busy`` is
+    that hold in the loop thread's own CPU time (``time.thread_time``): what the
+    gateway's work cost between two turns, whatever else the machine runs. Wall
+    time (``longest_stall``, the health latencies) also counts the moments the
+    operating system gave both cores to other processes, so on a shared 2-core
+    machine it is bounded more loosely.
     """
 
     TICK_S = 0.005
 
     def __init__(self) -> None:
         self.longest_stall = 0.0
+        self.longest_busy = 0.0
         self.health_latencies: list[float] = []
         self._done = asyncio.Event()
 
     async def _tick(self) -> None:
-        last = time.perf_counter()
+        last, last_cpu = time.perf_counter(), time.thread_time()
         while not self._done.is_set():
             await asyncio.sleep(self.TICK_S)
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.thread_time()
             self.longest_stall = max(self.longest_stall, now - last - self.TICK_S)
-            last = now
+            self.longest_busy = max(self.longest_busy, cpu - last_cpu)
+            last, last_cpu = now, cpu
 
     async def _probe(self, client: Any) -> None:
         while not self._done.is_set():
@@ -459,8 +466,11 @@ async def test_x5c_cpu_amplification_batch_keeps_healthz_responsive(
         "/v1/verifications/batch", data=io.BytesIO(body),
         headers={**_auth(client_key), "Content-Type": "application/json"}))
     assert watch.health_latencies, "no health probe answered during the batch"
-    assert max(watch.health_latencies) < 0.5, watch.health_latencies
-    assert watch.longest_stall < 0.5
+    # The loop is never held by the batch for long (before the fix: 3.9 s at a time) ...
+    assert watch.longest_busy < 0.25, watch.longest_busy
+    # ... so health answers promptly (before: up to 5.4 s), allowing for a busy machine.
+    assert max(watch.health_latencies) < 2.0, watch.health_latencies
+    assert watch.longest_stall < 2.0
     assert 200 == resp.status
     results = (await resp.json())["results"]
     assert [expected] * count == [r["sub_indication"] for r in results]
@@ -492,8 +502,11 @@ async def test_batch_yields_by_time_whatever_a_licence_costs(
         "/v1/verifications/batch", data=io.BytesIO(body),
         headers={**_auth(client_key), "Content-Type": "application/json"}))
     assert watch.health_latencies, "no health probe answered during the batch"
-    assert max(watch.health_latencies) < 0.5, watch.health_latencies
-    assert watch.longest_stall < 0.5
+    # The loop is never held by the batch for long (before the fix: 3.9 s at a time) ...
+    assert watch.longest_busy < 0.25, watch.longest_busy
+    # ... so health answers promptly (before: up to 5.4 s), allowing for a busy machine.
+    assert max(watch.health_latencies) < 2.0, watch.health_latencies
+    assert watch.longest_stall < 2.0
     assert 200 == resp.status
     assert {"TOTAL_PASSED"} == {r["indication"] for r in (await resp.json())["results"]}
 
