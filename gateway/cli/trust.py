@@ -418,7 +418,7 @@ def _import(args: argparse.Namespace) -> int:
     actor = _operator(settings, args, {Role.APPROVER})
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
-    signers = trusted_signers(settings.data_dir, settings.extra, key)
+    signers = trusted_signers(settings.data_dir, settings.admin.trust_list_signers, key)
     path = Path(args.file)
     data = path.read_bytes()
     at = datetime.now(UTC)

@@ -70,10 +70,7 @@ def china_today() -> date:
 
 def registry_dirs(settings: Settings) -> tuple[Path, Path]:
     """The base folder (default or ``[registry] dir``) and the data folder's import folder."""
-    section = settings.extra.get("registry", {})
-    configured = section.get("dir") if isinstance(section, Mapping) else None
-    base = Path(str(configured)) if configured else DEFAULT_REGISTRY_DIR
-    return base, settings.data_dir / DATA_SUBDIR
+    return settings.registry.dir or DEFAULT_REGISTRY_DIR, settings.data_dir / DATA_SUBDIR
 
 
 def _files_under(folder: Path) -> list[Path]:

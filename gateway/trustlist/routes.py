@@ -63,7 +63,6 @@ __all__ = ["setup_routes", "trust_alerts"]
 READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
 PROPOSERS = {Role.OPERATOR, Role.APPROVER}
 APPROVERS = {Role.APPROVER}
-DEFAULT_EXPIRY_ALERT_DAYS = 30
 
 _REFUSAL_STATUS = {
     AdminRefusal.NOT_FOUND: (404, "Not found"),
@@ -256,11 +255,7 @@ async def get_alerts(request: web.Request) -> web.Response:
     """GET /v1/admin/alerts[?days=]: anchors expiring soon, a list near or past next_update."""
     await require_operator(request, READERS)
     settings = request.app[SETTINGS_KEY]
-    section = settings.extra.get("admin", {})
-    default = DEFAULT_EXPIRY_ALERT_DAYS
-    if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
-        default = section["expiry_alert_days"]
-    days = _int_param(request, "days", default, maximum=MAX_ALERT_DAYS)
+    days = _int_param(request, "days", settings.admin.expiry_alert_days, maximum=MAX_ALERT_DAYS)
     service = _service(request)
     assert service.state is not None
     now = service.clock()
@@ -365,7 +360,7 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
     key = await loop.run_in_executor(None, lambda: load_or_create_key(
         settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
     signers = await loop.run_in_executor(
-        None, trusted_signers, settings.data_dir, settings.extra, key)
+        None, trusted_signers, settings.data_dir, settings.admin.trust_list_signers, key)
     service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY], signing_key=key,
                                signers=signers)
     try:
