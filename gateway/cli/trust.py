@@ -20,7 +20,6 @@ import os
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -30,10 +29,11 @@ import orjson
 
 from gateway.audit import append_cli_event
 from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.cli import Command, CommandParser
 from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
 from gateway.credentials.store import CredentialError, Role
 from gateway.infra.signing import load_or_create_key
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 from gateway.trustlist.service import (
     AdminError,
     AdminRefusal,
@@ -65,15 +65,6 @@ from trust import (
 )
 
 __all__ = ["register"]
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    toml_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
-    # The CLI is part of the entry point: it may read the environment (STYLE.md).
-    return load_settings(os.environ, toml_text,
-                         {"data_dir": args.data_dir, "postgres_dsn": args.postgres_dsn})
 
 
 def _store(settings: Settings) -> TrustListStore:
@@ -127,9 +118,9 @@ def _print_json(data: Any) -> None:
 
 def _handled(fn: Command) -> Command:
     @wraps(fn)
-    def wrapped(args: argparse.Namespace) -> int:
+    def wrapped(args: argparse.Namespace, settings: Settings) -> int:
         try:
-            return fn(args)
+            return fn(args, settings)
         except ChangeError as exc:
             print(f"ecert-gateway trust {args.trust_command}: change refused: "
                   + "; ".join(exc.problems), file=sys.stderr)
@@ -200,12 +191,11 @@ def _trust_list_table(trust_list: TrustList, now: datetime) -> list[str]:
 
 
 @_handled
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, settings: Settings) -> int:
     """The current trust list: every partner and its anchors, as a table."""
     if args.status is not None:
         raise ValueError("`trust list` shows the trust list itself; proposals are listed by "
                          f"`trust proposals --status {args.status}`")
-    settings = _settings(args)
     store = _store(settings)
     try:
         row = store.version()
@@ -220,9 +210,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _proposals(args: argparse.Namespace) -> int:
+def _proposals(args: argparse.Namespace, settings: Settings) -> int:
     """Proposals, newest first, with their approvals and changes."""
-    settings = _settings(args)
     store = _store(settings)
     try:
         status = ProposalStatus(args.status) if args.status else None
@@ -236,8 +225,7 @@ def _proposals(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _show(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _show(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     try:
         if args.proposal:
@@ -257,8 +245,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _history(args: argparse.Namespace) -> int:
-    store = _store(_settings(args))
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
     try:
         for row in store.history():
             via = f" (proposal {row.proposal_id})" if row.proposal_id else ""
@@ -270,8 +258,8 @@ def _history(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _diff(args: argparse.Namespace) -> int:
-    store = _store(_settings(args))
+def _diff(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
     try:
         current = store.current_version()
         to = args.to if args.to is not None else current
@@ -288,8 +276,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _propose(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _propose(args: argparse.Namespace, settings: Settings) -> int:
     author = _operator(settings, args, {Role.OPERATOR, Role.APPROVER})
     if args.file:
         changes = orjson.loads(Path(args.file).read_bytes())
@@ -322,8 +309,7 @@ def _propose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _vote(args: argparse.Namespace, approve: bool) -> int:
-    settings = _settings(args)
+def _vote(args: argparse.Namespace, settings: Settings, approve: bool) -> int:
     operator = _operator(settings, args, {Role.APPROVER}, proposal_id=args.id)
     at = datetime.now(UTC)
     store = _store(settings)
@@ -358,18 +344,17 @@ def _vote(args: argparse.Namespace, approve: bool) -> int:
 
 
 @_handled
-def _approve(args: argparse.Namespace) -> int:
-    return _vote(args, True)
+def _approve(args: argparse.Namespace, settings: Settings) -> int:
+    return _vote(args, settings, True)
 
 
 @_handled
-def _reject(args: argparse.Namespace) -> int:
-    return _vote(args, False)
+def _reject(args: argparse.Namespace, settings: Settings) -> int:
+    return _vote(args, settings, False)
 
 
 @_handled
-def _export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _export(args: argparse.Namespace, settings: Settings) -> int:
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
     store = _store(settings)
@@ -413,8 +398,7 @@ def _export_token(path: Path, data: bytes) -> bytes:
 
 
 @_handled
-def _import(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _import(args: argparse.Namespace, settings: Settings) -> int:
     actor = _operator(settings, args, {Role.APPROVER})
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
@@ -451,10 +435,6 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, *, acting: bool = False) -> None:
-    parser.add_argument("--data-dir", type=Path, required=True, help="the instance's data folder")
-    parser.add_argument("--postgres-dsn", default=None,
-                        help="the stores' PostgreSQL DSN (default ECERT_POSTGRES_DSN or SQLite)")
-    parser.add_argument("--config", help="settings file (TOML), for approvals_required")
     if acting:
         add_credential_arguments(parser)
 
@@ -463,7 +443,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``trust ...`` to the top-level parser."""
     trust = subparsers.add_parser(
         "trust", help="the trust-anchor list: show, change, export, import")
-    commands = trust.add_subparsers(dest="trust_command", required=True)
+    commands = trust.add_subparsers(dest="trust_command", required=True,
+                                    parser_class=CommandParser)
 
     list_ = commands.add_parser(
         "list", help="the current trust list: partners and their anchors, as a table")
