@@ -31,16 +31,14 @@ from gateway.web.appkeys import AUDIT_PORT_KEY, REGISTRY_KEY, SETTINGS_KEY
 from gateway.web.auth import require_client
 from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
 from gateway.web.logs import request_id_of
-from gateway.web.problems import Problem
+from gateway.web.problems import error_problem
 from registry import (
     NATIONAL,
-    CodeFormatError,
     Coverage,
     Period,
+    RegistryError,
     Relationship,
     Translation,
-    UnknownCodeError,
-    UnknownRegionError,
 )
 
 __all__ = ["setup_routes"]
@@ -112,19 +110,6 @@ def parse_translate(item: object, index: int | None = None) -> _TranslateRequest
                              _conditions(item.get("conditions"), index=index))
 
 
-def _registry_problem(exc: CodeFormatError | UnknownRegionError | UnknownCodeError,
-                      *, index: int | None = None) -> Problem:
-    where = "" if index is None else f"items[{index}]: "
-    if isinstance(exc, CodeFormatError):
-        return Problem(400, "Bad matter code", where + str(exc), kind="bad-matter-code",
-                       extra={"scheme": exc.scheme, "code": exc.code})
-    if isinstance(exc, UnknownRegionError):
-        return Problem(404, "Unknown region", where + str(exc), kind="unknown-region",
-                       extra={"region": exc.region})
-    return Problem(404, "Unknown matter", where + str(exc), kind="unknown-matter",
-                   extra={"region": exc.region, "code": exc.code})
-
-
 def _service(request: web.Request) -> MatterService:
     return request.app[REGISTRY_KEY]
 
@@ -148,8 +133,11 @@ def _translate_one(service: MatterService, req: _TranslateRequest, today: date,
     try:
         return at, service.translate(req.source_region, req.code, req.target_region, at=at,
                                      conditions=req.conditions)
-    except (CodeFormatError, UnknownRegionError) as exc:
-        raise _registry_problem(exc, index=index) from exc
+    except RegistryError as exc:
+        if index is None:
+            raise
+        # One item of a batch: answered as the error is, saying which item.
+        raise error_problem(exc, where=f"items[{index}]: ") from exc
 
 
 def _answer(at: date, translation: Translation) -> dict[str, Any]:
@@ -265,10 +253,7 @@ async def coverage(request: web.Request) -> web.Response:
     await require_client(request)
     service = _service(request)
     at = _query_at(request, service)
-    try:
-        found = service.coverage(at=at)
-    except UnknownRegionError as exc:
-        raise _registry_problem(exc) from exc
+    found = service.coverage(at=at)
     return json_response({"at": at.isoformat(), "huzhou_region": service.huzhou_region,
                   "partners": [coveragejson_response(c) for c in found.values()]})
 
@@ -282,10 +267,7 @@ async def matter(request: web.Request) -> web.Response:
     if len(region) > MAX_REGION or len(code) > MAX_CODE:
         raise bad_request("region or code is too long")
     at = None if "at" not in request.query else _query_at(request, service)
-    try:
-        details = service.lookup(region, code, at=at)
-    except (CodeFormatError, UnknownRegionError, UnknownCodeError) as exc:
-        raise _registry_problem(exc) from exc
+    details = service.lookup(region, code, at=at)
     matter_type = details.matter_type
     return json_response({
         "region": details.region, "code": details.code, "name": details.name,

@@ -14,7 +14,7 @@ unknown credentials, and local systems' keys, are 401.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,11 +24,8 @@ from aiohttp import web
 from gateway.credentials.store import Role
 from gateway.infra.signing import load_or_create_key
 from gateway.trustlist.service import (
-    AdminError,
-    AdminRefusal,
     ProposalStatus,
     TrustListService,
-    TrustStoreError,
     TrustWatcher,
     trusted_signers,
 )
@@ -51,9 +48,6 @@ from gateway.web.problems import Problem
 from trust import (
     TRUSTLIST_TYP,
     AnchorStatus,
-    ChangeError,
-    ImportRefusal,
-    SignedListError,
     TrustList,
     diff_documents,
 )
@@ -63,49 +57,6 @@ __all__ = ["setup_routes", "trust_alerts"]
 READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
 PROPOSERS = {Role.OPERATOR, Role.APPROVER}
 APPROVERS = {Role.APPROVER}
-
-_REFUSAL_STATUS = {
-    AdminRefusal.NOT_FOUND: (404, "Not found"),
-    AdminRefusal.OWN_PROPOSAL: (403, "Forbidden"),
-    AdminRefusal.NOT_PENDING: (409, "Proposal not pending"),
-    AdminRefusal.ALREADY_VOTED: (409, "Already voted"),
-    AdminRefusal.CONFLICT: (409, "Conflict"),
-    AdminRefusal.UNKNOWN_OPERATOR: (403, "Forbidden"),
-}
-_IMPORT_STATUS = {
-    ImportRefusal.FORMAT: 400,
-    ImportRefusal.UNTRUSTED_KEY: 422,
-    ImportRefusal.SIGNATURE: 422,
-    ImportRefusal.FREEZE: 422,
-    ImportRefusal.ROLLBACK: 409,
-    ImportRefusal.CONFLICT: 409,
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _guard(handler: Handler) -> Handler:
-    """Map the trust-list errors to problem bodies (this module's table)."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AdminError as exc:
-            status, title = _REFUSAL_STATUS[exc.refusal]
-            raise Problem(status, title, str(exc), kind=f"trust-list-{exc.refusal.value}",
-                          extra={"reason": exc.refusal.value}) from exc
-        except ChangeError as exc:
-            raise Problem(422, "Change refused", str(exc), kind="trust-list-change-refused",
-                          extra={"problems": list(exc.problems)}) from exc
-        except SignedListError as exc:
-            raise Problem(_IMPORT_STATUS[exc.reason], "Import refused", str(exc),
-                          kind=f"trust-list-{exc.reason.value}",
-                          extra={"reason": exc.reason.value}) from exc
-        except TrustStoreError as exc:
-            raise Problem(503, "Trust-list store unavailable", str(exc)) from exc
-
-    return wrapped
-
 
 def _service(request: web.Request) -> TrustListService:
     return request.app[TRUSTLISTS_KEY]
@@ -329,18 +280,18 @@ async def post_import(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     """Add the ``/v1/admin/`` routes."""
     base = "/v1/admin"
-    app.router.add_get(f"{base}/trust-list", _guard(get_trust_list))
-    app.router.add_get(f"{base}/trust-list/versions", _guard(get_versions))
-    app.router.add_get(f"{base}/trust-list/versions/{{v}}", _guard(get_version))
-    app.router.add_get(f"{base}/trust-list/diff", _guard(get_diff))
-    app.router.add_get(f"{base}/trust-list/export", _guard(get_export))
-    app.router.add_post(f"{base}/trust-list/import", _guard(post_import))
-    app.router.add_get(f"{base}/proposals", _guard(list_proposals))
-    app.router.add_post(f"{base}/proposals", _guard(post_proposal))
-    app.router.add_get(f"{base}/proposals/{{id}}", _guard(get_proposal))
-    app.router.add_post(f"{base}/proposals/{{id}}/approve", _guard(post_approve))
-    app.router.add_post(f"{base}/proposals/{{id}}/reject", _guard(post_reject))
-    app.router.add_get(f"{base}/alerts", _guard(get_alerts))
+    app.router.add_get(f"{base}/trust-list", get_trust_list)
+    app.router.add_get(f"{base}/trust-list/versions", get_versions)
+    app.router.add_get(f"{base}/trust-list/versions/{{v}}", get_version)
+    app.router.add_get(f"{base}/trust-list/diff", get_diff)
+    app.router.add_get(f"{base}/trust-list/export", get_export)
+    app.router.add_post(f"{base}/trust-list/import", post_import)
+    app.router.add_get(f"{base}/proposals", list_proposals)
+    app.router.add_post(f"{base}/proposals", post_proposal)
+    app.router.add_get(f"{base}/proposals/{{id}}", get_proposal)
+    app.router.add_post(f"{base}/proposals/{{id}}/approve", post_approve)
+    app.router.add_post(f"{base}/proposals/{{id}}/reject", post_reject)
+    app.router.add_get(f"{base}/alerts", get_alerts)
 
 
 # -- wiring --------------------------------------------------------------------------------
