@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.matters.service import MatterService, load_service
+from gateway.verification.service import utc_now
 from gateway.web.appkeys import AUDIT_PORT_KEY, REGISTRY_KEY, SETTINGS_KEY
 from gateway.web.auth import require_client
 from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
@@ -178,11 +179,11 @@ def _event(req: _TranslateRequest, at: date, translation: Translation, *, actor:
 async def translate(request: web.Request) -> web.Response:
     """POST /v1/matters/translate"""
     started = time.perf_counter()
-    received = datetime.now(UTC)
+    service = _service(request)
+    received = service.now()
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
     req = parse_translate(await read_json(request, settings.max_body_bytes))
-    service = _service(request)
     at, translation = _translate_one(service, req, service.today())
     await request.app[AUDIT_PORT_KEY].append(_event(
         req, at, translation, actor=identity.name, request=request, received=received,
@@ -193,13 +194,13 @@ async def translate(request: web.Request) -> web.Response:
 async def translate_batch(request: web.Request) -> web.Response:
     """POST /v1/matters/translate/batch"""
     started = time.perf_counter()
-    received = datetime.now(UTC)
+    service = _service(request)
+    received = service.now()
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
     items = await read_batch_items(request, limit=settings.max_batch_body_bytes,
                                    max_items=settings.max_batch_items, what="translation request")
     requests = [parse_translate(item, i) for i, item in enumerate(items)]
-    service = _service(request)
     today = service.today()
     done: list[tuple[date, Translation]] = []
     for i, req in enumerate(requests):
@@ -289,13 +290,14 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/matters/translate/batch", translate_batch)
 
 
-async def matters_ctx(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx`` entry: load the registry from ``app[SETTINGS_KEY]`` into ``REGISTRY_KEY``."""
-    app[REGISTRY_KEY] = await load_service(app[SETTINGS_KEY])
-    yield
+def setup(app: web.Application, *, clock: Callable[[], datetime] | None = None) -> None:
+    """Add the registry's start-up context and the matter routes to ``app``; ``clock`` is
+    the app's (None: the system clock)."""
 
+    async def matters_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Load the registry from ``app[SETTINGS_KEY]`` into ``REGISTRY_KEY``."""
+        app[REGISTRY_KEY] = await load_service(app[SETTINGS_KEY], clock or utc_now)
+        yield
 
-def setup(app: web.Application) -> None:
-    """Add the registry's start-up context and the matter routes to ``app``."""
     app.cleanup_ctx.append(matters_ctx)
     setup_routes(app)

@@ -46,6 +46,7 @@ from aiohttp import web
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.infra.crypto_thread import CryptoThread
+from gateway.infra.metrics import MetricFamily
 from gateway.infra.signing import SigningKey, load_or_create_key, published_keys
 from gateway.licences.store import (
     STATUS_LIST_NAME,
@@ -374,6 +375,22 @@ class PartnerService:
         self._status_built: tuple[str, float] | None = None
         """The one signed status list served, and when it was built (monotonic)."""
         self._status_lock = asyncio.Lock()
+
+    def metric_families(self) -> list[MetricFamily]:
+        """The licence memory's events and size and the crypto thread's work, for
+        ``/metrics``."""
+        return [
+            MetricFamily("ecert_licence_memory_events", "counter",
+                         "Huzhou licence look-ups answered from memory or not, by event.",
+                         [({"event": event}, n)
+                          for event, n in sorted(self.store.memory_counts.items())]),
+            MetricFamily("ecert_licence_memory_entries", "gauge",
+                         "Huzhou licences held in memory.", [({}, self.store.remembered)]),
+            MetricFamily("ecert_crypto_thread_calls", "counter",
+                         "Signature operations on the crypto thread.", [({}, self.crypto.calls)]),
+            MetricFamily("ecert_crypto_thread_batches", "counter",
+                         "Hand-offs to the crypto thread.", [({}, self.crypto.batches)]),
+        ]
 
     # -- helpers ---------------------------------------------------------------------------
 

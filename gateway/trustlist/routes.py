@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ from aiohttp import web
 
 from gateway.credentials.store import Role
 from gateway.infra.signing import load_or_create_key
+from gateway.trustlist.alerts import trust_alerts
 from gateway.trustlist.service import (
     ProposalStatus,
     TrustListService,
@@ -32,7 +33,6 @@ from gateway.trustlist.service import (
 from gateway.trustlist.state import TrustState
 from gateway.trustlist.sync import RedisTrustSync
 from gateway.verification.cache import redis_client
-from gateway.verification.status import StatusFetcher
 from gateway.web.appkeys import (
     AUDIT_PORT_KEY,
     JWKS_KEY,
@@ -47,7 +47,6 @@ from gateway.web.httpjson import json_response, read_json
 from gateway.web.problems import Problem
 from trust import (
     TRUSTLIST_TYP,
-    AnchorStatus,
     TrustList,
     diff_documents,
 )
@@ -165,41 +164,6 @@ async def get_proposal(request: web.Request) -> web.Response:
     service = _service(request)
     proposal = await service.proposal(request.match_info["id"])
     return json_response(proposal.to_json(service.approvals_required))
-
-
-def trust_alerts(trust_list: TrustList, now: datetime, days: int,
-                 status: StatusFetcher | None = None) -> list[dict[str, Any]]:
-    """What operators should act on: stale or expiring trust data, failing partners."""
-    horizon = now + timedelta(days=days)
-    alerts: list[dict[str, Any]] = []
-    if trust_list.is_stale(now):
-        alerts.append({"kind": "trust-list-stale", "version": trust_list.version,
-                       "next_update": _iso(trust_list.next_update),
-                       "detail": "past next_update: verifications answer TRY_LATER"})
-    elif trust_list.next_update <= horizon:
-        alerts.append({"kind": "trust-list-expiring", "version": trust_list.version,
-                       "next_update": _iso(trust_list.next_update),
-                       "days_left": (trust_list.next_update - now).days})
-    for partner in trust_list.partners.values():
-        for anchor in partner.anchors:
-            if anchor.status is AnchorStatus.REVOKED or not now <= anchor.valid_until <= horizon:
-                continue
-            alerts.append({"kind": "anchor-expiring", "region_code": partner.region_code,
-                           "kid": anchor.kid, "use": anchor.use.value,
-                           "valid_until": _iso(anchor.valid_until),
-                           "days_left": (anchor.valid_until - now).days})
-    if status is not None:
-        for held in status.held_lists():
-            owner = trust_list.partner(held.region)
-            max_age = 86400 if owner is None else owner.status_max_age_s
-            if held.fresh_until(max_age) < now:
-                alerts.append({"kind": "status-list-stale", "region_code": held.region,
-                               "uri": held.uri, "issued_at": _iso(held.issued_at)})
-        for uri, (when, reason) in sorted(status.failing.items()):
-            alerts.append({"kind": "partner-endpoint-failing", "uri": uri,
-                           "since": _iso(datetime.fromtimestamp(when, UTC)),
-                           "detail": reason})
-    return alerts
 
 
 async def get_alerts(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from redis.utils import get_lib_version
 
 from gateway.infra.coalesce import Coalescer
+from gateway.infra.metrics import MetricFamily
 from gateway.infra.redislink import RedisLink
 
 __all__ = [
@@ -370,6 +371,17 @@ class VerdictCache:
             entry = None
         self.metrics.count(tier, "miss" if entry is None else "hit")
         return entry
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Events per tier and the verdicts held here, for ``/metrics``."""
+        return [
+            MetricFamily("ecert_cache_events", "counter",
+                         "Verdict cache events, by tier and event.",
+                         [({"tier": tier, "event": event}, count)
+                          for (tier, event), count in sorted(self.metrics.counts.items())]),
+            MetricFamily("ecert_cache_memory_entries", "gauge", "Verdicts held in this process.",
+                         [({}, len(self.memory))]),
+        ]
 
     def get_decoded(self, tag: str, key: str,
                     now: float) -> tuple[CacheEntry, object] | None:
