@@ -93,6 +93,19 @@ def test_error_tree_is_drawn_as_it_is(package: str, root: str) -> None:
     assert {name: parent(cls) for name, cls in exported.items()} == drawn
 
 
+_FIGURE = re.compile(r"\d\s?(?:µs|us|ms)\b.*(?:against|measured)|measured .*\d\s?(?:µs|ms)")
+
+
+def test_benchmark_figures_live_in_the_results() -> None:
+    """The gateway's code says why it is built as it is; what a benchmark measured belongs
+    in bench/RESULTS.md, beside the run that measured it, not in a docstring."""
+    offenders = [f"{path.relative_to(ROOT)}:{number}"
+                 for path in sorted((ROOT / "gateway").rglob("*.py"))
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if "µs" in line or _FIGURE.search(line)]
+    assert [] == offenders
+
+
 @pytest.mark.parametrize("package", ["trust", "registry", "mocks", "gateway"])
 def test_packages_ship_py_typed(package: str) -> None:
     """Every package is marked as typed (PEP 561)."""

@@ -659,8 +659,8 @@ def _rate_limits(settings: Settings) -> dict[str, tuple[float, int]]:
 def setup(app: web.Application, *, clock: Clock | None = None) -> None:
     """Add the partner query and status routes, and the context that opens what they use.
 
-    Call after ``create_app`` added its trust context (the lead's wiring: right
-    after ``app.cleanup_ctx.append(trust_ctx)``).
+    Call after ``create_app`` added its trust context (right after
+    ``app.cleanup_ctx.append(trust_ctx)``).
     """
 
     async def partner_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -158,8 +158,9 @@ HOT_ENTRIES = 1024
 class MemoryTier:
     """Tier 1: a size-bounded LRU of entries, in this process.
 
-    Answers are kept compressed against a preset dictionary (about 10 µs a
-    round trip, a tenth of the memory), so 100,000 verdicts fit comfortably.
+    Answers are kept compressed against a preset dictionary, which costs little
+    CPU and saves most of the memory (bench/RESULTS.md), so 100,000 verdicts fit
+    comfortably.
     In front of them, the most recently used ``hot_entries`` are also kept as
     their user decoded them (``keep_decoded``): the same entry with the same
     limits, without decompressing and parsing it again on every hit.
