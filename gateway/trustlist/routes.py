@@ -51,7 +51,7 @@ from trust import (
     diff_documents,
 )
 
-__all__ = ["setup_routes", "trust_alerts"]
+__all__ = ["setup_routes"]
 
 READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
 PROPOSERS = {Role.OPERATOR, Role.APPROVER}
