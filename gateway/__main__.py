@@ -6,22 +6,39 @@ import argparse
 import gc
 import logging
 import os
+import sqlite3
 import sys
+from collections.abc import Mapping
 from importlib import metadata
-from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
-from gateway.cli import audit, identities, licences, os_error_text, registry, trust
-from gateway.credentials.store import IdentityError
+from gateway.audit import AuditStoreError
+from gateway.audit.event import AuditUnavailableError
+from gateway.cli import (
+    Command,
+    audit,
+    command_settings,
+    identities,
+    licences,
+    os_error_text,
+    registry,
+    settings_options,
+    trust,
+)
+from gateway.credentials.store import CredentialError, IdentityError
 from gateway.infra.datafolder import DataFolderError, create_data_folder, require_data_folder
-from gateway.settings import SettingsError, load_settings
+from gateway.licences.store import LicenceError
+from gateway.settings import Settings, SettingsError
+from gateway.trustlist.service import AdminError, TrustStoreError
 from gateway.web.app import create_app
 from gateway.web.logs import configure_logging
 from gateway.web.runner import serve
-from trust import TrustError
+from registry import RegistryError
+from trust import ChangeError, TrustError
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "exit_for", "main", "run_command"]
 
 
 async def _settle_heap(_: web.Application) -> None:
@@ -35,13 +52,7 @@ async def _settle_heap(_: web.Application) -> None:
     gc.freeze()
 
 
-def _serve(args: argparse.Namespace) -> int:
-    toml_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
-    settings = load_settings(
-        os.environ,
-        toml_text,
-        {"listen": args.listen, "data_dir": args.data_dir, "trust_list_file": args.trust_list},
-    )
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
     create_data_folder(settings.data_dir)
     app = create_app(settings)
@@ -55,8 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init(args: argparse.Namespace) -> int:
-    path = Path(args.data_dir)
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    path = settings.data_dir
     if create_data_folder(path):
         print(f"made a new gateway data folder: {path}")
     else:
@@ -103,14 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version",
                         version=f"%(prog)s {_version()}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, title="commands")
-    serve = sub.add_parser("serve", help="run the gateway")
+    serve = sub.add_parser("serve", help="run the gateway", parents=[settings_options()])
     serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
-    serve.add_argument("--data-dir", help="folder for every store and key of this instance")
-    serve.add_argument("--trust-list", help="trust-list JSON file to start from")
-    serve.add_argument("--config", help="settings file (TOML)")
+    serve.add_argument("--trust-list", dest="trust_list_file", metavar="FILE",
+                       help="trust-list JSON file to start from")
     serve.set_defaults(func=_serve)
-    init = sub.add_parser("init", help="make a new, empty data folder for an instance")
-    init.add_argument("--data-dir", required=True, help="the folder to make")
+    init = sub.add_parser("init", help="make a new, empty data folder for an instance",
+                          parents=[settings_options()])
     init.set_defaults(func=_init)
     identities.register(sub)
     audit.register(sub)
@@ -124,6 +134,32 @@ _MAKE_DATA_FOLDER = frozenset({"init", "serve"})
 """The only commands that may make a data folder; every other one needs an existing one."""
 _SUBCOMMANDS = ("audit_command", "trust_command", "registry_command", "action")
 
+EXIT_CODES: Final[Mapping[type[Exception], tuple[int, str]]] = {
+    # The settings and the data folder, before any command runs.
+    SettingsError: (1, ""),
+    DataFolderError: (1, ""),
+    # A file named on the command line (or --config) that cannot be read or written.
+    OSError: (1, ""),
+    # Refusals of the stores and workflows the commands drive.
+    IdentityError: (1, ""),
+    CredentialError: (1, ""),
+    AdminError: (1, ""),
+    TrustStoreError: (1, ""),
+    ChangeError: (1, "change refused: "),
+    TrustError: (1, ""),
+    LicenceError: (1, ""),
+    RegistryError: (1, ""),
+    AuditUnavailableError: (1, "audit log unavailable: "),
+    AuditStoreError: (1, ""),
+    sqlite3.Error: (1, ""),
+    # Values refused as they are read (a JSON file, a time): the message says which.
+    ValueError: (1, ""),
+}
+"""Each error a command may raise, as the exit status and the start of the one line
+``ecert-gateway COMMAND: PREFIX MESSAGE`` on standard error. An error is found by its
+class or the nearest base class listed; anything else is a bug and ends with its
+traceback."""
+
 
 def _command_name(args: argparse.Namespace) -> str:
     """``ecert-gateway trust list``: the command as the user typed it, for messages."""
@@ -132,26 +168,58 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(["ecert-gateway", *words])
 
 
+def exit_for(exc: Exception) -> tuple[int, str] | None:
+    """The exit status and the message (one line) ``exc`` ends a command with; None for
+    an error no command is expected to raise."""
+    for cls in type(exc).__mro__:
+        mapped = EXIT_CODES.get(cls)
+        if mapped is not None:
+            code, prefix = mapped
+            if isinstance(exc, OSError):
+                text = os_error_text(exc)
+            else:
+                text = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+            return code, prefix + text
+    return None
+
+
+def _report(args: argparse.Namespace, exc: Exception) -> int:
+    """Print ``exc``'s one line and return its exit status; re-raise an unexpected error."""
+    mapped = exit_for(exc)
+    if mapped is None:
+        raise exc
+    code, message = mapped
+    print(f"{_command_name(args)}: {message}", file=sys.stderr)
+    return code
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the command ``args`` were parsed for, with ``settings``; an error in
+    ``EXIT_CODES`` becomes its exit status and one line on standard error."""
+    command: Command = args.func
+    try:
+        return int(command(args, settings))
+    except Exception as exc:  # _report re-raises what EXIT_CODES does not list
+        return _report(args, exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; exit non-zero with a one-line reason on failure.
 
-    Every command that takes ``--data-dir`` other than ``init`` and ``serve``
-    refuses a path that is not a gateway data folder before it runs, so a
-    mistyped path creates nothing (``gateway.infra.datafolder``).
+    The settings are built once, from the command's options, the environment and
+    ``--config`` (``gateway.cli.command_settings``), and handed to the command. Every
+    command other than ``init`` and ``serve`` refuses a data folder that is not one
+    before it runs, so a mistyped path creates nothing (``gateway.infra.datafolder``).
+    Errors become exit statuses and lines here only (``EXIT_CODES``).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        data_dir = getattr(args, "data_dir", None)
-        if args.command not in _MAKE_DATA_FOLDER and data_dir is not None:
-            require_data_folder(Path(data_dir))
-        return int(args.func(args))
-    except OSError as exc:
-        print(f"{_command_name(args)}: {os_error_text(exc)}", file=sys.stderr)
-        return 1
-    except (SettingsError, IdentityError, TrustError, DataFolderError, ValueError) as exc:
-        print(f"{_command_name(args)}: {exc}", file=sys.stderr)
-        return 1
+        settings = command_settings(args, os.environ)
+        if args.command not in _MAKE_DATA_FOLDER:
+            require_data_folder(settings.data_dir)
+    except Exception as exc:  # _report re-raises what EXIT_CODES does not list
+        return _report(args, exc)
+    return run_command(args, settings)
 
 
 if __name__ == "__main__":

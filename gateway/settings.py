@@ -3,18 +3,37 @@
 ``load_settings(environ, toml_text, overrides)`` is the only way settings are
 made; it reads nothing itself. ``__main__`` reads the environment and the
 ``--config`` file and passes their contents in.
+
+The gateway's own settings sit in ``[gateway]`` (or at the top of the file);
+each feature that has settings of its own has a table and a typed, frozen
+section object (``RegistrySettings``, ``AuditSettings``, ``TrustListSettings``,
+``PartnerSettings``). A scalar setting of a table can also be given as
+``ECERT_<TABLE>_<KEY>`` (``ECERT_AUDIT_ORIGIN``). An unknown key or table, or a
+value of the wrong type, is a ``SettingsError`` naming the key, so a typo never
+silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["LOG_LEVELS", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "LOG_LEVELS",
+    "AuditSettings",
+    "ConsoleSettings",
+    "PartnerSettings",
+    "RateLimit",
+    "RegistrySettings",
+    "Settings",
+    "SettingsError",
+    "TrustListSettings",
+    "load_settings",
+]
 
 ENV_PREFIX = "ECERT_"
 WILDCARD_HOSTS: Mapping[str, str] = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
@@ -24,7 +43,72 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
-    """A setting is missing, unknown or of the wrong type."""
+    """A setting is missing, unknown or of the wrong type; the message names it."""
+
+
+# -- sections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RegistrySettings:
+    """``[registry]``: where the matter registry's files are (``gateway.matters``)."""
+
+    dir: Path | None = None
+    """The base folder of catalogues and maps (``ECERT_REGISTRY_DIR``); None: the samples
+    shipped in ``config/registry``. ``registry import`` adds files under the data folder."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditSettings:
+    """``[audit]``: the audit log (``gateway.audit``)."""
+
+    origin: str | None = None
+    """The log's origin line (``ECERT_AUDIT_ORIGIN``); None: derived from ``gateway_id``."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConsoleSettings:
+    """``[console]``: the operators' web console (``gateway.console``)."""
+
+    session_idle_minutes: int = 30
+    """A console session ends after this long without a request (1 to 1440)."""
+    session_hours: int = 8
+    """A console session ends this long after sign-in, however active (1 to 24)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrustListSettings:
+    """``[admin]``: the trust list's administration, over HTTP and the CLI
+    (``gateway.trustlist``)."""
+
+    expiry_alert_days: int = 30
+    """``GET /v1/admin/alerts`` and ``/metrics`` count anchors whose window ends within
+    this many days (``ECERT_ADMIN_EXPIRY_ALERT_DAYS``; 0 to 3650)."""
+    trust_list_signers: tuple[Mapping[str, Any], ...] = ()
+    """Public JWKs (each with a ``kid``) of other gateways whose signed trust-list exports
+    may be imported, besides this instance's own key and the data folder's
+    ``trust-list-signers.json``. In the file only (an array of tables)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RateLimit:
+    """One partner region's token bucket: filled at ``per_s``, holding at most ``burst``."""
+
+    per_s: float
+    burst: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PartnerSettings:
+    """``[partner]``: partner regions' queries (``gateway.partner``)."""
+
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    """Per region code, the limits that replace ``partner_rate_per_s`` and
+    ``partner_rate_burst`` (``[partner.rate_limits] "310000" = {per_s = 50, burst = 100}``;
+    a key left out takes the gateway-wide value). In the file only."""
+
+
+# -- the settings --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -80,8 +164,15 @@ class Settings:
     """Check partners' request-token signatures and sign licences on a thread beside the
     event loop, in batches (``gateway.infra.crypto_thread``); false: on the loop."""
     approvals_required: int = 2
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Sections of the settings file that belong to a component (``[registry]`` ...)."""
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    """``[registry]``."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """``[audit]``."""
+    admin: TrustListSettings = field(default_factory=TrustListSettings)
+    """``[admin]``: the trust list's administration."""
+    partner: PartnerSettings = field(default_factory=PartnerSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    """``[partner]``."""
 
     @property
     def host(self) -> str:
@@ -109,37 +200,233 @@ class Settings:
         return not self.public_url and self.host in WILDCARD_HOSTS
 
 
-def _coerce(name: str, raw: object, target: object) -> object:
-    """Convert a TOML or environment value to the type of field ``name``."""
-    text = str(target)
-    if raw is None:
-        return None
-    if "Path" in text:
-        return Path(str(raw))
-    if text in ("bool", "<class 'bool'>"):
-        if isinstance(raw, bool):
-            return raw
-        lowered = str(raw).strip().lower()
+# -- values --------------------------------------------------------------------------------
+#
+# The file's values must have their setting's type already (TOML has strings, integers,
+# floats, booleans); an environment variable is always text, and is read as the type.
+
+Parse = Callable[[str, object, bool], object]
+"""``(name, raw, from_text) -> value``; ``from_text`` for an environment variable."""
+
+
+def _wrong(name: str, expected: str, raw: object) -> SettingsError:
+    return SettingsError(f"{name}: expected {expected}, got {raw!r}")
+
+
+def _text(name: str, raw: object, from_text: bool = False) -> str:
+    if not isinstance(raw, str):
+        raise _wrong(name, "a string", raw)
+    return raw
+
+
+def _path(name: str, raw: object, from_text: bool = False) -> Path:
+    return raw if isinstance(raw, Path) else Path(_text(name, raw))
+
+
+def _boolean(name: str, raw: object, from_text: bool = False) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if from_text and isinstance(raw, str):
+        lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise SettingsError(f"{name}: expected a boolean, got {raw!r}")
-    if text in ("int", "<class 'int'>"):
-        if isinstance(raw, bool):
-            raise SettingsError(f"{name}: expected an integer, got {raw!r}")
+    raise _wrong(name, "a boolean", raw)
+
+
+def _integer(name: str, raw: object, from_text: bool = False) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if from_text and isinstance(raw, str):
         try:
-            return int(str(raw))
-        except ValueError as exc:
-            raise SettingsError(f"{name}: expected an integer, got {raw!r}") from exc
-    if text in ("float", "<class 'float'>"):
+            return int(raw)
+        except ValueError:
+            pass
+    raise _wrong(name, "an integer", raw)
+
+
+def _number(name: str, raw: object, from_text: bool = False) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if from_text and isinstance(raw, str):
         try:
-            return float(str(raw))
-        except ValueError as exc:
-            raise SettingsError(f"{name}: expected a number, got {raw!r}") from exc
-    if isinstance(raw, str) and raw == "" and "None" in text:
-        return None
-    return str(raw)
+            return float(raw)
+        except ValueError:
+            pass
+    raise _wrong(name, "a number", raw)
+
+
+def _optional(parse: Parse) -> Parse:
+    """``parse``, with an empty string read as unset (None)."""
+
+    def parse_optional(name: str, raw: object, from_text: bool) -> object:
+        return None if raw == "" else parse(name, raw, from_text)
+
+    return parse_optional
+
+
+_PARSERS: Final[Mapping[str, Parse]] = {
+    "str": _text, "Path": _path, "bool": _boolean, "int": _integer, "float": _number,
+    "str | None": _optional(_text), "Path | None": _optional(_path),
+}
+"""How a setting of each annotation is read (annotations are text: ``from __future__``)."""
+
+_SECTIONS: Final[Mapping[str, type]] = {
+    "registry": RegistrySettings, "audit": AuditSettings, "admin": TrustListSettings,
+    "partner": PartnerSettings, "console": ConsoleSettings,
+}
+"""The tables of the settings file besides ``[gateway]``, each with its section's class."""
+
+_FILE_ONLY: Final = frozenset({("admin", "trust_list_signers"), ("partner", "rate_limits")})
+"""Section keys holding arrays or tables: given in the file only, never the environment."""
+
+
+def _scalars(cls: type, *, skip: frozenset[tuple[str, str]] = frozenset(),
+             section: str = "") -> dict[str, Parse]:
+    return {f.name: _PARSERS[str(f.type)] for f in fields(cls)
+            if f.name not in _SECTIONS and (section, f.name) not in skip}
+
+
+_GATEWAY: Final = _scalars(Settings)
+"""The keys of ``[gateway]``, with their parsers."""
+_SECTION_SCALARS: Final = {name: _scalars(cls, skip=_FILE_ONLY, section=name)
+                           for name, cls in _SECTIONS.items()}
+"""The one-value keys of each section, with their parsers (also ``ECERT_<TABLE>_<KEY>``)."""
+_ENV_SECTION_KEYS: Final = {f"{section}_{key}": (section, key)
+                            for section, keys in _SECTION_SCALARS.items() for key in keys}
+
+
+# -- the file ------------------------------------------------------------------------------
+
+
+def _split(doc: Mapping[str, Any]) -> tuple[dict[str, object], dict[str, Mapping[str, Any]]]:
+    """A parsed file's ``[gateway]`` keys and its section tables, unknown ones refused.
+
+    ``[gateway]``'s keys may also sit at the top of the file, before any table, and a
+    section may sit inside ``[gateway]`` (``[gateway.registry]``); a key or a section
+    given in both places is refused.
+    """
+    gateway = doc.get("gateway", {})
+    if not isinstance(gateway, dict):
+        raise SettingsError("settings file: gateway must be a table ([gateway])")
+    top: dict[str, object] = {}
+    tables: dict[str, Mapping[str, Any]] = {}
+    for where in (doc, gateway):
+        for key, value in where.items():
+            if where is doc and key == "gateway":
+                continue
+            if key in _SECTIONS:
+                if not isinstance(value, dict):
+                    raise SettingsError(f"settings file: {key} must be a table ([{key}])")
+                if key in tables:
+                    raise SettingsError(f"settings file: [{key}] is given twice")
+                tables[key] = value
+            elif key in _GATEWAY:
+                if key in top:
+                    raise SettingsError(f"settings file: {key} is given twice")
+                top[key] = value
+            elif isinstance(value, dict):
+                raise SettingsError(f"settings file: unknown table [{key}]")
+            else:
+                raise SettingsError(f"settings file: unknown setting {key!r}")
+    return top, tables
+
+
+def _legacy_public_url(tables: Mapping[str, Mapping[str, Any]], values: dict[str, object]
+                       ) -> None:
+    """``[partner] public_url``, where earlier releases read it, stands for ``public_url``
+    in the same file; the two must agree when both are given."""
+    legacy = tables.get("partner", {}).get("public_url")
+    if legacy is None:
+        return
+    legacy = _text("partner.public_url", legacy)
+    given = values.get("public_url")
+    if given is not None and str(given).rstrip("/") != legacy.rstrip("/"):
+        raise SettingsError("settings file: public_url and [partner] public_url differ; "
+                            "keep only public_url")
+    values["public_url"] = legacy
+
+
+def _signers(raw: object) -> tuple[Mapping[str, Any], ...]:
+    """``[admin] trust_list_signers``: an array of JWK tables, each with a ``kid``."""
+    name = "admin.trust_list_signers"
+    if not isinstance(raw, list) or not all(isinstance(jwk, dict) for jwk in raw):
+        raise _wrong(name, "an array of JWK tables ([[admin.trust_list_signers]])", raw)
+    for n, jwk in enumerate(raw):
+        if not isinstance(jwk.get("kid"), str):
+            raise SettingsError(f"{name}[{n}]: a JWK needs a kid (a string)")
+    return tuple(raw)
+
+
+def _rate_limits(raw: object, default: RateLimit) -> dict[str, RateLimit]:
+    """``[partner.rate_limits]``: region code -> its limits, a key left out taking
+    ``default``'s."""
+    name = "partner.rate_limits"
+    if not isinstance(raw, dict):
+        raise _wrong(name, 'a table of regions ("310000" = {per_s = 50, burst = 100})', raw)
+    limits: dict[str, RateLimit] = {}
+    for region, entry in raw.items():
+        where = f"{name}.{region}"
+        if len(region) != 6 or not region.isascii() or not region.isdigit():
+            raise SettingsError(f"{where}: a region code is six digits")
+        if not isinstance(entry, dict):
+            raise _wrong(where, "a table {per_s = ..., burst = ...}", entry)
+        for key in entry:
+            if key not in ("per_s", "burst"):
+                raise SettingsError(f"settings file: unknown setting '{where}.{key}'")
+        limit = RateLimit(
+            per_s=_number(f"{where}.per_s", entry["per_s"]) if "per_s" in entry
+            else default.per_s,
+            burst=_integer(f"{where}.burst", entry["burst"]) if "burst" in entry
+            else default.burst)
+        if limit.per_s <= 0 or limit.burst < 1:
+            raise SettingsError(f"{where}: per_s must be positive and burst at least 1")
+        limits[region] = limit
+    return limits
+
+
+def _sections(tables: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str],
+              gateway: Settings) -> dict[str, object]:
+    """The section objects: each table's keys, then ``ECERT_<TABLE>_<KEY>`` over them."""
+    given: dict[str, dict[str, object]] = {name: {} for name in _SECTIONS}
+    for section, table in tables.items():
+        known = {f.name for f in fields(_SECTIONS[section])}
+        for key, raw in table.items():
+            if section == "partner" and key == "public_url":
+                continue  # read by _legacy_public_url
+            if key not in known:
+                raise SettingsError(f"settings file: unknown setting '{section}.{key}'")
+            parse = _SECTION_SCALARS[section].get(key)
+            given[section][key] = raw if parse is None else parse(f"{section}.{key}", raw,
+                                                                    False)
+    for env_key, raw in environ.items():
+        found = _ENV_SECTION_KEYS.get(env_key[len(ENV_PREFIX):].lower()) \
+            if env_key.startswith(ENV_PREFIX) else None
+        if found is not None:
+            section, key = found
+            given[section][key] = _SECTION_SCALARS[section][key](f"{section}.{key}", raw, True)
+    if "trust_list_signers" in given["admin"]:
+        given["admin"]["trust_list_signers"] = _signers(given["admin"]["trust_list_signers"])
+    if "rate_limits" in given["partner"]:
+        given["partner"]["rate_limits"] = _rate_limits(
+            given["partner"]["rate_limits"],
+            RateLimit(per_s=gateway.partner_rate_per_s, burst=gateway.partner_rate_burst))
+    built = {name: cls(**given[name]) for name, cls in _SECTIONS.items()}
+    admin = built["admin"]
+    assert isinstance(admin, TrustListSettings)
+    if not 0 <= admin.expiry_alert_days <= 3650:
+        raise SettingsError("admin.expiry_alert_days must be between 0 and 3650")
+    console = built["console"]
+    assert isinstance(console, ConsoleSettings)
+    if not 1 <= console.session_idle_minutes <= 1440:
+        raise SettingsError("console.session_idle_minutes must be between 1 and 1440")
+    if not 1 <= console.session_hours <= 24:
+        raise SettingsError("console.session_hours must be between 1 and 24")
+    return built
+
+
+# -- loading -------------------------------------------------------------------------------
 
 
 def load_settings(
@@ -149,54 +436,53 @@ def load_settings(
 ) -> Settings:
     """Build settings from a TOML document, ``ECERT_*`` variables and overrides.
 
-    Precedence, lowest first: defaults, the TOML file's ``[gateway]`` table (or
-    its top level), the environment, then ``overrides`` (command-line options).
-    Unknown keys are an error, so a typo never silently falls back to a default.
+    Precedence, lowest first: defaults, the TOML file (``[gateway]`` or its top level,
+    and the feature tables), the environment, then ``overrides`` (command-line options,
+    for ``[gateway]`` keys). An unknown key or table, or a value of the wrong type, is a
+    ``SettingsError`` naming it, so a typo never silently falls back to a default.
+    Environment variables are read as text (``ECERT_CLOCK_SKEW_S=5``); the file's values
+    and overrides must have their setting's type (a path may be a ``Path``).
     """
-    known = {f.name: f.type for f in fields(Settings) if f.name != "extra"}
     values: dict[str, object] = {}
-    extra: dict[str, Any] = {}
+    tables: dict[str, Mapping[str, Any]] = {}
     if toml_text:
         try:
             doc = tomllib.loads(toml_text)
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"settings file: {exc}") from exc
-        top = doc.get("gateway", doc)
-        for key, value in top.items():
-            if key == "gateway":
-                continue
-            if isinstance(value, dict) and key not in known:
-                extra[key] = value
-                continue
-            if key not in known:
-                raise SettingsError(f"settings file: unknown setting {key!r}")
-            values[key] = value
-        if "gateway" in doc:
-            extra.update({key: value for key, value in doc.items()
-                          if key != "gateway" and isinstance(value, dict)})
-        _legacy_public_url(extra, values)
+        top, tables = _split(doc)
+        values.update({key: _GATEWAY[key](key, raw, False) for key, raw in top.items()})
+        _legacy_public_url(tables, values)
     for env_key, raw in environ.items():
         if not env_key.startswith(ENV_PREFIX) or env_key.startswith(ENV_PREFIX + "TEST_"):
             continue
         key = env_key[len(ENV_PREFIX) :].lower()
-        if key in known:
-            values[key] = raw
-    for key, value in (overrides or {}).items():
-        if value is None:
+        if key in _GATEWAY:
+            values[key] = _GATEWAY[key](key, raw, True)
+    for key, given in (overrides or {}).items():
+        if given is None:
             continue
-        if key not in known:
+        if key not in _GATEWAY:
             raise SettingsError(f"unknown setting {key!r}")
-        values[key] = value
-    if "data_dir" not in values:
+        values[key] = _GATEWAY[key](key, given, False)
+    if values.get("data_dir") is None:
         raise SettingsError("data_dir is required (--data-dir or ECERT_DATA_DIR)")
-    coerced = {key: _coerce(key, value, known[key]) for key, value in values.items()}
-    if "log_level" in coerced:
-        level = str(coerced["log_level"]).strip().upper()
+    if "log_level" in values:
+        level = str(values["log_level"]).strip().upper()
         if level not in LOG_LEVELS:
             raise SettingsError(f"log_level: expected one of {', '.join(LOG_LEVELS)} "
-                                f"(any case), got {coerced['log_level']!r}")
-        coerced["log_level"] = level
-    settings = Settings(**coerced, extra=extra)  # type: ignore[arg-type]
+                                f"(any case), got {values['log_level']!r}")
+        values["log_level"] = level
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check(settings)
+    settings = replace(settings, **_sections(tables, environ, settings))  # type: ignore[arg-type]
+    if settings.public_url is not None:
+        settings = replace(settings, public_url=_public_url(settings.public_url))
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    """Refuse values of the right type that are out of range."""
     if not 0 <= settings.clock_skew_s <= 300:
         raise SettingsError("clock_skew_s must be between 0 and 300 seconds")
     if ":" not in settings.listen:
@@ -207,23 +493,9 @@ def load_settings(
         raise SettingsError("status_retry_after_s must be between 0 and 300 seconds")
     if settings.approvals_required < 1:
         raise SettingsError("approvals_required must be at least 1")
-    if settings.public_url is not None:
-        settings = replace(settings, public_url=_public_url(settings.public_url))
-    return settings
-
-
-def _legacy_public_url(extra: Mapping[str, Any], values: dict[str, object]) -> None:
-    """``[partner] public_url``, where earlier releases read it, stands for ``public_url``
-    in the same file; the two must agree when both are given."""
-    section = extra.get("partner")
-    legacy = section.get("public_url") if isinstance(section, Mapping) else None
-    if legacy is None:
-        return
-    given = values.get("public_url")
-    if given is not None and str(given).rstrip("/") != str(legacy).rstrip("/"):
-        raise SettingsError("settings file: public_url and [partner] public_url differ; "
-                            "keep only public_url")
-    values["public_url"] = legacy
+    if settings.partner_rate_per_s <= 0 or settings.partner_rate_burst < 1:
+        raise SettingsError("partner_rate_per_s must be positive and partner_rate_burst "
+                            "at least 1")
 
 
 def _public_url(raw: str) -> str:

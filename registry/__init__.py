@@ -7,14 +7,14 @@ like FHIR ``$translate``: direct maps first, else a chain through the national
 basic code with relationships composed. Nothing here reads files, the network
 or the clock: callers pass bytes and dates.
 
-Errors::
+Errors (the first three are also ``ValueError``s, the last two ``LookupError``s)::
 
-    RegistryError
-     +-- CodeFormatError      a code does not have the shape its scheme requires
-     +-- SchemeError          a scheme declaration is unusable (bad pattern)
-     +-- LoadError            loaded data has problems; .report lists each with file and row
-     +-- UnknownRegionError   no catalogue is held for the region
-     +-- UnknownCodeError     the region's catalogue has no such code
+* RegistryError
+  x CodeFormatError        a code does not have the shape its scheme requires
+  x SchemeError            a scheme declaration is unusable (bad pattern)
+  x LoadError              loaded data has problems; .report lists each with file and row
+  x UnknownRegionError     no catalogue is held for the region
+  x UnknownCodeError       the region's catalogue has no such code
 """
 
 from registry._bundle import load_bundle, load_bundle_with_report

@@ -54,6 +54,60 @@ def test_facade_all_is_sorted_and_resolves(package: str) -> None:
     assert [] == missing
 
 
+_TREE_LINE = re.compile(r"^(?P<indent>\s*)[*x]\s+(?P<name>[A-Z]\w*Error)\b")
+"""A line of an error tree as STYLE.md draws it: ``* RootError`` then ``x ChildError``,
+nested by indentation."""
+
+
+def _documented_tree(doc: str) -> dict[str, str | None]:
+    """The error tree drawn in a docstring: each name -> the name it is drawn under."""
+    parents: dict[str, str | None] = {}
+    open_: list[tuple[int, str]] = []  # the ancestors of the next line, by indentation
+    for line in doc.splitlines():
+        found = _TREE_LINE.match(line)
+        if found is None:
+            continue
+        depth = len(found["indent"])
+        while open_ and open_[-1][0] >= depth:
+            open_.pop()
+        parents[found["name"]] = open_[-1][1] if open_ else None
+        open_.append((depth, found["name"]))
+    return parents
+
+
+@pytest.mark.parametrize(("package", "root"), [("trust", "TrustError"),
+                                               ("registry", "RegistryError")])
+def test_error_tree_is_drawn_as_it_is(package: str, root: str) -> None:
+    """Every exception the package exports derives from its one root error and is drawn in
+    its docstring's tree under its real parent (httpx's manner: the tree is the docs)."""
+    module = importlib.import_module(package)
+    exported = {name: getattr(module, name) for name in module.__all__
+                if isinstance(getattr(module, name), type)
+                and issubclass(getattr(module, name), BaseException)}
+    base = exported[root]
+    assert [] == sorted(name for name, cls in exported.items() if not issubclass(cls, base))
+    drawn = _documented_tree(module.__doc__ or "")
+
+    def parent(cls: type[BaseException]) -> str | None:
+        """The nearest exported error the class derives from."""
+        return next((c.__name__ for c in cls.__mro__[1:] if c in exported.values()), None)
+
+    assert {name: parent(cls) for name, cls in exported.items()} == drawn
+
+
+_FIGURE = re.compile(r"\d\s?(?:µs|us|ms)\b.*(?:against|measured)|measured .*\d\s?(?:µs|ms)")
+
+
+def test_benchmark_figures_live_in_the_results() -> None:
+    """The gateway's code says why it is built as it is; what a benchmark measured belongs
+    in bench/RESULTS.md, beside the run that measured it, not in a docstring."""
+    offenders = [f"{path.relative_to(ROOT)}:{number}"
+                 for path in sorted((ROOT / "gateway").rglob("*.py"))
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if "µs" in line or _FIGURE.search(line)]
+    assert [] == offenders
+
+
 @pytest.mark.parametrize("package", ["trust", "registry", "mocks", "gateway"])
 def test_packages_ship_py_typed(package: str) -> None:
     """Every package is marked as typed (PEP 561)."""

@@ -3,16 +3,18 @@
 No I/O, no clock, no asyncio. The gateway fetches, caches and logs; this
 package decides.
 
+Errors (a bad licence is never one: ``Verifier`` answers it with a ``Verdict``)::
+
 * TrustError
   x TrustListError         the anchor list itself is unusable
+    x ChangeError          a proposed change to the trust list is not acceptable
+    x SignedListError      a signed trust-list export is refused (signature, rollback, freeze)
   x StatusListError        a status list is malformed, badly signed or stale
   x IdentifierError        a 证照标识 is malformed
   x RequestTokenError      a partner's request token does not authenticate its request
   x AgreementError         a partner's agreement does not cover its request
   x JoseError              a JWS or JWK is malformed, or its key is not acceptable
     x Sm2UnavailableError  no usable SM2 (libcrypto missing, older than OpenSSL 3, no SM2)
-    x ChangeError          a proposed change to the trust list is not acceptable
-    x SignedListError      a signed trust-list export is refused (signature, rollback, freeze)
   x MerkleProofError       an inclusion or consistency proof does not hold (RFC 9162)
   x NoteError              a signed note or checkpoint is malformed or badly signed (C2SP)
 """

@@ -1,14 +1,6 @@
-"""Errors raised by the trust core.
-
-* TrustError
-  x TrustListError         the anchor list itself is unusable
-  x StatusListError        a status list cannot be used (malformed, badly signed, stale)
-  x IdentifierError        a 证照标识 is malformed
-  x RequestTokenError      a partner's request token is refused (trust._request)
-  x AgreementError         a partner's agreement does not cover its request (trust._request)
-  x JoseError              a compact JWS is malformed or its key unusable
-  x MerkleProofError       a Merkle proof does not hold (trust.merkle)
-  x NoteError              a signed note or checkpoint is unusable (trust.note)
+"""The root of the trust core's errors and its direct kinds (the whole tree is drawn in
+``trust.__doc__``; ``ChangeError`` and ``SignedListError`` are ``TrustListError``s of
+``trust._changes``, ``MerkleProofError`` and ``NoteError`` live beside their code).
 
 A bad licence is never an exception: ``Verifier`` answers it with a ``Verdict``.
 """

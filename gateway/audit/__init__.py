@@ -69,13 +69,11 @@ def service_from_settings(settings: Settings) -> AuditService:
 
     ``[audit] origin = "..."`` in the settings file overrides the origin line.
     """
-    section = settings.extra.get("audit", {})
-    origin = section.get("origin") if isinstance(section, dict) else None
     return AuditService(
         data_dir=settings.data_dir,
         postgres_dsn=settings.postgres_dsn,
         gateway_id=settings.gateway_id,
-        origin=str(origin) if origin else None,
+        origin=settings.audit.origin,
         batch_max=settings.audit_batch_max,
         checkpoint_interval_s=settings.audit_checkpoint_interval_s,
     )

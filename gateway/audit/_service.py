@@ -85,8 +85,8 @@ T = TypeVar("T")
 _MAX_PENDING = 100_000
 TREE_CHUNK_BITS = 4
 """The in-memory tree keeps nodes of 16 leaves and up: about 4 bytes per entry. (Chunks of
-64 leaves kept 1 byte per entry but made a proof read and rehash 64 leaves: at 1M entries
-p50 0.27 ms against 0.14 ms for 16, measured with ``bench._inproc audit-scale``.)"""
+64 leaves keep a quarter of that but make a proof read and rehash 64 leaves, which doubled
+its time; bench/RESULTS.md, 2026-11-27 05:20.)"""
 _CATCH_UP_SLICE = 65_536
 """Leaf hashes read from the store at a time when the tree catches up (at start: the whole log)."""
 _HMAC_CHECK = b"ecert-gateway audit hmac key check"

@@ -1,15 +1,16 @@
 """``ecert-gateway audit verify|query|stats|export``, and the CLI's way into the log.
 
-Every subcommand takes ``--data-dir DIR`` (and ``--postgres-dsn DSN`` when the
-log is in PostgreSQL) after its own name. Handlers return an exit code and
-print a one-line reason on standard error when they fail.
+Every subcommand takes the settings options (``--data-dir DIR``, ``--config
+FILE``, ``--postgres-dsn DSN``: ``gateway.cli.settings_options``) after its own
+name, so the log is found where ``serve`` writes it. A failure is a domain error
+for ``gateway.__main__`` to report; a log that does not verify is a one-line
+reason and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -31,18 +32,12 @@ from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
 from gateway.audit.event import EventType
 from gateway.audit.routes import csv_header, csv_rows
-from gateway.cli import os_error_text
+from gateway.cli import CommandParser
 from gateway.cli._progress import progress_bar, wanted
-from trust.note import NoteError, NoteSigner, NoteVerifier
+from gateway.settings import Settings
+from trust.note import NoteSigner, NoteVerifier
 
 __all__ = ["append_cli_event", "register"]
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, required=True, help="the instance's data folder")
-    parser.add_argument(
-        "--postgres-dsn", default=None, help="the log's PostgreSQL DSN (default: SQLite in DIR)"
-    )
 
 
 _TIME_EXAMPLE = "e.g. 2026-12-01T00:00:00+08:00 or 2026-11-30T16:00:00Z"
@@ -108,10 +103,10 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``audit verify|query|stats|export`` to the top-level parser."""
     audit = subparsers.add_parser("audit", help="check and read the audit log")
-    commands = audit.add_subparsers(dest="audit_command", required=True)
+    commands = audit.add_subparsers(dest="audit_command", required=True,
+                                    parser_class=CommandParser)
 
     verify = commands.add_parser("verify", help="recompute the tree and check every checkpoint")
-    _common(verify)
     verify.add_argument(
         "--vkey", help="the log's verifier key held elsewhere (default: the data folder's key)"
     )
@@ -128,7 +123,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Print matching records as JSON lines, oldest first. When more match than "
                     "--limit, standard error says how many remain and the --after that prints "
                     "the next page.")
-    _common(query)
     _filters(query)
     query.add_argument("--limit", type=_limit, default=100, metavar="N",
                        help="print at most N records (default 100)")
@@ -137,42 +131,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.set_defaults(func=cmd_query)
 
     stats = commands.add_parser("stats", help="counts per partner x matter x outcome of a day")
-    _common(stats)
     stats.add_argument("--day", type=_day,
                        help="YYYY-MM-DD in China Standard Time (default today)")
     stats.set_defaults(func=cmd_stats)
 
     export = commands.add_parser("export", help="write matching records as CSV")
-    _common(export)
     _filters(export)
     export.add_argument("--out", type=Path, help="output file (default: standard output)")
     export.set_defaults(func=cmd_export)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """A check that did not pass: one line naming the command, exit status 1."""
+    print(f"ecert-gateway audit {args.audit_command}: {message}", file=sys.stderr)
     return 1
 
 
-def _open(args: argparse.Namespace) -> AuditStore:
-    data_dir: Path = args.data_dir
-    if args.postgres_dsn is None and not (data_dir / "audit.db").exists():
+def _open(settings: Settings) -> AuditStore:
+    data_dir = settings.data_dir
+    if settings.postgres_dsn is None and not (data_dir / "audit.db").exists():
         raise AuditStoreError(f"no audit log in {data_dir}")
-    return open_store(data_dir, args.postgres_dsn)
-
-
-def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except OSError as exc:
-            return _fail(os_error_text(exc))
-        except (AuditStoreError, NoteError, ValueError) as exc:
-            return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-    handler.__name__ = fn.__name__
-    handler.__doc__ = fn.__doc__
-    return handler
+    return open_store(data_dir, settings.postgres_dsn)
 
 
 PROGRESS_FROM = 50_000
@@ -201,20 +180,20 @@ class _Progress:
             self._bar.close()
 
 
-@_guarded
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     """Recompute the whole tree from stored records and check every checkpoint."""
-    store = _open(args)
+    store = _open(settings)
     try:
         origin = args.origin or store.meta("origin")
         if args.vkey:
             verifier = NoteVerifier.from_vkey(args.vkey)
         else:
             stored_vkey = store.meta("vkey")
-            name = origin or origin_for("330500")
-            verifier = NoteSigner(name, load_signing_key(args.data_dir)).verifier
+            name = origin or origin_for(settings.gateway_id, settings.audit.origin)
+            verifier = NoteSigner(name, load_signing_key(settings.data_dir)).verifier
             if stored_vkey is not None and stored_vkey != verifier.to_vkey():
-                return _fail("the data folder's signing key is not the key this log records")
+                return _fail(args, "the data folder's signing key is not the key this log "
+                                   "records")
         extra = [path.read_text(encoding="utf-8") for path in args.checkpoint]
         progress = _Progress(args.quiet)
         report = verify_log(
@@ -225,7 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         store.close()
     if not report.ok:
         where = "" if report.index is None else f"index {report.index}: "
-        return _fail(f"audit log verification failed at {where}{report.reason}")
+        return _fail(args, f"audit log verification failed at {where}{report.reason}")
     print(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified")
     return 0
 
@@ -246,15 +225,14 @@ _PAGE = 5000
 """Records read from the store at a time: memory stays bounded whatever ``--limit`` is."""
 
 
-@_guarded
-def cmd_query(args: argparse.Namespace) -> int:
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     """Print matching records, one JSON object a line: ``{"index": n, "record": {...}}``.
 
     When more records match than were printed, one line on standard error says
     how many and gives the ``--after`` of the next page (standard output stays
     JSON Lines).
     """
-    store = _open(args)
+    store = _open(settings)
     out = sys.stdout.buffer
     flt = _filter_from(args, _PAGE)
     if args.after is not None:
@@ -285,12 +263,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
-def cmd_stats(args: argparse.Namespace) -> int:
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print the counts of one day (China Standard Time) as JSON."""
     day: date = args.day or report_today()
     start, end = report_day_ms(day)
-    store = _open(args)
+    store = _open(settings)
     try:
         rows = store.stats(start, end)
     finally:
@@ -306,10 +283,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     """Write matching records as CSV."""
-    store = _open(args)
+    store = _open(settings)
     flt = _filter_from(args, 5000)
     try:
         target = args.out.open("w", encoding="utf-8", newline="") if args.out else sys.stdout

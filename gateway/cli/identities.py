@@ -12,17 +12,13 @@ approver can log in.
 from __future__ import annotations
 
 import argparse
-import os
-import sqlite3
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
-from pathlib import Path
 
 import orjson
 
 from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.cli import CommandParser
 from gateway.credentials.store import (
     Credential,
     CredentialAction,
@@ -40,65 +36,48 @@ from gateway.credentials.store import (
     plan_change,
     refusal_event,
 )
-from gateway.infra.datafolder import DataFolderError, require_data_folder
+from gateway.settings import Settings
 
 __all__ = ["register"]
-
-Command = Callable[[argparse.Namespace], int]
 
 _GROUPS = {IdentityKind.CLIENT: "clients", IdentityKind.OPERATOR: "operators"}
 _WHEN = "a duration (90d, 12h, 30m, 2w) or an RFC 3339 time (2027-01-31T00:00:00Z)"
 
 
-def _append(args: argparse.Namespace, event: AuditEvent) -> None:
+def _append(settings: Settings, event: AuditEvent) -> None:
     from gateway.audit import append_cli_event  # noqa: PLC0415 - keeps this module light
 
-    # The CLI is part of the entry point: it may read the environment (STYLE.md).
-    dsn = args.postgres_dsn or os.environ.get("ECERT_POSTGRES_DSN") or None
-    append_cli_event(Path(args.data_dir), event, postgres_dsn=dsn)
+    append_cli_event(settings.data_dir, event, postgres_dsn=settings.postgres_dsn,
+                     gateway_id=settings.gateway_id)
 
 
-def _audit_refusal(args: argparse.Namespace, request: CredentialRequest,
+def _audit_refusal(settings: Settings, request: CredentialRequest,
                    exc: IdentityError, at: datetime) -> None:
     """Record a refused change; best-effort (a warning says when it could not be)."""
-    if exc.refusal is IdentityRefusal.NOT_FOUND or not Path(args.data_dir).is_dir():
+    if exc.refusal is IdentityRefusal.NOT_FOUND or not settings.data_dir.is_dir():
         return
     try:
-        _append(args, refusal_event(request, str(exc), actor="cli", via_cli=True, at=at,
-                                    refusal=exc.refusal.value))
+        _append(settings, refusal_event(request, str(exc), actor="cli", via_cli=True, at=at,
+                                        refusal=exc.refusal.value))
     except AuditUnavailableError as failure:
         print(f"warning: the refusal could not be audited: {failure}", file=sys.stderr)
 
 
-def _handled(fn: Command) -> Command:
-    """One line on standard error and exit 1 for a refusal the user can act on."""
-
-    @wraps(fn)
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (IdentityError, AuditUnavailableError, DataFolderError, sqlite3.Error) as exc:
-            print(f"ecert-gateway {args.command} {args.action}: {exc}", file=sys.stderr)
-            return 1
-
-    return wrapped
-
-
-def _apply(args: argparse.Namespace, request: CredentialRequest) -> CredentialChange:
+def _apply(settings: Settings, request: CredentialRequest) -> CredentialChange:
     """Plan, audit, commit: no record, no change."""
     at = datetime.now(UTC)
-    conn = open_identities(Path(args.data_dir))
+    conn = open_identities(settings.data_dir)
     try:
         try:
             change = plan_change(conn, request, at, by="cli")
         except IdentityError as exc:
-            _audit_refusal(args, request, exc, at)
+            _audit_refusal(settings, request, exc, at)
             raise
-        _append(args, change_event(change, actor="cli", via_cli=True))
+        _append(settings, change_event(change, actor="cli", via_cli=True))
         try:
             commit_change(conn, change)
         except IdentityError as exc:
-            _audit_refusal(args, request, exc, at)
+            _audit_refusal(settings, request, exc, at)
             raise
     finally:
         conn.close()
@@ -113,15 +92,8 @@ def _label(kind: IdentityKind, name: str, role: Role | None) -> str:
     return f"{kind.label} {name!r}" + ("" if role is None else f" ({role.value})")
 
 
-def _require_folder(args: argparse.Namespace) -> Path:
-    data_dir = Path(args.data_dir)
-    require_data_folder(data_dir)
-    return data_dir
-
-
-@_handled
-def _list(args: argparse.Namespace) -> int:
-    data_dir = _require_folder(args)
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    data_dir = settings.data_dir
     found: list[Credential] = []
     if identity_db_path(data_dir).exists():
         conn = open_identities(data_dir)
@@ -145,11 +117,10 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_handled
-def _add(args: argparse.Namespace) -> int:
+def _add(args: argparse.Namespace, settings: Settings) -> int:
     kind: IdentityKind = args.kind
     role = Role(args.role) if kind is IdentityKind.OPERATOR else None
-    change = _apply(args, CredentialRequest(action=CredentialAction.ADD, kind=kind,
+    change = _apply(settings, CredentialRequest(action=CredentialAction.ADD, kind=kind,
                                             name=args.name, role=role, expires=args.expires))
     what = "its API key" if kind is IdentityKind.CLIENT else "token"
     print(f"{_label(kind, args.name, role)} added, expires {_when(change.expires_at)}; "
@@ -158,29 +129,23 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
-@_handled
-def _disable(args: argparse.Namespace) -> int:
-    _require_folder(args)
-    change = _apply(args, CredentialRequest(action=CredentialAction.DISABLE, kind=args.kind,
+def _disable(args: argparse.Namespace, settings: Settings) -> int:
+    change = _apply(settings, CredentialRequest(action=CredentialAction.DISABLE, kind=args.kind,
                                             name=args.name, reason=args.reason))
     print(f"{_label(args.kind, args.name, change.role)} disabled: its secrets are refused "
           "(a running gateway on this folder refuses them within a second)")
     return 0
 
 
-@_handled
-def _enable(args: argparse.Namespace) -> int:
-    _require_folder(args)
-    change = _apply(args, CredentialRequest(action=CredentialAction.ENABLE, kind=args.kind,
+def _enable(args: argparse.Namespace, settings: Settings) -> int:
+    change = _apply(settings, CredentialRequest(action=CredentialAction.ENABLE, kind=args.kind,
                                             name=args.name))
     print(f"{_label(args.kind, args.name, change.role)} enabled")
     return 0
 
 
-@_handled
-def _rotate(args: argparse.Namespace) -> int:
-    _require_folder(args)
-    change = _apply(args, CredentialRequest(action=CredentialAction.ROTATE, kind=args.kind,
+def _rotate(args: argparse.Namespace, settings: Settings) -> int:
+    change = _apply(settings, CredentialRequest(action=CredentialAction.ROTATE, kind=args.kind,
                                             name=args.name, expires=args.expires,
                                             overlap=args.overlap))
     old = ("no longer works" if change.old_secret_until is None
@@ -192,20 +157,11 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-@_handled
-def _expire(args: argparse.Namespace) -> int:
-    _require_folder(args)
-    change = _apply(args, CredentialRequest(action=CredentialAction.SET_EXPIRY, kind=args.kind,
+def _expire(args: argparse.Namespace, settings: Settings) -> int:
+    change = _apply(settings, CredentialRequest(action=CredentialAction.SET_EXPIRY, kind=args.kind,
                                             name=args.name, expires=args.expires))
     print(f"{_label(args.kind, args.name, change.role)} now expires {_when(change.expires_at)}")
     return 0
-
-
-def _common(parser: argparse.ArgumentParser, *, audited: bool = True) -> None:
-    parser.add_argument("--data-dir", required=True, help="the instance's data folder")
-    if audited:
-        parser.add_argument("--postgres-dsn",
-                            help="the audit log's PostgreSQL (default ECERT_POSTGRES_DSN)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -214,11 +170,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             (IdentityKind.CLIENT, "clients", "local systems and their API keys"),
             (IdentityKind.OPERATOR, "operators", "operators, approvers, auditors, viewers")):
         parser = subparsers.add_parser(group, help=title)
-        commands = parser.add_subparsers(dest="action", required=True)
+        commands = parser.add_subparsers(dest="action", required=True,
+                                     parser_class=CommandParser)
         noun = "API key" if kind is IdentityKind.CLIENT else "token"
 
         list_ = commands.add_parser("list", help=f"every {kind.label}: state, expiry (no secrets)")
-        _common(list_, audited=False)
         list_.add_argument("--json", action="store_true", help="JSON instead of a table")
         list_.set_defaults(func=_list, kind=kind)
 
@@ -228,18 +184,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             add.add_argument("--role", required=True, choices=[r.value for r in Role])
         add.add_argument("--expires", help=f"when the {noun} stops working: {_WHEN}; "
                                            "default never")
-        _common(add)
         add.set_defaults(func=_add, kind=kind)
 
         disable = commands.add_parser("disable", help=f"revoke: refuse the {noun} at once")
         disable.add_argument("name")
         disable.add_argument("--reason", help="why (kept with the credential and audited)")
-        _common(disable)
         disable.set_defaults(func=_disable, kind=kind)
 
         enable = commands.add_parser("enable", help=f"let a disabled {noun} work again")
         enable.add_argument("name")
-        _common(enable)
         enable.set_defaults(func=_enable, kind=kind)
 
         rotate = commands.add_parser("rotate", help=f"replace the {noun}; prints the new one once")
@@ -248,11 +201,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                               "never; default: the old one's lifetime")
         rotate.add_argument("--overlap", help=f"how long the old {noun} keeps working: "
                                               f"{_WHEN}; at most 30 days; default: not at all")
-        _common(rotate)
         rotate.set_defaults(func=_rotate, kind=kind)
 
         expire = commands.add_parser("expire", help=f"set or remove the {noun}'s expiry")
         expire.add_argument("name")
         expire.add_argument("--expires", required=True, help=f"{_WHEN}, or never")
-        _common(expire)
         expire.set_defaults(func=_expire, kind=kind)

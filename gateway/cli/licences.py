@@ -35,7 +35,6 @@ import argparse
 import codecs
 import csv
 import hashlib
-import os
 import random
 import sqlite3
 import sys
@@ -52,7 +51,8 @@ import orjson
 from stdnum.cn import ric, uscc
 from tqdm import tqdm
 
-from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
+from gateway.audit.event import ActorKind, AuditEvent, EventType
+from gateway.cli import CommandParser
 from gateway.cli._progress import progress_bar, wanted
 from gateway.licences.store import (
     LIC_KEYS,
@@ -64,6 +64,7 @@ from gateway.licences.store import (
     open_repository,
     record_from_mapping,
 )
+from gateway.settings import Settings
 from trust import CHINA_TZ, iso7064_check_char
 
 __all__ = [
@@ -289,12 +290,12 @@ def import_file(path: Path, data_dir: Path, *, postgres_dsn: str | None = None,
     return report
 
 
-def _audit(report: ImportReport, data_dir: Path, dsn: str | None) -> None:
+def _audit(report: ImportReport, settings: Settings) -> None:
     from gateway.audit import append_cli_event  # noqa: PLC0415 - keeps this module light
 
     imported = report.counts.added + report.counts.updated
     outcome = "refused" if report.rejected and report.rows == report.rejected else "ok"
-    append_cli_event(data_dir, AuditEvent(
+    append_cli_event(settings.data_dir, AuditEvent(
         event_type=EventType.LICENCE_IMPORT,
         actor_kind=ActorKind.CLI,
         actor_id="cli",
@@ -307,12 +308,7 @@ def _audit(report: ImportReport, data_dir: Path, dsn: str | None) -> None:
                  "rekeyed": report.counts.rekeyed, "rejected": report.rejected,
                  "rejected_lines": report.rejected_lines,
                  "imported": imported, "store": report.backend},
-    ), postgres_dsn=dsn)
-
-
-def _dsn(args: argparse.Namespace) -> str | None:
-    # The CLI is part of the entry point: it may read the environment (STYLE.md).
-    return args.postgres_dsn or os.environ.get("ECERT_POSTGRES_DSN") or None
+    ), postgres_dsn=settings.postgres_dsn, gateway_id=settings.gateway_id)
 
 
 class _ImportProgress:
@@ -346,25 +342,19 @@ class _ImportProgress:
         self._bar.close()
 
 
-def _run_import(path: Path, args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir)
-    dsn = _dsn(args)
+def _run_import(path: Path, args: argparse.Namespace, settings: Settings) -> int:
 
     def reject(line: int, reason: str) -> None:
         tqdm.write(f"{path}:{line}: {reason}", file=sys.stderr)
 
+    progress = _ImportProgress(path, enabled=wanted(args.quiet))
     try:
-        progress = _ImportProgress(path, enabled=wanted(args.quiet))
-        try:
-            report = import_file(path, data_dir, postgres_dsn=dsn, on_reject=reject,
-                                 progress=progress)
-            progress.finish(report.rows)
-        finally:
-            progress.close()
-        _audit(report, data_dir, dsn)
-    except (LicenceError, AuditUnavailableError, OSError) as exc:
-        print(f"ecert-gateway licences {args.action}: {exc}", file=sys.stderr)
-        return 1
+        report = import_file(path, settings.data_dir, postgres_dsn=settings.postgres_dsn,
+                             on_reject=reject, progress=progress)
+        progress.finish(report.rows)
+    finally:
+        progress.close()
+    _audit(report, settings)
     counts = report.counts
     print(f"{path.name}: {report.rows} rows; added {counts.added}, updated {counts.updated}, "
           f"unchanged {counts.unchanged}, rejected {report.rejected} "
@@ -376,8 +366,8 @@ def _run_import(path: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
-    return _run_import(Path(args.file), args)
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    return _run_import(Path(args.file), args, settings)
 
 
 # ----------------------------------------------------------------------- demo data
@@ -528,13 +518,11 @@ def demo_rows(count: int, *, seed: int = 330500, today: date | None = None
         yield row
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.count < 1:
         print("ecert-gateway licences demo: --count must be at least 1", file=sys.stderr)
         return 1
-    data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "demo-licences.jsonl"
+    path = settings.data_dir / "demo-licences.jsonl"
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as out, progress_bar(total=args.count, desc="generating",
                                              unit=" licences",
@@ -544,7 +532,7 @@ def _demo(args: argparse.Namespace) -> int:
             bar.update()
     tmp.replace(path)
     print(f"wrote {args.count} demo licences to {path}")
-    return _run_import(path, args)
+    return _run_import(path, args, settings)
 
 
 # ----------------------------------------------------------------------- parser
@@ -553,23 +541,16 @@ def _demo(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``licences import`` and ``licences demo`` to the command line."""
     licences = subparsers.add_parser("licences", help="Huzhou's licence library")
-    sub = licences.add_subparsers(dest="action", required=True)
+    sub = licences.add_subparsers(dest="action", required=True,
+                                  parser_class=CommandParser)
     imp = sub.add_parser("import", help="import licences from JSON Lines or CSV")
     imp.add_argument("file")
-    imp.add_argument("--data-dir", required=True)
-    imp.add_argument("--postgres-dsn",
-                     help="store licences (and the audit record) in PostgreSQL "
-                          "(default ECERT_POSTGRES_DSN)")
     imp.add_argument("--quiet", "--no-progress", action="store_true",
                      help="no progress bar (there is none when stderr is not a terminal)")
     imp.set_defaults(func=_import)
     demo = sub.add_parser("demo", help="generate and import realistic Huzhou licences")
-    demo.add_argument("--data-dir", required=True)
     demo.add_argument("--count", type=int, default=10_000)
     demo.add_argument("--seed", type=int, default=330500)
-    demo.add_argument("--postgres-dsn",
-                      help="store licences (and the audit record) in PostgreSQL "
-                           "(default ECERT_POSTGRES_DSN)")
     demo.add_argument("--quiet", "--no-progress", action="store_true",
                       help="no progress bars (there are none when stderr is not a terminal)")
     demo.set_defaults(func=_demo)

@@ -24,8 +24,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditUnavailableError, EventType
+from gateway.cli import CommandParser
 from gateway.matters.service import MatterService, china_today, read_registry_files, registry_dirs
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 from registry import LoadProblem, LoadReport, load_bundle_with_report
 
 __all__ = ["register"]
@@ -36,11 +37,6 @@ _SUFFIXES = (".json", ".csv")
 def _fail(command: str, reason: str) -> int:
     print(f"ecert-gateway registry {command}: {reason}", file=sys.stderr)
     return 1
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    toml_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
-    return load_settings(os.environ, toml_text, {"data_dir": args.data_dir})
 
 
 def _print_problems(report: LoadReport) -> None:
@@ -89,9 +85,10 @@ def _stage_and_commit(target: Path, files: dict[str, bytes], settings: Settings)
 
 
 def _record(settings: Settings, files: dict[str, bytes]) -> None:
+    """Record the import in the audit log: without the record, nothing is imported."""
     from gateway.audit import append_cli_event  # noqa: PLC0415 - opens the log only when needed
 
-    append_cli_event(settings.data_dir, AuditEvent(
+    event = AuditEvent(
         event_type=EventType.OPERATOR_CHANGE,
         actor_kind=ActorKind.CLI,
         actor_id="cli",
@@ -100,11 +97,15 @@ def _record(settings: Settings, files: dict[str, bytes]) -> None:
         details={"action": "registry-import",
                  "files": {Path(given).name: hashlib.sha256(data).hexdigest()
                            for given, data in files.items()}},
-    ), postgres_dsn=settings.postgres_dsn, gateway_id=settings.gateway_id)
+    )
+    try:
+        append_cli_event(settings.data_dir, event, postgres_dsn=settings.postgres_dsn,
+                         gateway_id=settings.gateway_id)
+    except AuditUnavailableError as exc:
+        raise AuditUnavailableError(f"nothing imported: {exc}") from exc
 
 
-def _import(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _import(args: argparse.Namespace, settings: Settings) -> int:
     base, overlay = registry_dirs(settings)
     new, problems = _read_new(args.files)
     current = read_registry_files(base, overlay)
@@ -116,10 +117,7 @@ def _import(args: argparse.Namespace) -> int:
     if not report.ok:
         _print_problems(report)
         return _fail("import", f"{len(report.problems)} problem(s) found; nothing imported")
-    try:
-        _stage_and_commit(overlay, new, settings)
-    except AuditUnavailableError as exc:
-        return _fail("import", f"audit log unavailable, nothing imported: {exc}")
+    _stage_and_commit(overlay, new, settings)
     for given in new:
         print(f"imported {given} -> {overlay / Path(given).name}")
     print(f"registry now holds {len(registry.catalogues)} catalogue version(s) and "
@@ -127,8 +125,7 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _coverage(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _coverage(args: argparse.Namespace, settings: Settings) -> int:
     base, overlay = registry_dirs(settings)
     service, report = MatterService.from_files(read_registry_files(base, overlay))
     if not report.ok:
@@ -160,23 +157,17 @@ def _day(text: str) -> date:
         raise reason from exc
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, required=True, help="the instance's data folder")
-    parser.add_argument("--config", help="settings file (TOML); [registry] dir = base folder")
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``registry import`` and ``registry coverage`` to the top-level parser."""
     group = subparsers.add_parser("registry", help="matter catalogues and concept maps")
-    commands = group.add_subparsers(dest="registry_command", required=True)
+    commands = group.add_subparsers(dest="registry_command", required=True,
+                                    parser_class=CommandParser)
 
     imp = commands.add_parser(
         "import", help="check catalogues/maps (FHIR JSON or CSV) and add them to the data folder")
     imp.add_argument("files", nargs="+", metavar="FILE")
-    _common(imp)
     imp.set_defaults(func=_import)
 
     cov = commands.add_parser("coverage", help="Huzhou's 跨省通办 matters matched per partner")
-    _common(cov)
     cov.add_argument("--at", type=_day, default=None, help="date YYYY-MM-DD (default: today)")
     cov.set_defaults(func=_coverage)

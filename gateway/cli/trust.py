@@ -33,10 +33,11 @@ import orjson
 
 from gateway.audit import append_cli_event
 from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.cli import Command, CommandParser
 from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
 from gateway.credentials.store import CredentialError, Role
 from gateway.infra.signing import SigningKey, load_or_create_key
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 from gateway.trustlist import (
     AdminError,
     AdminRefusal,
@@ -62,15 +63,7 @@ from trust import (
 
 __all__ = ["register"]
 
-Command = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    toml_text = Path(args.config).read_text(encoding="utf-8") if args.config else None
-    # The CLI is part of the entry point: it may read the environment (STYLE.md).
-    return load_settings(os.environ, toml_text,
-                         {"data_dir": args.data_dir, "postgres_dsn": args.postgres_dsn})
 
 
 def _now() -> datetime:
@@ -154,9 +147,9 @@ def _print_json(data: Any) -> None:
 
 def _handled(fn: Command) -> Command:
     @wraps(fn)
-    def wrapped(args: argparse.Namespace) -> int:
+    def wrapped(args: argparse.Namespace, settings: Settings) -> int:
         try:
-            return fn(args)
+            return fn(args, settings)
         except ChangeError as exc:
             print(f"ecert-gateway trust {args.trust_command}: change refused: "
                   + "; ".join(exc.problems), file=sys.stderr)
@@ -227,12 +220,12 @@ def _trust_list_table(trust_list: TrustList, now: datetime) -> list[str]:
 
 
 @_handled
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, settings: Settings) -> int:
     """The current trust list: every partner and its anchors, as a table."""
     if args.status is not None:
         raise ValueError("`trust list` shows the trust list itself; proposals are listed by "
                          f"`trust proposals --status {args.status}`")
-    row = _run(_service(_settings(args)), lambda service: service.find_version())
+    row = _run(_service(settings), lambda service: service.find_version())
     if row is None:
         print("no trust list stored yet: the gateway starts from --trust-list FILE or "
               "DIR/trust-list.json, else from an empty list (version 0, trusts nobody)")
@@ -242,9 +235,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _proposals(args: argparse.Namespace) -> int:
+def _proposals(args: argparse.Namespace, settings: Settings) -> int:
     """Proposals, newest first, with their approvals and changes."""
-    settings = _settings(args)
     status = ProposalStatus(args.status) if args.status else None
     for p in _run(_service(settings), lambda service: service.proposals(status)):
         print(f"{p.id}  {p.status.value:8}  {p.created_at}  by {p.author}  "
@@ -254,8 +246,7 @@ def _proposals(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _show(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _show(args: argparse.Namespace, settings: Settings) -> int:
     if args.proposal:
         proposal = _run(_service(settings), lambda service: service.proposal(args.proposal))
         _print_json(proposal.to_json(settings.approvals_required))
@@ -269,8 +260,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _history(args: argparse.Namespace) -> int:
-    for row in _run(_service(_settings(args)), lambda service: service.history()):
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    for row in _run(_service(settings), lambda service: service.history()):
         via = f" (proposal {row.proposal_id})" if row.proposal_id else ""
         print(f"{row.version:6}  {row.created_at}  {row.source:8}  {row.actor}{via}  "
               f"sha256:{row.sha256[:16]}")
@@ -278,7 +269,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _diff(args: argparse.Namespace) -> int:
+def _diff(args: argparse.Namespace, settings: Settings) -> int:
 
     async def read(service: TrustListService) -> tuple[
             int, int | None, StoredVersion | None, StoredVersion | None]:
@@ -287,7 +278,7 @@ def _diff(args: argparse.Namespace) -> int:
         start = args.start if args.start is not None else max((to or 0) - 1, 0)
         return start, to, await service.find_version(start), await service.find_version(to)
 
-    start, to, old, new = _run(_service(_settings(args)), read)
+    start, to, old, new = _run(_service(settings), read)
     if old is None or new is None:
         raise AdminError(AdminRefusal.NOT_FOUND, f"no version {start if old is None else to}")
     _print_json({"from": start, "to": to,
@@ -296,8 +287,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 @_handled
-def _propose(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _propose(args: argparse.Namespace, settings: Settings) -> int:
     author = _operator(settings, args, {Role.OPERATOR, Role.APPROVER})
     if args.file:
         changes = orjson.loads(Path(args.file).read_bytes())
@@ -315,8 +305,7 @@ def _propose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _vote(args: argparse.Namespace, approve: bool) -> int:
-    settings = _settings(args)
+def _vote(args: argparse.Namespace, settings: Settings, approve: bool) -> int:
     operator = _operator(settings, args, {Role.APPROVER}, proposal_id=args.id)
     after = _run(_service(settings), lambda service: service.vote(
         operator, args.id, approve=approve, comment=args.comment))
@@ -332,18 +321,17 @@ def _vote(args: argparse.Namespace, approve: bool) -> int:
 
 
 @_handled
-def _approve(args: argparse.Namespace) -> int:
-    return _vote(args, True)
+def _approve(args: argparse.Namespace, settings: Settings) -> int:
+    return _vote(args, settings, True)
 
 
 @_handled
-def _reject(args: argparse.Namespace) -> int:
-    return _vote(args, False)
+def _reject(args: argparse.Namespace, settings: Settings) -> int:
+    return _vote(args, settings, False)
 
 
 @_handled
-def _export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _export(args: argparse.Namespace, settings: Settings) -> int:
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
 
@@ -387,12 +375,11 @@ def _export_token(path: Path, data: bytes) -> bytes:
 
 
 @_handled
-def _import(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _import(args: argparse.Namespace, settings: Settings) -> int:
     actor = _operator(settings, args, {Role.APPROVER})
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
-    signers = trusted_signers(settings.data_dir, settings.extra, key)
+    signers = trusted_signers(settings.data_dir, settings.admin.trust_list_signers, key)
     path = Path(args.file)
     data = path.read_bytes()
 
@@ -413,10 +400,6 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, *, acting: bool = False) -> None:
-    parser.add_argument("--data-dir", type=Path, required=True, help="the instance's data folder")
-    parser.add_argument("--postgres-dsn", default=None,
-                        help="the stores' PostgreSQL DSN (default ECERT_POSTGRES_DSN or SQLite)")
-    parser.add_argument("--config", help="settings file (TOML), for approvals_required")
     if acting:
         add_credential_arguments(parser)
 
@@ -425,7 +408,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``trust ...`` to the top-level parser."""
     trust = subparsers.add_parser(
         "trust", help="the trust-anchor list: show, change, export, import")
-    commands = trust.add_subparsers(dest="trust_command", required=True)
+    commands = trust.add_subparsers(dest="trust_command", required=True,
+                                    parser_class=CommandParser)
 
     list_ = commands.add_parser(
         "list", help="the current trust list: partners and their anchors, as a table")

@@ -43,18 +43,19 @@ from gateway.console.sessions import COOKIE, Session, SessionStore
 from gateway.credentials.routes import CREDENTIAL_MANAGERS, CREDENTIAL_READERS
 from gateway.credentials.store import (
     CredentialAction,
+    CredentialError,
+    CredentialRefusal,
     CredentialRequest,
     Identity,
     IdentityError,
     IdentityKind,
     Role,
 )
+from gateway.trustlist.alerts import trust_alerts
 from gateway.trustlist.routes import (
     APPROVERS,
-    DEFAULT_EXPIRY_ALERT_DAYS,
     PROPOSERS,
     READERS,
-    trust_alerts,
 )
 from gateway.trustlist.service import (
     AdminError,
@@ -73,7 +74,7 @@ from gateway.web.appkeys import (
 )
 from gateway.web.auth import require_operator_token
 from gateway.web.logs import REQUEST_ID_KEY
-from gateway.web.problems import Problem
+from gateway.web.problems import Problem, problem_for
 from trust import (
     CHINA_TZ,
     AnchorStatus,
@@ -206,8 +207,8 @@ async def _caller(request: web.Request, roles: set[Role]) -> Caller:
         raise _SignIn
     try:
         identity = await require_operator_token(request, session.token, roles)
-    except Problem as exc:
-        if exc.status == 401:
+    except CredentialError as exc:
+        if exc.refusal is not CredentialRefusal.ROLE:  # the API's 401: no longer a credential
             store.end(session.id)
             raise _SignIn from exc
         raise
@@ -234,15 +235,19 @@ def _guard(roles: set[Role]) -> Callable[[Callable[[web.Request, Caller],
                 caller = await _caller(request, roles)
             except _SignIn:
                 return _redirect("/console/login")
-            except Problem as exc:
-                return await _refusal(request, exc)
+            except (Problem, CredentialError) as exc:
+                refused = problem_for(exc)  # the API's one table decides the status
+                assert refused is not None
+                return await _refusal(request, refused)
             try:
                 return await handler(request, caller)
-            except Problem as exc:
-                if exc.status >= 500:
+            except Exception as exc:
+                problem = problem_for(exc)
+                if problem is None or problem.status >= 500:
                     raise
-                return _page(caller, f"{exc.status} {exc.title}",
-                             f'<p class="refusal">{esc(exc.detail)}</p>', status=exc.status)
+                return _page(caller, f"{problem.status} {problem.title}",
+                             f'<p class="refusal">{esc(problem.detail)}</p>',
+                             status=problem.status)
 
         wrapped.__doc__ = handler.__doc__
         return wrapped
@@ -362,10 +367,7 @@ async def get_home(request: web.Request, caller: Caller) -> web.Response:
 
 
 def _alert_days(request: web.Request) -> int:
-    section = request.app[SETTINGS_KEY].extra.get("admin", {})
-    if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
-        return int(section["expiry_alert_days"])
-    return DEFAULT_EXPIRY_ALERT_DAYS
+    return request.app[SETTINGS_KEY].admin.expiry_alert_days
 
 
 def _propose_button(caller: Caller, kind: str, region: str, kid: str | None = None) -> str:
@@ -543,10 +545,7 @@ def _short(value: Any) -> str:
 async def get_proposal(request: web.Request, caller: Caller) -> web.Response:
     """GET /console/proposals/{id}: the change, its diff, its votes; vote forms for approvers."""
     service = _trust(request)
-    try:
-        proposal = await service.proposal(_proposal_id(request))
-    except AdminError as exc:
-        raise Problem(404, "Not found", str(exc)) from exc
+    proposal = await service.proposal(_proposal_id(request))  # unknown: 404 by ERROR_STATUS
     if proposal.result_version is not None and proposal.result_version > 0:
         old = await service.version(proposal.result_version - 1)
         new = await service.version(proposal.result_version)
@@ -1017,13 +1016,8 @@ async def get_static(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Add the console's pages, its static files and its session store."""
     settings = app[SETTINGS_KEY]
-    section = settings.extra.get("console", {})
-    idle, lifetime = SESSION_IDLE, SESSION_LIFETIME
-    if isinstance(section, dict):
-        if isinstance(section.get("session_idle_minutes"), int):
-            idle = timedelta(minutes=section["session_idle_minutes"])
-        if isinstance(section.get("session_hours"), int):
-            lifetime = timedelta(hours=section["session_hours"])
+    idle = timedelta(minutes=settings.console.session_idle_minutes)
+    lifetime = timedelta(hours=settings.console.session_hours)
     app[CONSOLE_SESSIONS_KEY] = SessionStore(lambda: datetime.now(UTC), idle=idle,
                                              lifetime=lifetime)
     app.cleanup_ctx.append(static_ctx)

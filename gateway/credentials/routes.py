@@ -26,9 +26,7 @@ from aiohttp import web
 from gateway.credentials.store import (
     CredentialAction,
     CredentialRequest,
-    IdentityError,
     IdentityKind,
-    IdentityRefusal,
     Role,
 )
 from gateway.web.appkeys import AUDIT_PORT_KEY, IDENTITIES_KEY, SETTINGS_KEY
@@ -43,22 +41,6 @@ CREDENTIAL_READERS = {Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
 CREDENTIAL_MANAGERS = {Role.APPROVER}
 
 _KINDS = {"clients": IdentityKind.CLIENT, "operators": IdentityKind.OPERATOR}
-
-_REFUSAL_STATUS = {
-    IdentityRefusal.INVALID: (400, "Bad request"),
-    IdentityRefusal.NOT_FOUND: (404, "Not found"),
-    IdentityRefusal.EXISTS: (409, "Conflict"),
-    IdentityRefusal.STATE: (409, "Conflict"),
-    IdentityRefusal.CONFLICT: (409, "Conflict"),
-    IdentityRefusal.SCHEMA: (503, "Identity store unavailable"),
-}
-
-
-def _problem(exc: IdentityError) -> Problem:
-    status, title = _REFUSAL_STATUS[exc.refusal]
-    return Problem(status, title, str(exc), kind=f"credential-{exc.refusal.value}",
-                   extra={"reason": exc.refusal.value})
-
 
 def _target(request: web.Request) -> tuple[IdentityKind, str]:
     kind = _KINDS.get(request.match_info["kinds"])
@@ -101,10 +83,7 @@ async def get_credential(request: web.Request) -> web.Response:
     """GET /v1/admin/credentials/{kinds}/{name}: one credential."""
     await require_operator(request, CREDENTIAL_READERS)
     kind, name = _target(request)
-    try:
-        found = await request.app[IDENTITIES_KEY].credential(kind, name)
-    except IdentityError as exc:
-        raise _problem(exc) from exc
+    found = await request.app[IDENTITIES_KEY].credential(kind, name)
     return json_response(found.to_json())
 
 
@@ -129,11 +108,8 @@ async def _change(request: web.Request, action: CredentialAction, roles: set[Rol
                                   source=request.remote, refusal="other-operator")
         raise Problem(403, "Forbidden", detail, kind="credential-other-operator",
                       extra={"reason": "other-operator"})
-    try:
-        change, after = await store.change(change_request, audit=audit, actor=caller.name,
-                                           request_id=request_id, source=request.remote)
-    except IdentityError as exc:
-        raise _problem(exc) from exc
+    change, after = await store.change(change_request, audit=audit, actor=caller.name,
+                                       request_id=request_id, source=request.remote)
     answer: dict[str, Any] = {"credential": after.to_json()}
     if change.secret is None:
         return json_response(answer)

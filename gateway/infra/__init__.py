@@ -5,4 +5,5 @@
 * ``crypto_thread``: signature work beside the event loop, in batches
 * ``coalesce``, ``redislink``: concurrent calls sharing one round trip
 * ``datafolder``: the instance's data folder, made only on purpose
+* ``metrics``: the families of samples each service reports on ``/metrics``
 """

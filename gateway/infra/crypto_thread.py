@@ -2,10 +2,9 @@
 
 ``cryptography`` (47 and later) releases the GIL inside OpenSSL's ECDSA sign
 and verify: two threads verifying on two cores come close to twice the rate
-of one. A partner query costs one verification (about 85 µs on the
-development machines) and one signature (about 35 µs). Interleaved with the
-loop's Python, request after request, they cost well over those tight-loop
-times.
+of one. A partner query costs one verification and one signature.
+Interleaved with the loop's Python, request after request, they cost well
+over what the same calls cost in a tight loop.
 
 ``CryptoThread.run(fn, *args)`` queues one call and hands the queued calls to
 a single thread in batches (``gateway.infra.coalesce``). ``fn`` should be little
@@ -15,10 +14,10 @@ its own result or exception. While a batch runs, the next one gathers, so
 under load one hand-off carries many calls (at most ``MAX_BATCH``); a lone
 call is handed over at the next loop turn.
 
-Measured with the bench's partner row, with the gateway pinned to one CPU,
-this cut the gateway's CPU time a query by about 80 µs: the signature work
+So even on one CPU this lowers the CPU time a query costs: the signature work
 runs in runs of many calls instead of one at a time between each request's
-Python. With a second CPU free, it also runs alongside the loop.
+Python (bench/RESULTS.md, the development runs of 2026-11-27 13:59–14:52 and
+17:35–17:57). With a second CPU free, it also runs alongside the loop.
 ``enabled=False`` (the ``crypto_thread`` setting) calls ``fn`` on the loop.
 """
 
@@ -37,7 +36,8 @@ T = TypeVar("T")
 _Call = tuple[Callable[..., Any], tuple[Any, ...]]
 
 MAX_BATCH = 64
-"""Calls handed to the thread at a time: about 6 ms of ECDSA verification."""
+"""Calls handed to the thread at a time: a few milliseconds of ECDSA work, so a batch
+never holds its callers long."""
 
 
 class CryptoThreadClosedError(RuntimeError):

@@ -5,11 +5,10 @@ policy, observability hooks and a timeout task around each socket write and
 read. The partner query spends its request token's ``jti`` in Redis on every
 request, and tier 2 of the verdict cache is read on every tier-1 miss and
 written with every stored verdict, each as a coalesced call
-(``gateway.infra.coalesce``). Measured on the
-bench machine (redis-py 8.1, CPU of the calling process, bench/RESULTS.md,
-2026-11-27): the replay cache's script through the client's ``Script`` cost
-119 µs a call of one key and 174 µs a call of ten; through a ``RedisLink``
-with redis-py's hiredis parser, 59 and 81 µs.
+(``gateway.infra.coalesce``). On that path the client's layers were about half
+the CPU of a call: a ``RedisLink`` with redis-py's hiredis parser does without
+them (the replay cache's script, before and after, is in
+bench/RESULTS.md, the development runs of 2026-11-27 09:16–10:45).
 
 A ``RedisLink`` keeps one ``redis.asyncio.Connection`` (made by the URL's
 connection pool, so TLS, credentials and the database number come from the

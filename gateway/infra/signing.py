@@ -7,10 +7,8 @@ licences and status lists the gateway signs can be checked offline.
 Two algorithms, both on the ecert profile's allow-list:
 
 * ``ES256`` (P-256) for what is signed on every request: receipts and the
-  licences Huzhou hands to partners. OpenSSL signs P-256 faster than Ed25519:
-  a licence signature, encoding included, took 39.5 µs against 44.5 µs inside
-  the partner handler on the development machine (27 against 37 µs in
-  isolation). Partners verify P-256 faster too (88 µs against 113 µs), and
+  licences Huzhou hands to partners. OpenSSL signs P-256 faster than Ed25519,
+  and partners verify it faster too (the figures are in bench/RESULTS.md); and
   ES256 is the JWS algorithm every JOSE library implements.
 * ``EdDSA`` (Ed25519) for the rest: status lists and trust lists.
 

@@ -18,29 +18,28 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.matters.service import MatterService, load_service
+from gateway.verification.service import utc_now
 from gateway.web.appkeys import AUDIT_PORT_KEY, REGISTRY_KEY, SETTINGS_KEY
 from gateway.web.auth import require_client
 from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
 from gateway.web.logs import request_id_of
-from gateway.web.problems import Problem
+from gateway.web.problems import error_problem
 from registry import (
     NATIONAL,
-    CodeFormatError,
     Coverage,
     Period,
+    RegistryError,
     Relationship,
     Translation,
-    UnknownCodeError,
-    UnknownRegionError,
 )
 
 __all__ = ["setup_routes"]
@@ -112,19 +111,6 @@ def parse_translate(item: object, index: int | None = None) -> _TranslateRequest
                              _conditions(item.get("conditions"), index=index))
 
 
-def _registry_problem(exc: CodeFormatError | UnknownRegionError | UnknownCodeError,
-                      *, index: int | None = None) -> Problem:
-    where = "" if index is None else f"items[{index}]: "
-    if isinstance(exc, CodeFormatError):
-        return Problem(400, "Bad matter code", where + str(exc), kind="bad-matter-code",
-                       extra={"scheme": exc.scheme, "code": exc.code})
-    if isinstance(exc, UnknownRegionError):
-        return Problem(404, "Unknown region", where + str(exc), kind="unknown-region",
-                       extra={"region": exc.region})
-    return Problem(404, "Unknown matter", where + str(exc), kind="unknown-matter",
-                   extra={"region": exc.region, "code": exc.code})
-
-
 def _service(request: web.Request) -> MatterService:
     return request.app[REGISTRY_KEY]
 
@@ -148,8 +134,11 @@ def _translate_one(service: MatterService, req: _TranslateRequest, today: date,
     try:
         return at, service.translate(req.source_region, req.code, req.target_region, at=at,
                                      conditions=req.conditions)
-    except (CodeFormatError, UnknownRegionError) as exc:
-        raise _registry_problem(exc, index=index) from exc
+    except RegistryError as exc:
+        if index is None:
+            raise
+        # One item of a batch: answered as the error is, saying which item.
+        raise error_problem(exc, where=f"items[{index}]: ") from exc
 
 
 def _answer(at: date, translation: Translation) -> dict[str, Any]:
@@ -190,11 +179,11 @@ def _event(req: _TranslateRequest, at: date, translation: Translation, *, actor:
 async def translate(request: web.Request) -> web.Response:
     """POST /v1/matters/translate"""
     started = time.perf_counter()
-    received = datetime.now(UTC)
+    service = _service(request)
+    received = service.now()
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
     req = parse_translate(await read_json(request, settings.max_body_bytes))
-    service = _service(request)
     at, translation = _translate_one(service, req, service.today())
     await request.app[AUDIT_PORT_KEY].append(_event(
         req, at, translation, actor=identity.name, request=request, received=received,
@@ -205,13 +194,13 @@ async def translate(request: web.Request) -> web.Response:
 async def translate_batch(request: web.Request) -> web.Response:
     """POST /v1/matters/translate/batch"""
     started = time.perf_counter()
-    received = datetime.now(UTC)
+    service = _service(request)
+    received = service.now()
     identity = await require_client(request)
     settings = request.app[SETTINGS_KEY]
     items = await read_batch_items(request, limit=settings.max_batch_body_bytes,
                                    max_items=settings.max_batch_items, what="translation request")
     requests = [parse_translate(item, i) for i, item in enumerate(items)]
-    service = _service(request)
     today = service.today()
     done: list[tuple[date, Translation]] = []
     for i, req in enumerate(requests):
@@ -265,10 +254,7 @@ async def coverage(request: web.Request) -> web.Response:
     await require_client(request)
     service = _service(request)
     at = _query_at(request, service)
-    try:
-        found = service.coverage(at=at)
-    except UnknownRegionError as exc:
-        raise _registry_problem(exc) from exc
+    found = service.coverage(at=at)
     return json_response({"at": at.isoformat(), "huzhou_region": service.huzhou_region,
                   "partners": [coveragejson_response(c) for c in found.values()]})
 
@@ -282,10 +268,7 @@ async def matter(request: web.Request) -> web.Response:
     if len(region) > MAX_REGION or len(code) > MAX_CODE:
         raise bad_request("region or code is too long")
     at = None if "at" not in request.query else _query_at(request, service)
-    try:
-        details = service.lookup(region, code, at=at)
-    except (CodeFormatError, UnknownRegionError, UnknownCodeError) as exc:
-        raise _registry_problem(exc) from exc
+    details = service.lookup(region, code, at=at)
     matter_type = details.matter_type
     return json_response({
         "region": details.region, "code": details.code, "name": details.name,
@@ -307,13 +290,14 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/matters/translate/batch", translate_batch)
 
 
-async def matters_ctx(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx`` entry: load the registry from ``app[SETTINGS_KEY]`` into ``REGISTRY_KEY``."""
-    app[REGISTRY_KEY] = await load_service(app[SETTINGS_KEY])
-    yield
+def setup(app: web.Application, *, clock: Callable[[], datetime] | None = None) -> None:
+    """Add the registry's start-up context and the matter routes to ``app``; ``clock`` is
+    the app's (None: the system clock)."""
 
+    async def matters_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Load the registry from ``app[SETTINGS_KEY]`` into ``REGISTRY_KEY``."""
+        app[REGISTRY_KEY] = await load_service(app[SETTINGS_KEY], clock or utc_now)
+        yield
 
-def setup(app: web.Application) -> None:
-    """Add the registry's start-up context and the matter routes to ``app``."""
     app.cleanup_ctx.append(matters_ctx)
     setup_routes(app)

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from gateway.settings import Settings
-from gateway.verification.service import MatterLink
+from gateway.verification.service import MatterLink, utc_now
 from registry import (
     HUZHOU,
     NATIONAL,
@@ -70,10 +70,7 @@ def china_today() -> date:
 
 def registry_dirs(settings: Settings) -> tuple[Path, Path]:
     """The base folder (default or ``[registry] dir``) and the data folder's import folder."""
-    section = settings.extra.get("registry", {})
-    configured = section.get("dir") if isinstance(section, Mapping) else None
-    base = Path(str(configured)) if configured else DEFAULT_REGISTRY_DIR
-    return base, settings.data_dir / DATA_SUBDIR
+    return settings.registry.dir or DEFAULT_REGISTRY_DIR, settings.data_dir / DATA_SUBDIR
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -107,10 +104,11 @@ class MatterService:
     """
 
     def __init__(self, registry: Registry, *, huzhou_region: str = HUZHOU,
-                 today: Callable[[], date] = china_today) -> None:
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.registry = registry
         self.huzhou_region = RegionCode(huzhou_region)
-        self.today = today
+        self.now = clock
+        """The time now (the app's clock): when a translation was received."""
         by_region: dict[tuple[CatalogueKind, RegionCode], list[Catalogue]] = {}
         for catalogue in registry.catalogues:
             by_region.setdefault((catalogue.kind, catalogue.region), []).append(catalogue)
@@ -118,11 +116,17 @@ class MatterService:
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, huzhou_region: str = HUZHOU,
-                   today: Callable[[], date] = china_today) -> tuple[MatterService, LoadReport]:
+                   clock: Callable[[], datetime] = utc_now
+                   ) -> tuple[MatterService, LoadReport]:
         """Build from named file contents; the report lists every problem (the service is
         built from what loaded cleanly)."""
         registry, report = load_bundle_with_report(files)
-        return cls(registry, huzhou_region=huzhou_region, today=today), report
+        return cls(registry, huzhou_region=huzhou_region, clock=clock), report
+
+    def today(self) -> date:
+        """Today's date in China (UTC+8) by the service's clock: the date translations
+        and matter links are made for when none is given."""
+        return self.now().astimezone(CHINA_TZ).date()
 
     # ------------------------------------------------------------------ checks
 
@@ -214,11 +218,13 @@ class MatterService:
         return list(links)
 
 
-def _load(base: Path, overlay: Path) -> tuple[MatterService, LoadReport]:
-    return MatterService.from_files(read_registry_files(base, overlay))
+def _load(base: Path, overlay: Path, clock: Callable[[], datetime]
+          ) -> tuple[MatterService, LoadReport]:
+    return MatterService.from_files(read_registry_files(base, overlay), clock=clock)
 
 
-async def load_service(settings: Settings) -> MatterService:
+async def load_service(settings: Settings, clock: Callable[[], datetime] = utc_now
+                       ) -> MatterService:
     """Read and check the registry files in an executor; raises ``LoadError`` on any problem.
 
     A gateway does not start on a registry with problems: ``registry import``
@@ -227,7 +233,7 @@ async def load_service(settings: Settings) -> MatterService:
     """
     base, overlay = registry_dirs(settings)
     loop = asyncio.get_running_loop()
-    service, report = await loop.run_in_executor(None, _load, base, overlay)
+    service, report = await loop.run_in_executor(None, _load, base, overlay, clock)
     report.raise_for_problems()
     _log.info("matter registry loaded", extra={
         "catalogues": len(service.registry.catalogues), "maps": len(service.registry.maps),

@@ -193,22 +193,15 @@ async def status_list(request: web.Request) -> web.Response:
 
 def _rate_limits(settings: Settings) -> dict[str, tuple[float, int]]:
     """``[partner.rate_limits] "310000" = {per_s = 50, burst = 100}`` overrides."""
-    section = settings.extra.get("partner", {})
-    raw = section.get("rate_limits", {}) if isinstance(section, Mapping) else {}
-    limits: dict[str, tuple[float, int]] = {}
-    if isinstance(raw, Mapping):
-        for region, entry in raw.items():
-            if isinstance(entry, Mapping):
-                limits[str(region)] = (float(entry.get("per_s", settings.partner_rate_per_s)),
-                                       int(entry.get("burst", settings.partner_rate_burst)))
-    return limits
+    return {region: (limit.per_s, limit.burst)
+            for region, limit in settings.partner.rate_limits.items()}
 
 
 def setup(app: web.Application, *, clock: Clock | None = None) -> None:
     """Add the partner query and status routes, and the context that opens what they use.
 
-    Call after ``create_app`` added its trust context (the lead's wiring: right
-    after ``app.cleanup_ctx.append(trust_ctx)``).
+    Call after ``create_app`` added its trust context (right after
+    ``app.cleanup_ctx.append(trust_ctx)``).
     """
 
     async def partner_ctx(app: web.Application) -> AsyncIterator[None]:

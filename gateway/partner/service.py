@@ -58,6 +58,7 @@ import orjson
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.infra.crypto_thread import CryptoThread
+from gateway.infra.metrics import MetricFamily
 from gateway.infra.signing import SigningKey
 from gateway.licences.store import (
     STATUS_LIST_NAME,
@@ -575,6 +576,22 @@ class PartnerService:
                            retry_after_s=refused.retry_after_s)
         except Exception as exc:  # anything else: recorded as a failure, raised by the caller
             return Failure(exc, facts)
+
+    def metric_families(self) -> list[MetricFamily]:
+        """The licence memory's events and size and the crypto thread's work, for
+        ``/metrics``."""
+        return [
+            MetricFamily("ecert_licence_memory_events", "counter",
+                         "Huzhou licence look-ups answered from memory or not, by event.",
+                         [({"event": event}, n)
+                          for event, n in sorted(self.store.memory_counts.items())]),
+            MetricFamily("ecert_licence_memory_entries", "gauge",
+                         "Huzhou licences held in memory.", [({}, self.store.remembered)]),
+            MetricFamily("ecert_crypto_thread_calls", "counter",
+                         "Signature operations on the crypto thread.", [({}, self.crypto.calls)]),
+            MetricFamily("ecert_crypto_thread_batches", "counter",
+                         "Hand-offs to the crypto thread.", [({}, self.crypto.batches)]),
+        ]
 
     async def record(self, outcome: Outcome, *, http_status: int) -> None:
         """Make the query's audit record durable, saying it was answered with

@@ -14,9 +14,9 @@ unknown credentials, and local systems' keys, are 401.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,19 +24,16 @@ from aiohttp import web
 
 from gateway.credentials.store import Role
 from gateway.infra.signing import load_or_create_key
+from gateway.trustlist.alerts import trust_alerts
 from gateway.trustlist.service import (
-    AdminError,
-    AdminRefusal,
     ProposalStatus,
     TrustListService,
-    TrustStoreError,
     TrustWatcher,
     trusted_signers,
 )
 from gateway.trustlist.state import TrustState
 from gateway.trustlist.sync import RedisTrustSync
 from gateway.verification.cache import redis_client
-from gateway.verification.status import StatusFetcher
 from gateway.web.appkeys import (
     AUDIT_PORT_KEY,
     JWKS_KEY,
@@ -51,63 +48,15 @@ from gateway.web.httpjson import json_response, read_json
 from gateway.web.problems import Problem
 from trust import (
     TRUSTLIST_TYP,
-    AnchorStatus,
-    ChangeError,
-    ImportRefusal,
-    SignedListError,
     TrustList,
     diff_documents,
 )
 
-__all__ = ["setup_routes", "trust_alerts"]
+__all__ = ["setup_routes"]
 
 READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
 PROPOSERS = {Role.OPERATOR, Role.APPROVER}
 APPROVERS = {Role.APPROVER}
-DEFAULT_EXPIRY_ALERT_DAYS = 30
-
-_REFUSAL_STATUS = {
-    AdminRefusal.NOT_FOUND: (404, "Not found"),
-    AdminRefusal.OWN_PROPOSAL: (403, "Forbidden"),
-    AdminRefusal.NOT_PENDING: (409, "Proposal not pending"),
-    AdminRefusal.ALREADY_VOTED: (409, "Already voted"),
-    AdminRefusal.CONFLICT: (409, "Conflict"),
-    AdminRefusal.UNKNOWN_OPERATOR: (403, "Forbidden"),
-}
-_IMPORT_STATUS = {
-    ImportRefusal.FORMAT: 400,
-    ImportRefusal.UNTRUSTED_KEY: 422,
-    ImportRefusal.SIGNATURE: 422,
-    ImportRefusal.FREEZE: 422,
-    ImportRefusal.ROLLBACK: 409,
-    ImportRefusal.CONFLICT: 409,
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _guard(handler: Handler) -> Handler:
-    """Map the trust-list errors to problem bodies (this module's table)."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AdminError as exc:
-            status, title = _REFUSAL_STATUS[exc.refusal]
-            raise Problem(status, title, str(exc), kind=f"trust-list-{exc.refusal.value}",
-                          extra={"reason": exc.refusal.value}) from exc
-        except ChangeError as exc:
-            raise Problem(422, "Change refused", str(exc), kind="trust-list-change-refused",
-                          extra={"problems": list(exc.problems)}) from exc
-        except SignedListError as exc:
-            raise Problem(_IMPORT_STATUS[exc.reason], "Import refused", str(exc),
-                          kind=f"trust-list-{exc.reason.value}",
-                          extra={"reason": exc.reason.value}) from exc
-        except TrustStoreError as exc:
-            raise Problem(503, "Trust-list store unavailable", str(exc)) from exc
-
-    return wrapped
-
 
 def _service(request: web.Request) -> TrustListService:
     return request.app[TRUSTLISTS_KEY]
@@ -218,50 +167,11 @@ async def get_proposal(request: web.Request) -> web.Response:
     return json_response(proposal.to_json(service.approvals_required))
 
 
-def trust_alerts(trust_list: TrustList, now: datetime, days: int,
-                 status: StatusFetcher | None = None) -> list[dict[str, Any]]:
-    """What operators should act on: stale or expiring trust data, failing partners."""
-    horizon = now + timedelta(days=days)
-    alerts: list[dict[str, Any]] = []
-    if trust_list.is_stale(now):
-        alerts.append({"kind": "trust-list-stale", "version": trust_list.version,
-                       "next_update": _iso(trust_list.next_update),
-                       "detail": "past next_update: verifications answer TRY_LATER"})
-    elif trust_list.next_update <= horizon:
-        alerts.append({"kind": "trust-list-expiring", "version": trust_list.version,
-                       "next_update": _iso(trust_list.next_update),
-                       "days_left": (trust_list.next_update - now).days})
-    for partner in trust_list.partners.values():
-        for anchor in partner.anchors:
-            if anchor.status is AnchorStatus.REVOKED or not now <= anchor.valid_until <= horizon:
-                continue
-            alerts.append({"kind": "anchor-expiring", "region_code": partner.region_code,
-                           "kid": anchor.kid, "use": anchor.use.value,
-                           "valid_until": _iso(anchor.valid_until),
-                           "days_left": (anchor.valid_until - now).days})
-    if status is not None:
-        for held in status.held_lists():
-            owner = trust_list.partner(held.region)
-            max_age = 86400 if owner is None else owner.status_max_age_s
-            if held.fresh_until(max_age) < now:
-                alerts.append({"kind": "status-list-stale", "region_code": held.region,
-                               "uri": held.uri, "issued_at": _iso(held.issued_at)})
-        for uri, (when, reason) in sorted(status.failing.items()):
-            alerts.append({"kind": "partner-endpoint-failing", "uri": uri,
-                           "since": _iso(datetime.fromtimestamp(when, UTC)),
-                           "detail": reason})
-    return alerts
-
-
 async def get_alerts(request: web.Request) -> web.Response:
     """GET /v1/admin/alerts[?days=]: anchors expiring soon, a list near or past next_update."""
     await require_operator(request, READERS)
     settings = request.app[SETTINGS_KEY]
-    section = settings.extra.get("admin", {})
-    default = DEFAULT_EXPIRY_ALERT_DAYS
-    if isinstance(section, dict) and isinstance(section.get("expiry_alert_days"), int):
-        default = section["expiry_alert_days"]
-    days = _int_param(request, "days", default, maximum=MAX_ALERT_DAYS)
+    days = _int_param(request, "days", settings.admin.expiry_alert_days, maximum=MAX_ALERT_DAYS)
     service = _service(request)
     assert service.state is not None
     now = service.clock()
@@ -341,18 +251,18 @@ async def post_import(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     """Add the ``/v1/admin/`` routes."""
     base = "/v1/admin"
-    app.router.add_get(f"{base}/trust-list", _guard(get_trust_list))
-    app.router.add_get(f"{base}/trust-list/versions", _guard(get_versions))
-    app.router.add_get(f"{base}/trust-list/versions/{{v}}", _guard(get_version))
-    app.router.add_get(f"{base}/trust-list/diff", _guard(get_diff))
-    app.router.add_get(f"{base}/trust-list/export", _guard(get_export))
-    app.router.add_post(f"{base}/trust-list/import", _guard(post_import))
-    app.router.add_get(f"{base}/proposals", _guard(list_proposals))
-    app.router.add_post(f"{base}/proposals", _guard(post_proposal))
-    app.router.add_get(f"{base}/proposals/{{id}}", _guard(get_proposal))
-    app.router.add_post(f"{base}/proposals/{{id}}/approve", _guard(post_approve))
-    app.router.add_post(f"{base}/proposals/{{id}}/reject", _guard(post_reject))
-    app.router.add_get(f"{base}/alerts", _guard(get_alerts))
+    app.router.add_get(f"{base}/trust-list", get_trust_list)
+    app.router.add_get(f"{base}/trust-list/versions", get_versions)
+    app.router.add_get(f"{base}/trust-list/versions/{{v}}", get_version)
+    app.router.add_get(f"{base}/trust-list/diff", get_diff)
+    app.router.add_get(f"{base}/trust-list/export", get_export)
+    app.router.add_post(f"{base}/trust-list/import", post_import)
+    app.router.add_get(f"{base}/proposals", list_proposals)
+    app.router.add_post(f"{base}/proposals", post_proposal)
+    app.router.add_get(f"{base}/proposals/{{id}}", get_proposal)
+    app.router.add_post(f"{base}/proposals/{{id}}/approve", post_approve)
+    app.router.add_post(f"{base}/proposals/{{id}}/reject", post_reject)
+    app.router.add_get(f"{base}/alerts", get_alerts)
 
 
 # -- wiring --------------------------------------------------------------------------------
@@ -380,7 +290,7 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
     key = await loop.run_in_executor(None, lambda: load_or_create_key(
         settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
     signers = await loop.run_in_executor(
-        None, trusted_signers, settings.data_dir, settings.extra, key)
+        None, trusted_signers, settings.data_dir, settings.admin.trust_list_signers, key)
     service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY],
                                clock=app[_INJECTED_KEY].clock, via_cli=False, signing_key=key,
                                signers=signers)

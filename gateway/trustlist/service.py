@@ -607,19 +607,17 @@ def read_start_document(path: Path, keys: Mapping[str, VerifyingKey], *,
     return dict(signed.document)
 
 
-def trusted_signers(data_dir: Path, settings_extra: Mapping[str, Any],
+def trusted_signers(data_dir: Path, configured: Sequence[Mapping[str, Any]],
                     own: SigningKey | None) -> dict[str, VerifyingKey]:
     """Keys whose ``trustlist+jwt`` exports may be imported, by ``kid`` (blocking).
 
-    This instance's own trust-list key, the JWKs in ``[admin] trust_list_signers``
-    and the JWKS in ``data_dir/trust-list-signers.json``.
+    This instance's own trust-list key, the ``configured`` JWKs (``[admin]
+    trust_list_signers``) and the JWKS in ``data_dir/trust-list-signers.json``.
     """
     jwks: list[Any] = []
     if own is not None:
         jwks.append(own.public_jwk)
-    section = settings_extra.get("admin", {})
-    if isinstance(section, Mapping) and isinstance(section.get("trust_list_signers"), list):
-        jwks.extend(section["trust_list_signers"])
+    jwks.extend(configured)
     path = data_dir / SIGNERS_FILE
     if path.exists():
         loaded = orjson.loads(path.read_bytes())

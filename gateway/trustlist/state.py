@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.infra.metrics import MetricFamily
+from gateway.trustlist.alerts import StatusView, trust_alerts
 from trust import TrustList, TrustListError, Verifier, canonical_json
 
 __all__ = ["TrustSnapshot", "TrustState", "empty_trust_list"]
@@ -50,6 +53,21 @@ class TrustState:
                 f"{self._snapshot.trust_list.version} (rollback refused)"
             )
         self._snapshot = TrustSnapshot.of(trust_list, clock_skew_s=self._skew)
+
+    def metric_families(self, at: datetime, *, alert_days: int,
+                        status: StatusView | None = None) -> list[MetricFamily]:
+        """The version served and the open alerts by kind at ``at`` (``trust_alerts``:
+        anchors ending within ``alert_days``, and what ``status`` holds), for
+        ``/metrics``."""
+        trust_list = self._snapshot.trust_list
+        counts = Counter(alert["kind"] for alert in trust_alerts(trust_list, at, alert_days,
+                                                                   status))
+        return [
+            MetricFamily("ecert_trust_list_version", "gauge", "The trust-list version served.",
+                         [({}, trust_list.version)]),
+            MetricFamily("ecert_alerts", "gauge", "Open trust-list alerts, by kind.",
+                         [({"kind": kind}, n) for kind, n in sorted(counts.items())]),
+        ]
 
 
 def empty_trust_list(issuer: str, now: datetime) -> TrustList:

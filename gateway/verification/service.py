@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 import orjson
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
+from gateway.infra.metrics import MetricFamily
 from gateway.infra.signing import SigningKey
 from gateway.trustlist.state import TrustSnapshot, TrustState
 from gateway.verification.cache import CacheEntry, VerdictCache
@@ -200,6 +201,16 @@ class VerificationService:
         self.cache_max_ttl_s = cache_max_ttl_s
         self.clock = clock
         self.outcomes: dict[str, int] = {}
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Answers by indication, the verdict cache's events and the status-list fetches,
+        for ``/metrics``."""
+        families = [MetricFamily(
+            "ecert_verifications", "counter", "Verification answers, by indication.",
+            [({"indication": k}, v) for k, v in sorted(self.outcomes.items())])]
+        if self.cache is not None:
+            families += self.cache.metric_families()
+        return families + self.status.metric_families()
 
     def _matter_codes(self, req: VerificationRequest, partner_region: str) -> frozenset[str]:
         assert req.matter_code is not None

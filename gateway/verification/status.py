@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gateway.infra.metrics import MetricFamily
 from trust import Partner, StatusList, StatusListError, StatusUnavailable, TrustList
 from trust import parse_status_list as parse
 
@@ -82,6 +83,15 @@ class StatusFetcher:
         self.failing: dict[str, tuple[float, str]] = {}
         """URIs whose last fetch failed: Unix time and reason (cleared by a success;
         at most ``max_failures``, the oldest dropped first)."""
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Fetches made and failed, for ``/metrics``."""
+        return [
+            MetricFamily("ecert_status_fetches", "counter", "Partner status lists fetched.",
+                         [({}, self.fetches)]),
+            MetricFamily("ecert_status_fetch_failures", "counter",
+                         "Partner status-list fetches that failed.", [({}, self.failures)]),
+        ]
 
     async def start(self) -> None:
         """Open the HTTP client session."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 from aiohttp import web
@@ -20,6 +20,7 @@ from gateway.audit.routes import setup_routes as setup_audit_routes
 from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role
+from gateway.infra.metrics import MetricFamily
 from gateway.infra.signing import published_keys
 from gateway.matters.routes import setup as setup_matters
 from gateway.partner.checks import MAX_TOKEN_BYTES
@@ -27,7 +28,6 @@ from gateway.partner.routes import PARTNER_KEY
 from gateway.partner.routes import setup as setup_partner
 from gateway.settings import Settings
 from gateway.trustlist.routes import setup as setup_trustlists
-from gateway.trustlist.routes import trust_alerts
 from gateway.verification.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
 from gateway.verification.cache import redis_client as make_redis_client
 from gateway.verification.routes import setup_routes as setup_verify_routes
@@ -51,9 +51,6 @@ from gateway.web.observability import GatewayCollector, HttpObserver
 from trust import TrustList
 
 __all__ = ["create_app"]
-
-ALERT_DAYS = 30
-"""Anchors whose window ends within this many days count as alerts in /metrics."""
 
 MAX_HEADER_FIELD_BYTES = 2 * MAX_TOKEN_BYTES
 """The HTTP parser's limit on one header field (aiohttp's default is 8,190 bytes).
@@ -104,50 +101,15 @@ async def jwks(request: web.Request) -> web.Response:
 METRICS_REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
-def _service_metrics(app: web.Application) -> list[tuple[str, str, str, list[tuple[dict[str, str],
-                                                                                  float]]]]:
-    """The services' own counters, read when /metrics is scraped."""
-    service = app[VERIFICATION_KEY]
-    families: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = [
-        ("ecert_verifications", "counter", "Verification answers, by indication.",
-         [({"indication": k}, v) for k, v in sorted(service.outcomes.items())]),
-    ]
-    if service.cache is not None:
-        families += [
-            ("ecert_cache_events", "counter", "Verdict cache events, by tier and event.",
-             [({"tier": tier, "event": event}, count)
-              for (tier, event), count in sorted(service.cache.metrics.counts.items())]),
-            ("ecert_cache_memory_entries", "gauge", "Verdicts held in this process.",
-             [({}, len(service.cache.memory))]),
-        ]
-    families += [
-        ("ecert_status_fetches", "counter", "Partner status lists fetched.",
-         [({}, service.status.fetches)]),
-        ("ecert_status_fetch_failures", "counter", "Partner status-list fetches that failed.",
-         [({}, service.status.failures)]),
-    ]
-    trust_list = app[TRUST_KEY].snapshot.trust_list
-    families.append(("ecert_trust_list_version", "gauge", "The trust-list version served.",
-                     [({}, trust_list.version)]))
-    counts: dict[str, int] = {}
-    for alert in trust_alerts(trust_list, datetime.now(UTC), ALERT_DAYS, service.status):
-        counts[alert["kind"]] = counts.get(alert["kind"], 0) + 1
-    families.append(("ecert_alerts", "gauge", "Open trust-list alerts, by kind.",
-                     [({"kind": kind}, n) for kind, n in sorted(counts.items())]))
+def _service_metrics(app: web.Application, at: datetime) -> list[MetricFamily]:
+    """The services' own counters at ``at``, read when /metrics is scraped."""
+    verification = app[VERIFICATION_KEY]
+    families = verification.metric_families()
+    families += app[TRUST_KEY].metric_families(
+        at, alert_days=app[SETTINGS_KEY].admin.expiry_alert_days, status=verification.status)
     partner = app.get(PARTNER_KEY)
     if partner is not None:
-        store = partner.store
-        families += [
-            ("ecert_licence_memory_events", "counter",
-             "Huzhou licence look-ups answered from memory or not, by event.",
-             [({"event": event}, n) for event, n in sorted(store.memory_counts.items())]),
-            ("ecert_licence_memory_entries", "gauge", "Huzhou licences held in memory.",
-             [({}, store.remembered)]),
-            ("ecert_crypto_thread_calls", "counter", "Signature operations on the crypto thread.",
-             [({}, partner.crypto.calls)]),
-            ("ecert_crypto_thread_batches", "counter", "Hand-offs to the crypto thread.",
-             [({}, partner.crypto.batches)]),
-        ]
+        families += partner.metric_families()
     return families
 
 
@@ -182,7 +144,8 @@ def create_app(
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_REGISTRY_KEY] = registry
-    registry.register(GatewayCollector(lambda: _service_metrics(app)))
+    now = clock or utc_now
+    registry.register(GatewayCollector(lambda: _service_metrics(app, now())))
     app[READINESS_KEY] = {}
     app[JWKS_KEY] = []
 
@@ -244,7 +207,7 @@ def create_app(
 
     # The registry loads before trust_ctx, which hands it to the verification service.
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
-    setup_matters(app)
+    setup_matters(app, clock=clock)
     # The trust-list store opens first and provides app[TRUST_KEY] to trust_ctx.
     setup_trustlists(app, trust_list=trust_list, clock=clock)
     app.cleanup_ctx.append(trust_ctx)

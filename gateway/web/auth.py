@@ -8,7 +8,6 @@ from aiohttp import web
 
 from gateway.credentials.store import (
     CredentialError,
-    CredentialRefusal,
     Identity,
     IdentityKind,
     Role,
@@ -56,7 +55,8 @@ async def require_client(request: web.Request) -> Identity:
 
 
 async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
-    """The operator calling, with one of ``roles``; 401 or 403 otherwise.
+    """The operator calling, with one of ``roles``; else ``CredentialError``, answered
+    401 or 403 (``gateway.web.problems.ERROR_STATUS``).
 
     The decision is ``authorize_operator``'s, the one the CLI's writes take too.
     """
@@ -69,14 +69,9 @@ async def require_operator_token(request: web.Request, token: str | None,
     console's server-side session): the same checks, the same 401 and 403."""
     try:
         identity = authorize_operator(await _lookup(request, token), roles)
-    except CredentialError as exc:
+    except CredentialError as exc:  # answered by ERROR_STATUS: 401, or 403 for a role
         if exc.identity is not None:
-            request[CALLER_KEY] = exc.identity.name
-        if exc.refusal is not CredentialRefusal.ROLE or exc.identity is None:
-            raise Problem(401, "Unauthorized", "an operator token is required",
-                          headers=_CHALLENGE) from exc
-        raise Problem(403, "Forbidden",
-                      f"role {exc.identity.role} may not do this; needs one of "
-                      f"{sorted(r.value for r in exc.roles)}") from exc
+            request[CALLER_KEY] = exc.identity.name  # the access log names who was refused
+        raise
     request[CALLER_KEY] = identity.name
     return identity

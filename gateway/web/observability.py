@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from gateway.infra.metrics import MetricFamily
 
 __all__ = [
     "CALLER_KEY",
@@ -93,20 +95,19 @@ class HttpObserver:
 class GatewayCollector(Collector):
     """Reads the services' own counters at scrape time (nothing is copied per request)."""
 
-    def __init__(self, read: Callable[[], list[tuple[str, str, str, list[tuple[dict[str, str],
-                                                                             float]]]]]) -> None:
+    def __init__(self, read: Callable[[], Iterable[MetricFamily]]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
-        """One family per (name, kind, help), with its labelled samples."""
-        for name, kind, help_text, samples in self._read():
-            labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
+        """One Prometheus family per ``MetricFamily``, with its labelled samples."""
+        for found in self._read():
+            labels = sorted({key for sample_labels, _ in found.samples for key in sample_labels})
             family: CounterMetricFamily | GaugeMetricFamily
-            if kind == "counter":
-                family = CounterMetricFamily(name, help_text, labels=labels)
+            if found.kind == "counter":
+                family = CounterMetricFamily(found.name, found.help, labels=labels)
             else:
-                family = GaugeMetricFamily(name, help_text, labels=labels)
-            for sample_labels, value in samples:
+                family = GaugeMetricFamily(found.name, found.help, labels=labels)
+            for sample_labels, value in found.samples:
                 family.add_metric([sample_labels.get(key, "") for key in labels], value)
             yield family
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import csv
 import io
+import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,8 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.__main__ import main
+from gateway.__main__ import main, run_command
 from gateway.audit import AuditService, EventType, append_cli_event
+from gateway.cli import command_settings
 from gateway.cli.audit import register
 from tests.audit.conftest import HOLDER_CODE, EventFactory, event
 
@@ -25,8 +27,7 @@ def _run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="ecert-gateway")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
-    code: int = args.func(args)
-    return code
+    return run_command(args, command_settings(args, os.environ))
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.__main__ import run_command
 from gateway.audit.event import EventType
+from gateway.cli import command_settings
 from gateway.credentials.store import IdentityKind, Role, add_identity
 from gateway.infra.signing import load_or_create_key
 from gateway.settings import Settings, load_settings
@@ -411,7 +413,7 @@ class TestPropagation:
             parser = argparse.ArgumentParser()
             register(parser.add_subparsers(dest="command"))
             args = parser.parse_args(list(argv))
-            return int(args.func(args))
+            return run_command(args, command_settings(args, {}))
 
         def acting(name: str) -> tuple[str, ...]:
             # Each operator's own token, from a file (the CLI takes no secret as an argument).

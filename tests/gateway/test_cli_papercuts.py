@@ -63,7 +63,8 @@ class TestReasonsNotRawErrors:
         assert 1 == main(["audit", "export", "--out", str(tmp_path), "--data-dir", str(data)])
         assert [f"ecert-gateway trust propose: {missing}: No such file or directory",
                 f"ecert-gateway registry import: {missing}: No such file or directory",
-                f"error: {tmp_path}: Is a directory"] == capsys.readouterr().err.splitlines()
+                f"ecert-gateway audit export: {tmp_path}: Is a directory"
+                ] == capsys.readouterr().err.splitlines()
 
     @pytest.mark.parametrize(("where", "level"), [("env", "LOUD"), ("toml", "verbose")])
     def test_unknown_log_level(self, where: str, level: str, tmp_path: Path,

@@ -22,6 +22,8 @@ import orjson
 import pytest
 
 import gateway.licences.store as licences_module
+from gateway.__main__ import run_command
+from gateway.cli import command_settings
 from gateway.cli import licences as cli
 from gateway.infra.datafolder import create_data_folder
 from gateway.licences.store import (
@@ -63,7 +65,7 @@ def run(*argv: str) -> int:
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["licences", *argv])
-    return int(args.func(args))
+    return run_command(args, command_settings(args, os.environ))
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any] | str]) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from gateway.web.app import create_app
 from gateway.web.appkeys import REGISTRY_KEY
 from registry import LoadError
 from tests.fakes import MemoryAudit
+from trust import CHINA_TZ
 
 AT = "2025-03-01"
 SH_MAP = "urn:ecert:map:310000-national|2024.1"
@@ -105,7 +106,8 @@ async def _translate(client: Client, auth: dict[str, str], body: object,
 def service() -> MatterService:
     """The sample registry with today fixed at 2025-03-01."""
     files = read_registry_files(DEFAULT_REGISTRY_DIR)
-    built, report = MatterService.from_files(files, today=lambda: date(2025, 3, 1))
+    built, report = MatterService.from_files(
+        files, clock=lambda: datetime(2025, 3, 1, 12, tzinfo=CHINA_TZ))
     assert report.ok, str(report)
     return built
 
@@ -343,6 +345,23 @@ class TestAudit:
                           json=_req("330500", "许可-00906-001", "340100"),
                           headers={**auth, "X-Request-Id": "req-42"})
         assert "req-42" == audit.of(EventType.TRANSLATION)[-1].request_id
+
+    @pytest.mark.parametrize("path", ["/v1/matters/translate", "/v1/matters/translate/batch"])
+    async def test_made_and_recorded_at_the_apps_clock(
+            self, path: str, tmp_path: Path, audit: MemoryAudit, auth: dict[str, str],
+            aiohttp_client: ClientFactory) -> None:
+        """Without ``at`` a translation is for the app clock's day in Huzhou, and its record
+        bears the app clock's time; before, both read the system clock."""
+        received = datetime(2025, 2, 28, 20, 0, tzinfo=UTC)  # 2025-03-01 04:00 in Huzhou
+        settings = load_settings({}, None, {"data_dir": tmp_path})
+        client = await aiohttp_client(create_app(settings, audit=audit,
+                                                 clock=lambda: received))
+        body = _req("330500", "许可-00906-001", "340100", at=None)
+        batch = path.endswith("batch")
+        resp = await client.post(path, json={"items": [body]} if batch else body, headers=auth)
+        answer = await resp.json()
+        assert "2025-03-01" == (answer["results"][0] if batch else answer)["at"]
+        assert received == audit.of(EventType.TRANSLATION)[-1].at
 
 
 # ------------------------------------------------------------------ batch

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import logging
+import textwrap
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from gateway.settings import load_settings
+from gateway.web import app as app_module
+from gateway.web.app import create_app
 from gateway.web.logs import JsonFormatter
 from mocks import RunningFederation
-from tests.gateway.conftest import AppFactory, metric_value, scrape_metrics
+from tests.fakes import MemoryAudit
+from tests.gateway.conftest import AppFactory, metric_value, scrape_metrics, trust_document
+from trust import TrustList
+
+Client = TestClient[web.Request, web.Application]
 
 
 def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
@@ -90,3 +105,44 @@ async def test_requests_are_counted_and_timed_per_route_template(
     assert families == helped
     assert {"ecert_http_requests_total", "ecert_http_request_duration_seconds",
             "ecert_verifications_total", "ecert_trust_list_version"} <= families
+
+
+async def test_metrics_count_alerts_by_the_apps_clock(gateway_client: AppFactory) -> None:
+    """/metrics counts the alerts at the app's clock; before, it read the system clock, so
+    a gateway run on a test's (or a replay's) time reported another moment's alerts."""
+    later = datetime.now(UTC) + timedelta(days=3650)
+    client = await gateway_client(clock=lambda: later)
+    metrics = await scrape_metrics(client)
+    assert 1 == metric_value(metrics, "ecert_alerts", kind="trust-list-stale")
+
+
+async def test_metrics_count_anchors_within_the_configured_days(
+        tmp_path: Path, running: RunningFederation,
+        aiohttp_client: Callable[[web.Application], Awaitable[Client]]) -> None:
+    """An anchor whose window ends within ``[admin] expiry_alert_days`` counts on /metrics,
+    as on ``GET /v1/admin/alerts``; before, /metrics always took 30 days."""
+    trust_list = TrustList.from_json(trust_document(running.federation))
+    ending = min(anchor.valid_until for partner in trust_list.partners.values()
+                 for anchor in partner.anchors)
+    at = ending - timedelta(days=45)
+    counts = []
+    for n, environ in enumerate(({}, {"ECERT_ADMIN_EXPIRY_ALERT_DAYS": "60"})):
+        data = tmp_path / str(n)
+        data.mkdir()
+        settings = load_settings(environ, None, {"data_dir": data})
+        client = await aiohttp_client(create_app(settings, audit=MemoryAudit(),
+                                                 trust_list=trust_list, clock=lambda: at))
+        counts.append(metric_value(await scrape_metrics(client), "ecert_alerts",
+                                   kind="anchor-expiring"))
+    assert None is counts[0]
+    assert (counts[1] or 0) >= 1
+
+
+def test_every_service_reports_its_own_families() -> None:
+    """/metrics asks each service for its families and reaches into none of them."""
+    source = inspect.getsource(app_module._service_metrics)
+    function = ast.parse(textwrap.dedent(source)).body[0]
+    assert isinstance(function, ast.FunctionDef)
+    calls = {node.attr for statement in function.body for node in ast.walk(statement)
+             if isinstance(node, ast.Attribute)}
+    assert {"metric_families", "get", "status", "admin", "expiry_alert_days"} == calls

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from gateway.__main__ import run_command
+from gateway.cli import command_settings
 from gateway.cli.registry import register
 from gateway.infra.datafolder import create_data_folder
 from gateway.matters.service import DEFAULT_REGISTRY_DIR, MatterService, read_registry_files
@@ -31,8 +34,7 @@ def _run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="ecert-gateway")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
-    code: int = args.func(args)
-    return code
+    return run_command(args, command_settings(args, os.environ))
 
 
 def _crosswalk(path: Path, *rows: str) -> Path:

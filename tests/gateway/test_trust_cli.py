@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.__main__ import main
+from gateway.__main__ import main, run_command
 from gateway.audit import RecordFilter, open_store
+from gateway.cli import command_settings
 from gateway.cli.credentials import TOKEN_ENV
 from gateway.cli.trust import register
 from gateway.credentials.store import IdentityKind, Role, add_identity, identity_db_path
@@ -33,7 +34,7 @@ def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["trust", *argv])
-    return int(args.func(args))
+    return run_command(args, command_settings(args, os.environ))
 
 
 @pytest.fixture
