@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from gateway.credentials.store import (
     refusal_event,
 )
 from gateway.infra.datafolder import DataFolderError, require_data_folder
+from gateway.infra.sql import StorageError
 
 __all__ = ["register"]
 
@@ -50,12 +50,16 @@ _GROUPS = {IdentityKind.CLIENT: "clients", IdentityKind.OPERATOR: "operators"}
 _WHEN = "a duration (90d, 12h, 30m, 2w) or an RFC 3339 time (2027-01-31T00:00:00Z)"
 
 
+def _dsn(args: argparse.Namespace) -> str | None:
+    """The PostgreSQL of the identities and the audit log, if the instance uses one."""
+    # The CLI is part of the entry point: it may read the environment (STYLE.md).
+    return args.postgres_dsn or os.environ.get("ECERT_POSTGRES_DSN") or None
+
+
 def _append(args: argparse.Namespace, event: AuditEvent) -> None:
     from gateway.audit import append_cli_event  # noqa: PLC0415 - keeps this module light
 
-    # The CLI is part of the entry point: it may read the environment (STYLE.md).
-    dsn = args.postgres_dsn or os.environ.get("ECERT_POSTGRES_DSN") or None
-    append_cli_event(Path(args.data_dir), event, postgres_dsn=dsn)
+    append_cli_event(Path(args.data_dir), event, postgres_dsn=_dsn(args))
 
 
 def _audit_refusal(args: argparse.Namespace, request: CredentialRequest,
@@ -77,7 +81,7 @@ def _handled(fn: Command) -> Command:
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (IdentityError, AuditUnavailableError, DataFolderError, sqlite3.Error) as exc:
+        except (IdentityError, AuditUnavailableError, DataFolderError, StorageError) as exc:
             print(f"ecert-gateway {args.command} {args.action}: {exc}", file=sys.stderr)
             return 1
 
@@ -87,7 +91,7 @@ def _handled(fn: Command) -> Command:
 def _apply(args: argparse.Namespace, request: CredentialRequest) -> CredentialChange:
     """Plan, audit, commit: no record, no change."""
     at = datetime.now(UTC)
-    conn = open_identities(Path(args.data_dir))
+    conn = open_identities(Path(args.data_dir), _dsn(args))
     try:
         try:
             change = plan_change(conn, request, at, by="cli")
@@ -123,8 +127,9 @@ def _require_folder(args: argparse.Namespace) -> Path:
 def _list(args: argparse.Namespace) -> int:
     data_dir = _require_folder(args)
     found: list[Credential] = []
-    if identity_db_path(data_dir).exists():
-        conn = open_identities(data_dir)
+    dsn = _dsn(args)
+    if dsn or identity_db_path(data_dir).exists():
+        conn = open_identities(data_dir, dsn)
         try:
             found = list_credentials(conn, datetime.now(UTC), args.kind)
         finally:
@@ -201,11 +206,11 @@ def _expire(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(parser: argparse.ArgumentParser, *, audited: bool = True) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="the instance's data folder")
-    if audited:
-        parser.add_argument("--postgres-dsn",
-                            help="the audit log's PostgreSQL (default ECERT_POSTGRES_DSN)")
+    parser.add_argument("--postgres-dsn",
+                        help="the PostgreSQL of the identities and the audit log, when the "
+                             "instance uses one (default ECERT_POSTGRES_DSN)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -218,7 +223,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         noun = "API key" if kind is IdentityKind.CLIENT else "token"
 
         list_ = commands.add_parser("list", help=f"every {kind.label}: state, expiry (no secrets)")
-        _common(list_, audited=False)
+        _common(list_)
         list_.add_argument("--json", action="store_true", help="JSON instead of a table")
         list_.set_defaults(func=_list, kind=kind)
 

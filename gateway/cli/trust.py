@@ -112,7 +112,8 @@ def _operator(settings: Settings, args: argparse.Namespace, roles: set[Role],
     at = datetime.now(UTC)
     try:
         token = read_token(args.token_file, os.environ)
-        return acting_operator(settings.data_dir, token, roles, claimed=args.as_name).name
+        return acting_operator(settings.data_dir, token, roles, claimed=args.as_name,
+                               postgres_dsn=settings.postgres_dsn).name
     except CredentialError as exc:
         _audit_refusal(settings, "trust-list-credential-refused",
                        "cli" if exc.identity is None else exc.identity.name, at,
