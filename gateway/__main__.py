@@ -6,7 +6,6 @@ import argparse
 import gc
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Mapping
 from importlib import metadata
@@ -29,6 +28,7 @@ from gateway.cli import (
 )
 from gateway.credentials.store import CredentialError, IdentityError
 from gateway.infra.datafolder import DataFolderError, create_data_folder, require_data_folder
+from gateway.infra.sql import StorageError
 from gateway.licences.store import LicenceError
 from gateway.settings import Settings, SettingsError
 from gateway.trustlist.service import AdminError, TrustStoreError
@@ -151,7 +151,7 @@ EXIT_CODES: Final[Mapping[type[Exception], tuple[int, str]]] = {
     RegistryError: (1, ""),
     AuditUnavailableError: (1, "audit log unavailable: "),
     AuditStoreError: (1, ""),
-    sqlite3.Error: (1, ""),
+    StorageError: (1, ""),
     # Values refused as they are read (a JSON file, a time): the message says which.
     ValueError: (1, ""),
 }

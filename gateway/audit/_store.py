@@ -1,17 +1,19 @@
-"""Where audit records and checkpoints are kept: one port, two adapters.
+"""Where audit records and checkpoints are kept: one port, one store on either engine.
 
 ``AuditStore`` is synchronous; the service runs it on its own threads and the
-CLI calls it directly. Both adapters share the SQL here and differ in how they
-open connections, mark placeholders and take the sequencer lock:
+CLI calls it directly. ``SqlAuditStore`` runs the same SQL on SQLite
+(``data_dir/audit.db``, WAL, ``synchronous=FULL``) or PostgreSQL through
+``gateway.infra.sql``; the two differ in the sequencer lock a write takes:
 
-* SQLite (``data_dir/audit.db``, WAL, ``synchronous=FULL``): ``BEGIN IMMEDIATE``
-  takes the database's single write lock, across processes.
+* SQLite: ``BEGIN IMMEDIATE`` takes the database's single write lock, across
+  processes.
 * PostgreSQL: ``pg_advisory_xact_lock`` on a key derived from the schema, held
   until the transaction ends.
 
 Under that lock the writer reads the next index, inserts its batch with
 consecutive indices and commits, so indices are dense and unique whichever
-process writes. Nothing here updates or deletes; triggers refuse both.
+process writes. Nothing here updates or deletes; triggers refuse both. The
+schema is versioned (``AUDIT_SCHEMA``, brought up to date when the store opens).
 
 Errors::
 
@@ -20,25 +22,32 @@ Errors::
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-
-from gateway.infra.sqlite import connect
+from gateway.infra.migrations import Migration, Schema, migrate
+from gateway.infra.sql import (
+    POSTGRES,
+    SQLITE,
+    Connection,
+    Cursor,
+    Database,
+    StorageError,
+    WriteLock,
+)
 
 __all__ = [
+    "AUDIT_SCHEMA",
     "AuditStore",
     "AuditStoreError",
     "EntryRow",
-    "PostgresAuditStore",
     "RecordFilter",
-    "SqliteAuditStore",
+    "SqlAuditStore",
     "StoredCheckpoint",
+    "audit_database",
     "open_store",
     "sqlite_path",
 ]
@@ -90,7 +99,7 @@ class AuditStore(Protocol):
     """The audit log's storage port (synchronous; one thread per instance)."""
 
     def setup(self) -> None:
-        """Create tables and append-only triggers if missing."""
+        """Bring the schema up to date; put the append-only triggers back if missing."""
 
     def size(self) -> int:
         """Number of entries."""
@@ -150,36 +159,117 @@ class AuditStore(Protocol):
 
 _TABLES = (
     (
-        "audit_entries (idx {int} PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,"
-        " ts_ms {int} NOT NULL, event_type TEXT NOT NULL, outcome TEXT NOT NULL,"
-        " partner TEXT, matter TEXT, record {blob} NOT NULL, leaf_hash {blob} NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS audit_entries (idx {int} PRIMARY KEY,"
+        " event_id TEXT NOT NULL UNIQUE, ts_ms {int} NOT NULL, event_type TEXT NOT NULL,"
+        " outcome TEXT NOT NULL, partner TEXT, matter TEXT, record {blob} NOT NULL,"
+        " leaf_hash {blob} NOT NULL)"
     ),
     (
-        "audit_checkpoints (tree_size {int} PRIMARY KEY, root_hash {blob} NOT NULL,"
-        " note TEXT NOT NULL, created_ms {int} NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS audit_checkpoints (tree_size {int} PRIMARY KEY,"
+        " root_hash {blob} NOT NULL, note TEXT NOT NULL, created_ms {int} NOT NULL)"
     ),
-    "audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)",
 )
 _TABLE_NAMES = ("audit_entries", "audit_checkpoints", "audit_meta")
+_GUARDS = {
+    # Append-only: UPDATE and DELETE (on PostgreSQL TRUNCATE too) refused. Put back at
+    # every open, as they always were (a trigger dropped by hand does not stay dropped).
+    "sqlite": tuple(
+        f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name}"
+        f" BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op} refused'); END"
+        for name in _TABLE_NAMES for op in ("UPDATE", "DELETE")
+    ),
+    "postgresql": (
+        (
+            "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger"
+            " LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'audit log is append-only: % refused on %',"
+            " TG_OP, TG_TABLE_NAME; END $$"
+        ),
+        *(
+            statement
+            for name in _TABLE_NAMES
+            for statement in (
+                (f"CREATE OR REPLACE TRIGGER {name}_no_change BEFORE UPDATE OR DELETE"
+                 f" ON {name} FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"),
+                (f"CREATE OR REPLACE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name}"
+                 " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"),
+            )
+        ),
+    ),
+}
+
+
+def _adopt(conn: Connection) -> int:
+    """Version 1 is the schema the store made before versions were recorded."""
+    return 1 if conn.table_exists("audit_entries") else 0
+
+
+AUDIT_SCHEMA = Schema("audit", (
+    Migration(1, "entries, checkpoints and settings, append-only", {
+        dialect.name: (*(dialect.ddl(t) for t in _TABLES), *_GUARDS[dialect.name])
+        for dialect in (SQLITE, POSTGRES)}),
+), adopt=_adopt)
+"""The audit store's schema versions."""
+
+_LOCK_CLASS = 0x330500
+"""PostgreSQL: first key of the advisory locks; the second is the schema's hash."""
+_APPEND_LOCK = WriteLock("SELECT pg_advisory_xact_lock(?, hashtext(current_schema() || ?))",
+                         (_LOCK_CLASS, "1"))
+"""The sequencer: taken by appends and settings."""
+_CHECKPOINT_LOCK = WriteLock(_APPEND_LOCK.statement, (_LOCK_CLASS, "2"))
+"""Taken by checkpoint writes."""
 _INSERT = (
     "INSERT INTO audit_entries (idx, event_id, ts_ms, event_type, outcome, partner, matter,"
-    " record, leaf_hash) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+    " record, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
-class _SqlStore:
-    """SQL shared by both adapters; ``{p}`` is the placeholder."""
+class SqlAuditStore:
+    """``AuditStore`` on either engine; one connection, used from one thread."""
 
-    _p = "?"
+    def __init__(self, database: Database) -> None:
+        self.backend = database.backend
+        try:
+            self._conn = database.connect()
+        except StorageError as exc:
+            raise AuditStoreError(str(exc)) from exc
 
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except StorageError as exc:
+            raise AuditStoreError(str(exc)) from exc
 
-    def _write(self, lock: int) -> AbstractContextManager[None]:
-        raise NotImplementedError
+    @contextmanager
+    def _write(self, lock: WriteLock) -> Iterator[None]:
+        try:
+            with self._conn.transaction(lock):
+                yield
+        except StorageError as exc:
+            raise AuditStoreError(str(exc)) from exc
 
-    def _sql(self, sql: str) -> str:
-        return sql.replace("{p}", self._p)
+    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        try:
+            self._conn.executemany(sql, params)
+        except StorageError as exc:
+            raise AuditStoreError(str(exc)) from exc
+
+    def setup(self) -> None:
+        try:
+            migrate(self._conn, AUDIT_SCHEMA)
+        except StorageError as exc:
+            raise AuditStoreError(f"audit store schema: {exc}") from exc
+        with self._write(_APPEND_LOCK):
+            for statement in _GUARDS[self._conn.dialect.name]:
+                self._exec(statement)
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except StorageError as exc:
+            raise AuditStoreError(str(exc)) from exc
 
     def size(self) -> int:
         row = self._exec("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries").fetchone()
@@ -188,15 +278,13 @@ class _SqlStore:
     def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
         stop = (1 << 62) if end is None else end
         rows = self._exec(
-            self._sql(
-                "SELECT leaf_hash FROM audit_entries WHERE idx >= {p} AND idx < {p} ORDER BY idx"
-            ),
+            "SELECT leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, stop),
         ).fetchall()
         return [bytes(r[0]) for r in rows]
 
     def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
-        with self._write(1):
+        with self._write(_APPEND_LOCK):
             first = self.size()
             if known_size is None:
                 known_size = first
@@ -208,7 +296,7 @@ class _SqlStore:
             if len(foreign) != first - known_size:
                 raise AuditStoreError("the store has a gap in its indices")
             self._insert_many(
-                self._sql(_INSERT),
+                _INSERT,
                 [
                     (first + i, r.event_id, r.ts_ms, r.event_type, r.outcome, r.partner,
                      r.matter, r.record, r.leaf_hash)
@@ -217,22 +305,17 @@ class _SqlStore:
             )  # fmt: skip
         return first, foreign
 
-    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError
-
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         row = self._exec(
-            self._sql("SELECT record, leaf_hash FROM audit_entries WHERE idx = {p}"), (index,)
+            "SELECT record, leaf_hash FROM audit_entries WHERE idx = ?", (index,)
         ).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
 
     def iter_entries(
         self, start: int = 0, chunk: int = 20_000
     ) -> Iterator[tuple[int, bytes, bytes]]:
-        sql = self._sql(
-            "SELECT idx, record, leaf_hash FROM audit_entries"
-            " WHERE idx >= {p} ORDER BY idx LIMIT {p}"
-        )
+        sql = ("SELECT idx, record, leaf_hash FROM audit_entries"
+               " WHERE idx >= ? ORDER BY idx LIMIT ?")
         while True:
             rows = self._exec(sql, (start, chunk)).fetchall()
             for idx, record, leaf in rows:
@@ -244,10 +327,8 @@ class _SqlStore:
     def iter_columns(
         self, start: int = 0, chunk: int = 20_000
     ) -> Iterator[tuple[int, tuple[Any, ...]]]:
-        sql = self._sql(
-            "SELECT idx, event_id, ts_ms, event_type, outcome, partner, matter"
-            " FROM audit_entries WHERE idx >= {p} ORDER BY idx LIMIT {p}"
-        )
+        sql = ("SELECT idx, event_id, ts_ms, event_type, outcome, partner, matter"
+               " FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?")
         while True:
             rows = self._exec(sql, (start, chunk)).fetchall()
             for row in rows:
@@ -274,30 +355,28 @@ class _SqlStore:
         return None if row is None else self._checkpoint(row)
 
     def add_checkpoint(self, checkpoint: StoredCheckpoint, previous_size: int | None) -> bool:
-        with self._write(2):
+        with self._write(_CHECKPOINT_LOCK):
             row = self._exec("SELECT MAX(tree_size) FROM audit_checkpoints").fetchone()
             latest = None if row[0] is None else int(row[0])
             if latest != previous_size:
                 return False
             self._exec(
-                self._sql(
-                    "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms)"
-                    " VALUES ({p}, {p}, {p}, {p})"
-                ),
+                "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms)"
+                " VALUES (?, ?, ?, ?)",
                 (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_ms),
             )
         return True
 
     @staticmethod
     def _where(flt: RecordFilter) -> tuple[str, list[Any]]:
-        """The WHERE clause (with ``{p}`` placeholders) and parameters of a filter."""
-        where: list[str] = ["idx > {p}"]
+        """The WHERE clause (with ``?`` placeholders) and parameters of a filter."""
+        where: list[str] = ["idx > ?"]
         params: list[Any] = [flt.after_index]
         if flt.start_ms is not None:
-            where.append("ts_ms >= {p}")
+            where.append("ts_ms >= ?")
             params.append(flt.start_ms)
         if flt.end_ms is not None:
-            where.append("ts_ms < {p}")
+            where.append("ts_ms < ?")
             params.append(flt.end_ms)
         for column, value in (
             ("partner", flt.partner),
@@ -305,14 +384,14 @@ class _SqlStore:
             ("outcome", flt.outcome),
         ):
             if value is not None:
-                where.append(f"{column} = {{p}}")
+                where.append(f"{column} = ?")
                 params.append(value)
         if flt.matter is not None:
             if ":" in flt.matter:
-                where.append("matter = {p}")
+                where.append("matter = ?")
                 params.append(flt.matter)
             else:  # a bare code matches it in any region
-                where.append("substr(matter, length(matter) - {p} + 1) = {p}")
+                where.append("substr(matter, length(matter) - ? + 1) = ?")
                 params.extend([len(flt.matter) + 1, ":" + flt.matter])
         return " AND ".join(where), params
 
@@ -321,24 +400,22 @@ class _SqlStore:
         sql = (
             "SELECT idx, record FROM audit_entries WHERE "  # noqa: S608 - only fixed column names are interpolated
             + where
-            + " ORDER BY idx LIMIT {p}"
+            + " ORDER BY idx LIMIT ?"
         )
         params.append(flt.limit)
-        rows = self._exec(self._sql(sql), params).fetchall()
+        rows = self._exec(sql, params).fetchall()
         return [(int(i), bytes(r)) for i, r in rows]
 
     def count(self, flt: RecordFilter) -> int:
         where, params = self._where(flt)
         sql = "SELECT COUNT(*) FROM audit_entries WHERE " + where  # noqa: S608 - fixed column names
-        (found,) = self._exec(self._sql(sql), params).fetchone()
+        (found,) = self._exec(sql, params).fetchone()
         return int(found)
 
     def stats(self, start_ms: int, end_ms: int) -> list[tuple[str | None, str | None, str, int]]:
         rows = self._exec(
-            self._sql(
-                "SELECT partner, matter, outcome, COUNT(*) FROM audit_entries"
-                " WHERE ts_ms >= {p} AND ts_ms < {p} GROUP BY partner, matter, outcome"
-            ),
+            "SELECT partner, matter, outcome, COUNT(*) FROM audit_entries"
+            " WHERE ts_ms >= ? AND ts_ms < ? GROUP BY partner, matter, outcome",
             (start_ms, end_ms),
         ).fetchall()
         result = [(p, m, str(o), int(c)) for p, m, o, c in rows]
@@ -347,17 +424,15 @@ class _SqlStore:
 
     def meta(self, name: str) -> str | None:
         row = self._exec(
-            self._sql("SELECT value FROM audit_meta WHERE name = {p}"), (name,)
+            "SELECT value FROM audit_meta WHERE name = ?", (name,)
         ).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta_once(self, name: str, value: str) -> str:
-        with self._write(1):
+        with self._write(_APPEND_LOCK):
             self._exec(
-                self._sql(
-                    "INSERT INTO audit_meta (name, value) VALUES ({p}, {p})"
-                    " ON CONFLICT (name) DO NOTHING"
-                ),
+                "INSERT INTO audit_meta (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
                 (name, value),
             )
         stored = self.meta(name)
@@ -365,129 +440,20 @@ class _SqlStore:
         return stored
 
 
+
 def sqlite_path(data_dir: Path) -> Path:
     """Where a data folder keeps its SQLite audit log."""
     return data_dir / "audit.db"
 
 
-class SqliteAuditStore(_SqlStore):
-    """The embedded adapter: one SQLite file in WAL mode, every commit fsynced."""
-
-    _p = "?"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._conn = connect(path, synchronous="FULL")
-        except sqlite3.Error as exc:
-            raise AuditStoreError(f"cannot open {path}: {exc}") from exc
-
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            return self._conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise AuditStoreError(str(exc)) from exc
-
-    @contextmanager
-    def _write(self, lock: int) -> Iterator[None]:
-        # BEGIN IMMEDIATE takes SQLite's one write lock now, for every process.
-        self._exec("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.rollback()
-            raise
-        self._exec("COMMIT")
-
-    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
-        try:
-            self._conn.executemany(sql, params)
-        except sqlite3.Error as exc:
-            raise AuditStoreError(str(exc)) from exc
-
-    def setup(self) -> None:
-        with self._write(1):
-            for table in _TABLES:
-                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="INTEGER", blob="BLOB"))
-            self._exec("CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)")
-            for name in _TABLE_NAMES:
-                for op in ("UPDATE", "DELETE"):
-                    self._exec(
-                        f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name}"
-                        f" BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op} refused'); END"
-                    )
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class PostgresAuditStore(_SqlStore):
-    """The shared adapter: several gateway instances append to one log."""
-
-    _p = "%s"
-    _LOCK_CLASS = 0x330500  # first key of the advisory locks; the second is the schema's hash
-
-    def __init__(self, dsn: str) -> None:
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
-        except psycopg.Error as exc:
-            raise AuditStoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            # No parameters: no placeholder parsing (the trigger function's text holds "%").
-            return self._conn.execute(sql, params or None)
-        except psycopg.Error as exc:
-            raise AuditStoreError(str(exc)) from exc
-
-    @contextmanager
-    def _write(self, lock: int) -> Iterator[None]:
-        try:
-            with self._conn.transaction():
-                self._conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || %s))",
-                    (self._LOCK_CLASS, str(lock)),
-                )
-                yield
-        except psycopg.Error as exc:
-            raise AuditStoreError(str(exc)) from exc
-
-    def _insert_many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
-        with self._conn.cursor() as cur:
-            cur.executemany(sql, params)
-
-    def setup(self) -> None:
-        with self._write(1):
-            for table in _TABLES:
-                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="BIGINT", blob="BYTEA"))
-            self._exec("CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)")
-            self._exec(
-                "CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger"
-                " LANGUAGE plpgsql AS"
-                " $$ BEGIN RAISE EXCEPTION 'audit log is append-only: % refused on %',"
-                " TG_OP, TG_TABLE_NAME; END $$"
-            )
-            for name in _TABLE_NAMES:
-                self._exec(
-                    f"CREATE OR REPLACE TRIGGER {name}_no_change BEFORE UPDATE OR DELETE ON {name}"
-                    " FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
-                )
-                self._exec(
-                    f"CREATE OR REPLACE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name}"
-                    " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"
-                )
-
-    def close(self) -> None:
-        self._conn.close()
+def audit_database(data_dir: Path, postgres_dsn: str | None) -> Database:
+    """Where the settings keep the audit log: PostgreSQL, else ``data_dir/audit.db``."""
+    return Database.of(sqlite_path(data_dir), postgres_dsn)
 
 
 def open_store(data_dir: Path, postgres_dsn: str | None) -> AuditStore:
-    """The adapter a data folder's settings call for, with its schema in place."""
-    store: AuditStore
-    if postgres_dsn:
-        store = PostgresAuditStore(postgres_dsn)
-    else:
-        store = SqliteAuditStore(sqlite_path(data_dir))
+    """The store a data folder's settings call for, with its schema up to date."""
+    store = SqlAuditStore(audit_database(data_dir, postgres_dsn))
     try:
         store.setup()
     except BaseException:

@@ -66,16 +66,18 @@ def read_token(token_file: Path | None, environ: Mapping[str, str]) -> str | Non
 
 
 def acting_operator(data_dir: Path, token: str | None, roles: Collection[Role], *,
-                    claimed: str | None = None) -> Identity:
+                    claimed: str | None = None, postgres_dsn: str | None = None) -> Identity:
     """The operator ``token`` belongs to, when enabled and holding one of ``roles``.
 
-    ``claimed`` (``--as``), when given, must be that operator's name. Raises
-    ``CredentialError``: ``MISSING`` (no token), ``UNKNOWN`` (not an enabled
-    operator's token), ``ROLE``, ``MISMATCH``.
+    ``claimed`` (``--as``), when given, must be that operator's name. The
+    identities looked in are the data folder's, or PostgreSQL's when
+    ``postgres_dsn`` is set, as the gateway's. Raises ``CredentialError``:
+    ``MISSING`` (no token), ``UNKNOWN`` (not an enabled operator's token),
+    ``ROLE``, ``MISMATCH``.
     """
     if token is None:
         raise CredentialError(CredentialRefusal.MISSING, _MISSING, roles=frozenset(roles))
-    found = lookup_token(data_dir, token)
+    found = lookup_token(data_dir, token, postgres_dsn=postgres_dsn)
     try:
         identity = authorize_operator(found, roles)
     except CredentialError as exc:

@@ -66,7 +66,7 @@ def _audit_refusal(settings: Settings, request: CredentialRequest,
 def _apply(settings: Settings, request: CredentialRequest) -> CredentialChange:
     """Plan, audit, commit: no record, no change."""
     at = datetime.now(UTC)
-    conn = open_identities(settings.data_dir)
+    conn = open_identities(settings.data_dir, settings.postgres_dsn)
     try:
         try:
             change = plan_change(conn, request, at, by="cli")
@@ -95,8 +95,9 @@ def _label(kind: IdentityKind, name: str, role: Role | None) -> str:
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = settings.data_dir
     found: list[Credential] = []
-    if identity_db_path(data_dir).exists():
-        conn = open_identities(data_dir)
+    dsn = settings.postgres_dsn
+    if dsn or identity_db_path(data_dir).exists():
+        conn = open_identities(data_dir, dsn)
         try:
             found = list_credentials(conn, datetime.now(UTC), args.kind)
         finally:

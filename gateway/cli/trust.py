@@ -125,7 +125,8 @@ def _operator(settings: Settings, args: argparse.Namespace, roles: set[Role], *,
     """
     try:
         token = read_token(args.token_file, os.environ)
-        return acting_operator(settings.data_dir, token, roles, claimed=args.as_name).name
+        return acting_operator(settings.data_dir, token, roles, claimed=args.as_name,
+                               postgres_dsn=settings.postgres_dsn).name
     except CredentialError as exc:
         if settings.data_dir.is_dir():
             _refuse_credential(settings, args, exc, proposal_id)

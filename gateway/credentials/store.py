@@ -2,8 +2,11 @@
 
 Both are random secrets printed once (by the CLI, or by the admin API's
 rotation); only their SHA-256 is stored (they carry 256 bits of entropy, so an
-unkeyed hash is not brute-forceable). The running gateway reads the same SQLite
-file, so a key made while it runs is honoured on its next lookup.
+unkeyed hash is not brute-forceable). They are kept where the settings keep
+every store (``gateway.infra.sql``): the data folder's ``identity.db``, or
+PostgreSQL when ``postgres_dsn`` is set, so that every instance on it shares
+them. The running gateway and the CLI open the same one, so a key made while
+the gateway runs is honoured on its next lookup.
 
 A credential's life: *added* (optionally with an expiry), *rotated* (a new
 secret replaces the old one; the old one may keep working for an overlap window
@@ -17,19 +20,29 @@ How fast a change is honoured: ``IdentityStore.lookup`` checks disablement,
 expiry and the overlap window against the current time on every request, also
 on a cache hit. Positive answers are cached for a few seconds; a change made
 through this instance clears the cache before it is answered, and a watcher
-polls SQLite's ``PRAGMA data_version`` every 250 ms and clears the cache when
-another process (the CLI, another instance on the same folder) committed.
+asks every 250 ms whether another process (the CLI, another instance) committed
+a change, and clears the cache when one did (or when it cannot tell): SQLite's
+``PRAGMA data_version``, or on PostgreSQL the ``identity_changes`` counter, which
+statement triggers on both tables bump once per writing transaction.
 
 An operator's credential is checked in one place for the admin API and the
 CLI alike: ``IdentityStore.lookup`` (the gateway) or ``lookup_token`` (the CLI)
 find the usable identity a secret belongs to, and ``authorize_operator``
 decides whether it may act (an operator's token, a fitting role).
 
-Schema (``PRAGMA user_version``): 0 is the first table (``identities``: hash,
-kind, name, role, created, disabled); 1 adds columns to it (expiry, rotation,
-who disabled it and why, a revision) and ``retired_secrets`` (replaced secrets
-still inside their overlap window). The migration is additive, run at open, so
-an older gateway on the same folder keeps reading the table.
+Schema (``IDENTITY_SCHEMA``, brought up to date at open): version 1 is the
+first table (``identities``: hash, kind, name, role, created, disabled); 2 adds
+columns to it (expiry, rotation, who disabled it and why, a revision),
+``retired_secrets`` (replaced secrets still inside their overlap window) and,
+on PostgreSQL, the change counter. The migrations are additive, so an older
+gateway on the same folder keeps reading the table. SQLite files also keep
+``PRAGMA user_version`` as earlier gateways counted it (0, then 1), so that
+they refuse a database a newer gateway changed, as this one refuses a higher
+number.
+
+A data folder whose instance moves to PostgreSQL keeps its credentials: the
+first time they are opened there, ``identity.db``'s identities are copied in
+(``move_folder_identities``).
 
 Errors::
 
@@ -45,21 +58,34 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.infra.sqlite import SqliteDB, connect
+from gateway.infra.migrations import Migration, Schema
+from gateway.infra.migrations import migrate as apply_migrations
+from gateway.infra.sql import (
+    POSTGRES,
+    SQLITE,
+    Connection,
+    ConstraintError,
+    Database,
+    SchemaError,
+    StorageError,
+    Worker,
+    WriteLock,
+    change_counter,
+)
 
 if TYPE_CHECKING:  # gateway.audit imports gateway.web.appkeys, which imports this module
     from gateway.audit.event import AuditEvent, AuditLog
 
 __all__ = [
+    "IDENTITY_SCHEMA",
     "MAX_OVERLAP",
     "SCHEMA_VERSION",
     "Credential",
@@ -69,6 +95,7 @@ __all__ = [
     "CredentialRefusal",
     "CredentialRequest",
     "CredentialState",
+    "FolderMove",
     "Identity",
     "IdentityError",
     "IdentityKind",
@@ -80,10 +107,12 @@ __all__ = [
     "change_event",
     "commit_change",
     "get_credential",
+    "identity_database",
     "identity_db_path",
     "list_credentials",
     "lookup_token",
     "migrate",
+    "move_folder_identities",
     "open_identities",
     "parse_time",
     "plan_change",
@@ -93,7 +122,8 @@ __all__ = [
 _log = logging.getLogger("gateway.credentials.store")
 
 SCHEMA_VERSION = 1
-"""The identity database's schema (``PRAGMA user_version``) this code writes."""
+"""What this code writes into an SQLite identity database's ``PRAGMA user_version`` (the
+count earlier gateways keep: 0 for the first table, 1 since the credential lifecycle)."""
 
 _SCHEMA_V0 = """
 CREATE TABLE IF NOT EXISTS identities (
@@ -131,7 +161,7 @@ _POSITIVE_TTL_S = 5.0
 """A positive lookup is trusted this long at most; the watcher clears it sooner on a change."""
 
 WATCH_INTERVAL_S = 0.25
-"""How often the store asks SQLite whether another process changed the identities."""
+"""How often the store asks the database whether another process changed the identities."""
 
 _MAX_TOKEN_CHARS = 256
 """A longer secret is no secret this store made (the bound of the admin API's bearer check)."""
@@ -251,8 +281,13 @@ def authorize_operator(identity: Identity | None, roles: Collection[Role]) -> Id
 
 
 def identity_db_path(data_dir: Path) -> Path:
-    """Where a data folder keeps its identities."""
+    """Where a data folder keeps its identities (when not in PostgreSQL)."""
     return data_dir / "identity.db"
+
+
+def identity_database(data_dir: Path, postgres_dsn: str | None = None) -> Database:
+    """Where the settings keep the identities: PostgreSQL, else the folder's ``identity.db``."""
+    return Database.of(identity_db_path(data_dir), postgres_dsn, synchronous="FULL")
 
 
 # -- times ---------------------------------------------------------------------------------
@@ -324,55 +359,157 @@ def _parse_overlap(text: str, at: datetime) -> datetime:
 # -- schema --------------------------------------------------------------------------------
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the identity database to ``SCHEMA_VERSION`` (made if empty; additive).
-
-    Safe when several processes open the same file at once: the version is
-    read again under the write lock. ``IdentityError`` (``SCHEMA``) for a
-    database written by a newer gateway.
-    """
-    if _user_version(conn) == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _migrate_locked(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _migrate_locked(conn: sqlite3.Connection) -> None:
-    version = _user_version(conn)
-    if version > SCHEMA_VERSION:
-        raise IdentityError(
-            f"identity.db has schema version {version}; this gateway knows up to "
-            f"{SCHEMA_VERSION}: run a newer gateway", IdentityRefusal.SCHEMA)
-    if version < 1:
-        conn.execute(_SCHEMA_V0)
-        have = {row[1] for row in conn.execute("PRAGMA table_info(identities)")}
-        for column, declaration in _COLUMNS_V1:
-            if column not in have:
-                conn.execute(f"ALTER TABLE identities ADD COLUMN {column} {declaration}")
-        conn.execute(_RETIRED_V1)
-        conn.execute("CREATE INDEX IF NOT EXISTS retired_secrets_owner "
-                     "ON retired_secrets (kind, name)")
+def _lifecycle(conn: Connection) -> None:
+    """Version 2: the credential lifecycle, added to the first table (columns a
+    half-done earlier migration already added are left as they are)."""
+    have = conn.columns("identities")
+    for column, declaration in _COLUMNS_V1:
+        if column not in have:
+            conn.execute(f"ALTER TABLE identities ADD COLUMN {column} {declaration}")
+    conn.execute(_RETIRED_V1)
+    conn.execute("CREATE INDEX IF NOT EXISTS retired_secrets_owner "
+                 "ON retired_secrets (kind, name)")
+    if conn.dialect is SQLITE:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    else:
+        for statement in change_counter("identity_changes", ("identities", "retired_secrets"),
+                                        function="identity_changed"):
+            conn.execute(statement)
 
 
-def _user_version(conn: sqlite3.Connection) -> int:
+def _adopt(conn: Connection) -> int:
+    """The version an identity database made before versions were recorded is at: its
+    ``PRAGMA user_version`` plus one, when it has the table."""
+    if not conn.table_exists("identities"):
+        return 0
+    return 1 + (_user_version(conn) if conn.dialect is SQLITE else 0)
+
+
+IDENTITY_SCHEMA = Schema("identities", (
+    Migration(1, "identities", {"sqlite": (_SCHEMA_V0,), "postgresql": (_SCHEMA_V0,)}),
+    Migration(2, "credential lifecycle: expiry, rotation, disablement, replaced secrets",
+              step=_lifecycle),
+), adopt=_adopt)
+"""The identity store's schema versions."""
+
+
+def migrate(conn: Connection) -> None:
+    """Bring the identity database to its newest schema (made if empty; additive).
+
+    Safe when several processes open the same database at once (the migration
+    lock). ``IdentityError`` (``SCHEMA``) for a database written by a newer gateway.
+    """
+    if conn.dialect is SQLITE:
+        version = _user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise IdentityError(
+                f"identity.db has schema version {version}; this gateway knows up to "
+                f"{SCHEMA_VERSION}: run a newer gateway", IdentityRefusal.SCHEMA)
+    try:
+        apply_migrations(conn, IDENTITY_SCHEMA)
+    except SchemaError as exc:
+        raise IdentityError(str(exc), IdentityRefusal.SCHEMA) from exc
+
+
+def _user_version(conn: Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def open_identities(data_dir: Path) -> sqlite3.Connection:
-    """A connection to the data folder's identity database, migrated (made if missing)."""
-    conn = connect(identity_db_path(data_dir), synchronous="FULL")
+def open_identities(data_dir: Path, postgres_dsn: str | None = None) -> Connection:
+    """A connection to the identities the settings name, migrated (made if missing).
+
+    On PostgreSQL the data folder's ``identity.db``, if any, is first copied in
+    (``move_folder_identities``, once).
+    """
+    conn = identity_database(data_dir, postgres_dsn).connect()
     try:
-        migrate(conn)
+        _prepare(conn, data_dir)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _prepare(conn: Connection, data_dir: Path) -> None:
+    migrate(conn)
+    if conn.dialect is POSTGRES:
+        move_folder_identities(data_dir, conn)
+
+
+# -- moving a folder's identities into PostgreSQL ------------------------------------------
+
+_IDENTITY_ROW = ("token_sha256, kind, name, role, created_at, disabled, expires_at, rotated_at, "
+                 "disabled_at, disabled_by, disabled_reason, revision")
+_RETIRED_ROW = "token_sha256, kind, name, retired_at, valid_until"
+_MOVE_LOCK = WriteLock("SELECT pg_advisory_xact_lock(?, hashtext(current_schema() || ?))",
+                       (0x330500, ":identities-move"))
+
+
+@dataclass(frozen=True, slots=True)
+class FolderMove:
+    """What ``move_folder_identities`` did."""
+
+    copied: tuple[tuple[str, str], ...]
+    """(kind, name) of the identities copied into PostgreSQL."""
+    kept: tuple[tuple[str, str], ...]
+    """(kind, name) PostgreSQL already held with another secret: its own stands."""
+
+
+def move_folder_identities(data_dir: Path, conn: Connection) -> FolderMove | None:
+    """Copy the data folder's ``identity.db`` into the PostgreSQL of ``conn``, once.
+
+    An instance set to use PostgreSQL keeps its local systems' keys and its
+    operators' tokens: every identity the folder holds that PostgreSQL does not
+    (by kind and name) is copied as it stands (hash, role, expiry, disablement,
+    rotation, revision), with its replaced secrets still inside their overlap.
+    An identity PostgreSQL already holds is never overwritten; when its secret
+    differs from the folder's (another instance's folder was moved first), the
+    folder's no longer works, and a warning names it. The folder's database then
+    records the move (``moved_to_postgres``) and is not read again; None when
+    there is nothing to move (no ``identity.db``, or moved before).
+    """
+    path = identity_db_path(data_dir)
+    if not path.exists():
+        return None
+    folder = Database.sqlite(path).connect()
+    try:
+        if folder.table_exists("moved_to_postgres"):
+            return None
+        migrate(folder)  # a folder of an earlier release: its columns first
+        identities = folder.execute(f"SELECT {_IDENTITY_ROW} FROM identities").fetchall()  # noqa: S608 - constant columns
+        retired = folder.execute(f"SELECT {_RETIRED_ROW} FROM retired_secrets").fetchall()  # noqa: S608 - constant columns
+        copied: list[tuple[str, str]] = []
+        kept: list[tuple[str, str]] = []
+        with conn.transaction(_MOVE_LOCK):
+            for row in identities:
+                owner = (str(row[1]), str(row[2]))
+                held = conn.execute("SELECT token_sha256 FROM identities WHERE kind = ? "
+                                    "AND name = ?", owner).fetchone()
+                if held is None:
+                    inserted = conn.execute(
+                        f"INSERT INTO identities ({_IDENTITY_ROW}) VALUES "  # noqa: S608 - constant columns
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", tuple(row))
+                    (copied if inserted.rowcount == 1 else kept).append(owner)
+                elif held[0] != row[0]:
+                    kept.append(owner)
+            moved = set(copied)
+            for row in retired:
+                if (str(row[1]), str(row[2])) in moved:
+                    conn.execute(f"INSERT INTO retired_secrets ({_RETIRED_ROW}) VALUES "  # noqa: S608 - constant columns
+                                 "(?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", tuple(row))
+        with folder.transaction():
+            folder.execute("CREATE TABLE IF NOT EXISTS moved_to_postgres (moved_at TEXT NOT "
+                           "NULL, copied INTEGER NOT NULL, kept INTEGER NOT NULL)")
+            folder.execute("INSERT INTO moved_to_postgres (moved_at, copied, kept) "
+                           "VALUES (?, ?, ?)", (_stamp(datetime.now(UTC)), len(copied), len(kept)))
+    finally:
+        folder.close()
+    _log.debug("identities of %s moved into PostgreSQL: %d copied", path, len(copied))
+    for kind, name in kept:
+        _log.warning("%s %r of %s was not moved into PostgreSQL, which holds another secret "
+                     "for it: the folder's secret no longer works (rotate it to hand out the "
+                     "one that does)", kind, name, path)
+    return FolderMove(tuple(copied), tuple(kept))
 
 
 def _digest(token: str) -> str:
@@ -392,7 +529,7 @@ class _Found:
         return self.valid_until is None or at < self.valid_until
 
 
-def _find(conn: sqlite3.Connection, digest: str) -> _Found | None:
+def _find(conn: Connection, digest: str) -> _Found | None:
     """The enabled identity whose current or retired secret hashes to ``digest``."""
     row = conn.execute(
         "SELECT kind, name, role, expires_at FROM identities "
@@ -409,16 +546,20 @@ def _find(conn: sqlite3.Connection, digest: str) -> _Found | None:
                   _maybe_stamp(row[3]))
 
 
-def lookup_token(data_dir: Path, token: str, *, at: datetime | None = None) -> Identity | None:
+def lookup_token(data_dir: Path, token: str, *, at: datetime | None = None,
+                 postgres_dsn: str | None = None) -> Identity | None:
     """The usable identity a secret belongs to at ``at`` (default now), or None (blocking; CLI).
 
-    The same decision as ``IdentityStore.lookup``, without its cache; a data
-    folder without an identity database has no identities (nothing is created).
+    The same decision as ``IdentityStore.lookup``, without its cache, in the
+    identities the settings name (PostgreSQL when ``postgres_dsn`` is set); a
+    data folder without an identity database has no identities (nothing is
+    created).
     """
-    path = identity_db_path(data_dir)
-    if not token or len(token) > _MAX_TOKEN_CHARS or not path.exists():
+    if not token or len(token) > _MAX_TOKEN_CHARS:
         return None
-    conn = open_identities(data_dir)
+    if not postgres_dsn and not identity_db_path(data_dir).exists():
+        return None
+    conn = open_identities(data_dir, postgres_dsn)
     try:
         found = _find(conn, _digest(token))
     finally:
@@ -475,7 +616,7 @@ _CREDENTIAL_COLUMNS = ("kind, name, role, created_at, disabled, expires_at, rota
                        "disabled_at, disabled_by, disabled_reason, revision")
 
 
-def _retired_ends(conn: sqlite3.Connection, kind: IdentityKind | None = None,
+def _retired_ends(conn: Connection, kind: IdentityKind | None = None,
                   name: str | None = None) -> dict[tuple[str, str], list[tuple[str, datetime]]]:
     """Replaced secrets by owner: (hash, end of its window)."""
     query = "SELECT kind, name, token_sha256, valid_until FROM retired_secrets"
@@ -489,7 +630,7 @@ def _retired_ends(conn: sqlite3.Connection, kind: IdentityKind | None = None,
     return ends
 
 
-def _credential(row: sqlite3.Row | tuple[object, ...], retired: list[tuple[str, datetime]],
+def _credential(row: Sequence[object], retired: list[tuple[str, datetime]],
                 at: datetime) -> Credential:
     (kind, name, role, created, disabled, expires, rotated, disabled_at, disabled_by,
      disabled_reason, _revision) = row
@@ -512,7 +653,7 @@ def _credential(row: sqlite3.Row | tuple[object, ...], retired: list[tuple[str, 
     )
 
 
-def list_credentials(conn: sqlite3.Connection, at: datetime,
+def list_credentials(conn: Connection, at: datetime,
                      kind: IdentityKind | None = None) -> list[Credential]:
     """Every credential (of one kind), by kind and name, as it stands at ``at``."""
     query = f"SELECT {_CREDENTIAL_COLUMNS} FROM identities"  # noqa: S608 - a constant
@@ -520,12 +661,13 @@ def list_credentials(conn: sqlite3.Connection, at: datetime,
     if kind is not None:
         query += " WHERE kind = ?"
         params = (kind.value,)
-    rows = conn.execute(query + " ORDER BY kind, name", params).fetchall()
+    # Sorted here, by code point: the order then does not depend on a database's collation.
+    rows = sorted(conn.execute(query, params).fetchall(), key=lambda r: (str(r[0]), str(r[1])))
     retired = _retired_ends(conn)
     return [_credential(row, retired.get((row[0], row[1]), []), at) for row in rows]
 
 
-def _row(conn: sqlite3.Connection, kind: IdentityKind, name: str) -> tuple[object, ...]:
+def _row(conn: Connection, kind: IdentityKind, name: str) -> tuple[object, ...]:
     query = f"SELECT {_CREDENTIAL_COLUMNS} FROM identities"  # noqa: S608 - a constant
     row = conn.execute(query + " WHERE kind = ? AND name = ?", (kind.value, name)).fetchone()
     if row is None:
@@ -534,7 +676,7 @@ def _row(conn: sqlite3.Connection, kind: IdentityKind, name: str) -> tuple[objec
     return tuple(row)
 
 
-def get_credential(conn: sqlite3.Connection, kind: IdentityKind, name: str,
+def get_credential(conn: Connection, kind: IdentityKind, name: str,
                    at: datetime) -> Credential:
     """One credential as it stands at ``at``; ``IdentityError`` (``NOT_FOUND``) if none."""
     row = _row(conn, kind, name)
@@ -628,7 +770,7 @@ def _new_secret(kind: IdentityKind) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-def plan_change(conn: sqlite3.Connection, request: CredentialRequest, at: datetime, *,
+def plan_change(conn: Connection, request: CredentialRequest, at: datetime, *,
                 by: str) -> CredentialChange:
     """Check ``request`` against the store at ``at`` and plan it (nothing is written).
 
@@ -688,22 +830,18 @@ def plan_change(conn: sqlite3.Connection, request: CredentialRequest, at: dateti
     raise AssertionError(action)  # pragma: no cover - every action is matched above
 
 
-def commit_change(conn: sqlite3.Connection, change: CredentialChange) -> None:
+def commit_change(conn: Connection, change: CredentialChange) -> None:
     """Write a planned change in one transaction.
 
     ``IdentityError`` (``CONFLICT``) when the identity changed since the plan
     (or, adding, one of that name appeared): nothing is written.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    # SQLite: the file's write lock; PostgreSQL: the row lock the revision check takes.
+    with conn.transaction():
         _commit_locked(conn, change)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
-def _commit_locked(conn: sqlite3.Connection, change: CredentialChange) -> None:
+def _commit_locked(conn: Connection, change: CredentialChange) -> None:
     request = change.request
     kind, name = request.kind.value, request.name
     if request.action is not CredentialAction.ADD:
@@ -724,12 +862,12 @@ def _commit_locked(conn: sqlite3.Connection, change: CredentialChange) -> None:
             (_digest(change.secret), kind, name,
              None if change.role is None else change.role.value, _stamp(change.at),
              None if change.expires_at is None else _stamp(change.expires_at)))
-    except sqlite3.IntegrityError as exc:
+    except ConstraintError as exc:
         raise IdentityError(f"a {kind} named {name!r} already exists",
                             IdentityRefusal.EXISTS) from exc
 
 
-def _write(conn: sqlite3.Connection, change: CredentialChange) -> None:
+def _write(conn: Connection, change: CredentialChange) -> None:
     """The statements of an accepted change to an existing identity (inside its transaction)."""
     request = change.request
     owner = (request.kind.value, request.name)
@@ -804,13 +942,13 @@ def refusal_event(request: CredentialRequest, reason: str, *, actor: str, via_cl
 
 
 def add_identity(data_dir: Path, kind: IdentityKind, name: str, role: Role | None = None, *,
-                 expires: str | None = None) -> str:
+                 expires: str | None = None, postgres_dsn: str | None = None) -> str:
     """Create an identity and return its secret (shown once, never stored); not audited.
 
     The CLI's ``clients add`` and ``operators add`` plan, audit, then commit;
     this is the same change without the record, for tests and set-up scripts.
     """
-    conn = open_identities(data_dir)
+    conn = open_identities(data_dir, postgres_dsn)
     try:
         change = plan_change(conn, CredentialRequest(
             action=CredentialAction.ADD, kind=kind, name=name, role=role, expires=expires),
@@ -836,21 +974,31 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _data_version(conn: sqlite3.Connection) -> int:
-    """SQLite's counter of commits made by *other* connections to this file."""
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+def _data_version(conn: Connection) -> int:
+    """A number that moves when another connection commits a change to the identities
+    (SQLite: to the file; PostgreSQL: the ``identity_changes`` counter)."""
+    version = conn.data_version("identity_changes")
+    if version is None:  # its triggers would bump nothing: changes could not be seen
+        raise StorageError("identity_changes has no row")
+    return version
 
 
 class IdentityStore:
     """The gateway's face of the identity database: lookups for every request, and changes.
 
-    ``clock`` is the wall clock expiry is judged by (injected by tests);
-    ``watch_interval_s`` how often other processes' changes are looked for.
+    The identities are the data folder's ``identity.db``, or PostgreSQL's when
+    ``postgres_dsn`` is set; ``clock`` is the wall clock expiry is judged by
+    (injected by tests); ``watch_interval_s`` how often other processes' changes
+    are looked for.
     """
 
-    def __init__(self, data_dir: Path, *, clock: Callable[[], datetime] = _utc_now,
+    def __init__(self, data_dir: Path, *, postgres_dsn: str | None = None,
+                 clock: Callable[[], datetime] = _utc_now,
                  watch_interval_s: float = WATCH_INTERVAL_S) -> None:
-        self._db = SqliteDB(identity_db_path(data_dir), synchronous="FULL")
+        database = identity_database(data_dir, postgres_dsn)
+        self._data_dir = data_dir
+        self._db = Worker.connection(database, name=f"identities-{database.backend}",
+                                     connect_timeout=5)
         self._clock = clock
         self._watch_interval_s = watch_interval_s
         self._cache: dict[str, _Cached] = {}
@@ -859,8 +1007,10 @@ class IdentityStore:
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Make or migrate the database, and start watching it for other processes' changes."""
-        await self._db.run(migrate)
+        """Make or migrate the database (on PostgreSQL, with the folder's identities moved
+        in), and start watching it for other processes' changes."""
+        data_dir = self._data_dir
+        await self._db.run(lambda conn: _prepare(conn, data_dir))
         self._data_version = await self._db.run(_data_version)
         self._watcher = asyncio.create_task(self._watch(), name="identity-watcher")
 
@@ -891,7 +1041,7 @@ class IdentityStore:
             await asyncio.sleep(self._watch_interval_s)
             try:
                 version = await self._db.run(_data_version)
-            except sqlite3.Error:
+            except StorageError:
                 _log.warning("identity database unreadable; cache cleared", exc_info=True)
                 self.invalidate()
                 continue

@@ -12,12 +12,13 @@ every store and log). The newest key hashes new rows; lookups try every version
 held, so a rotation (drop in a ``v<N+1>`` key, re-import) needs no downtime.
 Nothing of a licence is logged by this module.
 
-One port, two adapters, one SQL:
+One port, one SQL on either engine (``gateway.infra.sql``), its schema versioned
+(``LICENCE_SCHEMA``, brought up to date when a store or repository opens):
 
 * ``LicenceStore`` (async) is what the gateway asks: ``SqliteLicenceStore``
-  (``DATA_DIR/licences.db`` through ``gateway.infra.sqlite.SqliteDB``) or
-  ``PostgresLicenceStore`` (``settings.postgres_dsn``, a connection on a thread
-  of its own). ``open_store(settings)`` picks one.
+  (``DATA_DIR/licences.db``) or ``PostgresLicenceStore``
+  (``settings.postgres_dsn``), each one connection on a worker thread of its
+  own. ``open_store(settings)`` picks one.
 * ``LicenceRepository`` (sync) is what ``ecert-gateway licences import`` writes
   through; ``open_repository(data_dir, postgres_dsn)`` picks the same backend.
 
@@ -49,11 +50,9 @@ import hmac
 import logging
 import math
 import re
-import sqlite3
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -62,12 +61,21 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import orjson
-import psycopg
 from stdnum.cn import ric, uscc
 
 from gateway.infra.coalesce import Coalescer
 from gateway.infra.keyfiles import keys_dir, load_or_create_secret, load_versioned_secrets
-from gateway.infra.sqlite import SqliteDB, connect
+from gateway.infra.migrations import Migration, Schema, migrate
+from gateway.infra.sql import (
+    POSTGRES,
+    Connection,
+    Database,
+    Dialect,
+    StorageError,
+    Worker,
+    WriteLock,
+    change_counter,
+)
 from gateway.settings import Settings
 from trust import CheckOutcome, IdentifierError, check_identifier, parse_identifier
 
@@ -76,6 +84,7 @@ __all__ = [
     "HOLDER_CODE_TYPES",
     "LIC_KEYS",
     "STATUS_LIST_NAME",
+    "LICENCE_SCHEMA",
     "HolderKeyring",
     "ImportCounts",
     "LicenceError",
@@ -376,7 +385,7 @@ class HolderKeyring:
 # ----------------------------------------------------------------------- SQL
 
 
-_SCHEMA = (
+_TABLE = (
     """CREATE TABLE IF NOT EXISTS licences (
         identifier TEXT PRIMARY KEY,
         type_code TEXT NOT NULL,
@@ -392,88 +401,48 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS licences_type ON licences (type_code)",
 )
 _COLUMNS = "identifier, lic, state, status_idx"
-_PG_CHANGES = (
-    # Taken for the whole set-up: CREATE OR REPLACE FUNCTION and TRIGGER fail with
-    # "tuple concurrently updated" when two processes run them at the same moment.
-    "SELECT pg_advisory_xact_lock(hashtext('ecert-gateway licences schema'))",
-    """CREATE TABLE IF NOT EXISTS licence_changes (
-        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
-        version BIGINT NOT NULL
-    )""",
-    "ALTER TABLE licence_changes ADD COLUMN IF NOT EXISTS xact BIGINT",
-    "INSERT INTO licence_changes (one, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING",
-    # Once per writing transaction (an import runs many statements), and with the search_path
-    # the table was created under, whatever the writer's.
-    """CREATE OR REPLACE FUNCTION licence_changed() RETURNS trigger LANGUAGE plpgsql
-    SET search_path FROM CURRENT AS $$
-    BEGIN
-        UPDATE licence_changes SET version = version + 1, xact = txid_current()
-            WHERE xact IS DISTINCT FROM txid_current();
-        RETURN NULL;
-    END $$""",
-    """CREATE OR REPLACE TRIGGER licences_changed
-        AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON licences
-        FOR EACH STATEMENT EXECUTE FUNCTION licence_changed()""",
-)
-"""PostgreSQL: ``licence_changes.version`` moves with every transaction that writes
-``licences`` (what the async store polls; SQLite has ``PRAGMA data_version``)."""
 
 
-Connection = Any
-"""A DB-API connection: ``sqlite3.Connection`` or ``psycopg.Connection``."""
+def _adopt(conn: Connection) -> int:
+    """The version a store made before versions were recorded is at: 1 with the table
+    alone (on PostgreSQL: also with the first change counter, which lacked ``xact``),
+    2 with the counter as it is now (SQLite has nothing in version 2)."""
+    if not conn.table_exists("licences"):
+        return 0
+    if conn.dialect is POSTGRES and "xact" not in conn.columns("licence_changes"):
+        return 1
+    return 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Dialect:
-    name: str
-    placeholder: str
+LICENCE_SCHEMA = Schema("licences", (
+    Migration(1, "licences and their indices", {"sqlite": _TABLE, "postgresql": _TABLE}),
+    Migration(2, "change counter, once per writing transaction", {"postgresql": (
+        # The lock earlier gateways took for their whole set-up: one starting at the same
+        # moment does not replace the function under this migration.
+        "SELECT pg_advisory_xact_lock(hashtext('ecert-gateway licences schema'))",
+        *change_counter("licence_changes", ("licences",), function="licence_changed"),
+    )}),
+), adopt=_adopt)
+"""The licence store's schema versions. PostgreSQL: ``licence_changes.version`` moves
+with every transaction that writes ``licences`` (what the async store polls; SQLite has
+``PRAGMA data_version``)."""
 
-    def sql(self, text: str) -> str:
-        """``text`` with ``?`` placeholders in this dialect's form."""
-        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
-
-    @contextmanager
-    def transaction(self, conn: Connection) -> Iterator[None]:
-        """One write transaction holding the store's write lock (status indices are dense)."""
-        if self.name == "sqlite":
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        else:
-            with conn.transaction():
-                conn.execute("LOCK TABLE licences IN SHARE ROW EXCLUSIVE MODE")
-                yield
+_WRITE_LOCK = WriteLock("LOCK TABLE licences IN SHARE ROW EXCLUSIVE MODE")
+"""PostgreSQL: one import at a time (status indices are dense); SQLite: BEGIN IMMEDIATE."""
 
 
-SQLITE = _Dialect("sqlite", "?")
-POSTGRES = _Dialect("postgresql", "%s")
+def _setup(conn: Connection, _: Dialect) -> None:
+    migrate(conn, LICENCE_SCHEMA)
 
 
-def _setup(conn: Connection, d: _Dialect) -> None:
-    if d.name == "sqlite":
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        return
-    with conn.transaction():
-        for statement in (_PG_CHANGES[0], *_SCHEMA, *_PG_CHANGES[1:]):
-            conn.execute(statement)
-
-
-def _change_version(conn: Connection, d: _Dialect) -> int:
+def _change_version(conn: Connection, _: Dialect) -> int:
     """A number that moves whenever the licence library changes (SQLite: when another
     connection commits to the file, which is the only way the library changes under
     the async store's own connection)."""
-    if d.name == "sqlite":
-        row = conn.execute("PRAGMA data_version").fetchone()
-    else:
-        row = conn.execute("SELECT version FROM licence_changes").fetchone()
-        if row is None:  # the trigger would bump nothing: changes could not be seen
-            raise LicenceStoreError("licence_changes has no row")
-    return int(row[0])
+    version = conn.data_version("licence_changes")
+    if version is None:  # the trigger would bump nothing: changes could not be seen
+        raise LicenceStoreError("licence_changes has no row")
+    return version
 
 
 _STATES: Mapping[str, LicenceState] = {state.value: state for state in LicenceState}
@@ -484,24 +453,24 @@ def _stored(row: Sequence[Any]) -> StoredLicence:
                          state=_STATES[row[2]], status_idx=int(row[3]))
 
 
-def _by_identifier(conn: Connection, d: _Dialect, identifier: str) -> StoredLicence | None:
-    row = conn.execute(d.sql(f"SELECT {_COLUMNS} FROM licences WHERE identifier = ?"),  # noqa: S608 - constant columns
+def _by_identifier(conn: Connection, d: Dialect, identifier: str) -> StoredLicence | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM licences WHERE identifier = ?",  # noqa: S608 - constant columns
                        (identifier,)).fetchone()
     return None if row is None else _stored(row)
 
 
-def _by_holder(conn: Connection, d: _Dialect, pseudonyms: Sequence[str],
+def _by_holder(conn: Connection, d: Dialect, pseudonyms: Sequence[str],
                type_code: str) -> list[StoredLicence]:
     marks = ", ".join("?" for _ in pseudonyms)
     rows = conn.execute(
-        d.sql(f"SELECT {_COLUMNS} FROM licences WHERE holder_hmac IN ({marks}) "  # noqa: S608 - placeholders only
-              "AND type_code = ? ORDER BY identifier"),
+        f"SELECT {_COLUMNS} FROM licences WHERE holder_hmac IN ({marks}) "  # noqa: S608 - placeholders only
+        "AND type_code = ? ORDER BY identifier",
         (*pseudonyms, type_code)).fetchall()
     return [_stored(r) for r in rows]
 
 
-def _type_published(conn: Connection, d: _Dialect, type_code: str) -> bool:
-    row = conn.execute(d.sql("SELECT 1 FROM licences WHERE type_code = ? LIMIT 1"),
+def _type_published(conn: Connection, d: Dialect, type_code: str) -> bool:
+    row = conn.execute("SELECT 1 FROM licences WHERE type_code = ? LIMIT 1",
                        (type_code,)).fetchone()
     return row is not None
 
@@ -514,10 +483,10 @@ _IN_SIZES = (1, 2, 4, 8, 16, 32, 64)
 """Lengths of the ``IN (...)`` lists of a batched identifier lookup: a short batch is
 padded to the next one, so a handful of statements serve every batch (and stay in the
 driver's statement cache)."""
-_IN_SQL: dict[tuple[str, int], str] = {}
+_IN_SQL: dict[int, str] = {}
 
 
-def _by_identifiers(conn: Connection, d: _Dialect, identifiers: Sequence[str]
+def _by_identifiers(conn: Connection, d: Dialect, identifiers: Sequence[str]
                     ) -> dict[str, StoredLicence]:
     """The licences with these 证照标识 (the missing ones absent), a few statements for
     the whole batch instead of one each."""
@@ -527,9 +496,9 @@ def _by_identifiers(conn: Connection, d: _Dialect, identifiers: Sequence[str]
         chunk = list(identifiers[start:start + largest])
         size = next(n for n in _IN_SIZES if n >= len(chunk))
         chunk += [chunk[-1]] * (size - len(chunk))
-        sql = _IN_SQL.get((d.name, size))
+        sql = _IN_SQL.get(size)
         if sql is None:
-            sql = _IN_SQL[(d.name, size)] = d.sql(
+            sql = _IN_SQL[size] = (
                 f"SELECT {_COLUMNS} FROM licences WHERE identifier IN "  # noqa: S608 - placeholders only
                 f"({', '.join('?' * size)})")
         for row in conn.execute(sql, chunk).fetchall():
@@ -537,7 +506,7 @@ def _by_identifiers(conn: Connection, d: _Dialect, identifiers: Sequence[str]
     return found
 
 
-def _find_many(conn: Connection, d: _Dialect, queries: Sequence[_FindArgs]
+def _find_many(conn: Connection, d: Dialect, queries: Sequence[_FindArgs]
                ) -> list[tuple[bool, list[StoredLicence]]]:
     published: dict[str, bool] = {}
     for type_code, _, _ in queries:
@@ -559,7 +528,7 @@ def _find_many(conn: Connection, d: _Dialect, queries: Sequence[_FindArgs]
     return answers
 
 
-def _status_entries(conn: Connection, _: _Dialect) -> StatusEntries:
+def _status_entries(conn: Connection, _: Dialect) -> StatusEntries:
     top = conn.execute("SELECT MAX(status_idx) FROM licences").fetchone()
     size = 0 if top is None or top[0] is None else int(top[0]) + 1
     values = {int(idx): LicenceState(state).status_value for idx, state in conn.execute(
@@ -567,7 +536,7 @@ def _status_entries(conn: Connection, _: _Dialect) -> StatusEntries:
     return StatusEntries(size=size, values=values)
 
 
-def _count(conn: Connection, _: _Dialect) -> int:
+def _count(conn: Connection, _: Dialect) -> int:
     row = conn.execute("SELECT COUNT(*) FROM licences").fetchone()
     return int(row[0])
 
@@ -576,21 +545,21 @@ _DIGESTS_IN = 500
 """Identifiers per ``IN (...)`` list when an import batch looks up what is stored."""
 
 
-def _stored_digests(conn: Connection, d: _Dialect, identifiers: Sequence[str]
+def _stored_digests(conn: Connection, d: Dialect, identifiers: Sequence[str]
                     ) -> dict[str, tuple[str, str]]:
     """``identifier -> (content_sha256, holder_hmac)`` of the stored ones among these."""
     found: dict[str, tuple[str, str]] = {}
     for start in range(0, len(identifiers), _DIGESTS_IN):
         part = identifiers[start:start + _DIGESTS_IN]
         rows = conn.execute(
-            d.sql("SELECT identifier, content_sha256, holder_hmac FROM licences "  # noqa: S608 - placeholders only
-                  f"WHERE identifier IN ({', '.join('?' * len(part))})"),
+            "SELECT identifier, content_sha256, holder_hmac FROM licences "  # noqa: S608 - placeholders only
+            f"WHERE identifier IN ({', '.join('?' * len(part))})",
             list(part)).fetchall()
         found.update((row[0], (row[1], row[2])) for row in rows)
     return found
 
 
-def _import_batch(conn: Connection, d: _Dialect, records: Sequence[LicenceRecord],
+def _import_batch(conn: Connection, d: Dialect, records: Sequence[LicenceRecord],
                   keyring: HolderKeyring, *, now: str, next_idx: int,
                   counts: ImportCounts) -> int:
     """Write one batch inside the import's transaction: one lookup of what is stored, then
@@ -623,27 +592,25 @@ def _import_batch(conn: Connection, d: _Dialect, records: Sequence[LicenceRecord
             counts.rekeyed += 1
         else:
             counts.unchanged += 1
-    # Inserts first: an update of a row added earlier in this batch finds it. (A cursor:
-    # psycopg has executemany on cursors only.)
+    # Inserts first: an update of a row added earlier in this batch finds it.
     if inserts:
-        conn.cursor().executemany(d.sql(
+        conn.executemany(
             "INSERT INTO licences (identifier, type_code, holder_hmac, lic, state, "
             "status_idx, content_sha256, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), inserts)
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
     if updates:
-        conn.cursor().executemany(d.sql(
+        conn.executemany(
             "UPDATE licences SET type_code = ?, holder_hmac = ?, lic = ?, state = ?, "
-            "content_sha256 = ?, updated_at = ? WHERE identifier = ?"), updates)
+            "content_sha256 = ?, updated_at = ? WHERE identifier = ?", updates)
     if rekeys:
-        conn.cursor().executemany(
-            d.sql("UPDATE licences SET holder_hmac = ? WHERE identifier = ?"), rekeys)
+        conn.executemany("UPDATE licences SET holder_hmac = ? WHERE identifier = ?", rekeys)
     return next_idx
 
 
-def _import_all(conn: Connection, d: _Dialect, records: Iterable[LicenceRecord],
+def _import_all(conn: Connection, d: Dialect, records: Iterable[LicenceRecord],
                 keyring: HolderKeyring, *, now: str, batch: int) -> ImportCounts:
     counts = ImportCounts()
-    with d.transaction(conn):
+    with conn.transaction(_WRITE_LOCK):
         top = conn.execute("SELECT MAX(status_idx) FROM licences").fetchone()
         next_idx = 0 if top is None or top[0] is None else int(top[0]) + 1
         part: list[LicenceRecord] = []
@@ -666,23 +633,28 @@ def licence_db_path(data_dir: Path) -> Path:
     return data_dir / "licences.db"
 
 
+def _failed(backend: str, exc: StorageError) -> LicenceStoreError:
+    # The driver's error class only: its message may quote a row.
+    return LicenceStoreError(f"licence store ({backend}) failed: "
+                             f"{type(exc.__cause__ or exc).__name__}")
+
+
 class LicenceRepository:
     """Synchronous access for the CLI (and tests): import rows, read them back."""
 
-    def __init__(self, conn: Connection, dialect: _Dialect) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._dialect = dialect
-        self.backend = dialect.name
+        self._dialect = conn.dialect
+        self.backend = conn.dialect.name
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return fn(self._conn, self._dialect, *args)
-        except (sqlite3.Error, psycopg.Error) as exc:
-            raise LicenceStoreError(f"licence store ({self.backend}) failed: "
-                                    f"{type(exc).__name__}") from exc
+        except StorageError as exc:
+            raise _failed(self.backend, exc) from exc
 
     def setup(self) -> None:
-        """Create the table and indices if missing."""
+        """Bring the schema up to date (made when missing)."""
         self._call(_setup)
 
     def import_records(self, records: Iterable[LicenceRecord], keyring: HolderKeyring,
@@ -713,7 +685,12 @@ class LicenceRepository:
 
     def close(self) -> None:
         """Close the connection."""
-        self._conn.close()
+        self._call(lambda conn, _: conn.close())
+
+
+def licence_database(data_dir: Path, postgres_dsn: str | None) -> Database:
+    """Where the settings keep the licence library: PostgreSQL, else ``licences.db``."""
+    return Database.of(licence_db_path(data_dir), postgres_dsn)
 
 
 @contextmanager
@@ -721,13 +698,10 @@ def open_repository(data_dir: Path, postgres_dsn: str | None = None
                     ) -> Iterator[LicenceRepository]:
     """A set-up repository on PostgreSQL when ``postgres_dsn`` is given, else on SQLite."""
     try:
-        if postgres_dsn:
-            conn: Connection = psycopg.connect(postgres_dsn, autocommit=True)
-            repo = LicenceRepository(conn, POSTGRES)
-        else:
-            repo = LicenceRepository(connect(licence_db_path(data_dir)), SQLITE)
-    except (sqlite3.Error, psycopg.Error) as exc:
-        raise LicenceStoreError(f"cannot open the licence store: {type(exc).__name__}") from exc
+        repo = LicenceRepository(licence_database(data_dir, postgres_dsn).connect())
+    except StorageError as exc:
+        raise LicenceStoreError("cannot open the licence store: "
+                                f"{type(exc.__cause__ or exc).__name__}") from exc
     try:
         repo.setup()
         yield repo
@@ -786,10 +760,11 @@ class _ThreadedStore:
     ``poll_s`` is how often the store asks whether the library changed.
     """
 
-    backend = "?"
-    _dialect: _Dialect
-
-    def __init__(self, *, cache_size: int = 0, poll_s: float = CHANGE_POLL_S) -> None:
+    def __init__(self, database: Database, *, name: str, connect_timeout: int | None = None,
+                 cache_size: int = 0, poll_s: float = CHANGE_POLL_S) -> None:
+        self.backend = database.backend
+        self._dialect = database.dialect
+        self._db = Worker.connection(database, name=name, connect_timeout=connect_timeout)
         # Concurrent queries share one trip to the store's thread (see gateway.infra.coalesce).
         self._finds: Coalescer[_FindArgs, tuple[bool, list[StoredLicence]]] = Coalescer(
             self._find_many)
@@ -830,8 +805,9 @@ class _ThreadedStore:
             raise
 
     async def close(self) -> None:
-        """Stop watching and release the connection (subclasses)."""
-        raise NotImplementedError
+        """Stop watching, close the connection and stop its thread."""
+        await self._stop_watching()
+        await self._db.close()
 
     async def _stop_watching(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -869,15 +845,14 @@ class _ThreadedStore:
             await self._check()
 
     async def _run(self, fn: Callable[[Connection], T]) -> T:
-        raise NotImplementedError
+        return await self._db.run(fn)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         dialect = self._dialect
         try:
             return await self._run(lambda conn: fn(conn, dialect, *args))
-        except (sqlite3.Error, psycopg.Error) as exc:
-            raise LicenceStoreError(f"licence store ({self.backend}) failed: "
-                                    f"{type(exc).__name__}") from exc
+        except StorageError as exc:
+            raise _failed(self.backend, exc) from exc
 
     async def ping(self) -> None:
         """Raise unless the store answers."""
@@ -930,57 +905,19 @@ class _ThreadedStore:
 class SqliteLicenceStore(_ThreadedStore):
     """The licence library in ``DATA_DIR/licences.db``, served by one SQLite thread."""
 
-    backend = "sqlite"
-
     def __init__(self, path: Path, *, cache_size: int = 0,
                  poll_s: float = CHANGE_POLL_S) -> None:
-        super().__init__(cache_size=cache_size, poll_s=poll_s)
-        self._dialect = SQLITE
-        self._db = SqliteDB(path)
-
-    async def _run(self, fn: Callable[[Connection], T]) -> T:
-        return await self._db.run(fn)
-
-    async def close(self) -> None:
-        """Close the connection and its thread."""
-        await self._stop_watching()
-        await self._db.close()
+        super().__init__(Database.sqlite(path), name=f"sqlite-{path.name}",
+                         cache_size=cache_size, poll_s=poll_s)
 
 
 class PostgresLicenceStore(_ThreadedStore):
-    """The licence library in PostgreSQL; one connection, used from one thread."""
-
-    backend = "postgresql"
+    """The licence library in PostgreSQL; one connection, used from one thread (made
+    again when the server dropped it)."""
 
     def __init__(self, dsn: str, *, cache_size: int = 0, poll_s: float = CHANGE_POLL_S) -> None:
-        super().__init__(cache_size=cache_size, poll_s=poll_s)
-        self._dialect = POSTGRES
-        self._dsn = dsn
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-licences")
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
-        return self._conn
-
-    async def _run(self, fn: Callable[[Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
-
-    async def close(self) -> None:
-        """Close the connection and stop the thread."""
-        await self._stop_watching()
-
-        def _close(_: Connection) -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        if self._conn is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, lambda: _close(None))
-        self._executor.shutdown(wait=False)
+        super().__init__(Database.postgres(dsn), name="pg-licences", connect_timeout=5,
+                         cache_size=cache_size, poll_s=poll_s)
 
 
 def open_store(settings: Settings) -> LicenceStore:

@@ -1,10 +1,10 @@
-"""The trust-list store: every version kept, proposals under dual control, propagation.
+"""The trust-list service: every version kept, proposals under dual control, propagation.
 
 Operators propose changes (``trust._changes``); approvers other than the author
 approve them; when ``settings.approvals_required`` approvals are in, the change
-is applied as the next version. Every version is kept (SQLite
-``data_dir/trustlist.db`` by default, PostgreSQL when ``postgres_dsn`` is set),
-so history, diffs and signed exports of any version stay available.
+is applied as the next version. Every version is kept (``gateway.trustlist.store``:
+SQLite ``data_dir/trustlist.db`` by default, PostgreSQL when ``postgres_dsn`` is
+set), so history, diffs and signed exports of any version stay available.
 
 ``TrustListService`` is the one workflow for every change, whether it comes
 through ``/v1/admin/`` or the CLI: each step is one method that follows one
@@ -20,7 +20,7 @@ a newer one.
 
 Errors::
 
-    * TrustStoreError      the store is unreachable or failed
+    * TrustStoreError      the store is unreachable or failed (``gateway.trustlist.store``)
       x StoreConflictError a concurrent writer changed what a commit relied on
     * AdminError           a request on proposals or versions is refused (``refusal`` says why)
 """
@@ -31,26 +31,33 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
-import psycopg
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.infra.signing import SigningKey
-from gateway.infra.sqlite import connect
+from gateway.infra.sql import StorageError
 from gateway.settings import Settings
 from gateway.trustlist.state import TrustState, empty_trust_list
+from gateway.trustlist.store import (
+    Proposal,
+    ProposalStatus,
+    StoreConflictError,
+    StoredVersion,
+    TrustListStore,
+    TrustStoreError,
+    Vote,
+    open_trust_store,
+)
 from trust import (
     ChangeError,
     JoseError,
@@ -100,14 +107,6 @@ SIGNERS_FILE = "trust-list-signers.json"
 # -- errors --------------------------------------------------------------------------------
 
 
-class TrustStoreError(Exception):
-    """The trust-list store is unreachable or failed."""
-
-
-class StoreConflictError(TrustStoreError):
-    """A concurrent writer changed what a commit relied on; nothing was written."""
-
-
 class AdminRefusal(StrEnum):
     """Why a request on proposals or versions is refused."""
 
@@ -127,89 +126,6 @@ class AdminError(Exception):
         self.refusal = refusal
 
 
-# -- records -------------------------------------------------------------------------------
-
-
-class ProposalStatus(StrEnum):
-    """Where a proposal stands."""
-
-    PENDING = "pending"
-    APPLIED = "applied"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    """Approved, but no longer applicable to the current list (``reason`` says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVersion:
-    """One kept version of the trust list."""
-
-    version: int
-    document: dict[str, Any]
-    sha256: str
-    created_at: str
-    source: str
-    """``start-up``, ``proposal`` or ``import``."""
-    actor: str
-    proposal_id: str | None = None
-
-    def info(self) -> dict[str, Any]:
-        """Everything but the document."""
-        return {"version": self.version, "sha256": self.sha256, "created_at": self.created_at,
-                "source": self.source, "actor": self.actor, "proposal_id": self.proposal_id}
-
-
-@dataclass(frozen=True, slots=True)
-class Vote:
-    """An approval or rejection of a proposal."""
-
-    operator: str
-    approve: bool
-    at: str
-    comment: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    """A proposed change and the votes on it."""
-
-    id: str
-    created_at: str
-    author: str
-    base_version: int
-    changes: list[dict[str, Any]]
-    note: str | None
-    status: ProposalStatus
-    updated_at: str
-    result_version: int | None = None
-    reason: str | None = None
-    votes: tuple[Vote, ...] = ()
-
-    @property
-    def approvals(self) -> list[str]:
-        """Operators who approved."""
-        return [v.operator for v in self.votes if v.approve]
-
-    @property
-    def rejections(self) -> list[str]:
-        """Operators who rejected."""
-        return [v.operator for v in self.votes if not v.approve]
-
-    def to_json(self, approvals_required: int) -> dict[str, Any]:
-        """The API form."""
-        return {
-            "id": self.id, "created_at": self.created_at, "author": self.author,
-            "base_version": self.base_version, "changes": self.changes, "note": self.note,
-            "status": self.status.value, "updated_at": self.updated_at,
-            "result_version": self.result_version, "reason": self.reason,
-            "approvals_required": approvals_required,
-            "approvals": [{"operator": v.operator, "at": v.at, "comment": v.comment}
-                          for v in self.votes if v.approve],
-            "rejections": [{"operator": v.operator, "at": v.at, "comment": v.comment}
-                           for v in self.votes if not v.approve],
-        }
-
-
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -222,283 +138,6 @@ def version_row(document: Mapping[str, Any], *, at: datetime, source: str, actor
     return StoredVersion(version, dict(document),
                          hashlib.sha256(canonical_json(document)).hexdigest(), _iso(at),
                          source, actor, proposal_id)
-
-
-# -- the store -----------------------------------------------------------------------------
-
-
-class TrustListStore(Protocol):
-    """Where versions, proposals and votes are kept (synchronous; one thread per instance)."""
-
-    def setup(self) -> None:
-        """Create the tables if missing."""
-
-    def current_version(self) -> int | None:
-        """The highest version kept, or None when the store is empty."""
-
-    def version(self, version: int | None = None) -> StoredVersion | None:
-        """A version (default: the current one)."""
-
-    def history(self) -> list[StoredVersion]:
-        """Every version, oldest first (documents included)."""
-
-    def add_version(self, row: StoredVersion, expected_current: int | None) -> None:
-        """Keep ``row`` if the current version is still ``expected_current``."""
-
-    def add_proposal(self, proposal: Proposal) -> None:
-        """Keep a new proposal."""
-
-    def proposal(self, proposal_id: str) -> Proposal | None:
-        """A proposal with its votes."""
-
-    def proposals(self, status: ProposalStatus | None = None) -> list[Proposal]:
-        """Proposals, newest first."""
-
-    def record_vote(self, proposal_id: str, vote: Vote, *, expected_votes: int,
-                    status: ProposalStatus, reason: str | None,
-                    version: StoredVersion | None, expected_current: int | None) -> None:
-        """Add a vote and settle the proposal in one transaction, re-checking the plan."""
-
-    def close(self) -> None:
-        """Release the connection."""
-
-
-_TABLES = (
-    ("trust_list_versions (version {int} PRIMARY KEY, document TEXT NOT NULL,"
-     " sha256 TEXT NOT NULL, created_at TEXT NOT NULL, source TEXT NOT NULL,"
-     " actor TEXT NOT NULL, proposal_id TEXT)"),
-    ("trust_list_proposals (id TEXT PRIMARY KEY, created_at TEXT NOT NULL, author TEXT NOT NULL,"
-     " base_version {int} NOT NULL, changes TEXT NOT NULL, note TEXT, status TEXT NOT NULL,"
-     " updated_at TEXT NOT NULL, result_version {int}, reason TEXT)"),
-    ("trust_list_votes (proposal_id TEXT NOT NULL REFERENCES trust_list_proposals (id),"
-     " operator TEXT NOT NULL, approve {int} NOT NULL, at TEXT NOT NULL, comment TEXT,"
-     " PRIMARY KEY (proposal_id, operator))"),
-)
-_VERSION_COLUMNS = "version, document, sha256, created_at, source, actor, proposal_id"
-_PROPOSAL_COLUMNS = ("id, created_at, author, base_version, changes, note, status, updated_at,"
-                     " result_version, reason")
-
-
-class _SqlStore:
-    """SQL shared by both adapters; ``{p}`` is the placeholder."""
-
-    _p = "?"
-
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("{p}", self._p)
-
-    def current_version(self) -> int | None:
-        row = self._exec("SELECT MAX(version) FROM trust_list_versions").fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
-    @staticmethod
-    def _version(row: Sequence[Any]) -> StoredVersion:
-        return StoredVersion(int(row[0]), orjson.loads(row[1]), str(row[2]), str(row[3]),
-                             str(row[4]), str(row[5]), row[6])
-
-    def version(self, version: int | None = None) -> StoredVersion | None:
-        if version is None:
-            version = self.current_version()
-            if version is None:
-                return None
-        row = self._exec(self._sql(
-            f"SELECT {_VERSION_COLUMNS} FROM trust_list_versions WHERE version = {{p}}"  # noqa: S608 - fixed column list
-        ), (version,)).fetchone()
-        return None if row is None else self._version(row)
-
-    def history(self) -> list[StoredVersion]:
-        rows = self._exec(
-            f"SELECT {_VERSION_COLUMNS} FROM trust_list_versions ORDER BY version"  # noqa: S608 - fixed column list
-        ).fetchall()
-        return [self._version(r) for r in rows]
-
-    def _insert_version(self, row: StoredVersion, expected_current: int | None) -> None:
-        current = self.current_version()
-        if current != expected_current:
-            raise StoreConflictError(
-                f"the current version is {current}, not {expected_current}: another change "
-                "was applied meanwhile")
-        if current is not None and row.version <= current:
-            raise StoreConflictError(f"version {row.version} is not above {current}")
-        self._exec(self._sql(
-            f"INSERT INTO trust_list_versions ({_VERSION_COLUMNS})"  # noqa: S608 - fixed column list
-            " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})"
-        ), (row.version, orjson.dumps(row.document).decode(), row.sha256, row.created_at,
-            row.source, row.actor, row.proposal_id))
-
-    def add_version(self, row: StoredVersion, expected_current: int | None) -> None:
-        with self._write():
-            self._insert_version(row, expected_current)
-
-    def add_proposal(self, proposal: Proposal) -> None:
-        with self._write():
-            self._exec(self._sql(
-                f"INSERT INTO trust_list_proposals ({_PROPOSAL_COLUMNS})"  # noqa: S608 - fixed column list
-                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
-            ), (proposal.id, proposal.created_at, proposal.author, proposal.base_version,
-                orjson.dumps(proposal.changes).decode(), proposal.note, proposal.status.value,
-                proposal.updated_at, proposal.result_version, proposal.reason))
-
-    def _votes(self, proposal_id: str) -> tuple[Vote, ...]:
-        rows = self._exec(self._sql(
-            "SELECT operator, approve, at, comment FROM trust_list_votes"
-            " WHERE proposal_id = {p} ORDER BY at, operator"
-        ), (proposal_id,)).fetchall()
-        return tuple(Vote(str(r[0]), bool(r[1]), str(r[2]), r[3]) for r in rows)
-
-    def _proposal(self, row: Sequence[Any]) -> Proposal:
-        return Proposal(
-            id=str(row[0]), created_at=str(row[1]), author=str(row[2]),
-            base_version=int(row[3]), changes=orjson.loads(row[4]), note=row[5],
-            status=ProposalStatus(row[6]), updated_at=str(row[7]),
-            result_version=None if row[8] is None else int(row[8]), reason=row[9],
-            votes=self._votes(str(row[0])),
-        )
-
-    def proposal(self, proposal_id: str) -> Proposal | None:
-        row = self._exec(self._sql(
-            f"SELECT {_PROPOSAL_COLUMNS} FROM trust_list_proposals WHERE id = {{p}}"  # noqa: S608 - fixed column list
-        ), (proposal_id,)).fetchone()
-        return None if row is None else self._proposal(row)
-
-    def proposals(self, status: ProposalStatus | None = None) -> list[Proposal]:
-        sql = f"SELECT {_PROPOSAL_COLUMNS} FROM trust_list_proposals"  # noqa: S608 - fixed column list
-        params: tuple[Any, ...] = ()
-        if status is not None:
-            sql += " WHERE status = {p}"
-            params = (status.value,)
-        rows = self._exec(self._sql(sql + " ORDER BY created_at DESC, id"), params).fetchall()
-        return [self._proposal(r) for r in rows]
-
-    def record_vote(self, proposal_id: str, vote: Vote, *, expected_votes: int,
-                    status: ProposalStatus, reason: str | None,
-                    version: StoredVersion | None, expected_current: int | None) -> None:
-        with self._write():
-            row = self._exec(self._sql(
-                "SELECT status, (SELECT COUNT(*) FROM trust_list_votes WHERE proposal_id = {p})"
-                " FROM trust_list_proposals WHERE id = {p}"
-            ), (proposal_id, proposal_id)).fetchone()
-            pending = row is not None and row[0] == ProposalStatus.PENDING.value
-            if not pending or int(row[1]) != expected_votes:
-                raise StoreConflictError("the proposal changed meanwhile; look at it again")
-            self._exec(self._sql(
-                "INSERT INTO trust_list_votes (proposal_id, operator, approve, at, comment)"
-                " VALUES ({p}, {p}, {p}, {p}, {p})"
-            ), (proposal_id, vote.operator, int(vote.approve), vote.at, vote.comment))
-            if version is not None:
-                self._insert_version(version, expected_current)
-            self._exec(self._sql(
-                "UPDATE trust_list_proposals SET status = {p}, updated_at = {p},"
-                " result_version = {p}, reason = {p} WHERE id = {p}"
-            ), (status.value, vote.at, None if version is None else version.version, reason,
-                proposal_id))
-
-
-class SqliteTrustStore(_SqlStore):
-    """The embedded adapter: ``data_dir/trustlist.db`` in WAL mode, commits fsynced."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            self._conn = connect(path, synchronous="FULL")
-        except sqlite3.Error as exc:
-            raise TrustStoreError(f"cannot open {path}: {exc}") from exc
-
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            return self._conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise TrustStoreError(str(exc)) from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        # BEGIN IMMEDIATE takes SQLite's one write lock now, for every process.
-        self._exec("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.rollback()
-            raise
-        self._exec("COMMIT")
-
-    def setup(self) -> None:
-        with self._write():
-            for table in _TABLES:
-                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="INTEGER"))
-            for op in ("UPDATE", "DELETE"):
-                self._exec(
-                    f"CREATE TRIGGER IF NOT EXISTS trust_list_versions_no_{op.lower()}"
-                    f" BEFORE {op} ON trust_list_versions BEGIN SELECT RAISE(ABORT,"
-                    f" 'trust-list versions are kept: {op} refused'); END"
-                )
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class PostgresTrustStore(_SqlStore):
-    """The shared adapter: every instance on one PostgreSQL sees one history."""
-
-    _p = "%s"
-    _LOCK = (0x330500, 0x7457)  # advisory lock key: gateway, "tW"
-
-    def __init__(self, dsn: str) -> None:
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
-        except psycopg.Error as exc:
-            raise TrustStoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        try:
-            return self._conn.execute(sql, params or None)
-        except psycopg.Error as exc:
-            raise TrustStoreError(str(exc)) from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        try:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._LOCK)
-                yield
-        except psycopg.Error as exc:
-            raise TrustStoreError(str(exc)) from exc
-
-    def setup(self) -> None:
-        with self._write():
-            for table in _TABLES:
-                self._exec("CREATE TABLE IF NOT EXISTS " + table.format(int="BIGINT"))
-            self._exec(
-                "CREATE OR REPLACE FUNCTION trust_list_versions_refuse() RETURNS trigger"
-                " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION"
-                " 'trust-list versions are kept: % refused', TG_OP; END $$"
-            )
-            self._exec(
-                "CREATE OR REPLACE TRIGGER trust_list_versions_kept BEFORE UPDATE OR DELETE"
-                " ON trust_list_versions FOR EACH ROW EXECUTE FUNCTION trust_list_versions_refuse()"
-            )
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-def open_trust_store(data_dir: Path, postgres_dsn: str | None) -> TrustListStore:
-    """The adapter the settings call for, with its tables in place (blocking)."""
-    store: TrustListStore
-    if postgres_dsn:
-        store = PostgresTrustStore(postgres_dsn)
-    else:
-        store = SqliteTrustStore(data_dir / "trustlist.db")
-    try:
-        store.setup()
-    except BaseException:
-        store.close()
-        raise
-    return store
 
 
 # -- plans: read and validate, write nothing -----------------------------------------------
@@ -753,7 +392,7 @@ class TrustListService:
             return await loop.run_in_executor(self._executor, self._call, fn)
         except (TrustStoreError, AdminError, TrustListError):
             raise
-        except (sqlite3.Error, psycopg.Error, OSError) as exc:
+        except (StorageError, OSError) as exc:
             raise TrustStoreError(str(exc)) from exc
 
     async def close(self) -> None:

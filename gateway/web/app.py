@@ -150,7 +150,8 @@ def create_app(
     app[JWKS_KEY] = []
 
     async def identities_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = IdentityStore(settings.data_dir, clock=clock or utc_now)
+        store = IdentityStore(settings.data_dir, postgres_dsn=settings.postgres_dsn,
+                              clock=clock or utc_now)
         await store.open()
         app[IDENTITIES_KEY] = store
         app[READINESS_KEY]["identities"] = store.ping

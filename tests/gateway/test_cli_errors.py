@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from gateway.audit import AuditStoreError
 from gateway.audit.event import AuditUnavailableError
 from gateway.credentials.store import CredentialError, CredentialRefusal, IdentityError
 from gateway.infra.datafolder import DataFolderError, create_data_folder
+from gateway.infra.sql import StorageError
 from gateway.licences.store import LicenceError
 from gateway.settings import SettingsError
 from gateway.trustlist.service import AdminError, AdminRefusal, TrustStoreError
@@ -38,7 +38,7 @@ EXAMPLES: dict[type[Exception], Callable[[], Exception]] = {
     RegistryError: lambda: UnknownRegionError("999999", "matter"),
     AuditUnavailableError: lambda: AuditUnavailableError("audit record not written: full"),
     AuditStoreError: lambda: AuditStoreError("no audit log in /srv/x"),
-    sqlite3.Error: lambda: sqlite3.OperationalError("database is locked"),
+    StorageError: lambda: StorageError("database is locked"),
     ValueError: lambda: ValueError("give the changes with --file FILE or --change JSON"),
 }
 """An error of each kind ``EXIT_CODES`` lists, as a command raises it."""
