@@ -23,7 +23,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from trust._errors import JoseError, TrustListError
-from trust._jose import VerifyingKey, key_from_jwk, key_from_public
+from trust._jose import VerifyingKey, key_from_jwk
+from trust._sm2cert import certificate_key
 from trust._timeutil import parse_rfc3339
 from trust._uri import uri_under_prefix
 
@@ -232,13 +233,13 @@ def _anchor(entry: object, region: str, index: int) -> Anchor:
         if "jwk" in entry and entry["jwk"] is not None:
             key = key_from_jwk(entry["jwk"], sm2_id=signer_id)
         elif certs:
-            key = key_from_public(certs[0].public_key())
+            key = certificate_key(certs[0], sm2_id=signer_id)
         else:
             raise TrustListError(f"{where}: needs a jwk or an x5c")
     except JoseError as exc:
         problem = str(exc)
     except UnsupportedAlgorithm as exc:
-        # A certificate key cryptography cannot read (an SM2 certificate): the anchor is
+        # A certificate key of a type neither we nor cryptography read: the anchor is
         # kept, unusable, as the list is loaded as it is; never a crash of the load.
         problem = f"certificate key: {exc}"
     if use is AnchorUse.ROOT_CA and not certs:

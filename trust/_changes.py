@@ -53,11 +53,11 @@ from trust._jose import (
     Alg,
     VerifyingKey,
     key_from_jwk,
-    key_from_public,
     parse_compact,
     parse_json,
 )
 from trust._sm2 import Sm2PublicKey, is_sm2_spki
+from trust._sm2cert import certificate_key
 from trust._timeutil import parse_rfc3339, require_aware
 from trust._uri import status_uri_problem
 
@@ -433,9 +433,9 @@ def _new_anchor(
         if found.jwk is not None:
             key = key_from_jwk(found.jwk, sm2_id=signer_id)
         else:
-            key = key_from_public(found.certs[0].public_key())
+            key = certificate_key(found.certs[0])
     except (JoseError, UnsupportedAlgorithm) as exc:
-        # UnsupportedAlgorithm: a certificate key cryptography cannot read (SM2).
+        # UnsupportedAlgorithm: a certificate key of a type neither we nor cryptography read.
         problems.append(f"{where}: unsupported key: {exc}")
     if key is not None and (weak := _key_problem(key)) is not None:
         problems.append(f"{where}: {weak}")

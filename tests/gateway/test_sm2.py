@@ -259,25 +259,22 @@ class TestOperatorsAddSm2Keys:
         assert [("change #1 (add-anchor) anchor '520500-lic-bent': unsupported key: SM2 point "
                  "is not on the curve")] == body["problems"]
 
-    async def test_sm2_root_certificate_is_422(self, admin: tuple[Client, dict[str, str]],
-                                               tmp_path: Path) -> None:
-        """An SM2 root-ca certificate (read from part 2 of issue 23 on) is refused at
-        proposal with the reason, not answered 500."""
+    async def test_sm2_root_certificate_is_accepted(self, admin: tuple[Client, dict[str, str]],
+                                                    tmp_path: Path) -> None:
+        """An SM2 root-ca certificate made by openssl is a proposal like any other (201)."""
         client, tokens = admin
         root = await asyncio.to_thread(_sm2_root, tmp_path)
         status, body = await _propose(client, tokens["olga"], {
             "kind": "add-anchor", "region_code": "520500",
             "anchor": {"kid": "520500-root-sm2", "use": "root-ca", "x5c": [root]}})
-        assert (422, [("change #1 (add-anchor) anchor '520500-root-sm2': unsupported key: "
-                       "Curve 1.2.156.10197.1.301 is not supported")]) == (status,
-                                                                          body.get("problems"))
+        assert (201, None) == (status, body.get("problems"))
 
 
 async def test_start_with_an_sm2_root_in_the_trust_list(
         aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
         running: RunningFederation) -> None:
-    """A --trust-list holding an SM2 root-ca certificate starts the gateway (the anchor is
-    unusable until SM2 chains are read), and 毕节's kid-signed SM2 licences pass."""
+    """A --trust-list holding an SM2 root-ca certificate made by openssl starts the
+    gateway, and 毕节's kid-signed SM2 licences pass."""
     doc = trust_document(running.federation)
     next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
         "kid": "520500-root-sm2", "use": "root-ca",
@@ -287,3 +284,56 @@ async def test_start_with_an_sm2_root_in_the_trust_list(
     body = await _verify(client, tokens["client"], running.federation["520500"].issue().token)
     assert "TOTAL_PASSED" == body["indication"]
 
+
+
+async def _openssl_chain(folder: Path, *, distid: str | None) -> tuple[OpenSslSm2Key, str,
+                                                                        str]:
+    """An SM2 root and a signer certificate it issued, all made by the openssl command:
+    (the signer's key, the root and the signer certificate as base64 DER)."""
+    def make() -> tuple[OpenSslSm2Key, str, str]:
+        openssl()
+        (folder / "root").mkdir()
+        (folder / "signer").mkdir()
+        root_key = OpenSslSm2Key.generate(folder / "root")
+        root = root_key.self_signed_ca(folder / "root")
+        signer_key = OpenSslSm2Key.generate(folder / "signer")
+        signer = root_key.issue(signer_key, root, folder / "signer", distid=distid)
+        return (signer_key, base64.b64encode(root).decode(),
+                base64.b64encode(signer).decode())
+
+    return await asyncio.to_thread(make)
+
+
+@pytest.mark.parametrize(("distid", "indication"), [
+    (DEFAULT_ID, "TOTAL_PASSED"),
+    (None, "TOTAL_FAILED"),
+], ids=["default-id", "openssl-3.0-empty-id"])
+async def test_openssl_certificate_chain_verifies(
+        aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
+        running: RunningFederation, *, distid: str | None, indication: str) -> None:
+    """An SM2 root (``openssl req -x509 -sm3``) as 毕节's root-ca anchor, a signer
+    certificate it issued (``openssl x509 -req -sm3``) in x5c, the licence signed by
+    ``openssl pkeyutl``: it passes over HTTP, anchored by the chain. A certificate signed
+    under OpenSSL 3.0's empty signer ID (no ``-sigopt distid``) is no chain: the profile's
+    certificate signatures are made under 1234567812345678 (GM/T 0015)."""
+    signer_key, root, signer = await _openssl_chain(tmp_path, distid=distid)
+    doc = trust_document(running.federation)
+    next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
+        "kid": "520500-root-openssl", "use": "root-ca", "x5c": [root],
+        "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)})
+    client, tokens = await _start_admin(aiohttp_client, tmp_path, audit, doc)
+    header = {"alg": "SM2SM3", "typ": "ecert+jwt", "x5c": [signer]}
+    signing_input = (b64url_encode(orjson.dumps(header)) + "."
+                     + b64url_encode(orjson.dumps(running.federation["520500"].issue().claims)))
+    signature = await asyncio.to_thread(signer_key.sign, signing_input.encode(), tmp_path)
+    body = await _verify(client, tokens["client"],
+                         f"{signing_input}.{b64url_encode(signature)}")
+    assert indication == body["indication"], body
+    anchor = next(c for c in body["checks"] if c["name"] == "anchor")
+    if distid is None:
+        assert "CHAIN_CONSTRAINTS_FAILURE" == body["sub_indication"]
+        assert "is issued neither by root '520500-root-openssl'" in anchor["detail"]
+    else:
+        assert anchor["detail"].startswith("x5c chain to root-ca '520500-root-openssl'")
+        assert "PASSED: SM2SM3 signature verifies with '520500-root-openssl'" == (
+            _signature_check(body))
