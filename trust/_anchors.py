@@ -23,12 +23,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from trust._errors import JoseError, TrustListError
-from trust._jose import VerifyingKey, key_from_jwk
+from trust._jose import Alg, VerifyingKey, key_from_jwk
 from trust._sm2cert import certificate_key
 from trust._timeutil import parse_rfc3339
 from trust._uri import uri_under_prefix
 
 __all__ = [
+    "PARTNER_SIGNING_ALGS",
     "Anchor",
     "AnchorStatus",
     "AnchorUse",
@@ -137,6 +138,9 @@ class Partner:
     query_endpoint: str | None
     anchors: tuple[Anchor, ...]
     source: Mapping[str, Any] = field(default_factory=dict)
+    signing_alg: Alg = Alg.ES256
+    """What Huzhou signs the licences it answers this partner with, and the status list
+    they point to (``signing_alg``, a project extension: ``ES256`` or ``SM2SM3``)."""
 
     def covers_type(self, type_code: str) -> bool:
         """True when the agreement covers this licence type."""
@@ -154,6 +158,10 @@ class Partner:
         two ways lies under no prefix (``trust._uri``).
         """
         return any(uri_under_prefix(uri, prefix) for prefix in self.status_uri_prefixes)
+
+
+PARTNER_SIGNING_ALGS: frozenset[str] = frozenset({Alg.ES256.value, Alg.SM2SM3.value})
+"""The algorithms a partner's agreement may ask Huzhou to sign with (``signing_alg``)."""
 
 
 def _str(entry: Mapping[str, Any], name: str, where: str) -> str:
@@ -271,6 +279,10 @@ def _partner(entry: object, index: int) -> Partner:
     max_age = entry.get("status_max_age_s", 86400)
     if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age <= 0:
         raise TrustListError(f"{where}: status_max_age_s must be a positive integer")
+    signing_alg = entry.get("signing_alg", Alg.ES256.value)
+    if not isinstance(signing_alg, str) or signing_alg not in PARTNER_SIGNING_ALGS:
+        raise TrustListError(f"{where}: signing_alg must be one of "
+                             f"{', '.join(sorted(PARTNER_SIGNING_ALGS))}")
     endpoints = entry.get("endpoints") or {}
     if not isinstance(endpoints, Mapping):
         raise TrustListError(f"{where}: endpoints must be an object")
@@ -298,6 +310,7 @@ def _partner(entry: object, index: int) -> Partner:
         query_endpoint=query,
         anchors=anchors,
         source=dict(entry),
+        signing_alg=Alg(signing_alg),
     )
 
 

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from trust._anchors import (
+    PARTNER_SIGNING_ALGS,
     AnchorStatus,
     AnchorUse,
     IdentifierPolicy,
@@ -96,7 +97,7 @@ _REGION = re.compile(r"\A[1-9][0-9]{5}\Z")
 _TYPE_CODE = re.compile(r"\A[0-9A-Z]{21}\Z")  # GB/T 36902: 18-char USCC + 3-digit sequence
 _PARTNER_FIELDS = frozenset(
     {"region_code", "name", "groups", "recognised_licence_types", "recognised_matters",
-     "identifier_check", "status_max_age_s", "endpoints"}
+     "identifier_check", "status_max_age_s", "endpoints", "signing_alg"}
 )
 _ANCHOR_INPUTS = ("jwk", "jwks", "pem", "x5c")
 _PEM_PUBLIC_KEY = re.compile(
@@ -524,6 +525,10 @@ def _check_partner_fields(fields: Mapping[str, Any], where: str, problems: list[
     if "identifier_check" in fields and fields["identifier_check"] not in {
             p.value for p in IdentifierPolicy}:
         problems.append(f"{where}: identifier_check must be 'strict' or 'lenient'")
+    if "signing_alg" in fields and not (isinstance(fields["signing_alg"], str)
+                                        and fields["signing_alg"] in PARTNER_SIGNING_ALGS):
+        problems.append(f"{where}: signing_alg must be one of "
+                        f"{', '.join(sorted(PARTNER_SIGNING_ALGS))}")
     if "status_max_age_s" in fields:
         age = fields["status_max_age_s"]
         if (not isinstance(age, int) or isinstance(age, bool)

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.asyncio
 Client = TestClient[web.Request, web.Application]
 _SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
 _KID = "520500-lic-openssl"
+_BAD_SIGNING_ALG = ("change #1 (upsert-partner): signing_alg must be one of "
+                    "ES256, SM2SM3")
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -258,6 +260,23 @@ class TestOperatorsAddSm2Keys:
         assert 422 == status
         assert [("change #1 (add-anchor) anchor '520500-lic-bent': unsupported key: SM2 point "
                  "is not on the curve")] == body["problems"]
+
+    @pytest.mark.parametrize(("signing_alg", "problems"), [
+        ("SM2SM3", None),
+        ("ES256", None),
+        ("RS256", [_BAD_SIGNING_ALG]),
+        (["SM2SM3"], [_BAD_SIGNING_ALG]),
+    ], ids=["SM2SM3", "ES256", "RS256", "a-list"])
+    async def test_agreement_signing_alg(self, admin: tuple[Client, dict[str, str]],
+                                         signing_alg: object,
+                                         problems: list[str] | None) -> None:
+        """An agreement's signing_alg (what Huzhou signs that partner's licences with) is
+        ES256 or SM2SM3; anything else is refused at proposal (422)."""
+        client, tokens = admin
+        status, body = await _propose(client, tokens["olga"], {
+            "kind": "upsert-partner",
+            "partner": {"region_code": "310000", "signing_alg": signing_alg}})
+        assert (201 if problems is None else 422, problems) == (status, body.get("problems"))
 
     async def test_sm2_root_certificate_is_accepted(self, admin: tuple[Client, dict[str, str]],
                                                     tmp_path: Path) -> None:

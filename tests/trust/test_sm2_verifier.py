@@ -190,6 +190,28 @@ class TestSm2Anchors:
         assert_sub(None, verify(tl, sh.issue(iat=T - 60).token, sh))
 
 
+    @pytest.mark.parametrize("signing_alg", ["RS256", 7, ["SM2SM3"]])
+    def test_unknown_agreement_signing_alg_is_refused_at_load(
+            self, trust_list: Build, signing_alg: object) -> None:
+        """A partner's signing_alg other than ES256 or SM2SM3 stops the load, named."""
+        def bend(doc: dict[str, Any]) -> None:
+            next(p for p in doc["partners"] if p["region_code"] == "520500")[
+                "signing_alg"] = signing_alg
+
+        with pytest.raises(TrustListError, match="partner 520500: signing_alg must be one of "
+                                                 "ES256, SM2SM3"):
+            trust_list(bend)
+
+    def test_agreement_signing_alg_is_read(self, trust_list: Build) -> None:
+        """signing_alg SM2SM3 is read into the partner; absent, it is ES256."""
+        def bend(doc: dict[str, Any]) -> None:
+            next(p for p in doc["partners"] if p["region_code"] == "520500")[
+                "signing_alg"] = "SM2SM3"
+
+        tl = trust_list(bend)
+        assert (Alg.SM2SM3, Alg.ES256) == (tl.partners["520500"].signing_alg,
+                                           tl.partners["310000"].signing_alg)
+
     def test_sm2_root_certificate_is_read_at_load(self, bj: MockRegion, trust_list: Build,
                                                   tmp_path: Path) -> None:
         """A list holding an SM2 root-ca certificate made by openssl loads: that anchor's
