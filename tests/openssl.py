@@ -83,22 +83,26 @@ class OpenSslSm2Key:
         return (folder / "sm2-root.der").read_bytes()
 
     def issue(self, subject: OpenSslSm2Key, issuer_der: bytes, folder: Path, *,
-              distid: str | None = DEFAULT_ID, days: int = 365) -> bytes:
+              distid: str | None = DEFAULT_ID, days: int = 365, ca: bool = False) -> bytes:
         """A licence-signing certificate (CA:FALSE, digitalSignature, SKI and AKI) for
         ``subject``'s key, issued SM2-with-SM3 with this key under the certificate
         ``issuer_der`` (``openssl req -new`` then ``openssl x509 -req -sm3``), as DER.
-        ``distid=None`` signs as OpenSSL 3.0 does without ``-sigopt distid`` (an empty ID)."""
+        ``distid=None`` signs as OpenSSL 3.0 does without ``-sigopt distid`` (an empty ID);
+        ``ca=True`` makes an intermediate CA (CA:TRUE, keyCertSign) instead."""
         issuer = folder / "issuer.der"
         issuer.write_bytes(issuer_der)
         request = folder / "subject.csr"
+        name = "SM2 intermediate CA" if ca else "SM2 licence signer"
         made = _run("req", "-new", "-key", str(subject.private_pem), "-sm3",
                     "-sigopt", f"distid:{DEFAULT_ID}", "-subj",
-                    "/C=CN/O=Bijie/CN=SM2 licence signer", "-out", str(request))
+                    f"/C=CN/O=Bijie/CN={name}", "-out", str(request))
         assert 0 == made.returncode, made.stderr
         extensions = folder / "signer.cnf"
-        extensions.write_text("basicConstraints=critical,CA:FALSE\n"
-                              "keyUsage=critical,digitalSignature\n"
-                              "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+        usage = ("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                 if ca else
+                 "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n")
+        extensions.write_text(f"{usage}subjectKeyIdentifier=hash\n"
+                              "authorityKeyIdentifier=keyid\n")
         sigopt = [] if distid is None else ["-sigopt", f"distid:{distid}"]
         made = _run("x509", "-req", "-in", str(request), "-vfyopt", f"distid:{DEFAULT_ID}",
                     "-CA", str(issuer), "-CAform", "DER", "-CAkey", str(self.private_pem),

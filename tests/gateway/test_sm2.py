@@ -305,43 +305,53 @@ async def test_start_with_an_sm2_root_in_the_trust_list(
 
 
 
-async def _openssl_chain(folder: Path, *, distid: str | None) -> tuple[OpenSslSm2Key, str,
-                                                                        str]:
-    """An SM2 root and a signer certificate it issued, all made by the openssl command:
-    (the signer's key, the root and the signer certificate as base64 DER)."""
-    def make() -> tuple[OpenSslSm2Key, str, str]:
+async def _openssl_chain(folder: Path, *, distid: str | None,
+                         intermediate: bool = False) -> tuple[OpenSslSm2Key, str, list[str]]:
+    """An SM2 root and a signer certificate it issued (through an intermediate CA with
+    ``intermediate``), all made by the openssl command: (the signer's key, the root, and
+    the x5c: signer first, as base64 DER)."""
+    def make() -> tuple[OpenSslSm2Key, str, list[str]]:
         openssl()
-        (folder / "root").mkdir()
-        (folder / "signer").mkdir()
+        for part in ("root", "inter", "signer"):
+            (folder / part).mkdir()
         root_key = OpenSslSm2Key.generate(folder / "root")
         root = root_key.self_signed_ca(folder / "root")
+        issuer_key, issuer, chain = root_key, root, []
+        if intermediate:
+            inter_key = OpenSslSm2Key.generate(folder / "inter")
+            inter = root_key.issue(inter_key, root, folder / "inter", ca=True)
+            issuer_key, issuer, chain = inter_key, inter, [inter]
         signer_key = OpenSslSm2Key.generate(folder / "signer")
-        signer = root_key.issue(signer_key, root, folder / "signer", distid=distid)
+        signer = issuer_key.issue(signer_key, issuer, folder / "signer", distid=distid)
         return (signer_key, base64.b64encode(root).decode(),
-                base64.b64encode(signer).decode())
+                [base64.b64encode(c).decode() for c in (signer, *chain)])
 
     return await asyncio.to_thread(make)
 
 
-@pytest.mark.parametrize(("distid", "indication"), [
-    (DEFAULT_ID, "TOTAL_PASSED"),
-    (None, "TOTAL_FAILED"),
-], ids=["default-id", "openssl-3.0-empty-id"])
+@pytest.mark.parametrize(("distid", "intermediate", "indication"), [
+    (DEFAULT_ID, False, "TOTAL_PASSED"),
+    (DEFAULT_ID, True, "TOTAL_PASSED"),
+    (None, False, "TOTAL_FAILED"),
+], ids=["default-id", "through-an-intermediate", "openssl-3.0-empty-id"])
 async def test_openssl_certificate_chain_verifies(
         aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
-        running: RunningFederation, *, distid: str | None, indication: str) -> None:
+        running: RunningFederation, *, distid: str | None, intermediate: bool,
+        indication: str) -> None:
     """An SM2 root (``openssl req -x509 -sm3``) as 毕节's root-ca anchor, a signer
-    certificate it issued (``openssl x509 -req -sm3``) in x5c, the licence signed by
-    ``openssl pkeyutl``: it passes over HTTP, anchored by the chain. A certificate signed
+    certificate it issued (``openssl x509 -req -sm3``), directly or through an
+    intermediate CA, in x5c, the licence signed by ``openssl pkeyutl``: it passes over
+    HTTP, anchored by the chain. A certificate signed
     under OpenSSL 3.0's empty signer ID (no ``-sigopt distid``) is no chain: the profile's
     certificate signatures are made under 1234567812345678 (GM/T 0015)."""
-    signer_key, root, signer = await _openssl_chain(tmp_path, distid=distid)
+    signer_key, root, x5c = await _openssl_chain(tmp_path, distid=distid,
+                                                 intermediate=intermediate)
     doc = trust_document(running.federation)
     next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
         "kid": "520500-root-openssl", "use": "root-ca", "x5c": [root],
         "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)})
     client, tokens = await _start_admin(aiohttp_client, tmp_path, audit, doc)
-    header = {"alg": "SM2SM3", "typ": "ecert+jwt", "x5c": [signer]}
+    header = {"alg": "SM2SM3", "typ": "ecert+jwt", "x5c": x5c}
     signing_input = (b64url_encode(orjson.dumps(header)) + "."
                      + b64url_encode(orjson.dumps(running.federation["520500"].issue().claims)))
     signature = await asyncio.to_thread(signer_key.sign, signing_input.encode(), tmp_path)
@@ -353,6 +363,7 @@ async def test_openssl_certificate_chain_verifies(
         assert "CHAIN_CONSTRAINTS_FAILURE" == body["sub_indication"]
         assert "is issued neither by root '520500-root-openssl'" in anchor["detail"]
     else:
-        assert anchor["detail"].startswith("x5c chain to root-ca '520500-root-openssl'")
+        assert anchor["detail"].startswith(
+            f"x5c chain to root-ca '520500-root-openssl' of 520500: chain of {len(x5c)} ")
         assert "PASSED: SM2SM3 signature verifies with '520500-root-openssl'" == (
             _signature_check(body))
