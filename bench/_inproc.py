@@ -3,6 +3,11 @@
 * ``es256``: a loop of raw ``cryptography`` ES256 verifications over the naive
   pool's licences (signing input and DER signature prepared beforehand), on one
   core: the ceiling of any verifier in Python on this machine.
+* ``sm2``: a loop of SM2SM3 verifications through the gateway's own signature
+  path (``trust.key_from_jwk(...).verify``: SM3(Z_A ‖ input) and OpenSSL's SM2
+  through ctypes) over the SM2 pool's licences, on one core, and in the same
+  run ``openssl speed -seconds D sm2`` (its verify/s): the ratio is the
+  issue's speed goal (at least 0.5).
 * ``audit``: appends/s through ``AuditService`` (the group-committing writer,
   SQLite with ``synchronous=FULL``) with many concurrent appenders for a fixed
   time; then the time of ``AuditService.entry(i)`` (store read + inclusion
@@ -21,7 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +57,7 @@ from gateway.audit._record import Pseudonymiser, Uuid7Generator, build_record, e
 from gateway.audit._service import _row
 from mocks import b64url_decode
 from registry import NATIONAL, MatterCode, RegionCode, Registry, load_bundle
+from trust import Alg, key_from_jwk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,13 +246,57 @@ def translate(duration: float, warmup: float) -> dict[str, Any]:
     return out
 
 
+def sm2(pool: Path, jwks_file: Path, duration: float, warmup: float) -> dict[str, Any]:
+    """Verifications/s of SM2SM3 through the gateway's signature path, and OpenSSL's."""
+    jwks = orjson.loads(jwks_file.read_bytes())
+    keys = {kid: key_from_jwk(jwk) for kid, jwk in jwks.items()}
+    items = []
+    for line in pool.read_bytes().splitlines()[:5000]:
+        token = orjson.loads(line)["credential"]
+        head, payload, signature = token.split(".")
+        kid = orjson.loads(b64url_decode(head))["kid"]
+        items.append((keys[kid], f"{head}.{payload}".encode("ascii"), b64url_decode(signature)))
+    if not items:
+        raise ValueError(f"no licences in {pool}")
+    result = {}
+    for phase, seconds in (("warm", warmup), ("measure", duration)):
+        count = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            for key, message, signature in items[count % len(items):][:256]:
+                if not key.verify(Alg.SM2SM3, message, signature):
+                    raise AssertionError("an SM2 licence of the pool does not verify")
+                count += 1
+        result[phase] = (count, time.perf_counter() - start)
+    count, elapsed = result["measure"]
+    return {"count": count, "seconds": elapsed, "rate": count / elapsed,
+            "openssl": _openssl_sm2_verify_rate(duration)}
+
+
+_OPENSSL_SM2 = re.compile(r"SM2 \(CurveSM2\)\s+\S+s\s+\S+s\s+([0-9.]+)\s+([0-9.]+)")
+
+
+def _openssl_sm2_verify_rate(duration: float) -> float | None:
+    """``openssl speed -seconds D sm2``: verify/s (None without the command or its row).
+    It signs for D seconds, then verifies for D seconds, on one core."""
+    found = shutil.which("openssl")
+    if found is None:
+        return None
+    done = subprocess.run([found, "speed", "-seconds", str(max(1, round(duration))), "sm2"],
+                          capture_output=True, text=True, timeout=4 * duration + 60,
+                          check=False)
+    match = _OPENSSL_SM2.search(done.stdout)
+    return None if match is None else float(match.group(2))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one in-process measurement and print its JSON summary."""
     parser = argparse.ArgumentParser(prog="python -m bench._inproc", description=__doc__)
-    parser.add_argument("what", choices=["es256", "audit", "audit-scale", "translate"])
+    parser.add_argument("what", choices=["es256", "sm2", "audit", "audit-scale", "translate"])
     parser.add_argument("--entries", type=int, default=1_000_000, help="audit-scale log size")
     parser.add_argument("--pool", type=Path, help="naive pool file (es256)")
-    parser.add_argument("--jwk", type=Path, help="naive key (es256)")
+    parser.add_argument("--jwk", type=Path, help="naive key (es256); SM2 keys by kid (sm2)")
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--appenders", type=int, default=1000)
@@ -259,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pool is None or args.jwk is None:
             parser.error("es256 needs --pool and --jwk")
         result = es256(args.pool, args.jwk, args.duration, args.warmup)
+    elif args.what == "sm2":
+        if args.pool is None or args.jwk is None:
+            parser.error("sm2 needs --pool and --jwk")
+        result = sm2(args.pool, args.jwk, args.duration, args.warmup)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
             folder = args.data_dir or Path(tmp)

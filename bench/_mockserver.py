@@ -7,6 +7,7 @@ and caches status lists) and writes into ``--out``:
 * ``trust-list.json``: the federation's trust list;
 * ``<pool>.jsonl``: request bodies, one JSON document a line (see ``POOLS``);
 * ``naive-jwk.json``: the public JWK of the naive region's licence key;
+* ``sm2-jwks.json``: the public JWKs of the SM2 regions' licence keys, by ``kid``;
 * ``manifest.json`` last, once every region is served: the line counts.
 
 Then serves until SIGINT or SIGTERM. With ``--control-port`` it also answers
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warm", type=int, required=True, help="bodies of each warm-up pool")
     parser.add_argument("--repeated", type=int, default=4, help="licences used over and over")
     parser.add_argument("--naive-region", default="310000")
+    parser.add_argument("--sm2", type=int, default=0,
+                        help="SM2SM3 licences (毕节, 白山) of the single-sm2 pool, cycled")
     parser.add_argument("--tier2", type=int, default=0,
                         help="licences of the tier-2 (second instance) working set")
     parser.add_argument("--fill", type=int, default=0,
@@ -127,6 +130,12 @@ def write_pools(federation: Federation, args: argparse.Namespace) -> dict[str, i
     )
     counts["tier2"] = _write_lines(out / "tier2.jsonl", singles(args.tier2))
     counts["fill"] = _write_lines(out / "fill.jsonl", batches(args.fill))
+    # SM2SM3 licences for the SM2 single row: the mocks sign SM2 in pure Python (~7 ms a
+    # signature), so this pool is small and the row cycles it (with the verdict cache off,
+    # a licence sent again is verified again in full).
+    sm2 = _spread([r for r in regions if r.licence_alg == "SM2SM3"])
+    counts["single-sm2"] = _write_lines(out / "single-sm2.jsonl",
+                                        (_item(next(sm2)) for _ in range(args.sm2)))
     return counts
 
 
@@ -215,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     naive = federation[args.naive_region]
     jwk = naive.public_jwk(naive.licence_kid)
     (args.out / "naive-jwk.json").write_bytes(orjson.dumps(jwk))
+    sm2_jwks = {r.licence_kid: r.public_jwk(r.licence_kid) for r in federation.regions
+                if r.licence_alg == "SM2SM3"}
+    (args.out / "sm2-jwks.json").write_bytes(orjson.dumps(sm2_jwks))
     counts = write_pools(federation, args)
     manifest: dict[str, Any] = {
         "counts": counts,

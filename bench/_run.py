@@ -45,9 +45,9 @@ TRANSLATE_BODY: Final = {
     "conditions": {"applicant_type": "enterprise"},
 }
 SCENARIO_KEYS: Final = ("minimal", "naive", "floor-verify", "floor-batch", "floor-hit",
-                         "floor-audit", "floor-partner", "single", "batch", "repeated",
-                         "translation",
-                         "partner", "tier2", "es256", "audit")
+                         "floor-audit", "floor-partner", "single", "single-sm2", "batch",
+                         "repeated", "translation",
+                         "partner", "tier2", "es256", "sm2", "audit")
 GOAL_SINGLE: Final = 0.8
 GOAL_BATCH: Final = 0.45
 GOAL_TRANSLATION: Final = 0.5
@@ -57,6 +57,10 @@ GOAL_TIER2: Final = 1.2
 GOAL_PROPAGATION_MS: Final = 1000.0
 GOAL_MEMORY_MB: Final = 250.0
 GOAL_TRANSLATE_INPROC: Final = 200_000.0
+GOAL_SM2_PRIMITIVE: Final = 0.5
+"""SM2 verification through the gateway's signature path against ``openssl speed sm2``."""
+SM2_POOL: Final = 1000
+"""SM2SM3 licences of the single-sm2 pool (the mocks sign SM2 in pure Python, ~7 ms each)."""
 REDIS_URL: Final = "redis://127.0.0.1:6379/1"
 # Upper guesses of throughput on one core, to size the pools of unique licences so that no
 # licence is sent twice in a run (checked afterwards and reported when it happened anyway).
@@ -267,7 +271,7 @@ def _inproc(pinning: Pinning, args: Sequence[str], limit: float) -> dict[str, An
     return result
 
 
-_QUICK_SIZES: Final = {"single": 600, "batch": 6, "naive": 300, "warm": 200}
+_QUICK_SIZES: Final = {"single": 600, "batch": 6, "naive": 300, "warm": 200, "sm2": 100}
 _POOL_USERS: Final = {"single": frozenset({"single", "floor-verify"}),
                       "batch": frozenset({"batch", "floor-batch"})}
 """The scenarios that send each sized pool of unique licences."""
@@ -282,6 +286,7 @@ def _sizes(opts: Options) -> dict[str, int]:
         "batch": math.ceil(seconds * EXPECTED_BATCH_LICENCES_PER_S / BATCH_SIZE),
         "naive": 5000,
         "warm": max(1000, math.ceil(opts.warmup * EXPECTED_SINGLE_PER_S)),
+        "sm2": SM2_POOL,
     }
     if opts.only is not None:
         # A development run issues full pools only for what it measures (issuing the
@@ -293,8 +298,10 @@ def _sizes(opts: Options) -> dict[str, int]:
 
 
 def _sanity(gateway: str, headers: dict[str, str], work: Path, naive: str, minimal: str) -> None:
-    """Every region's licence passes with a status list, a batch passes, baselines answer."""
-    for line in (work / "samples.jsonl").read_bytes().splitlines():
+    """Every region's licence passes with a status list, so do the first licences of the
+    SM2 pool (one of each SM2 region), a batch passes, baselines answer."""
+    sm2 = (work / "single-sm2.jsonl").read_bytes().splitlines()[:2]
+    for line in [*(work / "samples.jsonl").read_bytes().splitlines(), *sm2]:
         status, body = http_post(f"{gateway}/v1/verifications", line, headers)
         answer = orjson.loads(body) if body else {}
         if status != 200 or answer.get("indication") != "TOTAL_PASSED" \
@@ -507,7 +514,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         "--single", str(sizes["single"]), "--batch", str(sizes["batch"]),
         "--batch-size", str(BATCH_SIZE), "--naive", str(sizes["naive"]),
         "--warm", str(sizes["warm"]), "--repeated", str(REPEATED),
-        "--tier2", str(opts.tier2), "--fill", str(fill_batches),
+        "--tier2", str(opts.tier2), "--fill", str(fill_batches), "--sm2", str(sizes["sm2"]),
         "--control-port", str(control_port),
     ], role="load")
     children.wait_file("mockserver", pools / "trust-list.json", 60)
@@ -606,6 +613,10 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         Http("floor-audit", f"{floor}/audit", pool("repeated"), pool("repeated")),
         Http("single", f"{gw_c}/v1/verifications", pool("single"), pool("single-warm"), auth,
              unique=True),
+        # SM2SM3 licences of 毕节 and 白山, a small pool cycled: C has no verdict cache, so
+        # each request verifies its licence in full all the same.
+        Http("single-sm2", f"{gw_c}/v1/verifications", pool("single-sm2"), pool("single-sm2"),
+             auth),
         Http("batch", f"{gw_c}/v1/verifications/batch", pool("batch"), pool("batch-warm"), auth,
              per_request=BATCH_SIZE, unique=True),
         Http("repeated", f"{gw}/v1/verifications", pool("repeated"), pool("repeated"), auth),
@@ -681,6 +692,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     load = LoadGenerator(kind, wrk_path, pinning, work, opts)
     log(f"load generator: {load.describe()}{load_note}")
     es256: list[dict[str, Any]] = []
+    sm2: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
     inproc_limit = opts.duration + opts.warmup + 180
     for round_no in range(opts.rounds):
@@ -705,6 +717,15 @@ def _run(opts: Options, command: str, work: Path, children: Children,
                 "es256", "--pool", str(pool("naive")), "--jwk", str(pools / "naive-jwk.json"),
                 "--duration", str(opts.duration), "--warmup", str(opts.warmup)], inproc_limit))
             log(f"  {es256[-1]['rate']:,.0f} verifications/s")
+        if opts.only is None or "sm2" in opts.only:
+            log(f"round {round_no + 1}/{opts.rounds}: SM2SM3 verify loop through the gateway's "
+                "signature path, then openssl speed sm2 (in-process, one core)")
+            sm2.append(_inproc(pinning, [
+                "sm2", "--pool", str(pool("single-sm2")), "--jwk", str(pools / "sm2-jwks.json"),
+                "--duration", str(opts.duration), "--warmup", str(opts.warmup)],
+                inproc_limit + 4 * opts.duration))
+            log(f"  {sm2[-1]['rate']:,.0f} verifications/s; openssl speed sm2 verify "
+                f"{sm2[-1]['openssl'] or 0:,.0f}/s")
         if opts.only is not None and "audit" not in opts.only:
             continue
         log(f"round {round_no + 1}/{opts.rounds}: audit appends "
@@ -717,7 +738,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
             f" at {audits[-1]['tree_size']:,} entries")
 
     if opts.only is not None:
-        _print_only(scenarios, es256)
+        _print_only(scenarios, es256, sm2)
         return 0
 
     # -- once per run, in-process: the registry's translate rate and the audit log at scale
@@ -758,7 +779,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     peak = peak_memory_kib(gateway.pid)
     children.check_alive()
 
-    rows, notes = _rows(scenarios, es256=es256, audits=audits, peak_kib=peak,
+    rows, notes = _rows(scenarios, es256=es256, sm2=sm2, audits=audits, peak_kib=peak,
                         translate_ok=translate_ok, translate_note=translate_note, opts=opts,
                         cache=cache, extras=extras, load_kind=kind)
     notes += _uniqueness(scenarios, opts.rounds)
@@ -791,12 +812,18 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     return 0
 
 
-def _print_only(scenarios: Sequence[Http], es256: Sequence[dict[str, Any]]) -> None:
+def _print_only(scenarios: Sequence[Http], es256: Sequence[dict[str, Any]],
+                sm2: Sequence[dict[str, Any]] = ()) -> None:
     """A development run's rates (``--only``): medians only, no goals, nothing written."""
     rates = {s.key: statistics.median(r["requests"] * s.per_request / r["seconds"]
                                       for r in s.results) for s in scenarios}
     if es256:
         rates["es256"] = statistics.median(r["rate"] for r in es256)
+    if sm2:
+        rates["sm2"] = statistics.median(r["rate"] for r in sm2)
+        measured = [r["openssl"] for r in sm2 if r["openssl"]]
+        if measured:
+            rates["openssl-sm2"] = statistics.median(measured)
     cpu = _cpu_medians(scenarios)
     for key, rate in rates.items():
         per = f"   server CPU {cpu[key]:7,.0f} µs/request" if key in cpu else ""
@@ -804,7 +831,8 @@ def _print_only(scenarios: Sequence[Http], es256: Sequence[dict[str, Any]]) -> N
 
 
 def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
-          audits: Sequence[dict[str, Any]], peak_kib: int | None, translate_ok: bool,
+          sm2: Sequence[dict[str, Any]], audits: Sequence[dict[str, Any]],
+          peak_kib: int | None, translate_ok: bool,
           translate_note: str, opts: Options, cache: bool, extras: Extras,
           load_kind: str) -> tuple[list[Row], list[str]]:
     index = {s.key: s for s in scenarios}
@@ -822,6 +850,17 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                              "audit record per licence, no other work (bench._baselines floor "
                              "/verify, same single pool)", "req/s")
     _floor(floor_verify, naive, "naive verify", GOAL_SINGLE)
+    single_sm2 = _http_row(by("single-sm2"), "Gateway: single verification, SM2SM3 licences of "
+                           "毕节 and 白山 (cache off, instance C; a pool cycled)", "req/s")
+    _compare(single_sm2, single, "single verification (ES256)", None)
+    openssl_sm2 = Row("Baseline: openssl speed sm2, verify (OpenSSL's own loop, one core)",
+                      "verif/s", values=[r["openssl"] for r in sm2 if r["openssl"]])
+    if not openssl_sm2.values:
+        openssl_sm2.text = "not measured: no openssl command or no SM2 in it"
+    sm2_primitive = Row("SM2SM3 verify through the gateway's signature path (in-process, one "
+                        "core, SM3(Z_A ‖ input) + OpenSSL SM2 via ctypes)", "verif/s",
+                        values=[r["rate"] for r in sm2])
+    _compare(sm2_primitive, openssl_sm2, "openssl speed sm2", GOAL_SM2_PRIMITIVE)
     batch = _http_row(by("batch"),
                       f"Gateway: batch verification, {BATCH_SIZE} unique licences per request "
                       "(cache off, instance C)",
@@ -881,7 +920,8 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                 p99_ms=[a["proof_p99_ms"] for a in audits])
     memory = Row("Gateway peak memory (VmHWM of gateway A, whole run)",
                  text="unknown" if peak_kib is None else f"{peak_kib / 1024:.0f} MiB")
-    rows = [minimal, naive, raw, single, floor_verify, batch, floor_batch, repeated, floor_hit,
+    rows = [minimal, naive, raw, single, floor_verify, single_sm2, openssl_sm2, sm2_primitive,
+            batch, floor_batch, repeated, floor_hit,
             translation, floor_audit, partner, floor_partner, tier2,
             propagation, memory_now, appends, proof, *_scale_rows(extras), memory]
     notes = [

@@ -49,13 +49,16 @@ class KeySource:
             if self._seed is None:
                 return Sm2Key.generate()
             return Sm2Key.from_bytes(self._bytes(label, 48))
-        return self.certificate_key(alg, label, rsa_bits=rsa_bits)
+        return self._cryptography_key(alg, label, rsa_bits=rsa_bits)
 
-    def certificate_key(self, alg: Alg, label: str, *, rsa_bits: int = 2048) -> PrivateKey:
-        """Return a key cryptography holds (one that can also sign certificates) for
-        ``alg``, derived from ``label`` when seeded; SM2 is refused (``ValueError``)."""
+    def certificate_key(self, alg: Alg, label: str, *, rsa_bits: int = 2048) -> SigningKey:
+        """Return a key for ``alg`` that can also sign certificates, derived from ``label``
+        when seeded (an SM2 one is an ``Sm2Key``: mocks/_pki.py signs with it)."""
         if alg == SM2_ALG:
-            raise ValueError("SM2 certificates are not made by the mocks yet")
+            return self.private_key(alg, label)
+        return self._cryptography_key(alg, label, rsa_bits=rsa_bits)
+
+    def _cryptography_key(self, alg: Alg, label: str, *, rsa_bits: int) -> PrivateKey:
         if alg in _CURVES:
             curve = _CURVES[alg]
             if self._seed is None:

@@ -21,8 +21,8 @@ from cryptography import x509
 
 from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, HolderKind
 from mocks._jws import (
+    SM2_ALG,
     Alg,
-    PrivateKey,
     SigningKey,
     b64url_encode,
     check_key_fits,
@@ -236,7 +236,10 @@ class MockRegion:
         self._keys: dict[str, _Key] = {}
 
         root_kid = self._kid("root-ca")
-        root_key = self._source.certificate_key("ES256", root_kid)
+        # A region that signs with SM2 has an SM2 PKI: its root, CAs and signer certificates.
+        self.root_alg: Final[Alg] = SM2_ALG if licence_alg == SM2_ALG else "ES256"
+        """The algorithm of the region's root CA key, and the default of its certificates."""
+        root_key = self._source.certificate_key(self.root_alg, root_kid)
         self._root = make_root(
             root_key,
             organisation=name,
@@ -249,7 +252,7 @@ class MockRegion:
         self.root_kid: Final = root_kid
         self._keys[root_kid] = _Key(
             root_kid,
-            "ES256",
+            self.root_alg,
             "root-ca",
             root_key,
             keys_valid_from,
@@ -374,13 +377,14 @@ class MockRegion:
     def add_certificate_key(
         self,
         *,
-        alg: Alg = "ES256",
+        alg: Alg | None = None,
         kid: str | None = None,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
         ca: bool = False,
         key_usage: Collection[KeyUsageName] | None = _SIGNING,
         include_aki: bool = True,
+        unknown_critical: bool = False,
         via_intermediate: bool = False,
         rogue_root: bool = False,
         lookalike_cas: int = 0,
@@ -389,10 +393,12 @@ class MockRegion:
     ) -> str:
         """Make a licence-signing key bound to a certificate; return its (internal) kid.
 
-        Defaults follow the profile. ``ca``, ``key_usage`` and ``include_aki``
-        bend the certificate; ``via_intermediate`` puts a CA between root and
-        signer (breaking the root's pathlen 0); ``rogue_root`` issues it from a
-        look-alike root with the same name that is in no trust list.
+        Defaults follow the profile; ``alg`` is the root's (SM2SM3 in an SM2
+        region). ``ca``, ``key_usage``, ``include_aki`` and ``unknown_critical``
+        bend the certificate;
+        ``via_intermediate`` puts a CA between root and signer (breaking the
+        root's pathlen 0); ``rogue_root`` issues it from a look-alike root with
+        the same name that is in no trust list.
 
         ``lookalike_cas`` is the x5c path-building attack: the signer is issued
         by the first of that many attacker-made CA certificates that carry the
@@ -410,10 +416,11 @@ class MockRegion:
             raise ValueError(f"key {kid!r} exists")
         start = not_before or self.keys_valid_from
         end = not_after or self.keys_valid_until
+        alg = alg or self.root_alg
         private = self._source.certificate_key(alg, kid)
         issuer_cert, issuer_key = self._root, self._root_key
         if rogue_root:
-            issuer_key = self._source.certificate_key("ES256", kid + "/rogue-root")
+            issuer_key = self._source.certificate_key(self.root_alg, kid + "/rogue-root")
             issuer_cert = make_root(
                 issuer_key,
                 organisation=self.name,
@@ -424,7 +431,7 @@ class MockRegion:
             )
         intermediates: tuple[x509.Certificate, ...] = ()
         if via_intermediate:
-            inter_key = self._source.certificate_key("ES256", kid + "/intermediate")
+            inter_key = self._source.certificate_key(self.root_alg, kid + "/intermediate")
             inter = make_signer(
                 inter_key.public_key(),
                 issuer_certificate=issuer_cert,
@@ -456,6 +463,7 @@ class MockRegion:
             ca=ca,
             key_usage=key_usage,
             include_aki=include_aki,
+            unknown_critical=unknown_critical,
         )
         self._keys[kid] = _Key(
             kid,
@@ -471,10 +479,11 @@ class MockRegion:
 
     def _lookalike_cas(self, kid: str, count: int, *, distinct_names: bool,
                        distinct_keys: bool, not_before: datetime,
-                       not_after: datetime) -> tuple[tuple[x509.Certificate, ...], PrivateKey]:
+                       not_after: datetime) -> tuple[tuple[x509.Certificate, ...], SigningKey]:
         """The attacker's CAs for ``lookalike_cas``, and the private key of the first."""
-        shared = self._source.certificate_key("ES256", f"{kid}/lookalike")
-        keys = [self._source.certificate_key("ES256", f"{kid}/lookalike-{i}") if distinct_keys
+        shared = self._source.certificate_key(self.root_alg, f"{kid}/lookalike")
+        keys = [self._source.certificate_key(self.root_alg, f"{kid}/lookalike-{i}")
+                if distinct_keys
                 else shared for i in range(count)]
         names = [self._root.subject] * count
         if distinct_names:

@@ -70,16 +70,46 @@ class OpenSslSm2Key:
         assert 0 == public.returncode, public.stderr
         return cls(private, public.stdout)
 
-    def self_signed_ca(self, folder: Path) -> bytes:
+    def self_signed_ca(self, folder: Path, *, ca: bool = True) -> bytes:
         """A self-signed CA certificate of this key, signed SM2-with-SM3 (DER), from
-        ``openssl req -x509 -sm3``."""
+        ``openssl req -x509 -sm3`` (``ca=False``: basicConstraints CA:FALSE)."""
         made = _run("req", "-new", "-x509", "-key", str(self.private_pem), "-sm3",
                     "-sigopt", f"distid:{DEFAULT_ID}", "-subj", "/C=CN/O=Bijie/CN=SM2 root",
-                    "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-days", "3650",
+                    "-addext", f"basicConstraints=critical,CA:{'TRUE' if ca else 'FALSE'}",
                     "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                     "-outform", "DER", "-out", str(folder / "sm2-root.der"))
         assert 0 == made.returncode, made.stderr
         return (folder / "sm2-root.der").read_bytes()
+
+    def issue(self, subject: OpenSslSm2Key, issuer_der: bytes, folder: Path, *,
+              distid: str | None = DEFAULT_ID, days: int = 365, ca: bool = False) -> bytes:
+        """A licence-signing certificate (CA:FALSE, digitalSignature, SKI and AKI) for
+        ``subject``'s key, issued SM2-with-SM3 with this key under the certificate
+        ``issuer_der`` (``openssl req -new`` then ``openssl x509 -req -sm3``), as DER.
+        ``distid=None`` signs as OpenSSL 3.0 does without ``-sigopt distid`` (an empty ID);
+        ``ca=True`` makes an intermediate CA (CA:TRUE, keyCertSign) instead."""
+        issuer = folder / "issuer.der"
+        issuer.write_bytes(issuer_der)
+        request = folder / "subject.csr"
+        name = "SM2 intermediate CA" if ca else "SM2 licence signer"
+        made = _run("req", "-new", "-key", str(subject.private_pem), "-sm3",
+                    "-sigopt", f"distid:{DEFAULT_ID}", "-subj",
+                    f"/C=CN/O=Bijie/CN={name}", "-out", str(request))
+        assert 0 == made.returncode, made.stderr
+        extensions = folder / "signer.cnf"
+        usage = ("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                 if ca else
+                 "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n")
+        extensions.write_text(f"{usage}subjectKeyIdentifier=hash\n"
+                              "authorityKeyIdentifier=keyid\n")
+        sigopt = [] if distid is None else ["-sigopt", f"distid:{distid}"]
+        made = _run("x509", "-req", "-in", str(request), "-vfyopt", f"distid:{DEFAULT_ID}",
+                    "-CA", str(issuer), "-CAform", "DER", "-CAkey", str(self.private_pem),
+                    "-sm3", *sigopt, "-extfile", str(extensions), "-set_serial", "7",
+                    "-days", str(days), "-outform", "DER", "-out", str(folder / "signer.der"))
+        assert 0 == made.returncode, made.stderr
+        return (folder / "signer.der").read_bytes()
 
     def sign(self, message: bytes, folder: Path, *, distid: str = DEFAULT_ID) -> bytes:
         """``openssl pkeyutl -sign -rawin -digest sm3`` of ``message``, as r ‖ s."""

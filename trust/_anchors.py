@@ -23,11 +23,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from trust._errors import JoseError, TrustListError
-from trust._jose import VerifyingKey, key_from_jwk, key_from_public
+from trust._jose import Alg, VerifyingKey, key_from_jwk
+from trust._sm2cert import certificate_key
 from trust._timeutil import parse_rfc3339
 from trust._uri import uri_under_prefix
 
 __all__ = [
+    "PARTNER_SIGNING_ALGS",
     "Anchor",
     "AnchorStatus",
     "AnchorUse",
@@ -136,6 +138,9 @@ class Partner:
     query_endpoint: str | None
     anchors: tuple[Anchor, ...]
     source: Mapping[str, Any] = field(default_factory=dict)
+    signing_alg: Alg = Alg.ES256
+    """What Huzhou signs the licences it answers this partner with, and the status list
+    they point to (``signing_alg``, a project extension: ``ES256`` or ``SM2SM3``)."""
 
     def covers_type(self, type_code: str) -> bool:
         """True when the agreement covers this licence type."""
@@ -153,6 +158,10 @@ class Partner:
         two ways lies under no prefix (``trust._uri``).
         """
         return any(uri_under_prefix(uri, prefix) for prefix in self.status_uri_prefixes)
+
+
+PARTNER_SIGNING_ALGS: frozenset[str] = frozenset({Alg.ES256.value, Alg.SM2SM3.value})
+"""The algorithms a partner's agreement may ask Huzhou to sign with (``signing_alg``)."""
 
 
 def _str(entry: Mapping[str, Any], name: str, where: str) -> str:
@@ -232,13 +241,13 @@ def _anchor(entry: object, region: str, index: int) -> Anchor:
         if "jwk" in entry and entry["jwk"] is not None:
             key = key_from_jwk(entry["jwk"], sm2_id=signer_id)
         elif certs:
-            key = key_from_public(certs[0].public_key())
+            key = certificate_key(certs[0], sm2_id=signer_id)
         else:
             raise TrustListError(f"{where}: needs a jwk or an x5c")
     except JoseError as exc:
         problem = str(exc)
     except UnsupportedAlgorithm as exc:
-        # A certificate key cryptography cannot read (an SM2 certificate): the anchor is
+        # A certificate key of a type neither we nor cryptography read: the anchor is
         # kept, unusable, as the list is loaded as it is; never a crash of the load.
         problem = f"certificate key: {exc}"
     if use is AnchorUse.ROOT_CA and not certs:
@@ -270,6 +279,10 @@ def _partner(entry: object, index: int) -> Partner:
     max_age = entry.get("status_max_age_s", 86400)
     if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age <= 0:
         raise TrustListError(f"{where}: status_max_age_s must be a positive integer")
+    signing_alg = entry.get("signing_alg", Alg.ES256.value)
+    if not isinstance(signing_alg, str) or signing_alg not in PARTNER_SIGNING_ALGS:
+        raise TrustListError(f"{where}: signing_alg must be one of "
+                             f"{', '.join(sorted(PARTNER_SIGNING_ALGS))}")
     endpoints = entry.get("endpoints") or {}
     if not isinstance(endpoints, Mapping):
         raise TrustListError(f"{where}: endpoints must be an object")
@@ -297,6 +310,7 @@ def _partner(entry: object, index: int) -> Partner:
         query_endpoint=query,
         anchors=anchors,
         source=dict(entry),
+        signing_alg=Alg(signing_alg),
     )
 
 

@@ -9,7 +9,11 @@ issuer in the chain, and the path to a root is followed link by link
 which at most ``MAX_X5C_ROOTS`` are tried). Only a path that reaches a root's
 own signature goes to ``validate_chain``.
 
-Validation is cryptography's (``x509.verification``) under the ecert
+An SM2 chain (a certificate or the root with an SM2 key, or signed
+SM2-with-SM3) has its signatures checked and its path validated by
+``trust._sm2cert`` under the same rules, since cryptography does neither for SM2.
+
+Validation of the others is cryptography's (``x509.verification``) under the ecert
 signer-certificate profile rather than the web PKI's: the end-entity
 certificate needs basicConstraints CA=false and keyUsage digitalSignature, and
 no subjectAltName or extendedKeyUsage. Validity is judged at the licence's
@@ -37,6 +41,12 @@ from cryptography.x509.verification import (
 )
 
 from trust._anchors import Anchor, AnchorUse, TrustList
+from trust._sm2cert import (
+    certificate_spki,
+    is_sm2_certificate,
+    sm2_signed_by,
+    validate_sm2_path,
+)
 
 __all__ = [
     "MAX_X5C_CERTIFICATES",
@@ -124,6 +134,8 @@ def candidate_roots(certs: Sequence[x509.Certificate], trust_list: TrustList) ->
 
 def _key_bytes(cert: x509.Certificate) -> bytes | None:
     """The certificate's SubjectPublicKeyInfo, or None when its key type is not readable."""
+    if is_sm2_certificate(cert):
+        return certificate_spki(cert)
     try:
         return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     except (UnsupportedAlgorithm, ValueError):
@@ -168,22 +180,30 @@ class ChainBudget:
         self.limit = limit
         self.spent = 0
         """Signature checks made so far."""
-        self._known: dict[tuple[bytes, bytes], bool] = {}
+        self._known: dict[tuple[bytes, bytes, bytes | None], bool] = {}
 
     @property
     def exhausted(self) -> bool:
         """True once every check is spent."""
         return self.spent >= self.limit
 
-    def signed_by(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool | None:
-        """Whether ``issuer``'s key signed ``cert`` (None: the budget is spent, not checked)."""
-        pair = (cert.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
+    def signed_by(self, cert: x509.Certificate, issuer: x509.Certificate, *,
+                  sm2_id: bytes | None = None) -> bool | None:
+        """Whether ``issuer``'s key signed ``cert`` (None: the budget is spent, not checked).
+
+        An SM2 issuer's signature is checked under ``sm2_id`` (None: the profile's ID).
+        """
+        pair = (cert.fingerprint(_SHA256), issuer.fingerprint(_SHA256), sm2_id)
         known = self._known.get(pair)
         if known is not None:
             return known
         if self.exhausted:
             return None
         self.spent += 1
+        if is_sm2_certificate(issuer) or is_sm2_certificate(cert):
+            verdict = sm2_signed_by(cert, issuer, signer_id=sm2_id)
+            self._known[pair] = verdict
+            return verdict
         try:
             cert.verify_directly_issued_by(issuer)
         except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
@@ -214,7 +234,7 @@ def find_path(certs: Sequence[x509.Certificate], root: Anchor,
         current = path[-1]
         issuer_name = current.issuer.public_bytes()
         if issuer_name == root_name:
-            signed = budget.signed_by(current, root_cert)
+            signed = budget.signed_by(current, root_cert, sm2_id=root.sm2_id)
             if signed is None:
                 break
             if signed:
@@ -249,6 +269,12 @@ def validate_chain(
     Give it a path ``find_path`` found: the library builds paths itself and is
     bounded here only by the chain depth.
     """
+    root_cert = root.certificates[0]
+    if any(is_sm2_certificate(cert) for cert in (*certs, root_cert)):
+        problem = validate_sm2_path(certs, root_cert, at=at.astimezone(UTC))
+        if problem is not None:
+            return ChainResult(False, problem)
+        return ChainResult(True, f"chain of {len(certs)} to root {root.kid!r}")
     naive_utc = at.astimezone(UTC).replace(tzinfo=None)
     verifier = (
         PolicyBuilder()

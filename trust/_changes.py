@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from trust._anchors import (
+    PARTNER_SIGNING_ALGS,
     AnchorStatus,
     AnchorUse,
     IdentifierPolicy,
@@ -53,11 +54,11 @@ from trust._jose import (
     Alg,
     VerifyingKey,
     key_from_jwk,
-    key_from_public,
     parse_compact,
     parse_json,
 )
 from trust._sm2 import Sm2PublicKey, is_sm2_spki
+from trust._sm2cert import certificate_key
 from trust._timeutil import parse_rfc3339, require_aware
 from trust._uri import status_uri_problem
 
@@ -96,7 +97,7 @@ _REGION = re.compile(r"\A[1-9][0-9]{5}\Z")
 _TYPE_CODE = re.compile(r"\A[0-9A-Z]{21}\Z")  # GB/T 36902: 18-char USCC + 3-digit sequence
 _PARTNER_FIELDS = frozenset(
     {"region_code", "name", "groups", "recognised_licence_types", "recognised_matters",
-     "identifier_check", "status_max_age_s", "endpoints"}
+     "identifier_check", "status_max_age_s", "endpoints", "signing_alg"}
 )
 _ANCHOR_INPUTS = ("jwk", "jwks", "pem", "x5c")
 _PEM_PUBLIC_KEY = re.compile(
@@ -433,9 +434,9 @@ def _new_anchor(
         if found.jwk is not None:
             key = key_from_jwk(found.jwk, sm2_id=signer_id)
         else:
-            key = key_from_public(found.certs[0].public_key())
+            key = certificate_key(found.certs[0])
     except (JoseError, UnsupportedAlgorithm) as exc:
-        # UnsupportedAlgorithm: a certificate key cryptography cannot read (SM2).
+        # UnsupportedAlgorithm: a certificate key of a type neither we nor cryptography read.
         problems.append(f"{where}: unsupported key: {exc}")
     if key is not None and (weak := _key_problem(key)) is not None:
         problems.append(f"{where}: {weak}")
@@ -524,6 +525,10 @@ def _check_partner_fields(fields: Mapping[str, Any], where: str, problems: list[
     if "identifier_check" in fields and fields["identifier_check"] not in {
             p.value for p in IdentifierPolicy}:
         problems.append(f"{where}: identifier_check must be 'strict' or 'lenient'")
+    if "signing_alg" in fields and not (isinstance(fields["signing_alg"], str)
+                                        and fields["signing_alg"] in PARTNER_SIGNING_ALGS):
+        problems.append(f"{where}: signing_alg must be one of "
+                        f"{', '.join(sorted(PARTNER_SIGNING_ALGS))}")
     if "status_max_age_s" in fields:
         age = fields["status_max_age_s"]
         if (not isinstance(age, int) or isinstance(age, bool)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from stdnum.cn import uscc
 
@@ -48,11 +49,11 @@ from trust._jose import (
     MAX_CREDENTIAL_BYTES,
     VerifyingKey,
     header_alg,
-    key_from_public,
     parse_compact,
     parse_json_object,
     refused_header,
 )
+from trust._sm2cert import certificate_key
 from trust._status import StatusList, StatusValue
 from trust._timeutil import day_end, day_start, require_aware
 from trust._uri import status_uri_problem
@@ -513,8 +514,8 @@ class Verifier:
             if not self._usable(run, root, signed_at, record=True):
                 return root, None
             try:
-                key = key_from_public(certs[0].public_key())
-            except JoseError as exc:
+                key = certificate_key(certs[0])
+            except (JoseError, UnsupportedAlgorithm) as exc:
                 run.fail("anchor", SubIndication.CRYPTO_CONSTRAINTS_FAILURE, str(exc))
                 return root, None
             run.ok("anchor", f"x5c chain to root-ca {root.kid!r} of {root.region}: "

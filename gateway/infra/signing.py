@@ -11,11 +11,16 @@ Two algorithms, both on the ecert profile's allow-list:
   and partners verify it faster too (the figures are in bench/RESULTS.md); and
   ES256 is the JWS algorithm every JOSE library implements.
 * ``EdDSA`` (Ed25519) for the rest: status lists and trust lists.
+* ``SM2SM3`` (SM2 with SM3, 国密, signer ID ``1234567812345678``) for the
+  licences answered to a partner whose agreement asks for it
+  (``signing_alg``), and the status list those licences point to. Its public
+  key is published as ``{"kty": "EC", "crv": "SM2", ...}``.
 
 A key file holds a 32-byte secret: ``<name>.key`` is an Ed25519 seed,
-``<name>.es256.key`` gives a P-256 scalar. A data folder that still holds a key
-of the other algorithm under the same name (an older gateway's Ed25519 receipt
-or licence key) keeps it published, so what it signed still verifies;
+``<name>.es256.key`` gives a P-256 scalar, ``<name>.sm2.key`` an SM2 one. A
+data folder that still holds a key of the other algorithm (Ed25519 or P-256)
+under the same name (an older gateway's Ed25519 receipt or licence key) keeps
+it published, so what it signed still verifies;
 ``published_keys`` returns it after the key that signs now.
 """
 
@@ -33,22 +38,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from gateway.infra.keyfiles import keys_dir, load_or_create_secret
-from trust import b64url_encode
+from trust import Sm2PrivateKey, b64url_encode
 
 __all__ = ["KeyAlg", "SigningKey", "load_or_create_key", "published_keys"]
 
-KeyAlg = Literal["EdDSA", "ES256"]
+KeyAlg = Literal["EdDSA", "ES256", "SM2SM3"]
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 """n of P-256 (SEC 2, section 2.4.2)."""
 
-PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | Sm2PrivateKey
 
 
 def _raw_signer(private: PrivateKey) -> Callable[[bytes], bytes]:
-    """The JWS signature function of a key: Ed25519 as is, ECDSA as R || S (RFC 7518 3.4)."""
-    if isinstance(private, ed25519.Ed25519PrivateKey):
+    """The JWS signature function of a key: Ed25519 as is, ECDSA as R || S (RFC 7518 3.4),
+    SM2 as r || s over SM3(Z_A || signing input) (ecert profile ``SM2SM3``)."""
+    if isinstance(private, ed25519.Ed25519PrivateKey | Sm2PrivateKey):
         return private.sign
     ec_key = private
 
@@ -70,6 +76,7 @@ class SigningKey:
 
     def __post_init__(self) -> None:
         fits = (isinstance(self.private, ed25519.Ed25519PrivateKey) if self.alg == "EdDSA"
+                else isinstance(self.private, Sm2PrivateKey) if self.alg == "SM2SM3"
                 else isinstance(self.private, ec.EllipticCurvePrivateKey)
                 and isinstance(self.private.curve, ec.SECP256R1))
         if not fits:
@@ -121,6 +128,10 @@ def _public_members(private: PrivateKey) -> dict[str, str]:
         raw = private.public_key().public_bytes(serialization.Encoding.Raw,
                                                 serialization.PublicFormat.Raw)
         return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(raw)}
+    if isinstance(private, Sm2PrivateKey):
+        public = private.public_key()
+        return {"crv": "SM2", "kty": "EC", "x": b64url_encode(public.x),
+                "y": b64url_encode(public.y)}
     numbers = private.public_key().public_numbers()
     return {"crv": "P-256", "kty": "EC", "x": b64url_encode(numbers.x.to_bytes(32, "big")),
             "y": b64url_encode(numbers.y.to_bytes(32, "big"))}
@@ -132,13 +143,19 @@ def _thumbprint(private: PrivateKey) -> str:
     return b64url_encode(hashlib.sha256(canonical).digest())
 
 
+_KEY_FILE_SUFFIX: dict[KeyAlg, str] = {"EdDSA": ".key", "ES256": ".es256.key",
+                                        "SM2SM3": ".sm2.key"}
+
+
 def _key_path(data_dir: Path, name: str, alg: KeyAlg) -> Path:
-    return keys_dir(data_dir) / (f"{name}.key" if alg == "EdDSA" else f"{name}.es256.key")
+    return keys_dir(data_dir) / (name + _KEY_FILE_SUFFIX[alg])
 
 
 def _from_secret(secret: bytes, alg: KeyAlg) -> PrivateKey:
     if alg == "EdDSA":
         return ed25519.Ed25519PrivateKey.from_private_bytes(secret)
+    if alg == "SM2SM3":
+        return Sm2PrivateKey.from_secret(secret)
     # Any 32 random bytes give a scalar in 1..n-1 (the bias is under 2^-127).
     scalar = int.from_bytes(secret, "big") % (_P256_ORDER - 1) + 1
     return ec.derive_private_key(scalar, ec.SECP256R1())
@@ -165,7 +182,8 @@ def published_keys(data_dir: Path, name: str, *, kid_prefix: str,
     """The key that signs now (``alg``, made if missing), then the key of the other
     algorithm under the same name if the folder holds one (kept to be published only)."""
     keys = [load_or_create_key(data_dir, name, kid_prefix=kid_prefix, alg=alg)]
-    other: KeyAlg = "EdDSA" if alg == "ES256" else "ES256"
-    if _key_path(data_dir, name, other).exists():
+    others: dict[KeyAlg, KeyAlg] = {"ES256": "EdDSA", "EdDSA": "ES256"}
+    other = others.get(alg)
+    if other is not None and _key_path(data_dir, name, other).exists():
         keys.append(load_or_create_key(data_dir, name, kid_prefix=kid_prefix, alg=other))
     return keys

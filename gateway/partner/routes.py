@@ -1,7 +1,8 @@
 """Partner regions query Huzhou's licences; Huzhou publishes their status.
 
 * ``POST /v1/partner/licences/query``  a partner's signed query (http-api.md)
-* ``GET  /v1/status/{name}``           Huzhou's status list (``statuslist+jwt``, public)
+* ``GET  /v1/status/{name}``           Huzhou's status list (``statuslist+jwt``, public):
+  ``licences`` signed EdDSA, ``licences-sm2`` the same list signed SM2SM3
 
 The routes are thin: ``query`` reads the request into a ``QueryRequest``, lets
 ``gateway.partner.service.PartnerService`` decide it, records the outcome with
@@ -13,7 +14,8 @@ a 503).
 
 ``setup(app)`` wires both routes and a ``cleanup_ctx`` entry that opens the
 licence store, the holder keyring, Huzhou's ``licence-signing`` and
-``status-signing`` keys (appended to ``/.well-known/jwks.json``), the replay
+``status-signing`` keys, and their SM2 counterparts for the agreements that ask
+for SM2 (all appended to ``/.well-known/jwks.json``), the replay
 cache (Redis when ``redis_url`` is set) and the per-partner rate limiter. It
 must run after ``create_app`` has added its trust context (it reads
 ``TRUST_KEY``).
@@ -34,9 +36,8 @@ import orjson
 from aiohttp import web
 
 from gateway.infra.crypto_thread import CryptoThread
-from gateway.infra.signing import load_or_create_key, published_keys
+from gateway.infra.signing import SigningKey, load_or_create_key, published_keys
 from gateway.licences.store import (
-    STATUS_LIST_NAME,
     HolderKeyring,
     LicenceStoreError,
     open_store,
@@ -72,6 +73,7 @@ from gateway.web.httpjson import declared_json, not_json
 from gateway.web.logs import request_id_of
 from gateway.web.observability import CALLER_KEY
 from gateway.web.problems import Problem
+from trust import Sm2UnavailableError
 
 __all__ = [
     "PARTNER_KEY",
@@ -177,11 +179,12 @@ async def query(request: web.Request) -> web.Response:
 
 async def status_list(request: web.Request) -> web.Response:
     """GET /v1/status/{name}: Huzhou's status list, public."""
-    if request.match_info["name"] != STATUS_LIST_NAME:
-        raise Problem(404, "Not found", "no such status list")
     service = request.app[PARTNER_KEY]
+    name = request.match_info["name"]
+    if name not in service.status_list_names:
+        raise Problem(404, "Not found", "no such status list")
     try:
-        token = await service.status_token()
+        token = await service.status_token(name)
     except LicenceStoreError as exc:
         raise Problem(503, "Service unavailable", "the licence store cannot answer") from exc
     return web.Response(text=token, content_type="application/statuslist+jwt",
@@ -189,6 +192,21 @@ async def status_list(request: web.Request) -> web.Response:
 
 
 # ----------------------------------------------------------------------- wiring
+
+
+def _sm2_keys(settings: Settings) -> tuple[SigningKey, SigningKey] | None:
+    """Huzhou's SM2 licence and status keys (``*.sm2.key``, made on first start), or None
+    when this libcrypto has no SM2 (logged: the agreements asking for SM2 then fail)."""
+    gateway_id = settings.gateway_id
+    try:
+        return (load_or_create_key(settings.data_dir, "licence-signing",
+                                   kid_prefix=f"{gateway_id}-lic", alg="SM2SM3"),
+                load_or_create_key(settings.data_dir, "status-signing",
+                                   kid_prefix=f"{gateway_id}-status", alg="SM2SM3"))
+    except Sm2UnavailableError as exc:
+        _log.warning("no SM2 signing keys: %s; partners whose agreement asks for SM2SM3 "
+                     "cannot be answered", exc)
+        return None
 
 
 def _rate_limits(settings: Settings) -> dict[str, tuple[float, int]]:
@@ -218,6 +236,10 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
         status_key = await loop.run_in_executor(None, lambda: load_or_create_key(
             settings.data_dir, "status-signing", kid_prefix=f"{gateway_id}-status"))
         app[JWKS_KEY].extend([*licence_keys, status_key])
+        # SM2 keys sign for the partners whose agreement says signing_alg SM2SM3.
+        sm2_keys = await loop.run_in_executor(None, _sm2_keys, settings)
+        if sm2_keys is not None:
+            app[JWKS_KEY].extend(sm2_keys)
         if settings.public_url_derived:
             _log.warning("public_url is not set and listen is a wildcard address: licences "
                          "and the status list name %s; set public_url (ECERT_PUBLIC_URL) to "
@@ -245,6 +267,8 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
                                     limits=_rate_limits(settings)),
                 trust=lambda: trust_state.snapshot.trust_list, audit=app[AUDIT_PORT_KEY],
                 matters=app.get(REGISTRY_KEY), crypto=crypto, clock=clock,
+                sm2_licence_key=None if sm2_keys is None else sm2_keys[0],
+                sm2_status_key=None if sm2_keys is None else sm2_keys[1],
             )
             yield
 

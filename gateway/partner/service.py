@@ -81,6 +81,7 @@ from trust import (
     CHINA_TZ,
     REQUEST_SKEW_S,
     AgreementError,
+    Alg,
     IdentifierError,
     PartnerStatus,
     RequestTokenError,
@@ -104,6 +105,7 @@ __all__ = [
     "QueryRequest",
     "Refusal",
     "RefusalKind",
+    "SM2_STATUS_LIST_NAME",
 ]
 
 MATTER_MEMO_SIZE = 4096
@@ -121,6 +123,9 @@ STATUS_LIFETIME_S = 86400
 """``exp - iat`` of the status list token."""
 STATUS_REFRESH_S = 30.0
 """A built status list token is served for this long before it is rebuilt from the store."""
+SM2_STATUS_LIST_NAME = f"{STATUS_LIST_NAME}-sm2"
+"""The same status list signed with Huzhou's SM2 key: where the licences answered to a
+partner whose agreement says ``signing_alg: SM2SM3`` point."""
 
 CN_MESSAGES: Mapping[int, str] = {
     0: "found",
@@ -459,7 +464,11 @@ class PartnerService:
         matters: MatterService | None = None,
         crypto: CryptoThread | None = None,
         clock: Clock | None = None,
+        sm2_licence_key: SigningKey | None = None,
+        sm2_status_key: SigningKey | None = None,
     ) -> None:
+        """``sm2_licence_key`` and ``sm2_status_key`` (``SM2SM3``) sign for the partners
+        whose agreement asks for SM2; without them such a partner's query fails."""
         self.settings = settings
         self.store = store
         self.keyring = keyring
@@ -480,9 +489,20 @@ class PartnerService:
         self.status_uri = f"{settings.public_base_url}/v1/status/{STATUS_LIST_NAME}"
         """The URI of Huzhou's status list as partners reach it: from the ``public_url``
         setting, never from a request (its Host header is the client's to choose)."""
-        self._status_built: tuple[str, float] | None = None
-        """The one signed status list served, and when it was built (monotonic)."""
+        self._status_built: dict[str, tuple[str, float]] = {}
+        """Each signed status list served (by name), and when it was built (monotonic)."""
         self._status_lock = asyncio.Lock()
+        self.sm2_status_uri = f"{settings.public_base_url}/v1/status/{SM2_STATUS_LIST_NAME}"
+        """The URI of the same list signed with SM2 (``sm2_status_key``)."""
+        self._status_keys: dict[str, tuple[SigningKey, str]] = {
+            STATUS_LIST_NAME: (status_key, self.status_uri)}
+        self._signers: dict[Alg, tuple[Callable[[dict[str, Any]], Awaitable[str]], str]] = {
+            Alg.ES256: (self._sign_licence_claims, self.status_uri)}
+        if sm2_licence_key is not None and sm2_status_key is not None:
+            self._status_keys[SM2_STATUS_LIST_NAME] = (sm2_status_key, self.sm2_status_uri)
+            self._signers[Alg.SM2SM3] = (
+                sm2_licence_key.async_signer({"typ": "ecert+jwt"}, self.crypto.run),
+                self.sm2_status_uri)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -518,8 +538,10 @@ class PartnerService:
                   for m in translation.matches if m.relationship is not Relationship.NOT_RELATED]
         return huzhou, [partner]
 
-    async def sign_licence(self, licence: StoredLicence, *, iat: int, status_uri: str) -> str:
-        """An ``ecert+jwt`` of one Huzhou licence (ecert-profile.md), signed now."""
+    async def sign_licence(self, licence: StoredLicence, *, iat: int, status_uri: str,
+                           alg: Alg = Alg.ES256) -> str:
+        """An ``ecert+jwt`` of one Huzhou licence (ecert-profile.md), signed now with the
+        licence key of ``alg`` (ES256, or SM2SM3 for a partner whose agreement asks)."""
         lic = licence.lic
         claims: dict[str, Any] = {"iss": self.settings.gateway_id, "jti": licence.identifier,
                                   "iat": iat}
@@ -532,16 +554,31 @@ class PartnerService:
         # it is serialised as it is, never changed.
         claims["lic"] = lic if type(lic) is dict else dict(lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
-        return await self._sign_licence_claims(claims)
+        return await self._signer(alg)[0](claims)
 
-    async def status_token(self) -> str:
-        """Huzhou's status list as a ``statuslist+jwt`` (``sub`` = ``status_uri``), rebuilt
-        at most every ``STATUS_REFRESH_S`` seconds."""
-        cached = self._status_built
+    def _signer(self, alg: Alg) -> tuple[Callable[[dict[str, Any]], Awaitable[str]], str]:
+        """The licence signer of ``alg`` and the URI of the status list it points to."""
+        found = self._signers.get(alg)
+        if found is None:
+            raise RuntimeError(f"no {alg.value} licence and status keys: the gateway cannot "
+                               "sign for an agreement that asks for them")
+        return found
+
+    @property
+    def status_list_names(self) -> frozenset[str]:
+        """The names of the status lists served (``/v1/status/{name}``)."""
+        return frozenset(self._status_keys)
+
+    async def status_token(self, name: str = STATUS_LIST_NAME) -> str:
+        """Huzhou's status list ``name`` as a ``statuslist+jwt`` (``sub`` its URI), rebuilt
+        at most every ``STATUS_REFRESH_S`` seconds; ``SM2_STATUS_LIST_NAME`` is the same
+        list signed with the SM2 status key (KeyError: no such list)."""
+        status_key, uri = self._status_keys[name]
+        cached = self._status_built.get(name)
         if cached is not None and time.monotonic() - cached[1] < STATUS_REFRESH_S:
             return cached[0]
         async with self._status_lock:
-            cached = self._status_built
+            cached = self._status_built.get(name)
             if cached is not None and time.monotonic() - cached[1] < STATUS_REFRESH_S:
                 return cached[0]
             entries = await self.store.status_entries()
@@ -551,12 +588,12 @@ class PartnerService:
                 offset = idx * STATUS_BITS  # draft-ietf-oauth-status-list: LSB first
                 data[offset // 8] |= value << (offset % 8)
             iat = int(self.clock().timestamp())
-            claims = {"sub": self.status_uri, "iat": iat, "exp": iat + STATUS_LIFETIME_S,
+            claims = {"sub": uri, "iat": iat, "exp": iat + STATUS_LIFETIME_S,
                       "ttl": STATUS_TTL_S,
                       "status_list": {"bits": STATUS_BITS,
                                       "lst": b64url_encode(zlib.compress(bytes(data), 9))}}
-            token = self.status_key.sign({"typ": "statuslist+jwt"}, claims)
-            self._status_built = (token, time.monotonic())
+            token = status_key.sign({"typ": "statuslist+jwt"}, claims)
+            self._status_built[name] = (token, time.monotonic())
             return token
 
     # -- the query -------------------------------------------------------------------------
@@ -679,10 +716,12 @@ class PartnerService:
         except LicenceStoreError as exc:
             raise _Refused(RefusalKind.LICENCE_STORE_UNAVAILABLE,
                            "the licence store cannot answer") from exc
-        return await self._licences(candidates, matter, today=today, now=now, facts=facts)
+        return await self._licences(candidates, matter, today=today, now=now, facts=facts,
+                                    alg=auth.partner.signing_alg)
 
     async def _licences(self, candidates: Sequence[StoredLicence], matter: Mapping[str, Any],
-                        *, today: date, now: int, facts: QueryFacts) -> Found:
+                        *, today: date, now: int, facts: QueryFacts,
+                        alg: Alg = Alg.ES256) -> Found:
         if not candidates:
             return Found(10, [], matter, facts)
         facts.issuer_region = self.settings.gateway_id
@@ -695,12 +734,13 @@ class PartnerService:
             if len(candidates) == 1:
                 facts.licence_identifier = latest[0].identifier
             return Found(latest[1], [], matter, facts)
-        uri = self.status_uri
+        uri = self._signer(alg)[1]
         if len(valid) == 1:
-            tokens = [await self.sign_licence(valid[0], iat=now, status_uri=uri)]
+            tokens = [await self.sign_licence(valid[0], iat=now, status_uri=uri, alg=alg)]
         else:  # signed together: one hand-off to the crypto thread
             tokens = list(await asyncio.gather(*(
-                self.sign_licence(licence, iat=now, status_uri=uri) for licence in valid)))
+                self.sign_licence(licence, iat=now, status_uri=uri, alg=alg)
+                for licence in valid)))
         facts.details["identifiers"] = [licence.identifier for licence in valid]
         facts.details["returned"] = len(tokens)
         if len(valid) == 1:

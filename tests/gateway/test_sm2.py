@@ -29,6 +29,8 @@ pytestmark = pytest.mark.asyncio
 Client = TestClient[web.Request, web.Application]
 _SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
 _KID = "520500-lic-openssl"
+_BAD_SIGNING_ALG = ("change #1 (upsert-partner): signing_alg must be one of "
+                    "ES256, SM2SM3")
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -259,25 +261,39 @@ class TestOperatorsAddSm2Keys:
         assert [("change #1 (add-anchor) anchor '520500-lic-bent': unsupported key: SM2 point "
                  "is not on the curve")] == body["problems"]
 
-    async def test_sm2_root_certificate_is_422(self, admin: tuple[Client, dict[str, str]],
-                                               tmp_path: Path) -> None:
-        """An SM2 root-ca certificate (read from part 2 of issue 23 on) is refused at
-        proposal with the reason, not answered 500."""
+    @pytest.mark.parametrize(("signing_alg", "problems"), [
+        ("SM2SM3", None),
+        ("ES256", None),
+        ("RS256", [_BAD_SIGNING_ALG]),
+        (["SM2SM3"], [_BAD_SIGNING_ALG]),
+    ], ids=["SM2SM3", "ES256", "RS256", "a-list"])
+    async def test_agreement_signing_alg(self, admin: tuple[Client, dict[str, str]],
+                                         signing_alg: object,
+                                         problems: list[str] | None) -> None:
+        """An agreement's signing_alg (what Huzhou signs that partner's licences with) is
+        ES256 or SM2SM3; anything else is refused at proposal (422)."""
+        client, tokens = admin
+        status, body = await _propose(client, tokens["olga"], {
+            "kind": "upsert-partner",
+            "partner": {"region_code": "310000", "signing_alg": signing_alg}})
+        assert (201 if problems is None else 422, problems) == (status, body.get("problems"))
+
+    async def test_sm2_root_certificate_is_accepted(self, admin: tuple[Client, dict[str, str]],
+                                                    tmp_path: Path) -> None:
+        """An SM2 root-ca certificate made by openssl is a proposal like any other (201)."""
         client, tokens = admin
         root = await asyncio.to_thread(_sm2_root, tmp_path)
         status, body = await _propose(client, tokens["olga"], {
             "kind": "add-anchor", "region_code": "520500",
             "anchor": {"kid": "520500-root-sm2", "use": "root-ca", "x5c": [root]}})
-        assert (422, [("change #1 (add-anchor) anchor '520500-root-sm2': unsupported key: "
-                       "Curve 1.2.156.10197.1.301 is not supported")]) == (status,
-                                                                          body.get("problems"))
+        assert (201, None) == (status, body.get("problems"))
 
 
 async def test_start_with_an_sm2_root_in_the_trust_list(
         aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
         running: RunningFederation) -> None:
-    """A --trust-list holding an SM2 root-ca certificate starts the gateway (the anchor is
-    unusable until SM2 chains are read), and 毕节's kid-signed SM2 licences pass."""
+    """A --trust-list holding an SM2 root-ca certificate made by openssl starts the
+    gateway, and 毕节's kid-signed SM2 licences pass."""
     doc = trust_document(running.federation)
     next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
         "kid": "520500-root-sm2", "use": "root-ca",
@@ -287,3 +303,67 @@ async def test_start_with_an_sm2_root_in_the_trust_list(
     body = await _verify(client, tokens["client"], running.federation["520500"].issue().token)
     assert "TOTAL_PASSED" == body["indication"]
 
+
+
+async def _openssl_chain(folder: Path, *, distid: str | None,
+                         intermediate: bool = False) -> tuple[OpenSslSm2Key, str, list[str]]:
+    """An SM2 root and a signer certificate it issued (through an intermediate CA with
+    ``intermediate``), all made by the openssl command: (the signer's key, the root, and
+    the x5c: signer first, as base64 DER)."""
+    def make() -> tuple[OpenSslSm2Key, str, list[str]]:
+        openssl()
+        for part in ("root", "inter", "signer"):
+            (folder / part).mkdir()
+        root_key = OpenSslSm2Key.generate(folder / "root")
+        root = root_key.self_signed_ca(folder / "root")
+        issuer_key, issuer, chain = root_key, root, []
+        if intermediate:
+            inter_key = OpenSslSm2Key.generate(folder / "inter")
+            inter = root_key.issue(inter_key, root, folder / "inter", ca=True)
+            issuer_key, issuer, chain = inter_key, inter, [inter]
+        signer_key = OpenSslSm2Key.generate(folder / "signer")
+        signer = issuer_key.issue(signer_key, issuer, folder / "signer", distid=distid)
+        return (signer_key, base64.b64encode(root).decode(),
+                [base64.b64encode(c).decode() for c in (signer, *chain)])
+
+    return await asyncio.to_thread(make)
+
+
+@pytest.mark.parametrize(("distid", "intermediate", "indication"), [
+    (DEFAULT_ID, False, "TOTAL_PASSED"),
+    (DEFAULT_ID, True, "TOTAL_PASSED"),
+    (None, False, "TOTAL_FAILED"),
+], ids=["default-id", "through-an-intermediate", "openssl-3.0-empty-id"])
+async def test_openssl_certificate_chain_verifies(
+        aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, audit: MemoryAudit,
+        running: RunningFederation, *, distid: str | None, intermediate: bool,
+        indication: str) -> None:
+    """An SM2 root (``openssl req -x509 -sm3``) as 毕节's root-ca anchor, a signer
+    certificate it issued (``openssl x509 -req -sm3``), directly or through an
+    intermediate CA, in x5c, the licence signed by ``openssl pkeyutl``: it passes over
+    HTTP, anchored by the chain. A certificate signed
+    under OpenSSL 3.0's empty signer ID (no ``-sigopt distid``) is no chain: the profile's
+    certificate signatures are made under 1234567812345678 (GM/T 0015)."""
+    signer_key, root, x5c = await _openssl_chain(tmp_path, distid=distid,
+                                                 intermediate=intermediate)
+    doc = trust_document(running.federation)
+    next(p for p in doc["partners"] if p["region_code"] == "520500")["anchors"].append({
+        "kid": "520500-root-openssl", "use": "root-ca", "x5c": [root],
+        "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)})
+    client, tokens = await _start_admin(aiohttp_client, tmp_path, audit, doc)
+    header = {"alg": "SM2SM3", "typ": "ecert+jwt", "x5c": x5c}
+    signing_input = (b64url_encode(orjson.dumps(header)) + "."
+                     + b64url_encode(orjson.dumps(running.federation["520500"].issue().claims)))
+    signature = await asyncio.to_thread(signer_key.sign, signing_input.encode(), tmp_path)
+    body = await _verify(client, tokens["client"],
+                         f"{signing_input}.{b64url_encode(signature)}")
+    assert indication == body["indication"], body
+    anchor = next(c for c in body["checks"] if c["name"] == "anchor")
+    if distid is None:
+        assert "CHAIN_CONSTRAINTS_FAILURE" == body["sub_indication"]
+        assert "is issued neither by root '520500-root-openssl'" in anchor["detail"]
+    else:
+        assert anchor["detail"].startswith(
+            f"x5c chain to root-ca '520500-root-openssl' of 520500: chain of {len(x5c)} ")
+        assert "PASSED: SM2SM3 signature verifies with '520500-root-openssl'" == (
+            _signature_check(body))

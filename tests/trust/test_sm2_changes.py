@@ -186,18 +186,29 @@ class TestSignerId:
 
 
 class TestSm2Certificates:
-    """SM2 certificate chains are part 2 of issue 23; until then one is refused plainly."""
+    """SM2 certificates (x5c chains to an SM2 root-ca anchor) are read: their keys are SM2."""
 
-    def test_sm2_root_certificate_is_refused_with_the_reason(self, doc: Doc,
-                                                             tmp_path: Path) -> None:
-        """An SM2 root-ca certificate (openssl req -x509 -sm3), as x5c or PEM: a problem
-        naming the key cryptography cannot read, not an exception."""
+    def test_sm2_root_certificate_is_accepted(self, doc: Doc, tmp_path: Path) -> None:
+        """An SM2 root-ca certificate (openssl req -x509 -sm3), as x5c or PEM: no problem,
+        and the anchor added carries the certificate."""
         der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path)
         pem = ("-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der).decode()
                + "-----END CERTIFICATE-----\n")
         for given in ({"x5c": [base64.b64encode(der).decode()]}, {"pem": pem}):
             change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
                 "kid": "520500-root-sm2", "use": "root-ca", **given}}
-            assert [("change #1 (add-anchor) anchor '520500-root-sm2': unsupported key: "
-                     "Curve 1.2.156.10197.1.301 is not supported")] == _problems(doc, change)
+            assert [] == _problems(doc, change)
+            added = next(a for p in _apply(doc, change)["partners"] for a in p["anchors"]
+                         if a["kid"] == "520500-root-sm2")
+            assert [base64.b64encode(der).decode()] == added["x5c"]
+
+    def test_sm2_certificate_that_is_no_ca_is_refused(self, doc: Doc, tmp_path: Path) -> None:
+        """An SM2 certificate without CA=true as a root-ca anchor: the CA problem, as for
+        any other key type."""
+        der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path, ca=False)
+        change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+            "kid": "520500-root-sm2", "use": "root-ca",
+            "x5c": [base64.b64encode(der).decode()]}}
+        assert [("change #1 (add-anchor) anchor '520500-root-sm2': root-ca certificate is "
+                 "not a CA: basicConstraints CA is false")] == _problems(doc, change)
 

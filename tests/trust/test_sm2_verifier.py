@@ -19,6 +19,7 @@ from tests.openssl import OpenSslSm2Key
 from tests.trust.conftest import T, anchor
 from tests.trust.test_verifier import Build, _pad, assert_sub, resign, status_of, verify
 from trust import (
+    Alg,
     AnchorUse,
     CheckResult,
     Sm2UnavailableError,
@@ -189,11 +190,32 @@ class TestSm2Anchors:
         assert_sub(None, verify(tl, sh.issue(iat=T - 60).token, sh))
 
 
-    def test_sm2_root_certificate_does_not_stop_the_load(self, bj: MockRegion,
-                                                          trust_list: Build,
-                                                          tmp_path: Path) -> None:
-        """A list holding an SM2 root-ca certificate (not read until part 2 of issue 23)
-        loads: that anchor is unusable, with the reason, and the others verify."""
+    @pytest.mark.parametrize("signing_alg", ["RS256", 7, ["SM2SM3"]])
+    def test_unknown_agreement_signing_alg_is_refused_at_load(
+            self, trust_list: Build, signing_alg: object) -> None:
+        """A partner's signing_alg other than ES256 or SM2SM3 stops the load, named."""
+        def bend(doc: dict[str, Any]) -> None:
+            next(p for p in doc["partners"] if p["region_code"] == "520500")[
+                "signing_alg"] = signing_alg
+
+        with pytest.raises(TrustListError, match="partner 520500: signing_alg must be one of "
+                                                 "ES256, SM2SM3"):
+            trust_list(bend)
+
+    def test_agreement_signing_alg_is_read(self, trust_list: Build) -> None:
+        """signing_alg SM2SM3 is read into the partner; absent, it is ES256."""
+        def bend(doc: dict[str, Any]) -> None:
+            next(p for p in doc["partners"] if p["region_code"] == "520500")[
+                "signing_alg"] = "SM2SM3"
+
+        tl = trust_list(bend)
+        assert (Alg.SM2SM3, Alg.ES256) == (tl.partners["520500"].signing_alg,
+                                           tl.partners["310000"].signing_alg)
+
+    def test_sm2_root_certificate_is_read_at_load(self, bj: MockRegion, trust_list: Build,
+                                                  tmp_path: Path) -> None:
+        """A list holding an SM2 root-ca certificate made by openssl loads: that anchor's
+        key is the certificate's SM2 key, and the other anchors verify."""
         der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path)
 
         def add_root(doc: dict[str, Any]) -> None:
@@ -205,8 +227,10 @@ class TestSm2Anchors:
 
         tl = trust_list(add_root)
         root = tl.anchors("520500-root-sm2")[0]
-        assert (None, "certificate key: Curve 1.2.156.10197.1.301 is not supported") == (
-            root.key, root.key_problem)
+        assert root.key is not None
+        assert (None, frozenset({Alg.SM2SM3})) == (root.key_problem, root.key.algs)
+        assert isinstance(root.key.public_key, _sm2.Sm2PublicKey)
+        assert root.key.public_key.spki() in der
         assert_sub(None, verify(tl, bj.issue(iat=T - 60).token, bj))
 
 
