@@ -221,5 +221,8 @@ def problem_for(exc: Exception) -> Problem | None:
         detail = exc.text or title
         if exc.status == 413:
             detail = "request body exceeds the gateway's limit"
-        return Problem(exc.status, title, detail)
+        # RFC 9110 15.5.6: a 405 names the methods the resource takes (aiohttp's Allow).
+        allow = exc.headers.get("Allow")
+        return Problem(exc.status, title, detail,
+                       headers=None if allow is None else {"Allow": allow})
     return error_problem(exc)

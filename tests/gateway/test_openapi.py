@@ -237,10 +237,6 @@ class TestUndocumentedMethods:
             assert "application/problem+json" == response.content_type
             assert 405 == (await response.json())["status"]
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "gateway.web.problems.problem_for rebuilds an HTTPException as a Problem without "
-        "its headers, so aiohttp's Allow is lost (RFC 9110 15.5.6: a 405 MUST carry "
-        "Allow); left to the helper changing the error mapping"))
     async def test_names_the_allowed_methods(self, gateway_client: AppFactory) -> None:
         """The 405 carries ``Allow`` naming the methods the document lists for the path."""
         client = await gateway_client()
