@@ -25,15 +25,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from gateway.audit import append_cli_event
-from gateway.audit.event import AuditEvent, AuditUnavailableError
-from gateway.cli import Command, CommandParser
+from gateway.audit.event import AuditEvent
+from gateway.cli import CommandParser
 from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
 from gateway.credentials.store import CredentialError, Role
 from gateway.infra.signing import SigningKey, load_or_create_key
@@ -45,17 +44,14 @@ from gateway.trustlist import (
     ProposalStatus,
     StoredVersion,
     TrustListService,
-    TrustStoreError,
     change_summary,
     trusted_signers,
 )
 from trust import (
     Anchor,
     AnchorStatus,
-    ChangeError,
     ImportRefusal,
     SignedListError,
-    TrustError,
     TrustList,
     VerifyingKey,
     diff_documents,
@@ -146,22 +142,6 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _handled(fn: Command) -> Command:
-    @wraps(fn)
-    def wrapped(args: argparse.Namespace, settings: Settings) -> int:
-        try:
-            return fn(args, settings)
-        except ChangeError as exc:
-            print(f"ecert-gateway trust {args.trust_command}: change refused: "
-                  + "; ".join(exc.problems), file=sys.stderr)
-        except (AdminError, CredentialError, TrustStoreError, AuditUnavailableError,
-                TrustError) as exc:
-            print(f"ecert-gateway trust {args.trust_command}: {exc}", file=sys.stderr)
-        return 1
-
-    return wrapped
-
-
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -220,7 +200,6 @@ def _trust_list_table(trust_list: TrustList, now: datetime) -> list[str]:
     return lines
 
 
-@_handled
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     """The current trust list: every partner and its anchors, as a table."""
     if args.status is not None:
@@ -235,7 +214,6 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_handled
 def _proposals(args: argparse.Namespace, settings: Settings) -> int:
     """Proposals, newest first, with their approvals and changes."""
     status = ProposalStatus(args.status) if args.status else None
@@ -246,7 +224,6 @@ def _proposals(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_handled
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     if args.proposal:
         proposal = _run(_service(settings), lambda service: service.proposal(args.proposal))
@@ -260,7 +237,6 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_handled
 def _history(args: argparse.Namespace, settings: Settings) -> int:
     for row in _run(_service(settings), lambda service: service.history()):
         via = f" (proposal {row.proposal_id})" if row.proposal_id else ""
@@ -269,7 +245,6 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_handled
 def _diff(args: argparse.Namespace, settings: Settings) -> int:
 
     async def read(service: TrustListService) -> tuple[
@@ -287,7 +262,6 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-@_handled
 def _propose(args: argparse.Namespace, settings: Settings) -> int:
     author = _operator(settings, args, {Role.OPERATOR, Role.APPROVER})
     if args.file:
@@ -321,17 +295,14 @@ def _vote(args: argparse.Namespace, settings: Settings, approve: bool) -> int:
     return 0
 
 
-@_handled
 def _approve(args: argparse.Namespace, settings: Settings) -> int:
     return _vote(args, settings, True)
 
 
-@_handled
 def _reject(args: argparse.Namespace, settings: Settings) -> int:
     return _vote(args, settings, False)
 
 
-@_handled
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     key = load_or_create_key(settings.data_dir, "trust-list",
                              kid_prefix=f"{settings.gateway_id}-tl")
@@ -375,7 +346,6 @@ def _export_token(path: Path, data: bytes) -> bytes:
         "exporting gateway; to change this list, use `trust propose`")
 
 
-@_handled
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     actor = _operator(settings, args, {Role.APPROVER})
     key = load_or_create_key(settings.data_dir, "trust-list",

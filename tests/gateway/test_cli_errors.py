@@ -135,14 +135,8 @@ def _handlers_that_answer(path: Path) -> list[int]:
             and any(_is_exit_status(node) for node in ast.walk(handler))]
 
 
-# The trust commands still answer their own errors; they move to EXIT_CODES with the
-# trust-list workflow that the HTTP API shares.
-_ANSWERING_THEIR_OWN = {"trust.py"}
-
-
 @pytest.mark.parametrize("module", sorted(
-    p.name for p in (ROOT / "gateway" / "cli").glob("*.py")
-    if p.name not in _ANSWERING_THEIR_OWN))
+    p.name for p in (ROOT / "gateway" / "cli").glob("*.py")))
 def test_commands_leave_errors_to_main(module: str) -> None:
     """No command module catches an error to return an exit status itself."""
     assert [] == _handlers_that_answer(ROOT / "gateway" / "cli" / module)
