@@ -61,11 +61,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from gateway.audit import AuditService
 from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.infra.crypto_thread import CryptoThread
+from gateway.infra.redislink import redis_client
 from gateway.infra.signing import SigningKey
 from gateway.licences.store import LicenceStore, open_store
 from gateway.partner.checks import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.settings import load_settings
-from gateway.verification.cache import redis_client
 from trust import MAX_REQUEST_LIFETIME_S, REQUEST_SKEW_S, b64url_decode, day_start_s
 
 _OK: Final = orjson.dumps({"status": "ok"})

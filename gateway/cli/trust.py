@@ -24,6 +24,7 @@ import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -110,7 +111,7 @@ def _run(service: TrustListService, step: Callable[[TrustListService], Awaitable
     return asyncio.run(run())
 
 
-def _operator(settings: Settings, args: argparse.Namespace, roles: set[Role], *,
+def _operator(settings: Settings, args: argparse.Namespace, roles: AbstractSet[Role], *,
               proposal_id: str | None = None) -> str:
     """The acting operator: the owner of the presented token, enabled, holding one of ``roles``.
 

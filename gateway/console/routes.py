@@ -28,6 +28,7 @@ import base64
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,8 +41,9 @@ from aiohttp import web
 from gateway.audit import AuditService, RecordFilter
 from gateway.console.html import Nav, esc, frame, json_block, table
 from gateway.console.sessions import COOKIE, Session, SessionStore
-from gateway.credentials.routes import CREDENTIAL_MANAGERS, CREDENTIAL_READERS
 from gateway.credentials.store import (
+    CREDENTIAL_MANAGERS,
+    CREDENTIAL_READERS,
     CredentialAction,
     CredentialError,
     CredentialRefusal,
@@ -52,12 +54,10 @@ from gateway.credentials.store import (
     Role,
 )
 from gateway.trustlist.alerts import trust_alerts
-from gateway.trustlist.routes import (
+from gateway.trustlist.service import (
     APPROVERS,
     PROPOSERS,
     READERS,
-)
-from gateway.trustlist.service import (
     AdminError,
     Proposal,
     ProposalStatus,
@@ -195,7 +195,7 @@ def _page(caller: Caller, title: str, body: str, *, status: int = 200,
     return response
 
 
-async def _caller(request: web.Request, roles: set[Role]) -> Caller:
+async def _caller(request: web.Request, roles: AbstractSet[Role]) -> Caller:
     """The signed-in caller, if its token passes the API's check for ``roles``.
 
     No session (or one past its time): ``_SignIn``. A token the API no longer
@@ -224,7 +224,7 @@ async def _form(request: web.Request, caller: Caller) -> dict[str, str]:
     return form
 
 
-def _guard(roles: set[Role]) -> Callable[[Callable[[web.Request, Caller],
+def _guard(roles: AbstractSet[Role]) -> Callable[[Callable[[web.Request, Caller],
                                                     Awaitable[web.StreamResponse]]], Handler]:
     """A console handler for callers with one of ``roles``: sign-in and refusals as pages."""
 

@@ -19,11 +19,14 @@ credential, and changing its expiry alone, are done with the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from aiohttp import web
 
 from gateway.credentials.store import (
+    CREDENTIAL_MANAGERS,
+    CREDENTIAL_READERS,
     CredentialAction,
     CredentialRequest,
     IdentityKind,
@@ -35,10 +38,8 @@ from gateway.web.httpjson import json_response, read_json
 from gateway.web.logs import REQUEST_ID_KEY
 from gateway.web.problems import Problem
 
-__all__ = ["CREDENTIAL_MANAGERS", "CREDENTIAL_READERS", "setup_routes"]
+__all__ = ["setup_routes"]
 
-CREDENTIAL_READERS = {Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
-CREDENTIAL_MANAGERS = {Role.APPROVER}
 
 _KINDS = {"clients": IdentityKind.CLIENT, "operators": IdentityKind.OPERATOR}
 
@@ -87,7 +88,7 @@ async def get_credential(request: web.Request) -> web.Response:
     return json_response(found.to_json())
 
 
-async def _change(request: web.Request, action: CredentialAction, roles: set[Role],
+async def _change(request: web.Request, action: CredentialAction, roles: AbstractSet[Role],
                   ) -> web.Response:
     caller = await require_operator(request, roles)
     kind, name = _target(request)

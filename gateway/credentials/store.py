@@ -85,6 +85,8 @@ if TYPE_CHECKING:  # gateway.audit imports gateway.web.appkeys, which imports th
     from gateway.audit.event import AuditEvent, AuditLog
 
 __all__ = [
+    "CREDENTIAL_MANAGERS",
+    "CREDENTIAL_READERS",
     "IDENTITY_SCHEMA",
     "MAX_OVERLAP",
     "SCHEMA_VERSION",
@@ -234,6 +236,13 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     METRICS = "metrics"
     """A scraper's credential: opens ``GET /metrics`` and nothing else."""
+
+
+CREDENTIAL_READERS = frozenset({Role.OPERATOR, Role.APPROVER, Role.AUDITOR})
+"""Who may list the credentials (not viewers: who exists and who is disabled is more than a
+trust-list reader needs)."""
+CREDENTIAL_MANAGERS = frozenset({Role.APPROVER})
+"""Who may disable, enable and rotate credentials (a security officer's act)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.utils import get_lib_version
 
 __all__ = ["RedisLink"]
 
@@ -127,3 +129,16 @@ async def _drop(conn: AbstractConnection) -> None:
 def _sha1(script: str) -> str:
     """The script's SHA-1, as Redis names scripts (computed once per script)."""
     return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+# redis-py reads its own version from package metadata (file I/O) for every new
+# connection unless told; read it once at import, off the event loop.
+_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())
+
+
+def redis_client(url: str, *, timeout_s: float | None) -> aioredis.Redis:
+    """An asyncio Redis client whose calls give up after ``timeout_s`` (None: never)."""
+    client: aioredis.Redis = aioredis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        retry_on_timeout=False, driver_info=_REDIS_DRIVER)
+    return client

@@ -36,6 +36,7 @@ import orjson
 from aiohttp import web
 
 from gateway.infra.crypto_thread import CryptoThread
+from gateway.infra.redislink import redis_client
 from gateway.infra.signing import SigningKey, load_or_create_key, published_keys
 from gateway.licences.store import (
     HolderKeyring,
@@ -59,7 +60,6 @@ from gateway.partner.service import (
     RefusalKind,
 )
 from gateway.settings import Settings
-from gateway.verification.cache import redis_client
 from gateway.web.appkeys import (
     AUDIT_PORT_KEY,
     JWKS_KEY,

@@ -22,10 +22,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.credentials.store import Role
+from gateway.infra.redislink import redis_client
 from gateway.infra.signing import load_or_create_key
 from gateway.trustlist.alerts import trust_alerts
 from gateway.trustlist.service import (
+    APPROVERS,
+    PROPOSERS,
+    READERS,
     ProposalStatus,
     TrustListService,
     TrustWatcher,
@@ -33,7 +36,6 @@ from gateway.trustlist.service import (
 )
 from gateway.trustlist.state import TrustState
 from gateway.trustlist.sync import RedisTrustSync
-from gateway.verification.cache import redis_client
 from gateway.web.appkeys import (
     AUDIT_PORT_KEY,
     JWKS_KEY,
@@ -54,9 +56,6 @@ from trust import (
 
 __all__ = ["setup_routes"]
 
-READERS = {Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR}
-PROPOSERS = {Role.OPERATOR, Role.APPROVER}
-APPROVERS = {Role.APPROVER}
 
 def _service(request: web.Request) -> TrustListService:
     return request.app[TRUSTLISTS_KEY]

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import orjson
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
+from gateway.credentials.store import Role
 from gateway.infra.signing import SigningKey
 from gateway.infra.sql import StorageError
 from gateway.settings import Settings
@@ -74,6 +75,9 @@ from trust import (
 )
 
 __all__ = [
+    "APPROVERS",
+    "PROPOSERS",
+    "READERS",
     "AdminError",
     "AdminRefusal",
     "ImportOutcome",
@@ -95,6 +99,13 @@ __all__ = [
 ]
 
 _log = logging.getLogger("gateway.trustlist.service")
+
+READERS = frozenset({Role.VIEWER, Role.OPERATOR, Role.APPROVER, Role.AUDITOR})
+"""Who may read the trust list, its versions, proposals and alerts."""
+PROPOSERS = frozenset({Role.OPERATOR, Role.APPROVER})
+"""Who may propose a change."""
+APPROVERS = frozenset({Role.APPROVER})
+"""Who may approve or reject another operator's proposal, or import a signed export."""
 
 T = TypeVar("T")
 

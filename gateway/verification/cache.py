@@ -30,9 +30,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.driver_info import DriverInfo
 from redis.exceptions import RedisError
-from redis.utils import get_lib_version
 
 from gateway.infra.coalesce import Coalescer
 from gateway.infra.metrics import MetricFamily
@@ -44,7 +42,6 @@ __all__ = [
     "MemoryTier",
     "RedisTier",
     "VerdictCache",
-    "redis_client",
 ]
 
 _log = logging.getLogger("gateway.verification.cache")
@@ -85,19 +82,6 @@ class CacheEntry:
                        str(raw["t"]))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError("not a cache entry") from exc
-
-
-# redis-py reads its own version from package metadata (file I/O) for every new
-# connection unless told; read it once at import, off the event loop.
-_REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())
-
-
-def redis_client(url: str, *, timeout_s: float | None) -> aioredis.Redis:
-    """An asyncio Redis client whose calls give up after ``timeout_s`` (None: never)."""
-    client: aioredis.Redis = aioredis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-        retry_on_timeout=False, driver_info=_REDIS_DRIVER)
-    return client
 
 
 class CacheMetrics:

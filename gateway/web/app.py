@@ -21,6 +21,7 @@ from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role
 from gateway.infra.metrics import MetricFamily
+from gateway.infra.redislink import redis_client as make_redis_client
 from gateway.infra.signing import published_keys
 from gateway.matters.routes import setup as setup_matters
 from gateway.partner.checks import MAX_TOKEN_BYTES
@@ -29,7 +30,6 @@ from gateway.partner.routes import setup as setup_partner
 from gateway.settings import Settings
 from gateway.trustlist.routes import setup as setup_trustlists
 from gateway.verification.cache import CacheMetrics, MemoryTier, RedisTier, VerdictCache
-from gateway.verification.cache import redis_client as make_redis_client
 from gateway.verification.routes import setup_routes as setup_verify_routes
 from gateway.verification.service import Clock, VerificationService, utc_now
 from gateway.verification.status import StatusFetcher

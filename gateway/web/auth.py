@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 
 from aiohttp import web
 
@@ -54,7 +55,7 @@ async def require_client(request: web.Request) -> Identity:
     return identity
 
 
-async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
+async def require_operator(request: web.Request, roles: AbstractSet[Role]) -> Identity:
     """The operator calling, with one of ``roles``; else ``CredentialError``, answered
     401 or 403 (``gateway.web.problems.ERROR_STATUS``).
 
@@ -64,7 +65,7 @@ async def require_operator(request: web.Request, roles: set[Role]) -> Identity:
 
 
 async def require_operator_token(request: web.Request, token: str | None,
-                                 roles: set[Role]) -> Identity:
+                                 roles: AbstractSet[Role]) -> Identity:
     """``require_operator`` for a token held elsewhere than the Authorization header (the
     console's server-side session): the same checks, the same 401 and 403."""
     try:

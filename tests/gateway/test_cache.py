@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from gateway.audit.event import EventType
 from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.infra.redislink import redis_client
 from gateway.settings import load_settings
 from gateway.verification.cache import (
     KEY_PREFIX,
@@ -27,7 +28,6 @@ from gateway.verification.cache import (
     MemoryTier,
     RedisTier,
     VerdictCache,
-    redis_client,
 )
 from gateway.web.app import create_app
 from gateway.web.appkeys import TRUST_KEY, VERIFICATION_KEY

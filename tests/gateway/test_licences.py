@@ -26,6 +26,7 @@ from gateway.__main__ import run_command
 from gateway.cli import command_settings
 from gateway.cli import licences as cli
 from gateway.infra.datafolder import create_data_folder
+from gateway.infra.redislink import redis_client
 from gateway.licences.store import (
     HolderKeyring,
     LicenceRecordError,
@@ -40,7 +41,6 @@ from gateway.licences.store import (
 )
 from gateway.partner.checks import RedisReplayCache
 from gateway.settings import load_settings
-from gateway.verification.cache import redis_client
 from mocks import make_resident_id
 from tests.conftest import REPO
 from tests.gateway.test_partner_api import (

@@ -11,8 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.infra.redislink import RedisLink
-from gateway.verification.cache import redis_client
+from gateway.infra.redislink import RedisLink, redis_client
 from tests.services import free_port
 
 pytestmark = pytest.mark.redis
