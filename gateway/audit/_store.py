@@ -28,11 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.infra.migrations import Migration, Schema, migrate
+from gateway.infra.migrations import Schema, adopt_if_table, migrate, tables_migration
 from gateway.infra.sql import (
-    POSTGRES,
-    SQLITE,
-    Connection,
     Cursor,
     Database,
     StorageError,
@@ -201,16 +198,9 @@ _GUARDS = {
 }
 
 
-def _adopt(conn: Connection) -> int:
-    """Version 1 is the schema the store made before versions were recorded."""
-    return 1 if conn.table_exists("audit_entries") else 0
-
-
 AUDIT_SCHEMA = Schema("audit", (
-    Migration(1, "entries, checkpoints and settings, append-only", {
-        dialect.name: (*(dialect.ddl(t) for t in _TABLES), *_GUARDS[dialect.name])
-        for dialect in (SQLITE, POSTGRES)}),
-), adopt=_adopt)
+    tables_migration(1, "entries, checkpoints and settings, append-only", _TABLES, _GUARDS),
+), adopt=adopt_if_table("audit_entries"))
 """The audit store's schema versions."""
 
 _LOCK_CLASS = 0x330500

@@ -32,9 +32,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from gateway.infra.sql import Connection, SchemaError, WriteLock
+from gateway.infra.sql import POSTGRES, SQLITE, Connection, SchemaError, WriteLock
 
-__all__ = ["MIGRATION_LOCK", "Migration", "Schema", "applied_version", "migrate"]
+__all__ = [
+    "MIGRATION_LOCK",
+    "Migration",
+    "Schema",
+    "adopt_if_table",
+    "applied_version",
+    "migrate",
+    "tables_migration",
+]
 
 _log = logging.getLogger("gateway.infra.migrations")
 
@@ -74,6 +82,25 @@ class Migration:
 
 def _nothing_yet(_: Connection) -> int:
     return 0
+
+
+def tables_migration(version: int, name: str, tables: Sequence[str],
+                     after: Mapping[str, Sequence[str]]) -> Migration:
+    """A migration that creates ``tables`` (portable DDL, ``Dialect.ddl``) on either
+    engine, then runs ``after`` (statements by dialect name, e.g. guard triggers)."""
+    return Migration(version, name, {
+        dialect.name: (*(dialect.ddl(t) for t in tables), *after.get(dialect.name, ()))
+        for dialect in (SQLITE, POSTGRES)})
+
+
+def adopt_if_table(table: str) -> Callable[[Connection], int]:
+    """An ``adopt`` for a store whose one pre-version schema is version 1, known by
+    ``table``: the database holds it (1) or holds nothing of the store yet (0)."""
+
+    def adopt(conn: Connection) -> int:
+        return 1 if conn.table_exists(table) else 0
+
+    return adopt
 
 
 @dataclass(frozen=True, slots=True)

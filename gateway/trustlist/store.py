@@ -29,11 +29,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.infra.migrations import Migration, Schema, migrate
+from gateway.infra.migrations import Schema, adopt_if_table, migrate, tables_migration
 from gateway.infra.sql import (
-    POSTGRES,
-    SQLITE,
-    Connection,
     Cursor,
     Database,
     StorageError,
@@ -225,16 +222,9 @@ _GUARDS = {
 }
 
 
-def _adopt(conn: Connection) -> int:
-    """Version 1 is the schema the store made before versions were recorded."""
-    return 1 if conn.table_exists("trust_list_versions") else 0
-
-
 TRUST_LIST_SCHEMA = Schema("trust_list", (
-    Migration(1, "versions, proposals and votes", {
-        dialect.name: (*(dialect.ddl(t) for t in _TABLES), *_GUARDS[dialect.name])
-        for dialect in (SQLITE, POSTGRES)}),
-), adopt=_adopt)
+    tables_migration(1, "versions, proposals and votes", _TABLES, _GUARDS),
+), adopt=adopt_if_table("trust_list_versions"))
 """The trust-list store's schema versions."""
 
 _WRITE_LOCK = WriteLock("SELECT pg_advisory_xact_lock(?, ?)", (0x330500, 0x7457))
