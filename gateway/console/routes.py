@@ -93,8 +93,6 @@ AUDITORS = {Role.AUDITOR}
 ANY_ROLE = set(Role)
 """Who may sign in: any operator token the API accepts (``/metrics`` takes every role)."""
 
-SESSION_IDLE = timedelta(minutes=30)
-SESSION_LIFETIME = timedelta(hours=8)
 PAGE_SIZE = 50
 MAX_STATS_DAYS = 184
 STATIC_DIR = Path(__file__).parent / "static"
@@ -355,8 +353,9 @@ async def get_home(request: web.Request, caller: Caller) -> web.Response:
     """GET /console/: what this role may do."""
     items = "".join(f'<li><a href="{esc(href)}">{esc(label)}</a></li>'
                     for href, label in _nav(caller.role)[1:])
+    idle_minutes = int(_sessions(request).idle.total_seconds() // 60)
     body = (f"<p>已登录：<strong>{esc(caller.identity.name)}</strong>，角色 "
-            f"<code>{esc(caller.role)}</code>。会话空闲 {SESSION_IDLE.seconds // 60} 分钟后失效。"
+            f"<code>{esc(caller.role)}</code>。会话空闲 {idle_minutes} 分钟后失效。"
             "</p>"
             + (f"<ul class='links'>{items}</ul>" if items else
                "<p>此角色在控制台中没有可用页面 (this role has no console pages).</p>"))

@@ -117,6 +117,16 @@ class TestSignIn:
         store.clock = lambda: start + timedelta(minutes=61)
         assert 303 == (await one.get("/console/trust-list"))[0]
 
+    async def test_home_page_states_the_configured_idle_limit(
+            self, start_gateway: GatewayFactory, person: Person) -> None:
+        """The idle limit the home page tells the operator is the one configured."""
+        gateway = await start_gateway("[console]\nsession_idle_minutes = 7\n")
+        one = person(gateway)
+        await one.sign_in(gateway.tokens["olga"])
+        status, page = await one.get("/console/")
+        assert 200 == status
+        assert "会话空闲 7 分钟后失效" in page
+
     async def test_disabled_token_ends_the_session(self, start_gateway: GatewayFactory,
                                                    person: Person) -> None:
         gateway = await start_gateway()
