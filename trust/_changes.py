@@ -63,6 +63,7 @@ from trust._timeutil import parse_rfc3339, require_aware
 from trust._uri import status_uri_problem
 
 __all__ = [
+    "EXPORT_ALGS",
     "TRUSTLIST_TYP",
     "Change",
     "ChangeError",
@@ -837,6 +838,11 @@ def export_claims(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return {"typ": TRUSTLIST_TYP}, claims
 
 
+EXPORT_ALGS: tuple[Alg, ...] = (Alg.EDDSA, Alg.SM2SM3)
+"""What a ``trustlist+jwt`` may be signed with: EdDSA (the default), or SM2SM3 for a
+partner whose agreement asks for SM2."""
+
+
 def export_signed(document: Mapping[str, Any],
                   sign: Callable[[dict[str, Any], dict[str, Any]], str]) -> str:
     """The ``trustlist+jwt`` of ``document``; ``sign(header, claims)`` adds ``alg``/``kid``."""
@@ -869,8 +875,10 @@ def verify_export(
     if header.get("typ") != TRUSTLIST_TYP:
         raise SignedListError(ImportRefusal.FORMAT,
                               f"typ {header.get('typ')!r} is not {TRUSTLIST_TYP!r}")
-    if header.get("alg") != Alg.EDDSA.value:
-        raise SignedListError(ImportRefusal.FORMAT, f"alg {header.get('alg')!r} is not EdDSA")
+    alg = next((a for a in EXPORT_ALGS if a.value == header.get("alg")), None)
+    if alg is None:
+        raise SignedListError(ImportRefusal.FORMAT,
+                              f"alg {header.get('alg')!r} is not EdDSA or SM2SM3")
     if "crit" in header:
         raise SignedListError(ImportRefusal.FORMAT, "crit header parameters are not understood")
     kid = header.get("kid")
@@ -878,7 +886,7 @@ def verify_export(
         raise SignedListError(ImportRefusal.UNTRUSTED_KEY,
                               f"signed by {kid!r}, which is not a trusted trust-list signer")
     try:
-        good = keys[kid].verify(Alg.EDDSA, jws.signing_input, jws.signature)
+        good = keys[kid].verify(alg, jws.signing_input, jws.signature)
     except JoseError as exc:
         raise SignedListError(ImportRefusal.SIGNATURE, f"signing key refused: {exc}") from exc
     if not good:
