@@ -423,8 +423,6 @@ def _new_anchor(
     if sm2_id is not None:
         if not isinstance(sm2_id, str):
             problems.append(f"{where}: sm2_id must be a string")
-        elif found.certs:
-            problems.append(f"{where}: sm2_id is for SM2 keys given as jwk, jwks or pem")
         else:
             try:
                 signer_id = sm2_id.encode("utf-8")
@@ -435,7 +433,9 @@ def _new_anchor(
         if found.jwk is not None:
             key = key_from_jwk(found.jwk, sm2_id=signer_id)
         else:
-            key = certificate_key(found.certs[0])
+            # An SM2 certificate's key signs under sm2_id: the licences of a signer
+            # certificate, or the certificates a root-ca issues (its chains' first link).
+            key = certificate_key(found.certs[0], sm2_id=signer_id)
     except (JoseError, UnsupportedAlgorithm) as exc:
         # UnsupportedAlgorithm: a certificate key of a type neither we nor cryptography read.
         problems.append(f"{where}: unsupported key: {exc}")
@@ -469,8 +469,8 @@ def _new_anchor(
         if isinstance(found.jwk.get("alg"), str):
             public["alg"] = found.jwk["alg"]
         entry["jwk"] = {**public, "kid": kid}
-        if signer_id is not None:
-            entry["sm2_id"] = sm2_id
+    if signer_id is not None:
+        entry["sm2_id"] = sm2_id
     entry.update(valid_from=_rfc3339(window[0]), valid_until=_rfc3339(window[1]),
                  status=AnchorStatus.ACTIVE.value, revoked_at=None, revocation_reason=None)
     return entry
@@ -739,7 +739,8 @@ class DiffEntry:
 
     ``op`` is ``list-changed``, ``partner-added``, ``partner-removed``,
     ``partner-changed``, ``anchor-added``, ``anchor-removed`` or
-    ``anchor-changed``; ``fields`` maps a changed member to ``(old, new)``.
+    ``anchor-changed``; ``fields`` maps a changed member to ``(old, new)`` (for
+    ``anchor-added``, every member of the new anchor, as ``(None, new)``).
     """
 
     op: str
@@ -784,7 +785,9 @@ def diff_documents(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Diff
         new_a = {str(a.get("kid")): a for a in after.get("anchors", [])}
         for kid in sorted(set(old_a) | set(new_a)):
             if kid not in old_a:
-                entries.append(DiffEntry("anchor-added", region, kid))
+                # Every member of the new anchor, so a reviewer sees what is trusted.
+                entries.append(DiffEntry("anchor-added", region, kid,
+                                         _changed({}, new_a[kid], frozenset())))
             elif kid not in new_a:
                 entries.append(DiffEntry("anchor-removed", region, kid))
             elif fields := _changed(old_a[kid], new_a[kid], frozenset()):
