@@ -217,17 +217,18 @@ class TestCases:
         assert [("TOTAL_FAILED", "REVOKED", True)] == [
             (e["indication"], e["sub_indication"], e["holder_match"]) for e in req["evidence"]]
 
-    @pytest.mark.parametrize(("bundle", "region", "holders"), [
+    @pytest.mark.parametrize("case", [
         ("kstb-652929-unemployment", "652929", {"person": (ID_CARD,)}),
         ("kstb-220600-mortgage", "220600", {"person": (PROPERTY, ID_CARD)}),
         ("kstb-520500-enterprise-change", "520500",
          {"enterprise": (BUSINESS_LICENCE,), "legal_representative": (ID_CARD,)}),
-    ])
+    ], ids=["kalpin", "baishan-sm2", "bijie-sm2"])
     async def test_cross_province_case_fetches_from_its_partner(
-            self, start: Start, key: str, partners: RunningFederation, bundle: str,
-            region: str, holders: dict[str, tuple[str, ...]]) -> None:
+            self, start: Start, key: str, partners: RunningFederation,
+            case: tuple[str, str, dict[str, tuple[str, ...]]]) -> None:
         """Each 跨省通办 case, nothing presented, is met by licences its partner hands over
         (柯坪 ES256; 白山 and 毕节 SM2), verified like presented ones."""
+        bundle, region, holders = case
         client = await start()
         partner = partners.federation[region]
         applicant: dict[str, str] = {}
