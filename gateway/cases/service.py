@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,23 +185,27 @@ class CaseService:
 
     async def _ask(self, req: CaseRequest, judged: list[_Judged], bundle_partners: Sequence[str],
                    ) -> list[tuple[_Judged, PartnerReply]]:
-        """Query partners for every requirement still unmet, all at once."""
-        jobs: list[tuple[_Judged, Any]] = []
+        """Query partners for every requirement still unmet, all at once; a query two
+        requirements need alike (partner, type, holder) is sent once."""
+        wanted: list[tuple[_Judged, tuple[str, str, str, str]]] = []
+        queries: dict[tuple[str, str, str, str], Coroutine[Any, Any, PartnerReply]] = {}
         for j in judged:
             if j.met_by is not None:
                 continue
-            matter = j.matters[0]
             for alt in j.requirement.any_of:
                 code, code_type = self._holder(req, alt)
                 if code is None:
                     continue
-                jobs.extend((j, self.partners.by_holder(
-                    partner, holder_code=code, holder_code_type=code_type,
-                    type_code=alt.type_code, matter_code=matter, use_cause=req.use_cause))
-                    for partner in self._partners_for(req, bundle_partners, alt, code,
-                                                      code_type))
-        replies = await asyncio.gather(*(job for _, job in jobs))
-        return [(j, reply) for (j, _), reply in zip(jobs, replies, strict=True)]
+                for partner in self._partners_for(req, bundle_partners, alt, code, code_type):
+                    key = (partner.region_code, alt.type_code, code.upper(), code_type)
+                    wanted.append((j, key))
+                    if key not in queries:
+                        queries[key] = self.partners.by_holder(
+                            partner, holder_code=code, holder_code_type=code_type,
+                            type_code=alt.type_code, matter_code=j.matters[0],
+                            use_cause=req.use_cause)
+        replies = dict(zip(queries, await asyncio.gather(*queries.values()), strict=True))
+        return [(j, replies[key]) for j, key in wanted]
 
     def _translations(self, codes: Sequence[str], regions: Sequence[str]
                       ) -> list[dict[str, Any]]:
@@ -268,18 +272,22 @@ class CaseService:
                 if entry is not None:
                     j.evidence.append(entry)
         asked = await self._ask(req, judged, bundle_partners)
-        fetched: list[tuple[_Judged, str, str]] = []
+        fetched: dict[str, str] = {}  # each licence handed over -> the partner that did
+        uses: list[tuple[_Judged, str]] = []
         for j, reply in asked:
             j.asked.append(reply)
-            fetched.extend((j, reply.region, token) for token in reply.licences)
+            for token in reply.licences:
+                fetched.setdefault(token, reply.region)
+                uses.append((j, token))
         if fetched:
-            answers = await self.verification.verify_batch(
+            answers = dict(zip(fetched, await self.verification.verify_batch(
                 [VerificationRequest(credential=t, use_cause=req.use_cause,
-                                     matter_region=self.book.region, matter_code=j.matters[0])
-                 for j, _, t in fetched], actor=actor, source=source,
-                request_id=request_id, case_id=case_id)
-            for (j, region, _), answer in zip(fetched, answers, strict=True):
-                entry = self._meets(req, j, _Candidate(answer, "partner", partner=region))
+                                     matter_region=self.book.region, matter_code=codes[0])
+                 for t in fetched], actor=actor, source=source,
+                request_id=request_id, case_id=case_id), strict=True))
+            for j, token in uses:
+                entry = self._meets(req, j, _Candidate(answers[token], "partner",
+                                                       partner=fetched[token]))
                 if entry is not None:
                     j.evidence.append(entry)
         met = all(j.met_by is not None for j in judged)

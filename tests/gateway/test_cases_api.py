@@ -153,6 +153,26 @@ class TestCases:
         assert SM2_ALG == held.header["alg"]
         assert all("520500" in m["translations"] for m in answer["matters"])
 
+    async def test_a_query_two_requirements_share_is_sent_once(
+            self, start: Start, key: str, partners: RunningFederation) -> None:
+        """When the legal representative is also the food safety manager, their 居民身份证
+        is asked of the partner once and meets both requirements."""
+        client = await start()
+        sh = partners.federation["310000"]
+        rep, owner = _person(sh, 30), _person(sh, 31)
+        card = _issue(sh, ID_CARD, rep)
+        _issue(sh, PROPERTY, owner)
+        answer = await _case(client, key, {
+            "bundle": "open-restaurant", "partners": ["310000"],
+            "applicant": {"legal_representative": rep, "premises_owner": owner,
+                          "food_safety_manager": rep}})
+        assert answer["met"] is True
+        reqs = _by_id(answer)
+        assert card.identifier == reqs["legal-representative-id"]["met_by"]["identifier"]
+        assert card.identifier == reqs["food-safety-manager-id"]["met_by"]["identifier"]
+        # One query for the shared 居民身份证, one for each kind of premises proof.
+        assert 3 == sh.queries_seen
+
     async def test_partner_down_is_not_met_quickly(
             self, start: Start, key: str, partners: RunningFederation) -> None:
         """A partner that does not answer within the deadline makes the requirement
@@ -304,6 +324,10 @@ class TestCaseAudit:
         assert [("520500", 0, None)] == [
             (a["region"], a["cn_status"], a["error"])
             for r in case["details"]["requirements"] for a in r["partners_asked"]]
+        # The same keyed pseudonym as the verification record of the person's licence.
+        card = next(r for r in linked if r["licence_type"] == ID_CARD)
+        assert card["personal"]["holder_code"]["hmac"] == (
+            case["personal"]["applicant_legal_representative"]["hmac"])
         blob = b"".join(p.read_bytes() for p in tmp_path.iterdir()  # noqa: ASYNC240
                         if p.name.startswith("audit.db"))
         assert blob
