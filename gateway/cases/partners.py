@@ -39,6 +39,9 @@ REQUEST_LIFETIME_S = 120
 MAX_ANSWER_BYTES = 1 << 20
 """Largest answer read from a partner (1 MiB: a holder's licences, not a catalogue)."""
 
+MAX_LICENCES = 20
+"""Most licences taken from one answer (one holder, one type): each is verified."""
+
 
 @dataclass(frozen=True, slots=True)
 class PartnerReply:
@@ -117,15 +120,27 @@ class PartnerQueries:
             async with asyncio.timeout(self.timeout_s):
                 async with self._session.post(url, data=body, headers=headers,
                                               allow_redirects=False) as response:
-                    raw = await response.content.read(MAX_ANSWER_BYTES + 1)
+                    raw = await _read_capped(response)
                     status = response.status
         except TimeoutError:
             return reply(None, (), f"no answer within {self.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL aiohttp refuses
             return reply(None, (), f"unreachable: {type(exc).__name__}")
-        if len(raw) > MAX_ANSWER_BYTES:
+        if raw is None:
             return reply(None, (), "answer over 1 MiB")
         return reply(*_parse(status, raw))
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The whole body, or None once it passes ``MAX_ANSWER_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse(status: int, raw: bytes) -> tuple[int | None, tuple[str, ...], str | None]:
@@ -142,4 +157,6 @@ def _parse(status: int, raw: bytes) -> tuple[int | None, tuple[str, ...], str | 
     if cn is None or not isinstance(licences, list) \
             or not all(isinstance(t, str) for t in licences):
         return None, (), "answer is not a partner query answer"
+    if len(licences) > MAX_LICENCES:
+        return None, (), f"answer holds over {MAX_LICENCES} licences"
     return cn, tuple(licences), None
