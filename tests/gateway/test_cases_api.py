@@ -173,6 +173,23 @@ class TestCases:
         # One query for the shared 居民身份证, one for each kind of premises proof.
         assert 3 == sh.queries_seen
 
+    async def test_matters_are_translated_into_the_partner_catalogue(
+            self, start: Start, key: str, partners: RunningFederation) -> None:
+        """The case's matter is given in the catalogue of the partner that supplied the
+        licence, through the matter registry (失业登记 -> 毕节 GG0090200Y)."""
+        client = await start()
+        bijie = partners.federation["520500"]
+        person = _person(bijie, 40)
+        _issue(bijie, ID_CARD, person)
+        answer = await _case(client, key, {
+            "matter": {"region": "330500", "code": "公共服务-00902-001"},
+            "applicant": {"person": person}, "partners": ["520500"]})
+        assert answer["met"] is True
+        [matter] = answer["matters"]
+        assert ("公共服务-00902-001", "失业登记") == (matter["code"], matter["name"])
+        assert [("GG0090200Y", "equivalent")] == [
+            (m["code"], m["relationship"]) for m in matter["translations"]["520500"]]
+
     async def test_partner_down_is_not_met_quickly(
             self, start: Start, key: str, partners: RunningFederation) -> None:
         """A partner that does not answer within the deadline makes the requirement
