@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from stdnum.iso7064 import mod_37_36
-
 from trust._errors import IdentifierError
 
 __all__ = [
@@ -88,9 +86,33 @@ def parse_identifier(text: str) -> LicenceIdentifier:
     )
 
 
+def _mod_37_36_tables() -> tuple[tuple[dict[str, int], ...], str]:
+    """The ISO/IEC 7064 MOD 37,36 recurrence as tables: for each running value, the next
+    one after each character, and the check character that closes each running value."""
+    m = len(_ALNUM)  # 36
+    # ISO/IEC 7064 hybrid system M+1, M: P starts at M; for each character a,
+    # S = (P + a) mod M (M when 0), P = 2S mod (M + 1). The check character c makes
+    # (P + c) mod M == 1. Tables indexed by P (1..M) avoid the arithmetic per character.
+    step = tuple({char: ((p + a) % m or m) * 2 % (m + 1) for a, char in enumerate(_ALNUM)}
+                 for p in range(m + 1))
+    close = "".join(_ALNUM[(1 - p) % m] for p in range(m + 1))
+    return step, close
+
+
+_STEP, _CLOSE = _mod_37_36_tables()
+
+
 def iso7064_check_char(body: str) -> str:
-    """ISO/IEC 7064 MOD 37,36 check character of ``body`` (python-stdnum)."""
-    return str(mod_37_36.calc_check_digit(body))
+    """ISO/IEC 7064 MOD 37,36 check character of ``body`` (characters ``0-9A-Z``)."""
+    step = _STEP
+    p = len(_ALNUM)
+    try:
+        for char in body:
+            p = step[p][char]
+    except KeyError:
+        odd = next(char for char in body if char not in step[0])
+        raise IdentifierError(f"character {odd!r} outside 0-9A-Z") from None
+    return _CLOSE[p]
 
 
 def variant_check_char(body: str) -> str:
