@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,9 +119,19 @@ def _text(obj: Mapping[str, Any], name: str, *, max_len: int = 512) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _known_day(text: str, name: str) -> date:
+    """``parse_day`` of a string: licences name the same few days over and over (their
+    issue and validity dates), so each is parsed once. Errors are not cached."""
+    return parse_day(text, f"lic.{name}")
+
+
 def _day(obj: Mapping[str, Any], name: str) -> date:
+    raw = obj.get(name)
     try:
-        return parse_day(obj.get(name), f"lic.{name}")
+        if type(raw) is str:
+            return _known_day(raw, name)
+        return parse_day(raw, f"lic.{name}")
     except ValueError as exc:
         raise ClaimsError(str(exc)) from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta, timezone
 
 __all__ = ["CHINA_TZ", "day_end", "day_start", "day_start_s", "parse_rfc3339", "require_aware"]
@@ -58,11 +59,13 @@ def day_start_s(day: date) -> int:
     return (day.toordinal() - _EPOCH_ORDINAL) * 86400 - _CHINA_OFFSET_S
 
 
+@functools.lru_cache(maxsize=4096)
 def day_start(day: date) -> datetime:
     """First instant of ``day`` in China Standard Time, as UTC."""
     return datetime.fromtimestamp(day_start_s(day), UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def day_end(day: date) -> datetime:
     """First instant after ``day`` (inclusive end date) in China Standard Time, as UTC."""
     return day_start(day) + timedelta(days=1)
