@@ -95,7 +95,8 @@ def _in_range(value: float, name: str) -> None:
 
 def numeric_date(value: object, name: str) -> datetime:
     """RFC 7519 NumericDate: seconds since the epoch, integer or fraction; not a boolean."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is not int and (isinstance(value, bool)
+                                   or not isinstance(value, int | float)):
         raise ClaimsError(f"{name} must be a NumericDate")
     _in_range(value, name)
     return datetime.fromtimestamp(value, UTC)

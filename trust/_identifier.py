@@ -154,6 +154,22 @@ def variant_check_char(body: str) -> str:
     return _ALNUM[m - p] if m - p < len(_ALNUM) else "?"
 
 
+def judge_identifier(text: str) -> tuple[str, str, CheckOutcome] | None:
+    """The type code, issuer code and check outcome of a well-formed 证照标识, without
+    building a ``LicenceIdentifier`` (the verifier's path); None when ``text`` is not
+    one (``parse_identifier`` says why)."""
+    match = _PATTERN.match(text)
+    if match is None:
+        return None
+    type_code, issuer_code, serial, version, check = match.group(
+        "type", "issuer", "serial", "version", "check")
+    if _CLOSE[_run(serial + version, _run_prefix(type_code + issuer_code))] == check:
+        return type_code, issuer_code, CheckOutcome.VALID
+    if variant_check_char(type_code + issuer_code + serial + version) == check:
+        return type_code, issuer_code, CheckOutcome.KNOWN_VARIANT
+    return type_code, issuer_code, CheckOutcome.INVALID
+
+
 def check_identifier(identifier: LicenceIdentifier) -> CheckOutcome:
     """Judge the identifier's check character."""
     running = _run(identifier.serial + identifier.version,

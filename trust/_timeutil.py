@@ -13,6 +13,8 @@ CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 def require_aware(at: datetime, name: str = "at") -> datetime:
     """Refuse naive datetimes: every check takes an aware time."""
+    if at.tzinfo is UTC:
+        return at
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
     return at.astimezone(UTC)

@@ -53,11 +53,10 @@ from trust._chain import (
 )
 from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, parse_claims
 from trust._errors import IdentifierError, JoseError
-from trust._identifier import CheckOutcome, check_identifier, parse_identifier
+from trust._identifier import CheckOutcome, judge_identifier, parse_identifier
 from trust._jose import (
     MAX_CREDENTIAL_BYTES,
     Alg,
-    CompactJWS,
     VerifyingKey,
     header_alg,
     parse_compact,
@@ -155,6 +154,10 @@ class _Header:
     alg_failure: tuple[SubIndication, str] | None
     problem: str | None
     """Set only when ``alg`` is allowed (the header's checks run after the alg's)."""
+
+
+_Split = tuple[dict[str, Any], bytes, bytes, bytes, _Header]
+"""A credential split: header, payload, signing input, signature, the header's judgement."""
 
 
 class _AnchorState:
@@ -385,17 +388,16 @@ class Verifier:
         split = self._split(credential)
         if isinstance(split, Verdict):
             return split
-        jws, judged = split
+        header, payload, signing_input, signature, judged = split
         run = _Run()
         claims: dict[str, Any] = {}
         try:
-            claims = parse_json_object(jws.payload)
+            claims = parse_json_object(payload)
         except JoseError as exc:
             run.fail("structure", SubIndication.FORMAT_FAILURE, str(exc))
         else:
             run.passed(_OK_STRUCTURE)
         # 2. protected header (its checks still run and are listed after a payload failure)
-        header = jws.header
         alg = judged.alg
         if alg is None:
             assert judged.alg_failure is not None
@@ -453,7 +455,7 @@ class Verifier:
             run.skip("signature", "no usable anchor")
         else:
             try:
-                if key.verify(alg, jws.signing_input, jws.signature):
+                if key.verify(alg, signing_input, signature):
                     if state is not None:
                         run.passed(state.signature_ok[alg])
                     else:
@@ -501,7 +503,7 @@ class Verifier:
                        anchor=anchor, partner=partner, valid_until=valid_until,
                        status_needed=status_needed)
 
-    def _split(self, credential: str | bytes) -> tuple[CompactJWS, _Header] | Verdict:
+    def _split(self, credential: str | bytes) -> _Split | Verdict:
         """The credential split (``parse_compact``), with its header's judgement; a header
         already judged is recognised by its bytes and not decoded again."""
         raw: bytes | None = None
@@ -519,8 +521,8 @@ class Verifier:
                 except ValueError:
                     pass  # parse_compact below says which part, as it always does
                 else:
-                    return CompactJWS(judged.header, payload, parts[0] + b"." + parts[1],
-                                      signature), judged
+                    return (judged.header, payload, parts[0] + b"." + parts[1], signature,
+                            judged)
         try:
             jws = parse_compact(credential)
         except JoseError as exc:
@@ -542,7 +544,7 @@ class Verifier:
             if len(self._headers) >= _MAX_MEMO:
                 self._headers.clear()
             self._headers[head_b64] = judged
-        return jws, judged
+        return header, jws.payload, jws.signing_input, jws.signature, judged
 
     def _status_uri_problem(self, partner: Partner, uri: str) -> str | None:
         """Why the status list at ``uri`` is not fetched for ``partner``, or None."""
@@ -729,29 +731,32 @@ class Verifier:
 
     @staticmethod
     def _check_identifier(run: _Run, licence: Licence, partner: Partner | None) -> None:
-        try:
-            ident = parse_identifier(licence.jti)
-        except IdentifierError as exc:
-            run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE, str(exc))
+        judged = judge_identifier(licence.jti)
+        if judged is None:
+            try:
+                parse_identifier(licence.jti)
+            except IdentifierError as exc:
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE, str(exc))
+            else:  # pragma: no cover - judge_identifier and parse_identifier share a pattern
+                raise AssertionError("identifier judged malformed but parsed")
         else:
-            if ident.type_code != licence.type_code or ident.issuer_code != licence.issuer_code:
+            type_code, issuer_code, outcome = judged
+            if type_code != licence.type_code or issuer_code != licence.issuer_code:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
                          "identifier's type or issuer code differs from lic")
+            elif outcome is CheckOutcome.VALID:
+                run.passed(_OK_IDENTIFIER)
+            elif outcome is CheckOutcome.KNOWN_VARIANT and (
+                    partner is not None
+                    and partner.identifier_policy is IdentifierPolicy.LENIENT):
+                run.passed(_OK_VARIANT)
+            elif outcome is CheckOutcome.KNOWN_VARIANT:
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
+                         "check character is the known wrong variant; partner policy is "
+                         "strict")
             else:
-                outcome = check_identifier(ident)
-                if outcome is CheckOutcome.VALID:
-                    run.passed(_OK_IDENTIFIER)
-                elif outcome is CheckOutcome.KNOWN_VARIANT and (
-                        partner is not None
-                        and partner.identifier_policy is IdentifierPolicy.LENIENT):
-                    run.passed(_OK_VARIANT)
-                elif outcome is CheckOutcome.KNOWN_VARIANT:
-                    run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
-                             "check character is the known wrong variant; partner policy is "
-                             "strict")
-                else:
-                    run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
-                             "check character is wrong")
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
+                         "check character is wrong")
         if _uscc_valid(licence.issuer_code):
             run.passed(_OK_ISSUER_CODE)
         else:
