@@ -158,6 +158,9 @@ class Settings:
     audit_checkpoint_interval_s: float = 1.0
     audit_batch_max: int = 2000
     shutdown_timeout_s: float = 10.0
+    uvloop: bool = True
+    """``serve`` runs on uvloop when it is installed; false (``ECERT_UVLOOP=0``): on
+    asyncio's own event loop. The log says which loop runs."""
     access_log: bool = True
     """One JSON line per request on the ``gateway.access`` logger (``web.observability``)."""
     partner_rate_per_s: float = 20.0

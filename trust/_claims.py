@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from trust._timeutil import parse_day
 
@@ -81,6 +82,12 @@ class Licence:
         }
 
 
+def _is_object(value: object) -> TypeGuard[Mapping[str, Any]]:
+    """True for a JSON object: a dict (as parsed JSON always is) checked first, since
+    ``isinstance`` against the ``Mapping`` ABC costs far more on this hot path."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _in_range(value: float, name: str) -> None:
     if not 0 <= value < MAX_NUMERIC_DATE:
         raise ClaimsError(f"{name} is out of range")
@@ -88,7 +95,8 @@ def _in_range(value: float, name: str) -> None:
 
 def numeric_date(value: object, name: str) -> datetime:
     """RFC 7519 NumericDate: seconds since the epoch, integer or fraction; not a boolean."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is not int and (isinstance(value, bool)
+                                   or not isinstance(value, int | float)):
         raise ClaimsError(f"{name} must be a NumericDate")
     _in_range(value, name)
     return datetime.fromtimestamp(value, UTC)
@@ -112,16 +120,26 @@ def _text(obj: Mapping[str, Any], name: str, *, max_len: int = 512) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _known_day(text: str, name: str) -> date:
+    """``parse_day`` of a string: licences name the same few days over and over (their
+    issue and validity dates), so each is parsed once. Errors are not cached."""
+    return parse_day(text, f"lic.{name}")
+
+
 def _day(obj: Mapping[str, Any], name: str) -> date:
+    raw = obj.get(name)
     try:
-        return parse_day(obj.get(name), f"lic.{name}")
+        if type(raw) is str:
+            return _known_day(raw, name)
+        return parse_day(raw, f"lic.{name}")
     except ValueError as exc:
         raise ClaimsError(str(exc)) from exc
 
 
 def parse_claims(claims: object) -> Licence:
     """Check the claims against the profile's schema and return them typed."""
-    if not isinstance(claims, Mapping):
+    if not _is_object(claims):
         raise ClaimsError("payload is not a JSON object")
     iss = claims.get("iss")
     if not isinstance(iss, str) or not _REGION.match(iss):
@@ -135,7 +153,7 @@ def parse_claims(claims: object) -> Licence:
     nbf = numeric_date(claims["nbf"], "nbf") if claims.get("nbf") is not None else None
     exp = numeric_date(claims["exp"], "exp") if claims.get("exp") is not None else None
     lic = claims.get("lic")
-    if not isinstance(lic, Mapping):
+    if not _is_object(lic):
         raise ClaimsError("lic must be an object")
     type_code = _text(lic, "type_code")
     if not _TYPE_CODE.match(type_code):
@@ -156,13 +174,13 @@ def parse_claims(claims: object) -> Licence:
     fields = lic.get("fields", {})
     if fields is None:
         fields = {}
-    if not isinstance(fields, Mapping):
+    if not _is_object(fields):
         raise ClaimsError("lic.fields must be an object")
     status = None
     if claims.get("status") is not None:
         raw_status = claims["status"]
-        entry = raw_status.get("status_list") if isinstance(raw_status, Mapping) else None
-        if not isinstance(entry, Mapping):
+        entry = raw_status.get("status_list") if _is_object(raw_status) else None
+        if not _is_object(entry):
             raise ClaimsError("status must be {\"status_list\": {\"idx\", \"uri\"}}")
         idx = entry.get("idx")
         uri = entry.get("uri")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta, timezone
 
 __all__ = ["CHINA_TZ", "day_end", "day_start", "day_start_s", "parse_rfc3339", "require_aware"]
@@ -12,6 +13,8 @@ CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 def require_aware(at: datetime, name: str = "at") -> datetime:
     """Refuse naive datetimes: every check takes an aware time."""
+    if at.tzinfo is UTC:
+        return at
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
     return at.astimezone(UTC)
@@ -58,11 +61,13 @@ def day_start_s(day: date) -> int:
     return (day.toordinal() - _EPOCH_ORDINAL) * 86400 - _CHINA_OFFSET_S
 
 
+@functools.lru_cache(maxsize=4096)
 def day_start(day: date) -> datetime:
     """First instant of ``day`` in China Standard Time, as UTC."""
     return datetime.fromtimestamp(day_start_s(day), UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def day_end(day: date) -> datetime:
     """First instant after ``day`` (inclusive end date) in China Standard Time, as UTC."""
     return day_start(day) + timedelta(days=1)

@@ -6,6 +6,14 @@ Fetching a status list is I/O and belongs to the caller, so verification has two
 steps: ``Verifier.start`` runs checks 1-6 and says which status list (if any) it
 needs; ``Pending.finish`` takes that list (or the reason it is unavailable) and
 answers. ``Verifier.check`` does both when the caller already holds the lists.
+
+The per-licence path is kept lean: what depends only on the trust list (each
+``kid``'s anchors with their partner and use-independent state, the messages of
+passing checks) is computed once when the verifier is built; a protected header
+already judged is recognised by its bytes; a status URI already judged for a
+partner is not parsed again. These memos are bounded and hold nothing the
+licence alone decides, so every answer is the one a fresh computation gives
+(tests/trust/test_lean_verifier.py compares the two on generated licences).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from trust._anchors import (
     PartnerStatus,
     TrustList,
 )
+from trust._b64 import b64url_decode
 from trust._chain import (
     MAX_X5C_CERTIFICATES,
     MAX_X5C_ROOTS,
@@ -44,9 +53,10 @@ from trust._chain import (
 )
 from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, parse_claims
 from trust._errors import IdentifierError, JoseError
-from trust._identifier import CheckOutcome, check_identifier, parse_identifier
+from trust._identifier import CheckOutcome, judge_identifier, parse_identifier
 from trust._jose import (
     MAX_CREDENTIAL_BYTES,
+    Alg,
     VerifyingKey,
     header_alg,
     parse_compact,
@@ -64,6 +74,11 @@ __all__ = ["Pending", "StatusUnavailable", "Verifier"]
 LICENCE_TYP = frozenset({"ecert+jwt", "application/ecert+jwt"})
 MAX_CLOCK_SKEW_S = 300
 _MAX_CACHED_CHAINS = 4096
+_MAX_MEMO = 4096
+"""Entries in each per-verifier memo (headers, status URIs, agreement messages) before
+it is emptied; they recur (one header per key, one URI per status list)."""
+_MAX_MEMO_HEADER_BYTES = 1024
+"""Longer protected headers (an ``x5c`` chain, an odd header) are judged every time."""
 _SHA256 = hashes.SHA256()
 
 P = CheckResult.PASSED
@@ -96,6 +111,10 @@ class _Run:
         self.checks: list[Check] = []
         self.first: SubIndication | None = None
 
+    def passed(self, check: Check) -> None:
+        """Append a passing check made beforehand (checks are immutable, so shared)."""
+        self.checks.append(check)
+
     def ok(self, name: str, detail: str) -> None:
         self.checks.append(Check(name, P, detail))
 
@@ -107,6 +126,76 @@ class _Run:
 
     def skip(self, name: str, detail: str) -> None:
         self.checks.append(Check(name, SKIP, detail))
+
+
+_OK_STRUCTURE = Check("structure", P, "compact JWS, header and payload are JSON objects")
+_OK_ALG = {alg: Check("header.alg", P, f"{alg.value} is allowed") for alg in Alg}
+_OK_HEADER = Check("header", P, "typ ecert+jwt, no forbidden parameter")
+_OK_CLAIMS = Check("claims", P, "claims follow the ecert profile")
+_OK_IDENTIFIER = Check("identifier", P, "ISO 7064 MOD 37,36 check character valid")
+_OK_VARIANT = Check("identifier", P, "check character is the known wrong variant, "
+                    "accepted under the partner's lenient policy")
+_OK_ISSUER_CODE = Check("issuer_code", P, "issuer USCC valid (GB 32100)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ok_validity(end: datetime | None) -> Check:
+    """The passing validity check for a licence valid until ``end`` (None: 长期); licences
+    end on a few days (the end of their last valid day), so each is made once."""
+    return Check("validity", P, "valid now" + (f" until {end.isoformat()}" if end else " (长期)"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """A protected header judged once: the same bytes always get the same judgement."""
+
+    header: dict[str, Any]
+    alg: Alg | None
+    alg_failure: tuple[SubIndication, str] | None
+    problem: str | None
+    """Set only when ``alg`` is allowed (the header's checks run after the alg's)."""
+
+
+_Split = tuple[dict[str, Any], bytes, bytes, bytes, _Header]
+"""A credential split: header, payload, signing input, signature, the header's judgement."""
+
+
+class _AnchorState:
+    """A licence-signing anchor with what verification needs of it, computed once."""
+
+    __slots__ = ("anchor", "lenient", "ok", "ok_jurisdiction", "partner", "revocable",
+                 "signature_ok", "standing")
+
+    def __init__(self, anchor: Anchor, partner: Partner | None) -> None:
+        self.anchor = anchor
+        self.partner = partner
+        self.lenient = (partner is not None
+                        and partner.identifier_policy is IdentifierPolicy.LENIENT)
+        # The use-independent rules that do not depend on the signing time, in the order
+        # ``Verifier._usable`` applies them after the window.
+        standing: tuple[SubIndication, str] | None = None
+        if partner is None or partner.status is PartnerStatus.SUSPENDED:
+            standing = (SubIndication.TRY_LATER, f"partner {anchor.region} is suspended")
+        elif anchor.status is AnchorStatus.SUSPENDED:
+            standing = (SubIndication.TRY_LATER, f"anchor {anchor.kid!r} is suspended")
+        self.standing = standing
+        self.revocable = anchor.status is AnchorStatus.REVOKED
+        self.ok: Check | None = (
+            None if anchor.key is None
+            else Check("anchor", P, f"{anchor.use.value} anchor {anchor.kid!r} of {anchor.region}"))
+        self.signature_ok = {
+            alg: Check("signature", P, f"{alg.value} signature verifies with {anchor.kid!r}")
+            for alg in (anchor.key.algs if anchor.key is not None else ())}
+        self.ok_jurisdiction = Check("jurisdiction", P,
+                                     f"iss {anchor.region} matches the anchor's region")
+
+
+@dataclass(frozen=True, slots=True)
+class _Kid:
+    """Every anchor with one ``kid``, and those that may sign licences, in list order."""
+
+    found: tuple[Anchor, ...]
+    fitting: tuple[_AnchorState, ...]
 
 
 def _format_failure(detail: str, name: str = "structure") -> Verdict:
@@ -243,6 +332,18 @@ class Verifier:
         self.x5c_paths_validated = 0
         """x5c paths handed to the path validator so far (each licence's at most
         ``MAX_X5C_ROOTS``, each a path whose signatures already verified)."""
+        # What depends only on the trust list, computed once (see the module docstring).
+        self._ok_trust_list = Check("trust_list", P, f"version {trust_list.version}, fresh")
+        self._stale_detail = (f"trust list version {trust_list.version} is past its "
+                              f"next_update {trust_list.next_update.isoformat()}")
+        self._kids: dict[str, _Kid] = {}
+        for kid, anchors in trust_list.by_kid.items():
+            self._kids[kid] = _Kid(anchors, tuple(
+                _AnchorState(a, trust_list.partner(a.region)) for a in anchors
+                if a.use is AnchorUse.LICENCE_SIGNING))
+        self._headers: dict[bytes, _Header] = {}
+        self._status_uris: dict[tuple[str, str], str | None] = {}
+        self._agreements: dict[tuple[str, str, bool], Check] = {}
 
     def check(
         self,
@@ -284,33 +385,30 @@ class Verifier:
         size = len(credential)
         if size > MAX_CREDENTIAL_BYTES:
             return _format_failure(f"credential of {size} bytes exceeds {MAX_CREDENTIAL_BYTES}")
-        try:
-            jws = parse_compact(credential)
-        except JoseError as exc:
-            return _format_failure(str(exc))
+        split = self._split(credential)
+        if isinstance(split, Verdict):
+            return split
+        header, payload, signing_input, signature, judged = split
         run = _Run()
         claims: dict[str, Any] = {}
         try:
-            claims = parse_json_object(jws.payload)
+            claims = parse_json_object(payload)
         except JoseError as exc:
             run.fail("structure", SubIndication.FORMAT_FAILURE, str(exc))
         else:
-            run.ok("structure", "compact JWS, header and payload are JSON objects")
+            run.passed(_OK_STRUCTURE)
         # 2. protected header (its checks still run and are listed after a payload failure)
-        header = jws.header
-        try:
-            alg = header_alg(header)
-        except JoseError as exc:
-            run.fail("header.alg", SubIndication.CRYPTO_CONSTRAINTS_FAILURE if exc.constraint
-                     else SubIndication.FORMAT_FAILURE, str(exc))
+        alg = judged.alg
+        if alg is None:
+            assert judged.alg_failure is not None
+            run.fail("header.alg", *judged.alg_failure)
         else:
-            run.ok("header.alg", f"{alg.value} is allowed")
-        if run.first is not None:
+            run.passed(_OK_ALG[alg])
+        if run.first is not None or alg is None:
             return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
                            anchor=None, partner=None, valid_until=None,
                            status_needed=None).finish()
-        alg_name = alg.value
-        header_problem = self._header_problem(header)
+        header_problem = judged.problem
         certs: list[x509.Certificate] = []
         if header_problem is None and "x5c" in header:
             try:
@@ -325,7 +423,7 @@ class Verifier:
             return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
                            anchor=None, partner=None, valid_until=None,
                            status_needed=None).finish()
-        run.ok("header", "typ ecert+jwt, no forbidden parameter")
+        run.passed(_OK_HEADER)
         # The schema is reported at step 5, but the signing time is needed at step 3.
         licence: Licence | None = None
         claims_error: str | None = None
@@ -341,28 +439,31 @@ class Verifier:
                 signed_at = None
         iss = claims.get("iss") if isinstance(claims.get("iss"), str) else None
         # 3. the anchor
-        if self.trust_list.is_stale(at):
-            run.fail("trust_list", SubIndication.TRY_LATER,
-                     f"trust list version {self.trust_list.version} is past its next_update "
-                     f"{self.trust_list.next_update.isoformat()}")
+        if at > self.trust_list.next_update:  # TrustList.is_stale
+            run.fail("trust_list", SubIndication.TRY_LATER, self._stale_detail)
         else:
-            run.ok("trust_list", f"version {self.trust_list.version}, fresh")
+            run.passed(self._ok_trust_list)
+        state: _AnchorState | None = None
         if certs:
             anchor, key = self._anchor_by_chain(run, certs, signed_at, iss)
+            partner = None if anchor is None else self.trust_list.partner(anchor.region)
         else:
-            anchor, key = self._anchor_by_kid(run, str(header["kid"]), signed_at, iss)
-        partner = None if anchor is None else self.trust_list.partner(anchor.region)
+            anchor, key, state = self._anchor_by_kid(run, str(header["kid"]), signed_at, iss)
+            partner = None if anchor is None else self.trust_list.partner(anchor.region)
         # 4. the signature
         if key is None:
             run.skip("signature", "no usable anchor")
         else:
             try:
-                if key.verify(alg, jws.signing_input, jws.signature):
-                    run.ok("signature", f"{alg_name} signature verifies with {anchor.kid!r}"
-                           if anchor else "signature verifies")
+                if key.verify(alg, signing_input, signature):
+                    if state is not None:
+                        run.passed(state.signature_ok[alg])
+                    else:
+                        run.ok("signature", f"{alg.value} signature verifies with "
+                               f"{anchor.kid!r}" if anchor else "signature verifies")
                 else:
                     run.fail("signature", SubIndication.SIG_CRYPTO_FAILURE,
-                             f"{alg_name} signature does not verify with the anchor's key")
+                             f"{alg.value} signature does not verify with the anchor's key")
             except JoseError as exc:
                 run.fail("signature", SubIndication.CRYPTO_CONSTRAINTS_FAILURE, str(exc))
         # 5. the claims
@@ -371,12 +472,14 @@ class Verifier:
             return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
                            anchor=anchor, partner=partner, valid_until=None,
                            status_needed=None).finish()
-        run.ok("claims", "claims follow the ecert profile")
+        run.passed(_OK_CLAIMS)
         if anchor is None:
             run.skip("jurisdiction", "no anchor to compare with")
         elif licence.iss != anchor.region:
             run.fail("jurisdiction", SubIndication.JURISDICTION_MISMATCH,
                      f"iss {licence.iss} but the anchor belongs to {anchor.region}")
+        elif state is not None:
+            run.passed(state.ok_jurisdiction)
         else:
             run.ok("jurisdiction", f"iss {licence.iss} matches the anchor's region")
         self._check_identifier(run, licence, partner)
@@ -389,18 +492,76 @@ class Verifier:
             valid_until = self.trust_list.next_update
         # 7. status, only when every earlier check passed and the licence has an entry
         status_needed = None
-        if licence.status is not None and run.first is None and partner is not None:
-            problem = status_uri_problem(licence.status.uri)
+        ref = licence.status
+        if ref is not None and run.first is None and partner is not None:
+            problem = self._status_uri_problem(partner, ref.uri)
             if problem is not None:
-                run.fail("status", SubIndication.TRY_LATER, f"{problem}; not fetched")
-            elif partner.status_uri_allowed(licence.status.uri):
-                status_needed = licence.status
+                run.fail("status", SubIndication.TRY_LATER, problem)
             else:
-                run.fail("status", SubIndication.TRY_LATER,
-                         "status URI is outside the partner's registered prefixes; not fetched")
+                status_needed = ref
         return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=licence,
                        anchor=anchor, partner=partner, valid_until=valid_until,
                        status_needed=status_needed)
+
+    def _split(self, credential: str | bytes) -> _Split | Verdict:
+        """The credential split (``parse_compact``), with its header's judgement; a header
+        already judged is recognised by its bytes and not decoded again."""
+        raw: bytes | None = None
+        if isinstance(credential, bytes):
+            raw = credential
+        elif credential.isascii():
+            raw = credential.encode("ascii")
+        if raw is not None:
+            parts = raw.split(b".")
+            judged = self._headers.get(parts[0]) if len(parts) == 3 else None
+            if judged is not None:
+                try:
+                    payload = b64url_decode(parts[1])
+                    signature = b64url_decode(parts[2])
+                except ValueError:
+                    pass  # parse_compact below says which part, as it always does
+                else:
+                    return (judged.header, payload, parts[0] + b"." + parts[1], signature,
+                            judged)
+        try:
+            jws = parse_compact(credential)
+        except JoseError as exc:
+            return _format_failure(str(exc))
+        header = jws.header
+        alg: Alg | None = None
+        alg_failure: tuple[SubIndication, str] | None = None
+        problem: str | None = None
+        try:
+            alg = header_alg(header)
+        except JoseError as exc:
+            alg_failure = (SubIndication.CRYPTO_CONSTRAINTS_FAILURE if exc.constraint
+                           else SubIndication.FORMAT_FAILURE, str(exc))
+        else:
+            problem = self._header_problem(header)
+        judged = _Header(header, alg, alg_failure, problem)
+        head_b64 = jws.signing_input.partition(b".")[0]
+        if len(head_b64) <= _MAX_MEMO_HEADER_BYTES and "x5c" not in header:
+            if len(self._headers) >= _MAX_MEMO:
+                self._headers.clear()
+            self._headers[head_b64] = judged
+        return header, jws.payload, jws.signing_input, jws.signature, judged
+
+    def _status_uri_problem(self, partner: Partner, uri: str) -> str | None:
+        """Why the status list at ``uri`` is not fetched for ``partner``, or None."""
+        key = (partner.region_code, uri)
+        try:
+            return self._status_uris[key]
+        except KeyError:
+            pass
+        problem = status_uri_problem(uri)
+        if problem is not None:
+            problem = f"{problem}; not fetched"
+        elif not partner.status_uri_allowed(uri):
+            problem = "status URI is outside the partner's registered prefixes; not fetched"
+        if len(self._status_uris) >= _MAX_MEMO:
+            self._status_uris.clear()
+        self._status_uris[key] = problem
+        return problem
 
     @staticmethod
     def _header_problem(header: Mapping[str, Any]) -> str | None:
@@ -462,32 +623,53 @@ class Verifier:
 
     def _anchor_by_kid(
         self, run: _Run, kid: str, signed_at: datetime | None, iss: str | None
-    ) -> tuple[Anchor | None, VerifyingKey | None]:
-        found = self.trust_list.anchors(kid)
-        if not found:
+    ) -> tuple[Anchor | None, VerifyingKey | None, _AnchorState | None]:
+        entry = self._kids.get(kid)
+        if entry is None:
             run.fail("anchor", SubIndication.UNKNOWN_ISSUER, f"no anchor has kid {kid!r}")
-            return None, None
-        fitting = self.trust_list.anchors_for(kid, AnchorUse.LICENCE_SIGNING)
+            return None, None, None
+        fitting = entry.fitting
         if not fitting:
             run.fail("anchor", SubIndication.SIGNING_KEY_NOT_VALID,
-                     f"anchor {kid!r} is for {found[0].use.value}, not licence-signing")
-            return found[0], None
-        # Prefer the issuing region's anchor when a list loaded as it is repeats a kid.
-        fitting.sort(key=lambda a: a.region != iss)
-        for anchor in fitting:
-            if self._usable(run, anchor, signed_at, record=False):
-                return self._key_or_fail(run, anchor)
-        self._usable(run, fitting[0], signed_at, record=True)
-        return fitting[0], None
+                     f"anchor {kid!r} is for {entry.found[0].use.value}, not licence-signing")
+            return entry.found[0], None, None
+        if len(fitting) > 1:
+            # Prefer the issuing region's anchor when a list loaded as it is repeats a kid.
+            fitting = tuple(sorted(fitting, key=lambda a: a.anchor.region != iss))
+        for state in fitting:
+            if self._standing(state, signed_at) is None:
+                anchor = state.anchor
+                if state.ok is None:
+                    run.fail("anchor", SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
+                             f"anchor {anchor.kid!r} key cannot be used: {anchor.key_problem}")
+                    return anchor, None, None
+                run.passed(state.ok)
+                return anchor, anchor.key, state
+        problem = self._standing(fitting[0], signed_at)
+        assert problem is not None
+        run.fail("anchor", *problem)
+        return fitting[0].anchor, None, None
 
     @staticmethod
-    def _key_or_fail(run: _Run, anchor: Anchor) -> tuple[Anchor, VerifyingKey | None]:
-        if anchor.key is None:
-            run.fail("anchor", SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
-                     f"anchor {anchor.kid!r} key cannot be used: {anchor.key_problem}")
-            return anchor, None
-        run.ok("anchor", f"{anchor.use.value} anchor {anchor.kid!r} of {anchor.region}")
-        return anchor, anchor.key
+    def _standing(state: _AnchorState, signed_at: datetime | None
+                  ) -> tuple[SubIndication, str] | None:
+        """``_usable`` for a licence-signing anchor, from what was computed when the list
+        loaded: None when usable, else the failure to report."""
+        anchor = state.anchor
+        if signed_at is not None and not anchor.valid_from <= signed_at <= anchor.valid_until:
+            return (SubIndication.SIGNING_KEY_NOT_VALID,
+                    (f"signed at {signed_at.isoformat()}, outside anchor {anchor.kid!r} window "
+                     f"{anchor.valid_from.isoformat()}..{anchor.valid_until.isoformat()}"))
+        if state.standing is not None:
+            return state.standing
+        if state.revocable and (signed_at is None or anchor.revoked_for(signed_at)):
+            reason = anchor.revocation_reason.value if anchor.revocation_reason else "unknown"
+            if signed_at is None:
+                return SubIndication.REVOKED, f"anchor {anchor.kid!r} is revoked"
+            return (SubIndication.REVOKED,
+                    (f"anchor {anchor.kid!r} revoked ({reason}) in a way that reaches "
+                     "this licence"))
+        return None
 
     def _anchor_by_chain(
         self, run: _Run, certs: list[x509.Certificate], signed_at: datetime | None,
@@ -549,36 +731,40 @@ class Verifier:
 
     @staticmethod
     def _check_identifier(run: _Run, licence: Licence, partner: Partner | None) -> None:
-        try:
-            ident = parse_identifier(licence.jti)
-        except IdentifierError as exc:
-            run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE, str(exc))
+        judged = judge_identifier(licence.jti)
+        if judged is None:
+            try:
+                parse_identifier(licence.jti)
+            except IdentifierError as exc:
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE, str(exc))
+            else:  # pragma: no cover - judge_identifier and parse_identifier share a pattern
+                raise AssertionError("identifier judged malformed but parsed")
         else:
-            outcome = check_identifier(ident)
-            lenient = partner is not None and partner.identifier_policy is IdentifierPolicy.LENIENT
-            if ident.type_code != licence.type_code or ident.issuer_code != licence.issuer_code:
+            type_code, issuer_code, outcome = judged
+            if type_code != licence.type_code or issuer_code != licence.issuer_code:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
                          "identifier's type or issuer code differs from lic")
             elif outcome is CheckOutcome.VALID:
-                run.ok("identifier", "ISO 7064 MOD 37,36 check character valid")
-            elif outcome is CheckOutcome.KNOWN_VARIANT and lenient:
-                run.ok("identifier", "check character is the known wrong variant, "
-                       "accepted under the partner's lenient policy")
+                run.passed(_OK_IDENTIFIER)
+            elif outcome is CheckOutcome.KNOWN_VARIANT and (
+                    partner is not None
+                    and partner.identifier_policy is IdentifierPolicy.LENIENT):
+                run.passed(_OK_VARIANT)
             elif outcome is CheckOutcome.KNOWN_VARIANT:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
-                         "check character is the known wrong variant; partner policy is strict")
+                         "check character is the known wrong variant; partner policy is "
+                         "strict")
             else:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
                          "check character is wrong")
         if _uscc_valid(licence.issuer_code):
-            run.ok("issuer_code", "issuer USCC valid (GB 32100)")
+            run.passed(_OK_ISSUER_CODE)
         else:
             run.fail("issuer_code", SubIndication.IDENTIFIER_CHECK_FAILURE,
                      "issuer_code is not a valid unified social credit code")
 
-    @staticmethod
     def _check_agreement(
-        run: _Run, licence: Licence, partner: Partner | None,
+        self, run: _Run, licence: Licence, partner: Partner | None,
         matter_codes: frozenset[str] | None,
     ) -> None:
         if partner is None:
@@ -592,35 +778,40 @@ class Verifier:
             run.fail("agreement", SubIndication.ISSUER_NOT_RECOGNISED_FOR_TYPE,
                      f"agreement with {partner.region_code} does not cover the matter")
         else:
-            run.ok("agreement", f"agreement with {partner.region_code} covers type "
-                   f"{licence.type_code}" + (" and the matter" if matter_codes else ""))
+            key = (partner.region_code, licence.type_code, bool(matter_codes))
+            check = self._agreements.get(key)
+            if check is None:
+                check = Check("agreement", P, f"agreement with {partner.region_code} covers "
+                              f"type {licence.type_code}" + (" and the matter" if key[2] else ""))
+                if len(self._agreements) >= _MAX_MEMO:
+                    self._agreements.clear()
+                self._agreements[key] = check
+            run.passed(check)
 
     def _check_validity(self, run: _Run, licence: Licence, at: datetime) -> datetime | None:
         skew = self._skew
-        starts = day_start(licence.valid_from)
+        later = at + skew
         # A licence signed later than now (beyond the skew) is not valid yet, whatever
         # its nbf says: its iat chose the anchor window and certificates it was judged by.
-        if at + skew < licence.iat:
+        if later < licence.iat:
             run.fail("validity", SubIndication.NOT_YET_VALID,
                      f"signed in the future: iat {licence.iat.isoformat()}")
             return None
-        if licence.nbf is not None and at + skew < licence.nbf:
+        if licence.nbf is not None and later < licence.nbf:
             run.fail("validity", SubIndication.NOT_YET_VALID,
                      f"not before {licence.nbf.isoformat()}")
             return None
-        if at + skew < starts:
+        if later < day_start(licence.valid_from):
             run.fail("validity", SubIndication.NOT_YET_VALID,
                      f"valid from {licence.valid_from.isoformat()}")
             return None
-        ends: list[datetime] = []
-        if licence.exp is not None:
-            ends.append(licence.exp)
+        end = licence.exp
         if licence.valid_until is not None:
-            ends.append(day_end(licence.valid_until))
-        end = min(ends) if ends else None
+            last = day_end(licence.valid_until)
+            end = last if end is None or last < end else end
         # RFC 7519 4.1.4: not acceptable on or after exp.
         if end is not None and at - skew >= end:
             run.fail("validity", SubIndication.EXPIRED, f"expired at {end.isoformat()}")
             return None
-        run.ok("validity", "valid now" + (f" until {end.isoformat()}" if end else " (长期)"))
+        run.passed(_ok_validity(end))
         return end

@@ -3,21 +3,22 @@
 * ``GET  /v1/catalogues``                  catalogues (and maps) held
 * ``GET  /v1/catalogues/coverage?at=``     Huzhou's 跨省通办 matters by best match per partner
 * ``GET  /v1/matters/{region}/{code}``     one matter's details (``?at=`` optional)
-* ``POST /v1/matters/translate``           one translation (audited)
-* ``POST /v1/matters/translate/batch``     many, in order (one audit record each)
+* ``POST /v1/matters/translate``           one translation
+* ``POST /v1/matters/translate/batch``     many, in order
 
 A malformed request is a 400 problem; a code not of its catalogue's shape is
 a 400 naming the scheme; a region without a catalogue is a 404. A batch is
-checked whole before anything is translated or recorded, so it is answered
-whole or refused whole. Every translation answered has a durable audit record
-first (a failed append becomes a 503 through the problem middleware).
+checked whole before anything is answered, so it is answered whole or
+refused whole. A translation is a look-up of public catalogues and maps: it
+is counted on ``/metrics`` (``ecert_translations_total`` by outcome), not
+audited per call; it is audited as part of a verification or a partner query
+(their records' ``matters_after``), which is where it handles a licence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,20 +26,16 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.audit.event import ActorKind, AuditEvent, EventType
 from gateway.matters.service import MatterService, load_service
 from gateway.verification.service import utc_now
-from gateway.web.appkeys import AUDIT_PORT_KEY, REGISTRY_KEY, SETTINGS_KEY
+from gateway.web.appkeys import REGISTRY_KEY, SETTINGS_KEY
 from gateway.web.auth import require_client
 from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
-from gateway.web.logs import request_id_of
 from gateway.web.problems import error_problem
 from registry import (
-    NATIONAL,
     Coverage,
     Period,
     RegistryError,
-    Relationship,
     Translation,
 )
 
@@ -135,68 +132,34 @@ def _translate_one(service: MatterService, req: _TranslateRequest, today: date,
         return at, service.translate(req.source_region, req.code, req.target_region, at=at,
                                      conditions=req.conditions)
     except RegistryError as exc:
+        service.count("invalid")
         if index is None:
             raise
         # One item of a batch: answered as the error is, saying which item.
         raise error_problem(exc, where=f"items[{index}]: ") from exc
 
 
-def _answer(at: date, translation: Translation) -> dict[str, Any]:
+def _answer(service: MatterService, at: date, translation: Translation) -> dict[str, Any]:
+    service.count("ok" if translation.result else "refused")
     answer = translation.as_dict()
     answer["at"] = at.isoformat()
     return answer
 
 
-def _event(req: _TranslateRequest, at: date, translation: Translation, *, actor: str,
-           request: web.Request, received: datetime, started: float,
-           huzhou: str) -> AuditEvent:
-    partner = next((r for r in (req.source_region, req.target_region)
-                    if r not in (huzhou, NATIONAL)), None)
-    return AuditEvent(
-        event_type=EventType.TRANSLATION,
-        actor_kind=ActorKind.LOCAL_SYSTEM,
-        actor_id=actor,
-        at=received,
-        source_addr=request.remote,
-        outcome="ok" if translation.result else "refused",
-        matter_before={"region": req.source_region, "code": req.code},
-        matters_after=tuple(
-            {"region": req.target_region, "code": m.code, "relationship": m.relationship.value}
-            for m in translation.matches if m.relationship is not Relationship.NOT_RELATED),
-        partner_region=partner,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        request_id=request_id_of(request),
-        details={
-            "target_region": req.target_region,
-            "at": at.isoformat(),
-            "conditions": dict(req.conditions or {}),
-            "maps": sorted({ref for m in translation.matches for ref in m.maps}),
-            "message": translation.message or None,
-        },
-    )
-
-
 async def translate(request: web.Request) -> web.Response:
     """POST /v1/matters/translate"""
-    started = time.perf_counter()
     service = _service(request)
-    received = service.now()
-    identity = await require_client(request)
+    await require_client(request)
     settings = request.app[SETTINGS_KEY]
     req = parse_translate(await read_json(request, settings.max_body_bytes))
     at, translation = _translate_one(service, req, service.today())
-    await request.app[AUDIT_PORT_KEY].append(_event(
-        req, at, translation, actor=identity.name, request=request, received=received,
-        started=started, huzhou=service.huzhou_region))
-    return json_response(_answer(at, translation))
+    return json_response(_answer(service, at, translation))
 
 
 async def translate_batch(request: web.Request) -> web.Response:
     """POST /v1/matters/translate/batch"""
-    started = time.perf_counter()
     service = _service(request)
-    received = service.now()
-    identity = await require_client(request)
+    await require_client(request)
     settings = request.app[SETTINGS_KEY]
     items = await read_batch_items(request, limit=settings.max_batch_body_bytes,
                                    max_items=settings.max_batch_items, what="translation request")
@@ -207,13 +170,8 @@ async def translate_batch(request: web.Request) -> web.Response:
         done.append(_translate_one(service, req, today, i))
         if i % BATCH_CHUNK == BATCH_CHUNK - 1:
             await asyncio.sleep(0)  # cold translations are CPU work: let other requests in
-    audit = request.app[AUDIT_PORT_KEY]
-    await asyncio.gather(*(
-        audit.append(_event(req, at, translation, actor=identity.name, request=request,
-                            received=received, started=started,
-                            huzhou=service.huzhou_region))
-        for req, (at, translation) in zip(requests, done, strict=True)))
-    return json_response({"results": [_answer(at, translation) for at, translation in done]})
+    return json_response({"results": [_answer(service, at, translation)
+                                      for at, translation in done]})
 
 
 # ---------------------------------------------------------------- reading

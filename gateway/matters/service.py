@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
+from gateway.infra.metrics import MetricFamily
 from gateway.settings import Settings
 from gateway.verification.service import MatterLink, utc_now
 from registry import (
@@ -101,6 +102,11 @@ class MatterService:
     never raise on an unknown region or code (they answer the code alone, or
     nothing). ``translate`` and ``lookup`` raise the registry's errors for the
     HTTP layer to map.
+
+    A translation asked for on its own (``POST /v1/matters/translate``) is a
+    look-up in public catalogues: it is counted (``count``, on ``/metrics``),
+    not audited. It is audited only as part of a verification or a partner
+    query, in their records' ``matters_after``.
     """
 
     def __init__(self, registry: Registry, *, huzhou_region: str = HUZHOU,
@@ -113,6 +119,8 @@ class MatterService:
         for catalogue in registry.catalogues:
             by_region.setdefault((catalogue.kind, catalogue.region), []).append(catalogue)
         self._by_region = by_region
+        self.outcomes: dict[str, int] = {}
+        """Translations asked for on their own, by outcome (``count``)."""
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, huzhou_region: str = HUZHOU,
@@ -127,6 +135,21 @@ class MatterService:
         """Today's date in China (UTC+8) by the service's clock: the date translations
         and matter links are made for when none is given."""
         return self.now().astimezone(CHINA_TZ).date()
+
+    # ------------------------------------------------------------------ metrics
+
+    def count(self, outcome: str) -> None:
+        """Count one translation asked for on its own: ``ok`` (translated), ``refused`` (a
+        well-shaped code without a translation) or ``invalid`` (a region or code the
+        registry refused, answered as a 4xx problem)."""
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Translations asked for on their own, by outcome, for ``/metrics``."""
+        return [MetricFamily(
+            "ecert_translations", "counter",
+            "Matter translations asked for on their own (not audited), by outcome.",
+            [({"outcome": k}, v) for k, v in sorted(self.outcomes.items())])]
 
     # ------------------------------------------------------------------ checks
 

@@ -133,7 +133,13 @@ def utc_now() -> datetime:
 
 @dataclass(slots=True)
 class _Outcome:
-    """One verification's result before it is rendered: fresh or from the cache."""
+    """One verification's result before it is rendered: fresh or from the cache.
+
+    A tier-1 hit finds the same ``_Outcome`` again (``VerdictCache.keep_decoded``), so
+    what its answer and its audit record share with every other answer from it is made
+    once, on first use, and kept here: the answer without its receipt (``answer``) and
+    the record's fields that do not change per request (``record``).
+    """
 
     core: dict[str, Any]
     """The verdict fields of the answer (no receipt, no holder data; the licence number
@@ -142,6 +148,10 @@ class _Outcome:
     cached: bool
     links: list[MatterLink]
     status_claim: dict[str, Any] | None
+    answer: dict[str, Any] | None = None
+    """The answer without its receipt (holder data included, as the caller sent it)."""
+    record: dict[str, Any] | None = None
+    """The audit record's fields that depend on the outcome alone."""
 
 
 def _holder_of(licence: Licence) -> dict[str, str]:
@@ -341,16 +351,27 @@ class VerificationService:
             self.cache.keep_decoded(snapshot.tag, key, found[0], outcome)
         return outcome
 
-    async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
-                      now: float) -> _Outcome | None:
+    def _decoded_hit(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
+                     now: float) -> _Outcome | None:
+        """A tier-1 hit kept decoded: no await, no parsing, nothing rebuilt."""
         if self.cache is None:
             return None
-        key = self._cache_key(req, digest)
-        decoded = self.cache.get_decoded(snapshot.tag, key, now)
+        decoded = self.cache.get_decoded(snapshot.tag, self._cache_key(req, digest), now)
         if decoded is not None and self._usable(decoded[0]):
             outcome = cast("_Outcome", decoded[1])
             if outcome.core["trust_list_version"] in (None, snapshot.trust_list.version):
                 return outcome
+        return None
+
+    async def _lookup(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
+                      now: float, *, decoded_checked: bool) -> _Outcome | None:
+        if self.cache is None:
+            return None
+        if not decoded_checked:
+            hit = self._decoded_hit(snapshot, req, digest, now)
+            if hit is not None:
+                return hit
+        key = self._cache_key(req, digest)
         return self._hit(snapshot, req, await self.cache.get(snapshot.tag, key, now), key)
 
     async def _remember(self, snapshot: TrustSnapshot, req: VerificationRequest, digest: str,
@@ -369,6 +390,13 @@ class VerificationService:
 
     def _render(self, outcome: _Outcome, at: datetime, digest: str) -> dict[str, Any]:
         core = outcome.core
+        answer = outcome.answer
+        if answer is None:
+            licence = core["licence"]
+            if licence is not None:
+                # Holder data only as the caller sent it, for the window to compare.
+                licence = {**licence, "holder": outcome.holder}
+            answer = outcome.answer = {**core, "licence": licence, "cached": outcome.cached}
         receipt = self._sign_receipt(
             {
                 "iss": self.gateway_id,
@@ -382,23 +410,40 @@ class VerificationService:
                 "cached": outcome.cached,
             },
         )
-        licence = core["licence"]
-        if licence is not None:
-            # Holder data only as the caller sent it, for the window to compare.
-            licence = {**licence, "holder": outcome.holder}
         indication = core["indication"]
         self.outcomes[indication] = self.outcomes.get(indication, 0) + 1
-        return {**core, "licence": licence, "cached": outcome.cached, "receipt": receipt}
+        return {**answer, "receipt": receipt}
+
+    @staticmethod
+    def _record(outcome: _Outcome) -> dict[str, Any]:
+        """The audit record's fields that depend on the outcome alone (kept on it)."""
+        record = outcome.record
+        if record is None:
+            core = outcome.core
+            licence = core["licence"] or {}
+            personal: dict[str, str] = {}
+            if outcome.holder is not None:
+                personal = {"holder_code": outcome.holder["code"],
+                            "holder_name": outcome.holder["name"]}
+            record = outcome.record = {
+                "outcome": core["indication"],
+                "sub_indication": core["sub_indication"],
+                "cn_status": core["cn_status"],
+                "matters_after": tuple({"region": m.region, "code": m.code}
+                                       for m in outcome.links),
+                "licence_identifier": licence.get("identifier"),
+                "licence_type": licence.get("type_code"),
+                "issuer_region": licence.get("issuer_region"),
+                "partner_region": licence.get("issuer_region"),
+                "trust_list_version": core["trust_list_version"],
+                "cached": outcome.cached,
+                "personal": personal,
+            }
+        return record
 
     def _event(self, req: VerificationRequest, outcome: _Outcome, *, actor: str,
                source: str | None, request_id: str | None, at: datetime, started: float,
                digest: str, case_id: str | None = None) -> AuditEvent:
-        core = outcome.core
-        licence = core["licence"] or {}
-        personal: dict[str, str] = {}
-        if outcome.holder is not None:
-            personal = {"holder_code": outcome.holder["code"],
-                        "holder_name": outcome.holder["name"]}
         matter_before = None
         if req.matter_code is not None:
             matter_before = {"region": req.matter_region or "330500", "code": req.matter_code}
@@ -413,28 +458,19 @@ class VerificationService:
             actor_id=actor,
             at=at,
             source_addr=source,
-            outcome=core["indication"],
-            sub_indication=core["sub_indication"],
-            cn_status=core["cn_status"],
             use_cause=req.use_cause,
             matter_before=matter_before,
-            matters_after=tuple({"region": m.region, "code": m.code} for m in outcome.links),
-            licence_identifier=licence.get("identifier"),
-            licence_type=licence.get("type_code"),
-            issuer_region=licence.get("issuer_region"),
-            partner_region=licence.get("issuer_region"),
-            trust_list_version=core["trust_list_version"],
-            cached=outcome.cached,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             request_id=request_id,
-            personal=personal,
             details=details,
+            **self._record(outcome),
         )
 
     async def _outcome(self, snapshot: TrustSnapshot, req: VerificationRequest, at: datetime,
-                       digest: str, pending: Pending | Verdict | None = None) -> _Outcome:
+                       digest: str, pending: Pending | Verdict | None = None, *,
+                       decoded_checked: bool = False) -> _Outcome:
         now = at.timestamp()
-        hit = await self._lookup(snapshot, req, digest, now)
+        hit = await self._lookup(snapshot, req, digest, now, decoded_checked=decoded_checked)
         if hit is not None:
             return hit
         if pending is None:
@@ -455,14 +491,17 @@ class VerificationService:
         at = self.clock()
         snapshot = self.trust.snapshot
         digest = hashlib.sha256(req.credential.encode("utf-8", "surrogatepass")).hexdigest()
-        outcome = await self._outcome(snapshot, req, at, digest)
-        for _ in range(SNAPSHOT_RETRIES):
-            if snapshot is self.trust.snapshot:
-                break
-            # The trust list changed while this request waited (for a status list):
-            # judge it again on the list now served, never answer on the one replaced.
-            snapshot = self.trust.snapshot
-            outcome = await self._outcome(snapshot, req, at, digest)
+        # A tier-1 hit: looked up without an await, so on the snapshot still served.
+        outcome = self._decoded_hit(snapshot, req, digest, at.timestamp())
+        if outcome is None:
+            outcome = await self._outcome(snapshot, req, at, digest, decoded_checked=True)
+            for _ in range(SNAPSHOT_RETRIES):
+                if snapshot is self.trust.snapshot:
+                    break
+                # The trust list changed while this request waited (for a status list):
+                # judge it again on the list now served, never answer on the one replaced.
+                snapshot = self.trust.snapshot
+                outcome = await self._outcome(snapshot, req, at, digest)
         answer = self._render(outcome, at, digest)
         await self.audit.append(self._event(req, outcome, actor=actor, source=source,
                                             request_id=request_id, at=at, started=started,

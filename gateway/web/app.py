@@ -111,6 +111,9 @@ def _service_metrics(app: web.Application, at: datetime) -> list[MetricFamily]:
     partner = app.get(PARTNER_KEY)
     if partner is not None:
         families += partner.metric_families()
+    matters = app.get(REGISTRY_KEY)
+    if matters is not None:
+        families += matters.metric_families()
     return families
 
 

@@ -21,6 +21,9 @@ Two things are done differently from ``run_app``:
   that echoes nothing of the request (431 for a line over the limit, else 400),
   and the log gets one WARNING line that names the error's class, never its
   bytes.
+
+The event loop is uvloop's when it is installed and ``uvloop`` is on (the
+default), else asyncio's own; the start-up log line ``event loop`` names it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
@@ -37,7 +41,7 @@ from gateway.settings import Settings
 from gateway.web.logs import new_request_id, request_id_var
 from gateway.web.problems import Problem, problem_response
 
-__all__ = ["STOP_SIGNALS", "serve"]
+__all__ = ["STOP_SIGNALS", "loop_factory", "serve"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -129,8 +133,24 @@ async def _serve(app: web.Application, settings: Settings) -> None:
             signal.signal(sig, signal.SIG_IGN)
 
 
+def loop_factory(settings: Settings) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop to serve on, by name: uvloop's when ``settings.uvloop`` is on and it
+    is installed, else asyncio's own."""
+    if settings.uvloop:
+        try:
+            import uvloop  # noqa: PLC0415 - optional: absent, the standard loop serves
+        except ImportError:
+            _log.info("uvloop is not installed: serving on the asyncio event loop")
+        else:
+            return "uvloop", uvloop.new_event_loop
+    return "asyncio", asyncio.new_event_loop
+
+
 def serve(app: web.Application, settings: Settings) -> None:
     """Serve ``app`` on ``settings.listen`` until SIGTERM or SIGINT, then stop gracefully:
     stop accepting, let requests in flight finish (``shutdown_timeout_s``), close every
     cleanup context. Signals repeated while stopping are logged and ignored."""
-    asyncio.run(_serve(app, settings))
+    name, new_loop = loop_factory(settings)
+    _log.info("event loop", extra={"loop": name})
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(_serve(app, settings))

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.audit.event import ActorKind, EventType
+from gateway.audit.event import EventType
 from gateway.credentials.store import IdentityKind, add_identity
 from gateway.matters.routes import setup
 from gateway.matters.service import (
@@ -30,6 +30,7 @@ from gateway.web.app import create_app
 from gateway.web.appkeys import REGISTRY_KEY
 from registry import LoadError
 from tests.fakes import MemoryAudit
+from tests.gateway.conftest import metric_value, scrape_metrics
 from trust import CHINA_TZ
 
 AT = "2025-03-01"
@@ -225,18 +226,21 @@ class TestTranslate:
                                                      at=None))
         assert china_today().isoformat() == answer["at"]
 
-    async def test_unknown_code_is_recorded_untranslated(
+    async def test_unknown_code_is_counted_untranslated(
             self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
-        """A well-shaped code the catalogue lacks is result false, and audited as refused."""
+        """A well-shaped code the catalogue lacks is result false, counted as refused on
+        /metrics, and not audited (a translation on its own is a catalogue look-up)."""
         answer = await _translate(client, auth, _req("310000", "310000-20-SFJ-9999", "330500"))
-        event = audit.of(EventType.TRANSLATION)[-1]
-        expected = (False, "refused", {"region": "310000", "code": "310000-20-SFJ-9999"}, ())
-        assert expected == (answer["result"], event.outcome, dict(event.matter_before or {}),
-                            event.matters_after)
+        metrics = await scrape_metrics(client)
+        assert (False, [], 1.0, None) == (
+            answer["result"], audit.of(EventType.TRANSLATION),
+            metric_value(metrics, "ecert_translations_total", outcome="refused"),
+            metric_value(metrics, "ecert_translations_total", outcome="ok"))
 
     async def test_wrong_shape_is_400(self, client: Client, auth: dict[str, str],
                                       audit: MemoryAudit) -> None:
-        """A code not of Shanghai's scheme is a 400 naming the scheme; nothing is audited."""
+        """A code not of Shanghai's scheme is a 400 naming the scheme; nothing is audited;
+        /metrics counts it invalid."""
         resp = await client.post("/v1/matters/translate", json=_req("310000", "bad", "330500"),
                                  headers=auth)
         body = await resp.json(content_type=None)
@@ -244,6 +248,8 @@ class TestTranslate:
         assert expected == (resp.status, resp.content_type, body["scheme"],
                             "is not a valid sh-item code" in body["detail"],
                             audit.of(EventType.TRANSLATION))
+        assert 1.0 == metric_value(await scrape_metrics(client), "ecert_translations_total",
+                                   outcome="invalid")
 
     @pytest.mark.parametrize(("source", "target"), [("999999", "330500"), ("310000", "999999")])
     async def test_unknown_region_is_404(self, client: Client, auth: dict[str, str],
@@ -311,47 +317,48 @@ class TestTranslate:
                                  json=_req("330500", "许可-00906-001", "340100"), headers=headers)
         assert 401 == resp.status
 
-    async def test_failed_audit_fails_the_request(
+    async def test_translation_does_not_depend_on_the_audit_log(
             self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
-        """No translation is answered without its audit record: 503."""
+        """A translation on its own writes no audit record, so a failing audit log does not
+        stop it (before, it was a 503: every call was audited)."""
         audit.failing = True
         resp = await client.post("/v1/matters/translate",
                                  json=_req("330500", "许可-00906-001", "340100"), headers=auth)
-        assert 503 == resp.status
+        assert (200, []) == (resp.status, audit.of(EventType.TRANSLATION))
 
 
-class TestAudit:
-    """Every translation answered leaves an audit record."""
+class TestCounted:
+    """A translation on its own is a look-up of public catalogues: counted on /metrics by
+    outcome, never audited per call (verifications and partner queries audit the
+    translations they make, in ``matters_after``)."""
 
-    async def test_translation_event(self, client: Client, auth: dict[str, str],
-                                     audit: MemoryAudit) -> None:
-        """The record names the caller, the matter before and the matters after."""
-        await _translate(client, auth, _req("310000", "310000-20-GJJ-0001", "330500"))
-        (event,) = audit.of(EventType.TRANSLATION)
-        expected = (EventType.TRANSLATION, ActorKind.LOCAL_SYSTEM, "window-01", "ok",
-                    {"region": "310000", "code": "310000-20-GJJ-0001"},
-                    [("330500", "公共服务-00904-001"), ("330500", "公共服务-00904-002")],
-                    "310000", True, [SH_MAP, HZ_MAP])
-        actual = (event.event_type, event.actor_kind, event.actor_id, event.outcome,
-                  dict(event.matter_before or {}),
-                  [(m["region"], m["code"]) for m in event.matters_after],
-                  event.partner_region, bool(event.request_id), event.details["maps"])
+    async def test_translation_is_counted_not_audited(
+            self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
+        """The answer names the matches and the maps; no audit record is written; /metrics
+        counts one ``ok`` translation."""
+        answer = await _translate(client, auth, _req("310000", "310000-20-GJJ-0001", "330500"))
+        metrics = await scrape_metrics(client)
+        expected: tuple[object, ...] = (
+            True, ["公共服务-00904-001", "公共服务-00904-002"], [SH_MAP, HZ_MAP], [], 1.0)
+        actual = (answer["result"], [m["code"] for m in answer["matches"]],
+                  answer["matches"][0]["maps"], audit.of(EventType.TRANSLATION),
+                  metric_value(metrics, "ecert_translations_total", outcome="ok"))
         assert expected == actual
 
-    async def test_request_id_is_recorded(self, client: Client, auth: dict[str, str],
-                                          audit: MemoryAudit) -> None:
-        """The caller's X-Request-Id reaches the record."""
-        await client.post("/v1/matters/translate",
-                          json=_req("330500", "许可-00906-001", "340100"),
-                          headers={**auth, "X-Request-Id": "req-42"})
-        assert "req-42" == audit.of(EventType.TRANSLATION)[-1].request_id
+    async def test_request_id_is_echoed_and_nothing_recorded(
+            self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
+        """The caller's X-Request-Id comes back on the answer; no record carries it."""
+        resp = await client.post("/v1/matters/translate",
+                                 json=_req("330500", "许可-00906-001", "340100"),
+                                 headers={**auth, "X-Request-Id": "req-42"})
+        assert ("req-42", []) == (resp.headers["X-Request-Id"], audit.of(EventType.TRANSLATION))
 
     @pytest.mark.parametrize("path", ["/v1/matters/translate", "/v1/matters/translate/batch"])
-    async def test_made_and_recorded_at_the_apps_clock(
+    async def test_made_at_the_apps_clock(
             self, path: str, tmp_path: Path, audit: MemoryAudit, auth: dict[str, str],
             aiohttp_client: ClientFactory) -> None:
-        """Without ``at`` a translation is for the app clock's day in Huzhou, and its record
-        bears the app clock's time; before, both read the system clock."""
+        """Without ``at`` a translation is for the app clock's day in Huzhou (before, the
+        system clock's); it is counted, and no record is written."""
         received = datetime(2025, 2, 28, 20, 0, tzinfo=UTC)  # 2025-03-01 04:00 in Huzhou
         settings = load_settings({}, None, {"data_dir": tmp_path})
         client = await aiohttp_client(create_app(settings, audit=audit,
@@ -361,7 +368,9 @@ class TestAudit:
         resp = await client.post(path, json={"items": [body]} if batch else body, headers=auth)
         answer = await resp.json()
         assert "2025-03-01" == (answer["results"][0] if batch else answer)["at"]
-        assert received == audit.of(EventType.TRANSLATION)[-1].at
+        assert [] == audit.of(EventType.TRANSLATION)
+        assert 1.0 == metric_value(await scrape_metrics(client), "ecert_translations_total",
+                                   outcome="ok")
 
 
 # ------------------------------------------------------------------ batch
@@ -370,28 +379,30 @@ class TestAudit:
 class TestBatch:
     """POST /v1/matters/translate/batch."""
 
-    async def test_results_keep_order_and_each_is_audited(
+    async def test_results_keep_order_and_each_is_counted(
             self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
-        """Answers come back in request order, one audit record per item."""
+        """Answers come back in request order; /metrics counts each item by outcome; no
+        audit record is written."""
         items = [_req("310000", "310000-20-SFJ-0001", "330500"),
                  _req("330500", "许可-00906-001", "340100"),
                  _req("310000", "310000-20-SFJ-9999", "330500")]
         resp = await client.post("/v1/matters/translate/batch", json={"items": items},
                                  headers=auth)
         body = await resp.json()
-        expected = ([True, True, False],
-                    [["公共服务-00901-001"], ["AH-3401-XK00101"], []],
-                    ["310000-20-SFJ-0001", "许可-00906-001", "310000-20-SFJ-9999"],
-                    ["ok", "ok", "refused"])
+        metrics = await scrape_metrics(client)
+        expected: tuple[object, ...] = (
+            [True, True, False], [["公共服务-00901-001"], ["AH-3401-XK00101"], []], [], 2.0, 1.0)
         actual = ([r["result"] for r in body["results"]],
                   [[m["code"] for m in r["matches"]] for r in body["results"]],
-                  [(e.matter_before or {})["code"] for e in audit.of(EventType.TRANSLATION)],
-                  [e.outcome for e in audit.of(EventType.TRANSLATION)])
+                  audit.of(EventType.TRANSLATION),
+                  metric_value(metrics, "ecert_translations_total", outcome="ok"),
+                  metric_value(metrics, "ecert_translations_total", outcome="refused"))
         assert expected == actual
 
     async def test_one_bad_item_refuses_the_batch(
             self, client: Client, auth: dict[str, str], audit: MemoryAudit) -> None:
-        """A wrong-shaped code in item 1 is a 400 naming it; nothing is translated or audited."""
+        """A wrong-shaped code in item 1 is a 400 naming it; nothing is answered or audited,
+        and /metrics counts no translation but the invalid one."""
         items = [_req("310000", "310000-20-SFJ-0001", "330500"),
                  _req("310000", "bad", "330500")]
         resp = await client.post("/v1/matters/translate/batch", json={"items": items},
@@ -399,6 +410,10 @@ class TestBatch:
         body = await resp.json(content_type=None)
         assert (400, True, []) == (resp.status, body["detail"].startswith("items[1]: "),
                                    audit.of(EventType.TRANSLATION))
+        metrics = await scrape_metrics(client)
+        assert (None, 1.0) == (metric_value(metrics, "ecert_translations_total", outcome="ok"),
+                               metric_value(metrics, "ecert_translations_total",
+                                            outcome="invalid"))
 
     @pytest.mark.parametrize("body", [{}, {"items": {}}, [1], {"items": [1]}])
     async def test_malformed_batch_is_400(self, client: Client, auth: dict[str, str],

@@ -222,3 +222,18 @@ async def test_oversized_header_is_a_problem_that_echoes_nothing(tmp_path: Path)
     refused = [r for r in records if r["level"] == "WARNING"]
     assert [("request refused by the HTTP parser", 431, "LineTooLong")] * 2 == [
         (r["message"], r["status"], r["error"]) for r in refused]
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "uvloop"), ({"ECERT_UVLOOP": "0"}, "asyncio")])
+async def test_log_names_the_event_loop(tmp_path: Path, env: dict[str, str],
+                                        expected: str) -> None:
+    """``serve`` logs the loop it runs on: uvloop by default, asyncio's own when
+    ``ECERT_UVLOOP=0``; it serves on either."""
+    data, log = tmp_path / "data", tmp_path / "gateway.log"
+    async with _gateway(data, log, **env) as (proc, address), aiohttp.ClientSession() as session:
+        async with session.get(f"http://{address}/healthz") as resp:
+            assert 200 == resp.status
+        proc.send_signal(signal.SIGTERM)
+        assert 0 == await asyncio.to_thread(proc.wait, 30)
+    loops = [r.get("loop") for r in _log_records(log) if r["message"] == "event loop"]
+    assert [expected] == loops

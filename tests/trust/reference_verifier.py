@@ -1,0 +1,637 @@
+"""A straightforward reference verifier, the oracle of the lean one's differential test.
+
+It is the verifier as it stood before the lean path (every check computed per
+licence from the trust list's own objects, datetimes throughout, the identifier
+check through python-stdnum), kept here so that ``trust.Verifier`` can be
+compared with it on generated licences. It is not used by the gateway.
+
+The text below is that verifier's own description:
+
+Checks run in the order of spec/verdicts.md and the verdict reports the first
+failure, while every check that could still run is listed with its own result.
+Fetching a status list is I/O and belongs to the caller, so verification has two
+steps: ``Verifier.start`` runs checks 1-6 and says which status list (if any) it
+needs; ``Pending.finish`` takes that list (or the reason it is unavailable) and
+answers. ``Verifier.check`` does both when the caller already holds the lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from stdnum.cn import uscc
+from stdnum.iso7064 import mod_37_36
+
+from trust import (
+    Anchor,
+    AnchorStatus,
+    AnchorUse,
+    IdentifierPolicy,
+    Partner,
+    PartnerStatus,
+    StatusUnavailable,
+    TrustList,
+)
+from trust._chain import (
+    MAX_X5C_CERTIFICATES,
+    MAX_X5C_ROOTS,
+    ChainBudget,
+    ChainResult,
+    candidate_roots,
+    find_path,
+    validate_chain,
+    x5c_problem,
+)
+from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, parse_claims
+from trust._errors import IdentifierError, JoseError
+from trust._identifier import CheckOutcome, parse_identifier, variant_check_char
+from trust._jose import (
+    MAX_CREDENTIAL_BYTES,
+    VerifyingKey,
+    header_alg,
+    parse_compact,
+    parse_json_object,
+    refused_header,
+)
+from trust._sm2cert import certificate_key
+from trust._status import StatusList, StatusValue
+from trust._timeutil import day_end, day_start, require_aware
+from trust._uri import status_uri_problem
+from trust._verdict import Check, CheckResult, Indication, SubIndication, Verdict
+
+__all__ = ["ReferencePending", "ReferenceVerifier"]
+
+LICENCE_TYP = frozenset({"ecert+jwt", "application/ecert+jwt"})
+MAX_CLOCK_SKEW_S = 300
+_MAX_CACHED_CHAINS = 4096
+_SHA256 = hashes.SHA256()
+
+P = CheckResult.PASSED
+F = CheckResult.FAILED
+SKIP = CheckResult.SKIPPED
+
+
+StatusInput = StatusList | StatusUnavailable
+
+
+@functools.lru_cache(maxsize=65536)
+def _uscc_valid(code: str) -> bool:
+    """GB 32100 check of an issuer code; issuers recur, so each is judged once."""
+    return bool(uscc.is_valid(code))
+
+
+def _check_identifier_reference(body: str, check_char: str) -> CheckOutcome:
+    """The check character judged with python-stdnum's ISO 7064 MOD 37,36."""
+    if str(mod_37_36.calc_check_digit(body)) == check_char:
+        return CheckOutcome.VALID
+    if variant_check_char(body) == check_char:
+        return CheckOutcome.KNOWN_VARIANT
+    return CheckOutcome.INVALID
+
+
+class _Run:
+    """Accumulates checks; the first failure decides the sub-indication."""
+
+    __slots__ = ("checks", "first")
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.first: SubIndication | None = None
+
+    def ok(self, name: str, detail: str) -> None:
+        self.checks.append(Check(name, P, detail))
+
+    def fail(self, name: str, sub: SubIndication, detail: str) -> None:
+        result = F if sub.indication is Indication.TOTAL_FAILED else CheckResult.INDETERMINATE
+        self.checks.append(Check(name, result, detail, sub))
+        if self.first is None:
+            self.first = sub
+
+    def skip(self, name: str, detail: str) -> None:
+        self.checks.append(Check(name, SKIP, detail))
+
+
+def _format_failure(detail: str, name: str = "structure") -> Verdict:
+    return Verdict(
+        Indication.TOTAL_FAILED,
+        SubIndication.FORMAT_FAILURE,
+        (Check(name, F, detail, SubIndication.FORMAT_FAILURE),),
+    )
+
+
+class ReferencePending:
+    """A verification that has run checks 1-6 and may need a status list."""
+
+    __slots__ = (
+        "_anchor", "_at", "_licence", "_partner", "_run", "_skew", "_trust_list",
+        "_valid_until", "status_needed",
+    )
+
+    def __init__(
+        self,
+        *,
+        run: _Run,
+        trust_list: TrustList,
+        at: datetime,
+        skew: timedelta,
+        licence: Licence | None,
+        anchor: Anchor | None,
+        partner: Partner | None,
+        valid_until: datetime | None,
+        status_needed: StatusReference | None,
+    ) -> None:
+        self._run = run
+        self._trust_list = trust_list
+        self._at = at
+        self._skew = skew
+        self._licence = licence
+        self._anchor = anchor
+        self._partner = partner
+        self._valid_until = valid_until
+        self.status_needed = status_needed
+        """The status entry to fetch, when checks 1-6 passed and the licence has one."""
+
+    @property
+    def partner(self) -> Partner | None:
+        """The partner whose anchor verified the licence."""
+        return self._partner
+
+    def finish(self, status: StatusInput | None = None, *,
+               consulted_at: datetime | None = None) -> Verdict:
+        """Run the status check (step 7) with what the caller fetched, and answer.
+
+        ``consulted_at``: the moment the caller holds ``status`` (default: the
+        verification time). A list fetched for this verification may be signed
+        after the verification time, so "issued in the future" is judged
+        against the later of the two; freshness against the verification time
+        alone.
+        """
+        consulted = self._at if consulted_at is None else require_aware(consulted_at)
+        run = self._run
+        status_used: tuple[str, datetime] | None = None
+        valid_until = self._valid_until
+        depends = False
+        ref = self.status_needed
+        if ref is not None:
+            depends = True
+            partner = self._partner
+            assert partner is not None
+            if status is None:
+                run.fail("status", SubIndication.TRY_LATER, "status list was not supplied")
+            elif isinstance(status, StatusUnavailable):
+                run.fail("status", SubIndication.TRY_LATER, status.reason)
+            elif status.uri != ref.uri or status.region != partner.region_code:
+                run.fail("status", SubIndication.TRY_LATER, "status list for another URI")
+            else:
+                status_used = (status.uri, status.issued_at)
+                fresh_until = status.fresh_until(partner.status_max_age_s)
+                value = status.value(ref.idx)
+                if self._at > fresh_until + self._skew:
+                    run.fail("status", SubIndication.TRY_LATER,
+                             f"status list issued {status.issued_at.isoformat()} is stale "
+                             f"(fresh until {fresh_until.isoformat()})")
+                elif max(self._at, consulted) + self._skew < status.issued_at:
+                    run.fail("status", SubIndication.TRY_LATER, "status list issued in the future")
+                elif value is None:
+                    run.fail("status", SubIndication.TRY_LATER,
+                             f"status list has no entry {ref.idx}")
+                elif value == StatusValue.VALID:
+                    run.ok("status", f"entry {ref.idx} valid")
+                    valid_until = fresh_until if valid_until is None else min(valid_until,
+                                                                              fresh_until)
+                elif value == StatusValue.INVALID:
+                    run.fail("status", SubIndication.REVOKED, f"entry {ref.idx} invalid")
+                elif value == StatusValue.SUSPENDED:
+                    run.fail("status", SubIndication.SUSPENDED, f"entry {ref.idx} suspended")
+                else:
+                    run.fail("status", SubIndication.TRY_LATER,
+                             f"entry {ref.idx} has unknown status {value}")
+        elif self._licence is not None and self._licence.status is None:
+            run.skip("status", "licence carries no status claim")
+        elif run.first is not None:
+            run.skip("status", "not consulted: the licence already failed")
+        sub = run.first
+        indication = Indication.TOTAL_PASSED if sub is None else sub.indication
+        licence = self._licence
+        return Verdict(
+            indication=indication,
+            sub_indication=sub,
+            checks=tuple(run.checks),
+            licence=licence,
+            issuer_region=None if licence is None else licence.iss,
+            anchor_kid=None if self._anchor is None else self._anchor.kid,
+            trust_list_version=self._trust_list.version,
+            status_used=status_used,
+            valid_until=valid_until if sub is None else None,
+            depends_on_status=depends,
+        )
+
+
+class ReferenceVerifier:
+    """Verifies ``ecert+jwt`` licences against one trust list."""
+
+    def __init__(self, trust_list: TrustList, *, clock_skew_s: int = 0) -> None:
+        if not 0 <= clock_skew_s <= MAX_CLOCK_SKEW_S:
+            raise ValueError(f"clock_skew_s must be within 0..{MAX_CLOCK_SKEW_S}")
+        self.trust_list = trust_list
+        # Chains already validated under this trust list: the time-independent part
+        # (signatures, constraints) holds for any signing time inside every
+        # certificate's validity, so a chain is validated once per window.
+        self._chains: dict[tuple[bytes, str], tuple[ChainResult, datetime, datetime]] = {}
+        self._skew = timedelta(seconds=clock_skew_s)
+        self.x5c_signature_checks = 0
+        """Certificate signatures checked for x5c chains so far (each licence's at most
+        ``MAX_X5C_SIGNATURE_CHECKS``)."""
+        self.x5c_paths_validated = 0
+        """x5c paths handed to the path validator so far (each licence's at most
+        ``MAX_X5C_ROOTS``, each a path whose signatures already verified)."""
+
+    def check(
+        self,
+        credential: str | bytes,
+        *,
+        at: datetime,
+        status: Mapping[str, StatusInput] | Callable[[StatusReference], StatusInput] | None = None,
+        matter_codes: frozenset[str] | None = None,
+    ) -> Verdict:
+        """Verify in one step, taking status lists from ``status`` (by URI, or a function)."""
+        pending = self.start(credential, at=at, matter_codes=matter_codes)
+        if isinstance(pending, Verdict):
+            return pending
+        ref = pending.status_needed
+        supplied: StatusInput | None = None
+        if ref is not None:
+            if callable(status):
+                supplied = status(ref)
+            elif status is not None:
+                supplied = status.get(ref.uri)
+        return pending.finish(supplied)
+
+    def start(
+        self,
+        credential: str | bytes,
+        *,
+        at: datetime,
+        matter_codes: frozenset[str] | None = None,
+    ) -> ReferencePending | Verdict:
+        """Run checks 1-6; return a final verdict when nothing more can be learnt.
+
+        ``matter_codes``: when the request names a matter, its codes in the
+        partner's own scheme (the code itself and its translations); the
+        agreement must cover one of them.
+        """
+        at = require_aware(at)
+        skew = self._skew
+        # 1. structure and size
+        size = len(credential)
+        if size > MAX_CREDENTIAL_BYTES:
+            return _format_failure(f"credential of {size} bytes exceeds {MAX_CREDENTIAL_BYTES}")
+        try:
+            jws = parse_compact(credential)
+        except JoseError as exc:
+            return _format_failure(str(exc))
+        run = _Run()
+        claims: dict[str, Any] = {}
+        try:
+            claims = parse_json_object(jws.payload)
+        except JoseError as exc:
+            run.fail("structure", SubIndication.FORMAT_FAILURE, str(exc))
+        else:
+            run.ok("structure", "compact JWS, header and payload are JSON objects")
+        # 2. protected header (its checks still run and are listed after a payload failure)
+        header = jws.header
+        try:
+            alg = header_alg(header)
+        except JoseError as exc:
+            run.fail("header.alg", SubIndication.CRYPTO_CONSTRAINTS_FAILURE if exc.constraint
+                     else SubIndication.FORMAT_FAILURE, str(exc))
+        else:
+            run.ok("header.alg", f"{alg.value} is allowed")
+        if run.first is not None:
+            return ReferencePending(
+                run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
+                anchor=None, partner=None, valid_until=None, status_needed=None).finish()
+        alg_name = alg.value
+        header_problem = self._header_problem(header)
+        certs: list[x509.Certificate] = []
+        if header_problem is None and "x5c" in header:
+            try:
+                certs = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True))
+                         for c in header["x5c"]]
+            except (binascii.Error, ValueError):
+                header_problem = "x5c entry is not a base64 DER certificate"
+            else:
+                header_problem = x5c_problem(certs)
+        if header_problem is not None:
+            run.fail("header", SubIndication.FORMAT_FAILURE, header_problem)
+            return ReferencePending(
+                run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
+                anchor=None, partner=None, valid_until=None, status_needed=None).finish()
+        run.ok("header", "typ ecert+jwt, no forbidden parameter")
+        # The schema is reported at step 5, but the signing time is needed at step 3.
+        licence: Licence | None = None
+        claims_error: str | None = None
+        try:
+            licence = parse_claims(claims)
+        except ClaimsError as exc:
+            claims_error = str(exc)
+        signed_at: datetime | None = licence.iat if licence is not None else None
+        if signed_at is None and "iat" in claims:
+            try:
+                signed_at = numeric_date(claims["iat"], "iat")
+            except ClaimsError:
+                signed_at = None
+        iss = claims.get("iss") if isinstance(claims.get("iss"), str) else None
+        # 3. the anchor
+        if self.trust_list.is_stale(at):
+            run.fail("trust_list", SubIndication.TRY_LATER,
+                     f"trust list version {self.trust_list.version} is past its next_update "
+                     f"{self.trust_list.next_update.isoformat()}")
+        else:
+            run.ok("trust_list", f"version {self.trust_list.version}, fresh")
+        if certs:
+            anchor, key = self._anchor_by_chain(run, certs, signed_at, iss)
+        else:
+            anchor, key = self._anchor_by_kid(run, str(header["kid"]), signed_at, iss)
+        partner = None if anchor is None else self.trust_list.partner(anchor.region)
+        # 4. the signature
+        if key is None:
+            run.skip("signature", "no usable anchor")
+        else:
+            try:
+                if key.verify(alg, jws.signing_input, jws.signature):
+                    run.ok("signature", f"{alg_name} signature verifies with {anchor.kid!r}"
+                           if anchor else "signature verifies")
+                else:
+                    run.fail("signature", SubIndication.SIG_CRYPTO_FAILURE,
+                             f"{alg_name} signature does not verify with the anchor's key")
+            except JoseError as exc:
+                run.fail("signature", SubIndication.CRYPTO_CONSTRAINTS_FAILURE, str(exc))
+        # 5. the claims
+        if licence is None:
+            run.fail("claims", SubIndication.FORMAT_FAILURE, claims_error or "claims unreadable")
+            return ReferencePending(
+                run=run, trust_list=self.trust_list, at=at, skew=skew, licence=None,
+                anchor=anchor, partner=partner, valid_until=None, status_needed=None).finish()
+        run.ok("claims", "claims follow the ecert profile")
+        if anchor is None:
+            run.skip("jurisdiction", "no anchor to compare with")
+        elif licence.iss != anchor.region:
+            run.fail("jurisdiction", SubIndication.JURISDICTION_MISMATCH,
+                     f"iss {licence.iss} but the anchor belongs to {anchor.region}")
+        else:
+            run.ok("jurisdiction", f"iss {licence.iss} matches the anchor's region")
+        self._check_identifier(run, licence, partner)
+        self._check_agreement(run, licence, partner, matter_codes)
+        # 6. validity in time
+        valid_until = self._check_validity(run, licence, at)
+        if anchor is not None and valid_until is not None:
+            valid_until = min(valid_until, self.trust_list.next_update)
+        elif anchor is not None:
+            valid_until = self.trust_list.next_update
+        # 7. status, only when every earlier check passed and the licence has an entry
+        status_needed = None
+        if licence.status is not None and run.first is None and partner is not None:
+            problem = status_uri_problem(licence.status.uri)
+            if problem is not None:
+                run.fail("status", SubIndication.TRY_LATER, f"{problem}; not fetched")
+            elif partner.status_uri_allowed(licence.status.uri):
+                status_needed = licence.status
+            else:
+                run.fail("status", SubIndication.TRY_LATER,
+                         "status URI is outside the partner's registered prefixes; not fetched")
+        return ReferencePending(
+            run=run, trust_list=self.trust_list, at=at, skew=skew, licence=licence,
+            anchor=anchor, partner=partner, valid_until=valid_until,
+            status_needed=status_needed)
+
+    @staticmethod
+    def _header_problem(header: Mapping[str, Any]) -> str | None:
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in LICENCE_TYP:
+            return f"typ must be ecert+jwt, got {typ!r}"
+        refused = refused_header(header, x5c_allowed=True)
+        if refused == "crit":
+            return "crit names a parameter the gateway does not understand"
+        if refused is not None:
+            return f"header parameter {refused!r} is not allowed"
+        if "b64" in header:
+            return "unencoded payloads (b64) are not supported"
+        if "x5c" in header:
+            x5c = header["x5c"]
+            if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
+                return "x5c must be a non-empty list of base64 certificates"
+            if len(x5c) > MAX_X5C_CERTIFICATES:
+                # Refused unread: the count bounds the work of every later step.
+                return (f"x5c carries {len(x5c)} certificates, at most {MAX_X5C_CERTIFICATES} "
+                        "are allowed")
+            if "kid" in header and not isinstance(header["kid"], str):
+                return "kid must be a string"
+            return None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            return "kid is required when x5c is absent"
+        return None
+
+    def _usable(
+        self, run: _Run, anchor: Anchor, signed_at: datetime | None, *, record: bool
+    ) -> bool:
+        """Apply use-independent anchor rules: window at iat, suspension, revocation."""
+        partner = self.trust_list.partner(anchor.region)
+        problem: tuple[SubIndication, str] | None = None
+        if signed_at is None:
+            problem = None  # reported as a claims failure at step 5
+        elif not anchor.window_contains(signed_at):
+            problem = (SubIndication.SIGNING_KEY_NOT_VALID,
+                       (f"signed at {signed_at.isoformat()}, outside anchor {anchor.kid!r} window "
+                       f"{anchor.valid_from.isoformat()}..{anchor.valid_until.isoformat()}"))
+        if problem is None:
+            if partner is None or partner.status is PartnerStatus.SUSPENDED:
+                problem = (SubIndication.TRY_LATER, f"partner {anchor.region} is suspended")
+            elif anchor.status is AnchorStatus.SUSPENDED:
+                problem = (SubIndication.TRY_LATER, f"anchor {anchor.kid!r} is suspended")
+            elif signed_at is not None and anchor.revoked_for(signed_at):
+                reason = anchor.revocation_reason.value if anchor.revocation_reason else "unknown"
+                problem = (SubIndication.REVOKED,
+                           (f"anchor {anchor.kid!r} revoked ({reason}) in a way that reaches "
+                            "this licence"))
+            elif anchor.status is AnchorStatus.REVOKED and signed_at is None:
+                problem = (SubIndication.REVOKED, f"anchor {anchor.kid!r} is revoked")
+        if problem is None:
+            return True
+        if record:
+            run.fail("anchor", problem[0], problem[1])
+        return False
+
+    def _anchor_by_kid(
+        self, run: _Run, kid: str, signed_at: datetime | None, iss: str | None
+    ) -> tuple[Anchor | None, VerifyingKey | None]:
+        found = self.trust_list.anchors(kid)
+        if not found:
+            run.fail("anchor", SubIndication.UNKNOWN_ISSUER, f"no anchor has kid {kid!r}")
+            return None, None
+        fitting = self.trust_list.anchors_for(kid, AnchorUse.LICENCE_SIGNING)
+        if not fitting:
+            run.fail("anchor", SubIndication.SIGNING_KEY_NOT_VALID,
+                     f"anchor {kid!r} is for {found[0].use.value}, not licence-signing")
+            return found[0], None
+        # Prefer the issuing region's anchor when a list loaded as it is repeats a kid.
+        fitting.sort(key=lambda a: a.region != iss)
+        for anchor in fitting:
+            if self._usable(run, anchor, signed_at, record=False):
+                return self._key_or_fail(run, anchor)
+        self._usable(run, fitting[0], signed_at, record=True)
+        return fitting[0], None
+
+    @staticmethod
+    def _key_or_fail(run: _Run, anchor: Anchor) -> tuple[Anchor, VerifyingKey | None]:
+        if anchor.key is None:
+            run.fail("anchor", SubIndication.CRYPTO_CONSTRAINTS_FAILURE,
+                     f"anchor {anchor.kid!r} key cannot be used: {anchor.key_problem}")
+            return anchor, None
+        run.ok("anchor", f"{anchor.use.value} anchor {anchor.kid!r} of {anchor.region}")
+        return anchor, anchor.key
+
+    def _anchor_by_chain(
+        self, run: _Run, certs: list[x509.Certificate], signed_at: datetime | None,
+        iss: str | None,
+    ) -> tuple[Anchor | None, VerifyingKey | None]:
+        roots = candidate_roots(certs, self.trust_list)
+        if not roots:
+            run.fail("anchor", SubIndication.NO_CERTIFICATE_CHAIN_FOUND,
+                     "no certificate in x5c is issued by a root-ca anchor of any partner")
+            return None, None
+        roots.sort(key=lambda a: a.region != iss)
+        if signed_at is None:
+            run.skip("anchor", "chain not validated: the licence has no usable iat")
+            return roots[0], None
+        chain_error = ""
+        budget = ChainBudget()
+        for root in roots[:MAX_X5C_ROOTS]:
+            result = self._validated_chain(certs, root, signed_at, budget)
+            if not result.ok:
+                chain_error = result.detail
+                if budget.exhausted:
+                    break
+                continue
+            if not self._usable(run, root, signed_at, record=True):
+                return root, None
+            try:
+                key = certificate_key(certs[0])
+            except (JoseError, UnsupportedAlgorithm) as exc:
+                run.fail("anchor", SubIndication.CRYPTO_CONSTRAINTS_FAILURE, str(exc))
+                return root, None
+            run.ok("anchor", f"x5c chain to root-ca {root.kid!r} of {root.region}: "
+                   f"{result.detail}")
+            return root, key
+        run.fail("anchor", SubIndication.CHAIN_CONSTRAINTS_FAILURE,
+                 f"chain reaches a partner root but breaks a constraint: {chain_error}")
+        return roots[0], None
+
+    def _validated_chain(self, certs: list[x509.Certificate], root: Anchor,
+                         signed_at: datetime, budget: ChainBudget) -> ChainResult:
+        key = (b"".join(c.fingerprint(_SHA256) for c in certs), root.kid)
+        known = self._chains.get(key)
+        if known is not None and known[1] <= signed_at <= known[2]:
+            return known[0]
+        spent = budget.spent
+        path = find_path(certs, root, budget)
+        self.x5c_signature_checks += budget.spent - spent
+        if isinstance(path, str):
+            return ChainResult(False, path)
+        self.x5c_paths_validated += 1
+        result = validate_chain(path, root, at=signed_at)
+        if result.ok:
+            chain = [*path, root.certificates[0]]
+            start = max(c.not_valid_before_utc for c in chain)
+            end = min(c.not_valid_after_utc for c in chain)
+            if len(self._chains) >= _MAX_CACHED_CHAINS:
+                self._chains.clear()
+            self._chains[key] = (result, start, end)
+        return result
+
+    @staticmethod
+    def _check_identifier(run: _Run, licence: Licence, partner: Partner | None) -> None:
+        try:
+            ident = parse_identifier(licence.jti)
+        except IdentifierError as exc:
+            run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE, str(exc))
+        else:
+            outcome = _check_identifier_reference(ident.body, ident.check_char)
+            lenient = partner is not None and partner.identifier_policy is IdentifierPolicy.LENIENT
+            if ident.type_code != licence.type_code or ident.issuer_code != licence.issuer_code:
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
+                         "identifier's type or issuer code differs from lic")
+            elif outcome is CheckOutcome.VALID:
+                run.ok("identifier", "ISO 7064 MOD 37,36 check character valid")
+            elif outcome is CheckOutcome.KNOWN_VARIANT and lenient:
+                run.ok("identifier", "check character is the known wrong variant, "
+                       "accepted under the partner's lenient policy")
+            elif outcome is CheckOutcome.KNOWN_VARIANT:
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
+                         "check character is the known wrong variant; partner policy is strict")
+            else:
+                run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
+                         "check character is wrong")
+        if _uscc_valid(licence.issuer_code):
+            run.ok("issuer_code", "issuer USCC valid (GB 32100)")
+        else:
+            run.fail("issuer_code", SubIndication.IDENTIFIER_CHECK_FAILURE,
+                     "issuer_code is not a valid unified social credit code")
+
+    @staticmethod
+    def _check_agreement(
+        run: _Run, licence: Licence, partner: Partner | None,
+        matter_codes: frozenset[str] | None,
+    ) -> None:
+        if partner is None:
+            run.skip("agreement", "no partner identified")
+            return
+        if not partner.covers_type(licence.type_code):
+            run.fail("agreement", SubIndication.ISSUER_NOT_RECOGNISED_FOR_TYPE,
+                     f"agreement with {partner.region_code} does not cover type "
+                     f"{licence.type_code}")
+        elif matter_codes is not None and not partner.covers_matter(matter_codes):
+            run.fail("agreement", SubIndication.ISSUER_NOT_RECOGNISED_FOR_TYPE,
+                     f"agreement with {partner.region_code} does not cover the matter")
+        else:
+            run.ok("agreement", f"agreement with {partner.region_code} covers type "
+                   f"{licence.type_code}" + (" and the matter" if matter_codes else ""))
+
+    def _check_validity(self, run: _Run, licence: Licence, at: datetime) -> datetime | None:
+        skew = self._skew
+        starts = day_start(licence.valid_from)
+        # A licence signed later than now (beyond the skew) is not valid yet, whatever
+        # its nbf says: its iat chose the anchor window and certificates it was judged by.
+        if at + skew < licence.iat:
+            run.fail("validity", SubIndication.NOT_YET_VALID,
+                     f"signed in the future: iat {licence.iat.isoformat()}")
+            return None
+        if licence.nbf is not None and at + skew < licence.nbf:
+            run.fail("validity", SubIndication.NOT_YET_VALID,
+                     f"not before {licence.nbf.isoformat()}")
+            return None
+        if at + skew < starts:
+            run.fail("validity", SubIndication.NOT_YET_VALID,
+                     f"valid from {licence.valid_from.isoformat()}")
+            return None
+        ends: list[datetime] = []
+        if licence.exp is not None:
+            ends.append(licence.exp)
+        if licence.valid_until is not None:
+            ends.append(day_end(licence.valid_until))
+        end = min(ends) if ends else None
+        # RFC 7519 4.1.4: not acceptable on or after exp.
+        if end is not None and at - skew >= end:
+            run.fail("validity", SubIndication.EXPIRED, f"expired at {end.isoformat()}")
+            return None
+        run.ok("validity", "valid now" + (f" until {end.isoformat()}" if end else " (长期)"))
+        return end
