@@ -50,7 +50,7 @@ from trust._changes import (
     parse_changes,
     verify_export,
 )
-from trust._claims import Licence, StatusReference
+from trust._claims import MAX_COMPONENTS, Component, Licence, StatusReference
 from trust._errors import IdentifierError, JoseError, StatusListError, TrustError, TrustListError
 from trust._identifier import (
     CheckOutcome,
@@ -123,6 +123,7 @@ __all__ = [
     "CheckOutcome",
     "CheckResult",
     "Checkpoint",
+    "Component",
     "CompactJWS",
     "DiffEntry",
     "IdentifierError",
@@ -132,6 +133,7 @@ __all__ = [
     "JoseError",
     "Licence",
     "LicenceIdentifier",
+    "MAX_COMPONENTS",
     "MAX_CREDENTIAL_BYTES",
     "MAX_REQUEST_LIFETIME_S",
     "MAX_REQUEST_TOKEN_BYTES",
