@@ -344,18 +344,24 @@ class Verifier:
         status: Mapping[str, StatusInput] | Callable[[StatusReference], StatusInput] | None = None,
         matter_codes: frozenset[str] | None = None,
     ) -> Verdict:
-        """Verify in one step, taking status lists from ``status`` (by URI, or a function)."""
+        """Verify in one step, taking status lists from ``status`` (by URI, or a function),
+        for the licence and, for a combined certificate, for each component."""
         pending = self.start(credential, at=at, matter_codes=matter_codes)
         if isinstance(pending, Verdict):
             return pending
-        ref = pending.status_needed
-        supplied: StatusInput | None = None
-        if ref is not None:
+        def lookup(ref: StatusReference) -> StatusInput | None:
             if callable(status):
-                supplied = status(ref)
-            elif status is not None:
-                supplied = status.get(ref.uri)
-        return pending.finish(supplied)
+                return status(ref)
+            return None if status is None else status.get(ref.uri)
+
+        ref = pending.status_needed
+        supplied = None if ref is None else lookup(ref)
+        components: dict[str, StatusInput] = {}
+        for part in pending.component_status_needed:
+            found = lookup(part)
+            if found is not None:
+                components.setdefault(part.uri, found)
+        return pending.finish(supplied, component_status=components)
 
     def start(
         self,
