@@ -223,6 +223,7 @@ class MockRegion:
         recognised_matters: Sequence[str] = ("*",),
         query_url: str | None = None,
         licence_alg: Alg = "ES256",
+        combined_certificates: bool = False,
     ) -> None:
         """Make the region's keys and certificates; ``base_url`` may be set later."""
         if len(region_code) != 6 or not region_code.isdigit():
@@ -247,6 +248,10 @@ class MockRegion:
         """``exp - iat`` of the status list token the HTTP server hands out."""
         self.status_available = True
         """When False the HTTP server answers 503 for the status list (outage drills)."""
+        self.combined_certificates = combined_certificates
+        """Whether the region issues inland-ship combined certificates (多证合一): its HTTP
+        server then serves demo ones (``demo_combined``). ``issue_combined`` works anyway."""
+        self._demo_combined: dict[int, IssuedLicence] = {}
 
         self._source = KeySource(seed, region_code)
         self._demo: dict[int, IssuedLicence] = {}
@@ -315,6 +320,7 @@ class MockRegion:
     def base_url(self, value: str) -> None:
         self._base_url = value.rstrip("/")
         self._demo.clear()  # demo licences carry the status URI
+        self._demo_combined.clear()
 
     @property
     def status_uri(self) -> str:
@@ -816,6 +822,14 @@ class MockRegion:
             components=tuple(IssuedComponent(identifier, type_code, idx, component)
                              for (identifier, type_code, idx), component
                              in zip(made, components, strict=True)))
+
+    def demo_combined(self, n: int) -> IssuedLicence:
+        """Return demo combined certificate number ``n`` (made on first use, then the same)."""
+        if n < 0:
+            raise ValueError("demo licences are numbered from 0")
+        if n not in self._demo_combined:
+            self._demo_combined[n] = self.issue_combined()
+        return self._demo_combined[n]
 
     def demo_licence(self, n: int) -> IssuedLicence:
         """Return demo licence number ``n`` (made on first use, then the same one)."""
