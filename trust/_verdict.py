@@ -132,10 +132,18 @@ class Verdict:
         TOTAL_FAILED component's sub-indication, else the first INDETERMINATE one's.
         A partially valid combined certificate never passes as a whole.
         """
+        return self.overall_for(None)
+
+    def overall_for(self, needed: frozenset[str] | None
+                    ) -> tuple[Indication, SubIndication | None]:
+        """``overall``, judged on the components whose type code is in ``needed`` (those a
+        matter needs); all of them when ``needed`` is None or names none of them."""
         if not self.passed or not self.components:
             return self.indication, self.sub_indication
+        counted = [c for c in self.components
+                   if needed is not None and c.licence.type_code in needed]
         for wanted in (Indication.TOTAL_FAILED, Indication.INDETERMINATE):
-            for component in self.components:
+            for component in counted or self.components:
                 if component.indication is wanted:
                     return wanted, component.sub_indication
         return Indication.TOTAL_PASSED, None

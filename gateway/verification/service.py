@@ -113,6 +113,12 @@ class MatterResolver(Protocol):
         """The Huzhou matters the licence's own matter codes translate to."""
         ...
 
+    def types_serving(self, region: str, code: str) -> frozenset[str] | None:
+        """The licence type codes (national and local) that serve a matter, or None when
+        the registry says nothing of it (a combined certificate is then judged on all
+        its components)."""
+        ...
+
 
 class NoMatterResolver:
     """Used when no registry is loaded: the requested code stands for itself."""
@@ -124,6 +130,10 @@ class NoMatterResolver:
     def huzhou_matters(self, issuer_region: str, codes: Sequence[str]) -> list[MatterLink]:
         """No translation without a registry."""
         return []
+
+    def types_serving(self, region: str, code: str) -> frozenset[str] | None:
+        """Nothing known without a registry."""
+        return None
 
 
 def utc_now() -> datetime:
@@ -330,8 +340,8 @@ class VerificationService:
                 return False
         return True
 
-    def _core(self, verdict: Verdict) -> tuple[dict[str, Any], list[MatterLink],
-                                               dict[str, str] | None]:
+    def _core(self, verdict: Verdict, req: VerificationRequest
+              ) -> tuple[dict[str, Any], list[MatterLink], dict[str, str] | None]:
         licence = verdict.licence
         summary: dict[str, Any] | None = None
         links: list[MatterLink] = []
@@ -345,9 +355,15 @@ class VerificationService:
         if verdict.status_used is not None:
             status_claim = {"uri": verdict.status_used[0],
                             "iat": int(verdict.status_used[1].timestamp())}
-        # A combined certificate answers for the whole document first (Verdict.overall:
-        # it never passes with a failed component), then the document and each component.
-        indication, sub = verdict.overall
+        # A combined certificate answers for the whole document first (Verdict.overall_for:
+        # it never passes with a failed component the matter needs, or with any failed
+        # component when no matter or no registry says which), then the document and each
+        # component.
+        needed: frozenset[str] | None = None
+        if verdict.components and req.matter_code is not None:
+            needed = self.matters.types_serving(req.matter_region or "330500",
+                                                req.matter_code)
+        indication, sub = verdict.overall_for(needed)
         core = {
             "indication": indication.value,
             "sub_indication": None if sub is None else sub.value,
@@ -360,8 +376,13 @@ class VerificationService:
         }
         if licence is not None and licence.components is not None:
             core["document"] = _judgement(verdict)
+            counted = needed is not None and any(c.licence.type_code in needed
+                                                 for c in verdict.components)
             core["components"] = [
-                {**_judgement(c), "checks": [check.to_json() for check in c.checks],
+                {**_judgement(c),
+                 "needed": not counted or (needed is not None
+                                           and c.licence.type_code in needed),
+                 "checks": [check.to_json() for check in c.checks],
                  "component": c.licence.summary(),
                  "status_list": (None if c.status_used is None else
                                  {"uri": c.status_used[0],
@@ -487,6 +508,7 @@ class VerificationService:
                 {"index": c["component"]["index"], "identifier": c["component"]["identifier"],
                  "type_code": c["component"]["type_code"], "indication": c["indication"],
                  "sub_indication": c["sub_indication"], "cn_status": c["cn_status"],
+                 "needed": c["needed"],
                  "status_list": None if c["status_list"] is None else c["status_list"]["uri"]}
                 for c in core["components"]]
         return details
@@ -500,7 +522,7 @@ class VerificationService:
         if pending is None:
             pending = self._start(snapshot, req, at)
         verdict = self._finish(pending, await self._statuses(snapshot, [pending]))
-        core, links, holder = self._core(verdict)
+        core, links, holder = self._core(verdict, req)
         await self._remember(snapshot, req, digest, verdict=verdict, core=core, links=links,
                              now=now)
         return _Outcome(core, holder, False, links, core["status_list"])
@@ -575,7 +597,7 @@ class VerificationService:
         to_store: list[tuple[str, CacheEntry]] = []
         for index, pending in misses:
             verdict = self._finish(pending, statuses)
-            core, links, holder = self._core(verdict)
+            core, links, holder = self._core(verdict, items[index])
             hits[index] = _Outcome(core, holder, False, links, core["status_list"])
             entry = self._entry_for(snapshot, verdict, core, now)
             if entry is not None:

@@ -175,3 +175,33 @@ async def test_component_revocation_is_not_hidden_by_the_cache(
     assert "REVOKED" == answer["sub_indication"]
     assert ("TOTAL_FAILED", "REVOKED") == _outcomes(answer)[3]
     assert "TOTAL_PASSED" == answer["document"]["indication"]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_matter_judges_the_components_it_needs(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        audit: MemoryAudit, batch: bool) -> None:
+    """Named with a Huzhou matter, the whole is judged on the components the registry says
+    the matter needs: 船舶国籍登记 passes with a revoked 营业运输证, 国内水路运输经营许可
+    does not; without a matter every component counts. Batch and single agree."""
+    client = await gateway_client()
+    token = running.federation[NANJING].issue_combined(states={OPERATION: "revoked"}).token
+    items = [{"credential": token, "matter": {"code": "确认-01002-001"}},
+             {"credential": token, "matter": {"code": "许可-01001-001"}},
+             {"credential": token}]
+    if batch:
+        resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                                 json={"items": items})
+        answers = (await resp.json())["results"]
+    else:
+        answers = [await (await client.post("/v1/verifications", headers=_auth(client_key),
+                                            json=item)).json() for item in items]
+    assert [("TOTAL_PASSED", None), ("TOTAL_FAILED", "REVOKED"),
+            ("TOTAL_FAILED", "REVOKED")] == [(a["indication"], a["sub_indication"])
+                                             for a in answers]
+    assert [True, False, False, False] == [c["needed"] for c in answers[0]["components"]]
+    assert [True, True, True, False] == [c["needed"] for c in answers[1]["components"]]
+    assert all(c["needed"] for c in answers[2]["components"])
+    assert all(("TOTAL_FAILED", "REVOKED") == _outcomes(a)[2] for a in answers)
+    events = audit.of(EventType.VERIFICATION)
+    assert ["TOTAL_PASSED", "TOTAL_FAILED", "TOTAL_FAILED"] == [e.outcome for e in events]
