@@ -15,11 +15,10 @@ import orjson
 import pytest
 
 from gateway.audit.event import EventType
+from gateway.verification.cache import CacheEntry, MemoryTier
 from mocks import SHIP_COMPONENT_TYPES, Federation, RunningFederation, serve_federation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory
-
-pytestmark = pytest.mark.asyncio
 
 NANJING = "320100"
 NATIONALITY, INSPECTION, OPERATION, MANNING = SHIP_COMPONENT_TYPES
@@ -165,7 +164,11 @@ async def test_component_revocation_is_not_hidden_by_the_cache(
     issued = nj.issue_combined(with_status=False)
     first = await _verify(client, client_key, issued.token)
     assert "TOTAL_PASSED" == first["indication"]
-    assert (await _verify(client, client_key, issued.token))["cached"]
+    second = await _verify(client, client_key, issued.token)
+    assert second["cached"]
+    # Component numbers are not cached: a hit reads them again from the credential.
+    assert [c["component"]["number"] for c in first["components"]] == [
+        c["component"]["number"] for c in second["components"]]
     nj.revoke(issued.components[3].status_idx)
     deadline = time.monotonic() + 10
     answer = first
@@ -205,3 +208,17 @@ async def test_matter_judges_the_components_it_needs(
     assert all(("TOTAL_FAILED", "REVOKED") == _outcomes(a)[2] for a in answers)
     events = audit.of(EventType.VERIFICATION)
     assert ["TOTAL_PASSED", "TOTAL_FAILED", "TOTAL_FAILED"] == [e.outcome for e in events]
+
+
+def test_entry_with_several_status_lists_round_trips() -> None:
+    """An entry that depends on several status lists keeps them all, in Redis's encoding
+    and in the memory tier; an entry with one list encodes as before."""
+    entry = CacheEntry(b'{"x":1}', 12.5, "http://s/1", 7, "tag",
+                       (("http://s/2", 9), ("http://s/3", 11)))
+    assert entry == CacheEntry.decode(entry.encode())
+    assert (("http://s/1", 7), ("http://s/2", 9), ("http://s/3", 11)) == entry.statuses()
+    tier = MemoryTier(4)
+    tier.put("k", entry)
+    assert entry == tier.get("k", 0.0)
+    single = CacheEntry(b"{}", 1.0, "http://s/1", 7, "tag")
+    assert b'"m"' not in single.encode()
