@@ -162,6 +162,19 @@ class TestPartnerQuery:
         body["component"] = {"type_code": NATIONALITY}
         assert (200, 0) == ((a := await sh.query(body)).status, a.cn_status)
 
+    async def test_agreement_on_the_component_type_alone(
+            self, start: Start, running: RunningFederation) -> None:
+        """A partner recognising the nationality certificate but not the combined type gets
+        that component, and is refused the whole document (403 / 100)."""
+        running.federation[SHANGHAI].recognised_licence_types = (NATIONALITY,)
+        row = combined_row(10)
+        client = await start([row])
+        sh = partner(client, running)
+        body = sh.by_identifier(row["identifier"], matter_code=SH_MATTER)
+        assert (403, 100) == ((a := await sh.query(body)).status, a.cn_status)
+        body["component"] = {"type_code": NATIONALITY}
+        assert (200, 0) == ((a := await sh.query(body)).status, a.cn_status)
+
     async def test_revoked_component_is_cn_21(self, start: Start,
                                               running: RunningFederation) -> None:
         """A component revoked in Huzhou's library answers 21 and is not handed out; the
