@@ -139,6 +139,12 @@ class Settings:
     max_batch_items: int = 1000
     status_fetch_timeout_s: float = 3.0
     status_max_bytes: int = 1 << 20
+    partner_query_timeout_s: float = 3.0
+    """Deadline of one query Huzhou sends a partner for a licence (``POST /v1/cases``):
+    connecting, sending and reading; past it the requirement is not met, partner
+    unavailable."""
+    cases_file: Path | None = None
+    """The case book of ``POST /v1/cases`` (None: ``config/cases/huzhou-cases.json``)."""
     status_retry_after_s: float = 5.0
     """After a failed status-list fetch the URI is not tried again for this long (0..300;
     0: tried again at once); meanwhile its licences answer from the last good list, if
@@ -489,6 +495,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"listen must be HOST:PORT, got {settings.listen!r}")
     if settings.max_body_bytes < 1 << 20 or settings.max_batch_body_bytes < 8 << 20:
         raise SettingsError("body limits must be at least 1 MiB (single) and 8 MiB (batch)")
+    if not 0 < settings.partner_query_timeout_s <= 60:
+        raise SettingsError("partner_query_timeout_s must be over 0 and at most 60 seconds")
     if not 0 <= settings.status_retry_after_s <= 300:
         raise SettingsError("status_retry_after_s must be between 0 and 300 seconds")
     if settings.approvals_required < 1:

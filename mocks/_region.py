@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any, Final, Literal, TypeAlias
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from mocks._catalogue import (
     BUSINESS_LICENCE,
@@ -50,6 +51,13 @@ from mocks._people import (
     uscc_for,
 )
 from mocks._pki import KeyUsageName, der_b64, make_lookalike_ca, make_root, make_signer
+from mocks._queries import (
+    QueryRefused,
+    check_huzhou_token,
+    find_licences,
+    huzhou_key,
+    parse_query,
+)
 from mocks._sm2 import Sm2Key
 from mocks._status import LicenceState, StatusList
 
@@ -252,6 +260,15 @@ class MockRegion:
         """Whether the region issues inland-ship combined certificates (多证合一): its HTTP
         server then serves demo ones (``demo_combined``). ``issue_combined`` works anyway."""
         self._demo_combined: dict[int, IssuedLicence] = {}
+        self.query_available = True
+        """When False the HTTP server answers 503 to Huzhou's queries (outage drills)."""
+        self.query_delay_s = 0.0
+        """Seconds the HTTP server waits before answering a query from Huzhou (a slow partner)."""
+        self.queries_seen = 0
+        """Queries from Huzhou the HTTP server received (authenticated or not)."""
+        self._huzhou_keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._huzhou_jtis: set[str] = set()
+        self._issued: list[tuple[dict[str, Any], str]] = []
 
         self._source = KeySource(seed, region_code)
         self._demo: dict[int, IssuedLicence] = {}
@@ -745,6 +762,7 @@ class MockRegion:
         _merge(header, header_override)
 
         token = sign_compact(header, claims, key.private, key.alg)
+        self._issued.append((claims, token))  # answers Huzhou's queries (mocks._queries)
         jti = claims.get("jti")
         return IssuedLicence(
             token=token,
@@ -913,6 +931,32 @@ class MockRegion:
         _merge(claims, claims_override)
         header = {"alg": key.alg, "typ": "ecert-request+jwt", "kid": key.kid}
         return sign_compact(header, claims, key.private, key.alg)
+
+    # -- queries from Huzhou ----------------------------------------------------------------
+
+    def accept_huzhou_keys(self, jwks: Mapping[str, Any], *, kid_part: str = "-req-") -> None:
+        """Accept Huzhou's request keys: the P-256 keys of its JWK Set whose ``kid``
+        contains ``kid_part`` (Huzhou names its request keys ``330500-req-...``)."""
+        self._huzhou_keys = {str(k["kid"]): huzhou_key(k) for k in jwks.get("keys", [])
+                             if kid_part in str(k.get("kid", "")) and k.get("crv") == "P-256"}
+
+    def answer_query(self, *, token: str, path: str, body: bytes,
+                     now: int | None = None) -> tuple[int, dict[str, Any]]:
+        """Answer a query from Huzhou: HTTP status and JSON body (a problem body when
+        refused). Licences are those this region issued (``issue``)."""
+        try:
+            check_huzhou_token(token, keys=self._huzhou_keys, audience=self.region_code,
+                               path=path, body=body,
+                               now=int(time.time()) if now is None else now,
+                               seen=self._huzhou_jtis)
+            query = parse_query(body)
+        except QueryRefused as refused:
+            return refused.status, {"type": "about:blank", "title": "Refused",
+                                    "status": refused.status, "detail": refused.detail,
+                                    "cn_status": refused.cn_status}
+        cn, licences = find_licences(query, self._issued, self.status_of)
+        message = {0: "found", 10: "not found", 21: "revoked", 23: "suspended"}[cn]
+        return 200, {"cn_status": cn, "message": message, "licences": licences}
 
     # -- trust list --------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ Routes of a region's server:
 * ``GET /licences/{n}``: demo licence ``n`` as ``{"identifier", "status_idx", "token"}``;
 * ``GET /combined/{n}``: demo combined certificate (多证合一) ``n``, with its components'
   ``{"identifier", "type_code", "status_idx"}``, where the region issues them (else 404);
+* ``POST /v1/partner/licences/query``: Huzhou's signed query for the region's licences
+  (``MockRegion.answer_query``); 503 while ``region.query_available`` is False, after
+  ``region.query_delay_s`` seconds;
 * ``POST /admin/status/{idx}`` with ``{"state": "valid" | "revoked" | "suspended"}``:
   change a licence's status (for demos driving a mock in another process).
 
@@ -20,6 +23,7 @@ when not handed sockets.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -31,6 +35,7 @@ import orjson
 from aiohttp import web
 
 from mocks._federation import Federation
+from mocks._partner_client import QUERY_PATH
 from mocks._region import MockRegion
 
 __all__ = [
@@ -113,6 +118,20 @@ async def _set_status(request: web.Request) -> web.Response:
     return _json({"idx": idx, "state": state})
 
 
+async def _query(request: web.Request) -> web.Response:
+    region = request.app[REGION_KEY]
+    region.queries_seen += 1
+    if region.query_delay_s:
+        await asyncio.sleep(region.query_delay_s)
+    if not region.query_available:
+        raise web.HTTPServiceUnavailable
+    auth = request.headers.get("Authorization", "")
+    token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+    status, body = region.answer_query(token=token, path=request.path,
+                                       body=await request.read())
+    return _json(body, status)
+
+
 def create_region_app(region: MockRegion) -> web.Application:
     """Return the aiohttp application serving ``region``."""
     app = web.Application()
@@ -124,6 +143,7 @@ def create_region_app(region: MockRegion) -> web.Application:
     app.router.add_get("/licences/{n}", _licence)
     app.router.add_get("/combined/{n}", _combined)
     app.router.add_post("/admin/status/{idx}", _set_status)
+    app.router.add_post(QUERY_PATH, _query)
     return app
 
 

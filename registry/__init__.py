@@ -15,9 +15,20 @@ Errors (the first three are also ``ValueError``s, the last two ``LookupError``s)
   x LoadError              loaded data has problems; .report lists each with file and row
   x UnknownRegionError     no catalogue is held for the region
   x UnknownCodeError       the region's catalogue has no such code
+  x CaseDataError          a case book (licence requirements of matters) is unusable
 """
 
 from registry._bundle import load_bundle, load_bundle_with_report
+from registry._cases import (
+    Alternative,
+    Bundle,
+    CaseBook,
+    CaseDataError,
+    HolderRole,
+    MatterRequirements,
+    Requirement,
+    holder_regions,
+)
 from registry._csv import CSV_COLUMNS, conceptmap_from_csv, conceptmap_to_csv
 from registry._errors import (
     CodeFormatError,
@@ -70,8 +81,12 @@ from registry._report import LoadProblem, LoadReport
 from registry._schemes import BUILTIN_SCHEMES, CodeScheme, ParsedCode
 
 __all__ = [
+    "Alternative",
     "BUILTIN_SCHEMES",
+    "Bundle",
     "CSV_COLUMNS",
+    "CaseBook",
+    "CaseDataError",
     "Catalogue",
     "CatalogueKind",
     "CodeFormatError",
@@ -83,6 +98,7 @@ __all__ = [
     "DependsOn",
     "EXT",
     "HUZHOU",
+    "HolderRole",
     "LicenceTypeCode",
     "LoadError",
     "LoadProblem",
@@ -94,6 +110,7 @@ __all__ = [
     "Match",
     "MatterCode",
     "MatterDetails",
+    "MatterRequirements",
     "MatterType",
     "NATIONAL",
     "ParsedCode",
@@ -103,6 +120,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Relationship",
+    "Requirement",
     "SchemeError",
     "Translation",
     "UnknownCodeError",
@@ -117,6 +135,7 @@ __all__ = [
     "conceptmap_from_fhir_r4",
     "conceptmap_to_csv",
     "conceptmap_to_fhir",
+    "holder_regions",
     "load_bundle",
     "load_bundle_with_report",
 ]

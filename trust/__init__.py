@@ -32,6 +32,7 @@ from trust._anchors import (
 from trust._b64 import b64url_decode, b64url_encode
 from trust._chain import MAX_X5C_CERTIFICATES, MAX_X5C_ROOTS, MAX_X5C_SIGNATURE_CHECKS
 from trust._changes import (
+    EXPORT_ALGS,
     TRUSTLIST_TYP,
     Change,
     ChangeError,
@@ -126,6 +127,7 @@ __all__ = [
     "CompactJWS",
     "Component",
     "DiffEntry",
+    "EXPORT_ALGS",
     "IdentifierError",
     "IdentifierPolicy",
     "ImportRefusal",

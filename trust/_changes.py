@@ -63,6 +63,7 @@ from trust._timeutil import parse_rfc3339, require_aware
 from trust._uri import status_uri_problem
 
 __all__ = [
+    "EXPORT_ALGS",
     "TRUSTLIST_TYP",
     "Change",
     "ChangeError",
@@ -422,8 +423,6 @@ def _new_anchor(
     if sm2_id is not None:
         if not isinstance(sm2_id, str):
             problems.append(f"{where}: sm2_id must be a string")
-        elif found.certs:
-            problems.append(f"{where}: sm2_id is for SM2 keys given as jwk, jwks or pem")
         else:
             try:
                 signer_id = sm2_id.encode("utf-8")
@@ -434,7 +433,9 @@ def _new_anchor(
         if found.jwk is not None:
             key = key_from_jwk(found.jwk, sm2_id=signer_id)
         else:
-            key = certificate_key(found.certs[0])
+            # An SM2 certificate's key signs under sm2_id: the licences of a signer
+            # certificate, or the certificates a root-ca issues (its chains' first link).
+            key = certificate_key(found.certs[0], sm2_id=signer_id)
     except (JoseError, UnsupportedAlgorithm) as exc:
         # UnsupportedAlgorithm: a certificate key of a type neither we nor cryptography read.
         problems.append(f"{where}: unsupported key: {exc}")
@@ -468,8 +469,8 @@ def _new_anchor(
         if isinstance(found.jwk.get("alg"), str):
             public["alg"] = found.jwk["alg"]
         entry["jwk"] = {**public, "kid": kid}
-        if signer_id is not None:
-            entry["sm2_id"] = sm2_id
+    if signer_id is not None:
+        entry["sm2_id"] = sm2_id
     entry.update(valid_from=_rfc3339(window[0]), valid_until=_rfc3339(window[1]),
                  status=AnchorStatus.ACTIVE.value, revoked_at=None, revocation_reason=None)
     return entry
@@ -738,7 +739,8 @@ class DiffEntry:
 
     ``op`` is ``list-changed``, ``partner-added``, ``partner-removed``,
     ``partner-changed``, ``anchor-added``, ``anchor-removed`` or
-    ``anchor-changed``; ``fields`` maps a changed member to ``(old, new)``.
+    ``anchor-changed``; ``fields`` maps a changed member to ``(old, new)`` (for
+    ``anchor-added``, every member of the new anchor, as ``(None, new)``).
     """
 
     op: str
@@ -783,7 +785,9 @@ def diff_documents(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Diff
         new_a = {str(a.get("kid")): a for a in after.get("anchors", [])}
         for kid in sorted(set(old_a) | set(new_a)):
             if kid not in old_a:
-                entries.append(DiffEntry("anchor-added", region, kid))
+                # Every member of the new anchor, so a reviewer sees what is trusted.
+                entries.append(DiffEntry("anchor-added", region, kid,
+                                         _changed({}, new_a[kid], frozenset())))
             elif kid not in new_a:
                 entries.append(DiffEntry("anchor-removed", region, kid))
             elif fields := _changed(old_a[kid], new_a[kid], frozenset()):
@@ -837,6 +841,11 @@ def export_claims(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return {"typ": TRUSTLIST_TYP}, claims
 
 
+EXPORT_ALGS: tuple[Alg, ...] = (Alg.EDDSA, Alg.SM2SM3)
+"""What a ``trustlist+jwt`` may be signed with: EdDSA (the default), or SM2SM3 for a
+partner whose agreement asks for SM2."""
+
+
 def export_signed(document: Mapping[str, Any],
                   sign: Callable[[dict[str, Any], dict[str, Any]], str]) -> str:
     """The ``trustlist+jwt`` of ``document``; ``sign(header, claims)`` adds ``alg``/``kid``."""
@@ -869,8 +878,10 @@ def verify_export(
     if header.get("typ") != TRUSTLIST_TYP:
         raise SignedListError(ImportRefusal.FORMAT,
                               f"typ {header.get('typ')!r} is not {TRUSTLIST_TYP!r}")
-    if header.get("alg") != Alg.EDDSA.value:
-        raise SignedListError(ImportRefusal.FORMAT, f"alg {header.get('alg')!r} is not EdDSA")
+    alg = next((a for a in EXPORT_ALGS if a.value == header.get("alg")), None)
+    if alg is None:
+        raise SignedListError(ImportRefusal.FORMAT,
+                              f"alg {header.get('alg')!r} is not EdDSA or SM2SM3")
     if "crit" in header:
         raise SignedListError(ImportRefusal.FORMAT, "crit header parameters are not understood")
     kid = header.get("kid")
@@ -878,7 +889,7 @@ def verify_export(
         raise SignedListError(ImportRefusal.UNTRUSTED_KEY,
                               f"signed by {kid!r}, which is not a trusted trust-list signer")
     try:
-        good = keys[kid].verify(Alg.EDDSA, jws.signing_input, jws.signature)
+        good = keys[kid].verify(alg, jws.signing_input, jws.signature)
     except JoseError as exc:
         raise SignedListError(ImportRefusal.SIGNATURE, f"signing key refused: {exc}") from exc
     if not good:

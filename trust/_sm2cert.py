@@ -123,9 +123,12 @@ def sm2_certificate_key(cert: x509.Certificate, *,
 def certificate_key(cert: x509.Certificate, *, sm2_id: bytes | None = None) -> VerifyingKey:
     """The verifying key of ``cert``: its SM2 key (signing under ``sm2_id``, default the
     profile's) read here, any other through cryptography (which may raise
-    ``UnsupportedAlgorithm``); JoseError for a key off the allow-list or off the curve."""
+    ``UnsupportedAlgorithm``); JoseError for a key off the allow-list or off the curve,
+    or an ``sm2_id`` given with a certificate that is not SM2."""
     if is_sm2_certificate(cert):
         return key_from_public(sm2_certificate_key(cert, signer_id=sm2_id))
+    if sm2_id is not None:
+        raise JoseError("a signer ID (sm2_id) is for SM2 keys only")
     return key_from_public(cert.public_key())
 
 

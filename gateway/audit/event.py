@@ -26,6 +26,9 @@ class EventType(StrEnum):
     IDENTITY_CHANGE = "identity-change"
     LICENCE_IMPORT = "licence-import"
     TRUST_LIST_LOADED = "trust-list-loaded"
+    CASE = "case"
+    """A licence-requirements check of a matter or 一件事 (gateway.cases); the verifications
+    it caused carry its ``details.case_id``."""
 
 
 class ActorKind(StrEnum):

@@ -46,9 +46,12 @@ from gateway.trustlist import (
     StoredVersion,
     TrustListService,
     change_summary,
+    export_keys,
     trusted_signers,
 )
 from trust import (
+    EXPORT_ALGS,
+    Alg,
     Anchor,
     AnchorStatus,
     ImportRefusal,
@@ -92,10 +95,12 @@ def _warn_unaudited(_: AuditEvent, exc: Exception) -> None:
 
 
 def _service(settings: Settings, *, signing_key: SigningKey | None = None,
+             sm2_signing_key: SigningKey | None = None,
              signers: Mapping[str, VerifyingKey] | None = None) -> TrustListService:
     """The trust-list service of the admin API, for one CLI command on the data folder."""
     return TrustListService(settings=settings, audit=_CliAudit(settings), clock=_now,
                             via_cli=True, signing_key=signing_key, signers=signers or {},
+                            sm2_signing_key=sm2_signing_key,
                             on_unaudited_refusal=_warn_unaudited)
 
 
@@ -305,16 +310,21 @@ def _reject(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
+    alg = Alg(args.alg)
+    sm2 = alg is Alg.SM2SM3
     key = load_or_create_key(settings.data_dir, "trust-list",
-                             kid_prefix=f"{settings.gateway_id}-tl")
+                             kid_prefix=f"{settings.gateway_id}-tl",
+                             alg="SM2SM3" if sm2 else "EdDSA")
 
     async def export(service: TrustListService) -> tuple[StoredVersion, str]:
         row = await service.find_version(args.version)
         if row is None:
             raise AdminError(AdminRefusal.NOT_FOUND, "no such version")
-        return row, await service.export(row.version)
+        return row, await service.export(row.version, alg)
 
-    row, token = _run(_service(settings, signing_key=key), export)
+    service = (_service(settings, sm2_signing_key=key) if sm2
+               else _service(settings, signing_key=key))
+    row, token = _run(service, export)
     if args.out:
         Path(args.out).write_text(token + "\n", encoding="ascii")
         print(f"version {row.version} exported to {args.out} (signed by {key.kid})")
@@ -349,9 +359,9 @@ def _export_token(path: Path, data: bytes) -> bytes:
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
     actor = _operator(settings, args, {Role.APPROVER})
-    key = load_or_create_key(settings.data_dir, "trust-list",
-                             kid_prefix=f"{settings.gateway_id}-tl")
-    signers = trusted_signers(settings.data_dir, settings.admin.trust_list_signers, key)
+    key, sm2 = export_keys(settings)
+    signers = trusted_signers(settings.data_dir, settings.admin.trust_list_signers,
+                              [k for k in (key, sm2) if k is not None])
     path = Path(args.file)
     data = path.read_bytes()
 
@@ -363,7 +373,8 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
             raise
         return await service.import_signed(actor, token)
 
-    outcome = _run(_service(settings, signing_key=key, signers=signers), import_)
+    outcome = _run(_service(settings, signing_key=key, sm2_signing_key=sm2, signers=signers),
+                   import_)
     if not outcome.imported:
         print(f"version {outcome.version.version} is already the current list")
         return 0
@@ -429,6 +440,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _common(export)
     export.add_argument("--version", type=int)
     export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument("--alg", choices=[a.value for a in EXPORT_ALGS],
+                        default=Alg.EDDSA.value,
+                        help="sign with the EdDSA trust-list key (default) or the SM2 one "
+                             "(SM2SM3, for a partner whose agreement asks for SM2)")
     export.set_defaults(func=_export)
 
     imp = commands.add_parser("import", help="import a signed export from a trusted signer")

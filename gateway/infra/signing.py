@@ -13,8 +13,9 @@ Two algorithms, both on the ecert profile's allow-list:
 * ``EdDSA`` (Ed25519) for the rest: status lists and trust lists.
 * ``SM2SM3`` (SM2 with SM3, 国密, signer ID ``1234567812345678``) for the
   licences answered to a partner whose agreement asks for it
-  (``signing_alg``), and the status list those licences point to. Its public
-  key is published as ``{"kty": "EC", "crv": "SM2", ...}``.
+  (``signing_alg``), the status list those licences point to, and the
+  trust-list exports asked for in SM2 (``?alg=SM2SM3``). Its public keys are
+  published as ``{"kty": "EC", "crv": "SM2", ...}``.
 
 A key file holds a 32-byte secret: ``<name>.key`` is an Ed25519 seed,
 ``<name>.es256.key`` gives a P-256 scalar, ``<name>.sm2.key`` an SM2 one. A

@@ -23,6 +23,7 @@ from gateway.trustlist.service import (
     TrustStoreError,
     Vote,
     change_summary,
+    export_keys,
     trusted_signers,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "TrustStoreError",
     "Vote",
     "change_summary",
+    "export_keys",
     "trusted_signers",
 ]

@@ -6,7 +6,8 @@ never on a proposal of their own; an ``auditor`` changes nothing. Missing or
 unknown credentials, and local systems' keys, are 401.
 
 * GET trust-list, trust-list/versions, trust-list/versions/{v}, trust-list/diff,
-  trust-list/export, proposals, proposals/{id}, alerts: any operator role;
+  trust-list/export (``?alg=SM2SM3``: signed with the SM2 trust-list key), proposals,
+  proposals/{id}, alerts: any operator role;
 * POST proposals: operator, approver;
 * POST proposals/{id}/approve, proposals/{id}/reject, trust-list/import: approver.
 """
@@ -23,7 +24,6 @@ import orjson
 from aiohttp import web
 
 from gateway.infra.redislink import redis_client
-from gateway.infra.signing import load_or_create_key
 from gateway.trustlist.alerts import trust_alerts
 from gateway.trustlist.service import (
     APPROVERS,
@@ -32,6 +32,7 @@ from gateway.trustlist.service import (
     ProposalStatus,
     TrustListService,
     TrustWatcher,
+    export_keys,
     trusted_signers,
 )
 from gateway.trustlist.state import TrustState
@@ -50,6 +51,7 @@ from gateway.web.httpjson import json_response, read_json
 from gateway.web.problems import Problem
 from trust import (
     TRUSTLIST_TYP,
+    Alg,
     TrustList,
     diff_documents,
 )
@@ -136,11 +138,18 @@ async def get_diff(request: web.Request) -> web.Response:
 
 
 async def get_export(request: web.Request) -> web.Response:
-    """GET /v1/admin/trust-list/export[?version=]: the signed ``trustlist+jwt``."""
+    """GET /v1/admin/trust-list/export[?version=][&alg=]: the signed ``trustlist+jwt``,
+    signed EdDSA, or SM2SM3 (``alg=SM2SM3``) for a partner whose agreement asks for SM2."""
     await require_operator(request, READERS)
+    service = _service(request)
     raw = request.query.get("version")
     version = _int_param(request, "version") if raw is not None else None
-    token = await _service(request).export(version)
+    raw_alg = request.query.get("alg", Alg.EDDSA.value)
+    alg = next((a for a in service.export_algs if a.value == raw_alg), None)
+    if alg is None:
+        names = ", ".join(a.value for a in service.export_algs)
+        raise Problem(400, "Bad request", f"alg {raw_alg!r} is not one of {names}")
+    token = await service.export(version, alg)
     return web.Response(text=token, content_type=f"application/{TRUSTLIST_TYP}")
 
 
@@ -286,13 +295,13 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS_KEY]
     loop = asyncio.get_running_loop()
-    key = await loop.run_in_executor(None, lambda: load_or_create_key(
-        settings.data_dir, "trust-list", kid_prefix=f"{settings.gateway_id}-tl"))
+    key, sm2_key = await loop.run_in_executor(None, export_keys, settings)
+    own = [k for k in (key, sm2_key) if k is not None]
     signers = await loop.run_in_executor(
-        None, trusted_signers, settings.data_dir, settings.admin.trust_list_signers, key)
+        None, trusted_signers, settings.data_dir, settings.admin.trust_list_signers, own)
     service = TrustListService(settings=settings, audit=app[AUDIT_PORT_KEY],
                                clock=app[_INJECTED_KEY].clock, via_cli=False, signing_key=key,
-                               signers=signers)
+                               sm2_signing_key=sm2_key, signers=signers)
     try:
         served = await service.start(app[_INJECTED_KEY].trust_list)
     except BaseException:
@@ -306,7 +315,7 @@ async def trustlists_ctx(app: web.Application) -> AsyncIterator[None]:
         state.replace(served)
     service.state = state
     app[TRUSTLISTS_KEY] = service
-    app[JWKS_KEY].append(key)
+    app[JWKS_KEY].extend(own)
 
     async def ping() -> None:
         await service.current_version()

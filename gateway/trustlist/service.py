@@ -45,7 +45,7 @@ import orjson
 
 from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
 from gateway.credentials.store import Role
-from gateway.infra.signing import SigningKey
+from gateway.infra.signing import SigningKey, load_or_create_key
 from gateway.infra.sql import StorageError
 from gateway.settings import Settings
 from gateway.trustlist.state import TrustState, empty_trust_list
@@ -60,9 +60,11 @@ from gateway.trustlist.store import (
     open_trust_store,
 )
 from trust import (
+    Alg,
     ChangeError,
     JoseError,
     SignedListError,
+    Sm2UnavailableError,
     TrustList,
     TrustListError,
     VerifyingKey,
@@ -92,6 +94,7 @@ __all__ = [
     "TrustWatcher",
     "Vote",
     "change_summary",
+    "export_keys",
     "open_trust_store",
     "read_start_document",
     "trusted_signers",
@@ -257,16 +260,30 @@ def read_start_document(path: Path, keys: Mapping[str, VerifyingKey], *,
     return dict(signed.document)
 
 
+def export_keys(settings: Settings) -> tuple[SigningKey, SigningKey | None]:
+    """This instance's trust-list keys (blocking; made on first use): the EdDSA one
+    (``keys/trust-list.key``) and the SM2SM3 one (``keys/trust-list.sm2.key``) for the
+    exports asked for in SM2, None when this libcrypto has no SM2 (logged)."""
+    prefix = f"{settings.gateway_id}-tl"
+    key = load_or_create_key(settings.data_dir, "trust-list", kid_prefix=prefix)
+    try:
+        sm2 = load_or_create_key(settings.data_dir, "trust-list", kid_prefix=prefix,
+                                 alg="SM2SM3")
+    except Sm2UnavailableError as exc:
+        _log.warning("no SM2 trust-list key: %s; exports cannot be signed SM2SM3", exc)
+        return key, None
+    return key, sm2
+
+
 def trusted_signers(data_dir: Path, configured: Sequence[Mapping[str, Any]],
-                    own: SigningKey | None) -> dict[str, VerifyingKey]:
+                    own: Sequence[SigningKey]) -> dict[str, VerifyingKey]:
     """Keys whose ``trustlist+jwt`` exports may be imported, by ``kid`` (blocking).
 
-    This instance's own trust-list key, the ``configured`` JWKs (``[admin]
-    trust_list_signers``) and the JWKS in ``data_dir/trust-list-signers.json``.
+    This instance's own trust-list keys (EdDSA, and SM2SM3 when it has one), the
+    ``configured`` JWKs (``[admin] trust_list_signers``) and the JWKS in
+    ``data_dir/trust-list-signers.json``.
     """
-    jwks: list[Any] = []
-    if own is not None:
-        jwks.append(own.public_jwk)
+    jwks: list[Any] = [key.public_jwk for key in own]
     jwks.extend(configured)
     path = data_dir / SIGNERS_FILE
     if path.exists():
@@ -364,13 +381,16 @@ class TrustListService:
 
     ``via_cli`` marks the records of a CLI command (``actor_kind`` ``cli``);
     ``clock`` gives every time the service records. ``signing_key`` signs
-    exports and ``signers`` are the keys whose exports may be imported; a
-    service made for a step that needs neither may go without.
+    exports (EdDSA), ``sm2_signing_key`` the exports asked for in SM2SM3 (for a
+    partner whose agreement asks for SM2), and ``signers`` are the keys whose
+    exports may be imported; a service made for a step that needs none of them
+    may go without.
     """
 
     def __init__(self, *, settings: Settings, audit: AuditLog, clock: Callable[[], datetime],
                  via_cli: bool, signing_key: SigningKey | None,
                  signers: Mapping[str, VerifyingKey],
+                 sm2_signing_key: SigningKey | None = None,
                  on_unaudited_refusal: Callable[[AuditEvent, Exception], None] | None = None,
                  ) -> None:
         self.settings = settings
@@ -378,6 +398,9 @@ class TrustListService:
         self.clock = clock
         self.via_cli = via_cli
         self.signing_key = signing_key
+        self._export_keys: dict[Alg, SigningKey] = {
+            alg: key for alg, key in ((Alg.EDDSA, signing_key), (Alg.SM2SM3, sm2_signing_key))
+            if key is not None}
         self.signers = dict(signers)
         self._on_unaudited_refusal = on_unaudited_refusal
         self.state: TrustState | None = None
@@ -467,12 +490,19 @@ class TrustListService:
         """Proposals, newest first."""
         return await self._run(lambda s: s.proposals(status))
 
-    async def export(self, version: int | None = None) -> str:
-        """The signed ``trustlist+jwt`` of a version (default: the current one)."""
-        if self.signing_key is None:
-            raise RuntimeError("this trust-list service was made without a signing key")
+    @property
+    def export_algs(self) -> tuple[Alg, ...]:
+        """The algorithms this service signs exports with (its keys are in the JWKS)."""
+        return tuple(self._export_keys)
+
+    async def export(self, version: int | None = None, alg: Alg = Alg.EDDSA) -> str:
+        """The signed ``trustlist+jwt`` of a version (default: the current one), signed
+        ``alg``: EdDSA, or SM2SM3 with the SM2 trust-list key."""
+        key = self._export_keys.get(alg)
+        if key is None:
+            raise RuntimeError(f"this trust-list service was made without a {alg} signing key")
         row = await (self.current() if version is None else self.version(version))
-        return export_signed(row.document, self.signing_key.sign)
+        return export_signed(row.document, key.sign)
 
     # -- writes --
 

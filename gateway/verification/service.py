@@ -460,7 +460,7 @@ class VerificationService:
 
     def _event(self, req: VerificationRequest, outcome: _Outcome, *, actor: str,
                source: str | None, request_id: str | None, at: datetime, started: float,
-               digest: str) -> AuditEvent:
+               digest: str, case_id: str | None = None) -> AuditEvent:
         core = outcome.core
         licence = core["licence"] or {}
         personal: dict[str, str] = {}
@@ -471,6 +471,9 @@ class VerificationService:
         if req.matter_code is not None:
             matter_before = {"region": req.matter_region or "330500", "code": req.matter_code}
         status = outcome.status_claim
+        details = self._details(core, digest, status)
+        if case_id is not None:
+            details["case_id"] = case_id  # the case (gateway.cases) this verification served
         return AuditEvent(
             event_type=EventType.VERIFICATION,
             actor_kind=ActorKind.LOCAL_SYSTEM,
@@ -492,7 +495,7 @@ class VerificationService:
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             request_id=request_id,
             personal=personal,
-            details=self._details(core, digest, status),
+            details=details,
         )
 
     @staticmethod
@@ -528,8 +531,11 @@ class VerificationService:
         return _Outcome(core, holder, False, links, core["status_list"])
 
     async def verify(self, req: VerificationRequest, *, actor: str, source: str | None = None,
-                     request_id: str | None = None) -> dict[str, Any]:
-        """Verify one licence; the answer is returned once its audit record is durable."""
+                     request_id: str | None = None, case_id: str | None = None
+                     ) -> dict[str, Any]:
+        """Verify one licence; the answer is returned once its audit record is durable.
+
+        ``case_id`` links the record to the case it serves (``details.case_id``)."""
         started = time.perf_counter()
         at = self.clock()
         snapshot = self.trust.snapshot
@@ -545,13 +551,13 @@ class VerificationService:
         answer = self._render(outcome, at, digest)
         await self.audit.append(self._event(req, outcome, actor=actor, source=source,
                                             request_id=request_id, at=at, started=started,
-                                            digest=digest))
+                                            digest=digest, case_id=case_id))
         return answer
 
     async def verify_batch(self, items: Sequence[VerificationRequest], *, actor: str,
-                           source: str | None = None,
-                           request_id: str | None = None) -> list[dict[str, Any]]:
-        """Verify many; answers keep the order of ``items``."""
+                           source: str | None = None, request_id: str | None = None,
+                           case_id: str | None = None) -> list[dict[str, Any]]:
+        """Verify many; answers keep the order of ``items`` (``case_id`` as in ``verify``)."""
         started = time.perf_counter()
         at = self.clock()
         digests = [hashlib.sha256(r.credential.encode("utf-8", "surrogatepass")).hexdigest()
@@ -570,7 +576,7 @@ class VerificationService:
             answers.append(self._render(outcome, at, digest))
             appends.append(self.audit.append(self._event(
                 req, outcome, actor=actor, source=source, request_id=request_id, at=at,
-                started=started, digest=digest)))
+                started=started, digest=digest, case_id=case_id)))
             await slices.pause()
         await asyncio.gather(*appends)
         return answers

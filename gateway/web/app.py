@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.cases.routes import setup as setup_cases
 from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role
@@ -214,6 +215,8 @@ def create_app(
     app.cleanup_ctx.append(trust_ctx)
     # Partner queries read TRUST_KEY, JWKS_KEY and the audit port: after trust_ctx.
     setup_partner(app, clock=clock)
+    # Cases read VERIFICATION_KEY and REGISTRY_KEY: after trust_ctx too.
+    setup_cases(app, clock=clock)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/.well-known/jwks.json", jwks)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.audit._tree import TreeError
 from gateway.audit.event import AuditUnavailableError
+from gateway.cases.service import CaseError, UnknownCaseError
 from gateway.credentials.store import CredentialRefusal, IdentityRefusal
 from gateway.licences.store import LicenceStoreError
 from gateway.trustlist.service import AdminRefusal, TrustStoreError
@@ -137,6 +138,9 @@ ERROR_STATUS: Final[Mapping[type[Exception] | Enum, ErrorAnswer]] = {
                                     {"region": "region"}),
     UnknownCodeError: ErrorAnswer(404, "Unknown matter", "unknown-matter",
                                   {"region": "region", "code": "code"}),
+    # Cases (免证办): a bundle, matter or role the case book does not hold; a bad applicant.
+    UnknownCaseError: ErrorAnswer(422, "Unknown case", "unknown-case"),
+    CaseError: ErrorAnswer(400, "Bad request", "bad-case-request"),
     # Huzhou's licence library.
     LicenceStoreError: ErrorAnswer(503, "Licence store unavailable",
                                    "licence-store-unavailable"),

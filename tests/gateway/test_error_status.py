@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from gateway.audit._service import LogIntegrityError
 from gateway.audit._tree import TreeError
 from gateway.audit.event import AuditUnavailableError
+from gateway.cases.service import CaseError, UnknownCaseError
 from gateway.credentials.store import (
     CredentialError,
     CredentialRefusal,
@@ -75,6 +76,8 @@ EXAMPLES: dict[type[Exception] | Enum, Callable[[], Example]] = {
     UnknownCodeError: lambda: (UnknownCodeError("330500", "M-9"),
                                {"region": "330500", "code": "M-9"}),
     LicenceStoreError: lambda: (LicenceStoreError("the licence store is down"), {}),
+    UnknownCaseError: lambda: (UnknownCaseError("unknown bundle open-bakery"), {}),
+    CaseError: lambda: (CaseError("applicant.person must be an 18-character 身份证号"), {}),
     **{refusal: partial(_admin, refusal) for refusal in AdminRefusal},
     **{refusal: partial(_import, refusal) for refusal in ImportRefusal},
     **{refusal: partial(_identity, refusal) for refusal in IdentityRefusal},

@@ -353,11 +353,16 @@ class TestPublicUrl:
         assert uris == {status_claims["sub"]}
 
     async def test_wildcard_listen_without_public_url_warns(
-            self, start: Start, caplog: pytest.LogCaptureFixture) -> None:
+            self, start: Start, running: RunningFederation,
+            caplog: pytest.LogCaptureFixture) -> None:
         """Listening on every address with no public_url, the gateway says at start-up
         which URL it signs and how to set the right one; a set public_url is silent."""
+        # Both starts share one data folder, so they get one list: a list built per start
+        # (its issued_at to the second) differs when a second passes between them, and the
+        # second start then refuses version 3 with other content than the stored one.
+        trust_list = TrustList.from_json(trust_document(running.federation))
         with caplog.at_level("WARNING", logger="gateway.partner.checks"):
-            client = await start(listen="0.0.0.0:8080")
+            client = await start(listen="0.0.0.0:8080", trust_list=trust_list)
         warned = [r.getMessage() for r in caplog.records if r.name == "gateway.partner.checks"]
         assert 1 == len(warned)
         assert "http://127.0.0.1:8080" in warned[0]
@@ -366,7 +371,8 @@ class TestPublicUrl:
         assert "http://127.0.0.1:8080/v1/status/licences" == sub["sub"]
         caplog.clear()
         with caplog.at_level("WARNING", logger="gateway.partner.checks"):
-            await start(listen="0.0.0.0:8080", public_url="https://gw.huzhou.example")
+            await start(listen="0.0.0.0:8080", public_url="https://gw.huzhou.example",
+                        trust_list=trust_list)
         assert [] == [r for r in caplog.records if r.name == "gateway.partner.checks"]
 
 

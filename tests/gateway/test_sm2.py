@@ -367,3 +367,61 @@ async def test_openssl_certificate_chain_verifies(
             f"x5c chain to root-ca '520500-root-openssl' of 520500: chain of {len(x5c)} ")
         assert "PASSED: SM2SM3 signature verifies with '520500-root-openssl'" == (
             _signature_check(body))
+
+
+_ALICE_ID = "ALICE123@YAHOO.COM"
+
+
+def _root_and_two_signers(folder: Path) -> tuple[str, dict[str, tuple[OpenSslSm2Key, str]]]:
+    """An SM2 root (openssl) and two signer certificates it issued: one signed under
+    ``_ALICE_ID``, one under the default ID (the root as base64 DER, and per ID the
+    signer's key and certificate)."""
+    openssl()
+    (folder / "root").mkdir()
+    root_key = OpenSslSm2Key.generate(folder / "root")
+    root = root_key.self_signed_ca(folder / "root")
+    signers: dict[str, tuple[OpenSslSm2Key, str]] = {}
+    for distid in (_ALICE_ID, DEFAULT_ID):
+        part = folder / ("alice" if distid == _ALICE_ID else "default")
+        part.mkdir()
+        key = OpenSslSm2Key.generate(part)
+        cert = root_key.issue(key, root, part, distid=distid)
+        signers[distid] = (key, base64.b64encode(cert).decode())
+    return base64.b64encode(root).decode(), signers
+
+
+async def test_root_ca_sm2_id_proposed_approved_then_chains_follow_it(
+        admin: tuple[Client, dict[str, str]], running: RunningFederation,
+        tmp_path: Path) -> None:
+    """An SM2 root-ca anchor proposed over HTTP with sm2_id, shown in the proposal and the
+    diff, applied by two other approvers: a chain whose certificate the root signed under
+    that ID passes, one signed under the default ID fails (CHAIN_CONSTRAINTS_FAILURE)."""
+    client, tokens = admin
+    root, signers = await asyncio.to_thread(_root_and_two_signers, tmp_path)
+    change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+        "kid": "520500-root-alice", "use": "root-ca", "x5c": [root], "sm2_id": _ALICE_ID,
+        "valid_from": rfc3339(KEYS_VALID_FROM), "valid_until": rfc3339(KEYS_VALID_UNTIL)}}
+    status, proposal = await _propose(client, tokens["olga"], change)
+    assert (201, _ALICE_ID) == (status, proposal["changes"][0]["anchor"]["sm2_id"]), proposal
+    for approver in ("adam", "alice"):
+        resp = await client.post(f"/v1/admin/proposals/{proposal['id']}/approve",
+                                 headers=_auth(tokens[approver]), json={"comment": "ok"})
+        assert 200 == resp.status
+    applied = await resp.json()
+    assert "applied" == applied["status"]
+    diff = await (await client.get("/v1/admin/trust-list/diff",
+                                   headers=_auth(tokens["adam"]))).json()
+    added = next(c for c in diff["changes"] if c["kid"] == "520500-root-alice")
+    assert ("anchor-added", [None, _ALICE_ID]) == (added["op"], added["fields"]["sm2_id"])
+    claims = running.federation["520500"].issue().claims
+    outcome = {}
+    for distid, (key, cert) in signers.items():
+        header = {"alg": "SM2SM3", "typ": "ecert+jwt", "x5c": [cert]}
+        signing_input = (b64url_encode(orjson.dumps(header)) + "."
+                         + b64url_encode(orjson.dumps(claims)))
+        signature = await asyncio.to_thread(key.sign, signing_input.encode(), tmp_path)
+        body = await _verify(client, tokens["client"],
+                             f"{signing_input}.{b64url_encode(signature)}")
+        outcome[distid] = (body["indication"], body["sub_indication"])
+    assert {_ALICE_ID: ("TOTAL_PASSED", None),
+            DEFAULT_ID: ("TOTAL_FAILED", "CHAIN_CONSTRAINTS_FAILURE")} == outcome

@@ -111,5 +111,5 @@ async def test_other_agreements_keep_es256(start: Start, running: RunningFederat
     status = await (await client.get("/v1/status/licences")).text()
     assert "EdDSA" == _b64json(status.split(".")[0])["alg"]
     jwks = (await (await client.get("/.well-known/jwks.json")).json())["keys"]
-    assert {"licence-signing", "status-signing"} == {
+    assert {"licence-signing", "status-signing", "trust-list"} == {
         k["ecert_use"] for k in jwks if k.get("crv") == "SM2"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import sqlite3
@@ -465,3 +466,24 @@ class TestTrustList:
         assert [("ecert-gateway trust list: `trust list` shows the trust list itself; proposals "
                 "are listed by `trust proposals --status pending`")
                 ] == capsys.readouterr().err.splitlines()
+
+
+def test_export_in_sm2_imports_where_its_key_is_trusted(
+        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``trust export --alg SM2SM3`` signs with the SM2 trust-list key
+    (``keys/trust-list.sm2.key``); a folder trusting that key imports the export."""
+    scratch = folder / "scratch"
+    scratch.mkdir()
+    doc = trust_document(Federation.standard(seed=2, codes=["310000", "520500"]))
+    store = open_trust_store(scratch, None)
+    store.add_version(version_row(doc, at=datetime.now(UTC), source="start-up", actor="t"), None)
+    store.close()
+    out = folder / "v3-sm2.jwt"
+    assert 0 == _cli("export", "--data-dir", str(scratch), "--alg", "SM2SM3", "--out", str(out))
+    signer = load_or_create_key(scratch, "trust-list", kid_prefix="330500-tl", alg="SM2SM3")
+    assert f"(signed by {signer.kid})" in capsys.readouterr().out
+    header = orjson.loads(base64.urlsafe_b64decode(out.read_text().split(".")[0] + "=="))
+    assert ("SM2SM3", signer.kid) == (header["alg"], header["kid"])
+    (folder / "trust-list-signers.json").write_bytes(orjson.dumps({"keys": [signer.public_jwk]}))
+    assert 0 == _cli("import", str(out), "--data-dir", str(folder), *_as(folder, "adam"))
+    assert f"version 3 imported (signed by {signer.kid})" in capsys.readouterr().out

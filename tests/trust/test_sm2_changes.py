@@ -19,6 +19,7 @@ from trust import (
     TrustList,
     apply_changes,
     check_changes,
+    diff_documents,
     key_from_jwk,
     parse_changes,
 )
@@ -176,13 +177,43 @@ class TestSignerId:
         assert [("change #1 (add-anchor) anchor '310000-lic-id': unsupported key: a signer "
                  "ID (sm2_id) is for SM2 keys only")] == _problems(doc, change)
 
-    def test_not_with_a_certificate(self, doc: Doc, sh: MockRegion) -> None:
-        """A certificate anchor takes no sm2_id (SM2 certificate chains are not read yet)."""
+    def test_not_with_a_p256_certificate(self, doc: Doc, sh: MockRegion) -> None:
+        """A certificate anchor whose key is not SM2 (a P-256 root) refuses it, not ignores."""
         root = base64.b64encode(sh.root_certificate.public_bytes(Encoding.DER)).decode()
         change = {"kind": "add-anchor", "region_code": "310000", "anchor": {
             "kid": "310000-root-id", "use": "root-ca", "x5c": [root], "sm2_id": "x"}}
-        assert [("change #1 (add-anchor) anchor '310000-root-id': sm2_id is for SM2 keys "
-                 "given as jwk, jwks or pem")] == _problems(doc, change)
+        assert [("change #1 (add-anchor) anchor '310000-root-id': unsupported key: a signer "
+                 "ID (sm2_id) is for SM2 keys only")] == _problems(doc, change)
+
+    def test_kept_in_an_sm2_root_ca_anchor(self, doc: Doc, tmp_path: Path) -> None:
+        """An SM2 root-ca certificate takes it (the ID its certificate signatures are made
+        under): written into the anchor, loaded as the anchor's ID, and in the diff."""
+        der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path)
+        change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+            "kid": "520500-root-id", "use": "root-ca",
+            "x5c": [base64.b64encode(der).decode()], "sm2_id": "ALICE123@YAHOO.COM"}}
+        new = _apply(doc, change)
+        assert "ALICE123@YAHOO.COM" == anchor(new, "520500-root-id")["sm2_id"]
+        assert b"ALICE123@YAHOO.COM" == TrustList.from_json(new).anchors(
+            "520500-root-id")[0].sm2_id
+        added = next(e for e in diff_documents(doc, new) if e.kid == "520500-root-id")
+        assert ("anchor-added", (None, "ALICE123@YAHOO.COM")) == (added.op,
+                                                                  added.fields["sm2_id"])
+
+    @pytest.mark.parametrize(("given", "problem"), [
+        (5, "sm2_id must be a string"),
+        ("i" * 8192, "unsupported key: an SM2 signer ID has at most 8191 bytes"),
+        ("\ud800", "sm2_id is not valid Unicode text"),
+    ], ids=["number", "too-long", "lone-surrogate"])
+    def test_refused_on_an_sm2_root_ca(self, doc: Doc, tmp_path: Path, given: object,
+                                       problem: str) -> None:
+        """On an SM2 certificate anchor, a malformed sm2_id is refused by name as with a key."""
+        der = OpenSslSm2Key.generate(tmp_path).self_signed_ca(tmp_path)
+        change = {"kind": "add-anchor", "region_code": "520500", "anchor": {
+            "kid": "520500-root-id", "use": "root-ca",
+            "x5c": [base64.b64encode(der).decode()], "sm2_id": given}}
+        assert [f"change #1 (add-anchor) anchor '520500-root-id': {problem}"] == _problems(
+            doc, change)
 
 
 class TestSm2Certificates:

@@ -176,6 +176,19 @@ class TestSm2Anchors:
         assert "a signer ID (sm2_id) is for SM2 keys only" == tl.anchors(
             sh.licence_kid)[0].key_problem
 
+    def test_sm2_id_on_a_p256_root_ca(self, trust_list: Build) -> None:
+        """So does an sm2_id on a certificate anchor whose key is not SM2 (a P-256 root)."""
+        kids: list[str] = []
+
+        def bend(doc: dict[str, Any]) -> None:
+            partner = next(p for p in doc["partners"] if p["region_code"] == "310000")
+            root = next(a for a in partner["anchors"] if a["use"] == "root-ca")
+            root["sm2_id"] = "x"
+            kids.append(root["kid"])
+
+        tl = trust_list(bend)
+        assert "a signer ID (sm2_id) is for SM2 keys only" == tl.anchors(kids[0])[0].key_problem
+
     def test_without_the_sm2_library(self, bj: MockRegion, sh: MockRegion, trust_list: Build,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
         """Without libcrypto's SM2 an SM2 anchor is unusable (CRYPTO_CONSTRAINTS_FAILURE);
