@@ -15,7 +15,14 @@ Nothing here imports the gateway; verification is deliberately left to it
 (and to independent libraries in the tests).
 """
 
-from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, LicenceType
+from mocks._catalogue import (
+    BUSINESS_LICENCE,
+    CONSTRUCTION_WORKER,
+    LICENCE_TYPES,
+    SHIP_COMBINED,
+    SHIP_COMPONENT_TYPES,
+    LicenceType,
+)
 from mocks._federation import STANDARD_PARTNERS, Federation, PartnerSpec
 from mocks._jws import (
     ALGORITHMS,
@@ -40,6 +47,7 @@ from mocks._region import (
     KEYS_VALID_FROM,
     KEYS_VALID_UNTIL,
     ROOT_VALID_UNTIL,
+    IssuedComponent,
     IssuedLicence,
     MockRegion,
     rfc3339,
@@ -61,6 +69,7 @@ __all__ = [
     "DELETE",
     "Federation",
     "IDENTIFIER_ROOT",
+    "IssuedComponent",
     "IssuedLicence",
     "KEYS_VALID_FROM",
     "KEYS_VALID_UNTIL",
@@ -75,6 +84,8 @@ __all__ = [
     "REGION_KEY",
     "ROOT_VALID_UNTIL",
     "RunningFederation",
+    "SHIP_COMBINED",
+    "SHIP_COMPONENT_TYPES",
     "SM2_ALG",
     "STANDARD_PARTNERS",
     "b64url_decode",

@@ -15,6 +15,8 @@ __all__ = [
     "BUSINESS_LICENCE",
     "CONSTRUCTION_WORKER",
     "LICENCE_TYPES",
+    "SHIP_COMBINED",
+    "SHIP_COMPONENT_TYPES",
     "HolderKind",
     "LicenceType",
 ]
@@ -50,6 +52,19 @@ BUSINESS_LICENCE = "11100000MB0143028R001"
 """营业执照 (市场监管总局)."""
 
 _HOUSING = "住房和城乡建设局"
+
+SHIP_COMBINED = "11100000000019713D900"
+"""内河船舶证书（多证合一）. No official code is published: the 交通运输部 prefix and a
+900-range sequence were chosen by this project (docs/combined-certificates.md)."""
+
+SHIP_COMPONENT_TYPES = (
+    "11100000000019713D901",  # 船舶国籍证书
+    "11100000000019713D902",  # 船舶检验证书
+    "11100000000019713D903",  # 船舶营业运输证
+    "11100000000019713D904",  # 船舶最低安全配员证书
+)
+"""The component certificates of an inland-ship combined certificate (codes chosen, as
+``SHIP_COMBINED``)."""
 
 _TYPES = (
     LicenceType(
@@ -130,6 +145,22 @@ _TYPES = (
         "111000000000131433001", "结婚证", "person", "民政局", "J{region_code}-{year}-{seq}"
     ),
     LicenceType("11100000000013127D001", "居民身份证", "person", "公安局", "{holder_code}"),
+    LicenceType(
+        SHIP_COMBINED,
+        "内河船舶证书（多证合一）",
+        "organisation",
+        "交通运输局",
+        "{abbr}船证{year}{seq}",
+        (("ship_name", "长淮货6688"), ("ship_id", "CN20190000001")),
+    ),
+    LicenceType(SHIP_COMPONENT_TYPES[0], "船舶国籍证书", "organisation", "海事局",
+                "{short}籍{year}{seq}"),
+    LicenceType(SHIP_COMPONENT_TYPES[1], "船舶检验证书", "organisation", "船舶检验局",
+                "{short}检{year}{seq}"),
+    LicenceType(SHIP_COMPONENT_TYPES[2], "船舶营业运输证", "organisation", "交通运输局",
+                "{abbr}交运船{seq}"),
+    LicenceType(SHIP_COMPONENT_TYPES[3], "船舶最低安全配员证书", "organisation", "海事局",
+                "{short}配{year}{seq}"),
 )
 
 LICENCE_TYPES: MappingProxyType[str, LicenceType] = MappingProxyType({t.code: t for t in _TYPES})

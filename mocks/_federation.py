@@ -24,6 +24,8 @@ class PartnerSpec:
     """County codes (GB/T 2260) where the region's residents were born."""
     licence_alg: Alg = "ES256"
     """What the region signs its licences and status lists with."""
+    combined_certificates: bool = False
+    """Whether the region issues inland-ship combined certificates (多证合一)."""
 
 
 # Names and codes: docs/reference/yrd_cities.csv and kstb_partners.csv. yrd = 长三角 e-licence
@@ -33,7 +35,9 @@ STANDARD_PARTNERS: Final = (
     PartnerSpec("320500", "苏州市", ("yrd", "g60"), ("320505", "320506", "320508")),
     PartnerSpec("330100", "杭州市", ("yrd", "g60"), ("330102", "330105", "330106")),
     PartnerSpec("340100", "合肥市", ("yrd", "g60"), ("340102", "340103", "340104")),
-    PartnerSpec("320100", "南京市", ("yrd",), ("320102", "320104")),
+    # A Yangtze river port: it issues inland-ship combined certificates (多证合一).
+    PartnerSpec("320100", "南京市", ("yrd",), ("320102", "320104"),
+                combined_certificates=True),
     # Two far partners sign the way Chinese government systems do: SM2 with SM3 (国密).
     PartnerSpec("520500", "毕节市", ("kstb",), ("522401", "522422"), SM2_ALG),
     PartnerSpec("220600", "白山市", ("kstb",), ("220602", "220621"), SM2_ALG),
@@ -78,6 +82,7 @@ class Federation:
                 id_prefixes=spec.id_prefixes,
                 base_url=urls.get(spec.region_code),
                 licence_alg=spec.licence_alg,
+                combined_certificates=spec.combined_certificates,
             )
             for spec in specs
         )

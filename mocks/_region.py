@@ -20,7 +20,14 @@ from typing import Any, Final, Literal, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mocks._catalogue import BUSINESS_LICENCE, CONSTRUCTION_WORKER, LICENCE_TYPES, HolderKind
+from mocks._catalogue import (
+    BUSINESS_LICENCE,
+    CONSTRUCTION_WORKER,
+    LICENCE_TYPES,
+    SHIP_COMBINED,
+    SHIP_COMPONENT_TYPES,
+    HolderKind,
+)
 from mocks._jws import (
     SM2_ALG,
     Alg,
@@ -57,6 +64,7 @@ from mocks._status import LicenceState, StatusList
 __all__ = [
     "DELETE",
     "KEYS_VALID_FROM",
+    "IssuedComponent",
     "KEYS_VALID_UNTIL",
     "ROOT_VALID_UNTIL",
     "AnchorStatus",
@@ -165,6 +173,17 @@ class _Key:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedComponent:
+    """One component certificate inside a combined certificate a mock region issued."""
+
+    identifier: str
+    type_code: str
+    status_idx: int
+    claims: dict[str, Any] = field(repr=False)
+    """The component object as signed (inside ``lic.components``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedLicence:
     """An ``ecert+jwt`` made by a mock region, with the parts tests look at."""
 
@@ -178,6 +197,8 @@ class IssuedLicence:
     """The protected header as signed."""
     claims: dict[str, Any] = field(repr=False)
     """The payload as signed."""
+    components: tuple[IssuedComponent, ...] = ()
+    """A combined certificate's components (``issue_combined``), in order."""
 
 
 class MockRegion:
@@ -210,6 +231,7 @@ class MockRegion:
         recognised_matters: Sequence[str] = ("*",),
         query_url: str | None = None,
         licence_alg: Alg = "ES256",
+        combined_certificates: bool = False,
     ) -> None:
         """Make the region's keys and certificates; ``base_url`` may be set later."""
         if len(region_code) != 6 or not region_code.isdigit():
@@ -234,6 +256,10 @@ class MockRegion:
         """``exp - iat`` of the status list token the HTTP server hands out."""
         self.status_available = True
         """When False the HTTP server answers 503 for the status list (outage drills)."""
+        self.combined_certificates = combined_certificates
+        """Whether the region issues inland-ship combined certificates (多证合一): its HTTP
+        server then serves demo ones (``demo_combined``). ``issue_combined`` works anyway."""
+        self._demo_combined: dict[int, IssuedLicence] = {}
         self.query_available = True
         """When False the HTTP server answers 503 to Huzhou's queries (outage drills)."""
         self.query_delay_s = 0.0
@@ -311,6 +337,7 @@ class MockRegion:
     def base_url(self, value: str) -> None:
         self._base_url = value.rstrip("/")
         self._demo.clear()  # demo licences carry the status URI
+        self._demo_combined.clear()
 
     @property
     def status_uri(self) -> str:
@@ -744,6 +771,83 @@ class MockRegion:
             header=header,
             claims=claims,
         )
+
+    def issue_combined(
+        self,
+        *,
+        types: Sequence[str] = SHIP_COMPONENT_TYPES,
+        states: Mapping[str, State] | None = None,
+        component_valid_until: Mapping[str, date | None] | None = None,
+        component_override: Mapping[str, Mapping[str, Any]] | None = None,
+        **issue_args: Any,
+    ) -> IssuedLicence:
+        """Issue an inland-ship combined certificate (多证合一, docs/combined-certificates.md).
+
+        One component per code in ``types`` (default: the four ship certificates),
+        each with its own identifier, number, issuer, validity and entry in the
+        region's status list; ``states``, ``component_valid_until`` and
+        ``component_override`` (``DELETE`` removes a member) bend one component by
+        its type code. The document itself is issued as ``issue`` does (its
+        keyword arguments pass through) with type ``SHIP_COMBINED``; its
+        ``valid_until`` defaults to the latest component's.
+        """
+        iat = issue_args.get("iat")
+        issued = datetime.fromtimestamp(int(time.time()) if iat is None else iat, _CHINA).date()
+        default_end = _add_years(issued, 3) - timedelta(days=1)
+        rng = self._source.rng
+        components: list[dict[str, Any]] = []
+        made: list[tuple[str, str, int]] = []
+        for type_code in types:
+            ltype = LICENCE_TYPES.get(type_code)
+            issuer_name = f"{self.name}{ltype.department if ltype else '交通运输局'}"
+            issuer_code = uscc_for("11", self.region_code, issuer_name)
+            identifier = licence_identifier(type_code, issuer_code,
+                                            self._new_serial(issued.year))
+            end = (component_valid_until or {}).get(type_code, default_end)
+            idx = self._status.allocate()
+            self._status.set(idx, _STATES[(states or {}).get(type_code, "valid")])
+            component: dict[str, Any] = {
+                "identifier": identifier,
+                "type_code": type_code,
+                "type_name": ltype.name if ltype else "（未编目证照）",
+                "number": (ltype.number if ltype else "{short}{seq}").format(
+                    abbr=_PROVINCE_ABBR.get(self.region_code[:2], ""), short=self.short_name,
+                    year=issued.year, seq=f"{rng.randrange(10**7):07d}",
+                    digits=f"{rng.randrange(10**12):012d}", holder_code="",
+                    region_code=self.region_code),
+                "issuer_name": issuer_name,
+                "issuer_code": issuer_code,
+                "issue_date": issued.isoformat(),
+                "valid_from": issued.isoformat(),
+                "valid_until": None if end is None else end.isoformat(),
+                "status": {"status_list": {"idx": idx, "uri": self.status_uri}},
+            }
+            _merge(component, (component_override or {}).get(type_code))
+            components.append(component)
+            made.append((identifier, type_code, idx))
+        ends = [c.get("valid_until") for c in components]
+        if "valid_until" not in issue_args:
+            latest = None if None in ends else max(date.fromisoformat(str(e)) for e in ends)
+            issue_args["valid_until"] = latest
+            issue_args.setdefault("valid_from", issued)
+        lic_override = {**issue_args.pop("lic_override", {}), "components": components}
+        document = self.issue(type_code=issue_args.pop("type_code", SHIP_COMBINED),
+                              holder=issue_args.pop("holder", "organisation"),
+                              lic_override=lic_override, **issue_args)
+        return IssuedLicence(
+            token=document.token, identifier=document.identifier,
+            status_idx=document.status_idx, header=document.header, claims=document.claims,
+            components=tuple(IssuedComponent(identifier, type_code, idx, component)
+                             for (identifier, type_code, idx), component
+                             in zip(made, components, strict=True)))
+
+    def demo_combined(self, n: int) -> IssuedLicence:
+        """Return demo combined certificate number ``n`` (made on first use, then the same)."""
+        if n < 0:
+            raise ValueError("demo licences are numbered from 0")
+        if n not in self._demo_combined:
+            self._demo_combined[n] = self.issue_combined()
+        return self._demo_combined[n]
 
     def demo_licence(self, n: int) -> IssuedLicence:
         """Return demo licence number ``n`` (made on first use, then the same one)."""

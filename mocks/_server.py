@@ -7,6 +7,8 @@ Routes of a region's server:
   fresh on every request; 503 while ``region.status_available`` is False;
 * ``GET /trust-entry``: its partner entry for a trust list;
 * ``GET /licences/{n}``: demo licence ``n`` as ``{"identifier", "status_idx", "token"}``;
+* ``GET /combined/{n}``: demo combined certificate (多证合一) ``n``, with its components'
+  ``{"identifier", "type_code", "status_idx"}``, where the region issues them (else 404);
 * ``POST /v1/partner/licences/query``: Huzhou's signed query for the region's licences
   (``MockRegion.answer_query``); 503 while ``region.query_available`` is False, after
   ``region.query_delay_s`` seconds;
@@ -91,6 +93,17 @@ async def _licence(request: web.Request) -> web.Response:
     )
 
 
+async def _combined(request: web.Request) -> web.Response:
+    region = request.app[REGION_KEY]
+    if not region.combined_certificates:
+        raise web.HTTPNotFound
+    issued = region.demo_combined(_index(request, "n", 1000))
+    return _json({"identifier": issued.identifier, "status_idx": issued.status_idx,
+                  "token": issued.token,
+                  "components": [{"identifier": c.identifier, "type_code": c.type_code,
+                                  "status_idx": c.status_idx} for c in issued.components]})
+
+
 async def _set_status(request: web.Request) -> web.Response:
     region = request.app[REGION_KEY]
     idx = _index(request, "idx", 1 << 20)
@@ -128,6 +141,7 @@ def create_region_app(region: MockRegion) -> web.Application:
     app.router.add_get("/status/{name}", _status)
     app.router.add_get("/trust-entry", _trust_entry)
     app.router.add_get("/licences/{n}", _licence)
+    app.router.add_get("/combined/{n}", _combined)
     app.router.add_post("/admin/status/{idx}", _set_status)
     app.router.add_post(QUERY_PATH, _query)
     return app

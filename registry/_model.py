@@ -206,6 +206,11 @@ class Concept:
                 return value
         return None
 
+    def values(self, name: str) -> tuple[str, ...]:
+        """Every value of a free-form property that may repeat (``serves-matter``,
+        ``component``), in the catalogue's order."""
+        return tuple(value for key, value in self.properties if key == name)
+
 
 @dataclass(frozen=True, slots=True)
 class Catalogue:

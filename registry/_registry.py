@@ -511,6 +511,59 @@ class Registry:
             )
         raise UnknownCodeError(region, code)
 
+    def _licence_concept(self, region: RegionCode, code: str, at: date) -> Concept | None:
+        """A licence type's concept in the region's catalogue, the code being the region's
+        own or a national one an equivalent map entry leads to."""
+        cats = self._index.by_region.get((CatalogueKind.LICENCE_TYPE, region))
+        if not cats:
+            raise UnknownRegionError(region, CatalogueKind.LICENCE_TYPE.value)
+        found = _concept(cats, code)
+        if found is None and region != NATIONAL:
+            answer = self.translate(NATIONAL, LicenceTypeCode(code), region, at=at,
+                                    kind=CatalogueKind.LICENCE_TYPE)
+            local = [m.code for m in answer.matches
+                     if m.relationship is Relationship.EQUIVALENT]
+            found = _concept(cats, local[0]) if len(local) == 1 else None
+        if found is None:
+            return None
+        concept, catalogue = found
+        period = _period_of(concept, catalogue) or concept.period
+        return concept if period.contains(at) else None
+
+    def served_matters(self, region: RegionCode, type_code: LicenceTypeCode, *,
+                       at: date) -> tuple[MatterCode, ...]:
+        """The region's matters a licence type serves, as of ``at`` (its ``serves-matter``
+        properties in the region's licence-type catalogue; a national type code is
+        taken through an equivalent map entry). Empty when nothing is recorded or the
+        type is unknown; ``UnknownRegionError`` without a licence-type catalogue."""
+        concept = self._licence_concept(region, type_code, at)
+        return () if concept is None else tuple(MatterCode(m)
+                                                for m in concept.values("serves-matter"))
+
+    def licence_types_serving(self, region: RegionCode, matter: MatterCode, *,
+                              at: date) -> tuple[LicenceTypeCode, ...]:
+        """The region's licence types whose ``serves-matter`` names ``matter``, as of
+        ``at``, in catalogue order (a combined certificate and its components alike)."""
+        cats = self._index.by_region.get((CatalogueKind.LICENCE_TYPE, region))
+        if not cats:
+            raise UnknownRegionError(region, CatalogueKind.LICENCE_TYPE.value)
+        found: list[LicenceTypeCode] = []
+        for catalogue in reversed(cats):
+            for concept in catalogue.concepts:
+                period = _period_of(concept, catalogue) or concept.period
+                if (matter in concept.values("serves-matter") and period.contains(at)
+                        and concept.code not in found):
+                    found.append(LicenceTypeCode(concept.code))
+        return tuple(found)
+
+    def component_types(self, type_code: LicenceTypeCode, *, at: date,
+                        region: RegionCode = NATIONAL) -> tuple[LicenceTypeCode, ...]:
+        """The component types of a combined certificate type (多证合一), as its
+        ``component`` properties list them; empty for any other type."""
+        concept = self._licence_concept(region, type_code, at)
+        return () if concept is None else tuple(LicenceTypeCode(c)
+                                                for c in concept.values("component"))
+
     def translate(self, source_region: RegionCode, code: MatterCode | LicenceTypeCode,
                   target_region: RegionCode, *, at: date,
                   conditions: Mapping[str, str] | None = None,

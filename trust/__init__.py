@@ -51,7 +51,7 @@ from trust._changes import (
     parse_changes,
     verify_export,
 )
-from trust._claims import Licence, StatusReference
+from trust._claims import MAX_COMPONENTS, Component, Licence, StatusReference
 from trust._errors import IdentifierError, JoseError, StatusListError, TrustError, TrustListError
 from trust._identifier import (
     CheckOutcome,
@@ -125,6 +125,7 @@ __all__ = [
     "CheckResult",
     "Checkpoint",
     "CompactJWS",
+    "Component",
     "DiffEntry",
     "EXPORT_ALGS",
     "IdentifierError",
@@ -134,6 +135,7 @@ __all__ = [
     "JoseError",
     "Licence",
     "LicenceIdentifier",
+    "MAX_COMPONENTS",
     "MAX_CREDENTIAL_BYTES",
     "MAX_REQUEST_LIFETIME_S",
     "MAX_REQUEST_TOKEN_BYTES",

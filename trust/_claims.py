@@ -12,8 +12,10 @@ from typing import Any, TypeGuard
 from trust._timeutil import parse_day
 
 __all__ = [
+    "MAX_COMPONENTS",
     "MAX_NUMERIC_DATE",
     "ClaimsError",
+    "Component",
     "Licence",
     "StatusReference",
     "numeric_date",
@@ -25,6 +27,9 @@ _REGION = re.compile(r"\A[0-9]{6}\Z")
 _TYPE_CODE = re.compile(r"\A[0-9A-Z]{18}[0-9]{3}\Z")
 _HOLDER_CODE_TYPE = re.compile(r"\A[0-9]{3}\Z")
 _MAX_MATTERS = 256
+MAX_COMPONENTS = 16
+"""Most component certificates a combined certificate (多证合一) may carry
+(docs/combined-certificates.md); more is a format failure of the whole document."""
 MAX_NUMERIC_DATE = 253402300800
 """NumericDates run from 1970 up to the end of 9999, as ``datetime`` can hold them."""
 
@@ -39,6 +44,43 @@ class StatusReference:
 
     idx: int
     uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One component certificate of a combined certificate (多证合一), as typed values.
+
+    It shares the document's holder; everything else (type, number, issuer,
+    validity, status entry) is its own.
+    """
+
+    index: int
+    identifier: str
+    type_code: str
+    type_name: str
+    number: str
+    issuer_name: str
+    issuer_code: str
+    issue_date: date
+    valid_from: date
+    valid_until: date | None
+    status: StatusReference
+    fields: Mapping[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """The non-personal facts an answer may carry (the number aside, as for a licence)."""
+        return {
+            "index": self.index,
+            "identifier": self.identifier,
+            "type_code": self.type_code,
+            "type_name": self.type_name,
+            "number": self.number,
+            "issuer_name": self.issuer_name,
+            "issuer_code": self.issuer_code,
+            "issue_date": self.issue_date.isoformat(),
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": None if self.valid_until is None else self.valid_until.isoformat(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +106,8 @@ class Licence:
     matters: tuple[str, ...]
     fields: Mapping[str, Any]
     status: StatusReference | None
+    components: tuple[Component, ...] | None = None
+    """The component certificates of a combined certificate; None for any other licence."""
 
     def summary(self) -> dict[str, Any]:
         """The non-personal facts a verification answer and an audit record may carry."""
@@ -178,24 +222,18 @@ def parse_claims(claims: object) -> Licence:
         raise ClaimsError("lic.fields must be an object")
     status = None
     if claims.get("status") is not None:
-        raw_status = claims["status"]
-        entry = raw_status.get("status_list") if _is_object(raw_status) else None
-        if not _is_object(entry):
-            raise ClaimsError("status must be {\"status_list\": {\"idx\", \"uri\"}}")
-        idx = entry.get("idx")
-        uri = entry.get("uri")
-        if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
-            raise ClaimsError("status.status_list.idx must be a non-negative integer")
-        if not isinstance(uri, str) or not uri or len(uri) > 2048:
-            raise ClaimsError("status.status_list.uri must be a URI")
-        status = StatusReference(idx, uri)
+        status = _status_reference(claims["status"], "status")
+    issuer_code = _text(lic, "issuer_code")
+    components = None
+    if "components" in lic:
+        components = _components(lic, issuer_code, valid_until)
     return Licence(
         iss=iss, jti=jti, iat=iat, nbf=nbf, exp=exp,
         type_code=type_code,
         type_name=_text(lic, "type_name"),
         number=_text(lic, "number"),
         issuer_name=_text(lic, "issuer_name"),
-        issuer_code=_text(lic, "issuer_code"),
+        issuer_code=issuer_code,
         issue_date=_day(lic, "issue_date"),
         holder_name=_text(lic, "holder_name"),
         holder_code=_text(lic, "holder_code", max_len=64),
@@ -205,4 +243,74 @@ def parse_claims(claims: object) -> Licence:
         matters=tuple(matters_raw),
         fields=dict(fields),
         status=status,
+        components=components,
     )
+
+
+def _status_reference(raw_status: object, name: str) -> StatusReference:
+    entry = raw_status.get("status_list") if _is_object(raw_status) else None
+    if not _is_object(entry):
+        raise ClaimsError(f"{name} must be {{\"status_list\": {{\"idx\", \"uri\"}}}}")
+    idx = entry.get("idx")
+    uri = entry.get("uri")
+    if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+        raise ClaimsError(f"{name}.status_list.idx must be a non-negative integer")
+    if not isinstance(uri, str) or not uri or len(uri) > 2048:
+        raise ClaimsError(f"{name}.status_list.uri must be a URI")
+    return StatusReference(idx, uri)
+
+
+def _component(index: int, item: object, lic: Mapping[str, Any], issuer_code: str,
+               valid_until: date | None) -> Component:
+    if not isinstance(item, Mapping):
+        raise ClaimsError("lic.<component> must be an object")
+    type_code = _text(item, "type_code")
+    if not _TYPE_CODE.match(type_code):
+        raise ClaimsError("lic.type_code must be 21 characters (USCC 18 + 3 digits)")
+    comp_from = _day(item, "valid_from")
+    comp_until = None if item.get("valid_until") is None else _day(item, "valid_until")
+    if comp_until is not None and comp_until < comp_from:
+        raise ClaimsError("lic.valid_until is before valid_from")
+    # The document's signature vouches for its components only while the document is
+    # valid: it must not end before a component it carries.
+    if valid_until is not None and (comp_until is None or comp_until > valid_until):
+        raise ClaimsError("lic.valid_until is beyond the document's valid_until")
+    if "status" not in item:
+        raise ClaimsError("lic.status is required (each component has its own entry)")
+    comp_fields = item.get("fields", {})
+    if comp_fields is None:
+        comp_fields = {}
+    if not isinstance(comp_fields, Mapping):
+        raise ClaimsError("lic.fields must be an object")
+    return Component(
+        index=index, identifier=_text(item, "identifier"), type_code=type_code,
+        type_name=_text(item, "type_name"), number=_text(item, "number"),
+        issuer_name=_text(item if "issuer_name" in item else lic, "issuer_name"),
+        issuer_code=_text(item, "issuer_code") if "issuer_code" in item else issuer_code,
+        issue_date=_day(item, "issue_date"), valid_from=comp_from, valid_until=comp_until,
+        status=_status_reference(item["status"], "lic.status"),
+        fields=dict(comp_fields))
+
+
+def _components(lic: Mapping[str, Any], issuer_code: str,
+                valid_until: date | None) -> tuple[Component, ...]:
+    """``lic.components`` of a combined certificate (docs/combined-certificates.md)."""
+    raw = lic["components"]
+    if not isinstance(raw, list) or not raw:
+        raise ClaimsError("lic.components must be a non-empty list")
+    if len(raw) > MAX_COMPONENTS:
+        raise ClaimsError(f"lic.components carries {len(raw)} components, at most "
+                          f"{MAX_COMPONENTS} are allowed")
+    parsed: list[Component] = []
+    for index, item in enumerate(raw):
+        try:
+            parsed.append(_component(index, item, lic, issuer_code, valid_until))
+        except ClaimsError as exc:
+            # Messages name the member as "lic.<name>": say which component it is in.
+            raise ClaimsError(str(exc).replace("lic.", f"lic.components[{index}].", 1)
+                              ) from exc
+    if len({c.identifier for c in parsed}) != len(parsed):
+        raise ClaimsError("lic.components repeat an identifier")
+    if len({c.type_code for c in parsed}) != len(parsed):
+        raise ClaimsError("lic.components repeat a type_code (one certificate of each type)")
+    return tuple(parsed)

@@ -119,6 +119,34 @@ class Verdict:
     """The instant after which this verdict may no longer hold (for caches)."""
     depends_on_status: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    components: tuple[Verdict, ...] = ()
+    """A combined certificate's component verdicts, in the document's order (their
+    ``licence`` is the ``Component``); empty for any other licence."""
+
+    @property
+    def overall(self) -> tuple[Indication, SubIndication | None]:
+        """The answer for the document as a whole (docs/combined-certificates.md).
+
+        The document's own verdict when it did not pass or has no components;
+        else TOTAL_PASSED only when every component passed, otherwise the first
+        TOTAL_FAILED component's sub-indication, else the first INDETERMINATE one's.
+        A partially valid combined certificate never passes as a whole.
+        """
+        return self.overall_for(None)
+
+    def overall_for(self, needed: frozenset[str] | None
+                    ) -> tuple[Indication, SubIndication | None]:
+        """``overall``, judged on the components whose type code is in ``needed`` (those a
+        matter needs); all of them when ``needed`` is None or names none of them."""
+        if not self.passed or not self.components:
+            return self.indication, self.sub_indication
+        counted = [c for c in self.components
+                   if needed is not None and c.licence.type_code in needed]
+        for wanted in (Indication.TOTAL_FAILED, Indication.INDETERMINATE):
+            for component in counted or self.components:
+                if component.indication is wanted:
+                    return wanted, component.sub_indication
+        return Indication.TOTAL_PASSED, None
 
     @property
     def cn_status(self) -> int:

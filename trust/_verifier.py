@@ -51,7 +51,14 @@ from trust._chain import (
     validate_chain,
     x5c_problem,
 )
-from trust._claims import ClaimsError, Licence, StatusReference, numeric_date, parse_claims
+from trust._claims import (
+    ClaimsError,
+    Component,
+    Licence,
+    StatusReference,
+    numeric_date,
+    parse_claims,
+)
 from trust._errors import IdentifierError, JoseError
 from trust._identifier import CheckOutcome, judge_identifier, parse_identifier
 from trust._jose import (
@@ -198,6 +205,54 @@ class _Kid:
     fitting: tuple[_AnchorState, ...]
 
 
+def _judge_status(run: _Run, ref: StatusReference, status: StatusInput | None,
+                  partner: Partner, *, at: datetime, consulted: datetime, skew: timedelta,
+                  ) -> tuple[tuple[str, datetime] | None, datetime | None]:
+    """Step 7 for one status entry: the list used (URI, iat) and, when the entry is
+    valid, the instant the list stops being fresh."""
+    if status is None:
+        run.fail("status", SubIndication.TRY_LATER, "status list was not supplied")
+        return None, None
+    if isinstance(status, StatusUnavailable):
+        run.fail("status", SubIndication.TRY_LATER, status.reason)
+        return None, None
+    if status.uri != ref.uri or status.region != partner.region_code:
+        run.fail("status", SubIndication.TRY_LATER, "status list for another URI")
+        return None, None
+    used = (status.uri, status.issued_at)
+    fresh_until = status.fresh_until(partner.status_max_age_s)
+    value = status.value(ref.idx)
+    if at > fresh_until + skew:
+        run.fail("status", SubIndication.TRY_LATER,
+                 f"status list issued {status.issued_at.isoformat()} is stale "
+                 f"(fresh until {fresh_until.isoformat()})")
+    elif max(at, consulted) + skew < status.issued_at:
+        run.fail("status", SubIndication.TRY_LATER, "status list issued in the future")
+    elif value is None:
+        run.fail("status", SubIndication.TRY_LATER, f"status list has no entry {ref.idx}")
+    elif value == StatusValue.VALID:
+        run.ok("status", f"entry {ref.idx} valid")
+        return used, fresh_until
+    elif value == StatusValue.INVALID:
+        run.fail("status", SubIndication.REVOKED, f"entry {ref.idx} invalid")
+    elif value == StatusValue.SUSPENDED:
+        run.fail("status", SubIndication.SUSPENDED, f"entry {ref.idx} suspended")
+    else:
+        run.fail("status", SubIndication.TRY_LATER,
+                 f"entry {ref.idx} has unknown status {value}")
+    return used, None
+
+
+@dataclass(slots=True)
+class _ComponentStart:
+    """A component of a combined certificate after its own checks, before its status."""
+
+    component: Component
+    run: _Run
+    valid_until: datetime | None
+    status_needed: StatusReference | None
+
+
 def _format_failure(detail: str, name: str = "structure") -> Verdict:
     return Verdict(
         Indication.TOTAL_FAILED,
@@ -210,8 +265,8 @@ class Pending:
     """A verification that has run checks 1-6 and may need a status list."""
 
     __slots__ = (
-        "_anchor", "_at", "_licence", "_partner", "_run", "_skew", "_trust_list",
-        "_valid_until", "status_needed",
+        "_anchor", "_at", "_components", "_licence", "_partner", "_run", "_skew",
+        "_trust_list", "_valid_until", "status_needed",
     )
 
     def __init__(
@@ -226,8 +281,10 @@ class Pending:
         partner: Partner | None,
         valid_until: datetime | None,
         status_needed: StatusReference | None,
+        components: tuple[_ComponentStart, ...] = (),
     ) -> None:
         self._run = run
+        self._components = components
         self._trust_list = trust_list
         self._at = at
         self._skew = skew
@@ -243,15 +300,23 @@ class Pending:
         """The partner whose anchor verified the licence."""
         return self._partner
 
+    @property
+    def component_status_needed(self) -> tuple[StatusReference, ...]:
+        """The status entries of a combined certificate's components to fetch (those whose
+        own checks passed, when the document's checks 1-6 passed); empty otherwise."""
+        return tuple(c.status_needed for c in self._components if c.status_needed is not None)
+
     def finish(self, status: StatusInput | None = None, *,
-               consulted_at: datetime | None = None) -> Verdict:
+               consulted_at: datetime | None = None,
+               component_status: Mapping[str, StatusInput] | None = None) -> Verdict:
         """Run the status check (step 7) with what the caller fetched, and answer.
 
         ``consulted_at``: the moment the caller holds ``status`` (default: the
         verification time). A list fetched for this verification may be signed
         after the verification time, so "issued in the future" is judged
         against the later of the two; freshness against the verification time
-        alone.
+        alone. ``component_status``: the lists ``component_status_needed`` names,
+        by URI (a combined certificate's components; docs/combined-certificates.md).
         """
         consulted = self._at if consulted_at is None else require_aware(consulted_at)
         run = self._run
@@ -263,36 +328,11 @@ class Pending:
             depends = True
             partner = self._partner
             assert partner is not None
-            if status is None:
-                run.fail("status", SubIndication.TRY_LATER, "status list was not supplied")
-            elif isinstance(status, StatusUnavailable):
-                run.fail("status", SubIndication.TRY_LATER, status.reason)
-            elif status.uri != ref.uri or status.region != partner.region_code:
-                run.fail("status", SubIndication.TRY_LATER, "status list for another URI")
-            else:
-                status_used = (status.uri, status.issued_at)
-                fresh_until = status.fresh_until(partner.status_max_age_s)
-                value = status.value(ref.idx)
-                if self._at > fresh_until + self._skew:
-                    run.fail("status", SubIndication.TRY_LATER,
-                             f"status list issued {status.issued_at.isoformat()} is stale "
-                             f"(fresh until {fresh_until.isoformat()})")
-                elif max(self._at, consulted) + self._skew < status.issued_at:
-                    run.fail("status", SubIndication.TRY_LATER, "status list issued in the future")
-                elif value is None:
-                    run.fail("status", SubIndication.TRY_LATER,
-                             f"status list has no entry {ref.idx}")
-                elif value == StatusValue.VALID:
-                    run.ok("status", f"entry {ref.idx} valid")
-                    valid_until = fresh_until if valid_until is None else min(valid_until,
-                                                                              fresh_until)
-                elif value == StatusValue.INVALID:
-                    run.fail("status", SubIndication.REVOKED, f"entry {ref.idx} invalid")
-                elif value == StatusValue.SUSPENDED:
-                    run.fail("status", SubIndication.SUSPENDED, f"entry {ref.idx} suspended")
-                else:
-                    run.fail("status", SubIndication.TRY_LATER,
-                             f"entry {ref.idx} has unknown status {value}")
+            status_used, fresh_until = _judge_status(run, ref, status, partner, at=self._at,
+                                                     consulted=consulted, skew=self._skew)
+            if fresh_until is not None:
+                valid_until = fresh_until if valid_until is None else min(valid_until,
+                                                                          fresh_until)
         elif self._licence is not None and self._licence.status is None:
             run.skip("status", "licence carries no status claim")
         elif run.first is not None:
@@ -300,6 +340,10 @@ class Pending:
         sub = run.first
         indication = Indication.TOTAL_PASSED if sub is None else sub.indication
         licence = self._licence
+        doc_until = valid_until if sub is None else None
+        components = tuple(
+            self._finish_component(started, sub, doc_until, component_status or {}, consulted)
+            for started in self._components)
         return Verdict(
             indication=indication,
             sub_indication=sub,
@@ -309,8 +353,56 @@ class Pending:
             anchor_kid=None if self._anchor is None else self._anchor.kid,
             trust_list_version=self._trust_list.version,
             status_used=status_used,
+            valid_until=doc_until,
+            depends_on_status=depends or any(c.depends_on_status for c in components),
+            components=components,
+        )
+
+    def _finish_component(self, started: _ComponentStart, document: SubIndication | None,
+                          document_until: datetime | None,
+                          lists: Mapping[str, StatusInput], consulted: datetime) -> Verdict:
+        """One component's verdict: the document's failure is every component's."""
+        own = started.run
+        run = _Run()
+        if document is None:
+            run.ok("document", "the combined certificate passed its own checks")
+        else:
+            run.fail("document", document,
+                     f"the combined certificate failed: {document.value}")
+        run.checks.extend(own.checks)
+        if run.first is None:
+            run.first = own.first
+        status_used: tuple[str, datetime] | None = None
+        valid_until = started.valid_until
+        ref = started.status_needed
+        if ref is not None and document is None:
+            partner = self._partner
+            assert partner is not None
+            status_used, fresh_until = _judge_status(run, ref, lists.get(ref.uri), partner,
+                                                     at=self._at, consulted=consulted,
+                                                     skew=self._skew)
+            if fresh_until is not None:
+                valid_until = fresh_until if valid_until is None else min(valid_until,
+                                                                          fresh_until)
+        elif own.checks and own.checks[-1].name == "status":
+            pass  # the status URI itself was refused at the start
+        else:
+            run.skip("status", "not consulted: the component already failed")
+        sub = run.first
+        if sub is None and document_until is not None:
+            valid_until = document_until if valid_until is None else min(valid_until,
+                                                                         document_until)
+        return Verdict(
+            indication=Indication.TOTAL_PASSED if sub is None else sub.indication,
+            sub_indication=sub,
+            checks=tuple(run.checks),
+            licence=started.component,
+            issuer_region=None if self._licence is None else self._licence.iss,
+            anchor_kid=None if self._anchor is None else self._anchor.kid,
+            trust_list_version=self._trust_list.version,
+            status_used=status_used,
             valid_until=valid_until if sub is None else None,
-            depends_on_status=depends,
+            depends_on_status=ref is not None,
         )
 
 
@@ -353,18 +445,24 @@ class Verifier:
         status: Mapping[str, StatusInput] | Callable[[StatusReference], StatusInput] | None = None,
         matter_codes: frozenset[str] | None = None,
     ) -> Verdict:
-        """Verify in one step, taking status lists from ``status`` (by URI, or a function)."""
+        """Verify in one step, taking status lists from ``status`` (by URI, or a function),
+        for the licence and, for a combined certificate, for each component."""
         pending = self.start(credential, at=at, matter_codes=matter_codes)
         if isinstance(pending, Verdict):
             return pending
-        ref = pending.status_needed
-        supplied: StatusInput | None = None
-        if ref is not None:
+        def lookup(ref: StatusReference) -> StatusInput | None:
             if callable(status):
-                supplied = status(ref)
-            elif status is not None:
-                supplied = status.get(ref.uri)
-        return pending.finish(supplied)
+                return status(ref)
+            return None if status is None else status.get(ref.uri)
+
+        ref = pending.status_needed
+        supplied = None if ref is None else lookup(ref)
+        components: dict[str, StatusInput] = {}
+        for part in pending.component_status_needed:
+            found = lookup(part)
+            if found is not None:
+                components.setdefault(part.uri, found)
+        return pending.finish(supplied, component_status=components)
 
     def start(
         self,
@@ -482,7 +580,8 @@ class Verifier:
             run.passed(state.ok_jurisdiction)
         else:
             run.ok("jurisdiction", f"iss {licence.iss} matches the anchor's region")
-        self._check_identifier(run, licence, partner)
+        self._check_identifier(run, licence.jti, licence.type_code, licence.issuer_code,
+                               partner)
         self._check_agreement(run, licence, partner, matter_codes)
         # 6. validity in time
         valid_until = self._check_validity(run, licence, at)
@@ -499,9 +598,51 @@ class Verifier:
                 run.fail("status", SubIndication.TRY_LATER, problem)
             else:
                 status_needed = ref
+        components: tuple[_ComponentStart, ...] = ()
+        if licence.components is not None:
+            document_ok = run.first is None
+            components = tuple(self._start_component(c, partner, at, fetch=document_ok)
+                               for c in licence.components)
         return Pending(run=run, trust_list=self.trust_list, at=at, skew=skew, licence=licence,
                        anchor=anchor, partner=partner, valid_until=valid_until,
-                       status_needed=status_needed)
+                       status_needed=status_needed, components=components)
+
+    def _start_component(self, component: Component, partner: Partner | None, at: datetime,
+                         *, fetch: bool) -> _ComponentStart:
+        """A component's own checks (identifier, issuer code, agreement, validity) and the
+        status entry to fetch when they and the document's checks 1-6 passed."""
+        run = _Run()
+        self._check_identifier(run, component.identifier, component.type_code,
+                               component.issuer_code, partner)
+        if partner is None:
+            run.skip("agreement", "no partner identified")
+        elif partner.covers_type(component.type_code):
+            run.ok("agreement", f"agreement with {partner.region_code} covers type "
+                   f"{component.type_code}")
+        else:
+            run.fail("agreement", SubIndication.ISSUER_NOT_RECOGNISED_FOR_TYPE,
+                     f"agreement with {partner.region_code} does not cover type "
+                     f"{component.type_code}")
+        skew = self._skew
+        valid_until: datetime | None = None
+        end = None if component.valid_until is None else day_end(component.valid_until)
+        if at + skew < day_start(component.valid_from):
+            run.fail("validity", SubIndication.NOT_YET_VALID,
+                     f"valid from {component.valid_from.isoformat()}")
+        elif end is not None and at - skew >= end:
+            run.fail("validity", SubIndication.EXPIRED, f"expired at {end.isoformat()}")
+        else:
+            run.ok("validity", "valid now" + (f" until {end.isoformat()}" if end else " (长期)"))
+            valid_until = end
+        status_needed = None
+        if fetch and run.first is None and partner is not None:
+            ref = component.status
+            problem = self._status_uri_problem(partner, ref.uri)
+            if problem is not None:
+                run.fail("status", SubIndication.TRY_LATER, problem)
+            else:
+                status_needed = ref
+        return _ComponentStart(component, run, valid_until, status_needed)
 
     def _split(self, credential: str | bytes) -> _Split | Verdict:
         """The credential split (``parse_compact``), with its header's judgement; a header
@@ -730,18 +871,19 @@ class Verifier:
         return result
 
     @staticmethod
-    def _check_identifier(run: _Run, licence: Licence, partner: Partner | None) -> None:
-        judged = judge_identifier(licence.jti)
+    def _check_identifier(run: _Run, jti: str, type_code: str, issuer_code: str,
+                          partner: Partner | None) -> None:
+        judged = judge_identifier(jti)
         if judged is None:
             try:
-                parse_identifier(licence.jti)
+                parse_identifier(jti)
             except IdentifierError as exc:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE, str(exc))
             else:  # pragma: no cover - judge_identifier and parse_identifier share a pattern
                 raise AssertionError("identifier judged malformed but parsed")
         else:
-            type_code, issuer_code, outcome = judged
-            if type_code != licence.type_code or issuer_code != licence.issuer_code:
+            judged_type, judged_issuer, outcome = judged
+            if judged_type != type_code or judged_issuer != issuer_code:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
                          "identifier's type or issuer code differs from lic")
             elif outcome is CheckOutcome.VALID:
@@ -757,7 +899,7 @@ class Verifier:
             else:
                 run.fail("identifier", SubIndication.IDENTIFIER_CHECK_FAILURE,
                          "check character is wrong")
-        if _uscc_valid(licence.issuer_code):
+        if _uscc_valid(issuer_code):
             run.passed(_OK_ISSUER_CODE)
         else:
             run.fail("issuer_code", SubIndication.IDENTIFIER_CHECK_FAILURE,

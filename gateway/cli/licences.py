@@ -122,7 +122,7 @@ def _csv_value(name: str, value: str | None) -> Any:
         if text.startswith("["):
             return orjson.loads(text)
         return [part.strip() for part in text.split("|") if part.strip()]
-    if name == "fields":
+    if name in ("fields", "components"):
         return orjson.loads(text)
     return text
 
@@ -198,7 +198,7 @@ def read_rows(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str,
                                     for name, value in row.items()
                                     if _csv_value(name, value) is not None}
         except orjson.JSONDecodeError:
-            yield reader.line_num, "matters or fields is not valid JSON"
+            yield reader.line_num, "matters, fields or components is not valid JSON"
 
 
 class _FirstLines:
@@ -249,9 +249,12 @@ def _records(path: Path, source: _Source, report: ImportReport, seen: _FirstLine
             except LicenceRecordError as exc:
                 reason = str(exc)
             else:
-                first = seen.first(record.identifier, number)
-                if first is not None:
-                    reason = f"identifier repeats line {first}"
+                # A combined certificate's components are licences of their own too.
+                for part in (record, *record.components):
+                    first = seen.first(part.identifier, number)
+                    if first is not None:
+                        reason = f"identifier repeats line {first}"
+                        break
         if progress is not None:
             progress(source.bytes_read, report.rows)
         if reason is not None:

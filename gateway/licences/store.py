@@ -120,10 +120,18 @@ STATUS_LIST_NAME = "licences"
 LIC_KEYS = (
     "type_code", "type_name", "number", "issuer_name", "issuer_code", "issue_date",
     "holder_name", "holder_code", "holder_code_type", "valid_from", "valid_until",
-    "matters", "fields",
+    "matters", "fields", "components",
 )
-"""The keys of the profile's ``lic`` object (ecert-profile.md), in profile order."""
-_OPTIONAL = frozenset({"valid_until", "matters", "fields"})
+"""The keys of the profile's ``lic`` object (ecert-profile.md), in profile order, and
+``components`` of a combined certificate (docs/combined-certificates.md)."""
+_OPTIONAL = frozenset({"valid_until", "matters", "fields", "components"})
+COMPONENT_KEYS = (
+    "identifier", "type_code", "type_name", "number", "issuer_name", "issuer_code",
+    "issue_date", "valid_from", "valid_until", "fields", "state",
+)
+"""The keys of one component of a combined certificate in an import row."""
+MAX_COMPONENTS = 16
+"""Most components a combined certificate may carry (as ``trust.MAX_COMPONENTS``)."""
 
 HOLDER_CODE_TYPES = {"001": "USCC", "111": "居民身份证号"}
 """Holder code types whose codes are checked; other 3-digit types are kept as given."""
@@ -167,6 +175,9 @@ class LicenceRecord:
     identifier: str
     lic: Mapping[str, Any]
     state: LicenceState
+    components: tuple[LicenceRecord, ...] = ()
+    """A combined certificate's components, each stored as a licence of its own (its
+    type, identifier, state and status index; the document's holder)."""
 
     @property
     def type_code(self) -> str:
@@ -335,9 +346,49 @@ def record_from_mapping(raw: Mapping[str, Any]) -> LicenceRecord:
         if not isinstance(fields_raw, dict) or not all(isinstance(k, str) for k in fields_raw):
             raise LicenceRecordError("fields must be an object")
         lic["fields"] = dict(fields_raw)
+    components: tuple[LicenceRecord, ...] = ()
+    if raw.get("components") is not None:
+        components = _components(raw["components"], lic, valid_until)
+        lic["components"] = [{k: v for k, v in c.lic.items() if not k.startswith("holder_")}
+                             | {"identifier": c.identifier} for c in components]
     missing = [k for k in LIC_KEYS if k not in lic and k not in _OPTIONAL]
     assert not missing, missing
-    return LicenceRecord(identifier=str(identifier), lic=lic, state=state)
+    return LicenceRecord(identifier=str(identifier), lic=lic, state=state,
+                         components=components)
+
+
+def _components(raw: object, document: Mapping[str, Any], valid_until: date | None
+                ) -> tuple[LicenceRecord, ...]:
+    """The components of a combined certificate row, each a licence row of its own that
+    shares the document's holder (docs/combined-certificates.md)."""
+    if not isinstance(raw, list) or not raw:
+        raise LicenceRecordError("components must be a non-empty list")
+    if len(raw) > MAX_COMPONENTS:
+        raise LicenceRecordError(f"components: {len(raw)} given, at most {MAX_COMPONENTS}")
+    records: list[LicenceRecord] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise LicenceRecordError(f"components[{index}] must be an object")
+        unknown = sorted(set(item) - set(COMPONENT_KEYS))
+        if unknown:
+            raise LicenceRecordError(f"components[{index}]: unknown keys {unknown}")
+        row = {"issuer_name": document["issuer_name"], "issuer_code": document["issuer_code"],
+               **item,
+               **{k: document[k] for k in ("holder_name", "holder_code", "holder_code_type")}}
+        try:
+            record = record_from_mapping(row)
+        except LicenceRecordError as exc:
+            raise LicenceRecordError(f"components[{index}]: {exc}") from exc
+        until = record.lic["valid_until"]
+        if valid_until is not None and (until is None or
+                                        date.fromisoformat(until) > valid_until):
+            raise LicenceRecordError(f"components[{index}]: valid beyond the document")
+        records.append(record)
+    if len({r.identifier for r in records}) != len(records):
+        raise LicenceRecordError("components repeat an identifier")
+    if len({r.type_code for r in records}) != len(records):
+        raise LicenceRecordError("components repeat a type_code")
+    return tuple(records)
 
 
 # ----------------------------------------------------------------------- holder keys
@@ -666,10 +717,13 @@ class LicenceRepository:
         all or nothing: when the store fails, or ``records`` raises (a file that turns
         out unreadable halfway), nothing of it is stored. A row whose content is
         unchanged is left as it is, so importing the same file twice changes nothing.
+        A combined certificate's components are stored too, each as a licence of its own
+        (counted as rows).
         """
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows = (row for record in records for row in (record, *record.components))
         return self._call(functools.partial(_import_all, now=now, batch=max(1, batch)),
-                          records, keyring)
+                          rows, keyring)
 
     def by_identifier(self, identifier: str) -> StoredLicence | None:
         """The licence with this 证照标识."""

@@ -241,6 +241,30 @@ class MatterService:
         return list(links)
 
 
+    def types_serving(self, region: str, code: str) -> frozenset[str] | None:
+        """The licence types that serve a matter of Huzhou's catalogue today (their
+        ``serves-matter``), as Huzhou's codes and their equivalent national codes; None
+        when the registry names none (or the region is not Huzhou)."""
+        if region != self.huzhou_region:
+            return None
+        at = self.today()
+        try:
+            local = self.registry.licence_types_serving(self.huzhou_region, MatterCode(code),
+                                                        at=at)
+        except RegistryError:
+            return None
+        found: set[str] = set(local)
+        for type_code in local:
+            try:
+                answer = self.registry.translate(self.huzhou_region, type_code, NATIONAL,
+                                                 at=at, kind=CatalogueKind.LICENCE_TYPE)
+            except RegistryError:
+                continue
+            found.update(m.code for m in answer.matches
+                         if m.relationship is Relationship.EQUIVALENT)
+        return frozenset(found) or None
+
+
 def _load(base: Path, overlay: Path, clock: Callable[[], datetime]
           ) -> tuple[MatterService, LoadReport]:
     return MatterService.from_files(read_registry_files(base, overlay), clock=clock)

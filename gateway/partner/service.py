@@ -49,7 +49,7 @@ import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -83,6 +83,7 @@ from trust import (
     AgreementError,
     Alg,
     IdentifierError,
+    Partner,
     PartnerStatus,
     RequestTokenError,
     TrustList,
@@ -342,6 +343,8 @@ class _Query(NamedTuple):
     identifier: str | None = None
     holder_code: str | None = None
     holder_code_type: str | None = None
+    component: tuple[str, str] | None = None
+    """One component of a combined certificate: ``("type_code" | "number", value)``."""
 
 
 def _text(value: object, name: str, limit: int = MAX_FIELD) -> str:
@@ -394,7 +397,10 @@ def _parse_query(raw: bytes, partner_region: str, facts: QueryFacts) -> _Query:
         except IdentifierError as exc:
             raise _bad(f"identifier: {exc}") from exc
         facts.licence_type = parsed.type_code
-        return _Query(use_cause, matter_region, matter_code, parsed.type_code, text)
+        return _Query(use_cause, matter_region, matter_code, parsed.type_code, text,
+                      component=_component_selector(get("component"), facts))
+    if get("component") is not None:
+        raise _bad("component is asked for with the combined certificate's identifier")
     if not given_holder:
         raise _bad("identifier, or holder_code + holder_code_type + type_code, is required")
     facts.details["query"] = "holder"
@@ -413,6 +419,21 @@ def _parse_query(raw: bytes, partner_region: str, facts: QueryFacts) -> _Query:
     facts.licence_type = type_code
     return _Query(use_cause, matter_region, matter_code, type_code,
                   holder_code=holder_code, holder_code_type=code_type)
+
+
+def _component_selector(raw: object, facts: QueryFacts) -> tuple[str, str] | None:
+    """``component``: ``{"type_code": ...}`` or ``{"number": ...}`` (one of them)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in (
+            "type_code", "number"):
+        raise _bad("component must be {\"type_code\": ...} or {\"number\": ...}")
+    key, value = next(iter(raw.items()))
+    text = _text(value, f"component.{key}", 64)
+    facts.details["component"] = {"by": key}
+    if key == "type_code":
+        facts.details["component"]["type_code"] = text
+    return key, text
 
 
 def _judge(licence: StoredLicence, today: date) -> int:
@@ -698,6 +719,9 @@ class PartnerService:
         today = at.astimezone(CHINA_TZ).date()
         matter, facts.matters_after = self._matter(query.matter_region, query.matter_code,
                                                    today)
+        if query.component is not None:
+            return await self._component(query, auth.partner, matter, today=today, now=now,
+                                         facts=facts)
         try:
             check_agreement(auth.partner, type_code=query.type_code,
                             matter_code=query.matter_code)
@@ -719,6 +743,62 @@ class PartnerService:
         return await self._licences(candidates, matter, today=today, now=now, facts=facts,
                                     alg=auth.partner.signing_alg)
 
+    async def _with_component_status(self, licence: StoredLicence, uri: str) -> StoredLicence:
+        """A combined certificate with each component's entry in Huzhou's status list (its
+        own row's index), as the profile requires; any other licence as it is."""
+        parts = licence.lic.get("components")
+        if not parts:
+            return licence
+        rows = [await self.store.by_identifier(str(part["identifier"])) for part in parts]
+        if any(row is None for row in rows):
+            raise LicenceStoreError("a combined certificate's component row is missing")
+        lic = {**licence.lic, "components": [
+            {**part, "status": {"status_list": {"idx": row.status_idx, "uri": uri}}}
+            for part, row in zip(parts, rows, strict=True) if row is not None]}
+        return replace(licence, lic=lic)
+
+    async def _component(self, query: _Query, partner: Partner, matter: Mapping[str, Any],
+                         *, today: date, now: int, facts: QueryFacts) -> Found:
+        """One component of a combined certificate, handed out as a licence of its own,
+        when the partner's agreement covers the component's type (not necessarily the
+        combined certificate's)."""
+        assert query.component is not None
+        assert query.identifier is not None
+        by, value = query.component
+
+        def agreed(type_code: str) -> None:
+            facts.licence_type = type_code
+            try:
+                check_agreement(partner, type_code=type_code, matter_code=query.matter_code)
+            except AgreementError as exc:
+                raise _Refused(RefusalKind.OUT_OF_AGREEMENT, exc.reason) from exc
+
+        if by == "type_code":
+            agreed(value)  # before any look-up, as for any query naming its type
+        try:
+            published, found = await self.store.find(query.type_code,
+                                                     identifier=query.identifier)
+            if not published:
+                return Found(13, [], matter, facts)
+            parts = [] if not found else list(found[0].lic.get("components") or ())
+            part = next((c for c in parts if c.get(by) == value), None)
+            if part is None:
+                return Found(10, [], matter, facts)
+            if by == "number":
+                agreed(str(part["type_code"]))
+            facts.details["component"]["identifier"] = part["identifier"]
+            document = found[0]
+            judged = _judge(document, today)
+            if judged != 0:
+                # Withdrawn or ended as a whole: no component of it is handed out.
+                return Found(judged, [], matter, facts)
+            row = await self.store.by_identifier(str(part["identifier"]))
+        except LicenceStoreError as exc:
+            raise _Refused(RefusalKind.LICENCE_STORE_UNAVAILABLE,
+                           "the licence store cannot answer") from exc
+        return await self._licences([] if row is None else [row], matter, today=today,
+                                    now=now, facts=facts, alg=partner.signing_alg)
+
     async def _licences(self, candidates: Sequence[StoredLicence], matter: Mapping[str, Any],
                         *, today: date, now: int, facts: QueryFacts,
                         alg: Alg = Alg.ES256) -> Found:
@@ -735,6 +815,7 @@ class PartnerService:
                 facts.licence_identifier = latest[0].identifier
             return Found(latest[1], [], matter, facts)
         uri = self._signer(alg)[1]
+        valid = [await self._with_component_status(licence, uri) for licence in valid]
         if len(valid) == 1:
             tokens = [await self.sign_licence(valid[0], iat=now, status_uri=uri, alg=alg)]
         else:  # signed together: one hand-off to the crypto thread

@@ -66,21 +66,35 @@ class CacheEntry:
     """The status list the verdict used: a newer one held locally voids the entry."""
     trust_list: str = ""
     """The tag of the trust list the verdict was made under; served under no other."""
+    more_status: tuple[tuple[str, int], ...] = ()
+    """Further status lists (URI, ``iat``) the verdict used: a combined certificate's
+    components may point to other lists than the document. A newer one held locally
+    voids the entry, as for ``status_uri``."""
+
+    def statuses(self) -> tuple[tuple[str, int], ...]:
+        """Every status list (URI, ``iat``) the verdict used."""
+        first = (() if self.status_uri is None or self.status_iat is None
+                 else ((self.status_uri, self.status_iat),))
+        return first + self.more_status
 
     def encode(self) -> bytes:
         """Bytes for Redis."""
-        return orjson.dumps({"a": orjson.Fragment(self.answer), "e": self.expires_at,
-                             "u": self.status_uri, "i": self.status_iat,
-                             "t": self.trust_list})
+        out: dict[str, Any] = {"a": orjson.Fragment(self.answer), "e": self.expires_at,
+                               "u": self.status_uri, "i": self.status_iat,
+                               "t": self.trust_list}
+        if self.more_status:
+            out["m"] = [list(pair) for pair in self.more_status]
+        return orjson.dumps(out)
 
     @classmethod
     def decode(cls, data: bytes | str) -> CacheEntry:
         """Parse bytes from Redis (raises ValueError when they are not an entry)."""
         try:
             raw: dict[str, Any] = orjson.loads(data)
+            more = tuple((str(uri), int(iat)) for uri, iat in raw.get("m") or ())
             return cls(orjson.dumps(raw["a"]), float(raw["e"]), raw.get("u"), raw.get("i"),
-                       str(raw["t"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                       str(raw["t"]), more)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError("not a cache entry") from exc
 
 
@@ -154,8 +168,8 @@ class MemoryTier:
 
     def __init__(self, max_entries: int, *, hot_entries: int = HOT_ENTRIES) -> None:
         self._max = max_entries
-        self._data: OrderedDict[str, tuple[bytes, float, str | None, int | None, str]] = (
-            OrderedDict())
+        self._data: OrderedDict[str, tuple[bytes, float, str | None, int | None, str,
+                                           tuple[tuple[str, int], ...]]] = OrderedDict()
         self._hot_max = max(0, min(hot_entries, max_entries))
         self._hot: OrderedDict[str, tuple[CacheEntry, object]] = OrderedDict()
 
@@ -171,7 +185,7 @@ class MemoryTier:
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return CacheEntry(_unpack(item[0]), item[1], item[2], item[3], item[4])
+        return CacheEntry(_unpack(item[0]), item[1], item[2], item[3], item[4], item[5])
 
     def get_decoded(self, key: str, now: float) -> tuple[CacheEntry, object] | None:
         """The live entry for ``key`` with what ``keep_decoded`` was given for it, if held."""
@@ -198,7 +212,7 @@ class MemoryTier:
         """Store, evicting the least recently used beyond the bound."""
         self._hot.pop(key, None)  # a decoded form belongs to the entry it was made from
         self._data[key] = (_pack(entry.answer), entry.expires_at, entry.status_uri,
-                           entry.status_iat, entry.trust_list)
+                           entry.status_iat, entry.trust_list, entry.more_status)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)

@@ -113,6 +113,12 @@ class MatterResolver(Protocol):
         """The Huzhou matters the licence's own matter codes translate to."""
         ...
 
+    def types_serving(self, region: str, code: str) -> frozenset[str] | None:
+        """The licence type codes (national and local) that serve a matter, or None when
+        the registry says nothing of it (a combined certificate is then judged on all
+        its components)."""
+        ...
+
 
 class NoMatterResolver:
     """Used when no registry is loaded: the requested code stands for itself."""
@@ -124,6 +130,10 @@ class NoMatterResolver:
     def huzhou_matters(self, issuer_region: str, codes: Sequence[str]) -> list[MatterLink]:
         """No translation without a registry."""
         return []
+
+    def types_serving(self, region: str, code: str) -> frozenset[str] | None:
+        """Nothing known without a registry."""
+        return None
 
 
 def utc_now() -> datetime:
@@ -154,21 +164,32 @@ class _Outcome:
     """The audit record's fields that depend on the outcome alone."""
 
 
+def _judgement(verdict: Verdict) -> dict[str, Any]:
+    """Indication, sub-indication and national status of one verdict, as answered."""
+    sub = verdict.sub_indication
+    return {"indication": verdict.indication.value,
+            "sub_indication": None if sub is None else sub.value,
+            "cn_status": verdict.cn_status}
+
+
 def _holder_of(licence: Licence) -> dict[str, str]:
     return {"name": licence.holder_name, "code": licence.holder_code,
             "code_type": licence.holder_code_type}
 
 
-def _personal_from_credential(credential: str) -> tuple[dict[str, str] | None, str | None]:
-    """Holder fields and licence number of a credential already verified once (a cache
-    hit): no checks here."""
+def _personal_from_credential(credential: str
+                              ) -> tuple[dict[str, str] | None, str | None, list[str]]:
+    """Holder fields, licence number and component numbers of a credential already verified
+    once (a cache hit): no checks here."""
     try:
         lic = orjson.loads(b64url_decode(credential.split(".")[1]))["lic"]
         holder = {"name": str(lic["holder_name"]), "code": str(lic["holder_code"]),
                   "code_type": str(lic["holder_code_type"])}
-        return holder, str(lic["number"])
-    except (ValueError, KeyError, IndexError, TypeError, orjson.JSONDecodeError):
-        return None, None
+        numbers = [str(c["number"]) for c in lic.get("components") or ()]
+        return holder, str(lic["number"]), numbers
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError,
+            orjson.JSONDecodeError):
+        return None, None, []
 
 
 def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +202,11 @@ def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
     licence = core["licence"]
     if licence is None:
         return core
-    return {**core, "licence": {**licence, "number": None}}
+    cacheable = {**core, "licence": {**licence, "number": None}}
+    if "components" in core:
+        cacheable["components"] = [{**c, "component": {**c["component"], "number": None}}
+                                   for c in core["components"]]
+    return cacheable
 
 
 class VerificationService:
@@ -250,10 +275,15 @@ class VerificationService:
         """
         needed: dict[tuple[str, str], Partner] = {}
         for pending in started:
-            if isinstance(pending, Pending) and pending.status_needed is not None:
+            if not isinstance(pending, Pending):
+                continue
+            refs = [*pending.component_status_needed]
+            if pending.status_needed is not None:
+                refs.insert(0, pending.status_needed)
+            for ref in refs:
                 partner = pending.partner
                 assert partner is not None
-                needed.setdefault((pending.status_needed.uri, partner.region_code), partner)
+                needed.setdefault((ref.uri, partner.region_code), partner)
         lists = await asyncio.gather(*(self.status.get(uri, partner, snapshot.trust_list)
                                        for (uri, _), partner in needed.items()))
         return dict(zip(needed, lists, strict=True))
@@ -263,13 +293,16 @@ class VerificationService:
         if isinstance(pending, Verdict):
             return pending
         ref = pending.status_needed
-        if ref is None:
+        components = pending.component_status_needed
+        if ref is None and not components:
             return pending.finish()
         partner = pending.partner
         assert partner is not None
-        status = statuses[(ref.uri, partner.region_code)]
+        region = partner.region_code
+        status = None if ref is None else statuses[(ref.uri, region)]
+        by_uri = {c.uri: statuses[(c.uri, region)] for c in components}
         # A list fetched just now may be signed after the request's instant.
-        return pending.finish(status, consulted_at=self.clock())
+        return pending.finish(status, consulted_at=self.clock(), component_status=by_uri)
 
     @staticmethod
     def _cache_key(req: VerificationRequest, digest: str) -> str:
@@ -279,35 +312,46 @@ class VerificationService:
     def _entry_for(self, snapshot: TrustSnapshot, verdict: Verdict, core: dict[str, Any],
                    now: float) -> CacheEntry | None:
         """A cache entry for a definitive verdict, with the TTL it can bear; else None."""
-        sub = verdict.sub_indication
-        if verdict.indication is Indication.INDETERMINATE or sub is SubIndication.NOT_YET_VALID:
-            return None
+        # A verdict that can change by itself (INDETERMINATE, NOT_YET_VALID) is not kept,
+        # for the document or for any component of a combined certificate.
+        for judged in (verdict, *verdict.components):
+            if (judged.indication is Indication.INDETERMINATE
+                    or judged.sub_indication is SubIndication.NOT_YET_VALID):
+                return None
         limit = now + self.cache_max_ttl_s
         next_update = verdict_trust_next_update(snapshot)
         limit = min(limit, next_update)
-        status_uri = status_iat = None
+        used: dict[str, int] = {}
         if verdict.passed:
-            if verdict.valid_until is not None:
-                limit = min(limit, verdict.valid_until.timestamp())
-            if verdict.status_used is not None:
-                status_uri = verdict.status_used[0]
-                status_iat = int(verdict.status_used[1].timestamp())
-                refresh = self.status.refresh_in(status_uri)
-                limit = min(limit, now + (refresh if refresh is not None else 0.0))
+            # A passing document's components are judged on their own: each one that
+            # passed bounds the entry by its validity and by the list its status came from.
+            for judged in (verdict, *verdict.components):
+                if not judged.passed:
+                    continue
+                if judged.valid_until is not None:
+                    limit = min(limit, judged.valid_until.timestamp())
+                if judged.status_used is not None:
+                    uri = judged.status_used[0]
+                    used[uri] = int(judged.status_used[1].timestamp())
+                    refresh = self.status.refresh_in(uri)
+                    limit = min(limit, now + (refresh if refresh is not None else 0.0))
         if limit <= now:
             return None
+        pairs = list(used.items())
+        status_uri, status_iat = pairs[0] if pairs else (None, None)
         return CacheEntry(orjson.dumps(_cacheable(core)), limit, status_uri, status_iat,
-                          snapshot.tag)
+                          snapshot.tag, tuple(pairs[1:]))
 
     def _usable(self, entry: CacheEntry) -> bool:
         """A hit whose status list this instance already holds in a newer version is void."""
-        if entry.status_uri is None or entry.status_iat is None:
-            return True
-        held = self.status.held(entry.status_uri)
-        return held is None or int(held.issued_at.timestamp()) <= entry.status_iat
+        for uri, iat in entry.statuses():
+            held = self.status.held(uri)
+            if held is not None and int(held.issued_at.timestamp()) > iat:
+                return False
+        return True
 
-    def _core(self, verdict: Verdict) -> tuple[dict[str, Any], list[MatterLink],
-                                               dict[str, str] | None]:
+    def _core(self, verdict: Verdict, req: VerificationRequest
+              ) -> tuple[dict[str, Any], list[MatterLink], dict[str, str] | None]:
         licence = verdict.licence
         summary: dict[str, Any] | None = None
         links: list[MatterLink] = []
@@ -321,17 +365,39 @@ class VerificationService:
         if verdict.status_used is not None:
             status_claim = {"uri": verdict.status_used[0],
                             "iat": int(verdict.status_used[1].timestamp())}
+        # A combined certificate answers for the whole document first (Verdict.overall_for:
+        # it never passes with a failed component the matter needs, or with any failed
+        # component when no matter or no registry says which), then the document and each
+        # component.
+        needed: frozenset[str] | None = None
+        if verdict.components and req.matter_code is not None:
+            needed = self.matters.types_serving(req.matter_region or "330500",
+                                                req.matter_code)
+        indication, sub = verdict.overall_for(needed)
         core = {
-            "indication": verdict.indication.value,
-            "sub_indication": (None if verdict.sub_indication is None
-                               else verdict.sub_indication.value),
-            "cn_status": verdict.cn_status,
+            "indication": indication.value,
+            "sub_indication": None if sub is None else sub.value,
+            "cn_status": 0 if sub is None else sub.cn_status,
             "checks": [c.to_json() for c in verdict.checks],
             "licence": summary,
             "matters": [m.to_json() for m in links],
             "trust_list_version": verdict.trust_list_version,
             "status_list": status_claim,
         }
+        if licence is not None and licence.components is not None:
+            core["document"] = _judgement(verdict)
+            counted = needed is not None and any(c.licence.type_code in needed
+                                                 for c in verdict.components)
+            core["components"] = [
+                {**_judgement(c),
+                 "needed": not counted or (needed is not None
+                                           and c.licence.type_code in needed),
+                 "checks": [check.to_json() for check in c.checks],
+                 "component": c.licence.summary(),
+                 "status_list": (None if c.status_used is None else
+                                 {"uri": c.status_used[0],
+                                  "iat": int(c.status_used[1].timestamp())})}
+                for c in verdict.components]
         return core, links, holder
 
     def _hit(self, snapshot: TrustSnapshot, req: VerificationRequest,
@@ -342,9 +408,11 @@ class VerificationService:
         core: dict[str, Any] = orjson.loads(found[0].answer)
         if core.get("trust_list_version") not in (None, snapshot.trust_list.version):
             return None  # never answer with another trust list than the one served
-        holder, number = _personal_from_credential(req.credential)
+        holder, number, numbers = _personal_from_credential(req.credential)
         if core.get("licence") is not None:
             core["licence"]["number"] = number
+        for component, comp_number in zip(core.get("components") or (), numbers, strict=False):
+            component["component"]["number"] = comp_number
         links = [MatterLink(**m) for m in core.get("matters") or []]
         outcome = _Outcome(core, holder, True, links, core.get("status_list"))
         if self.cache is not None:
@@ -448,8 +516,7 @@ class VerificationService:
         if req.matter_code is not None:
             matter_before = {"region": req.matter_region or "330500", "code": req.matter_code}
         status = outcome.status_claim
-        details: dict[str, object] = {"credential_sha256": digest,
-                                      "status_list": None if status is None else status["uri"]}
+        details = self._details(outcome.core, digest, status)
         if case_id is not None:
             details["case_id"] = case_id  # the case (gateway.cases) this verification served
         return AuditEvent(
@@ -466,6 +533,24 @@ class VerificationService:
             **self._record(outcome),
         )
 
+    @staticmethod
+    def _details(core: dict[str, Any], digest: str,
+                 status: dict[str, Any] | None) -> dict[str, Any]:
+        details: dict[str, Any] = {"credential_sha256": digest,
+                                   "status_list": None if status is None else status["uri"]}
+        if "components" in core:
+            # Each component's outcome, named by its 证照标识 and type: no number (for
+            # some types a person's ID number), no holder data.
+            details["document"] = core["document"]
+            details["components"] = [
+                {"index": c["component"]["index"], "identifier": c["component"]["identifier"],
+                 "type_code": c["component"]["type_code"], "indication": c["indication"],
+                 "sub_indication": c["sub_indication"], "cn_status": c["cn_status"],
+                 "needed": c["needed"],
+                 "status_list": None if c["status_list"] is None else c["status_list"]["uri"]}
+                for c in core["components"]]
+        return details
+
     async def _outcome(self, snapshot: TrustSnapshot, req: VerificationRequest, at: datetime,
                        digest: str, pending: Pending | Verdict | None = None, *,
                        decoded_checked: bool = False) -> _Outcome:
@@ -476,7 +561,7 @@ class VerificationService:
         if pending is None:
             pending = self._start(snapshot, req, at)
         verdict = self._finish(pending, await self._statuses(snapshot, [pending]))
-        core, links, holder = self._core(verdict)
+        core, links, holder = self._core(verdict, req)
         await self._remember(snapshot, req, digest, verdict=verdict, core=core, links=links,
                              now=now)
         return _Outcome(core, holder, False, links, core["status_list"])
@@ -557,7 +642,7 @@ class VerificationService:
         to_store: list[tuple[str, CacheEntry]] = []
         for index, pending in misses:
             verdict = self._finish(pending, statuses)
-            core, links, holder = self._core(verdict)
+            core, links, holder = self._core(verdict, items[index])
             hits[index] = _Outcome(core, holder, False, links, core["status_list"])
             entry = self._entry_for(snapshot, verdict, core, now)
             if entry is not None:
