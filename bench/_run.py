@@ -128,6 +128,8 @@ class Options:
     """The gateways' ``crypto_thread`` setting (A/B runs)."""
     batch_connections: int = BATCH_CONNECTIONS
     """Connections of the batch row."""
+    without_node: bool = False
+    """A full run goes on without the Node.js baseline (else it stops at the start)."""
 
     def wants(self, *keys: str) -> bool:
         """Whether this run measures any of ``keys`` (a full run measures everything)."""
@@ -142,6 +144,9 @@ class Options:
         )
         parser.add_argument("--quick", action="store_true",
                             help="~2 s per scenario, tiny pools, one round (harness check)")
+        parser.add_argument("--without-node", action="store_true",
+                            help="a full run without node/npm: the Node.js row says why (quick "
+                                 "and --only runs go on without it anyway)")
         parser.add_argument("--batch-connections", type=int, default=BATCH_CONNECTIONS,
                             help=f"connections of the batch row ({BATCH_CONNECTIONS})")
         parser.add_argument("--load", choices=["wrk", "python"],
@@ -196,6 +201,7 @@ class Options:
             only=only,
             crypto_thread=args.crypto_thread == "on",
             batch_connections=args.batch_connections,
+            without_node=args.without_node,
         )
 
 
@@ -554,6 +560,8 @@ class Extras:
     entries: int | None = None
     filled: int = 0
     fill_seconds: float = 0.0
+    fill_note: str = ""
+    """Where the fill's licences came from, when not from their own pool."""
     translate: dict[str, Any] | None = None
     """In-process Registry.translate rates (memoised as served, and not)."""
     audit_scale: dict[str, Any] | None = None
@@ -591,6 +599,10 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     node = (ensure_node(log) if opts.wants("node")
             else NodeBaseline(None, problem="not asked for (--only)"))
     log(f"node baseline: {node.describe()}")
+    if node.problem and not (opts.quick or opts.only is not None or opts.without_node):
+        raise RuntimeError(f"the Node.js baseline cannot run: {node.problem}. Install Node.js "
+                           f"20 or newer with npm (the run installs jose itself), or pass "
+                           f"--without-node to measure without it")
     workers_note = _serve_workers() if opts.wants("workers-1", "workers-2") else "not asked for"
     log(f"workers: {workers_note or 'serve accepts --workers'}")
     extras = Extras(redis=redis_db.available,
@@ -599,16 +611,23 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     # -- the mock federation: trust list first, pools of unique licences, then it serves
     pools = work / "pools"
     fill_batches = math.ceil(opts.verdicts * 1.01 / BATCH_SIZE)
+    # The memory row's fill reuses the single pool when it is large enough: those licences
+    # only ever reach instance C, which has no cache, so A has never seen them.
+    fill_from_single = sizes["single"] >= fill_batches * BATCH_SIZE
     control_port = free_port()
     log(f"mock federation: issuing {sizes['single']:,} single, {sizes['batch']:,}×{BATCH_SIZE} "
-        f"batch, {sizes['naive']:,} naive-region, {opts.tier2:,} tier-2 and "
-        f"{fill_batches:,}×{BATCH_SIZE} cache-fill licences (plus warm-up pools)")
+        f"batch, {sizes['naive']:,} naive-region, {opts.tier2:,} tier-2, {sizes['workers']:,} "
+        f"workers and "
+        + ("no cache-fill licences (the fill reuses the single pool)" if fill_from_single
+           else f"{fill_batches:,}×{BATCH_SIZE} cache-fill licences")
+        + " (plus warm-up pools)")
     children.start("mockserver", [
         python(), "-m", "bench._mockserver", "--out", str(pools), "--seed", str(opts.seed),
         "--single", str(sizes["single"]), "--batch", str(sizes["batch"]),
         "--batch-size", str(BATCH_SIZE), "--naive", str(sizes["naive"]),
         "--warm", str(sizes["warm"]), "--repeated", str(REPEATED),
-        "--tier2", str(opts.tier2), "--fill", str(fill_batches), "--sm2", str(sizes["sm2"]),
+        "--tier2", str(opts.tier2), "--fill", str(0 if fill_from_single else fill_batches),
+        "--sm2", str(sizes["sm2"]),
         "--workers", str(sizes["workers"] if opts.wants("workers-1", "workers-2") else 0),
         "--control-port", str(control_port),
     ], role="load")
@@ -698,6 +717,13 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     children.wait_file("mockserver", pools / "manifest.json", 900)
     manifest = orjson.loads((pools / "manifest.json").read_bytes())
     counts: dict[str, int] = manifest["counts"]
+    if fill_from_single:
+        items = (pools / "single.jsonl").read_bytes().splitlines()[:fill_batches * BATCH_SIZE]
+        (pools / "fill.jsonl").write_bytes(b"".join(
+            b'{"items":[' + b",".join(items[i:i + BATCH_SIZE]) + b"]}\n"
+            for i in range(0, len(items), BATCH_SIZE)))
+        extras.fill_note = (" (the first licences of the single pool, which only instance C, "
+                            "without a cache, had seen)")
     log(f"pools ready in {time.monotonic() - started:.0f} s: {counts}")
     _sanity(gw, auth, pools, [naive, minimal, *([node_url] if node_proc else [])])
     for url, _ in workers.values():
@@ -1011,7 +1037,8 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
                       "and 白山 (cache off, instance C; a pool cycled)")
     compared(single_sm2, single, "single verification (ES256)")
     if sm2 or full:
-        openssl_sm2 = Row("Baseline: openssl speed sm2, verify (OpenSSL's own loop, one core)",
+        openssl_sm2 = Row("Baseline: openssl speed sm2, verify (OpenSSL's own loop, one core, "
+                          "half a scenario's duration)",
                           "verif/s", values=[r["openssl"] for r in sm2 if r["openssl"]])
         if not openssl_sm2.values:
             openssl_sm2.text = "not measured: no openssl command or no SM2 in it"
@@ -1230,7 +1257,8 @@ def _extra_notes(extras: Extras, opts: Options, load_kind: str) -> list[str]:
                   f"after the throughput rounds)")
         notes.append(
             f"Memory: after the propagation changes (a new trust-list version empties tier 1), "
-            f"{extras.filled:,} distinct licences passed through A's batch endpoint in "
+            f"{extras.filled:,} distinct licences{extras.fill_note} passed through A's batch "
+            f"endpoint in "
             f"{extras.fill_seconds:.1f} s; VmRSS of the whole process read from /proc right "
             f"after{before}; entries from `ecert_cache_memory_entries` (tier 1 is bounded by "
             f"cache_max_entries, default 100,000). MB = 10^6 bytes.")
