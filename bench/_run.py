@@ -1126,12 +1126,13 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
          "licence per request) and this row's median ÷ it."),
         (f"The batch row counts licences/s (requests/s × {BATCH_SIZE}); its p50/p99 are per "
          f"batch request, with {opts.batch_connections} batch(es) in flight."),
-        ("Workers rows: instances D and E run C's command (cache off, same data folder) with "
+        *([] if not full and "workers-2" not in index else [
+         "Workers rows: instances D and E run C's command (cache off, same data folder) with "
          "`--workers 1` and `--workers 2`, not pinned, and the load generator is not pinned "
          "either: the two CPUs of the machine carry the gateway's workers and the load "
          f"generator together. They cycle a pool of {WORKERS_POOL:,} ES256 licences "
          "(quick: 300); with the cache off each request verifies its licence in full."
-         + (f" This run: {context.workers_note}." if context.workers_note else "")),
+         + (f" This run: {context.workers_note}." if context.workers_note else "")]),
         *_extra_notes(extras, opts, context.load_kind),
     ]
     return rows, notes
@@ -1217,21 +1218,24 @@ def _memory_row(extras: Extras, opts: Options) -> Row:
 
 
 def _extra_notes(extras: Extras, opts: Options, load_kind: str) -> list[str]:
-    notes = []
-    signed = ", ".join(f"{n:,} in {sec:.1f} s" for n, sec in extras.partner_pools)
-    header = ("wrk: the Lua script splits each line and builds a per-request header table for "
-              "`wrk.format`" if load_kind == "wrk"
-              else "python generator: `--auth-lines`")
-    notes.append(
-        f"Partner query: `POST /v1/partner/licences/query` by identifier as Shanghai (310000), "
-        f"matter {_cluster.PARTNER_MATTER}, cycling the {extras.identifiers:,} demo licences "
-        f"valid today (each answer signs the licence: cn_status 0). Every request carries its "
-        f"own `ecert-request+jwt` (unique jti, body_sha256 of that exact body, lifetime 300 s), "
-        f"signed by the mock federation process before the timed window, per round, just "
-        f"before that round ({signed}); pool lines are `<Authorization>\\t<body>` "
-        f"({header}). Partner rate limit raised to {_cluster.PARTNER_RATE:,}/s, burst "
-        f"{_cluster.PARTNER_RATE:,} (`[partner.rate_limits]` via `serve --config`)"
-        + ("; jti replay cache in Redis." if extras.redis else "; jti replay cache in process."))
+    notes: list[str] = []
+    if extras.partner_pools:  # the partner row ran
+        signed = ", ".join(f"{n:,} in {sec:.1f} s" for n, sec in extras.partner_pools)
+        header = ("wrk: the Lua script splits each line and builds a per-request header table for "
+                  "`wrk.format`" if load_kind == "wrk"
+                  else "python generator: `--auth-lines`")
+        notes.append(
+            f"Partner query: `POST /v1/partner/licences/query` by identifier as Shanghai (310000), "
+            f"matter {_cluster.PARTNER_MATTER}, cycling the {extras.identifiers:,} demo licences "
+            f"valid today (each answer signs the licence: cn_status 0). Every request carries "
+            f"its own `ecert-request+jwt` (unique jti, body_sha256 of that exact body, lifetime "
+            f"300 s), "
+            f"signed by the mock federation process before the timed window, per round, just "
+            f"before that round ({signed}); pool lines are `<Authorization>\\t<body>` "
+            f"({header}). Partner rate limit raised to {_cluster.PARTNER_RATE:,}/s, burst "
+            f"{_cluster.PARTNER_RATE:,} (`[partner.rate_limits]` via `serve --config`)"
+            + ("; jti replay cache in Redis." if extras.redis
+               else "; jti replay cache in process."))
     if extras.tier2_counts:
         counts = "; ".join(
             f"round {n + 1}: warmed {w:,} on A; B " + ", ".join(f"{v:,} {k}" for k, v in c.items())
