@@ -695,13 +695,16 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         children.wait_http("node", node_url)
     children.wait_http("gateway-b", f"{gw_b}/readyz")
     children.wait_http("gateway-c", f"{gw_c}/readyz")
-    # D and E: C's command with `--workers 1` and `--workers 2`, not pinned (the workers and
-    # the load generator share both CPUs), when this build's serve accepts --workers.
+    # D and E: `serve --workers 1` and `--workers 2` with C's cache off but A's settings
+    # (workers share Redis: trust-list announcements, jti), not pinned (the workers and the
+    # load generator share both CPUs), when this build's serve accepts --workers.
     workers: dict[int, tuple[str, int]] = {}
+    if not workers_note and not redis_db.available:
+        workers_note = f"not measured: no Redis for the workers ({redis_db.error})"
     if not workers_note:
         for n in (1, 2):
             port = free_port()
-            proc = children.start(f"gateway-w{n}", [*serve_c, "--listen", f"{HOST}:{port}",
+            proc = children.start(f"gateway-w{n}", [*serve, "--listen", f"{HOST}:{port}",
                                                     "--workers", str(n)], env=env_c, role="free")
             workers[n] = (f"http://{HOST}:{port}", proc.pid)
         for n, (url, _) in workers.items():
@@ -709,6 +712,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
                 children.wait_http(f"gateway-w{n}", f"{url}/readyz")
             except RuntimeError as exc:
                 workers_note = f"`serve --workers {n}` did not start: {str(exc)[-300:]}"
+                break
         if workers_note:
             log(f"workers: {workers_note}")
             for n in workers:
@@ -937,8 +941,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
          f"{opts.warmup:g} s warm-up, {opts.connections} connections for every HTTP scenario "
          f"but batch ({opts.batch_connections}); run took {elapsed:.0f} s"),
         ("- Gateway: instances A (cache on), B (tier 2 only) and C (cache off: the single and "
-         "batch rows) on one data folder, pinned; D and E (C's settings, `serve --workers 1` "
-         "and `--workers 2`, not pinned) "
+         "batch rows) on one data folder, pinned; D and E (cache off, Redis, "
+         "`serve --workers 1` and `--workers 2`, not pinned) "
          + (f"{workers_note}" if workers_note else "for the workers rows")
          + "; A and B "
          + (f"with Redis {opts.redis_url} (flushed at the start and the end of the run)"
@@ -1127,9 +1131,9 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
         (f"The batch row counts licences/s (requests/s × {BATCH_SIZE}); its p50/p99 are per "
          f"batch request, with {opts.batch_connections} batch(es) in flight."),
         *([] if not full and "workers-2" not in index else [
-         "Workers rows: instances D and E run C's command (cache off, same data folder) with "
-         "`--workers 1` and `--workers 2`, not pinned, and the load generator is not pinned "
-         "either: the two CPUs of the machine carry the gateway's workers and the load "
+         "Workers rows: instances D and E run `serve --workers 1` and `--workers 2` with the "
+         "cache off (as C), on the same data folder and Redis (as A), not pinned, and the "
+         "load generator is not pinned either: the two CPUs of the machine carry the gateway's workers and the load "
          f"generator together. They cycle a pool of {WORKERS_POOL:,} ES256 licences "
          "(quick: 300); with the cache off each request verifies its licence in full."
          + (f" This run: {context.workers_note}." if context.workers_note else "")]),
