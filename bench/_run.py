@@ -1133,9 +1133,10 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
         *([] if not full and "workers-2" not in index else [
          "Workers rows: instances D and E run `serve --workers 1` and `--workers 2` with the "
          "cache off (as C), on the same data folder and Redis (as A), not pinned, and the "
-         "load generator is not pinned either: the two CPUs of the machine carry the gateway's workers and the load "
-         f"generator together. They cycle a pool of {WORKERS_POOL:,} ES256 licences "
-         "(quick: 300); with the cache off each request verifies its licence in full."
+         "load generator is not pinned either: the two CPUs of the machine carry the "
+         "gateway's workers and the load generator together. They cycle a pool of "
+         f"{WORKERS_POOL:,} ES256 licences (quick: 300); with the cache off each request "
+         "verifies its licence in full."
          + (f" This run: {context.workers_note}." if context.workers_note else "")]),
         *_extra_notes(extras, opts, context.load_kind),
     ]
