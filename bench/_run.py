@@ -569,11 +569,12 @@ class Extras:
 
 
 def _counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
-    names = {"redis hits": 'ecert_cache_events_total{tier="redis",event="hit"}',
-             "redis misses": 'ecert_cache_events_total{tier="redis",event="miss"}',
-             "redis errors": 'ecert_cache_events_total{tier="redis",event="error"}',
-             "tier-1 hits": 'ecert_cache_events_total{tier="memory",event="hit"}'}
-    return {label: int(after.get(name, 0) - before.get(name, 0)) for label, name in names.items()}
+    wanted = {"redis hits": ("redis", "hit"), "redis misses": ("redis", "miss"),
+              "redis errors": ("redis", "error"), "tier-1 hits": ("memory", "hit")}
+    name = "ecert_cache_events_total"
+    return {label: int(_cluster.metric_sum(after, name, tier=tier, event=event)
+                       - _cluster.metric_sum(before, name, tier=tier, event=event))
+            for label, (tier, event) in wanted.items()}
 
 
 def _run(opts: Options, command: str, work: Path, children: Children,
@@ -917,7 +918,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     began = time.monotonic()
     extras.filled = _cluster.fill_cache(gw, auth, pool("fill"))
     extras.fill_seconds = time.monotonic() - began
-    extras.entries = int(_cluster.metrics(gw, scraper).get("ecert_cache_memory_entries", 0))
+    extras.entries = int(_cluster.metric_sum(_cluster.metrics(gw, scraper),
+                                             "ecert_cache_memory_entries"))
     extras.rss_kib = resident_memory_kib(gateway.pid)
     log(f"  {extras.filled:,} passed in {extras.fill_seconds:.1f} s; {extras.entries:,} entries, "
         f"VmRSS {(extras.rss_kib or 0) / 1024:.0f} MiB")

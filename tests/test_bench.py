@@ -347,3 +347,20 @@ class TestNodeBaseline:
         found = _node.ensure_node(lambda _: None, folder)
         assert found.node is None
         assert found.problem.startswith("npm not found on PATH")
+
+
+class TestCacheCounters:
+    """The tier-2 row's note reads B's cache counters from ``/metrics``."""
+
+    def test_counters_are_found_whatever_the_label_order(self) -> None:
+        """prometheus_client writes labels in the family's order (event before tier); a
+        ``worker`` label (several workers) is summed over."""
+        from bench._run import _counter_delta
+
+        before = {'ecert_cache_events_total{event="hit",tier="redis"}': 10.0}
+        after = {'ecert_cache_events_total{event="hit",tier="redis"}': 25.0,
+                 'ecert_cache_events_total{event="miss",tier="redis",worker="1"}': 2.0,
+                 'ecert_cache_events_total{tier="memory",event="hit"}': 3.0,
+                 'ecert_cache_memory_entries': 4.0}
+        assert {"redis hits": 15, "redis misses": 2, "redis errors": 0,
+                "tier-1 hits": 3} == _counter_delta(before, after)
