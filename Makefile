@@ -33,9 +33,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The full benchmark (~15-16 min on the 2-core development machine; needs wrk, Redis and
+# Node.js 20+ with npm: see bench/README.md); it prepends its results to bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# A harness check in about two minutes (numbers rough); goes on without node.
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "RedisDb",
     "cli_token",
     "fill_cache",
+    "metric_sum",
     "metrics",
     "partner_identifiers",
     "partner_pool",
@@ -184,6 +186,23 @@ def metrics(gateway: str, token: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
     return values
+
+
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_sum(values: dict[str, float], name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` that carry ``labels`` (in any order, other labels
+    such as a ``worker`` index summed over), from what :func:`metrics` returned."""
+    total = 0.0
+    for sample, value in values.items():
+        sample_name, brace, rest = sample.partition("{")
+        if sample_name != name:
+            continue
+        found = dict(_LABEL.findall(rest)) if brace else {}
+        if all(found.get(key) == wanted for key, wanted in labels.items()):
+            total += value
+    return total
 
 
 def _version(gateway: str) -> int:

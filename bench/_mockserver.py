@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--naive-region", default="310000")
     parser.add_argument("--sm2", type=int, default=0,
                         help="SM2SM3 licences (毕节, 白山) of the single-sm2 pool, cycled")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="licences of the workers pool (cycled by `serve --workers N`)")
     parser.add_argument("--tier2", type=int, default=0,
                         help="licences of the tier-2 (second instance) working set")
     parser.add_argument("--fill", type=int, default=0,
@@ -129,6 +131,7 @@ def write_pools(federation: Federation, args: argparse.Namespace) -> dict[str, i
         out / "samples.jsonl", [_item(region.issue().token) for region in regions]
     )
     counts["tier2"] = _write_lines(out / "tier2.jsonl", singles(args.tier2))
+    counts["workers"] = _write_lines(out / "workers.jsonl", singles(args.workers))
     counts["fill"] = _write_lines(out / "fill.jsonl", batches(args.fill))
     # SM2SM3 licences for the SM2 single row: the mocks sign SM2 in pure Python (~7 ms a
     # signature), so this pool is small and the row cycles it (with the verdict cache off,

@@ -7,6 +7,7 @@ an error or on Ctrl-C. Only loopback addresses are used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ __all__ = [
     "http_post",
     "cpu_seconds",
     "peak_memory_kib",
+    "tree_cpu_seconds",
     "resident_memory_kib",
 ]
 
@@ -59,8 +61,10 @@ class Pinning:
                 f"load generator on CPU {self.load}")
 
     def prefix(self, role: str) -> list[str]:
-        """The ``taskset -c N`` prefix for a ``server`` or ``load`` process."""
-        cpu = self.server if role == "server" else self.load
+        """The ``taskset -c N`` prefix for a ``server`` or ``load`` process; none for any
+        other role (``free``: the workers scenarios, where the servers and the load
+        generator share every CPU)."""
+        cpu = {"server": self.server, "load": self.load}.get(role, "")
         return ["taskset", "-c", cpu] if cpu else []
 
 
@@ -130,6 +134,36 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, their children, ...) running now."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii")
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, ()))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of ``pid`` and every process below it that is running now (a server
+    with worker processes: the supervisor and its workers, all their threads)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(cpu_seconds(child) or 0.0 for child in _descendants(pid))
+
+
 def peak_memory_kib(pid: int) -> int | None:
     """VmHWM (peak resident set) of a running process, in KiB."""
     return _status_kib(pid, "VmHWM")
@@ -158,6 +192,20 @@ class Children:
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._procs.append((name, proc, log))
         return proc
+
+    def stop(self, name: str, grace: float = 10.0) -> None:
+        """Stop one child (SIGTERM, then SIGKILL after ``grace``) and forget it."""
+        for entry in [e for e in self._procs if e[0] == name]:
+            _, proc, log = entry
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            log.close()
+            self._procs.remove(entry)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         """The last lines of a child's log."""
@@ -199,9 +247,12 @@ class Children:
             time.sleep(0.1)
 
     def stop_all(self, grace: float = 10.0) -> None:
-        """SIGTERM every child still running, then SIGKILL what is left after ``grace``."""
+        """SIGTERM every child still running, then SIGKILL what is left after ``grace``;
+        then the same for processes a child started and left behind (a server's workers)."""
+        below: list[int] = []
         for _, proc, _ in self._procs:
             if proc.poll() is None:
+                below += _descendants(proc.pid)
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for _, proc, log in self._procs:
@@ -212,6 +263,29 @@ class Children:
                 proc.wait(timeout=5)
             log.close()
         self._procs.clear()
+        _end_leftovers(below, grace)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def _end_leftovers(pids: Sequence[int], grace: float) -> None:
+    """SIGTERM, then SIGKILL, the given descendants of our children still running."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [pid for pid in pids if _alive(pid)]
+        if not alive:
+            return
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in alive):
+            time.sleep(0.1)
 
 
 def run_bounded(argv: Sequence[str], timeout: float, *, stdin: Any = subprocess.DEVNULL,

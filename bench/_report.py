@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-__all__ = ["Row", "git_commit", "machine", "prepend_results", "render_table"]
+__all__ = ["P99_LIMIT_MS", "Row", "git_commit", "goal_lines", "machine", "prepend_results",
+           "render_table", "verdict"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_HEADER: Final = """# Benchmark results
@@ -23,6 +24,8 @@ with the same load generator; see `bench/README.md` for what each row means.
 <!-- runs below: newest first -->
 """
 _MARKER: Final = "<!-- runs below: newest first -->"
+P99_LIMIT_MS: Final = 50.0
+"""Issue 22: no row may buy throughput with a p99 latency above this."""
 
 
 @dataclass(slots=True)
@@ -46,11 +49,36 @@ class Row:
     """A goal that is not a ratio (``< 1000 ms``), shown instead of ``goal``."""
     http: bool = False
     """An HTTP scenario (its error count is shown)."""
+    cpu_us: list[float] = field(default_factory=list)
+    """Server CPU time per request (or per licence), µs, one value per round."""
+    round_ratios: list[float] = field(default_factory=list)
+    """Per round: this row's value ÷ its baseline's value in the same round."""
+    node: str = ""
+    """The Node.js (jose) endpoint's median rate and this row's ratio to it."""
+    goal_name: str = ""
+    """What the goal asks, for the goal lines under the table (empty: no goal)."""
+    measured: str = ""
+    """What was measured against the goal, for the goal lines."""
 
     @property
     def median(self) -> float | None:
         """The median over the rounds, or None without values."""
         return statistics.median(self.values) if self.values else None
+
+    @property
+    def cpu_median(self) -> float | None:
+        """The median server CPU µs per request over the rounds, or None."""
+        return statistics.median(self.cpu_us) if self.cpu_us else None
+
+    @property
+    def p99_median(self) -> float | None:
+        """The median over the rounds of each round's p99 latency (ms), or None."""
+        return statistics.median(self.p99_ms) if self.p99_ms else None
+
+    @property
+    def round_ratio(self) -> float | None:
+        """The median of the per-round ratios, or None."""
+        return statistics.median(self.round_ratios) if self.round_ratios else None
 
 
 def _num(value: float) -> str:
@@ -66,24 +94,49 @@ def _ms(values: Sequence[float]) -> str:
 
 
 def render_table(rows: Sequence[Row]) -> str:
-    """The markdown table: medians over rounds, every round's value, ratio, goal, status."""
+    """The markdown table: medians over rounds, every round's value, server CPU per request,
+    latency, the ratio of medians and the median of per-round ratios, goal, status, and the
+    Node.js endpoint's rate beside each rate row."""
     lines = [
-        ("| Scenario | Median | Rounds | p50 | p99 | Errors | Compared with | Ratio | Goal "
-         "| Status |"),
-        "|---|---:|---|---:|---:|---:|---|---:|---:|---|",
+        ("| Scenario | Median | Rounds | CPU µs/req | p50 | p99 | Errors | Compared with "
+         "| Ratio | Per-round ratios (median) | Goal | Status | Node.js jose (÷) |"),
+        "|---|---:|---|---:|---:|---:|---:|---|---:|---|---:|---|---|",
     ]
     for row in rows:
         median = row.median
         value = row.text if median is None else f"{_num(median)} {row.unit}".strip()
         rounds = ", ".join(_num(v) for v in row.values) if len(row.values) > 1 else ""
+        cpu = "" if row.cpu_median is None else f"{row.cpu_median:,.0f}"
         ratio = "" if row.ratio is None else f"{row.ratio:.2f}×"
+        per_round = ""
+        if row.round_ratios:
+            each = ", ".join(f"{r:.2f}" for r in row.round_ratios)
+            per_round = f"{each} ({row.round_ratio:.2f}×)" if len(row.round_ratios) > 1 \
+                else f"{each}×"
         goal = row.goal_text or ("" if row.goal is None else f"≥{row.goal:g}×")
         errors = str(row.errors) if row.http and row.values else ""
         lines.append(
-            f"| {row.scenario} | {value} | {rounds} | {_ms(row.p50_ms)} | {_ms(row.p99_ms)} "
-            f"| {errors} | {row.baseline} | {ratio} | {goal} | {row.status} |"
+            f"| {row.scenario} | {value} | {rounds} | {cpu} | {_ms(row.p50_ms)} "
+            f"| {_ms(row.p99_ms)} | {errors} | {row.baseline} | {ratio} | {per_round} | {goal} "
+            f"| {row.status} | {row.node} |"
         )
     return "\n".join(lines)
+
+
+def verdict(status: str) -> str:
+    """``met``, ``not met`` or ``not measured``, from a row's status."""
+    if status == "met" or status.startswith("met "):
+        return "met"
+    if status.startswith("not measured"):
+        return "not measured"
+    return "not met"
+
+
+def goal_lines(rows: Sequence[Row]) -> list[str]:
+    """One line per goal: ``goal: … measured: … met/not met``."""
+    return [f"goal: {row.goal_name} — measured: {row.measured or row.text or 'nothing'} — "
+            f"**{verdict(row.status)}**"
+            for row in rows if row.goal_name]
 
 
 def machine() -> str:
@@ -104,7 +157,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"nproc {len(os.sched_getaffinity(0))}, {model}, {memory}"
+    cores = os.cpu_count() or 0
+    usable = len(os.sched_getaffinity(0))
+    return (f"{model}, {cores} CPU{'s' if cores != 1 else ''} (nproc {usable}), {memory}")
 
 
 def git_commit() -> str:
