@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway.audit._tree import TreeError
 from gateway.audit.event import AuditUnavailableError
 from gateway.credentials.store import CredentialRefusal, IdentityRefusal
+from gateway.infra.redislink import RedisUnavailableError
 from gateway.licences.store import LicenceStoreError
 from gateway.trustlist.service import AdminRefusal, TrustStoreError
 from registry import CodeFormatError, UnknownCodeError, UnknownRegionError
@@ -137,6 +138,8 @@ ERROR_STATUS: Final[Mapping[type[Exception] | Enum, ErrorAnswer]] = {
                                     {"region": "region"}),
     UnknownCodeError: ErrorAnswer(404, "Unknown matter", "unknown-matter",
                                   {"region": "region", "code": "code"}),
+    # State kept in Redis (console sessions with redis_url).
+    RedisUnavailableError: ErrorAnswer(503, "Redis unavailable", "redis-unavailable"),
     # Huzhou's licence library.
     LicenceStoreError: ErrorAnswer(503, "Licence store unavailable",
                                    "licence-store-unavailable"),

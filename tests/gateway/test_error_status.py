@@ -25,6 +25,7 @@ from gateway.credentials.store import (
     IdentityRefusal,
     Role,
 )
+from gateway.infra.redislink import RedisUnavailableError
 from gateway.licences.store import LicenceStoreError
 from gateway.trustlist.service import (
     AdminError,
@@ -75,6 +76,7 @@ EXAMPLES: dict[type[Exception] | Enum, Callable[[], Example]] = {
     UnknownCodeError: lambda: (UnknownCodeError("330500", "M-9"),
                                {"region": "330500", "code": "M-9"}),
     LicenceStoreError: lambda: (LicenceStoreError("the licence store is down"), {}),
+    RedisUnavailableError: lambda: (RedisUnavailableError("console sessions unavailable"), {}),
     **{refusal: partial(_admin, refusal) for refusal in AdminRefusal},
     **{refusal: partial(_import, refusal) for refusal in ImportRefusal},
     **{refusal: partial(_identity, refusal) for refusal in IdentityRefusal},
