@@ -58,7 +58,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level)
     create_data_folder(settings.data_dir)
 
-    def make_app() -> web.Application:
+    def make_app(settings: Settings) -> web.Application:
         app = create_app(settings)
         app.on_startup.append(_settle_heap)  # after the cleanup contexts opened every store
         return app
@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return supervise(make_app, settings)
     # Stops accepting on SIGTERM/SIGINT, lets in-flight requests finish (up to
     # shutdown_timeout_s), then runs the cleanup contexts in reverse (gateway.web.runner).
-    serve(make_app(), settings)
+    serve(make_app(settings), settings)
     return 0
 
 

@@ -46,6 +46,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
 from aiohttp import web
@@ -106,7 +107,7 @@ class _WorkerField(logging.Filter):
         return True
 
 
-def _worker_main(make_app: Callable[[], web.Application], settings: Settings, *,
+def _worker_main(make_app: Callable[[Settings], web.Application], settings: Settings, *,
                  sock: socket.socket, index: int, parent_pid: int, wakeup: tuple[int, int]
                  ) -> None:
     """A worker process (forked): build the application and serve on the inherited socket."""
@@ -117,7 +118,7 @@ def _worker_main(make_app: Callable[[], web.Application], settings: Settings, *,
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerField(index))
-    serve(make_app(), settings, sock=sock, stop_signals=(signal.SIGTERM,),
+    serve(make_app(settings), settings, sock=sock, stop_signals=(signal.SIGTERM,),
           parent_pid=parent_pid)
 
 
@@ -129,11 +130,15 @@ def _describe(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def supervise(make_app: Callable[[], web.Application], settings: Settings) -> int:
+def supervise(make_app: Callable[[Settings], web.Application], settings: Settings) -> int:
     """Serve with ``settings.workers`` processes until SIGTERM or SIGINT (module doc).
 
-    ``make_app`` is called in each worker. Returns the exit status: 0 when every
-    worker stopped cleanly, 1 when one did not, or restarts ran away.
+    ``make_app(settings)`` is called in each worker. A worker started in place of one
+    that ended gets the settings without ``trust_list_file``: the first workers already
+    reconciled that file with the store, which may hold newer versions since (applied
+    through any worker); read again, the file would be a rollback, refused, and the
+    replacement would never start. Returns the exit status: 0 when every worker
+    stopped cleanly, 1 when one did not, or restarts ran away.
     """
     check_workers(settings)
     sock = listening_socket(settings)
@@ -150,10 +155,11 @@ def supervise(make_app: Callable[[], web.Application], settings: Settings) -> in
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     parent_pid = os.getpid()
 
-    def start(index: int) -> BaseProcess:
+    def start(index: int, *, again: bool = False) -> BaseProcess:
+        given = replace(settings, trust_list_file=None) if again else settings
         process = context.Process(
             target=_worker_main, name=f"ecert-worker-{index}",
-            args=(make_app, settings),
+            args=(make_app, given),
             kwargs={"sock": sock, "index": index, "parent_pid": parent_pid,
                     "wakeup": (read_fd, write_fd)})
         process.start()
@@ -162,6 +168,7 @@ def supervise(make_app: Callable[[], web.Application], settings: Settings) -> in
 
     workers: dict[int, BaseProcess] = {}
     restarts: deque[float] = deque()
+    ended: set[int] = set()  # indexes whose worker ended while stopping (told once)
     failed = False
     stopping_since: float | None = None
     try:
@@ -193,9 +200,10 @@ def supervise(make_app: Callable[[], web.Application], settings: Settings) -> in
             _drain(read_fd)
             for index, process in list(workers.items()):
                 code = process.exitcode
-                if code is None:
+                if code is None or index in ended:
                     continue
                 if stopping_since is not None:
+                    ended.add(index)
                     if code != 0:
                         failed = True
                         _log.error("worker stopped badly", extra={
@@ -213,7 +221,7 @@ def supervise(make_app: Callable[[], web.Application], settings: Settings) -> in
                     failed = True
                     received.append(signal.SIGTERM)
                     continue
-                workers[index] = start(index)
+                workers[index] = start(index, again=True)
     finally:
         if stopping_since is None:  # an error in the supervisor itself: leave no orphans
             _signal_all(workers, signal.SIGTERM)

@@ -1,0 +1,288 @@
+"""`ecert-gateway serve --workers 2`: two processes on one port, one data folder, one Redis.
+
+Which worker answers a new connection is the kernel's choice; to send a request
+to one worker in particular, the test stops the other one (SIGSTOP): its share
+of the listening socket then waits, and the running worker accepts every new
+connection. Every request here goes on a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.credentials.store import IdentityKind, Role, add_identity
+from mocks import Federation, PartnerClient, RunningFederation, serve_federation
+from tests.services import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.allow_blocking]
+
+SH_MATTER = "310000-20-SFJ-0001"
+RATE_BURST = 4
+"""Partner requests allowed in total (the bucket refills at 0.01 a second meanwhile)."""
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running."""
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def _database(url: str, number: int) -> str:
+    """``url`` on Redis database ``number`` (rate-limit buckets of other tests stay apart)."""
+    return re.sub(r"/\d+$", "", url) + f"/{number}"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=120)
+
+
+class Serve:
+    """One `ecert-gateway serve --workers 2` process and its workers."""
+
+    def __init__(self, data: Path, trust: Path, redis_url: str, log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        env = {**os.environ, "ECERT_REDIS_URL": redis_url, "ECERT_APPROVALS_REQUIRED": "1",
+               "ECERT_LOG_LEVEL": "INFO", "ECERT_PARTNER_RATE_BURST": str(RATE_BURST),
+               "ECERT_PARTNER_RATE_PER_S": "0.01", "ECERT_SHUTDOWN_TIMEOUT_S": "3"}
+        with log.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--workers", "2",
+                 "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(data),
+                 "--trust-list", str(trust)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+    def workers(self) -> list[int]:
+        return sorted(_children(self.proc.pid))
+
+    @contextmanager
+    def only(self, worker: int) -> Iterator[None]:
+        """Every new connection goes to ``worker``: the others are stopped meanwhile."""
+        others = [pid for pid in self.workers() if pid != worker]
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in _running(others):
+                os.kill(pid, signal.SIGCONT)
+
+    def answered_by(self) -> dict[int, int]:
+        """Access-log lines per worker index."""
+        counts: dict[int, int] = {}
+        for line in self.log.read_bytes().splitlines():
+            entry = orjson.loads(line)
+            if entry.get("logger") == "gateway.access" and "worker" in entry:
+                counts[entry["worker"]] = counts.get(entry["worker"], 0) + 1
+        return counts
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in _children(self.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(f"{base}/readyz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("serve --workers 2 did not become ready")
+
+
+@pytest.fixture
+async def federation() -> AsyncIterator[RunningFederation]:
+    """Shanghai, unseeded (fresh keys: nothing in the session's Redis matches by chance)."""
+    async with serve_federation(Federation.standard(codes=["310000"])) as running:
+        yield running
+
+
+async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
+        tmp_path: Path, redis_url: str, federation: RunningFederation) -> None:
+    """Concurrent verifications leave exactly one audit entry each and `audit verify` passes;
+    a partner token spent at one worker is refused at the other; the partner's rate limit is
+    its configured total; a console session made on one worker works on the other; an
+    anchor revoked through one worker is refused by the other at once; a killed worker is
+    replaced; SIGTERM stops both workers and the supervisor exits 0."""
+    sh = federation.federation["310000"]
+    now = datetime.now(UTC)
+    trust = tmp_path / "trust.json"
+    trust.write_bytes(orjson.dumps(federation.federation.trust_list(
+        version=1, issued_at=now - timedelta(hours=1), next_update=now + timedelta(days=3))))
+    data = tmp_path / "data"
+    client_key = add_identity(data, IdentityKind.CLIENT, "window")
+    proposer = add_identity(data, IdentityKind.OPERATOR, "zhang", Role.OPERATOR)
+    approver = add_identity(data, IdentityKind.OPERATOR, "li", Role.APPROVER)
+    serve = Serve(data, trust, _database(redis_url, 7), tmp_path / "serve.log")
+    connector = aiohttp.TCPConnector(force_close=True, limit=64)  # a new connection each time
+    try:
+        async with aiohttp.ClientSession(connector=connector,
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _ready(http, serve.base)
+            for _ in range(50):
+                if len(serve.workers()) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            first, second = serve.workers()
+            for worker in (first, second):
+                with serve.only(worker):
+                    await _ready(http, serve.base)
+
+            async def verify(token: str, request_id: str = "") -> dict[str, Any]:
+                headers = {"Authorization": f"Bearer {client_key}"}
+                if request_id:
+                    headers["X-Request-Id"] = request_id
+                async with http.post(f"{serve.base}/v1/verifications", headers=headers,
+                                     json={"credential": token}) as resp:
+                    assert 200 == resp.status, await resp.text()
+                    answer: dict[str, Any] = await resp.json()
+                    return answer
+
+            # Many concurrent verifications, each with its own request id.
+            licences = [sh.issue().token for _ in range(20)]
+            sent = [f"workers-test-{n:04d}" for n in range(240)]
+            gate = asyncio.Semaphore(24)
+
+            async def one(n: int, request_id: str) -> str:
+                async with gate:
+                    return str((await verify(licences[n % 20], request_id))["indication"])
+
+            answers = await asyncio.gather(*(one(n, rid) for n, rid in enumerate(sent)))
+            assert {"TOTAL_PASSED"} == set(answers)
+            served = serve.answered_by()
+            assert served.get(0, 0) > 0
+            assert served.get(1, 0) > 0
+
+            # A partner token spent at one worker is refused at the other.
+            partner = PartnerClient(sh, serve.base, session=http)
+            body = orjson.dumps(partner.by_identifier("no-such-licence", matter_code=SH_MATTER))
+            token = partner.sign(body)
+            with serve.only(first):
+                spent = await partner.query(body, token=token)
+            assert spent.status not in (401, 429), spent.body
+            with serve.only(second):
+                replayed = await partner.query(body, token=token)
+            assert 401 == replayed.status
+            assert "replayed" in replayed.body["detail"]
+            # The rate limit is the partner's total: the burst less the one spent above,
+            # whichever worker the requests reach.
+            statuses = []
+            for n in range(RATE_BURST):
+                with serve.only((first, second)[n % 2]):
+                    statuses.append((await partner.query(body)).status)
+            assert 429 not in statuses[:RATE_BURST - 1]
+            assert 429 == statuses[-1]
+
+            # A console session made on one worker serves on the other.
+            with serve.only(first):
+                async with http.get(f"{serve.base}/console/login") as resp:
+                    found = _CSRF.search(await resp.text())
+                    assert found is not None
+            with serve.only(second):
+                async with http.post(f"{serve.base}/console/login", allow_redirects=False,
+                                     data={"csrf": found.group(1), "token": proposer}) as resp:
+                    assert 303 == resp.status
+                    assert "/console/" == resp.headers["Location"]
+            with serve.only(first):
+                async with http.get(f"{serve.base}/console/trust-list",
+                                    allow_redirects=False) as resp:
+                    assert 200 == resp.status
+
+            # Both workers accept the licence (and cache the verdict) ...
+            licence = licences[0]
+            for worker in (first, second):
+                with serve.only(worker):
+                    assert "TOTAL_PASSED" == (await verify(licence))["indication"]
+            # ... until its signing anchor is revoked through the first.
+            change = {"kind": "revoke-anchor", "region_code": "310000", "kid": sh.licence_kid,
+                      "reason": "key-compromise"}
+            with serve.only(first):
+                async with http.post(f"{serve.base}/v1/admin/proposals",
+                                     headers={"Authorization": f"Bearer {proposer}"},
+                                     json={"changes": [change], "note": "key leaked"}) as resp:
+                    assert 201 == resp.status, await resp.text()
+                    proposal = await resp.json()
+                async with http.post(
+                        f"{serve.base}/v1/admin/proposals/{proposal['id']}/approve",
+                        headers={"Authorization": f"Bearer {approver}"}) as resp:
+                    assert 200 == resp.status, await resp.text()
+                applied = time.monotonic()
+                answer = await verify(licence)
+                assert ("REVOKED", 2) == (answer["sub_indication"], answer["trust_list_version"])
+            with serve.only(second):
+                answer = await verify(licence)
+                while answer["sub_indication"] != "REVOKED" and time.monotonic() - applied < 5:
+                    await asyncio.sleep(0.05)
+                    answer = await verify(licence)
+            assert ("REVOKED", 2) == (answer["sub_indication"], answer["trust_list_version"])
+
+            # A worker killed outright is replaced.
+            os.kill(second, signal.SIGKILL)
+            for _ in range(100):
+                if len(serve.workers()) == 2 and second not in serve.workers():
+                    break
+                await asyncio.sleep(0.1)
+            replaced = [pid for pid in serve.workers() if pid != first]
+            assert 1 == len(replaced)
+            with serve.only(replaced[0]):
+                await _ready(http, serve.base)
+
+        # SIGTERM: both workers stop, the supervisor exits 0, within a few seconds.
+        workers = serve.workers()
+        stopping = time.monotonic()
+        serve.proc.send_signal(signal.SIGTERM)
+        assert 0 == await asyncio.to_thread(serve.proc.wait, 15)
+        assert time.monotonic() - stopping < 5
+        assert not _running(workers)
+    finally:
+        serve.stop()
+
+    # One audit entry per verification request: none lost, none twice; the log verifies.
+    checked = _cli("audit", "verify", "--quiet", "--data-dir", str(data))
+    assert 0 == checked.returncode, checked.stderr
+    listed = _cli("audit", "query", "--event-type", "verification", "--limit", "100000",
+                  "--data-dir", str(data))
+    assert 0 == listed.returncode, listed.stderr
+    ids = [orjson.loads(line)["record"]["request_id"] for line in listed.stdout.splitlines()]
+    logged = sorted(rid for rid in ids if rid.startswith("workers-test-"))
+    assert sent == logged
