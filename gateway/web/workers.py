@@ -23,6 +23,11 @@ limits, console sessions and trust-list announcements. Without ``redis_url``
 those would be per process, so more than one worker is refused
 (``WorkersError``).
 
+What each worker answers: ``/healthz`` and ``/readyz`` speak for the worker that
+accepted the connection (a load balancer's probe checks one at a time; every
+worker serves the same stores); ``/metrics`` shows every worker's counters with
+a ``worker`` label (``gateway.web.workermetrics``). Log lines carry ``worker``.
+
 Supervision. SIGTERM or SIGINT to the supervisor stops every worker gracefully
 (SIGTERM to each; a worker still running ``shutdown_timeout_s`` + 5 s later is
 killed) and the supervisor exits 0 once all have stopped cleanly. A worker that
@@ -41,18 +46,23 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from aiohttp import web
 
 from gateway.settings import Settings
+from gateway.web.app import METRICS_REGISTRY_KEY
 from gateway.web.runner import STOP_SIGNALS, serve
+from gateway.web.workermetrics import WORKER_KEY, Worker, snapshots_ctx
 
 __all__ = ["MAX_RESTARTS", "RESTART_WINDOW_S", "WorkersError", "check_workers",
            "listening_socket", "supervise"]
@@ -108,8 +118,8 @@ class _WorkerField(logging.Filter):
 
 
 def _worker_main(make_app: Callable[[Settings], web.Application], settings: Settings, *,
-                 sock: socket.socket, index: int, parent_pid: int, wakeup: tuple[int, int]
-                 ) -> None:
+                 sock: socket.socket, index: int, parent_pid: int, wakeup: tuple[int, int],
+                 metrics: Path) -> None:
     """A worker process (forked): build the application and serve on the inherited socket."""
     signal.set_wakeup_fd(-1)  # the supervisor's, inherited with the fork
     for fd in wakeup:
@@ -118,7 +128,10 @@ def _worker_main(make_app: Callable[[Settings], web.Application], settings: Sett
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerField(index))
-    serve(make_app(settings), settings, sock=sock, stop_signals=(signal.SIGTERM,),
+    app = make_app(settings)
+    app[WORKER_KEY] = Worker(index, metrics)
+    app.cleanup_ctx.append(snapshots_ctx(app[METRICS_REGISTRY_KEY]))
+    serve(app, settings, sock=sock, stop_signals=(signal.SIGTERM,),
           parent_pid=parent_pid)
 
 
@@ -142,6 +155,7 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
     """
     check_workers(settings)
     sock = listening_socket(settings)
+    metrics = Path(tempfile.mkdtemp(prefix="ecert-gateway-metrics-"))
     context = multiprocessing.get_context("fork")
     received: list[int] = []
     read_fd, write_fd = os.pipe()
@@ -161,7 +175,7 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
             target=_worker_main, name=f"ecert-worker-{index}",
             args=(make_app, given),
             kwargs={"sock": sock, "index": index, "parent_pid": parent_pid,
-                    "wakeup": (read_fd, write_fd)})
+                    "wakeup": (read_fd, write_fd), "metrics": metrics})
         process.start()
         _log.info("worker started", extra={"worker": index, "pid": process.pid})
         return process
@@ -226,6 +240,7 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
         if stopping_since is None:  # an error in the supervisor itself: leave no orphans
             _signal_all(workers, signal.SIGTERM)
         sock.close()
+        shutil.rmtree(metrics, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         signal.set_wakeup_fd(previous_wakeup)

@@ -24,8 +24,10 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.web.workermetrics import SNAPSHOT_INTERVAL_S
 from mocks import Federation, PartnerClient, RunningFederation, serve_federation
 from tests.services import free_port
 
@@ -142,7 +144,8 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     """Concurrent verifications leave exactly one audit entry each and `audit verify` passes;
     a partner token spent at one worker is refused at the other; the partner's rate limit is
     its configured total; a console session made on one worker works on the other; an
-    anchor revoked through one worker is refused by the other at once; a killed worker is
+    anchor revoked through one worker is refused by the other at once; /metrics on either
+    counts both workers' requests, labelled by worker; a killed worker is
     replaced; SIGTERM stops both workers and the supervisor exits 0."""
     sh = federation.federation["310000"]
     now = datetime.now(UTC)
@@ -153,6 +156,7 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     client_key = add_identity(data, IdentityKind.CLIENT, "window")
     proposer = add_identity(data, IdentityKind.OPERATOR, "zhang", Role.OPERATOR)
     approver = add_identity(data, IdentityKind.OPERATOR, "li", Role.APPROVER)
+    scraper = add_identity(data, IdentityKind.OPERATOR, "mark", Role.METRICS)
     serve = Serve(data, trust, _database(redis_url, 7), tmp_path / "serve.log")
     connector = aiohttp.TCPConnector(force_close=True, limit=64)  # a new connection each time
     try:
@@ -192,6 +196,21 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
             served = serve.answered_by()
             assert served.get(0, 0) > 0
             assert served.get(1, 0) > 0
+            # /metrics, whichever worker answers it, counts every worker's requests.
+            await asyncio.sleep(SNAPSHOT_INTERVAL_S + 0.5)
+            for worker in (first, second):
+                with serve.only(worker):
+                    async with http.get(f"{serve.base}/metrics",
+                                        headers={"Authorization": f"Bearer {scraper}"}) as resp:
+                        assert 200 == resp.status
+                        text = await resp.text()
+                counted = {sample.labels["worker"]: sample.value
+                           for family in text_string_to_metric_families(text)
+                           for sample in family.samples
+                           if sample.name == "ecert_http_requests_total"
+                           and sample.labels["route"] == "/v1/verifications"}
+                assert {"0", "1"} == set(counted)
+                assert len(sent) == sum(counted.values())
 
             # A partner token spent at one worker is refused at the other.
             partner = PartnerClient(sh, serve.base, session=http)
