@@ -24,15 +24,20 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import redis
+import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.__main__ import main
 from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.partner.checks import RedisRateLimiter
+from gateway.settings import SettingsError, load_settings
 from gateway.web.workermetrics import SNAPSHOT_INTERVAL_S
 from mocks import Federation, PartnerClient, RunningFederation, serve_federation
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.allow_blocking]
+pytestmark = [pytest.mark.allow_blocking]
 
 SH_MATTER = "310000-20-SFJ-0001"
 RATE_BURST = 4
@@ -59,6 +64,19 @@ def _children(pid: int) -> set[int]:
 def _running(pids: list[int]) -> list[int]:
     """Those of ``pids`` still running."""
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def _redis_dump(url: str, pattern: str) -> dict[bytes, bytes]:
+    """Every key matching ``pattern`` and its value."""
+    client = redis.Redis.from_url(url)
+    try:
+        found = {}
+        for key in client.scan_iter(pattern):
+            value = client.get(key)
+            found[key] = value if isinstance(value, bytes) else b""
+        return found
+    finally:
+        client.close()
 
 
 def _database(url: str, number: int) -> str:
@@ -139,6 +157,8 @@ async def federation() -> AsyncIterator[RunningFederation]:
         yield running
 
 
+@pytest.mark.slow
+@pytest.mark.redis
 async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
         tmp_path: Path, redis_url: str, federation: RunningFederation) -> None:
     """Concurrent verifications leave exactly one audit entry each and `audit verify` passes;
@@ -246,6 +266,13 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
                 async with http.get(f"{serve.base}/console/trust-list",
                                     allow_redirects=False) as resp:
                     assert 200 == resp.status
+            # Redis holds neither the operator's token nor the cookie's session id.
+            cookie = next(c.value for c in http.cookie_jar if c.key == "ecert_console")
+            stored = await asyncio.to_thread(_redis_dump, _database(redis_url, 7),
+                                             "ecert:v1:console-session:*")
+            assert stored
+            assert not any(proposer.encode() in key + value or cookie.encode() in key + value
+                           for key, value in stored.items())
 
             # Both workers accept the licence (and cache the verdict) ...
             licence = licences[0]
@@ -305,3 +332,57 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     ids = [orjson.loads(line)["record"]["request_id"] for line in listed.stdout.splitlines()]
     logged = sorted(rid for rid in ids if rid.startswith("workers-test-"))
     assert sent == logged
+
+
+class TestRefusals:
+    """What ``--workers`` refuses, before anything starts."""
+
+    def test_more_than_one_worker_needs_redis(self, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+        """Without redis_url, workers > 1 exits 1 with a line saying why; nothing serves."""
+        port = free_port()
+        code = main(["serve", "--workers", "2", "--listen", f"127.0.0.1:{port}",
+                     "--data-dir", str(tmp_path / "data")])
+        assert 1 == code
+        err = capsys.readouterr().err
+        assert err.startswith("ecert-gateway serve: workers = 2 needs redis_url")
+        assert not (tmp_path / "data").exists()
+
+    @pytest.mark.parametrize("workers", ["0", "257", "-1"])
+    def test_workers_out_of_range(self, tmp_path: Path, workers: str) -> None:
+        """workers is 1 to 256."""
+        with pytest.raises(SettingsError, match="workers must be between 1 and 256"):
+            load_settings({"ECERT_WORKERS": workers, "ECERT_DATA_DIR": str(tmp_path)}, None)
+
+
+class TestSharedRateLimit:
+    """The partners' rate limit kept in Redis."""
+
+    async def test_redis_down_keeps_a_share_of_the_limit_per_worker(self) -> None:
+        """Redis unreachable: each of 2 workers allows half the burst, then refuses."""
+        client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_timeout=0.2,
+                                socket_connect_timeout=0.2)
+        limiter = RedisRateLimiter(client, 0.001, 4, share=2)
+        try:
+            waits = [await limiter.acquire("310000") for _ in range(3)]
+        finally:
+            await limiter.close()
+        assert waits[:2] == [None, None]
+        assert waits[2] is not None
+        assert waits[2] > 0
+
+    @pytest.mark.redis
+    async def test_one_bucket_for_every_limiter_on_one_redis(self, redis_url: str) -> None:
+        """Two limiters (two workers) on one Redis spend from one bucket per partner."""
+        url = _database(redis_url, 8)
+        region = f"test-{os.getpid()}-{time.monotonic_ns()}"
+        limiters = [RedisRateLimiter(aioredis.Redis.from_url(url), 0.001, 3, share=2)
+                    for _ in range(2)]
+        try:
+            waits = [await limiters[n % 2].acquire(region) for n in range(4)]
+        finally:
+            for limiter in limiters:
+                await limiter.close()
+        assert [None, None, None] == waits[:3]
+        assert waits[3] is not None
+        assert waits[3] > 0
