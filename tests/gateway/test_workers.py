@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.__main__ import main
 from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.infra.datafolder import create_data_folder
 from gateway.partner.checks import RedisRateLimiter
 from gateway.settings import SettingsError, load_settings
 from gateway.web.workermetrics import SNAPSHOT_INTERVAL_S
@@ -92,13 +93,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 class Serve:
     """One `ecert-gateway serve --workers 2` process and its workers."""
 
-    def __init__(self, data: Path, trust: Path, redis_url: str, log: Path) -> None:
+    def __init__(self, data: Path, trust: Path, redis_url: str, log: Path, *,
+                 postgres_dsn: str | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {**os.environ, "ECERT_REDIS_URL": redis_url, "ECERT_APPROVALS_REQUIRED": "1",
                "ECERT_LOG_LEVEL": "INFO", "ECERT_PARTNER_RATE_BURST": str(RATE_BURST),
                "ECERT_PARTNER_RATE_PER_S": "0.01", "ECERT_SHUTDOWN_TIMEOUT_S": "3"}
+        if postgres_dsn is not None:
+            env["ECERT_POSTGRES_DSN"] = postgres_dsn
         with log.open("wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "serve", "--workers", "2",
@@ -332,6 +336,65 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     ids = [orjson.loads(line)["record"]["request_id"] for line in listed.stdout.splitlines()]
     logged = sorted(rid for rid in ids if rid.startswith("workers-test-"))
     assert sent == logged
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.postgres
+async def test_two_workers_on_postgresql_keep_one_entry_per_request(
+        tmp_path: Path, redis_url: str, postgres_dsn: str,
+        federation: RunningFederation) -> None:
+    """On PostgreSQL too: concurrent verifications through both workers, one audit entry
+    each (the advisory lock serialises the workers' batches), and `audit verify` passes."""
+    sh = federation.federation["310000"]
+    now = datetime.now(UTC)
+    trust = tmp_path / "trust.json"
+    trust.write_bytes(orjson.dumps(federation.federation.trust_list(
+        version=1, issued_at=now - timedelta(hours=1), next_update=now + timedelta(days=3))))
+    data = tmp_path / "data"
+    env = {**os.environ, "ECERT_POSTGRES_DSN": postgres_dsn}
+    create_data_folder(data)
+    made = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", "clients", "add", "window",
+                         "--data-dir", str(data)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert 0 == made.returncode, made.stderr
+    client_key = made.stdout.strip().splitlines()[-1]
+    serve = Serve(data, trust, _database(redis_url, 9), tmp_path / "serve.log",
+                  postgres_dsn=postgres_dsn)
+    sent = [f"pg-workers-{n:04d}" for n in range(120)]
+    try:
+        connector = aiohttp.TCPConnector(force_close=True, limit=24)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            await _ready(http, serve.base)
+            licences = [sh.issue().token for _ in range(10)]
+
+            async def one(n: int, request_id: str) -> int:
+                async with http.post(f"{serve.base}/v1/verifications",
+                                     headers={"Authorization": f"Bearer {client_key}",
+                                              "X-Request-Id": request_id},
+                                     json={"credential": licences[n % 10]}) as resp:
+                    return resp.status
+
+            assert {200} == set(await asyncio.gather(*(one(n, r) for n, r in enumerate(sent))))
+        served = serve.answered_by()
+        assert served.get(0, 0) > 0
+        assert served.get(1, 0) > 0
+        serve.proc.send_signal(signal.SIGTERM)
+        assert 0 == await asyncio.to_thread(serve.proc.wait, 15)
+    finally:
+        serve.stop()
+    checked = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", "audit", "verify", "--quiet",
+                         "--data-dir", str(data)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert 0 == checked.returncode, checked.stderr
+    listed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", "audit", "query", "--event-type",
+                         "verification", "--limit", "100000", "--data-dir", str(data)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    ids = [orjson.loads(line)["record"]["request_id"] for line in listed.stdout.splitlines()]
+    assert sent == sorted(rid for rid in ids if rid.startswith("pg-workers-"))
 
 
 class TestRefusals:
