@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
@@ -116,7 +117,8 @@ async def _watch_parent(parent_pid: int, stopping: asyncio.Event) -> None:
 
 
 async def _serve(app: web.Application, settings: Settings, *, sock: socket.socket | None,
-                 stop_signals: tuple[signal.Signals, ...], parent_pid: int | None) -> None:
+                 stop_signals: tuple[signal.Signals, ...], parent_pid: int | None,
+                 on_serving: Callable[[], object] | None) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -142,6 +144,8 @@ async def _serve(app: web.Application, settings: Settings, *, sock: socket.socke
             else:
                 site = web.SockSite(runner, sock)
             await site.start()
+            if on_serving is not None:
+                on_serving()
             await stopping.wait()
     finally:
         if watch is not None:
@@ -157,13 +161,15 @@ async def _serve(app: web.Application, settings: Settings, *, sock: socket.socke
 
 def serve(app: web.Application, settings: Settings, *, sock: socket.socket | None = None,
           stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
-          parent_pid: int | None = None) -> None:
+          parent_pid: int | None = None,
+          on_serving: Callable[[], object] | None = None) -> None:
     """Serve ``app`` on ``settings.listen`` until SIGTERM or SIGINT, then stop gracefully:
     stop accepting, let requests in flight finish (``shutdown_timeout_s``), close every
     cleanup context. Signals repeated while stopping are logged and ignored.
 
     A worker of ``gateway.web.workers`` passes the listening socket it inherited
     (``sock``, instead of binding ``listen``), the signals that stop it, and its
-    supervisor's pid (it stops when that process is gone)."""
+    supervisor's pid (it stops when that process is gone), and ``on_serving`` is called
+    once the application started and the socket is served."""
     asyncio.run(_serve(app, settings, sock=sock, stop_signals=stop_signals,
-                       parent_pid=parent_pid))
+                       parent_pid=parent_pid, on_serving=on_serving))

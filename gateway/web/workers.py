@@ -31,7 +31,8 @@ a ``worker`` label (``gateway.web.workermetrics``). Log lines carry ``worker``.
 Supervision. SIGTERM or SIGINT to the supervisor stops every worker gracefully
 (SIGTERM to each; a worker still running ``shutdown_timeout_s`` + 5 s later is
 killed) and the supervisor exits 0 once all have stopped cleanly. A worker that
-exits on its own is restarted in its place; more than ``MAX_RESTARTS`` restarts
+exits on its own after it served is restarted in its place (one that fails to
+start stops the serve with exit status 1: it would fail again); more than ``MAX_RESTARTS`` restarts
 within ``RESTART_WINDOW_S`` (a worker that cannot start, say) stop the whole
 serve with exit status 1. A worker whose supervisor vanished (killed with
 SIGKILL) stops by itself within a second. Workers ignore SIGINT, so that Ctrl-C
@@ -55,6 +56,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from aiohttp import web
@@ -119,7 +121,7 @@ class _WorkerField(logging.Filter):
 
 def _worker_main(make_app: Callable[[Settings], web.Application], settings: Settings, *,
                  sock: socket.socket, index: int, parent_pid: int, wakeup: tuple[int, int],
-                 metrics: Path) -> None:
+                 metrics: Path, serving: Event) -> None:
     """A worker process (forked): build the application and serve on the inherited socket."""
     signal.set_wakeup_fd(-1)  # the supervisor's, inherited with the fork
     for fd in wakeup:
@@ -132,7 +134,7 @@ def _worker_main(make_app: Callable[[Settings], web.Application], settings: Sett
     app[WORKER_KEY] = Worker(index, metrics)
     app.cleanup_ctx.append(snapshots_ctx(app[METRICS_REGISTRY_KEY]))
     serve(app, settings, sock=sock, stop_signals=(signal.SIGTERM,),
-          parent_pid=parent_pid)
+          parent_pid=parent_pid, on_serving=serving.set)
 
 
 def _describe(code: int | None) -> str:
@@ -146,12 +148,14 @@ def _describe(code: int | None) -> str:
 def supervise(make_app: Callable[[Settings], web.Application], settings: Settings) -> int:
     """Serve with ``settings.workers`` processes until SIGTERM or SIGINT (module doc).
 
-    ``make_app(settings)`` is called in each worker. A worker started in place of one
-    that ended gets the settings without ``trust_list_file``: the first workers already
-    reconciled that file with the store, which may hold newer versions since (applied
-    through any worker); read again, the file would be a rollback, refused, and the
-    replacement would never start. Returns the exit status: 0 when every worker
-    stopped cleanly, 1 when one did not, or restarts ran away.
+    ``make_app(settings)`` is called in each worker. A worker that ends before it
+    serves (its stores, keys or ``--trust-list`` refused) stops the serve: starting it
+    again would fail the same way. A worker started in place of one that ended after it
+    served gets the settings without ``trust_list_file``: that worker had reconciled
+    the file with the store, which may hold newer versions since (applied through any
+    worker); read again, the file would be a rollback, refused, and the replacement
+    would never start. Returns the exit status: 0 when every worker stopped cleanly, 1
+    when one did not, one failed to start, or restarts ran away.
     """
     check_workers(settings)
     sock = listening_socket(settings)
@@ -171,16 +175,19 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
 
     def start(index: int, *, again: bool = False) -> BaseProcess:
         given = replace(settings, trust_list_file=None) if again else settings
+        serving[index] = context.Event()
         process = context.Process(
             target=_worker_main, name=f"ecert-worker-{index}",
             args=(make_app, given),
             kwargs={"sock": sock, "index": index, "parent_pid": parent_pid,
-                    "wakeup": (read_fd, write_fd), "metrics": metrics})
+                    "wakeup": (read_fd, write_fd), "metrics": metrics,
+                    "serving": serving[index]})
         process.start()
         _log.info("worker started", extra={"worker": index, "pid": process.pid})
         return process
 
     workers: dict[int, BaseProcess] = {}
+    serving: dict[int, Event] = {}  # index -> what its worker sets once it serves
     restarts: deque[float] = deque()
     ended: set[int] = set()  # indexes whose worker ended while stopping (told once)
     failed = False
@@ -222,6 +229,13 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
                         failed = True
                         _log.error("worker stopped badly", extra={
                             "worker": index, "pid": process.pid, "how": _describe(code)})
+                    continue
+                if not serving[index].is_set():
+                    _log.critical("worker failed to start: stopping", extra={
+                        "worker": index, "pid": process.pid, "how": _describe(code)})
+                    failed = True
+                    ended.add(index)
+                    received.append(signal.SIGTERM)
                     continue
                 now = time.monotonic()
                 restarts.append(now)

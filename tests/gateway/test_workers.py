@@ -397,6 +397,24 @@ async def test_two_workers_on_postgresql_keep_one_entry_per_request(
     assert sent == sorted(rid for rid in ids if rid.startswith("pg-workers-"))
 
 
+@pytest.mark.slow
+@pytest.mark.redis
+async def test_a_worker_that_cannot_start_stops_the_serve(tmp_path: Path, redis_url: str
+                                                          ) -> None:
+    """A --trust-list the workers refuse: the serve exits 1 with the reason in its log,
+    rather than restarting workers that fail the same way (or that serve without it)."""
+    trust = tmp_path / "trust.json"
+    trust.write_text("{not json", encoding="utf-8")
+    serve = Serve(tmp_path / "data", trust, _database(redis_url, 10), tmp_path / "serve.log")
+    try:
+        assert 1 == await asyncio.to_thread(serve.proc.wait, 30)
+    finally:
+        serve.stop()
+    log = (await asyncio.to_thread(serve.log.read_text)).splitlines()
+    assert any('"worker failed to start: stopping"' in line for line in log)
+    assert not any('"worker ended; restarting it"' in line for line in log)
+
+
 class TestRefusals:
     """What ``--workers`` refuses, before anything starts."""
 
