@@ -201,8 +201,8 @@ class _Bucket:
 class RateLimiter:
     """A token bucket per key (partner region): ``rate`` tokens a second, ``burst`` at most.
 
-    ``limits`` overrides ``(rate, burst)`` for some keys. In-process: each gateway
-    instance counts its own requests.
+    ``limits`` overrides ``(rate, burst)`` for some keys. In-process: each process
+    counts its own requests (``RedisRateLimiter`` shares the buckets).
     """
 
     def __init__(self, rate: float, burst: int, *,
@@ -266,7 +266,8 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-"""One token from each key's bucket, on Redis's clock (every process reads the same one):
+"""One token from each key's bucket, on Redis's clock (every process reads the same one;
+a script may write after TIME since Redis 5, which replicates its effects):
 the wait in seconds as text, "0.000000" where a token was taken. A bucket left alone
 until it is full again is dropped (EXPIRE)."""
 
