@@ -28,16 +28,20 @@ accepted the connection (a load balancer's probe checks one at a time; every
 worker serves the same stores); ``/metrics`` shows every worker's counters with
 a ``worker`` label (``gateway.web.workermetrics``). Log lines carry ``worker``.
 
+Start-up. The first worker starts alone: it reconciles ``--trust-list`` with
+the store (an import is audited once, not once per worker) and makes what a new
+data folder lacks; the others start once it serves, and serve the store's list.
+
 Supervision. SIGTERM or SIGINT to the supervisor stops every worker gracefully
 (SIGTERM to each; a worker still running ``shutdown_timeout_s`` + 5 s later is
 killed) and the supervisor exits 0 once all have stopped cleanly. A worker that
-exits on its own after it served is restarted in its place (one that fails to
-start stops the serve with exit status 1: it would fail again); more than ``MAX_RESTARTS`` restarts
-within ``RESTART_WINDOW_S`` (a worker that cannot start, say) stop the whole
-serve with exit status 1. A worker whose supervisor vanished (killed with
-SIGKILL) stops by itself within a second. Workers ignore SIGINT, so that Ctrl-C
-in a terminal (sent to the whole process group) stops them once, through the
-supervisor.
+fails to start stops the serve with exit status 1 (started again, it would fail
+the same way). A worker that exits on its own after it served is started again
+in its place; more than ``MAX_RESTARTS`` restarts within ``RESTART_WINDOW_S``
+stop the whole serve with exit status 1. A worker whose supervisor vanished
+(killed with SIGKILL) stops by itself within a second. Workers ignore SIGINT, so
+that Ctrl-C in a terminal (sent to the whole process group) stops them once,
+through the supervisor.
 """
 
 from __future__ import annotations
@@ -174,6 +178,7 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
     parent_pid = os.getpid()
 
     def start(index: int, *, again: bool = False) -> BaseProcess:
+        """Start worker ``index``; ``again``: the store already holds --trust-list."""
         given = replace(settings, trust_list_file=None) if again else settings
         serving[index] = context.Event()
         process = context.Process(
@@ -192,11 +197,19 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
     ended: set[int] = set()  # indexes whose worker ended while stopping (told once)
     failed = False
     stopping_since: float | None = None
+    # The first worker starts alone: it reconciles --trust-list with the store (an import
+    # is audited once, not once per worker) and makes whatever a new data folder lacks;
+    # the others start once it serves, from the store.
+    waiting = list(range(1, settings.workers))
     try:
-        for index in range(settings.workers):
-            workers[index] = start(index)
-        _log.info("serving", extra={"listen": settings.listen, "workers": settings.workers})
+        workers[0] = start(0)
         while True:
+            if waiting and serving[0].is_set() and stopping_since is None:
+                for index in waiting:
+                    workers[index] = start(index, again=True)
+                waiting = []
+                _log.info("serving", extra={"listen": settings.listen,
+                                            "workers": settings.workers})
             if received and stopping_since is None:
                 _log.info("%s: stopping %d workers", signal.Signals(received[0]).name,
                           len(workers))
@@ -217,7 +230,8 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
                     for process in live:
                         process.join()
                     break
-            multiprocessing.connection.wait([p.sentinel for p in live] + [read_fd], timeout=1.0)
+            multiprocessing.connection.wait([p.sentinel for p in live] + [read_fd],
+                                            timeout=0.05 if waiting else 1.0)
             _drain(read_fd)
             for index, process in list(workers.items()):
                 code = process.exitcode

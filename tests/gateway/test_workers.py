@@ -154,6 +154,21 @@ async def _ready(session: aiohttp.ClientSession, base: str) -> None:
     raise AssertionError("serve --workers 2 did not become ready")
 
 
+async def _both_ready(serve: Serve, http: aiohttp.ClientSession) -> list[int]:
+    """The two workers' pids, once each of them answers /readyz."""
+    await _ready(http, serve.base)
+    for _ in range(300):
+        if len(serve.workers()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    workers = serve.workers()
+    assert 2 == len(workers)
+    for worker in workers:
+        with serve.only(worker):
+            await _ready(http, serve.base)
+    return workers
+
+
 @pytest.fixture
 async def federation() -> AsyncIterator[RunningFederation]:
     """Shanghai, unseeded (fresh keys: nothing in the session's Redis matches by chance)."""
@@ -186,15 +201,7 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     try:
         async with aiohttp.ClientSession(connector=connector,
                                          cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-            await _ready(http, serve.base)
-            for _ in range(50):
-                if len(serve.workers()) == 2:
-                    break
-                await asyncio.sleep(0.1)
-            first, second = serve.workers()
-            for worker in (first, second):
-                with serve.only(worker):
-                    await _ready(http, serve.base)
+            first, second = await _both_ready(serve, http)
 
             async def verify(token: str, request_id: str = "") -> dict[str, Any]:
                 headers = {"Authorization": f"Bearer {client_key}"}
@@ -308,11 +315,12 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
 
             # A worker killed outright is replaced.
             os.kill(second, signal.SIGKILL)
+            replaced: list[int] = []
             for _ in range(100):
-                if len(serve.workers()) == 2 and second not in serve.workers():
+                replaced = [pid for pid in serve.workers() if pid not in (first, second)]
+                if replaced:
                     break
                 await asyncio.sleep(0.1)
-            replaced = [pid for pid in serve.workers() if pid != first]
             assert 1 == len(replaced)
             with serve.only(replaced[0]):
                 await _ready(http, serve.base)
@@ -336,6 +344,9 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     ids = [orjson.loads(line)["record"]["request_id"] for line in listed.stdout.splitlines()]
     logged = sorted(rid for rid in ids if rid.startswith("workers-test-"))
     assert sent == logged
+    # The trust-list file was imported once at start-up, not once per worker.
+    loaded = _cli("audit", "query", "--event-type", "trust-list-loaded", "--data-dir", str(data))
+    assert 1 == len(loaded.stdout.splitlines())
 
 
 @pytest.mark.slow
@@ -366,7 +377,7 @@ async def test_two_workers_on_postgresql_keep_one_entry_per_request(
     try:
         connector = aiohttp.TCPConnector(force_close=True, limit=24)
         async with aiohttp.ClientSession(connector=connector) as http:
-            await _ready(http, serve.base)
+            await _both_ready(serve, http)
             licences = [sh.issue().token for _ in range(10)]
 
             async def one(n: int, request_id: str) -> int:
