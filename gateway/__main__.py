@@ -35,6 +35,7 @@ from gateway.trustlist.service import AdminError, TrustStoreError
 from gateway.web.app import create_app
 from gateway.web.logs import configure_logging
 from gateway.web.runner import serve
+from gateway.web.workers import WorkersError, check_workers, supervise
 from registry import RegistryError
 from trust import ChangeError, TrustError
 
@@ -53,16 +54,26 @@ async def _settle_heap(_: web.Application) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    check_workers(settings)
     configure_logging(settings.log_level)
     create_data_folder(settings.data_dir)
-    app = create_app(settings)
-    app.on_startup.append(_settle_heap)  # after the cleanup contexts opened every store
+
+    def make_app(settings: Settings) -> web.Application:
+        app = create_app(settings)
+        app.on_startup.append(_settle_heap)  # after the cleanup contexts opened every store
+        return app
+
     logging.getLogger("gateway").info(
-        "gateway starting", extra={"listen": settings.listen, "data_dir": str(settings.data_dir)}
+        "gateway starting", extra={"listen": settings.listen, "data_dir": str(settings.data_dir),
+                                   "workers": settings.workers}
     )
+    if settings.workers > 1:
+        # One listening socket, N forked workers, each with its own application
+        # (gateway.web.workers).
+        return supervise(make_app, settings)
     # Stops accepting on SIGTERM/SIGINT, lets in-flight requests finish (up to
     # shutdown_timeout_s), then runs the cleanup contexts in reverse (gateway.web.runner).
-    serve(app, settings)
+    serve(make_app(settings), settings)
     return 0
 
 
@@ -116,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, title="commands")
     serve = sub.add_parser("serve", help="run the gateway", parents=[settings_options()])
     serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:8080)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes on one port (default 1; more needs redis_url)")
     serve.add_argument("--trust-list", dest="trust_list_file", metavar="FILE",
                        help="trust-list JSON file to start from")
     serve.set_defaults(func=_serve)
@@ -137,6 +150,7 @@ _SUBCOMMANDS = ("audit_command", "trust_command", "registry_command", "action")
 EXIT_CODES: Final[Mapping[type[Exception], tuple[int, str]]] = {
     # The settings and the data folder, before any command runs.
     SettingsError: (1, ""),
+    WorkersError: (1, ""),
     DataFolderError: (1, ""),
     # A file named on the command line (or --config) that cannot be read or written.
     OSError: (1, ""),

@@ -118,6 +118,11 @@ class Settings:
     data_dir: Path
     """Every store, key and default file of an instance lives under it."""
     listen: str = "127.0.0.1:8080"
+    workers: int = 1
+    """``serve`` runs this many worker processes on ``listen`` (``--workers``; 1 to 256).
+    More than one needs ``redis_url``: the replay cache of partner request tokens, the
+    partners' rate limits and console sessions are shared through it
+    (``gateway.web.runner``, docs/operators.md "Workers and scaling")."""
     public_url: str | None = None
     """The URL partners reach this gateway at (``https://gw.example/ecert``: scheme, host,
     port, any path prefix; no trailing slash). What Huzhou signs names it (its status
@@ -502,6 +507,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("partner_query_timeout_s must be over 0 and at most 60 seconds")
     if not 0 <= settings.status_retry_after_s <= 300:
         raise SettingsError("status_retry_after_s must be between 0 and 300 seconds")
+    if not 1 <= settings.workers <= 256:
+        raise SettingsError("workers must be between 1 and 256")
     if settings.approvals_required < 1:
         raise SettingsError("approvals_required must be at least 1")
     if settings.partner_rate_per_s <= 0 or settings.partner_rate_burst < 1:

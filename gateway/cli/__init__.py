@@ -22,7 +22,7 @@ __all__ = ["Command", "CommandParser", "command_settings", "os_error_text", "set
 Command = Callable[[argparse.Namespace, Settings], int]
 """A subcommand: its parsed options and its settings in, an exit code out."""
 
-OPTION_SETTINGS = ("data_dir", "postgres_dsn", "listen", "trust_list_file")
+OPTION_SETTINGS = ("data_dir", "postgres_dsn", "listen", "trust_list_file", "workers")
 """Settings a command-line option may give (over the file and the environment); the
 option's ``dest`` is the setting's name."""
 

@@ -40,7 +40,7 @@ from aiohttp import web
 
 from gateway.audit import AuditService, RecordFilter
 from gateway.console.html import Nav, esc, frame, json_block, table
-from gateway.console.sessions import COOKIE, Session, SessionStore
+from gateway.console.sessions import COOKIE, RedisSessionStore, Session, SessionStore
 from gateway.credentials.store import (
     CREDENTIAL_MANAGERS,
     CREDENTIAL_READERS,
@@ -53,6 +53,8 @@ from gateway.credentials.store import (
     IdentityKind,
     Role,
 )
+from gateway.infra.keyfiles import keys_dir, load_or_create_secret
+from gateway.infra.redislink import redis_client
 from gateway.trustlist.alerts import trust_alerts
 from gateway.trustlist.service import (
     APPROVERS,
@@ -200,14 +202,14 @@ async def _caller(request: web.Request, roles: AbstractSet[Role]) -> Caller:
     accepts (401) ends the session. A role the API refuses (403): ``Problem``.
     """
     store = _sessions(request)
-    session = store.get(request.cookies.get(COOKIE))
+    session = await store.get(request.cookies.get(COOKIE))
     if session is None or session.token is None:
         raise _SignIn
     try:
         identity = await require_operator_token(request, session.token, roles)
     except CredentialError as exc:
         if exc.refusal is not CredentialRefusal.ROLE:  # the API's 401: no longer a credential
-            store.end(session.id)
+            await store.end(session.id)
             raise _SignIn from exc
         raise
     return Caller(session, identity)
@@ -246,6 +248,10 @@ def _guard(roles: AbstractSet[Role]) -> Callable[[Callable[[web.Request, Caller]
                 return _page(caller, f"{problem.status} {problem.title}",
                              f'<p class="refusal">{esc(problem.detail)}</p>',
                              status=problem.status)
+            finally:
+                # The messages the handler left, or the page took (a shared store keeps
+                # them for the browser's next request, whichever worker it reaches).
+                await _sessions(request).save(caller.session)
 
         wrapped.__doc__ = handler.__doc__
         return wrapped
@@ -255,7 +261,7 @@ def _guard(roles: AbstractSet[Role]) -> Callable[[Callable[[web.Request, Caller]
 
 async def _refusal(request: web.Request, problem: Problem) -> web.Response:
     """A refused role as a page (with the navigation the caller's own role allows)."""
-    session = _sessions(request).get(request.cookies.get(COOKIE))
+    session = await _sessions(request).get(request.cookies.get(COOKIE))
     assert session is not None
     assert session.token is not None
     identity = await require_operator_token(request, session.token, ANY_ROLE)
@@ -307,28 +313,28 @@ def _login_page(request: web.Request, session: Session, error: str | None = None
 async def get_login(request: web.Request) -> web.Response:
     """GET /console/login: the sign-in form (an anonymous session carries its CSRF token)."""
     store = _sessions(request)
-    session = store.get(request.cookies.get(COOKIE))
+    session = await store.get(request.cookies.get(COOKIE))
     if session is not None and session.token is not None:
         return _redirect("/console/")
-    return _login_page(request, session or store.anonymous())
+    return _login_page(request, session or await store.anonymous())
 
 
 async def post_login(request: web.Request) -> web.Response:
     """POST /console/login: a token the API accepts becomes a new session."""
     store = _sessions(request)
-    previous = store.get(request.cookies.get(COOKIE))
+    previous = await store.get(request.cookies.get(COOKIE))
     data = await request.post()
     sent = data.get("csrf")
     token = data.get("token")
     if previous is None or not previous.csrf_ok(sent if isinstance(sent, str) else None):
-        return _login_page(request, store.anonymous(),
+        return _login_page(request, await store.anonymous(),
                            "表单已过期，请重新登录 (the form expired: sign in again)", 403)
     try:
         identity = await require_operator_token(
             request, token.strip() if isinstance(token, str) else None, ANY_ROLE)
     except Problem:
         return _login_page(request, previous, "令牌无效 (the token is not accepted)", 401)
-    session = store.sign_in(previous, token.strip() if isinstance(token, str) else "",
+    session = await store.sign_in(previous, token.strip() if isinstance(token, str) else "",
                             identity.name, str(identity.role))
     response = _redirect("/console/")
     _set_cookie(request, response, session)
@@ -338,11 +344,11 @@ async def post_login(request: web.Request) -> web.Response:
 async def post_logout(request: web.Request) -> web.Response:
     """POST /console/logout: the session ends."""
     store = _sessions(request)
-    session = store.get(request.cookies.get(COOKIE))
+    session = await store.get(request.cookies.get(COOKIE))
     data = await request.post()
     sent = data.get("csrf")
     if session is not None and session.csrf_ok(sent if isinstance(sent, str) else None):
-        store.end(session.id)
+        await store.end(session.id)
     response = _redirect("/console/login")
     response.del_cookie(COOKIE, path="/console")
     return response
@@ -1000,6 +1006,25 @@ async def static_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: with ``redis_url``, console sessions in Redis, shared by every worker
+    and instance (``gateway.console.sessions``); else in this process."""
+    settings = app[SETTINGS_KEY]
+    memory = app[CONSOLE_SESSIONS_KEY]
+    if not settings.redis_url:
+        yield
+        return
+    seal_key = await asyncio.get_running_loop().run_in_executor(
+        None, load_or_create_secret, keys_dir(settings.data_dir) / "console-sessions.key")
+    store = RedisSessionStore(redis_client(settings.redis_url, timeout_s=1.0), seal_key,
+                              memory.clock, idle=memory.idle, lifetime=memory.lifetime)
+    app[CONSOLE_SESSIONS_KEY] = store
+    try:
+        yield
+    finally:
+        await store.close()
+
+
 async def get_static(request: web.Request) -> web.Response:
     """GET /console/static/{name}: a bundled script, stylesheet or licence (no CDN)."""
     name = request.match_info["name"]
@@ -1019,7 +1044,7 @@ def setup(app: web.Application) -> None:
     lifetime = timedelta(hours=settings.console.session_hours)
     app[CONSOLE_SESSIONS_KEY] = SessionStore(lambda: datetime.now(UTC), idle=idle,
                                              lifetime=lifetime)
-    app.cleanup_ctx.append(static_ctx)
+    app.cleanup_ctx.extend([static_ctx, sessions_ctx])
     r = app.router
     r.add_get("/console", get_bare)
     r.add_get("/console/", get_home)

@@ -40,7 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.utils import get_lib_version
 
-__all__ = ["RedisLink"]
+__all__ = ["RedisLink", "RedisUnavailableError", "redis_client"]
 
 
 class RedisLink:
@@ -133,6 +133,11 @@ def _sha1(script: str) -> str:
 
 # redis-py reads its own version from package metadata (file I/O) for every new
 # connection unless told; read it once at import, off the event loop.
+class RedisUnavailableError(Exception):
+    """State kept in Redis (console sessions) cannot be read or written: the request that
+    needs it is refused (503), never answered as if nothing were stored."""
+
+
 _REDIS_DRIVER = DriverInfo(name="redis-py", lib_version=get_lib_version())
 
 

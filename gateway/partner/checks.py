@@ -8,7 +8,10 @@
 * ``ReplayCache`` remembers ``jti``s until their token expires: in memory
   (``MemoryReplayCache``) or in Redis with ``SET NX EX`` (``RedisReplayCache``,
   shared by every instance). A cache that cannot answer refuses the request.
-* ``RateLimiter`` is a token bucket per partner region.
+* ``RateLimiter`` is a token bucket per partner region, in this process;
+  ``RedisRateLimiter`` keeps the buckets in Redis, so that every worker and
+  instance sharing it spends from one bucket per partner (the configured limit
+  in total, not once per process).
 
 ``check_request_token``, ``RequestTokenError`` and ``MAX_TOKEN_BYTES`` are
 ``trust``'s, named here too so that the partner room offers both variants of the
@@ -22,6 +25,7 @@ Errors (they carry data, never HTTP)::
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +53,7 @@ __all__ = [
     "MemoryReplayCache",
     "PartnerError",
     "RateLimiter",
+    "RedisRateLimiter",
     "RedisReplayCache",
     "ReplayCache",
     "ReplayCacheUnavailableError",
@@ -56,6 +61,9 @@ __all__ = [
     "check_request_token",
     "check_request_token_async",
 ]
+
+
+_log = logging.getLogger("gateway.partner")
 
 
 class PartnerError(Exception):
@@ -193,8 +201,8 @@ class _Bucket:
 class RateLimiter:
     """A token bucket per key (partner region): ``rate`` tokens a second, ``burst`` at most.
 
-    ``limits`` overrides ``(rate, burst)`` for some keys. In-process: each gateway
-    instance counts its own requests.
+    ``limits`` overrides ``(rate, burst)`` for some keys. In-process: each process
+    counts its own requests (``RedisRateLimiter`` shares the buckets).
     """
 
     def __init__(self, rate: float, burst: int, *,
@@ -207,9 +215,20 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._clock = clock
 
+    def limits_of(self, key: str) -> tuple[float, int]:
+        """``(rate, burst)`` of ``key``."""
+        return self._limits.get(key, self._default)
+
+    async def acquire(self, key: str) -> float | None:
+        """``take``, for callers that also accept a shared limiter (``RedisRateLimiter``)."""
+        return self.take(key)
+
+    async def close(self) -> None:
+        """Release connections (none here)."""
+
     def take(self, key: str) -> float | None:
         """Spend one token; None when allowed, else the seconds until one is available."""
-        rate, burst = self._limits.get(key, self._default)
+        rate, burst = self.limits_of(key)
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -225,3 +244,81 @@ class RateLimiter:
     def retry_after(wait_s: float) -> str:
         """The ``Retry-After`` header value (whole seconds, at least 1)."""
         return str(max(1, math.ceil(wait_s)))
+
+
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local held = redis.call('HMGET', key, 'tokens', 'updated')
+  local tokens = tonumber(held[1]) or burst
+  local updated = tonumber(held[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+  local wait = 0
+  if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens),
+             'updated', string.format('%.6f', now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+  out[i] = string.format('%.6f', wait)
+end
+return out
+"""
+"""One token from each key's bucket, on Redis's clock (every process reads the same one;
+a script may write after TIME since Redis 5, which replicates its effects):
+the wait in seconds as text, "0.000000" where a token was taken. A bucket left alone
+until it is full again is dropped (EXPIRE)."""
+
+
+class RedisRateLimiter(RateLimiter):
+    """Token buckets in Redis, shared by every process that uses the same Redis.
+
+    Redis failing (down, slower than the client's timeout) does not stop partners:
+    the limit is then kept in this process with its share of the rate and burst
+    (``1 / share`` of each, ``share`` being the number of worker processes), and a
+    warning is logged once per failure spell.
+    """
+
+    PREFIX = "ecert:v1:partner-rate:"
+
+    def __init__(self, client: aioredis.Redis, rate: float, burst: int, *,
+                 limits: Mapping[str, tuple[float, int]] | None = None, share: int = 1,
+                 owns_client: bool = True) -> None:
+        super().__init__(rate, burst, limits=limits)
+        share = max(1, share)
+        self._local = RateLimiter(
+            rate / share, max(1, burst // share),
+            limits={key: (r / share, max(1, b // share)) for key, (r, b) in (limits or {}).items()})
+        self._client = client
+        self._owns = owns_client
+        self._link = RedisLink(client)
+        self._take: Coalescer[str, float] = Coalescer(self._take_many)
+        self._failing = False
+
+    async def _take_many(self, keys: list[str]) -> list[float]:
+        args: list[Any] = []
+        for key in keys:
+            args.extend(self.limits_of(key))
+        waits = await self._link.run_script(_TAKE, [self.PREFIX + key for key in keys], args)
+        return [float(wait) for wait in waits]
+
+    async def acquire(self, key: str) -> float | None:
+        """One token from the shared bucket of ``key``: None, or the seconds to wait."""
+        try:
+            wait = await self._take(key)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if not self._failing:
+                self._failing = True
+                _log.warning("rate limits kept per process: Redis unavailable",
+                             extra={"error": type(exc).__name__})
+            return self._local.take(key)
+        self._failing = False
+        return wait if wait > 0 else None
+
+    async def close(self) -> None:
+        """Close the link's connection, and the client when it is ours."""
+        await self._link.close()
+        if self._owns:
+            await self._client.aclose()

@@ -16,7 +16,7 @@ a 503).
 licence store, the holder keyring, Huzhou's ``licence-signing`` and
 ``status-signing`` keys, and their SM2 counterparts for the agreements that ask
 for SM2 (all appended to ``/.well-known/jwks.json``), the replay
-cache (Redis when ``redis_url`` is set) and the per-partner rate limiter. It
+cache and the per-partner rate limiter (both in Redis when ``redis_url`` is set). It
 must run after ``create_app`` has added its trust context (it reads
 ``TRUST_KEY``).
 """
@@ -46,6 +46,7 @@ from gateway.licences.store import (
 from gateway.partner.checks import (
     MemoryReplayCache,
     RateLimiter,
+    RedisRateLimiter,
     RedisReplayCache,
     ReplayCache,
 )
@@ -252,19 +253,26 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
             await store.open()
             opened.push_async_callback(store.close)
             replay: ReplayCache
+            limiter: RateLimiter
             if settings.redis_url:
                 replay = RedisReplayCache(redis_client(settings.redis_url, timeout_s=1.0))
                 app[READINESS_KEY]["replay-cache"] = replay.ping
+                limiter = RedisRateLimiter(
+                    redis_client(settings.redis_url, timeout_s=settings.redis_timeout_s),
+                    settings.partner_rate_per_s, settings.partner_rate_burst,
+                    limits=_rate_limits(settings), share=settings.workers)
             else:
                 replay = MemoryReplayCache()
+                limiter = RateLimiter(settings.partner_rate_per_s, settings.partner_rate_burst,
+                                      limits=_rate_limits(settings))
             opened.push_async_callback(replay.close)
+            opened.push_async_callback(limiter.close)
             app[READINESS_KEY]["licences"] = store.ping
             trust_state = app[TRUST_KEY]
             app[PARTNER_KEY] = PartnerService(
                 settings=settings, store=store, keyring=keyring, licence_key=licence_key,
                 status_key=status_key, replay=replay,
-                limiter=RateLimiter(settings.partner_rate_per_s, settings.partner_rate_burst,
-                                    limits=_rate_limits(settings)),
+                limiter=limiter,
                 trust=lambda: trust_state.snapshot.trust_list, audit=app[AUDIT_PORT_KEY],
                 matters=app.get(REGISTRY_KEY), crypto=crypto, clock=clock,
                 sm2_licence_key=None if sm2_keys is None else sm2_keys[0],

@@ -709,7 +709,7 @@ class PartnerService:
             raise _Refused(RefusalKind.REPLAYED, "jti was used before (replayed request token)")
         # Charged only now, after the jti: a replayed token (anyone who saw one may resend
         # it) costs the partner nothing, like a forged or an expired one.
-        wait = self.limiter.take(region)
+        wait = await self.limiter.acquire(region)
         if wait is not None:
             _lenient_matter(raw, facts)
             raise _Refused(RefusalKind.RATE_LIMITED, f"partner {region} is over its rate limit",

@@ -49,6 +49,7 @@ from gateway.web.appkeys import (
 from gateway.web.auth import require_operator
 from gateway.web.middleware import make_request_middleware
 from gateway.web.observability import GatewayCollector, HttpObserver
+from gateway.web.workermetrics import WORKER_KEY, render
 from trust import TrustList
 
 __all__ = ["create_app"]
@@ -121,7 +122,10 @@ async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the Prometheus text format, for an operator token of any role (a
     scraper's is made with ``operators add NAME --role metrics``)."""
     await require_operator(request, set(Role))
-    body = generate_latest(request.app[METRICS_REGISTRY_KEY])
+    registry = request.app[METRICS_REGISTRY_KEY]
+    worker = request.app.get(WORKER_KEY)
+    # One of several workers: every worker's values, labelled (gateway.web.workermetrics).
+    body = generate_latest(registry) if worker is None else await render(registry, worker)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import logging
+import os
 import secrets
 import sys
 from datetime import UTC, datetime
@@ -61,14 +62,29 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-# A random prefix per process and a counter: unique across instances and restarts in
-# practice, and cheap (uuid4 costs a system call for randomness on every request).
-_ID_PREFIX = secrets.token_hex(6)
-_id_counter = itertools.count(1)
+class _RequestIds:
+    """A random prefix per process and a counter: unique across instances, workers and
+    restarts in practice, and cheap (uuid4 costs a system call for randomness on every
+    request). A forked worker draws a prefix of its own (``os.register_at_fork``), or
+    every worker of one supervisor would number its requests from the same prefix."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(6)
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):010x}"
+
+
+_ids = _RequestIds()
+os.register_at_fork(after_in_child=_ids.reset)
 
 
 def _next_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_id_counter):010x}"
+    return _ids.next()
 
 
 def request_id_of(request: web.Request) -> str | None:

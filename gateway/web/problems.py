@@ -22,6 +22,7 @@ from gateway.audit._tree import TreeError
 from gateway.audit.event import AuditUnavailableError
 from gateway.cases.service import CaseError, UnknownCaseError
 from gateway.credentials.store import CredentialRefusal, IdentityRefusal
+from gateway.infra.redislink import RedisUnavailableError
 from gateway.licences.store import LicenceStoreError
 from gateway.trustlist.service import AdminRefusal, TrustStoreError
 from registry import CodeFormatError, UnknownCodeError, UnknownRegionError
@@ -141,6 +142,8 @@ ERROR_STATUS: Final[Mapping[type[Exception] | Enum, ErrorAnswer]] = {
     # Cases (免证办): a bundle, matter or role the case book does not hold; a bad applicant.
     UnknownCaseError: ErrorAnswer(422, "Unknown case", "unknown-case"),
     CaseError: ErrorAnswer(400, "Bad request", "bad-case-request"),
+    # State kept in Redis (console sessions with redis_url).
+    RedisUnavailableError: ErrorAnswer(503, "Redis unavailable", "redis-unavailable"),
     # Huzhou's licence library.
     LicenceStoreError: ErrorAnswer(503, "Licence store unavailable",
                                    "licence-store-unavailable"),

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -46,6 +48,9 @@ __all__ = ["STOP_SIGNALS", "loop_factory", "serve"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _log = logging.getLogger("gateway.http")
+
+PARENT_CHECK_S = 1.0
+"""How often a worker looks whether its supervisor is still there."""
 
 
 def _refusal(exc: HttpProcessingError) -> Problem:
@@ -104,7 +109,19 @@ class _Runner(web.AppRunner):
                        loop=asyncio.get_running_loop(), **made._kwargs)
 
 
-async def _serve(app: web.Application, settings: Settings) -> None:
+async def _watch_parent(parent_pid: int, stopping: asyncio.Event) -> None:
+    """Stop when the process that started this one is gone (a worker whose supervisor was
+    killed outright is re-parented): a worker never outlives its supervisor for long."""
+    while not stopping.is_set():
+        await asyncio.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent_pid:
+            _log.warning("supervisor gone: stopping")
+            stopping.set()
+
+
+async def _serve(app: web.Application, settings: Settings, *, sock: socket.socket | None,
+                 stop_signals: tuple[signal.Signals, ...], parent_pid: int | None,
+                 on_serving: Callable[[], object] | None) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -115,20 +132,32 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         _log.info("%s: stopping", sig.name)
         stopping.set()
 
-    for sig in STOP_SIGNALS:  # before start-up: a signal then stops once start-up is done
+    for sig in stop_signals:  # before start-up: a signal then stops once start-up is done
         loop.add_signal_handler(sig, on_signal, sig)
+    watch = None
+    if parent_pid is not None:
+        watch = asyncio.create_task(_watch_parent(parent_pid, stopping), name="parent-watch")
     runner = _Runner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s)
     await runner.setup()
     try:
         if not stopping.is_set():
-            await web.TCPSite(runner, settings.host, settings.port).start()
+            site: web.BaseSite
+            if sock is None:
+                site = web.TCPSite(runner, settings.host, settings.port)
+            else:
+                site = web.SockSite(runner, sock)
+            await site.start()
+            if on_serving is not None:
+                on_serving()
             await stopping.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         await runner.cleanup()
         _log.info("stopped")
         # Stopped: from here a signal could only turn a clean exit into a kill. (Removing
         # the loop's handler gives a signal its default action back; replaced at once.)
-        for sig in STOP_SIGNALS:
+        for sig in stop_signals:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 
@@ -146,11 +175,20 @@ def loop_factory(settings: Settings) -> tuple[str, Callable[[], asyncio.Abstract
     return "asyncio", asyncio.new_event_loop
 
 
-def serve(app: web.Application, settings: Settings) -> None:
+def serve(app: web.Application, settings: Settings, *, sock: socket.socket | None = None,
+          stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
+          parent_pid: int | None = None,
+          on_serving: Callable[[], object] | None = None) -> None:
     """Serve ``app`` on ``settings.listen`` until SIGTERM or SIGINT, then stop gracefully:
     stop accepting, let requests in flight finish (``shutdown_timeout_s``), close every
-    cleanup context. Signals repeated while stopping are logged and ignored."""
+    cleanup context. Signals repeated while stopping are logged and ignored.
+
+    A worker of ``gateway.web.workers`` passes the listening socket it inherited
+    (``sock``, instead of binding ``listen``), the signals that stop it, and its
+    supervisor's pid (it stops when that process is gone), and ``on_serving`` is called
+    once the application started and the socket is served."""
     name, new_loop = loop_factory(settings)
     _log.info("event loop", extra={"loop": name})
     with asyncio.Runner(loop_factory=new_loop) as runner:
-        runner.run(_serve(app, settings))
+        runner.run(_serve(app, settings, sock=sock, stop_signals=stop_signals,
+                          parent_pid=parent_pid, on_serving=on_serving))

@@ -26,6 +26,7 @@ from gateway.credentials.store import (
     IdentityRefusal,
     Role,
 )
+from gateway.infra.redislink import RedisUnavailableError
 from gateway.licences.store import LicenceStoreError
 from gateway.trustlist.service import (
     AdminError,
@@ -78,6 +79,7 @@ EXAMPLES: dict[type[Exception] | Enum, Callable[[], Example]] = {
     LicenceStoreError: lambda: (LicenceStoreError("the licence store is down"), {}),
     UnknownCaseError: lambda: (UnknownCaseError("unknown bundle open-bakery"), {}),
     CaseError: lambda: (CaseError("applicant.person must be an 18-character 身份证号"), {}),
+    RedisUnavailableError: lambda: (RedisUnavailableError("console sessions unavailable"), {}),
     **{refusal: partial(_admin, refusal) for refusal in AdminRefusal},
     **{refusal: partial(_import, refusal) for refusal in ImportRefusal},
     **{refusal: partial(_identity, refusal) for refusal in IdentityRefusal},
