@@ -9,6 +9,7 @@ queries, and is served, exported and imported whole into a second instance.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from mocks import (
 )
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import trust_document
-from tests.gateway.test_admin_api import _auth, _jwks_trust_key, _tokens
+from tests.gateway.test_admin_api import _apply, _auth, _jwks_trust_key, _tokens
 from tests.gateway.test_partner_api import HOLDER, import_rows, licence_row
 
 pytestmark = pytest.mark.asyncio
@@ -70,6 +71,13 @@ async def _verify(client: Client, key: str, token: str) -> tuple[str, str | None
     assert 200 == resp.status
     body = await resp.json()
     return body["indication"], body.get("sub_indication")
+
+
+async def _served(client: Client, token: str) -> dict[str, Any]:
+    resp = await client.get("/v1/admin/trust-list", headers=_auth(token))
+    assert 200 == resp.status
+    document: dict[str, Any] = await resp.json()
+    return document
 
 
 def _ts(moment: datetime) -> int:
@@ -141,7 +149,8 @@ async def test_every_partner_verifies_and_retired_keys_keep_their_rules(
 async def test_full_list_is_served_queried_and_propagated(
         full: RunningFederation, start: Start, tmp_path: Path) -> None:
     """The served list carries every partner's anchors, every partner's query is answered,
-    and the signed export of the list imports into a second instance, which verifies."""
+    a change approved on one instance is served by a twin on the same folder, and the signed
+    export of the list imports into a second data folder's instance, which verifies."""
     federation = full.federation
     document = trust_document(federation)
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
@@ -152,7 +161,7 @@ async def test_full_list_is_served_queried_and_propagated(
     a_tokens, b_tokens = await _tokens(a_dir), await _tokens(b_dir)
     a = await start(a_dir, document)
 
-    served = await (await a.get("/v1/admin/trust-list", headers=_auth(a_tokens["vera"]))).json()
+    served = await _served(a, a_tokens["vera"])
     anchors = {p["region_code"]: {x["kid"] for x in p["anchors"]} for p in served["partners"]}
     assert {p["region_code"]: {x["kid"] for x in p["anchors"]}
             for p in document["partners"]} == anchors
@@ -172,6 +181,20 @@ async def test_full_list_is_served_queried_and_propagated(
                                                       matter_code="652929-20-TEST-0001"))
     assert (200, 0) == (found.status, found.cn_status)
 
+    # A change approved on one instance is served by another on the same data folder.
+    twin = await start(a_dir, document)
+    await _apply(a, a_tokens, {"kind": "suspend-partner", "region_code": "341800"})
+    deadline = time.monotonic() + 10
+    served_version = document["version"]
+    while time.monotonic() < deadline:
+        served_version = (await (await twin.get("/readyz")).json())["trust_list_version"]
+        if served_version == document["version"] + 1:
+            break
+        await asyncio.sleep(0.05)
+    assert document["version"] + 1 == served_version
+    assert ("INDETERMINATE", "TRY_LATER") == await _verify(
+        twin, a_tokens["client"], federation["341800"].issue().token)
+
     await asyncio.to_thread((b_dir / "trust-list-signers.json").write_bytes,
                             orjson.dumps({"keys": [await _jwks_trust_key(a)]}))
     b = await start(b_dir)
@@ -180,8 +203,7 @@ async def test_full_list_is_served_queried_and_propagated(
     resp = await b.post("/v1/admin/trust-list/import", headers=_auth(b_tokens["adam"]),
                         data=await export.text())
     assert (201, True) == (resp.status, (await resp.json())["imported"])
-    b_doc = await (await b.get("/v1/admin/trust-list", headers=_auth(b_tokens["vera"]))).json()
-    assert served == b_doc
+    assert await _served(a, a_tokens["vera"]) == await _served(b, b_tokens["vera"])
     sm2 = federation["520500"].issue().token
     assert ("TOTAL_PASSED", None) == await _verify(b, b_tokens["client"], sm2)
     old = _signed_at(federation["331100"], "331100-lic-2024a", datetime(2025, 6, 1, tzinfo=UTC))
