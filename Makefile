@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --extra dev --python $(BIN)/python --quiet
 	@touch $(STAMP)
 
+# `make run FEDERATION=full`: the 43 partners of the full federation instead of the eight.
 run: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py$(if $(FEDERATION), --federation $(FEDERATION))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,7 +6,9 @@ or SM2SM3 for 毕节 and 白山 in the standard federation) and for requests
 (ES256); it issues ``ecert+jwt`` licences per spec/ecert-profile.md, keeps an
 IETF Token Status List, writes its trust-list entry, and signs request tokens
 for Huzhou's partner API. :class:`Federation` builds the standard partners
-and their trust list; :func:`serve_federation` puts each region behind a real
+and their trust list, :meth:`Federation.full` the 43 partners of the full federation
+(every delta city but Huzhou, and the far partners) with their retired keys
+(:class:`RetiredKey`); :func:`serve_federation` puts each region behind a real
 HTTP server on loopback. ``python -m mocks`` runs them as a process.
 :class:`PartnerClient` signs and sends a partner region's queries of Huzhou's
 licences (``POST /v1/partner/licences/query``).
@@ -23,7 +25,17 @@ from mocks._catalogue import (
     SHIP_COMPONENT_TYPES,
     LicenceType,
 )
-from mocks._federation import STANDARD_PARTNERS, Federation, PartnerSpec
+from mocks._federation import (
+    COMPROMISED_REGION,
+    FEDERATIONS,
+    FULL_REGIONS,
+    HOME_REGION,
+    STANDARD_PARTNERS,
+    Federation,
+    FederationName,
+    PartnerSpec,
+    RetiredKey,
+)
 from mocks._jws import (
     ALGORITHMS,
     SM2_ALG,
@@ -65,9 +77,14 @@ __all__ = [
     "ALGORITHMS",
     "Alg",
     "BUSINESS_LICENCE",
+    "COMPROMISED_REGION",
     "CONSTRUCTION_WORKER",
     "DELETE",
+    "FEDERATIONS",
+    "FULL_REGIONS",
     "Federation",
+    "FederationName",
+    "HOME_REGION",
     "IDENTIFIER_ROOT",
     "IssuedComponent",
     "IssuedLicence",
@@ -83,6 +100,7 @@ __all__ = [
     "QUERY_PATH",
     "REGION_KEY",
     "ROOT_VALID_UNTIL",
+    "RetiredKey",
     "RunningFederation",
     "SHIP_COMBINED",
     "SHIP_COMPONENT_TYPES",

@@ -1,4 +1,8 @@
-"""``python -m mocks``: run the standard partner regions as HTTP servers.
+"""``python -m mocks``: run the mock partner regions as HTTP servers.
+
+``--federation standard`` (the default) runs the eight standard partners;
+``--federation full`` the 43 of the full federation (every delta city but Huzhou,
+and the three far partners), each with its history of retired keys.
 
 Reserves a port per region, writes the trust list (``--trust-list-out``) and
 sample licences (``--licences-out``, JSON Lines), prints each region's base
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from mocks._federation import Federation
+from mocks._federation import FEDERATIONS, Federation
 from mocks._region import IssuedLicence, State
 from mocks._server import reserve_sockets, serve_federation
 
@@ -27,6 +31,8 @@ from mocks._server import reserve_sockets, serve_federation
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mocks", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--federation", choices=FEDERATIONS, default="standard",
+                        help="which regions to run (default: standard, eight partners)")
     parser.add_argument("--seed", type=int, default=None, help="derive keys and data from it")
     parser.add_argument("--trust-list-out", type=Path, help="write the trust list JSON here")
     parser.add_argument("--licences-out", type=Path, help="write sample licences (JSON Lines) here")
@@ -62,7 +68,7 @@ async def _serve(federation: Federation, host: str, sockets: Mapping[str, socket
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the mock federation; return the exit code."""
     args = _parser().parse_args(argv)
-    federation = Federation.standard(seed=args.seed)
+    federation = Federation.named(args.federation, seed=args.seed)
     sockets = reserve_sockets(federation, args.host)
     now = datetime.now(UTC).replace(microsecond=0)
     if args.trust_list_out is not None:

@@ -1,6 +1,7 @@
 """Run the gateway with the mock partner regions, on embedded defaults.
 
-Starts ``python -m mocks`` (seven-plus partner regions on loopback ports, each
+Starts ``python -m mocks`` (the eight standard partner regions, or with
+``--federation full`` the 43 of the full federation, on loopback ports, each
 with its keys, status list and JWKS), writes their trust list into the data
 folder as the next trust-list version, makes demo credentials and a licence
 library on the first run, starts ``ecert-gateway serve`` and prints commands
@@ -101,10 +102,11 @@ class Gateway:
 
 
 def _start_mocks(python: str, env: dict[str, str], *, seed: str, version: int,
-                 trust_list: Path, samples: Path) -> tuple[subprocess.Popen[str],
-                                                          list[tuple[str, str, str]]]:
+                 trust_list: Path, samples: Path, federation: str = "standard"
+                 ) -> tuple[subprocess.Popen[str], list[tuple[str, str, str]]]:
     mocks = subprocess.Popen(
         [python, "-m", "mocks", "--seed", seed, "--version", str(version),
+         "--federation", federation,
          "--trust-list-out", str(trust_list), "--licences-out", str(samples)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
     )
@@ -141,6 +143,10 @@ def main() -> int:
                         help="HOST:PORT for the gateway (default: $ECERT_LISTEN or "
                              "127.0.0.1:8080)")
     parser.add_argument("--seed", default="2026")
+    parser.add_argument("--federation", choices=("standard", "full"), default="standard",
+                        help="the mock partners: the eight standard ones (default), or the 43 "
+                             "of the full federation (every delta city but Huzhou, and the "
+                             "three far partners, with retired keys)")
     parser.add_argument("--licences", type=int, default=10_000,
                         help="size of Huzhou's demo licence library on first run")
     args = parser.parse_args()
@@ -188,7 +194,8 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     # versions of earlier runs, and any change an operator made in them, stay in history.
     version = cli.stored_version() + 1
     mocks, regions = _start_mocks(python, env, seed=args.seed, version=version,
-                                  trust_list=trust_list, samples=samples)
+                                  trust_list=trust_list, samples=samples,
+                                  federation=args.federation)
     started.append(mocks)
     if stopping():
         return 130

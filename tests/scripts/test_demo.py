@@ -26,12 +26,13 @@ RUNNING = "=== Huzhou e-licence gateway is running ==="
 class Demo:
     """One ``scripts/demo.py`` process whose output is collected in a file."""
 
-    def __init__(self, data: Path, port: int, log: Path) -> None:
+    def __init__(self, data: Path, port: int, log: Path, *extra: str) -> None:
         self.log = log
         self.port = port
         self.handle = log.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "scripts/demo.py", "--data-dir", str(data), "--licences", "200"],
+            [sys.executable, "scripts/demo.py", "--data-dir", str(data), "--licences", "200",
+             *extra],
             cwd=ROOT, stdout=self.handle, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "ECERT_LISTEN": f"127.0.0.1:{port}", "ECERT_LOG_LEVEL": "WARNING"},
         )
@@ -142,3 +143,33 @@ def test_demo_starts_again_after_interrupt_stop_failure_and_operator_change(
     for log in ("2.log", "4.log"):
         text = (tmp_path / log).read_text(encoding="utf-8")
         assert "Traceback" not in text
+
+
+def test_full_federation_demo_serves_43_partners(tmp_path: Path) -> None:
+    """``--federation full`` (``make run FEDERATION=full``) runs the 43 partners of the full
+    federation: each is listed, the gateway serves their trust list, the SM2 example passes."""
+    data = tmp_path / "demo-data"
+    port = free_port()
+    demo = Demo(data, port, tmp_path / "full.log", "--federation", "full")
+    demo.wait_for(RUNNING)
+    output = demo.output()
+    _check_sm2_example(output)
+    listed = output.partition("partner regions (mock):\n")[2].partition("\nTry:")[0]
+    assert 43 == len(listed.split("\n")) - 1  # one line a region, then a blank line
+    assert "330500" not in listed
+    operator = (data / "demo-operator.key").read_text(encoding="utf-8").strip()
+    served = _get(f"http://127.0.0.1:{port}/v1/admin/trust-list", operator)
+    assert isinstance(served["partners"], list)
+    assert 43 == len(served["partners"])
+    assert 0 == demo.interrupt()
+
+
+def test_make_run_passes_the_federation_on_and_stays_as_it_was_without() -> None:
+    """``make run`` runs the demo exactly as before; ``FEDERATION=full`` adds the flag."""
+    def command(*args: str) -> str:
+        done = subprocess.run(["make", "-n", "run", *args], cwd=ROOT, capture_output=True,
+                              text=True, check=True)
+        return done.stdout.strip().splitlines()[-1]
+
+    assert ".venv/bin/python scripts/demo.py" == command()
+    assert ".venv/bin/python scripts/demo.py --federation full" == command("FEDERATION=full")
