@@ -1,12 +1,18 @@
 """The audit service: group-committing writer, in-memory tree, checkpoint publisher.
 
 Write path. ``append(event)`` builds the record (pseudonymised, canonical
-bytes, leaf hash) on the event loop, queues it with a future and wakes the
-writer task. The writer takes up to ``batch_max`` queued records, hands them
-to the store on the writer thread, which commits them in one transaction under
-the sequencer lock (SQLite ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a
-PostgreSQL advisory lock), and only then resolves every future with its index.
-A failed commit fails every future of the batch with ``AuditUnavailableError``.
+bytes, leaf hash) on the event loop, queues it with a loop future and wakes the
+writer task. The writer takes up to ``batch_max`` queued records and hands the
+whole batch to the writer thread once (one ``run_in_executor``: one hand-off
+and one wake-up back per batch, no per-record object crosses threads). The
+thread commits them in one transaction under the sequencer lock (SQLite
+``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock),
+together with ONE checkpoint signed for the tree that the batch makes (its
+right edge, ``Frontier``, is handed over with the batch), so one fsync covers
+both. Back on the loop the writer grows the tree, makes each record's
+inclusion proof from memory (``append_proved``: the leaf hashes of recent
+chunks are kept) and resolves every future. A failed commit fails every future
+of the batch with ``AuditUnavailableError``.
 
 Tree. The service keeps every complete node of the Merkle tree in memory,
 rebuilt at start from the stored leaf hashes and grown only from what the
@@ -14,10 +20,12 @@ store confirms: its own batches plus entries other writers (another gateway on
 the same PostgreSQL, or the CLI) committed first, which the store reports
 under the same lock. Proofs are served from it without touching the store.
 
-Checkpoints. A publisher task looks every ``checkpoint_interval_s``; when the
-tree has grown past the latest kept checkpoint it proves consistency from that
-checkpoint to the new tree with ``trust.merkle``, and only then signs the new
-checkpoint and keeps it (all checkpoints are kept).
+Checkpoints. Every batch the writer commits is covered by its own checkpoint
+(above), which is what log-backed receipts carry. A publisher task also looks
+every ``checkpoint_interval_s``; when the tree has grown past the latest kept
+checkpoint (entries other writers, such as the CLI, added) it proves
+consistency from that checkpoint to the new tree with ``trust.merkle``, and
+only then signs the new checkpoint and keeps it (all checkpoints are kept).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -53,18 +61,20 @@ from gateway.audit._store import (
     AuditStoreError,
     EntryRow,
     RecordFilter,
+    Seal,
     StoredCheckpoint,
     open_store,
 )
 from gateway.audit._tree import (
     ChunkLevels,
     ChunkMismatchError,
+    Frontier,
     GivenChunks,
     MerkleTree,
     MissingLeavesError,
     TreeError,
 )
-from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.audit.event import AuditEvent, AuditUnavailableError, LoggedEntry
 from trust import CHINA_TZ
 from trust.merkle import MerkleProofError, leaf_hash, verify_consistency
 from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
@@ -272,7 +282,7 @@ class AuditService:
         self._clock_ms = clock_ms
         self._new_id = Uuid7Generator(clock_ms)
         self._tree = MerkleTree()
-        self._pending: list[tuple[EntryRow, asyncio.Future[int]]] = []
+        self._pending: list[tuple[EntryRow, asyncio.Future[Any], bool]] = []
         self._wake = asyncio.Event()
         self._publish_lock = asyncio.Lock()
         self._closing = False
@@ -327,7 +337,9 @@ class AuditService:
             )
             backend = "postgres" if self.postgres_dsn else "sqlite"
             await loop.run_in_executor(None, _write_backend_marker, self.data_dir, backend)
-            self._tree = MerkleTree(TREE_CHUNK_BITS)
+            # Enough recent chunks to prove a whole batch from memory (and its neighbours).
+            self._tree = MerkleTree(TREE_CHUNK_BITS,
+                                    recent_chunks=(self._batch_max >> TREE_CHUNK_BITS) + 4)
             await self._catch_up()
             latest = await self._read(lambda s: s.latest_checkpoint())
             await self._check_against(latest)
@@ -402,6 +414,14 @@ class AuditService:
 
     async def append(self, event: AuditEvent) -> int:
         """Make the event's record durable and return its leaf index."""
+        return cast("int", await self._enqueue(event, proved=False))
+
+    async def append_proved(self, event: AuditEvent) -> LoggedEntry:
+        """Make the event's record durable; return it with its inclusion proof in the
+        tree its batch made, and that tree's signed checkpoint."""
+        return cast("LoggedEntry", await self._enqueue(event, proved=True))
+
+    def _enqueue(self, event: AuditEvent, *, proved: bool) -> asyncio.Future[Any]:
         if not self._started or self._closing:
             raise AuditUnavailableError("audit log is not running")
         if len(self._pending) >= _MAX_PENDING:
@@ -417,12 +437,36 @@ class AuditService:
             row = _row(record, encode_record(record), time_ms(event.at))
         except (TypeError, ValueError) as exc:
             raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future, proved))
         self._wake.set()
         # No shield needed: a caller that goes away cancels only its own future, its record
         # is still written, and the writer skips futures that are already done.
-        return await future
+        return future
+
+    def _sealer(self, frontier: Frontier, rows: list[EntryRow], created_ms: int,
+                sealed: list[StoredCheckpoint]) -> Seal:
+        """What signs the tree a batch makes, inside its transaction, on the writer thread.
+
+        It sees only its own copy of the tree's right edge and the leaf hashes (the
+        entries other writers added first, then the batch): never the loop's tree.
+        """
+        signer = self._signer
+        assert signer is not None
+
+        def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
+            grown = frontier.copy()
+            grown.extend(foreign)
+            grown.extend(row.leaf_hash for row in rows)
+            if grown.size != first + len(rows):
+                raise AuditStoreError(f"the batch ends at {first + len(rows)}, its tree at"
+                                      f" {grown.size}")
+            root = grown.root()
+            note = Checkpoint(self.origin, grown.size, root).sign(signer)
+            sealed[:] = [StoredCheckpoint(grown.size, root, note, created_ms)]
+            return sealed[0]
+
+        return seal
 
     async def _writer_loop(self) -> None:
         while True:
@@ -434,22 +478,50 @@ class AuditService:
                 continue
             batch = self._pending[: self._batch_max]
             del self._pending[: self._batch_max]
-            rows = [row for row, _ in batch]
-            known = self._tree.size
             try:
-                first, foreign = await self._write(partial(_append, rows, known))
+                await self._commit(batch)
             except Exception as exc:
                 _log.error("audit batch not written: %s", exc)
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(
                             AuditUnavailableError(f"audit record not written: {exc}")
                         )
+
+    async def _commit(self, batch: list[tuple[EntryRow, asyncio.Future[Any], bool]]) -> None:
+        """Commit one batch with its checkpoint (one hand-off), then answer its futures."""
+        rows = [row for row, _, _ in batch]
+        known = self._tree.size
+        sealed: list[StoredCheckpoint] = []
+        seal = self._sealer(self._tree.frontier(), rows, self._clock_ms(), sealed)
+        first, foreign = await self._write(partial(_append, rows, known, seal))
+        self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
+        checkpoint = sealed[0]
+        size = checkpoint.size
+        if self._latest is None or self._latest.size < size:
+            self._latest = checkpoint
+        wanted = [first + i for i, (_, future, proved) in enumerate(batch)
+                  if proved and not future.done()]
+        tree = self._tree
+
+        def prove(given: GivenChunks) -> tuple[bytes, list[list[bytes]]]:
+            return (tree.root(size, given),
+                    [tree.inclusion_proof(index, size, given) for index in wanted])
+
+        root, proofs = await self._with_leaves(prove)
+        if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
+            raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
+                                    " just signed for it")
+        paths = dict(zip(wanted, proofs, strict=True))
+        for i, (row, future, proved) in enumerate(batch):
+            if future.done():
                 continue
-            self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
-            for i, (_, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result(first + i)
+            index = first + i
+            if proved:
+                future.set_result(LoggedEntry(index, row.record, size, tuple(paths[index]),
+                                              checkpoint.note))
+            else:
+                future.set_result(index)
 
     def _absorb(self, start: int, hashes: list[bytes]) -> None:
         """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped."""
@@ -625,8 +697,10 @@ def report_day_ms(day: date) -> tuple[int, int]:
     return start, start + 86_400_000
 
 
-def _append(rows: list[EntryRow], known: int, store: AuditStore) -> tuple[int, list[bytes]]:
-    return store.append(rows, known)
+def _append(
+    rows: list[EntryRow], known: int, seal: Seal | None, store: AuditStore
+) -> tuple[int, list[bytes]]:
+    return store.append(rows, known, seal)
 
 
 def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:

@@ -22,7 +22,7 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ __all__ = [
     "AuditStoreError",
     "EntryRow",
     "RecordFilter",
+    "Seal",
     "SqlAuditStore",
     "StoredCheckpoint",
     "audit_database",
@@ -92,6 +93,10 @@ class RecordFilter:
     limit: int = 100
 
 
+Seal = Callable[[int, list[bytes]], StoredCheckpoint]
+"""Signs the tree a batch makes: ``(first index, foreign leaf hashes) -> checkpoint``."""
+
+
 class AuditStore(Protocol):
     """The audit log's storage port (synchronous; one thread per instance)."""
 
@@ -104,12 +109,15 @@ class AuditStore(Protocol):
     def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
         """Stored leaf hashes of entries ``[start, end)`` in index order."""
 
-    def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
+    def append(self, rows: Sequence[EntryRow], known_size: int | None,
+               seal: Seal | None = None) -> tuple[int, list[bytes]]:
         """Append rows under the sequencer lock and commit.
 
         Returns the first index given to ``rows`` and the leaf hashes of
         entries ``[known_size, first)`` other writers added meanwhile (none
-        when ``known_size`` is None: the caller keeps no tree).
+        when ``known_size`` is None: the caller keeps no tree). ``seal``, when
+        given, is called with those two inside the transaction and its
+        checkpoint is kept in the same commit (unless one of that size is).
         """
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
@@ -215,6 +223,10 @@ _INSERT = (
     " record, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_INSERT_CHECKPOINT = (
+    "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms) VALUES (?, ?, ?, ?)"
+)
+
 
 class SqlAuditStore:
     """``AuditStore`` on either engine; one connection, used from one thread."""
@@ -273,7 +285,8 @@ class SqlAuditStore:
         ).fetchall()
         return [bytes(r[0]) for r in rows]
 
-    def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
+    def append(self, rows: Sequence[EntryRow], known_size: int | None,
+               seal: Seal | None = None) -> tuple[int, list[bytes]]:
         with self._write(_APPEND_LOCK):
             first = self.size()
             if known_size is None:
@@ -293,6 +306,13 @@ class SqlAuditStore:
                     for i, r in enumerate(rows)
                 ],
             )  # fmt: skip
+            if seal is not None:
+                # One commit, one fsync, for the batch and the tree head that covers it.
+                # The same tree signed twice is the same note (Ed25519 is deterministic).
+                checkpoint = seal(first, foreign)
+                self._exec(_INSERT_CHECKPOINT + " ON CONFLICT (tree_size) DO NOTHING",
+                           (checkpoint.size, checkpoint.root, checkpoint.note,
+                            checkpoint.created_ms))
         return first, foreign
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
@@ -351,8 +371,7 @@ class SqlAuditStore:
             if latest != previous_size:
                 return False
             self._exec(
-                "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms)"
-                " VALUES (?, ?, ?, ?)",
+                _INSERT_CHECKPOINT,
                 (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_ms),
             )
         return True

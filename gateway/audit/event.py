@@ -13,7 +13,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-__all__ = ["ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError", "EventType"]
+__all__ = [
+    "ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError", "EventType", "LoggedEntry",
+    "ProvingAuditLog",
+]
 
 
 class EventType(StrEnum):
@@ -84,4 +87,29 @@ class AuditLog(Protocol):
         Returns only after the record is durable; raises ``AuditUnavailableError``
         when it cannot be made so.
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEntry:
+    """A durable record with the proof that it is in the log (a log-backed receipt).
+
+    ``leaf`` is the exact record bytes the tree hashes; ``inclusion`` is the
+    RFC 6962 audit path of leaf ``index`` in the tree of ``tree_size`` entries
+    that ``checkpoint`` (a C2SP signed note) names.
+    """
+
+    index: int
+    leaf: bytes
+    tree_size: int
+    inclusion: tuple[bytes, ...]
+    checkpoint: str
+
+
+class ProvingAuditLog(AuditLog, Protocol):
+    """An audit log that also proves, once a record is durable, that it is logged."""
+
+    async def append_proved(self, event: AuditEvent) -> LoggedEntry:
+        """Like ``append``, returning the record's bytes, its inclusion proof and the
+        signed tree head of the batch it was committed in."""
         ...
