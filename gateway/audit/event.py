@@ -7,15 +7,16 @@ turns it into keyed hashes and masks before the record is written.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
-    "ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError", "EventType", "LoggedEntry",
-    "ProvingAuditLog",
+    "LOG_RECEIPT_TYPE", "ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError",
+    "EventType", "LoggedEntry", "ProvingAuditLog",
 ]
 
 
@@ -104,6 +105,18 @@ class LoggedEntry:
     tree_size: int
     inclusion: tuple[bytes, ...]
     checkpoint: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The receipt as an answer carries it (docs/receipts.md); binary values are
+        standard base64 with padding, as in the audit API."""
+        return {"type": LOG_RECEIPT_TYPE, "index": self.index, "tree_size": self.tree_size,
+                "leaf": base64.b64encode(self.leaf).decode("ascii"),
+                "inclusion": [base64.b64encode(h).decode("ascii") for h in self.inclusion],
+                "checkpoint": self.checkpoint}
+
+
+LOG_RECEIPT_TYPE = "ecert-log-receipt"
+"""The ``type`` member of a log-backed receipt."""
 
 
 class ProvingAuditLog(AuditLog, Protocol):
