@@ -16,6 +16,7 @@ from gateway.audit import (
     AuditUnavailableError,
     LogIntegrityError,
     VerifyReport,
+    _store,
     append_cli_event,
     open_store,
     verify_log,
@@ -129,6 +130,61 @@ class TestCheckpoints:
             for a, b in itertools.pairwise(checkpoints):
                 proof = await svc.consistency(a.size, b.size)
                 verify_consistency(a.size, b.size, proof, a.root, b.root)
+
+
+class TestBatchCheckpoints:
+    """Each batch is committed with one checkpoint of the tree it makes; receipts carry it."""
+
+    async def test_proved_appends_verify_and_their_checkpoints_are_kept(
+        self, service: AuditService, make_event: EventFactory, data_dir: Path
+    ) -> None:
+        """Concurrent append_proved calls: each entry is the exact record bytes, proved in a
+        signed tree that the store keeps; ``verify_log`` checks every one of them."""
+        await _fill(service, make_event, 37)  # a few complete chunks before
+        logged = await asyncio.gather(
+            *(service.append_proved(make_event(actor_id=f"p{i}")) for i in range(150)))
+        assert sorted(e.index for e in logged) == list(range(37, 187))
+        notes = {e.checkpoint for e in logged}
+        assert len(notes) < len(logged)  # one checkpoint per batch, not per record
+        for entry in logged:
+            body = open_checkpoint(entry.checkpoint, service.verifier)
+            assert body.size == entry.tree_size > entry.index
+            verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                             list(entry.inclusion), body.root_hash)
+            assert orjson.loads(entry.leaf)["actor_id"].startswith("p")
+
+        def read() -> tuple[set[str], VerifyReport]:
+            store = open_store(data_dir, None)
+            try:
+                return {cp.note for cp in store.checkpoints()}, verify_log(store, service.verifier)
+            finally:
+                store.close()
+
+        kept, report = await asyncio.to_thread(read)
+        assert notes <= kept
+        assert report.ok
+        assert len(kept) == report.checkpoints
+
+    async def test_proofs_of_a_batch_read_nothing_from_the_store(
+        self, service: AuditService, make_event: EventFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The leaf hashes of recent chunks are in memory: proving a batch just committed
+        reads no leaf hash back."""
+        await _fill(service, make_event, 100)
+        reads: list[tuple[int, int | None]] = []
+        original = _store.SqlAuditStore.leaf_hashes
+
+        def counting(self: _store.SqlAuditStore, start: int, end: int | None = None
+                     ) -> list[bytes]:
+            reads.append((start, end))
+            return original(self, start, end)
+
+        monkeypatch.setattr(_store.SqlAuditStore, "leaf_hashes", counting)
+        logged = await asyncio.gather(
+            *(service.append_proved(make_event(actor_id=f"q{i}")) for i in range(64)))
+        assert 64 == len(logged)
+        assert [] == reads
 
 
 class TestStore:
