@@ -24,13 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.__main__ import main
 from gateway.credentials.store import IdentityKind, Role, add_identity
-from gateway.settings import load_settings
+from gateway.settings import SettingsError, load_settings
 from gateway.web.app import create_app
 from mocks import RunningFederation
 from tests.gateway.conftest import trust_document
 from trust import TrustList
-
-pytestmark = pytest.mark.asyncio
 
 Client = TestClient[web.Request, web.Application]
 
@@ -368,3 +366,28 @@ class TestConsistentWithLaterCheckpoints:
         assert (old_root, new_root) == roots_from_consistency(m, n, proof, old_root)
         bad = bytes(32)  # a wrong old root does not pass
         assert (bad, new_root) != roots_from_consistency(m, n, proof, bad)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+@pytest.mark.allow_blocking
+def test_worked_example_in_the_docs_verifies(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/receipts.md's example answer verifies with its vkey, here and with the CLI."""
+    answer = orjson.loads((DOCS / "receipt-answer.json").read_bytes())
+    vkey = (DOCS / "receipt.vkey").read_text()
+    entry = check(answer["receipt"], vkey)
+    assert (5, 6) == (answer["receipt"]["index"], answer["receipt"]["tree_size"])
+    assert answer["indication"] == entry["outcome"]
+    assert 0 == main(["receipt", "verify", str(DOCS / "receipt-answer.json"),
+                      "--vkey", str(DOCS / "receipt.vkey")])
+    assert capsys.readouterr().out.startswith("ok: entry 5 of huzhou.ecert-gateway/audit")
+
+
+def test_receipt_form_is_log_or_jws() -> None:
+    """The default is the log-backed form; anything but log or jws is refused by name."""
+    assert "log" == load_settings({}, None, {"data_dir": Path("d")}).receipt_form
+    assert "jws" == load_settings({"ECERT_RECEIPT_FORM": "jws"}, None,
+                                  {"data_dir": Path("d")}).receipt_form
+    with pytest.raises(SettingsError, match="receipt_form"):
+        load_settings({}, 'receipt_form = "jwt"', {"data_dir": Path("d")})
