@@ -28,8 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.infra.migrations import Schema, adopt_if_table, migrate, tables_migration
+from gateway.infra.migrations import (
+    Migration,
+    Schema,
+    adopt_if_table,
+    migrate,
+    tables_migration,
+)
 from gateway.infra.sql import (
+    POSTGRES,
+    SQLITE,
     Cursor,
     Database,
     StorageError,
@@ -206,8 +214,36 @@ _GUARDS = {
 }
 
 
+_ENTRIES_V2 = (
+    "CREATE TABLE audit_entries_v2 (idx {int} PRIMARY KEY, event_id TEXT NOT NULL,"
+    " ts_ms {int} NOT NULL, event_type TEXT NOT NULL, outcome TEXT NOT NULL, partner TEXT,"
+    " matter TEXT, record {blob} NOT NULL, leaf_hash {blob} NOT NULL)"
+)
+_WITHOUT_EVENT_ID_INDEX = Migration(
+    2, "entries without the event_id index (no query reads it)", {
+        # SQLite cannot drop a UNIQUE constraint: the table is copied, row for row, into one
+        # without it. DROP TABLE fires no trigger; the guards are put back at every open.
+        SQLITE.name: (
+            SQLITE.ddl(_ENTRIES_V2),
+            ("INSERT INTO audit_entries_v2 (idx, event_id, ts_ms, event_type, outcome, partner,"
+             " matter, record, leaf_hash) SELECT idx, event_id, ts_ms, event_type, outcome,"
+             " partner, matter, record, leaf_hash FROM audit_entries ORDER BY idx"),
+            "DROP TABLE audit_entries",
+            "ALTER TABLE audit_entries_v2 RENAME TO audit_entries",
+            "CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)",
+        ),
+        POSTGRES.name: (
+            "ALTER TABLE audit_entries DROP CONSTRAINT IF EXISTS audit_entries_event_id_key",
+        ),
+    })
+"""Every appended row paid for a B-tree insert into the ``event_id`` index (a 36-character
+key), and a page of it in every commit, for a lookup no query makes: entries are found by
+index, time, partner, matter, type and outcome. Ids stay unique by construction (UUIDv7);
+record bytes and leaf hashes are untouched, so a log migrated keeps verifying."""
+
 AUDIT_SCHEMA = Schema("audit", (
     tables_migration(1, "entries, checkpoints and settings, append-only", _TABLES, _GUARDS),
+    _WITHOUT_EVENT_ID_INDEX,
 ), adopt=adopt_if_table("audit_entries"))
 """The audit store's schema versions."""
 

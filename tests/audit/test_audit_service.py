@@ -264,6 +264,43 @@ class TestCli:
         assert 2 == asyncio.run(later())
 
 
+class TestMigration:
+    """Schema version 2 drops the event_id index; a log written before still verifies."""
+
+    @pytest.mark.allow_blocking
+    def test_log_of_version_1_migrates_and_verifies(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """A log with the event_id index (version 1) and its checkpoints is copied into the
+        version-2 table on open: same rows, every checkpoint still verifies, new appends go on."""
+
+        async def write(n: int) -> None:
+            async with AuditService(data_dir=data_dir, batch_max=8) as svc:
+                await _fill(svc, make_event, n)
+
+        asyncio.run(write(40))
+        db = sqlite3.connect(data_dir / "audit.db")
+        with db:  # back to version 1's shape
+            db.execute("CREATE UNIQUE INDEX v1_event_id ON audit_entries (event_id)")
+            db.execute("DELETE FROM schema_migrations WHERE store = 'audit' AND version = 2")
+        before = db.execute("SELECT idx, record, leaf_hash FROM audit_entries").fetchall()
+        db.close()
+        asyncio.run(write(5))  # opens, migrates, checks the tree against its checkpoint
+        store = open_store(data_dir, None)
+        try:
+            report = verify_log(store, NoteSigner("huzhou.ecert-gateway/audit",
+                                                  load_signing_key(data_dir)).verifier)
+            assert before == [(i, r, h) for i, r, h in store.iter_entries()][:40]
+        finally:
+            store.close()
+        assert (True, 45) == (report.ok, report.entries)
+        db = sqlite3.connect(data_dir / "audit.db")
+        indexes = {r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_entries'")}
+        db.close()
+        assert {"audit_entries_ts"} == indexes
+
+
 class TestIntegrity:
     """Tampering is noticed by verify and by the next start."""
 
