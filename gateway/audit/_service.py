@@ -6,13 +6,13 @@ writer task. The writer takes up to ``batch_max`` queued records and hands the
 whole batch to the writer thread once (one ``run_in_executor``: one hand-off
 and one wake-up back per batch, no per-record object crosses threads). The
 thread commits them in one transaction under the sequencer lock (SQLite
-``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock),
-together with ONE checkpoint signed for the tree that the batch makes (its
-right edge, ``Frontier``, is handed over with the batch), so one fsync covers
-both. Back on the loop the writer grows the tree, makes each record's
-inclusion proof from memory (``append_proved``: the leaf hashes of recent
-chunks are kept) and resolves every future. A failed commit fails every future
-of the batch with ``AuditUnavailableError``.
+``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock).
+When a caller of the batch waits for a proof (``append_proved``), the same
+transaction keeps ONE checkpoint signed for the tree the batch makes (its right
+edge, ``Frontier``, is handed over with the batch), so one fsync covers both.
+Back on the loop the writer grows the tree, makes the inclusion proofs from
+memory (the leaf hashes of recent chunks are kept) and resolves every future.
+A failed commit fails every future of the batch with ``AuditUnavailableError``.
 
 Tree. The service keeps every complete node of the Merkle tree in memory,
 rebuilt at start from the stored leaf hashes and grown only from what the
@@ -20,8 +20,8 @@ store confirms: its own batches plus entries other writers (another gateway on
 the same PostgreSQL, or the CLI) committed first, which the store reports
 under the same lock. Proofs are served from it without touching the store.
 
-Checkpoints. Every batch the writer commits is covered by its own checkpoint
-(above), which is what log-backed receipts carry. A publisher task also looks
+Checkpoints. Every batch with a record whose caller wants a proof is covered
+by its own checkpoint (above), which is what log-backed receipts carry. A publisher task also looks
 every ``checkpoint_interval_s``; when the tree has grown past the latest kept
 checkpoint (entries other writers, such as the CLI, added) it proves
 consistency from that checkpoint to the new tree with ``trust.merkle``, and
@@ -492,6 +492,15 @@ class AuditService:
         """Commit one batch with its checkpoint (one hand-off), then answer its futures."""
         rows = [row for row, _, _ in batch]
         known = self._tree.size
+        if not any(proved for _, _, proved in batch):
+            # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
+            # this batch; the publisher covers it within checkpoint_interval_s.
+            first, foreign = await self._write(partial(_append, rows, known, None))
+            self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
+            for i, (_, future, _) in enumerate(batch):
+                if not future.done():
+                    future.set_result(first + i)
+            return
         sealed: list[StoredCheckpoint] = []
         seal = self._sealer(self._tree.frontier(), rows, self._clock_ms(), sealed)
         first, foreign = await self._write(partial(_append, rows, known, seal))
