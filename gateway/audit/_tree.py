@@ -11,8 +11,8 @@ the chunk's node before it is used. The gateway runs with
 ``k = 4``: about 4 bytes of memory per entry (1M entries: 4 MB) instead of the
 64 bytes of keeping every level (``k = 0``, what ``audit verify`` uses).
 
-The tree also keeps the leaf hashes of its most recently completed chunks
-(``recent_chunks`` of them), so that the inclusion proofs of a batch just
+The tree also keeps the subtrees (leaf hashes up) of its most recently
+completed chunks (``recent_chunks`` of them), so that the inclusion proofs of a batch just
 committed are made without reading the store.
 
 ``Frontier`` is a tree's right edge alone (the roots of its perfect subtrees,
@@ -65,6 +65,16 @@ class ChunkMismatchError(TreeError):
 def _split(n: int) -> int:
     """The largest power of two strictly smaller than ``n`` (``n >= 2``)."""
     return 1 << ((n - 1).bit_length() - 1)
+
+
+def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The subtree over a power-of-two run of leaf hashes, level by level (root last)."""
+    levels = [list(leaves)]
+    below = levels[0]
+    while len(below) > 1:
+        below = [node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)]
+        levels.append(below)
+    return levels
 
 
 class Frontier:
@@ -122,7 +132,7 @@ class MerkleTree:
         self._tail: list[bytes] = []  # leaf hashes of the incomplete last chunk
         self._size = 0
         self._recent_max = recent_chunks if chunk_bits else 0
-        self._recent: dict[int, list[bytes]] = {}  # chunk -> leaf hashes, oldest first
+        self._recent: dict[int, ChunkLevels] = {}  # chunk -> its subtree, oldest first
 
     @property
     def size(self) -> int:
@@ -151,12 +161,16 @@ class MerkleTree:
             return
         self._tail.append(leaf)
         if len(self._tail) == self._chunk:
-            node = root_from_leaf_hashes(self._tail)
             if self._recent_max:
+                # Keep the chunk's whole subtree: proofs inside it are then lookups.
+                levels = _levels(self._tail)
+                node = levels[-1][0]
                 recent = self._recent
-                recent[(self._size >> self._k) - 1] = self._tail
+                recent[(self._size >> self._k) - 1] = levels
                 if len(recent) > self._recent_max:
                     del recent[next(iter(recent))]
+            else:
+                node = root_from_leaf_hashes(self._tail)
             self._tail = []
             self._push(node)
 
@@ -206,12 +220,8 @@ class MerkleTree:
         expected = self.chunk_node(chunk)
         if len(leaves) != self._chunk or any(len(leaf) != HASH_SIZE for leaf in leaves):
             raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
-        levels: list[Sequence[bytes]] = [list(leaves)]
-        below = levels[0]
-        while len(below) > 1:
-            below = [node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)]
-            levels.append(below)
-        if below[0] != expected:
+        levels = _levels(leaves)
+        if levels[-1][0] != expected:
             raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
         return levels
 
@@ -227,9 +237,9 @@ class MerkleTree:
             return root_from_leaf_hashes(self._tail[offset : offset + (1 << level)])
         levels = None if given is None else given.get(chunk)
         if levels is None:
-            recent = self._recent.get(chunk)
-            if recent is not None:  # a chunk completed lately: its leaves are still here
-                return root_from_leaf_hashes(recent[offset : offset + (1 << level)])
+            levels = self._recent.get(chunk)  # a chunk completed lately: still held
+            if levels is not None:
+                return bytes(levels[level][offset >> level])
             first = chunk << self._k
             raise MissingLeavesError(chunk, first, first + self._chunk)
         return bytes(levels[level][offset >> level])
