@@ -514,8 +514,7 @@ class AuditService:
         tree = self._tree
 
         def prove(given: GivenChunks) -> tuple[bytes, list[list[bytes]]]:
-            return (tree.root(size, given),
-                    [tree.inclusion_proof(index, size, given) for index in wanted])
+            return tree.root(size, given), tree.inclusion_proofs(wanted, size, given)
 
         root, proofs = await self._with_leaves(prove)
         if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof

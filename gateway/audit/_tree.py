@@ -288,6 +288,34 @@ class MerkleTree:
         proof.reverse()
         return proof
 
+    def inclusion_proofs(
+        self, indices: Sequence[int], size: int, given: GivenChunks | None = None
+    ) -> list[list[bytes]]:
+        """``inclusion_proof(i, size)`` of each index, sharing work between neighbours.
+
+        The path of a leaf in a complete chunk is the path inside the chunk (from the
+        chunk's subtree) followed by the path of the chunk's node in the tree, which
+        every leaf of that chunk shares: it is made once per chunk.
+        """
+        k = self._k
+        shared: dict[int, list[bytes]] = {}
+        proofs: list[list[bytes]] = []
+        for index in indices:
+            chunk = index >> k
+            levels = given.get(chunk) if given is not None else None
+            if levels is None:
+                levels = self._recent.get(chunk)
+            if not k or levels is None or (chunk + 1) << k > size:
+                proofs.append(self.inclusion_proof(index, size, given))
+                continue
+            upper = shared.get(chunk)
+            if upper is None:
+                upper = shared[chunk] = self.inclusion_proof(index, size, given)[k:]
+            offset = index - (chunk << k)
+            proofs.append([bytes(levels[level][(offset >> level) ^ 1]) for level in range(k)]
+                          + upper)
+        return proofs
+
     def consistency_proof(
         self, size1: int, size2: int | None = None, given: GivenChunks | None = None
     ) -> list[bytes]:

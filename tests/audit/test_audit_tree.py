@@ -164,3 +164,17 @@ class TestRecentChunks:
         with pytest.raises(MissingLeavesError) as caught:
             tree.inclusion_proof(23, N)
         assert caught.value.chunk == 5
+
+    @pytest.mark.parametrize("chunk_bits", CHUNK_BITS)
+    def test_batch_of_proofs_is_every_single_proof(self, chunk_bits: int) -> None:
+        """inclusion_proofs, which shares each chunk's upper path, gives what
+        inclusion_proof gives for every index and size, from recent or given chunks."""
+        tree = MerkleTree(chunk_bits, recent_chunks=3)
+        tree.extend(LEAVES)
+        given = _given(tree)
+        for size in range(1, N + 1):
+            indices = list(range(size))
+            expected = [tree.inclusion_proof(i, size, given) for i in indices]
+            assert expected == tree.inclusion_proofs(indices, size, given)
+            recent = [i for i in indices if (i >> chunk_bits) >= (N >> chunk_bits) - 3]
+            assert [expected[i] for i in recent] == tree.inclusion_proofs(recent, size)
