@@ -448,22 +448,29 @@ class AuditService:
                 sealed: list[StoredCheckpoint]) -> Seal:
         """What signs the tree a batch makes, inside its transaction, on the writer thread.
 
-        It sees only its own copy of the tree's right edge and the leaf hashes (the
-        entries other writers added first, then the batch): never the loop's tree.
+        The tree the batch makes when nobody else wrote first is hashed here, on the
+        loop; the thread then only signs (and, when entries of other writers came first,
+        hashes again from its own copy of the right edge: never the loop's tree).
         """
         signer = self._signer
         assert signer is not None
+        known = frontier.size
+        ours = frontier.copy()
+        ours.extend(row.leaf_hash for row in rows)
+        size, root = ours.size, ours.root()
 
         def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
-            grown = frontier.copy()
-            grown.extend(foreign)
-            grown.extend(row.leaf_hash for row in rows)
-            if grown.size != first + len(rows):
+            nonlocal size, root
+            if foreign or first != known:
+                grown = frontier.copy()
+                grown.extend(foreign)
+                grown.extend(row.leaf_hash for row in rows)
+                size, root = grown.size, grown.root()
+            if size != first + len(rows):
                 raise AuditStoreError(f"the batch ends at {first + len(rows)}, its tree at"
-                                      f" {grown.size}")
-            root = grown.root()
-            note = Checkpoint(self.origin, grown.size, root).sign(signer)
-            sealed[:] = [StoredCheckpoint(grown.size, root, note, created_ms)]
+                                      f" {size}")
+            note = Checkpoint(self.origin, size, root).sign(signer)
+            sealed[:] = [StoredCheckpoint(size, root, note, created_ms)]
             return sealed[0]
 
         return seal

@@ -293,27 +293,43 @@ class MerkleTree:
     ) -> list[list[bytes]]:
         """``inclusion_proof(i, size)`` of each index, sharing work between neighbours.
 
-        The path of a leaf in a complete chunk is the path inside the chunk (from the
-        chunk's subtree) followed by the path of the chunk's node in the tree, which
-        every leaf of that chunk shares: it is made once per chunk.
+        RFC 6962 narrows the range holding a leaf at powers of two, so it reaches the
+        leaf's chunk (cut at ``size`` when the chunk is the last): a leaf's path is its
+        path inside that range followed by the range's path in the tree, which every
+        leaf of the chunk shares. That upper part is made once per chunk; the lower
+        part comes from the chunk's subtree (or a small tree of the last chunk's leaves).
         """
         k = self._k
-        shared: dict[int, list[bytes]] = {}
+        upper: dict[int, list[bytes]] = {}
+        lower_trees: dict[int, MerkleTree] = {}
         proofs: list[list[bytes]] = []
         for index in indices:
             chunk = index >> k
+            start = chunk << k
+            width = min(size, start + self._chunk) - start
             levels = given.get(chunk) if given is not None else None
             if levels is None:
                 levels = self._recent.get(chunk)
-            if not k or levels is None or (chunk + 1) << k > size:
-                proofs.append(self.inclusion_proof(index, size, given))
-                continue
-            upper = shared.get(chunk)
-            if upper is None:
-                upper = shared[chunk] = self.inclusion_proof(index, size, given)[k:]
-            offset = index - (chunk << k)
-            proofs.append([bytes(levels[level][(offset >> level) ^ 1]) for level in range(k)]
-                          + upper)
+            offset = index - start
+            if width == self._chunk and levels is not None:
+                lower = [bytes(levels[level][(offset >> level) ^ 1]) for level in range(k)]
+            else:
+                small = lower_trees.get(chunk)
+                if small is None:
+                    if chunk == self._size >> k:
+                        leaves: Sequence[bytes] | None = self._tail[:width]
+                    else:
+                        leaves = None if levels is None else levels[0][:width]
+                    if not k or leaves is None or len(leaves) != width:
+                        proofs.append(self.inclusion_proof(index, size, given))
+                        continue
+                    small = lower_trees[chunk] = MerkleTree()
+                    small.extend(leaves)
+                lower = small.inclusion_proof(offset, width)
+            shared = upper.get(chunk)
+            if shared is None:
+                shared = upper[chunk] = self.inclusion_proof(index, size, given)[len(lower):]
+            proofs.append(lower + shared)
         return proofs
 
     def consistency_proof(
