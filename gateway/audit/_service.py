@@ -21,11 +21,12 @@ the same PostgreSQL, or the CLI) committed first, which the store reports
 under the same lock. Proofs are served from it without touching the store.
 
 Checkpoints. Every batch with a record whose caller wants a proof is covered
-by its own checkpoint (above), which is what log-backed receipts carry. A publisher task also looks
-every ``checkpoint_interval_s``; when the tree has grown past the latest kept
-checkpoint (entries other writers, such as the CLI, added) it proves
-consistency from that checkpoint to the new tree with ``trust.merkle``, and
-only then signs the new checkpoint and keeps it (all checkpoints are kept).
+by its own checkpoint (above), which is what log-backed receipts carry. A
+publisher task also looks every ``checkpoint_interval_s``; when the tree has
+grown past the latest kept checkpoint (records nobody asked a proof of, or
+entries other writers such as the CLI added) it proves consistency from that
+checkpoint to the new tree with ``trust.merkle``, and only then signs the new
+checkpoint and keeps it (all checkpoints are kept).
 """
 
 from __future__ import annotations

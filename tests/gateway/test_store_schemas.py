@@ -608,6 +608,6 @@ class TestInstancesStartingAtOnce:
         assert [] == errors
         database = identity_database(data_dir, dsn)
         assert [(1, False)] == _versions(trust_store_database(data_dir, dsn), "trust_list")
-        assert [(1, False)] == _versions(audit_database(data_dir, dsn), "audit")
+        assert [(1, False), (2, False)] == _versions(audit_database(data_dir, dsn), "audit")
         assert [(1, False), (2, False)] == _versions(licence_database(data_dir, dsn), "licences")
         assert [(1, False), (2, False)] == _versions(database, "identities")
