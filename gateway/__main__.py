@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.audit import AuditStoreError
+from gateway.audit import AuditStoreError, ReceiptError
 from gateway.audit.event import AuditUnavailableError
 from gateway.cli import (
     Command,
@@ -22,6 +22,7 @@ from gateway.cli import (
     identities,
     licences,
     os_error_text,
+    receipt,
     registry,
     settings_options,
     trust,
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
     identities.register(sub)
     audit.register(sub)
+    receipt.register(sub)
     registry.register(sub)
     licences.register(sub)
     trust.register(sub)
@@ -145,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _MAKE_DATA_FOLDER = frozenset({"init", "serve"})
 """The only commands that may make a data folder; every other one needs an existing one."""
-_SUBCOMMANDS = ("audit_command", "trust_command", "registry_command", "action")
+_SUBCOMMANDS = ("audit_command", "receipt_command", "trust_command", "registry_command",
+                "action")
 
 EXIT_CODES: Final[Mapping[type[Exception], tuple[int, str]]] = {
     # The settings and the data folder, before any command runs.
@@ -165,6 +168,7 @@ EXIT_CODES: Final[Mapping[type[Exception], tuple[int, str]]] = {
     RegistryError: (1, ""),
     AuditUnavailableError: (1, "audit log unavailable: "),
     AuditStoreError: (1, ""),
+    ReceiptError: (1, "receipt does not verify: "),
     StorageError: (1, ""),
     # Values refused as they are read (a JSON file, a time): the message says which.
     ValueError: (1, ""),
@@ -227,6 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     Errors become exit statuses and lines here only (``EXIT_CODES``).
     """
     args = build_parser().parse_args(argv)
+    offline = getattr(args, "offline", None)
+    if offline is not None:
+        # A command given all it needs on its command line runs without settings or a data
+        # folder (receipt verify --vkey); it answers None when it needs them after all.
+        try:
+            code = offline(args)
+        except Exception as exc:  # _report re-raises what EXIT_CODES does not list
+            return _report(args, exc)
+        if code is not None:
+            return int(code)
     try:
         settings = command_settings(args, os.environ)
         if args.command not in _MAKE_DATA_FOLDER:

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "LOG_LEVELS",
+    "RECEIPT_FORMS",
     "AuditSettings",
     "ConsoleSettings",
     "PartnerSettings",
@@ -40,6 +41,8 @@ WILDCARD_HOSTS: Mapping[str, str] = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", ":
 """Listen hosts that mean every address, and the address ``public_base_url`` uses instead."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """The values ``log_level`` takes (any case)."""
+RECEIPT_FORMS = ("log", "jws")
+"""The values ``receipt_form`` takes."""
 
 
 class SettingsError(ValueError):
@@ -162,6 +165,10 @@ class Settings:
     """A Redis call slower than this counts as a miss (and an error)."""
     audit_checkpoint_interval_s: float = 1.0
     audit_batch_max: int = 2000
+    receipt_form: str = "log"
+    """What a verification answer's ``receipt`` is (docs/receipts.md): ``log``, the
+    answer's audit entry with its inclusion proof and the checkpoint signed when it was
+    committed; or ``jws``, an ``ecert-receipt+jwt`` signed for each answer."""
     shutdown_timeout_s: float = 10.0
     uvloop: bool = True
     """``serve`` runs on uvloop when it is installed; false (``ECERT_UVLOOP=0``): on
@@ -509,6 +516,9 @@ def _check(settings: Settings) -> None:
         raise SettingsError("status_retry_after_s must be between 0 and 300 seconds")
     if not 1 <= settings.workers <= 256:
         raise SettingsError("workers must be between 1 and 256")
+    if settings.receipt_form not in RECEIPT_FORMS:
+        raise SettingsError(f"receipt_form: expected one of {', '.join(RECEIPT_FORMS)},"
+                            f" got {settings.receipt_form!r}")
     if settings.approvals_required < 1:
         raise SettingsError("approvals_required must be at least 1")
     if settings.partner_rate_per_s <= 0 or settings.partner_rate_burst < 1:

@@ -10,6 +10,7 @@ Errors::
     * AuditUnavailableError     a record could not be made durable (the request fails)
       x LogIntegrityError       the stored log contradicts its signed checkpoints or keys
     * AuditStoreError           the store failed (wrapped at the service boundary)
+    * ReceiptError              a log-backed receipt is malformed or does not verify
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.audit._receipt import CheckedReceipt, ReceiptError, check_receipt, receipts_in
 from gateway.audit._record import mask
 from gateway.audit._service import (
     AuditService,
@@ -36,6 +38,8 @@ from gateway.audit.event import (
     AuditLog,
     AuditUnavailableError,
     EventType,
+    LoggedEntry,
+    ProvingAuditLog,
 )
 from gateway.settings import Settings
 from gateway.web.appkeys import AUDIT_KEY, SETTINGS_KEY
@@ -47,18 +51,24 @@ __all__ = [
     "AuditService",
     "AuditStoreError",
     "AuditUnavailableError",
+    "CheckedReceipt",
     "EntryProof",
     "EventType",
     "LogIntegrityError",
+    "LoggedEntry",
+    "ProvingAuditLog",
+    "ReceiptError",
     "RecordFilter",
     "StoredCheckpoint",
     "VerifyReport",
     "append_cli_event",
     "audit_ctx",
+    "check_receipt",
     "mask",
     "open_audit",
     "open_store",
     "origin_for",
+    "receipts_in",
     "service_from_settings",
     "verify_log",
 ]

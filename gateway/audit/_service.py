@@ -1,11 +1,17 @@
 """The audit service: group-committing writer, in-memory tree, checkpoint publisher.
 
 Write path. ``append(event)`` builds the record (pseudonymised, canonical
-bytes, leaf hash) on the event loop, queues it with a future and wakes the
-writer task. The writer takes up to ``batch_max`` queued records, hands them
-to the store on the writer thread, which commits them in one transaction under
-the sequencer lock (SQLite ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a
-PostgreSQL advisory lock), and only then resolves every future with its index.
+bytes, leaf hash) on the event loop, queues it with a loop future and wakes the
+writer task. The writer takes up to ``batch_max`` queued records and hands the
+whole batch to the writer thread once (one ``run_in_executor``: one hand-off
+and one wake-up back per batch, no per-record object crosses threads). The
+thread commits them in one transaction under the sequencer lock (SQLite
+``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock).
+When a caller of the batch waits for a proof (``append_proved``), the same
+transaction keeps ONE checkpoint signed for the tree the batch makes (its right
+edge, ``Frontier``, is handed over with the batch), so one fsync covers both.
+Back on the loop the writer grows the tree, makes the inclusion proofs from
+memory (the leaf hashes of recent chunks are kept) and resolves every future.
 A failed commit fails every future of the batch with ``AuditUnavailableError``.
 
 Tree. The service keeps every complete node of the Merkle tree in memory,
@@ -14,8 +20,11 @@ store confirms: its own batches plus entries other writers (another gateway on
 the same PostgreSQL, or the CLI) committed first, which the store reports
 under the same lock. Proofs are served from it without touching the store.
 
-Checkpoints. A publisher task looks every ``checkpoint_interval_s``; when the
-tree has grown past the latest kept checkpoint it proves consistency from that
+Checkpoints. Every batch with a record whose caller wants a proof is covered
+by its own checkpoint (above), which is what log-backed receipts carry. A
+publisher task also looks every ``checkpoint_interval_s``; when the tree has
+grown past the latest kept checkpoint (records nobody asked a proof of, or
+entries other writers such as the CLI added) it proves consistency from that
 checkpoint to the new tree with ``trust.merkle``, and only then signs the new
 checkpoint and keeps it (all checkpoints are kept).
 """
@@ -33,7 +42,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -53,18 +62,20 @@ from gateway.audit._store import (
     AuditStoreError,
     EntryRow,
     RecordFilter,
+    Seal,
     StoredCheckpoint,
     open_store,
 )
 from gateway.audit._tree import (
     ChunkLevels,
     ChunkMismatchError,
+    Frontier,
     GivenChunks,
     MerkleTree,
     MissingLeavesError,
     TreeError,
 )
-from gateway.audit.event import AuditEvent, AuditUnavailableError
+from gateway.audit.event import AuditEvent, AuditUnavailableError, LoggedEntry
 from trust import CHINA_TZ
 from trust.merkle import MerkleProofError, leaf_hash, verify_consistency
 from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
@@ -272,7 +283,7 @@ class AuditService:
         self._clock_ms = clock_ms
         self._new_id = Uuid7Generator(clock_ms)
         self._tree = MerkleTree()
-        self._pending: list[tuple[EntryRow, asyncio.Future[int]]] = []
+        self._pending: list[tuple[EntryRow, asyncio.Future[Any], bool]] = []
         self._wake = asyncio.Event()
         self._publish_lock = asyncio.Lock()
         self._closing = False
@@ -327,7 +338,9 @@ class AuditService:
             )
             backend = "postgres" if self.postgres_dsn else "sqlite"
             await loop.run_in_executor(None, _write_backend_marker, self.data_dir, backend)
-            self._tree = MerkleTree(TREE_CHUNK_BITS)
+            # Enough recent chunks to prove a whole batch from memory (and its neighbours).
+            self._tree = MerkleTree(TREE_CHUNK_BITS,
+                                    recent_chunks=(self._batch_max >> TREE_CHUNK_BITS) + 4)
             await self._catch_up()
             latest = await self._read(lambda s: s.latest_checkpoint())
             await self._check_against(latest)
@@ -402,6 +415,14 @@ class AuditService:
 
     async def append(self, event: AuditEvent) -> int:
         """Make the event's record durable and return its leaf index."""
+        return cast("int", await self._enqueue(event, proved=False))
+
+    async def append_proved(self, event: AuditEvent) -> LoggedEntry:
+        """Make the event's record durable; return it with its inclusion proof in the
+        tree its batch made, and that tree's signed checkpoint."""
+        return cast("LoggedEntry", await self._enqueue(event, proved=True))
+
+    def _enqueue(self, event: AuditEvent, *, proved: bool) -> asyncio.Future[Any]:
         if not self._started or self._closing:
             raise AuditUnavailableError("audit log is not running")
         if len(self._pending) >= _MAX_PENDING:
@@ -417,12 +438,43 @@ class AuditService:
             row = _row(record, encode_record(record), time_ms(event.at))
         except (TypeError, ValueError) as exc:
             raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future, proved))
         self._wake.set()
         # No shield needed: a caller that goes away cancels only its own future, its record
         # is still written, and the writer skips futures that are already done.
-        return await future
+        return future
+
+    def _sealer(self, frontier: Frontier, rows: list[EntryRow], created_ms: int,
+                sealed: list[StoredCheckpoint]) -> Seal:
+        """What signs the tree a batch makes, inside its transaction, on the writer thread.
+
+        The tree the batch makes when nobody else wrote first is hashed here, on the
+        loop; the thread then only signs (and, when entries of other writers came first,
+        hashes again from its own copy of the right edge: never the loop's tree).
+        """
+        signer = self._signer
+        assert signer is not None
+        known = frontier.size
+        ours = frontier.copy()
+        ours.extend(row.leaf_hash for row in rows)
+        size, root = ours.size, ours.root()
+
+        def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
+            nonlocal size, root
+            if foreign or first != known:
+                grown = frontier.copy()
+                grown.extend(foreign)
+                grown.extend(row.leaf_hash for row in rows)
+                size, root = grown.size, grown.root()
+            if size != first + len(rows):
+                raise AuditStoreError(f"the batch ends at {first + len(rows)}, its tree at"
+                                      f" {size}")
+            note = Checkpoint(self.origin, size, root).sign(signer)
+            sealed[:] = [StoredCheckpoint(size, root, note, created_ms)]
+            return sealed[0]
+
+        return seal
 
     async def _writer_loop(self) -> None:
         while True:
@@ -434,22 +486,58 @@ class AuditService:
                 continue
             batch = self._pending[: self._batch_max]
             del self._pending[: self._batch_max]
-            rows = [row for row, _ in batch]
-            known = self._tree.size
             try:
-                first, foreign = await self._write(partial(_append, rows, known))
+                await self._commit(batch)
             except Exception as exc:
                 _log.error("audit batch not written: %s", exc)
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(
                             AuditUnavailableError(f"audit record not written: {exc}")
                         )
-                continue
+
+    async def _commit(self, batch: list[tuple[EntryRow, asyncio.Future[Any], bool]]) -> None:
+        """Commit one batch with its checkpoint (one hand-off), then answer its futures."""
+        rows = [row for row, _, _ in batch]
+        known = self._tree.size
+        if not any(proved for _, _, proved in batch):
+            # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
+            # this batch; the publisher covers it within checkpoint_interval_s.
+            first, foreign = await self._write(partial(_append, rows, known, None))
             self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
-            for i, (_, future) in enumerate(batch):
+            for i, (_, future, _) in enumerate(batch):
                 if not future.done():
                     future.set_result(first + i)
+            return
+        sealed: list[StoredCheckpoint] = []
+        seal = self._sealer(self._tree.frontier(), rows, self._clock_ms(), sealed)
+        first, foreign = await self._write(partial(_append, rows, known, seal))
+        self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
+        checkpoint = sealed[0]
+        size = checkpoint.size
+        if self._latest is None or self._latest.size < size:
+            self._latest = checkpoint
+        wanted = [first + i for i, (_, future, proved) in enumerate(batch)
+                  if proved and not future.done()]
+        tree = self._tree
+
+        def prove(given: GivenChunks) -> tuple[bytes, list[list[bytes]]]:
+            return tree.root(size, given), tree.inclusion_proofs(wanted, size, given)
+
+        root, proofs = await self._with_leaves(prove)
+        if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
+            raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
+                                    " just signed for it")
+        paths = dict(zip(wanted, proofs, strict=True))
+        for i, (row, future, proved) in enumerate(batch):
+            if future.done():
+                continue
+            index = first + i
+            if proved:
+                future.set_result(LoggedEntry(index, row.record, size, tuple(paths[index]),
+                                              checkpoint.note))
+            else:
+                future.set_result(index)
 
     def _absorb(self, start: int, hashes: list[bytes]) -> None:
         """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped."""
@@ -625,8 +713,10 @@ def report_day_ms(day: date) -> tuple[int, int]:
     return start, start + 86_400_000
 
 
-def _append(rows: list[EntryRow], known: int, store: AuditStore) -> tuple[int, list[bytes]]:
-    return store.append(rows, known)
+def _append(
+    rows: list[EntryRow], known: int, seal: Seal | None, store: AuditStore
+) -> tuple[int, list[bytes]]:
+    return store.append(rows, known, seal)
 
 
 def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:

@@ -22,14 +22,22 @@ Errors::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.infra.migrations import Schema, adopt_if_table, migrate, tables_migration
+from gateway.infra.migrations import (
+    Migration,
+    Schema,
+    adopt_if_table,
+    migrate,
+    tables_migration,
+)
 from gateway.infra.sql import (
+    POSTGRES,
+    SQLITE,
     Cursor,
     Database,
     StorageError,
@@ -42,6 +50,7 @@ __all__ = [
     "AuditStoreError",
     "EntryRow",
     "RecordFilter",
+    "Seal",
     "SqlAuditStore",
     "StoredCheckpoint",
     "audit_database",
@@ -92,6 +101,10 @@ class RecordFilter:
     limit: int = 100
 
 
+Seal = Callable[[int, list[bytes]], StoredCheckpoint]
+"""Signs the tree a batch makes: ``(first index, foreign leaf hashes) -> checkpoint``."""
+
+
 class AuditStore(Protocol):
     """The audit log's storage port (synchronous; one thread per instance)."""
 
@@ -104,12 +117,15 @@ class AuditStore(Protocol):
     def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
         """Stored leaf hashes of entries ``[start, end)`` in index order."""
 
-    def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
+    def append(self, rows: Sequence[EntryRow], known_size: int | None,
+               seal: Seal | None = None) -> tuple[int, list[bytes]]:
         """Append rows under the sequencer lock and commit.
 
         Returns the first index given to ``rows`` and the leaf hashes of
         entries ``[known_size, first)`` other writers added meanwhile (none
-        when ``known_size`` is None: the caller keeps no tree).
+        when ``known_size`` is None: the caller keeps no tree). ``seal``, when
+        given, is called with those two inside the transaction and its
+        checkpoint is kept in the same commit (unless one of that size is).
         """
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
@@ -198,8 +214,36 @@ _GUARDS = {
 }
 
 
+_ENTRIES_V2 = (
+    "CREATE TABLE audit_entries_v2 (idx {int} PRIMARY KEY, event_id TEXT NOT NULL,"
+    " ts_ms {int} NOT NULL, event_type TEXT NOT NULL, outcome TEXT NOT NULL, partner TEXT,"
+    " matter TEXT, record {blob} NOT NULL, leaf_hash {blob} NOT NULL)"
+)
+_WITHOUT_EVENT_ID_INDEX = Migration(
+    2, "entries without the event_id index (no query reads it)", {
+        # SQLite cannot drop a UNIQUE constraint: the table is copied, row for row, into one
+        # without it. DROP TABLE fires no trigger; the guards are put back at every open.
+        SQLITE.name: (
+            SQLITE.ddl(_ENTRIES_V2),
+            ("INSERT INTO audit_entries_v2 (idx, event_id, ts_ms, event_type, outcome, partner,"
+             " matter, record, leaf_hash) SELECT idx, event_id, ts_ms, event_type, outcome,"
+             " partner, matter, record, leaf_hash FROM audit_entries ORDER BY idx"),
+            "DROP TABLE audit_entries",
+            "ALTER TABLE audit_entries_v2 RENAME TO audit_entries",
+            "CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)",
+        ),
+        POSTGRES.name: (
+            "ALTER TABLE audit_entries DROP CONSTRAINT IF EXISTS audit_entries_event_id_key",
+        ),
+    })
+"""Every appended row paid for a B-tree insert into the ``event_id`` index (a 36-character
+key), and a page of it in every commit, for a lookup no query makes: entries are found by
+index, time, partner, matter, type and outcome. Ids stay unique by construction (UUIDv7);
+record bytes and leaf hashes are untouched, so a log migrated keeps verifying."""
+
 AUDIT_SCHEMA = Schema("audit", (
     tables_migration(1, "entries, checkpoints and settings, append-only", _TABLES, _GUARDS),
+    _WITHOUT_EVENT_ID_INDEX,
 ), adopt=adopt_if_table("audit_entries"))
 """The audit store's schema versions."""
 
@@ -213,6 +257,10 @@ _CHECKPOINT_LOCK = WriteLock(_APPEND_LOCK.statement, (_LOCK_CLASS, "2"))
 _INSERT = (
     "INSERT INTO audit_entries (idx, event_id, ts_ms, event_type, outcome, partner, matter,"
     " record, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_INSERT_CHECKPOINT = (
+    "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms) VALUES (?, ?, ?, ?)"
 )
 
 
@@ -273,7 +321,8 @@ class SqlAuditStore:
         ).fetchall()
         return [bytes(r[0]) for r in rows]
 
-    def append(self, rows: Sequence[EntryRow], known_size: int | None) -> tuple[int, list[bytes]]:
+    def append(self, rows: Sequence[EntryRow], known_size: int | None,
+               seal: Seal | None = None) -> tuple[int, list[bytes]]:
         with self._write(_APPEND_LOCK):
             first = self.size()
             if known_size is None:
@@ -293,6 +342,13 @@ class SqlAuditStore:
                     for i, r in enumerate(rows)
                 ],
             )  # fmt: skip
+            if seal is not None:
+                # One commit, one fsync, for the batch and the tree head that covers it.
+                # The same tree signed twice is the same note (Ed25519 is deterministic).
+                checkpoint = seal(first, foreign)
+                self._exec(_INSERT_CHECKPOINT + " ON CONFLICT (tree_size) DO NOTHING",
+                           (checkpoint.size, checkpoint.root, checkpoint.note,
+                            checkpoint.created_ms))
         return first, foreign
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
@@ -351,8 +407,7 @@ class SqlAuditStore:
             if latest != previous_size:
                 return False
             self._exec(
-                "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_ms)"
-                " VALUES (?, ?, ?, ?)",
+                _INSERT_CHECKPOINT,
                 (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.created_ms),
             )
         return True

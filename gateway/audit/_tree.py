@@ -11,6 +11,14 @@ the chunk's node before it is used. The gateway runs with
 ``k = 4``: about 4 bytes of memory per entry (1M entries: 4 MB) instead of the
 64 bytes of keeping every level (``k = 0``, what ``audit verify`` uses).
 
+The tree also keeps the subtrees (leaf hashes up) of its most recently
+completed chunks (``recent_chunks`` of them), so that the inclusion proofs of a batch just
+committed are made without reading the store.
+
+``Frontier`` is a tree's right edge alone (the roots of its perfect subtrees,
+largest first: O(log n) hashes): enough to append leaves and compute the new
+root, without the tree, on another thread.
+
 Appending is amortised O(1); the root of any prefix, inclusion proofs and
 consistency proofs (RFC 6962 2.1.1, 2.1.2) need O(log n) complete nodes,
 O(log n) right-edge folds and at most a few chunks of leaves each.
@@ -26,8 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from trust.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash, root_from_leaf_hashes
 
 __all__ = [
-    "ChunkLevels", "ChunkMismatchError", "GivenChunks", "MerkleTree", "MissingLeavesError",
-    "TreeError",
+    "ChunkLevels", "ChunkMismatchError", "Frontier", "GivenChunks", "MerkleTree",
+    "MissingLeavesError", "TreeError",
 ]
 
 ChunkLevels = Sequence[Sequence[bytes]]
@@ -59,10 +67,63 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The subtree over a power-of-two run of leaf hashes, level by level (root last)."""
+    levels = [list(leaves)]
+    below = levels[0]
+    while len(below) > 1:
+        below = [node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)]
+        levels.append(below)
+    return levels
+
+
+class Frontier:
+    """The right edge of a tree: the roots of its perfect subtrees, largest first.
+
+    RFC 6962 splits a tree of ``n`` leaves at the largest power of two below
+    ``n``, so its root is these subtree roots folded from the right. Appending
+    a leaf merges equal subtrees, as a binary counter carries.
+    """
+
+    __slots__ = ("_nodes", "size")
+
+    def __init__(self, size: int = 0, nodes: Sequence[tuple[int, bytes]] = ()) -> None:
+        self.size = size
+        self._nodes = list(nodes)  # (height, root), heights strictly decreasing
+
+    def copy(self) -> Frontier:
+        """An independent copy."""
+        return Frontier(self.size, self._nodes)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash."""
+        nodes = self._nodes
+        height, node = 0, leaf
+        while nodes and nodes[-1][0] == height:
+            node = node_hash(nodes.pop()[1], node)
+            height += 1
+        nodes.append((height, node))
+        self.size += 1
+
+    def extend(self, leaves: Iterable[bytes]) -> None:
+        """Add leaf hashes in order."""
+        for leaf in leaves:
+            self.append(leaf)
+
+    def root(self) -> bytes:
+        """The tree's root (RFC 6962 2.1 MTH)."""
+        if not self._nodes:
+            return EMPTY_ROOT
+        root = self._nodes[-1][1]
+        for _, node in reversed(self._nodes[:-1]):
+            root = node_hash(node, root)
+        return root
+
+
 class MerkleTree:
     """An append-only RFC 6962 tree over leaf hashes."""
 
-    def __init__(self, chunk_bits: int = 0) -> None:
+    def __init__(self, chunk_bits: int = 0, *, recent_chunks: int = 0) -> None:
         if not 0 <= chunk_bits <= 16:
             raise ValueError("chunk_bits must be between 0 and 16")
         self._k = chunk_bits
@@ -70,6 +131,8 @@ class MerkleTree:
         self._levels: list[bytearray] = [bytearray()]  # level k + i at index i
         self._tail: list[bytes] = []  # leaf hashes of the incomplete last chunk
         self._size = 0
+        self._recent_max = recent_chunks if chunk_bits else 0
+        self._recent: dict[int, ChunkLevels] = {}  # chunk -> its subtree, oldest first
 
     @property
     def size(self) -> int:
@@ -98,7 +161,16 @@ class MerkleTree:
             return
         self._tail.append(leaf)
         if len(self._tail) == self._chunk:
-            node = root_from_leaf_hashes(self._tail)
+            if self._recent_max:
+                # Keep the chunk's whole subtree: proofs inside it are then lookups.
+                levels = _levels(self._tail)
+                node = levels[-1][0]
+                recent = self._recent
+                recent[(self._size >> self._k) - 1] = levels
+                if len(recent) > self._recent_max:
+                    del recent[next(iter(recent))]
+            else:
+                node = root_from_leaf_hashes(self._tail)
             self._tail = []
             self._push(node)
 
@@ -122,6 +194,18 @@ class MerkleTree:
         for leaf in leaves:
             self.append(leaf)
 
+    def frontier(self) -> Frontier:
+        """The tree's right edge, to grow and hash apart from the tree."""
+        nodes: list[tuple[int, bytes]] = []
+        count, covered = self._size >> self._k, 0
+        for i in reversed(range(len(self._levels))):
+            if count >> i & 1:
+                nodes.append((self._k + i, self._node(i, covered >> i)))
+                covered += 1 << i
+        frontier = Frontier(covered << self._k, nodes)
+        frontier.extend(self._tail)
+        return frontier
+
     def chunk_node(self, chunk: int) -> bytes:
         """The root of complete chunk ``chunk`` (what its leaf hashes must hash to)."""
         if not 0 <= chunk < self._size >> self._k:
@@ -136,12 +220,8 @@ class MerkleTree:
         expected = self.chunk_node(chunk)
         if len(leaves) != self._chunk or any(len(leaf) != HASH_SIZE for leaf in leaves):
             raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
-        levels: list[Sequence[bytes]] = [list(leaves)]
-        below = levels[0]
-        while len(below) > 1:
-            below = [node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)]
-            levels.append(below)
-        if below[0] != expected:
+        levels = _levels(leaves)
+        if levels[-1][0] != expected:
             raise ChunkMismatchError(f"the leaf hashes given for chunk {chunk} do not match")
         return levels
 
@@ -157,6 +237,9 @@ class MerkleTree:
             return root_from_leaf_hashes(self._tail[offset : offset + (1 << level)])
         levels = None if given is None else given.get(chunk)
         if levels is None:
+            levels = self._recent.get(chunk)  # a chunk completed lately: still held
+            if levels is not None:
+                return bytes(levels[level][offset >> level])
             first = chunk << self._k
             raise MissingLeavesError(chunk, first, first + self._chunk)
         return bytes(levels[level][offset >> level])
@@ -204,6 +287,50 @@ class MerkleTree:
                 start, m = start + k, m - k
         proof.reverse()
         return proof
+
+    def inclusion_proofs(
+        self, indices: Sequence[int], size: int, given: GivenChunks | None = None
+    ) -> list[list[bytes]]:
+        """``inclusion_proof(i, size)`` of each index, sharing work between neighbours.
+
+        RFC 6962 narrows the range holding a leaf at powers of two, so it reaches the
+        leaf's chunk (cut at ``size`` when the chunk is the last): a leaf's path is its
+        path inside that range followed by the range's path in the tree, which every
+        leaf of the chunk shares. That upper part is made once per chunk; the lower
+        part comes from the chunk's subtree (or a small tree of the last chunk's leaves).
+        """
+        k = self._k
+        upper: dict[int, list[bytes]] = {}
+        lower_trees: dict[int, MerkleTree] = {}
+        proofs: list[list[bytes]] = []
+        for index in indices:
+            chunk = index >> k
+            start = chunk << k
+            width = min(size, start + self._chunk) - start
+            levels = given.get(chunk) if given is not None else None
+            if levels is None:
+                levels = self._recent.get(chunk)
+            offset = index - start
+            if width == self._chunk and levels is not None:
+                lower = [bytes(levels[level][(offset >> level) ^ 1]) for level in range(k)]
+            else:
+                small = lower_trees.get(chunk)
+                if small is None:
+                    if chunk == self._size >> k:
+                        leaves: Sequence[bytes] | None = self._tail[:width]
+                    else:
+                        leaves = None if levels is None else levels[0][:width]
+                    if not k or leaves is None or len(leaves) != width:
+                        proofs.append(self.inclusion_proof(index, size, given))
+                        continue
+                    small = lower_trees[chunk] = MerkleTree()
+                    small.extend(leaves)
+                lower = small.inclusion_proof(offset, width)
+            shared = upper.get(chunk)
+            if shared is None:
+                shared = upper[chunk] = self.inclusion_proof(index, size, given)[len(lower):]
+            proofs.append(lower + shared)
+        return proofs
 
     def consistency_proof(
         self, size1: int, size2: int | None = None, given: GivenChunks | None = None

@@ -7,13 +7,17 @@ turns it into keyed hashes and masks before the record is written.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError", "EventType"]
+__all__ = [
+    "LOG_RECEIPT_TYPE", "ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError",
+    "EventType", "LoggedEntry", "ProvingAuditLog",
+]
 
 
 class EventType(StrEnum):
@@ -87,4 +91,41 @@ class AuditLog(Protocol):
         Returns only after the record is durable; raises ``AuditUnavailableError``
         when it cannot be made so.
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEntry:
+    """A durable record with the proof that it is in the log (a log-backed receipt).
+
+    ``leaf`` is the exact record bytes the tree hashes; ``inclusion`` is the
+    RFC 6962 audit path of leaf ``index`` in the tree of ``tree_size`` entries
+    that ``checkpoint`` (a C2SP signed note) names.
+    """
+
+    index: int
+    leaf: bytes
+    tree_size: int
+    inclusion: tuple[bytes, ...]
+    checkpoint: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The receipt as an answer carries it (docs/receipts.md); binary values are
+        standard base64 with padding, as in the audit API."""
+        return {"type": LOG_RECEIPT_TYPE, "index": self.index, "tree_size": self.tree_size,
+                "leaf": base64.b64encode(self.leaf).decode("ascii"),
+                "inclusion": [base64.b64encode(h).decode("ascii") for h in self.inclusion],
+                "checkpoint": self.checkpoint}
+
+
+LOG_RECEIPT_TYPE = "ecert-log-receipt"
+"""The ``type`` member of a log-backed receipt."""
+
+
+class ProvingAuditLog(AuditLog, Protocol):
+    """An audit log that also proves, once a record is durable, that it is logged."""
+
+    async def append_proved(self, event: AuditEvent) -> LoggedEntry:
+        """Like ``append``, returning the record's bytes, its inclusion proof and the
+        signed tree head of the batch it was committed in."""
         ...

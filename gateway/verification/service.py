@@ -1,9 +1,14 @@
 """The verification service: one licence in, a verdict, a receipt and an audit record out.
 
 It takes a trust snapshot, runs the pure verifier, fetches a status list when
-the licence references one (through ``StatusFetcher``), signs a receipt, and
-returns only after the audit record is durable. A failed audit write fails the
-request; it never turns into an answer without a record.
+the licence references one (through ``StatusFetcher``), and returns only after
+the audit record is durable. A failed audit write fails the request; it never
+turns into an answer without a record.
+
+The receipt (docs/receipts.md) is, by default, log-backed: the answer's audit
+entry, its inclusion proof and the checkpoint signed for the batch it was
+committed in (``ProvingAuditLog.append_proved``): one signature per batch of
+answers. ``receipt_form="jws"`` signs an ``ecert-receipt+jwt`` per answer instead.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType
+from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType, ProvingAuditLog
 from gateway.infra.metrics import MetricFamily
 from gateway.infra.signing import SigningKey
 from gateway.trustlist.state import TrustSnapshot, TrustState
@@ -224,12 +229,21 @@ class VerificationService:
         cache: VerdictCache | None = None,
         cache_max_ttl_s: float = 300.0,
         clock: Clock = utc_now,
+        receipt_form: str = "log",
     ) -> None:
         self.trust = trust
         self.status = status
         self.receipts = receipts
         self._sign_receipt = receipts.signer({"typ": "ecert-receipt+jwt"})
         self.audit = audit
+        self._proving: ProvingAuditLog | None = None
+        if receipt_form == "log":
+            if not callable(getattr(audit, "append_proved", None)):
+                raise ValueError("log-backed receipts need an audit log that proves"
+                                 " inclusion (receipt_form = \"jws\" otherwise)")
+            self._proving = cast("ProvingAuditLog", audit)
+        elif receipt_form != "jws":
+            raise ValueError(f"unknown receipt form {receipt_form!r}")
         self.gateway_id = gateway_id
         self.matters: MatterResolver = matters or NoMatterResolver()
         self.cache = cache
@@ -457,6 +471,8 @@ class VerificationService:
                                     _Outcome(core, holder, True, links, core["status_list"]))
 
     def _render(self, outcome: _Outcome, at: datetime, digest: str) -> dict[str, Any]:
+        """The answer; its ``receipt`` is signed here in the JWS form, else added once the
+        audit record is durable (``_log``)."""
         core = outcome.core
         answer = outcome.answer
         if answer is None:
@@ -465,7 +481,7 @@ class VerificationService:
                 # Holder data only as the caller sent it, for the window to compare.
                 licence = {**licence, "holder": outcome.holder}
             answer = outcome.answer = {**core, "licence": licence, "cached": outcome.cached}
-        receipt = self._sign_receipt(
+        receipt = None if self._proving is not None else self._sign_receipt(
             {
                 "iss": self.gateway_id,
                 "iat": int(at.timestamp()),
@@ -537,7 +553,10 @@ class VerificationService:
     def _details(core: dict[str, Any], digest: str,
                  status: dict[str, Any] | None) -> dict[str, Any]:
         details: dict[str, Any] = {"credential_sha256": digest,
-                                   "status_list": None if status is None else status["uri"]}
+                                   "status_list": None if status is None else status["uri"],
+                                   # With the record's other fields, every statement of a
+                                   # receipt (docs/receipts.md).
+                                   "status_iat": None if status is None else status["iat"]}
         if "components" in core:
             # Each component's outcome, named by its 证照标识 and type: no number (for
             # some types a person's ID number), no holder data.
@@ -550,6 +569,13 @@ class VerificationService:
                  "status_list": None if c["status_list"] is None else c["status_list"]["uri"]}
                 for c in core["components"]]
         return details
+
+    async def _log(self, answer: dict[str, Any], event: AuditEvent) -> None:
+        """Make the answer's audit record durable; a log-backed receipt comes with it."""
+        if self._proving is None:
+            await self.audit.append(event)
+        else:
+            answer["receipt"] = (await self._proving.append_proved(event)).to_json()
 
     async def _outcome(self, snapshot: TrustSnapshot, req: VerificationRequest, at: datetime,
                        digest: str, pending: Pending | Verdict | None = None, *,
@@ -588,7 +614,7 @@ class VerificationService:
                 snapshot = self.trust.snapshot
                 outcome = await self._outcome(snapshot, req, at, digest)
         answer = self._render(outcome, at, digest)
-        await self.audit.append(self._event(req, outcome, actor=actor, source=source,
+        await self._log(answer, self._event(req, outcome, actor=actor, source=source,
                                             request_id=request_id, at=at, started=started,
                                             digest=digest, case_id=case_id))
         return answer
@@ -612,8 +638,9 @@ class VerificationService:
         answers: list[dict[str, Any]] = []
         appends = []
         for req, outcome, digest in zip(items, outcomes, digests, strict=True):
-            answers.append(self._render(outcome, at, digest))
-            appends.append(self.audit.append(self._event(
+            answer = self._render(outcome, at, digest)
+            answers.append(answer)
+            appends.append(self._log(answer, self._event(
                 req, outcome, actor=actor, source=source, request_id=request_id, at=at,
                 started=started, digest=digest, case_id=case_id)))
             await slices.pause()

@@ -205,7 +205,7 @@ def create_app(
             trust=state, status=fetcher, receipts=receipt_key, audit=app[AUDIT_PORT_KEY],
             gateway_id=settings.gateway_id, clock=clock or utc_now,
             matters=app.get(REGISTRY_KEY), cache=cache,
-            cache_max_ttl_s=settings.cache_max_ttl_s,
+            cache_max_ttl_s=settings.cache_max_ttl_s, receipt_form=settings.receipt_form,
         )
         yield
         await fetcher.close()

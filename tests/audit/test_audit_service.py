@@ -16,6 +16,7 @@ from gateway.audit import (
     AuditUnavailableError,
     LogIntegrityError,
     VerifyReport,
+    _store,
     append_cli_event,
     open_store,
     verify_log,
@@ -131,6 +132,61 @@ class TestCheckpoints:
                 verify_consistency(a.size, b.size, proof, a.root, b.root)
 
 
+class TestBatchCheckpoints:
+    """Each batch is committed with one checkpoint of the tree it makes; receipts carry it."""
+
+    async def test_proved_appends_verify_and_their_checkpoints_are_kept(
+        self, service: AuditService, make_event: EventFactory, data_dir: Path
+    ) -> None:
+        """Concurrent append_proved calls: each entry is the exact record bytes, proved in a
+        signed tree that the store keeps; ``verify_log`` checks every one of them."""
+        await _fill(service, make_event, 37)  # a few complete chunks before
+        logged = await asyncio.gather(
+            *(service.append_proved(make_event(actor_id=f"p{i}")) for i in range(150)))
+        assert sorted(e.index for e in logged) == list(range(37, 187))
+        notes = {e.checkpoint for e in logged}
+        assert len(notes) < len(logged)  # one checkpoint per batch, not per record
+        for entry in logged:
+            body = open_checkpoint(entry.checkpoint, service.verifier)
+            assert body.size == entry.tree_size > entry.index
+            verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                             list(entry.inclusion), body.root_hash)
+            assert orjson.loads(entry.leaf)["actor_id"].startswith("p")
+
+        def read() -> tuple[set[str], VerifyReport]:
+            store = open_store(data_dir, None)
+            try:
+                return {cp.note for cp in store.checkpoints()}, verify_log(store, service.verifier)
+            finally:
+                store.close()
+
+        kept, report = await asyncio.to_thread(read)
+        assert notes <= kept
+        assert report.ok
+        assert len(kept) == report.checkpoints
+
+    async def test_proofs_of_a_batch_read_nothing_from_the_store(
+        self, service: AuditService, make_event: EventFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The leaf hashes of recent chunks are in memory: proving a batch just committed
+        reads no leaf hash back."""
+        await _fill(service, make_event, 100)
+        reads: list[tuple[int, int | None]] = []
+        original = _store.SqlAuditStore.leaf_hashes
+
+        def counting(self: _store.SqlAuditStore, start: int, end: int | None = None
+                     ) -> list[bytes]:
+            reads.append((start, end))
+            return original(self, start, end)
+
+        monkeypatch.setattr(_store.SqlAuditStore, "leaf_hashes", counting)
+        logged = await asyncio.gather(
+            *(service.append_proved(make_event(actor_id=f"q{i}")) for i in range(64)))
+        assert 64 == len(logged)
+        assert [] == reads
+
+
 class TestStore:
     """The store refuses changes and keeps personal data out."""
 
@@ -206,6 +262,43 @@ class TestCli:
                 return 0 if cp is None else cp.size
 
         assert 2 == asyncio.run(later())
+
+
+class TestMigration:
+    """Schema version 2 drops the event_id index; a log written before still verifies."""
+
+    @pytest.mark.allow_blocking
+    def test_log_of_version_1_migrates_and_verifies(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """A log with the event_id index (version 1) and its checkpoints is copied into the
+        version-2 table on open: same rows, every checkpoint still verifies, new appends go on."""
+
+        async def write(n: int) -> None:
+            async with AuditService(data_dir=data_dir, batch_max=8) as svc:
+                await _fill(svc, make_event, n)
+
+        asyncio.run(write(40))
+        db = sqlite3.connect(data_dir / "audit.db")
+        with db:  # back to version 1's shape
+            db.execute("CREATE UNIQUE INDEX v1_event_id ON audit_entries (event_id)")
+            db.execute("DELETE FROM schema_migrations WHERE store = 'audit' AND version = 2")
+        before = db.execute("SELECT idx, record, leaf_hash FROM audit_entries").fetchall()
+        db.close()
+        asyncio.run(write(5))  # opens, migrates, checks the tree against its checkpoint
+        store = open_store(data_dir, None)
+        try:
+            report = verify_log(store, NoteSigner("huzhou.ecert-gateway/audit",
+                                                  load_signing_key(data_dir)).verifier)
+            assert before == [(i, r, h) for i, r, h in store.iter_entries()][:40]
+        finally:
+            store.close()
+        assert (True, 45) == (report.ok, report.entries)
+        db = sqlite3.connect(data_dir / "audit.db")
+        indexes = {r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_entries'")}
+        db.close()
+        assert {"audit_entries_ts"} == indexes
 
 
 class TestIntegrity:

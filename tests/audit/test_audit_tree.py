@@ -7,6 +7,7 @@ import pytest
 from gateway.audit._tree import (
     ChunkLevels,
     ChunkMismatchError,
+    Frontier,
     MerkleTree,
     MissingLeavesError,
     TreeError,
@@ -124,3 +125,56 @@ class TestChunks:
         tree.extend(leaf_hash(i.to_bytes(4, "big")) for i in range(64 * 40 + 5))
         assert len(tree._levels[0]) == 40 * 32
         assert len(tree._tail) == 5
+
+
+class TestFrontier:
+    """The right edge alone grows and hashes as the tree does."""
+
+    @pytest.mark.parametrize("chunk_bits", CHUNK_BITS)
+    def test_frontier_of_every_size_extends_to_the_same_roots(self, chunk_bits: int) -> None:
+        """From any tree, its frontier grown by the next leaves has the grown tree's root."""
+        for n in range(N + 1):
+            tree = MerkleTree(chunk_bits)
+            tree.extend(LEAVES[:n])
+            frontier = tree.frontier()
+            assert (n, root_from_leaf_hashes(LEAVES[:n])) == (frontier.size, frontier.root())
+            grown = frontier.copy()
+            grown.extend(LEAVES[n:])
+            assert (N, root_from_leaf_hashes(LEAVES)) == (grown.size, grown.root())
+            assert frontier.size == n  # the copy grew, not the original
+
+    def test_empty(self) -> None:
+        """No leaves: the empty tree's root."""
+        assert root_from_leaf_hashes([]) == Frontier().root()
+
+
+class TestRecentChunks:
+    """A tree keeps the leaves of its last completed chunks: proofs of recent entries need
+    nothing from the store."""
+
+    def test_recent_entries_are_proved_from_memory(self) -> None:
+        """Every entry of the last two complete chunks is proved without given leaves; an
+        older one still asks for its chunk."""
+        tree = MerkleTree(2, recent_chunks=2)
+        tree.extend(LEAVES)  # chunks 0..7 complete, leaf 32 in the tail
+        root = root_from_leaf_hashes(LEAVES)
+        for index in range(24, N):
+            verify_inclusion(index, N, LEAVES[index], tree.inclusion_proof(index, N), root)
+        assert tree.root(30) == root_from_leaf_hashes(LEAVES[:30])
+        with pytest.raises(MissingLeavesError) as caught:
+            tree.inclusion_proof(23, N)
+        assert caught.value.chunk == 5
+
+    @pytest.mark.parametrize("chunk_bits", CHUNK_BITS)
+    def test_batch_of_proofs_is_every_single_proof(self, chunk_bits: int) -> None:
+        """inclusion_proofs, which shares each chunk's upper path, gives what
+        inclusion_proof gives for every index and size, from recent or given chunks."""
+        tree = MerkleTree(chunk_bits, recent_chunks=3)
+        tree.extend(LEAVES)
+        given = _given(tree)
+        for size in range(1, N + 1):
+            indices = list(range(size))
+            expected = [tree.inclusion_proof(i, size, given) for i in indices]
+            assert expected == tree.inclusion_proofs(indices, size, given)
+            recent = [i for i in indices if (i >> chunk_bits) >= (N >> chunk_bits) - 3]
+            assert [expected[i] for i in recent] == tree.inclusion_proofs(recent, size)

@@ -89,6 +89,26 @@ def _columns(database: Database, table: str) -> set[str]:
         conn.close()
 
 
+def _indexed_columns(database: Database, table: str) -> set[str]:
+    """The columns an index of ``table`` (its primary key aside) leads with."""
+    conn = database.connect()
+    try:
+        if database.backend == "sqlite":
+            names = [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,))]
+            return {str(conn.execute(f"PRAGMA index_info('{name}')").fetchone()[2])
+                    for name in names}
+        rows = conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
+            " WHERE c.relname = ? AND n.nspname = current_schema() AND NOT i.indisprimary",
+            (table,))
+        return {str(r[0]) for r in rows}
+    finally:
+        conn.close()
+
+
 def _refused(database: Database, sql: str) -> str:
     """The message of the error an append-only guard raises for ``sql``."""
     conn = database.connect()
@@ -264,7 +284,7 @@ class TestAuditStore:
     """``gateway.audit.open_store``: entries, checkpoints and settings, append-only."""
 
     def test_from_an_empty_database(self, place: Place) -> None:
-        """The schema is made at version 1; appends are sequenced and guarded."""
+        """The schema is made at version 2; appends are sequenced and guarded."""
         data_dir, dsn = place
         database = audit_database(data_dir, dsn)
         store = open_audit_store(data_dir, dsn)
@@ -273,14 +293,17 @@ class TestAuditStore:
             assert 2 == store.size()
         finally:
             store.close()
-        assert [(1, False)] == _versions(database, "audit")
+        assert [(1, False), (2, False)] == _versions(database, "audit")
+        # Only the indexes the queries use: by time (the primary key aside).
+        assert {"ts_ms"} == _indexed_columns(database, "audit_entries")
         for table, columns in _AUDIT_TABLES.items():
             assert columns == _columns(database, table)
         assert "append-only" in _refused(database, "DELETE FROM audit_entries")
 
     def test_from_todays_schema(self, place: Place) -> None:
         """An earlier release's log is adopted at version 1 with every entry, checkpoint and
-        setting; the next append takes the next index; a dropped guard is put back."""
+        setting, then loses its unused event_id index (version 2) keeping every row; the
+        next append takes the next index; a dropped guard is put back."""
         data_dir, dsn = place
         database = audit_database(data_dir, dsn)
         first, second = _entry(0), _entry(1)
@@ -304,9 +327,12 @@ class TestAuditStore:
                 store.latest_checkpoint())
             assert "huzhou" == store.set_meta_once("origin", "elsewhere")
             assert (2, []) == store.append([_entry(2)], 2)
+            assert [(0, first.record, first.leaf_hash), (1, second.record, second.leaf_hash)] \
+                == list(store.iter_entries())[:2]
         finally:
             store.close()
-        assert [(1, True)] == _versions(database, "audit")
+        assert [(1, True), (2, False)] == _versions(database, "audit")
+        assert {"ts_ms"} == _indexed_columns(database, "audit_entries")
         for table, columns in _AUDIT_TABLES.items():
             assert columns == _columns(database, table)
         assert "append-only" in _refused(database, "DELETE FROM audit_entries")
@@ -582,6 +608,6 @@ class TestInstancesStartingAtOnce:
         assert [] == errors
         database = identity_database(data_dir, dsn)
         assert [(1, False)] == _versions(trust_store_database(data_dir, dsn), "trust_list")
-        assert [(1, False)] == _versions(audit_database(data_dir, dsn), "audit")
+        assert [(1, False), (2, False)] == _versions(audit_database(data_dir, dsn), "audit")
         assert [(1, False), (2, False)] == _versions(licence_database(data_dir, dsn), "licences")
         assert [(1, False), (2, False)] == _versions(database, "identities")

@@ -35,8 +35,9 @@ def _b64(part: str) -> bytes:
 async def test_valid_licence_passes_with_receipt_and_audit(
         gateway_client: AppFactory, running: RunningFederation, client_key: str,
         audit: MemoryAudit) -> None:
-    """A Shanghai licence passes, carries a receipt that verifies, and is audited."""
-    client = await gateway_client()
+    """A Shanghai licence passes, carries a JWS receipt (``receipt_form = "jws"``) that
+    verifies, and is audited. (The log-backed form: tests/gateway/test_receipts.py.)"""
+    client = await gateway_client(receipt_form="jws")
     issued = running.federation["310000"].issue()
     resp = await client.post("/v1/verifications", headers=_auth(client_key),
                              json={"credential": issued.token, "use_cause": "办理营业执照变更"})
