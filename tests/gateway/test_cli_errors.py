@@ -17,6 +17,7 @@ from gateway.infra.sql import StorageError
 from gateway.licences.store import LicenceError
 from gateway.settings import SettingsError
 from gateway.trustlist.service import AdminError, AdminRefusal, TrustStoreError
+from gateway.web.workers import WorkersError
 from registry import LoadError, LoadProblem, LoadReport, RegistryError, UnknownRegionError
 from trust import ChangeError, NoteError, TrustError
 
@@ -40,6 +41,8 @@ EXAMPLES: dict[type[Exception], Callable[[], Exception]] = {
     AuditStoreError: lambda: AuditStoreError("no audit log in /srv/x"),
     StorageError: lambda: StorageError("database is locked"),
     ReceiptError: lambda: ReceiptError("entry 7 is not in the signed tree"),
+    WorkersError: lambda: WorkersError("workers = 2 needs redis_url: replay protection, rate "
+                                       "limits and console sessions are shared there"),
     ValueError: lambda: ValueError("give the changes with --file FILE or --change JSON"),
 }
 """An error of each kind ``EXIT_CODES`` lists, as a command raises it."""
