@@ -52,8 +52,10 @@ from mocks._server import (
     serve_federation,
 )
 from mocks._status import LicenceState
+from mocks._witness import ADD_CHECKPOINT_PATH, MockLog, MockWitness, create_witness_app
 
 __all__ = [
+    "ADD_CHECKPOINT_PATH",
     "ALGORITHMS",
     "Alg",
     "BUSINESS_LICENCE",
@@ -67,7 +69,9 @@ __all__ = [
     "LICENCE_TYPES",
     "LicenceState",
     "LicenceType",
+    "MockLog",
     "MockRegion",
+    "MockWitness",
     "PartnerAnswer",
     "PartnerClient",
     "PartnerSpec",
@@ -80,6 +84,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "create_region_app",
+    "create_witness_app",
     "lenient_check_char",
     "licence_identifier",
     "make_resident_id",

@@ -1,0 +1,106 @@
+"""C2SP cosignatures and the tlog-witness judgement (trust.witness), against mock logs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mocks import MockLog, MockWitness
+from trust.merkle import root_from_leaf_hashes, verify_consistency
+from trust.note import NoteError
+from trust.witness import (
+    AddCheckpoint,
+    CosignatureSigner,
+    WitnessError,
+    WitnessKey,
+    cosignatures,
+    note_with_cosignatures,
+)
+
+
+def _log(n: int = 7) -> MockLog:
+    log = MockLog("example.org/log", seed=1)
+    for i in range(n):
+        log.append(f"entry {i}".encode())
+    return log
+
+
+class TestCosignature:
+    def test_key_id_uses_type_0x04(self) -> None:
+        """The key id hashes the name, a newline, 0x04 and the public key (tlog-cosignature)."""
+        signer = CosignatureSigner("w.example", Ed25519PrivateKey.generate())
+        expected = hashlib.sha256(b"w.example\n\x04" + signer.key.public_key).digest()[:4]
+        assert expected == signer.key.key_id
+        assert signer.key == WitnessKey.from_vkey(signer.key.to_vkey())
+
+    def test_cosignature_verifies_and_tamper_fails(self) -> None:
+        """A cosignature verifies over its note; a flipped bit in it is an error, not ignored."""
+        log = _log()
+        signer = CosignatureSigner("w.example", Ed25519PrivateKey.generate())
+        note = log.checkpoint()
+        text = note[: note.index("\n\n") + 1]
+        line = signer.cosign(text, 1_790_000_000)
+        witnessed = note_with_cosignatures(note, [line])
+        assert {"w.example": 1_790_000_000} == cosignatures(witnessed, [signer.key])
+        raw = bytearray(base64.b64decode(line.split(" ")[2]))
+        raw[-1] ^= 1
+        bad = note + f"\u2014 w.example {base64.b64encode(bytes(raw)).decode()}\n"
+        with pytest.raises(NoteError):
+            cosignatures(bad, [signer.key])
+
+    def test_log_proofs_verify(self) -> None:
+        """The mock log's consistency proofs verify with trust.merkle for every pair of sizes."""
+        log = _log(13)
+        for m in range(1, 14):
+            for n in range(m, 14):
+                verify_consistency(m, n, log.consistency(m, n),
+                                   root_from_leaf_hashes(log.leaves[:m]),
+                                   root_from_leaf_hashes(log.leaves[:n]))
+
+
+class TestJudge:
+    def _witness(self, log: MockLog) -> MockWitness:
+        witness = MockWitness("w.example", seed=2)
+        witness.trust(log.verifier)
+        return witness
+
+    def test_grows_then_refuses_stale_fork_and_strangers(self) -> None:
+        """First sight from 0, growth with a proof; stale old size 409, fork 422, bad key 403,
+        unknown log 404, malformed 400."""
+        log = _log(5)
+        witness = self._witness(log)
+        witness.add_checkpoint(AddCheckpoint(0, (), log.checkpoint()).to_body())
+        log.append(b"more")
+        log.append(b"more again")
+        body = AddCheckpoint(5, tuple(log.consistency(5)), log.checkpoint()).to_body()
+        assert witness.add_checkpoint(body).startswith("\u2014 w.example ")
+        with pytest.raises(WitnessError) as stale:
+            witness.add_checkpoint(AddCheckpoint(5, tuple(log.consistency(5)),
+                                                 log.checkpoint()).to_body())
+        assert (409, 7) == (stale.value.status, stale.value.known_size)
+        forked = log.fork(3, b"rewritten")
+        with pytest.raises(WitnessError) as fork:
+            witness.add_checkpoint(AddCheckpoint(7, (), forked.checkpoint()).to_body())
+        assert 422 == fork.value.status
+        forked.append(b"x")
+        with pytest.raises(WitnessError) as fork_grown:
+            witness.add_checkpoint(AddCheckpoint(7, tuple(forked.consistency(7)),
+                                                 forked.checkpoint()).to_body())
+        assert 422 == fork_grown.value.status
+        impostor = MockLog("example.org/log", seed=99)
+        impostor.append(b"a")
+        with pytest.raises(WitnessError) as unsigned:
+            witness.add_checkpoint(AddCheckpoint(7, (), impostor.checkpoint()).to_body())
+        assert 403 == unsigned.value.status
+        with pytest.raises(WitnessError) as unknown:
+            witness.add_checkpoint(AddCheckpoint(0, (), MockLog("other/log").checkpoint())
+                                   .to_body())
+        assert 404 == unknown.value.status
+        for body in (b"old 01\n\n" + log.checkpoint().encode(), b"old 1\nnot-base64\n\nx",
+                     b"nothing"):
+            with pytest.raises(WitnessError) as malformed:
+                witness.add_checkpoint(body)
+            assert 400 == malformed.value.status
