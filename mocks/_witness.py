@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Final
@@ -46,6 +47,9 @@ class MockWitness:
         self.cosigned: dict[str, tuple[int, bytes]] = {}
         """The size and root it last cosigned, per origin."""
         self.available = True
+        """False: it answers 503, as a witness that is down."""
+        self.delay_s = 0.0
+        """Seconds it waits before answering (a witness that hangs)."""
         self.requests = 0
 
     @property
@@ -73,6 +77,8 @@ class MockWitness:
 async def _add_checkpoint(request: web.Request) -> web.Response:
     witness = request.app[WITNESS_KEY]
     witness.requests += 1
+    if witness.delay_s:
+        await asyncio.sleep(witness.delay_s)
     if not witness.available:
         raise web.HTTPServiceUnavailable
     try:

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
+from gateway.audit.witness_routes import setup as setup_witness
 from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role
@@ -44,6 +45,7 @@ from gateway.web.appkeys import (
     SETTINGS_KEY,
     TRUST_KEY,
     VERIFICATION_KEY,
+    WITNESSING_KEY,
 )
 from gateway.web.auth import require_operator
 from gateway.web.middleware import make_request_middleware
@@ -110,6 +112,9 @@ def _service_metrics(app: web.Application, at: datetime) -> list[MetricFamily]:
     partner = app.get(PARTNER_KEY)
     if partner is not None:
         families += partner.metric_families()
+    witnessing = app.get(WITNESSING_KEY)
+    if witnessing is not None:
+        families += witnessing.metric_families()
     return families
 
 
@@ -208,6 +213,7 @@ def create_app(
 
     # The registry loads before trust_ctx, which hands it to the verification service.
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
+    setup_witness(app)  # its cleanup_ctx after the audit log's: it reads the checkpoints
     setup_matters(app, clock=clock)
     # The trust-list store opens first and provides app[TRUST_KEY] to trust_ctx.
     setup_trustlists(app, trust_list=trust_list, clock=clock)
