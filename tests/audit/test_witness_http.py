@@ -24,7 +24,7 @@ from gateway.web.appkeys import AUDIT_KEY, SETTINGS_KEY, WITNESSING_KEY
 from gateway.web.middleware import request_middleware
 from mocks import ADD_CHECKPOINT_PATH, MockLog, MockWitness, create_witness_app
 from tests.audit.conftest import EventFactory
-from trust.witness import AddCheckpoint
+from trust.witness import AddCheckpoint, WitnessKey, cosignatures
 
 Client = TestClient[web.Request, web.Application]
 PARTNER_LOG = "shanghai.ecert-gateway/audit"
@@ -212,8 +212,6 @@ class TestHuzhouWitness:
         for i in range(5):
             log.append(f"shanghai {i}".encode())
         key = (await (await setup.client.get("/v1/witness/key")).text()).strip()
-        from trust.witness import WitnessKey, cosignatures  # noqa: PLC0415
-
         huzhou = WitnessKey.from_vkey(key)
         response = await setup.client.post("/v1/witness/add-checkpoint",
                                             data=AddCheckpoint(0, (), log.checkpoint()).to_body())
