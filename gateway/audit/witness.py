@@ -57,8 +57,10 @@ __all__ = [
     "WitnessPolicy",
     "WitnessStatus",
     "Witnessing",
+    "CosignatureReport",
     "check_witnessed",
     "load_witness_signer",
+    "verify_cosignatures",
     "witness_key_name",
 ]
 
@@ -120,6 +122,63 @@ def check_witnessed(note: str, log: NoteVerifier, policy: WitnessPolicy) -> Witn
     body = open_checkpoint(note, log)
     found = cosignatures(note, policy.witnesses)
     return WitnessedCheck(body.size, found, policy.k, len(policy.witnesses))
+
+
+@dataclass(frozen=True, slots=True)
+class CosignatureReport:
+    """What ``audit verify`` found of the kept cosignatures."""
+
+    ok: bool
+    checked: int
+    """Cosignatures by policy witnesses checked (every kept one)."""
+    latest: WitnessedCheck | None
+    """The largest cosigned checkpoint, and who cosigned it."""
+    latest_note: str | None
+    reason: str = ""
+
+
+def _line_time(key: WitnessKey, text: str, line: str) -> int:
+    """The time a kept cosignature line of ``key`` states, or ``NoteError``."""
+    _, parsed = signature_lines(text + "\n" + line)
+    if len(parsed) != 1 or parsed[0][0] != key.name or parsed[0][1][:4] != key.key_id:
+        raise NoteError(f"the line kept for {key.name} is not one cosignature by its key")
+    return key.timestamp_of(text, parsed[0][1][4:])
+
+
+def verify_cosignatures(store: WitnessStore, log: NoteVerifier,
+                        policy: WitnessPolicy) -> CosignatureReport:
+    """Check every kept cosignature of a policy witness over the checkpoint it names (one
+    that does not verify fails the report), and say who cosigned the largest one."""
+    keys = {w.name: w for w in policy.witnesses}
+    checked = 0
+    latest: WitnessedCheck | None = None
+    latest_note = None
+    for size in store.cosigned_sizes():
+        note = store.submitted(size)
+        if note is None:
+            return CosignatureReport(False, checked, latest, latest_note,
+                                     f"cosignatures of checkpoint {size} but no such note kept")
+        try:
+            body = open_checkpoint(note, log)
+        except NoteError as exc:
+            return CosignatureReport(False, checked, latest, latest_note,
+                                     f"checkpoint {size}: {exc}")
+        text = note[: note.index("\n\n") + 1]
+        cosigned: dict[str, int] = {}
+        for row in store.cosignatures(size):
+            key = keys.get(row.witness)
+            if key is None:
+                continue
+            try:
+                cosigned[key.name] = _line_time(key, text, row.line)
+            except NoteError as exc:
+                return CosignatureReport(False, checked, latest, latest_note,
+                                         f"checkpoint {body.size}: {exc}")
+            checked += 1
+        latest = WitnessedCheck(body.size, cosigned, policy.k, len(policy.witnesses))
+        latest_note = note_with_cosignatures(note, [r.line for r in store.cosignatures(size)
+                                                    if r.witness in keys])
+    return CosignatureReport(True, checked, latest, latest_note)
 
 
 # -- Huzhou's log, witnessed -------------------------------------------------------------------

@@ -159,6 +159,11 @@ class WitnessStore:
         return [StoredCosignature(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]))
                 for r in rows]
 
+    def cosigned_sizes(self) -> list[int]:
+        """Every tree size with a kept cosignature, smallest first."""
+        rows = self._rows("SELECT DISTINCT tree_size FROM audit_cosignatures ORDER BY tree_size")
+        return [int(r[0]) for r in rows]
+
     def witnessed_sizes(self, witnesses: Sequence[str], k: int) -> list[int]:
         """Tree sizes with cosignatures by at least ``k`` of ``witnesses``, largest first."""
         if not witnesses:

@@ -3,8 +3,11 @@ Huzhou's witness endpoint cosigns a mock region's log, refusing forks and stale 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,9 +19,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.__main__ import run_command
 from gateway.audit import AuditService
 from gateway.audit.routes import setup_routes
 from gateway.audit.witness_routes import setup as setup_witness
+from gateway.cli import command_settings
+from gateway.cli.audit import register
 from gateway.settings import Settings, load_settings
 from gateway.web.appkeys import AUDIT_KEY, SETTINGS_KEY, WITNESSING_KEY
 from gateway.web.middleware import request_middleware
@@ -254,3 +260,49 @@ class TestHuzhouWitness:
         refused = await client.post(ADD_CHECKPOINT_PATH,
                                     data=AddCheckpoint(4, (), fork.checkpoint()).to_body())
         assert 422 == refused.status
+
+
+def _run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="ecert-gateway")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return run_command(args, command_settings(args, os.environ))
+
+
+class TestAuditVerify:
+    """audit verify checks the kept cosignatures against a witness policy."""
+
+    @pytest.mark.allow_blocking
+    async def test_good_then_tampered_cosignature(
+            self, setup: Setup, make_event: EventFactory, data_dir: Path, tmp_path: Path,
+            capsys: pytest.CaptureFixture[str]) -> None:
+        """Good cosignatures: ok, naming who cosigned and k; one changed byte: exit 1."""
+        setup.witnesses[1].available = False
+        size = await _grow(setup.service, make_event, 6)
+        await _round(setup.client)
+        policy = tmp_path / "policy.toml"
+        witnesses = setup.settings.witness.witnesses
+        policy.write_text("[witness]\nk = 2\n" + "".join(
+            f'[[witness.witnesses]]\nname = "{w.name}"\nvkey = "{w.vkey}"\nurl = "{w.url}"\n'
+            for w in witnesses), encoding="utf-8")
+        assert 0 == _run("audit", "verify", "--data-dir", str(data_dir), "--quiet",
+                         "--witness-policy", str(policy))
+        out = capsys.readouterr().out
+        names = sorted(w.name for w in witnesses)
+        assert (f"witnesses: checkpoint {size} witnessed: 2 of 3 cosigned (k = 2):"
+                f" {names[0]}, {names[2]}; 2 cosignatures verified") in out
+        conn = sqlite3.connect(data_dir / "witness.db")
+        conn.execute("DROP TRIGGER audit_cosignatures_no_update")
+        (line,) = conn.execute("SELECT line FROM audit_cosignatures WHERE witness = ?",
+                               (names[0],)).fetchone()
+        name, encoded = line.removeprefix("\u2014 ").split(" ")
+        raw = bytearray(base64.b64decode(encoded))
+        raw[20] ^= 1
+        bad = f"\u2014 {name} {base64.b64encode(bytes(raw)).decode()}\n"
+        conn.execute("UPDATE audit_cosignatures SET line = ? WHERE witness = ?", (bad, names[0]))
+        conn.commit()
+        conn.close()
+        assert 1 == _run("audit", "verify", "--data-dir", str(data_dir), "--quiet",
+                         "--witness-policy", str(policy))
+        err = capsys.readouterr().err
+        assert f"cosignature by {names[0]} does not verify" in err
