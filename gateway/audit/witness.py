@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from gateway.infra.keyfiles import keys_dir, load_or_create_secret
 from gateway.infra.metrics import MetricFamily
 from gateway.infra.sql import StorageError, Worker
 from gateway.settings import Settings, WitnessSettings
+from trust.merkle import verify_consistency
 from trust.note import NoteError, NoteVerifier, open_checkpoint
 from trust.witness import (
     AddCheckpoint,
@@ -58,6 +59,8 @@ __all__ = [
     "WitnessStatus",
     "Witnessing",
     "CosignatureReport",
+    "ReceiptAgainstWitnessed",
+    "check_receipt_witnessed",
     "check_witnessed",
     "load_witness_signer",
     "verify_cosignatures",
@@ -179,6 +182,38 @@ def verify_cosignatures(store: WitnessStore, log: NoteVerifier,
         latest_note = note_with_cosignatures(note, [r.line for r in store.cosignatures(size)
                                                     if r.witness in keys])
     return CosignatureReport(True, checked, latest, latest_note)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptAgainstWitnessed:
+    """A receipt's checkpoint found on the same history as a witnessed checkpoint."""
+
+    receipt_size: int
+    witnessed_size: int
+    witnessed: WitnessedCheck | None
+    """Who cosigned the witnessed checkpoint (None: no policy given, not checked)."""
+
+
+def check_receipt_witnessed(receipt_note: str, witnessed_note: str, proof: Sequence[bytes],
+                            log: NoteVerifier, policy: WitnessPolicy | None
+                            ) -> ReceiptAgainstWitnessed:
+    """Check that a receipt's checkpoint and a witnessed checkpoint are one history: both
+    signed by the log, the smaller tree a prefix of the larger (``proof``: RFC 6962, from
+    the smaller size to the larger, ``GET /v1/audit/consistency``), and, with a policy, the
+    witnessed one cosigned by k of its witnesses. ``NoteError`` or ``MerkleProofError``
+    names what fails."""
+    receipt = open_checkpoint(receipt_note, log)
+    witnessed = open_checkpoint(witnessed_note, log)
+    small, large = sorted((receipt, witnessed), key=lambda body: body.size)
+    if small.size > 0:  # every tree extends the empty one
+        verify_consistency(small.size, large.size, proof, small.root_hash, large.root_hash)
+    check = None
+    if policy is not None:
+        check = check_witnessed(witnessed_note, log, policy)
+        if not check.met:
+            raise NoteError(f"the witnessed checkpoint has {len(check.cosigned)} of the"
+                            f" {check.k} cosignatures the policy needs")
+    return ReceiptAgainstWitnessed(receipt.size, witnessed.size, check)
 
 
 # -- Huzhou's log, witnessed -------------------------------------------------------------------

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.__main__ import run_command
+from gateway.__main__ import main, run_command
 from gateway.audit import AuditService
 from gateway.audit.routes import setup_routes
 from gateway.audit.witness_routes import setup as setup_witness
@@ -306,3 +307,48 @@ class TestAuditVerify:
                          "--witness-policy", str(policy))
         err = capsys.readouterr().err
         assert f"cosignature by {names[0]} does not verify" in err
+
+
+class TestReceiptAgainstWitnessed:
+    """receipt verify --witnessed: a receipt's checkpoint on the witnessed history."""
+
+    @pytest.mark.allow_blocking
+    async def test_receipt_on_witnessed_history(
+            self, setup: Setup, make_event: EventFactory, tmp_path: Path,
+            capsys: pytest.CaptureFixture[str]) -> None:
+        """An older receipt is a prefix of the later witnessed tree (proof from the API);
+        a changed proof hash, or too few cosignatures for the policy, fails."""
+        await _grow(setup.service, make_event, 3)
+        entry = await setup.service.append_proved(make_event())
+        receipt = tmp_path / "receipt.json"
+        receipt.write_bytes(orjson.dumps(entry.to_json()))
+        size = await _grow(setup.service, make_event, 5)
+        await _round(setup.client)
+        witnessed = tmp_path / "witnessed.txt"
+        witnessed.write_text(await (await setup.client.get("/v1/audit/checkpoint/witnessed"))
+                             .text(), encoding="utf-8")
+        proof = await setup.service.consistency(entry.tree_size, size)
+        consistency = tmp_path / "consistency.json"
+        answer = {"first": entry.tree_size, "second": size,
+                  "proof": [base64.b64encode(h).decode() for h in proof]}
+        consistency.write_bytes(orjson.dumps(answer))
+        policy = tmp_path / "policy.toml"
+        policy.write_text(_toml([w.url for w in setup.settings.witness.witnesses],
+                                setup.witnesses, setup.partner, 3), encoding="utf-8")
+        argv = ["receipt", "verify", str(receipt), "--vkey", setup.service.vkey(),
+                "--witnessed", str(witnessed), "--consistency", str(consistency),
+                "--witness-policy", str(policy)]
+        assert 0 == main(argv)
+        out = capsys.readouterr().out
+        assert (f"ok: its tree of {entry.tree_size} entries and the witnessed tree of {size}"
+                " are one history; cosigned by 3 of 3 witnesses (k = 3)") in out
+        answer["proof"][0] = base64.b64encode(b"\x00" * 32).decode()
+        consistency.write_bytes(orjson.dumps(answer))
+        assert 1 == main(argv)
+        assert "not on the witnessed checkpoint's history" in capsys.readouterr().err
+        consistency.write_bytes(orjson.dumps({**answer, "proof": [
+            base64.b64encode(h).decode() for h in proof]}))
+        note = witnessed.read_text(encoding="utf-8")
+        witnessed.write_text(note[: note.rindex("\u2014 ")], encoding="utf-8")  # drop one
+        assert 1 == main(argv)
+        assert "2 of the 3 cosignatures" in capsys.readouterr().err
