@@ -8,7 +8,9 @@ Routes of a region's server:
 * ``GET /trust-entry``: its partner entry for a trust list;
 * ``GET /licences/{n}``: demo licence ``n`` as ``{"identifier", "status_idx", "token"}``;
 * ``POST /admin/status/{idx}`` with ``{"state": "valid" | "revoked" | "suspended"}``:
-  change a licence's status (for demos driving a mock in another process).
+  change a licence's status (for demos driving a mock in another process);
+* for a region that runs a witness or keeps a log (``mocks._witness``):
+  ``POST /witness/add-checkpoint``, ``GET /log/checkpoint``, ``POST /admin/witness``.
 
 A region's status URI must name its real port, so ports are reserved
 (sockets bound) before anything is issued: :func:`reserve_sockets` binds and
@@ -30,6 +32,7 @@ from aiohttp import web
 
 from mocks._federation import Federation
 from mocks._region import MockRegion
+from mocks._witness import LogPublisher, MockWitness, add_transparency
 
 __all__ = [
     "REGION_KEY",
@@ -100,10 +103,13 @@ async def _set_status(request: web.Request) -> web.Response:
     return _json({"idx": idx, "state": state})
 
 
-def create_region_app(region: MockRegion) -> web.Application:
-    """Return the aiohttp application serving ``region``."""
+def create_region_app(region: MockRegion, *, witness: MockWitness | None = None,
+                      publisher: LogPublisher | None = None) -> web.Application:
+    """Return the aiohttp application serving ``region`` (with its witness and its log's
+    publisher, when it runs them: ``mocks._witness``)."""
     app = web.Application()
     app[REGION_KEY] = region
+    add_transparency(app, witness, publisher)
     app.router.add_get("/jwks.json", _jwks)
     app.router.add_get("/.well-known/jwks.json", _jwks)
     app.router.add_get("/status/{name}", _status)
@@ -157,6 +163,8 @@ async def serve_federation(
     host: str = "127.0.0.1",
     *,
     sockets: Mapping[str, socket.socket] | None = None,
+    witnesses: Mapping[str, MockWitness] | None = None,
+    publishers: Mapping[str, LogPublisher] | None = None,
 ) -> AsyncIterator[RunningFederation]:
     """Serve every region of ``federation`` on its own port until the block exits.
 
@@ -168,7 +176,10 @@ async def serve_federation(
         for sock in owned.values():
             stack.callback(sock.close)
         for region in federation:
-            runner = web.AppRunner(create_region_app(region), access_log=None)
+            code = region.region_code
+            app = create_region_app(region, witness=(witnesses or {}).get(code),
+                                    publisher=(publishers or {}).get(code))
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.SockSite(runner, owned[region.region_code]).start()

@@ -6,24 +6,40 @@
   forks (422), unsigned checkpoints (403) and logs it does not know (404).
   ``available = False`` makes it answer 503, as a witness that is down.
 * :class:`MockLog` is a small append-only RFC 6962 log with an Ed25519 note
-  key: checkpoints, and consistency proofs to submit to a witness (Huzhou's).
+  key: checkpoints, and consistency proofs to submit to a witness (Huzhou's);
+  :class:`LogPublisher` grows it and submits each checkpoint, as a region would.
+* ``POST /admin/witness`` (``{"log_vkey": ..., "submit_to": ...}``) tells a running
+  region which log key its witness trusts and where its log is to be witnessed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Final
 
+import aiohttp
+import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trust.merkle import leaf_hash, root_from_leaf_hashes
-from trust.note import Checkpoint, NoteSigner, NoteVerifier
+from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier
 from trust.witness import AddCheckpoint, CosignatureSigner, WitnessError, WitnessKey, judge
 
-__all__ = ["ADD_CHECKPOINT_PATH", "WITNESS_KEY", "MockLog", "MockWitness", "create_witness_app"]
+__all__ = [
+    "ADD_CHECKPOINT_PATH",
+    "PUBLISHER_KEY",
+    "WITNESS_KEY",
+    "LogPublisher",
+    "MockLog",
+    "MockWitness",
+    "add_transparency",
+    "create_witness_app",
+]
 
 ADD_CHECKPOINT_PATH: Final = "/witness/add-checkpoint"
 """Where a mock region's witness takes add-checkpoint requests."""
@@ -152,3 +168,97 @@ class MockLog:
         other.leaves = [*self.leaves[:at], leaf_hash(entry), *self.leaves[at + 1 :]]
         return other
 
+
+
+class LogPublisher:
+    """Sends a mock region's log checkpoints to a witness (Huzhou's) as the log grows:
+    every ``interval_s`` one entry is added and the new checkpoint submitted, from the size
+    the witness last cosigned (a 409 names it)."""
+
+    def __init__(self, log: MockLog, *, interval_s: float = 2.0) -> None:
+        self.log = log
+        self.interval_s = interval_s
+        self.url: str | None = None
+        """The witness's add-checkpoint URL; None: nothing is sent."""
+        self.witnessed_size = 0
+        self.cosignatures: list[str] = []
+        self.last_status: int | None = None
+
+    async def submit(self, session: aiohttp.ClientSession) -> int:
+        """Submit the current checkpoint once (again after a 409); the last status."""
+        assert self.url is not None
+        for _ in range(2):
+            size = len(self.log.leaves)
+            body = AddCheckpoint(self.witnessed_size,
+                                 tuple(self.log.consistency(self.witnessed_size, size)),
+                                 self.log.checkpoint(size)).to_body()
+            async with session.post(self.url, data=body) as response:
+                text = await response.text()
+                self.last_status = response.status
+                if response.status == 409 and text.strip().isdigit():
+                    self.witnessed_size = int(text.strip())
+                    continue
+                if response.status == 200:
+                    self.witnessed_size = size
+                    self.cosignatures = text.splitlines()
+                return response.status
+        return self.last_status or 0
+
+    async def run(self) -> None:
+        """Grow and submit until cancelled; failures are only counted."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                self.log.append(f"entry {len(self.log.leaves)} at {int(time.time())}".encode())
+                if self.url is None:
+                    continue
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                    await self.submit(session)
+
+
+PUBLISHER_KEY: Final = web.AppKey("log_publisher", LogPublisher)
+
+
+async def _trust_log(request: web.Request) -> web.Response:
+    """``POST /admin/witness`` with ``{"log_vkey": ..., "submit_to": ...}`` (either): the
+    region's witness trusts a log's key; the region's log is sent to a witness URL."""
+    try:
+        body = orjson.loads(await request.read())
+        vkey, submit_to = body.get("log_vkey"), body.get("submit_to")
+        if vkey is not None:
+            request.app[WITNESS_KEY].trust(NoteVerifier.from_vkey(vkey))
+    except (orjson.JSONDecodeError, AttributeError, KeyError, NoteError) as exc:
+        raise web.HTTPBadRequest(text=f"bad request: {exc}") from None
+    publisher = request.app.get(PUBLISHER_KEY)
+    if submit_to is not None and publisher is not None:
+        publisher.url = str(submit_to)
+    return web.json_response({"ok": True})
+
+
+def add_transparency(app: web.Application, witness: MockWitness | None,
+                     publisher: LogPublisher | None) -> None:
+    """Give a region's app its witness route, its log's publisher, and the admin route."""
+    if witness is not None:
+        create_witness_app(witness, app)
+    if publisher is not None:
+        app[PUBLISHER_KEY] = publisher
+
+        async def publishing(_: web.Application) -> AsyncIterator[None]:
+            task = asyncio.create_task(publisher.run())
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        app.cleanup_ctx.append(publishing)
+        app.router.add_get("/log/checkpoint", _log_checkpoint)
+    if witness is not None or publisher is not None:
+        app.router.add_post("/admin/witness", _trust_log)
+
+
+async def _log_checkpoint(request: web.Request) -> web.Response:
+    """The region's log's latest checkpoint with the cosignatures it was given."""
+    publisher = request.app[PUBLISHER_KEY]
+    note = publisher.log.checkpoint(publisher.witnessed_size)
+    return web.Response(text=note + "".join(line + "\n" for line in publisher.cosignatures),
+                        content_type="text/plain")
