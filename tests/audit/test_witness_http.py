@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -30,6 +31,7 @@ from gateway.settings import Settings, load_settings
 from gateway.web.appkeys import AUDIT_KEY, SETTINGS_KEY, WITNESSING_KEY
 from gateway.web.middleware import request_middleware
 from mocks import ADD_CHECKPOINT_PATH, MockLog, MockWitness, create_witness_app
+from mocks._witness import LogPublisher
 from tests.audit.conftest import EventFactory
 from trust.witness import AddCheckpoint, WitnessKey, cosignatures
 
@@ -351,3 +353,26 @@ class TestReceiptAgainstWitnessed:
         witnessed.write_text(note[: note.rindex("\u2014 ")], encoding="utf-8")  # drop one
         assert 1 == main(argv)
         assert "2 of the 3 cosignatures" in capsys.readouterr().err
+
+
+class TestMockRegionLog:
+    """A mock region's log, published to Huzhou's witness as the region does under make run."""
+
+    async def test_publisher_gets_cosigned_and_recovers_from_409(self, setup: Setup) -> None:
+        """Each submission is cosigned by Huzhou's key; a publisher that lost track of
+        Huzhou's size takes it from the 409 and is cosigned on the retry."""
+        publisher = LogPublisher(setup.partner)
+        publisher.url = str(setup.client.make_url("/v1/witness/add-checkpoint"))
+        key = WitnessKey.from_vkey(await (await setup.client.get("/v1/witness/key")).text())
+        async with aiohttp.ClientSession() as session:
+            for i in range(3):
+                setup.partner.append(f"sh {i}".encode())
+                assert 200 == await publisher.submit(session)
+            assert 3 == publisher.witnessed_size
+            publisher.witnessed_size = 0
+            setup.partner.append(b"sh 3")
+            assert 200 == await publisher.submit(session)
+        assert 4 == publisher.witnessed_size
+        note = setup.partner.checkpoint(4) + "".join(f"{line}\n" for line in
+                                                     publisher.cosignatures)
+        assert key.name in cosignatures(note, [key])
