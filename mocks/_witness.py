@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import random
 import time
@@ -67,6 +68,8 @@ class MockWitness:
         self.delay_s = 0.0
         """Seconds it waits before answering (a witness that hangs)."""
         self.requests = 0
+        self.tamper = False
+        """True: its cosignatures carry a changed byte (a witness that lies, or a bit flip)."""
 
     @property
     def key(self) -> WitnessKey:
@@ -87,7 +90,13 @@ class MockWitness:
         request = AddCheckpoint.from_body(body)
         checkpoint = judge(request, self.logs, self.cosigned)
         self.cosigned[checkpoint.origin] = (checkpoint.size, checkpoint.root_hash)
-        return self.signer.cosign(checkpoint.to_text(), int(time.time()) if now is None else now)
+        line = self.signer.cosign(checkpoint.to_text(), int(time.time()) if now is None else now)
+        if self.tamper:
+            prefix, encoded = line.rsplit(" ", 1)
+            raw = bytearray(base64.b64decode(encoded))
+            raw[-1] ^= 1
+            line = f"{prefix} {base64.b64encode(bytes(raw)).decode()}\n"
+        return line
 
 
 async def _add_checkpoint(request: web.Request) -> web.Response:

@@ -159,6 +159,21 @@ class TestHuzhouWitnessed:
         assert 1.0 == failures[setup.witnesses[2].key.name]
         assert [({}, 0.0)] == list(families["ecert_audit_witness_alert"].samples)
 
+    async def test_bad_cosignature_not_counted(self, setup: Setup,
+                                               make_event: EventFactory) -> None:
+        """A witness answering with a cosignature that does not verify under its configured
+        key (right name and key id, a changed byte) is counted as failing and its line is
+        neither kept nor served."""
+        impostor = setup.witnesses[0]
+        impostor.tamper = True
+        await _grow(setup.service, make_event, 3)
+        await _round(setup.client)
+        witnessing = setup.client.app[WITNESSING_KEY]
+        assert (1, 0) == (witnessing.statuses[0].failures, witnessing.statuses[0].cosigned_size)
+        note = await (await setup.client.get("/v1/audit/checkpoint/witnessed")).text()
+        assert impostor.key.name not in note
+        assert 2 == len(independent_cosigners(note, setup.witnesses[1:]))
+
     async def test_two_hanging_not_witnessed_and_answers_stay_fast(
             self, setup: Setup, make_event: EventFactory) -> None:
         """Two witnesses hang: no witnessed checkpoint, the alert is raised, and requests are
