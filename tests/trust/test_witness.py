@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mocks import MockLog, MockWitness
 from trust.merkle import root_from_leaf_hashes, verify_consistency
@@ -104,3 +107,25 @@ class TestJudge:
             with pytest.raises(WitnessError) as malformed:
                 witness.add_checkpoint(body)
             assert 400 == malformed.value.status
+
+
+class TestParsersOnAnyInput:
+    """The request parser and the cosignature reader raise only their own errors."""
+
+    @given(st.binary(max_size=300))
+    def test_add_checkpoint_body(self, body: bytes) -> None:
+        """Any bytes: a request, or WitnessError 400."""
+        status = 200
+        try:
+            AddCheckpoint.from_body(body)
+        except WitnessError as exc:
+            status = exc.status
+        assert status in (200, 400)
+
+    @given(st.text(max_size=300))
+    def test_cosignatures_of_any_note(self, note: str) -> None:
+        """Any text: the witnesses found, or NoteError."""
+        key = CosignatureSigner("w.example", Ed25519PrivateKey.from_private_bytes(
+            b"\x01" * 32)).key
+        with contextlib.suppress(NoteError):
+            cosignatures(note, [key])
