@@ -318,8 +318,9 @@ class Witnessing:
             await asyncio.gather(*(self._submit(s, latest.size, latest.note) for s in due))
         got = sum(1 for s in self.statuses if s.cosigned_size >= latest.size)
         if got >= self.policy.k and latest.size > self.witnessed_size:
+            since = self.witnessed_size
             witnessed = await self.store.run(
-                lambda s: s.witnessed_sizes(self.policy.names, self.policy.k))
+                lambda s: s.witnessed_sizes(self.policy.names, self.policy.k, since))
             if witnessed:
                 self.witnessed_size = witnessed[0]
         if self.witnessed_size >= latest.size:
@@ -348,8 +349,12 @@ class Witnessing:
             status.last_error = str(exc) or type(exc).__name__
             pause = min(self.settings.interval_s * (2 ** status.failures), _MAX_BACKOFF_S)
             status.next_try = self.clock() + pause
-            _log.warning("witness %s: %s (next try in %.1f s)", status.key.name,
-                         status.last_error, pause)
+            # 422: the witness holds a checkpoint of this log that the new one does not
+            # extend. That is an integrity incident (a fork, or a rewritten log), not an outage.
+            level = logging.CRITICAL if status.last_error.startswith("HTTP 422") else \
+                logging.WARNING
+            _log.log(level, "witness %s: %s (next try in %.1f s)", status.key.name,
+                     status.last_error, pause)
             return
         status.failures = 0
         status.last_error = ""
@@ -398,8 +403,9 @@ class Witnessing:
         """The largest checkpoint cosigned by k witnesses, with their cosignatures."""
         if self.witnessed_size and self._served.size == self.witnessed_size:
             return self._served.note
+        since = self.witnessed_size
         sizes = await self.store.run(
-            lambda s: s.witnessed_sizes(self.policy.names, self.policy.k))
+            lambda s: s.witnessed_sizes(self.policy.names, self.policy.k, since))
         for size in sizes:
             note = await self.store.run(lambda s, size=size: s.submitted(size))  # type: ignore[misc]
             rows = await self.store.run(lambda s, size=size: s.cosignatures(size))  # type: ignore[misc]

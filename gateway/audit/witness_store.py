@@ -164,15 +164,17 @@ class WitnessStore:
         rows = self._rows("SELECT DISTINCT tree_size FROM audit_cosignatures ORDER BY tree_size")
         return [int(r[0]) for r in rows]
 
-    def witnessed_sizes(self, witnesses: Sequence[str], k: int) -> list[int]:
-        """Tree sizes with cosignatures by at least ``k`` of ``witnesses``, largest first."""
+    def witnessed_sizes(self, witnesses: Sequence[str], k: int, since: int = 0) -> list[int]:
+        """Tree sizes from ``since`` on with cosignatures by at least ``k`` of ``witnesses``,
+        largest first (``since`` keeps the scan to recent rows: the key leads with size)."""
         if not witnesses:
             return []
         marks = ", ".join("?" for _ in witnesses)
         rows = self._rows(
-            f"SELECT tree_size FROM audit_cosignatures WHERE witness IN ({marks})"  # noqa: S608 - placeholders only
+            "SELECT tree_size FROM audit_cosignatures WHERE tree_size >= ?"
+            f" AND witness IN ({marks})"  # noqa: S608 - placeholders only
             " GROUP BY tree_size HAVING COUNT(*) >= ? ORDER BY tree_size DESC LIMIT 16",
-            (*witnesses, k))
+            (since, *witnesses, k))
         return [int(r[0]) for r in rows]
 
     def last_sizes(self) -> dict[str, int]:
