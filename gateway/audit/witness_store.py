@@ -170,11 +170,11 @@ class WitnessStore:
         if not witnesses:
             return []
         marks = ", ".join("?" for _ in witnesses)
-        rows = self._rows(
-            "SELECT tree_size FROM audit_cosignatures WHERE tree_size >= ?"
-            f" AND witness IN ({marks})"  # noqa: S608 - placeholders only
-            " GROUP BY tree_size HAVING COUNT(*) >= ? ORDER BY tree_size DESC LIMIT 16",
-            (since, *witnesses, k))
+        where = f"tree_size >= ? AND witness IN ({marks})"
+        sql = ("SELECT tree_size FROM audit_cosignatures WHERE "  # noqa: S608 - placeholders only
+               + where + " GROUP BY tree_size HAVING COUNT(*) >= ?"
+               " ORDER BY tree_size DESC LIMIT 16")
+        rows = self._rows(sql, (since, *witnesses, k))
         return [int(r[0]) for r in rows]
 
     def last_sizes(self) -> dict[str, int]:
