@@ -105,11 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.transparency_out is not None:
         urls = {region.region_code: region.base_url for region in federation}
         args.transparency_out.write_bytes(orjson.dumps({
-            "witnesses": [{"region_code": code, "name": w.key.name, "vkey": w.vkey,
+            "witnesses": [{"region_code": code, "name": w.name, "vkey": w.vkey,
                            "url": f"{urls[code]}{ADD_CHECKPOINT_PATH}"}
                           for code, w in witnesses.items()],
             "logs": [{"region_code": code, "origin": p.log.origin,
-                      "vkey": p.log.verifier.to_vkey(), "admin": f"{urls[code]}/admin/witness",
+                      "vkey": p.log.vkey, "admin": f"{urls[code]}/admin/witness",
                       "checkpoint": f"{urls[code]}/log/checkpoint"}
                      for code, p in publishers.items()],
         }, option=orjson.OPT_INDENT_2))

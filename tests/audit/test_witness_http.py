@@ -48,11 +48,11 @@ def independent_cosigners(note: str, witnesses: list[MockWitness]) -> set[str]:
         name, encoded = line.removeprefix("\u2014 ").split(" ")
         raw = base64.b64decode(encoded)
         for witness in witnesses:
-            if witness.key.name != name:
+            if witness.name != name:
                 continue
             timestamp = int.from_bytes(raw[4:12], "big")
             message = f"cosignature/v1\ntime {timestamp}\n{text}\n".encode()
-            Ed25519PublicKey.from_public_bytes(witness.key.public_key).verify(raw[12:], message)
+            Ed25519PublicKey.from_public_bytes(witness.public_key).verify(raw[12:], message)
             found.add(name)
     return found
 
@@ -70,10 +70,10 @@ class Setup:
 def _toml(urls: list[str], witnesses: list[MockWitness], partner: MockLog, k: int) -> str:
     lines = [f"[witness]\nk = {k}\ninterval_s = 3600\ntimeout_s = 0.3\nalert_after_s = 0.05\n"]
     for witness, url in zip(witnesses, urls, strict=True):
-        lines.append(f'[[witness.witnesses]]\nname = "{witness.key.name}"\n'
+        lines.append(f'[[witness.witnesses]]\nname = "{witness.name}"\n'
                      f'vkey = "{witness.vkey}"\nurl = "{url}"\n')
     lines.append(f'[[witness.logs]]\norigin = "{partner.origin}"\n'
-                 f'vkey = "{partner.verifier.to_vkey()}"\n')
+                 f'vkey = "{partner.vkey}"\n')
     return "\n".join(lines)
 
 
@@ -85,7 +85,7 @@ async def setup(aiohttp_client: Any, service: AuditService, data_dir: Path
                  for code in ("310000", "320500", "330100")]
     servers = []
     for witness in witnesses:
-        witness.trust(service.verifier)
+        witness.trust(service.vkey())
         server = TestServer(create_witness_app(witness))
         await server.start_server()
         servers.append(server)
@@ -135,7 +135,7 @@ class TestHuzhouWitnessed:
         assert 200 == response.status
         note = await response.text()
         assert note.startswith(f"huzhou.ecert-gateway/audit\n{size}\n")
-        assert {w.key.name for w in setup.witnesses} == independent_cosigners(
+        assert {w.name for w in setup.witnesses} == independent_cosigners(
             note, setup.witnesses)
         bigger = await _grow(setup.service, make_event, 4)
         await _round(setup.client)  # from the size each cosigned, with a consistency proof
@@ -151,12 +151,12 @@ class TestHuzhouWitnessed:
         await _round(setup.client)
         note = await (await setup.client.get("/v1/audit/checkpoint/witnessed")).text()
         assert note.startswith(f"huzhou.ecert-gateway/audit\n{size}\n")
-        assert {w.key.name for w in setup.witnesses[:2]} == independent_cosigners(
+        assert {w.name for w in setup.witnesses[:2]} == independent_cosigners(
             note, setup.witnesses)
         families = {f.name: f for f in setup.client.app[WITNESSING_KEY].metric_families()}
         failures = {labels["witness"]: value
                     for labels, value in families["ecert_audit_witness_failures"].samples}
-        assert 1.0 == failures[setup.witnesses[2].key.name]
+        assert 1.0 == failures[setup.witnesses[2].name]
         assert [({}, 0.0)] == list(families["ecert_audit_witness_alert"].samples)
 
     async def test_bad_cosignature_not_counted(self, setup: Setup,
@@ -171,7 +171,7 @@ class TestHuzhouWitnessed:
         witnessing = setup.client.app[WITNESSING_KEY]
         assert (1, 0) == (witnessing.statuses[0].failures, witnessing.statuses[0].cosigned_size)
         note = await (await setup.client.get("/v1/audit/checkpoint/witnessed")).text()
-        assert impostor.key.name not in note
+        assert impostor.name not in note
         assert 2 == len(independent_cosigners(note, setup.witnesses[1:]))
 
     async def test_two_hanging_not_witnessed_and_answers_stay_fast(
@@ -269,7 +269,7 @@ class TestHuzhouWitness:
         for i in range(4):
             log.append(bytes([i]))
         witness = MockWitness("w.example/witness", seed=1)
-        witness.trust(log.verifier)
+        witness.trust(log.vkey)
         client = await aiohttp_client(create_witness_app(witness))
         ok = await client.post(ADD_CHECKPOINT_PATH, data=AddCheckpoint(0, (), log.checkpoint())
                                .to_body())

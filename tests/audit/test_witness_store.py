@@ -14,6 +14,7 @@ from gateway.audit.witness_store import (
 )
 from gateway.infra.sql import StorageError
 from mocks import MockLog, MockWitness
+from trust.note import NoteVerifier
 from trust.witness import AddCheckpoint, WitnessError, judge
 
 pytestmark = pytest.mark.allow_blocking
@@ -35,7 +36,7 @@ def _exercise(store: WitnessStore) -> None:
     log = MockLog("p.example/log", seed=4)
     for i in range(3):
         log.append(bytes([i]))
-    logs = {log.origin: log.verifier}
+    logs = {log.origin: NoteVerifier.from_vkey(log.vkey)}
     request = AddCheckpoint(0, (), log.checkpoint())
 
     def decide(state: dict[str, tuple[int, bytes]]) -> tuple[int, bytes, str]:

@@ -272,11 +272,11 @@ class TestWitnessPolicy:
         log = MockLog("partner.example/log", seed=1)
         text = f"[witness]\nk = {k}\n{extra}"
         for i, w in enumerate(witnesses):
-            text += (f'[[witness.witnesses]]\nname = "{name if i == 0 and name else w.key.name}"'
+            text += (f'[[witness.witnesses]]\nname = "{name if i == 0 and name else w.name}"'
                      f'\nvkey = "{vkey if i == 0 and vkey else w.vkey}"\n'
                      f'url = "http://127.0.0.1:{9000 + i}/witness/add-checkpoint"\n')
         return text + (f'[[witness.logs]]\norigin = "{log.origin}"\n'
-                       f'vkey = "{log.verifier.to_vkey()}"\n')
+                       f'vkey = "{log.vkey}"\n')
 
     def test_policy_loads(self, tmp_path: Path) -> None:
         """Three witnesses, k = 2 and one partner log are read as given."""

@@ -34,7 +34,7 @@ async def witnesses(tmp_path: Path) -> AsyncIterator[list[tuple[MockWitness, str
     servers = []
     for code in ("310000", "320500", "330100"):
         witness = MockWitness(f"{code}.ecert-gateway/witness", seed=11)
-        witness.trust(verifier)
+        witness.trust(verifier.to_vkey())
         server = TestServer(create_witness_app(witness))
         await server.start_server()
         servers.append(server)
@@ -50,7 +50,7 @@ async def test_hanging_witnesses_delay_only_witnessing(
     """Two of three witnesses hang (k = 2): answers stay fast, the alert rises and the
     witnessed checkpoint is missing; once they answer, the log is witnessed."""
     toml = ("[witness]\nk = 2\ninterval_s = 0.1\ntimeout_s = 0.3\nalert_after_s = 0.2\n"
-            + "".join(f'[[witness.witnesses]]\nname = "{w.key.name}"\nvkey = "{w.vkey}"\n'
+            + "".join(f'[[witness.witnesses]]\nname = "{w.name}"\nvkey = "{w.vkey}"\n'
                       f'url = "{url}"\n' for w, url in witnesses))
     settings = load_settings({}, toml, {"data_dir": tmp_path})
     trust_list = TrustList.from_json(trust_document(running.federation))

@@ -12,14 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mocks import MockLog, MockWitness
+from mocks._witness import WitnessRefusal
 from trust.merkle import root_from_leaf_hashes, verify_consistency
-from trust.note import NoteError
+from trust.note import NoteError, NoteVerifier
 from trust.witness import (
     AddCheckpoint,
     CosignatureSigner,
     WitnessError,
     WitnessKey,
     cosignatures,
+    judge,
     note_with_cosignatures,
 )
 
@@ -64,49 +66,66 @@ class TestCosignature:
                                    root_from_leaf_hashes(log.leaves[:n]))
 
 
+class _Witness:
+    """trust.judge with its state, as a witness service keeps it."""
+
+    def __init__(self, *logs: MockLog) -> None:
+        self.logs = {log.origin: NoteVerifier.from_vkey(log.vkey) for log in logs}
+        self.state: dict[str, tuple[int, bytes]] = {}
+        self.signer = CosignatureSigner("w.example", Ed25519PrivateKey.generate())
+
+    def add_checkpoint(self, body: bytes) -> str:
+        checkpoint = judge(AddCheckpoint.from_body(body), self.logs, self.state)
+        self.state[checkpoint.origin] = (checkpoint.size, checkpoint.root_hash)
+        return self.signer.cosign(checkpoint.to_text(), 1_790_000_000)
+
+
+def _status(witness: _Witness | MockWitness, body: bytes) -> int | tuple[int, int | None]:
+    """200, or the refusal's status (with the known size for a 409)."""
+    try:
+        witness.add_checkpoint(body)
+    except (WitnessError, WitnessRefusal) as exc:
+        return (409, exc.known_size) if exc.status == 409 else exc.status
+    return 200
+
+
 class TestJudge:
-    def _witness(self, log: MockLog) -> MockWitness:
-        witness = MockWitness("w.example", seed=2)
-        witness.trust(log.verifier)
-        return witness
+    """trust.judge, and the mocks' own witness (written apart from it) answering alike."""
 
     def test_grows_then_refuses_stale_fork_and_strangers(self) -> None:
         """First sight from 0, growth with a proof; stale old size 409, fork 422, bad key 403,
-        unknown log 404, malformed 400."""
+        unknown log 404, malformed 400; the mock witness gives every answer the same."""
         log = _log(5)
-        witness = self._witness(log)
-        witness.add_checkpoint(AddCheckpoint(0, (), log.checkpoint()).to_body())
+        mock = MockWitness("m.example", seed=2)
+        mock.trust(log.vkey)
+        ours = _Witness(log)
+        bodies: list[tuple[bytes, int | tuple[int, int | None]]] = [
+            (AddCheckpoint(0, (), log.checkpoint()).to_body(), 200)]
         log.append(b"more")
         log.append(b"more again")
-        body = AddCheckpoint(5, tuple(log.consistency(5)), log.checkpoint()).to_body()
-        assert witness.add_checkpoint(body).startswith("\u2014 w.example ")
-        with pytest.raises(WitnessError) as stale:
-            witness.add_checkpoint(AddCheckpoint(5, tuple(log.consistency(5)),
-                                                 log.checkpoint()).to_body())
-        assert (409, 7) == (stale.value.status, stale.value.known_size)
+        grown = AddCheckpoint(5, tuple(log.consistency(5)), log.checkpoint()).to_body()
+        bodies += [(grown, 200), (grown, (409, 7))]
         forked = log.fork(3, b"rewritten")
-        with pytest.raises(WitnessError) as fork:
-            witness.add_checkpoint(AddCheckpoint(7, (), forked.checkpoint()).to_body())
-        assert 422 == fork.value.status
+        bodies.append((AddCheckpoint(7, (), forked.checkpoint()).to_body(), 422))
         forked.append(b"x")
-        with pytest.raises(WitnessError) as fork_grown:
-            witness.add_checkpoint(AddCheckpoint(7, tuple(forked.consistency(7)),
-                                                 forked.checkpoint()).to_body())
-        assert 422 == fork_grown.value.status
+        bodies.append((AddCheckpoint(7, tuple(forked.consistency(7)),
+                                     forked.checkpoint()).to_body(), 422))
         impostor = MockLog("example.org/log", seed=99)
         impostor.append(b"a")
-        with pytest.raises(WitnessError) as unsigned:
-            witness.add_checkpoint(AddCheckpoint(7, (), impostor.checkpoint()).to_body())
-        assert 403 == unsigned.value.status
-        with pytest.raises(WitnessError) as unknown:
-            witness.add_checkpoint(AddCheckpoint(0, (), MockLog("other/log").checkpoint())
-                                   .to_body())
-        assert 404 == unknown.value.status
-        for body in (b"old 01\n\n" + log.checkpoint().encode(), b"old 1\nnot-base64\n\nx",
-                     b"nothing"):
-            with pytest.raises(WitnessError) as malformed:
-                witness.add_checkpoint(body)
-            assert 400 == malformed.value.status
+        bodies.append((AddCheckpoint(7, (), impostor.checkpoint()).to_body(), 403))
+        bodies.append((AddCheckpoint(0, (), MockLog("other/log").checkpoint()).to_body(), 404))
+        bodies += [(body, 400) for body in (b"old 01\n\n" + log.checkpoint().encode(),
+                                            b"old 1\nnot-base64\n\nx", b"nothing")]
+        for body, expected in bodies:
+            assert (expected, expected) == (_status(ours, body), _status(mock, body)), body
+
+    def test_cosignature_line_verifies_under_the_witness_key(self) -> None:
+        """What the judge's caller signs is a cosignature the witness's vkey accepts."""
+        log = _log(3)
+        ours = _Witness(log)
+        line = ours.add_checkpoint(AddCheckpoint(0, (), log.checkpoint()).to_body())
+        key = WitnessKey.from_vkey(ours.signer.key.to_vkey())
+        assert {"w.example": 1_790_000_000} == cosignatures(log.checkpoint() + line, [key])
 
 
 class TestParsersOnAnyInput:
