@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+from trust.note import NoteError, NoteVerifier
+from trust.witness import WitnessKey
+
 __all__ = [
     "LOG_LEVELS",
     "RECEIPT_FORMS",
@@ -33,6 +36,9 @@ __all__ = [
     "Settings",
     "SettingsError",
     "TrustListSettings",
+    "WitnessEntry",
+    "WitnessSettings",
+    "WitnessedLog",
     "load_settings",
 ]
 
@@ -109,6 +115,46 @@ class PartnerSettings:
     """Per region code, the limits that replace ``partner_rate_per_s`` and
     ``partner_rate_burst`` (``[partner.rate_limits] "310000" = {per_s = 50, burst = 100}``;
     a key left out takes the gateway-wide value). In the file only."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WitnessEntry:
+    """One witness of Huzhou's audit log: its key name, vkey and add-checkpoint URL."""
+
+    name: str
+    vkey: str
+    """Its cosignature/v1 vkey (``<name>+<key id>+<base64(0x04 || key)>``)."""
+    url: str
+    """Its add-checkpoint endpoint (the full URL, ``.../add-checkpoint``)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WitnessedLog:
+    """A partner's log that Huzhou's witness cosigns: its origin and note vkey."""
+
+    origin: str
+    vkey: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WitnessSettings:
+    """``[witness]``: who cosigns Huzhou's checkpoints, and whose Huzhou cosigns
+    (``gateway.audit.witness``; docs/audit.md, *Witnesses*)."""
+
+    witnesses: tuple[WitnessEntry, ...] = ()
+    """The witnesses checkpoints are sent to (``[[witness.witnesses]]``; file only)."""
+    k: int = 1
+    """How many of them must cosign before a checkpoint counts as witnessed (1..n)."""
+    interval_s: float = 5.0
+    """How often the latest checkpoint is sent to the witnesses (0.05 to 3600)."""
+    timeout_s: float = 2.0
+    """One add-checkpoint call gives up after this long (0.05 to 60)."""
+    alert_after_s: float = 600.0
+    """Alert (``/metrics``, log) when the latest checkpoint has gone this long unwitnessed."""
+    key_name: str | None = None
+    """The key name of Huzhou's own witness; None: ``<gateway origin host>/witness``."""
+    logs: tuple[WitnessedLog, ...] = ()
+    """Partners' logs Huzhou witnesses (``[[witness.logs]]``; file only)."""
 
 
 # -- the settings --------------------------------------------------------------------------
@@ -194,6 +240,8 @@ class Settings:
     partner: PartnerSettings = field(default_factory=PartnerSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     """``[partner]``."""
+    witness: WitnessSettings = field(default_factory=WitnessSettings)
+    """``[witness]``: the audit log's witnesses."""
 
     @property
     def host(self) -> str:
@@ -295,11 +343,12 @@ _PARSERS: Final[Mapping[str, Parse]] = {
 
 _SECTIONS: Final[Mapping[str, type]] = {
     "registry": RegistrySettings, "audit": AuditSettings, "admin": TrustListSettings,
-    "partner": PartnerSettings, "console": ConsoleSettings,
+    "partner": PartnerSettings, "console": ConsoleSettings, "witness": WitnessSettings,
 }
 """The tables of the settings file besides ``[gateway]``, each with its section's class."""
 
-_FILE_ONLY: Final = frozenset({("admin", "trust_list_signers"), ("partner", "rate_limits")})
+_FILE_ONLY: Final = frozenset({("admin", "trust_list_signers"), ("partner", "rate_limits"),
+                               ("witness", "witnesses"), ("witness", "logs")})
 """Section keys holding arrays or tables: given in the file only, never the environment."""
 
 
@@ -380,6 +429,71 @@ def _signers(raw: object) -> tuple[Mapping[str, Any], ...]:
     return tuple(raw)
 
 
+def _table_array(name: str, raw: object, keys: tuple[str, ...]) -> list[dict[str, str]]:
+    """An array of tables whose every key is one of ``keys``, each a string, all given."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise _wrong(name, f"an array of tables ([[{name}]])", raw)
+    for n, item in enumerate(raw):
+        for key in item:
+            if key not in keys:
+                raise SettingsError(f"settings file: unknown setting '{name}[{n}].{key}'")
+        for key in keys:
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise SettingsError(f"{name}[{n}].{key}: a non-empty string is required")
+    return raw
+
+
+def _witnesses(raw: object) -> tuple[WitnessEntry, ...]:
+    """``[[witness.witnesses]]``: name, cosignature vkey (of that name) and http(s) URL."""
+    entries = []
+    for n, item in enumerate(_table_array("witness.witnesses", raw, ("name", "vkey", "url"))):
+        where = f"witness.witnesses[{n}]"
+        try:
+            key = WitnessKey.from_vkey(item["vkey"])
+        except NoteError as exc:
+            raise SettingsError(f"{where}.vkey: {exc}") from exc
+        if key.name != item["name"]:
+            raise SettingsError(f"{where}: the vkey is of {key.name!r}, not {item['name']!r}")
+        if urlsplit(item["url"]).scheme not in ("http", "https") or not urlsplit(
+                item["url"]).hostname:
+            raise SettingsError(f"{where}.url: an http(s) URL is required")
+        entries.append(WitnessEntry(name=item["name"], vkey=item["vkey"], url=item["url"]))
+    if len({e.name for e in entries}) != len(entries):
+        raise SettingsError("witness.witnesses: a witness is named twice")
+    return tuple(entries)
+
+
+def _witnessed_logs(raw: object) -> tuple[WitnessedLog, ...]:
+    """``[[witness.logs]]``: a partner log's origin and its Ed25519 note vkey (same name)."""
+    logs = []
+    for n, item in enumerate(_table_array("witness.logs", raw, ("origin", "vkey"))):
+        where = f"witness.logs[{n}]"
+        try:
+            key = NoteVerifier.from_vkey(item["vkey"])
+        except NoteError as exc:
+            raise SettingsError(f"{where}.vkey: {exc}") from exc
+        if key.name != item["origin"]:
+            raise SettingsError(f"{where}: the vkey is of {key.name!r}, not {item['origin']!r}")
+        logs.append(WitnessedLog(origin=item["origin"], vkey=item["vkey"]))
+    if len({log.origin for log in logs}) != len(logs):
+        raise SettingsError("witness.logs: an origin is given twice")
+    return tuple(logs)
+
+
+def _check_witness(witness: WitnessSettings) -> None:
+    n = len(witness.witnesses)
+    if n and not 1 <= witness.k <= n:
+        raise SettingsError(f"witness.k must be between 1 and the {n} witnesses named")
+    if not 0.05 <= witness.interval_s <= 3600 or not 0.05 <= witness.timeout_s <= 60:
+        raise SettingsError("witness.interval_s must be 0.05..3600 and witness.timeout_s"
+                            " 0.05..60 seconds")
+    if witness.alert_after_s <= 0:
+        raise SettingsError("witness.alert_after_s must be positive")
+    if witness.key_name is not None and (not witness.key_name or "+" in witness.key_name
+                                         or any(c.isspace() for c in witness.key_name)):
+        raise SettingsError("witness.key_name: a note key name has no spaces and no '+'")
+
+
 def _rate_limits(raw: object, default: RateLimit) -> dict[str, RateLimit]:
     """``[partner.rate_limits]``: region code -> its limits, a key left out taking
     ``default``'s."""
@@ -433,7 +547,14 @@ def _sections(tables: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str
         given["partner"]["rate_limits"] = _rate_limits(
             given["partner"]["rate_limits"],
             RateLimit(per_s=gateway.partner_rate_per_s, burst=gateway.partner_rate_burst))
+    if "witnesses" in given["witness"]:
+        given["witness"]["witnesses"] = _witnesses(given["witness"]["witnesses"])
+    if "logs" in given["witness"]:
+        given["witness"]["logs"] = _witnessed_logs(given["witness"]["logs"])
     built = {name: cls(**given[name]) for name, cls in _SECTIONS.items()}
+    witness = built["witness"]
+    assert isinstance(witness, WitnessSettings)
+    _check_witness(witness)
     admin = built["admin"]
     assert isinstance(admin, TrustListSettings)
     if not 0 <= admin.expiry_alert_days <= 3650:

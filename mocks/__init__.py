@@ -72,8 +72,10 @@ from mocks._server import (
     serve_federation,
 )
 from mocks._status import LicenceState
+from mocks._witness import ADD_CHECKPOINT_PATH, MockLog, MockWitness, create_witness_app
 
 __all__ = [
+    "ADD_CHECKPOINT_PATH",
     "ALGORITHMS",
     "Alg",
     "BUSINESS_LICENCE",
@@ -93,7 +95,9 @@ __all__ = [
     "LICENCE_TYPES",
     "LicenceState",
     "LicenceType",
+    "MockLog",
     "MockRegion",
+    "MockWitness",
     "PartnerAnswer",
     "PartnerClient",
     "PartnerSpec",
@@ -109,6 +113,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "create_region_app",
+    "create_witness_app",
     "lenient_check_char",
     "licence_identifier",
     "make_resident_id",

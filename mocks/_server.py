@@ -13,7 +13,9 @@ Routes of a region's server:
   (``MockRegion.answer_query``); 503 while ``region.query_available`` is False, after
   ``region.query_delay_s`` seconds;
 * ``POST /admin/status/{idx}`` with ``{"state": "valid" | "revoked" | "suspended"}``:
-  change a licence's status (for demos driving a mock in another process).
+  change a licence's status (for demos driving a mock in another process);
+* for a region that runs a witness or keeps a log (``mocks._witness``):
+  ``POST /witness/add-checkpoint``, ``GET /log/checkpoint``, ``POST /admin/witness``.
 
 A region's status URI must name its real port, so ports are reserved
 (sockets bound) before anything is issued: :func:`reserve_sockets` binds and
@@ -37,6 +39,7 @@ from aiohttp import web
 from mocks._federation import Federation
 from mocks._partner_client import QUERY_PATH
 from mocks._region import MockRegion
+from mocks._witness import LogPublisher, MockWitness, add_transparency
 
 __all__ = [
     "REGION_KEY",
@@ -132,10 +135,13 @@ async def _query(request: web.Request) -> web.Response:
     return _json(body, status)
 
 
-def create_region_app(region: MockRegion) -> web.Application:
-    """Return the aiohttp application serving ``region``."""
+def create_region_app(region: MockRegion, *, witness: MockWitness | None = None,
+                      publisher: LogPublisher | None = None) -> web.Application:
+    """Return the aiohttp application serving ``region`` (with its witness and its log's
+    publisher, when it runs them: ``mocks._witness``)."""
     app = web.Application()
     app[REGION_KEY] = region
+    add_transparency(app, witness, publisher)
     app.router.add_get("/jwks.json", _jwks)
     app.router.add_get("/.well-known/jwks.json", _jwks)
     app.router.add_get("/status/{name}", _status)
@@ -191,6 +197,8 @@ async def serve_federation(
     host: str = "127.0.0.1",
     *,
     sockets: Mapping[str, socket.socket] | None = None,
+    witnesses: Mapping[str, MockWitness] | None = None,
+    publishers: Mapping[str, LogPublisher] | None = None,
 ) -> AsyncIterator[RunningFederation]:
     """Serve every region of ``federation`` on its own port until the block exits.
 
@@ -202,7 +210,10 @@ async def serve_federation(
         for sock in owned.values():
             stack.callback(sock.close)
         for region in federation:
-            runner = web.AppRunner(create_region_app(region), access_log=None)
+            code = region.region_code
+            app = create_region_app(region, witness=(witnesses or {}).get(code),
+                                    publisher=(publishers or {}).get(code))
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.SockSite(runner, owned[region.region_code]).start()

@@ -102,12 +102,14 @@ class Gateway:
 
 
 def _start_mocks(python: str, env: dict[str, str], *, seed: str, version: int,
-                 trust_list: Path, samples: Path, federation: str = "standard"
+                 trust_list: Path, samples: Path, transparency: Path,
+                 federation: str = "standard"
                  ) -> tuple[subprocess.Popen[str], list[tuple[str, str, str]]]:
     mocks = subprocess.Popen(
         [python, "-m", "mocks", "--seed", seed, "--version", str(version),
          "--federation", federation,
-         "--trust-list-out", str(trust_list), "--licences-out", str(samples)],
+         "--trust-list-out", str(trust_list), "--licences-out", str(samples),
+         "--transparency-out", str(transparency)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
     )
     regions: list[tuple[str, str, str]] = []
@@ -193,9 +195,11 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     # list is imported as the next version, as an operator's re-import would be; the
     # versions of earlier runs, and any change an operator made in them, stay in history.
     version = cli.stored_version() + 1
+    transparency = data / "mock-transparency.json"
     mocks, regions = _start_mocks(python, env, seed=args.seed, version=version,
                                   trust_list=trust_list, samples=samples,
-                                  federation=args.federation)
+                                  federation=args.federation,
+                                  transparency=transparency)
     started.append(mocks)
     if stopping():
         return 130
@@ -219,8 +223,10 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     config = data / "gateway.toml"
     # The demo lets one approver apply a change; production keeps the default of two.
     # The licences and the status list the gateway signs name the URL printed below.
-    config.write_text(f"[gateway]\napprovals_required = 1\npublic_url = {json.dumps(base)}\n",
-                      encoding="utf-8")
+    # Three mock regions witness Huzhou's log (two must cosign); Huzhou witnesses 上海's.
+    marks = json.loads(transparency.read_text(encoding="utf-8"))
+    config.write_text(f"[gateway]\napprovals_required = 1\npublic_url = {json.dumps(base)}\n"
+                      + _witness_config(marks), encoding="utf-8")
 
     gateway = subprocess.Popen(
         [python, "-m", "gateway", "serve", "--listen", args.listen, "--data-dir", str(data),
@@ -235,6 +241,7 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
             return 130
         raise DemoError(f"the gateway did not start on {args.listen}; see its log above "
                         "(another port: ECERT_LISTEN=127.0.0.1:8090 make run)")
+    _introduce_witnesses(base, marks)
     sample_lines = [json.loads(line) for line in samples.read_text(encoding="utf-8").splitlines()]
 
     def body_of(sample: dict[str, str]) -> str:
@@ -262,6 +269,10 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
           f"-d {body_of(sm2)} {base}/v1/verifications   # {sm2_name}'s licence, signed SM2SM3")
     print(f"  curl -s {base}/.well-known/jwks.json")
     print(f"  curl -s {base}/v1/audit/checkpoint")
+    print(f"  curl -s {base}/v1/audit/checkpoint/witnessed   # cosigned by mock regions' "
+          "witnesses (k = 2 of 3)")
+    for log in marks["logs"]:
+        print(f"  curl -s {log['checkpoint']}   # {log['origin']}, cosigned by Huzhou's witness")
     print(f"  curl -s -H 'Authorization: Bearer {auditor}' {base}/v1/audit/entries/0")
     print(f"  curl -s -H 'Authorization: Bearer {operator}' {base}/v1/admin/trust-list")
     print(f"  curl -s -H 'Authorization: Bearer {approver}' {base}/v1/admin/alerts")
@@ -280,6 +291,35 @@ def _serve(args: argparse.Namespace, cli: Gateway, stopping: Callable[[], bool],
     if not stopping():
         raise DemoError("the gateway or the mock regions stopped; see the log above")
     return 0
+
+
+def _witness_config(marks: dict[str, list[dict[str, str]]]) -> str:
+    """The [witness] table naming the mock regions' witnesses and logs."""
+    text = "[witness]\nk = 2\ninterval_s = 2\nalert_after_s = 60\n"
+    for witness in marks["witnesses"]:
+        text += (f"[[witness.witnesses]]\nname = {json.dumps(witness['name'])}\n"
+                 f"vkey = {json.dumps(witness['vkey'])}\nurl = {json.dumps(witness['url'])}\n")
+    for log in marks["logs"]:
+        text += (f"[[witness.logs]]\norigin = {json.dumps(log['origin'])}\n"
+                 f"vkey = {json.dumps(log['vkey'])}\n")
+    return text
+
+
+def _post(url: str, body: dict[str, str]) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",  # noqa: S310 - loopback URL the mocks printed
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - as above
+        pass
+
+
+def _introduce_witnesses(base: str, marks: dict[str, list[dict[str, str]]]) -> None:
+    """Tell the mock witnesses Huzhou's log key, and the mock logs Huzhou's witness URL."""
+    with urllib.request.urlopen(f"{base}/v1/audit/key", timeout=5) as response:  # noqa: S310 - loopback
+        vkey = response.read().decode().strip()
+    for witness in marks["witnesses"]:
+        _post(witness["url"].rsplit("/witness/", 1)[0] + "/admin/witness", {"log_vkey": vkey})
+    for log in marks["logs"]:
+        _post(log["admin"], {"submit_to": f"{base}/v1/witness/add-checkpoint"})
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
 from gateway.audit.event import EventType
 from gateway.audit.routes import csv_header, csv_rows
+from gateway.audit.witness import CosignatureReport, WitnessPolicy, verify_cosignatures
+from gateway.audit.witness_store import WitnessStore, witness_database
 from gateway.cli import CommandParser
 from gateway.cli._progress import progress_bar, wanted
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
 from trust.note import NoteSigner, NoteVerifier
 
 __all__ = ["append_cli_event", "register"]
@@ -115,6 +117,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a checkpoint note saved elsewhere that the log must still match (repeatable)",
     )  # fmt: skip
     verify.add_argument("--origin", help="the log's origin (default: as recorded in the log)")
+    verify.add_argument(
+        "--witness-policy", type=Path, metavar="FILE",
+        help="a TOML file whose [witness] table names the witnesses and k (default: the"
+             " settings' [witness]); every kept cosignature is checked against it",
+    )  # fmt: skip
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
     verify.set_defaults(func=cmd_verify)
 
@@ -195,6 +202,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                 return _fail(args, "the data folder's signing key is not the key this log "
                                    "records")
         extra = [path.read_text(encoding="utf-8") for path in args.checkpoint]
+        cosigned = _cosignatures(args, settings, verifier)
+        if cosigned is not None and cosigned.latest_note is not None:
+            extra.append(cosigned.latest_note)  # the witnessed tree must be the log's too
         progress = _Progress(args.quiet)
         report = verify_log(
             store, verifier, origin=origin, extra_checkpoints=extra, progress=progress
@@ -206,7 +216,41 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         where = "" if report.index is None else f"index {report.index}: "
         return _fail(args, f"audit log verification failed at {where}{report.reason}")
     print(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified")
+    if cosigned is not None:
+        if not cosigned.ok:
+            return _fail(args, f"cosignature verification failed: {cosigned.reason}")
+        print(_witnessed_line(cosigned))
     return 0
+
+
+def _cosignatures(args: argparse.Namespace, settings: Settings,
+                  verifier: NoteVerifier) -> CosignatureReport | None:
+    """The kept cosignatures checked against the policy (None: no policy, no witnesses)."""
+    witness = settings.witness
+    if args.witness_policy is not None:
+        text = args.witness_policy.read_text(encoding="utf-8")
+        witness = load_settings({}, text, {"data_dir": settings.data_dir}).witness
+    if not witness.witnesses:
+        return None
+    policy = WitnessPolicy.from_settings(witness)
+    if settings.postgres_dsn is None and not (settings.data_dir / "witness.db").exists():
+        return CosignatureReport(True, 0, None, None)
+    store = WitnessStore(witness_database(settings.data_dir, settings.postgres_dsn))
+    try:
+        return verify_cosignatures(store, verifier, policy)
+    finally:
+        store.close()
+
+
+def _witnessed_line(report: CosignatureReport) -> str:
+    latest = report.latest
+    if latest is None:
+        return "witnesses: no checkpoint has been cosigned yet"
+    names = ", ".join(sorted(latest.cosigned)) or "none"
+    verdict = "witnessed" if latest.met else "NOT witnessed"
+    return (f"witnesses: checkpoint {latest.size} {verdict}: {len(latest.cosigned)} of"
+            f" {latest.n} cosigned (k = {latest.k}): {names}; {report.checked} cosignatures"
+            " verified")
 
 
 def _filter_from(args: argparse.Namespace, limit: int) -> RecordFilter:

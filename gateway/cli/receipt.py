@@ -8,16 +8,21 @@ holding it); without it, the data folder's own audit key. Nothing is fetched.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from gateway.audit import ReceiptError, check_receipt, origin_for, receipts_in
 from gateway.audit._keys import load_signing_key
+from gateway.audit.witness import WitnessPolicy, check_receipt_witnessed
 from gateway.cli import CommandParser
-from gateway.settings import Settings
-from trust.note import NoteSigner, NoteVerifier
+from gateway.settings import Settings, load_settings
+from trust.merkle import MerkleProofError
+from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier
 
 __all__ = ["cmd_verify", "cmd_verify_offline", "register", "verify_receipts"]
 
@@ -41,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--credential", type=Path, metavar="FILE",
                         help="the credential the answer is about: its SHA-256 must be the "
                              "entry's")
+    verify.add_argument("--witnessed", type=Path, metavar="FILE",
+                        help="a witnessed checkpoint (GET /v1/audit/checkpoint/witnessed): each "
+                             "receipt's checkpoint must be on its history")
+    verify.add_argument("--consistency", type=Path, metavar="FILE",
+                        help="the consistency proof between the receipt's tree and the witnessed"
+                             " one: the JSON of GET /v1/audit/consistency?first=M&second=N")
+    verify.add_argument("--witness-policy", type=Path, metavar="FILE",
+                        help="a TOML file whose [witness] table names the witnesses and k: the "
+                             "witnessed checkpoint must carry k good cosignatures")
     verify.set_defaults(func=cmd_verify, offline=cmd_verify_offline)
 
 
@@ -76,7 +90,56 @@ def verify_receipts(args: argparse.Namespace, settings: Settings | None) -> int:
         said = "the answer's statements match" if answer is not None else "no answer given"
         print(f"ok: entry {checked.index} of {checked.origin} is in its signed tree of"
               f" {checked.tree_size} entries; {said}")
+        if args.witnessed is not None:
+            print(_against_witnessed(args, receipt, verifier, n))
     return 0
+
+
+def _proof(args: argparse.Namespace) -> tuple[int, int, list[bytes]] | None:
+    if args.consistency is None:
+        return None
+    try:
+        data = orjson.loads(args.consistency.read_bytes())
+        proof = [base64.b64decode(h, validate=True) for h in data["proof"]]
+        return int(data["first"]), int(data["second"]), proof
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ReceiptError(f"{args.consistency}: not a consistency proof answer ({exc})"
+                           ) from exc
+
+
+def _against_witnessed(args: argparse.Namespace, receipt: Mapping[str, Any],
+                       verifier: NoteVerifier, n: int) -> str:
+    """Check one receipt's checkpoint against the witnessed one; its ``ok:`` line."""
+    witnessed_note = args.witnessed.read_text(encoding="utf-8")
+    policy = None
+    if args.witness_policy is not None:
+        text = args.witness_policy.read_text(encoding="utf-8")
+        policy = WitnessPolicy.from_settings(
+            load_settings({}, text, {"data_dir": Path()}).witness)
+    given = _proof(args)
+    try:
+        sizes = sorted((int(receipt["tree_size"]),
+                        Checkpoint.from_text(witnessed_note[: witnessed_note.index("\n\n") + 1])
+                        .size))
+        proof: list[bytes] = []
+        if sizes[0] not in (0, sizes[1]):
+            if given is None or given[:2] != (sizes[0], sizes[1]):
+                raise ReceiptError(f"receipt {n}: give --consistency with the proof from"
+                                   f" {sizes[0]} to {sizes[1]} (GET /v1/audit/consistency?"
+                                   f"first={sizes[0]}&second={sizes[1]})")
+            proof = given[2]
+        checked = check_receipt_witnessed(str(receipt["checkpoint"]), witnessed_note, proof,
+                                          verifier, policy)
+    except (NoteError, MerkleProofError, ValueError) as exc:
+        if isinstance(exc, ReceiptError):
+            raise
+        raise ReceiptError(f"receipt {n}: not on the witnessed checkpoint's history: {exc}"
+                           ) from exc
+    who = ("cosignatures not checked (no --witness-policy)" if checked.witnessed is None else
+           f"cosigned by {len(checked.witnessed.cosigned)} of {checked.witnessed.n} witnesses"
+           f" (k = {checked.witnessed.k}): {', '.join(sorted(checked.witnessed.cosigned))}")
+    return (f"ok: its tree of {checked.receipt_size} entries and the witnessed tree of"
+            f" {checked.witnessed_size} are one history; {who}")
 
 
 def cmd_verify_offline(args: argparse.Namespace) -> int | None:

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
 from gateway.cases.routes import setup as setup_cases
+from gateway.audit.witness_routes import setup as setup_witness
 from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role
@@ -45,6 +46,7 @@ from gateway.web.appkeys import (
     SETTINGS_KEY,
     TRUST_KEY,
     VERIFICATION_KEY,
+    WITNESSING_KEY,
 )
 from gateway.web.auth import require_operator
 from gateway.web.middleware import make_request_middleware
@@ -115,6 +117,9 @@ def _service_metrics(app: web.Application, at: datetime) -> list[MetricFamily]:
     matters = app.get(REGISTRY_KEY)
     if matters is not None:
         families += matters.metric_families()
+    witnessing = app.get(WITNESSING_KEY)
+    if witnessing is not None:
+        families += witnessing.metric_families()
     return families
 
 
@@ -216,6 +221,7 @@ def create_app(
 
     # The registry loads before trust_ctx, which hands it to the verification service.
     app.cleanup_ctx.extend([identities_ctx, audit_ctx])
+    setup_witness(app)  # its cleanup_ctx after the audit log's: it reads the checkpoints
     setup_matters(app, clock=clock)
     # The trust-list store opens first and provides app[TRUST_KEY] to trust_ctx.
     setup_trustlists(app, trust_list=trust_list, clock=clock)

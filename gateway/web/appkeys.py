@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from gateway.audit._service import AuditService
     from gateway.audit.event import AuditLog
+    from gateway.audit.witness import HuzhouWitness, Witnessing
     from gateway.infra.signing import SigningKey
     from gateway.matters.service import MatterService
     from gateway.trustlist.service import TrustListService
@@ -35,6 +36,8 @@ __all__ = [
     "TRUSTLISTS_KEY",
     "TRUST_KEY",
     "VERIFICATION_KEY",
+    "WITNESSING_KEY",
+    "WITNESS_KEY",
 ]
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -54,3 +57,7 @@ TRUSTLISTS_KEY: web.AppKey[TrustListService] = web.AppKey("trustlists")
 """The trust-list workflow: proposals, approvals, versions (``gateway.trustlist``)."""
 REGISTRY_KEY: web.AppKey[MatterService] = web.AppKey("registry")
 """The loaded matter registry (``gateway.matters``)."""
+WITNESS_KEY: web.AppKey[HuzhouWitness] = web.AppKey("witness")
+"""Huzhou's own witness of partners' logs (``gateway.audit.witness``)."""
+WITNESSING_KEY: web.AppKey[Witnessing] = web.AppKey("witnessing")
+"""The task that gets Huzhou's checkpoints witnessed (absent without an audit service)."""

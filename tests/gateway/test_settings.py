@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,3 +258,44 @@ class TestTypes:
         with pytest.raises(SettingsError, match="listen is given twice"):
             load_settings({}, 'listen = "127.0.0.1:1"\n[gateway]\nlisten = "127.0.0.1:2"\n'
                               'data_dir = "/a"\n')
+
+
+class TestWitnessPolicy:
+    """``[witness]``: witnesses by name, vkey and URL, k of n, partner logs; validated."""
+
+    @staticmethod
+    def _toml(k: int = 2, name: str | None = None, vkey: str | None = None,
+              extra: str = "") -> str:
+        from mocks import MockLog, MockWitness
+
+        witnesses = [MockWitness(f"w{i}.example/witness", seed=i) for i in range(3)]
+        log = MockLog("partner.example/log", seed=1)
+        text = f"[witness]\nk = {k}\n{extra}"
+        for i, w in enumerate(witnesses):
+            text += (f'[[witness.witnesses]]\nname = "{name if i == 0 and name else w.name}"'
+                     f'\nvkey = "{vkey if i == 0 and vkey else w.vkey}"\n'
+                     f'url = "http://127.0.0.1:{9000 + i}/witness/add-checkpoint"\n')
+        return text + (f'[[witness.logs]]\norigin = "{log.origin}"\n'
+                       f'vkey = "{log.vkey}"\n')
+
+    def test_policy_loads(self, tmp_path: Path) -> None:
+        """Three witnesses, k = 2 and one partner log are read as given."""
+        settings = load_settings({}, self._toml(), {"data_dir": tmp_path})
+        assert 2 == settings.witness.k
+        assert ["w0.example/witness", "w1.example/witness", "w2.example/witness"] == [
+            w.name for w in settings.witness.witnesses]
+        assert ("partner.example/log",) == tuple(log.origin for log in settings.witness.logs)
+
+    @pytest.mark.parametrize(("kwargs", "message"), [
+        ({"k": 4}, "witness.k must be between 1 and the 3"),
+        ({"k": 0}, "witness.k must be between 1 and the 3"),
+        ({"name": "other/witness"}, "the vkey is of 'w0.example/witness'"),
+        ({"vkey": "w0.example/witness+00000000+AAAA"}, "witness.witnesses[0].vkey"),
+        ({"extra": "interval_s = 0\n"}, "witness.interval_s"),
+        ({"extra": "colour = 1\n"}, "unknown setting 'witness.colour'"),
+    ])
+    def test_bad_policies_refused(self, tmp_path: Path, kwargs: dict[str, Any],
+                                  message: str) -> None:
+        """k outside 1..n, a vkey of another name or malformed, a bad interval, a typo."""
+        with pytest.raises(SettingsError, match=re.escape(message)):
+            load_settings({}, self._toml(**kwargs), {"data_dir": tmp_path})
