@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
-from gateway.cases.routes import setup as setup_cases
 from gateway.audit.witness_routes import setup as setup_witness
+from gateway.cases.routes import setup as setup_cases
 from gateway.console import setup as setup_console
 from gateway.credentials.routes import setup_routes as setup_credential_routes
 from gateway.credentials.store import IdentityStore, Role

@@ -45,6 +45,7 @@ COMMANDS: dict[str, list[str]] = {
     "trust diff": ["trust", "diff"],
     "trust export": ["trust", "export"],
     "trust import": ["trust", "import", "{inputs}/list.jwt"],
+    "receipt verify": ["receipt", "verify", "{inputs}/receipt.json"],
 }
 
 
@@ -77,6 +78,7 @@ def inputs(tmp_path: Path) -> Path:
     (folder / "map.csv").write_text("source,target\n", encoding="utf-8")
     (folder / "licences.jsonl").write_text("{}\n", encoding="utf-8")
     (folder / "list.jwt").write_text("a.b.c\n", encoding="utf-8")
+    (folder / "receipt.json").write_text("{}\n", encoding="utf-8")
     return folder
 
 
