@@ -30,6 +30,7 @@ class EventType(StrEnum):
     IDENTITY_CHANGE = "identity-change"
     LICENCE_IMPORT = "licence-import"
     TRUST_LIST_LOADED = "trust-list-loaded"
+    AUDIT_PRUNE = "audit-prune"
 
 
 class ActorKind(StrEnum):

@@ -106,6 +106,16 @@ async def get_entry(request: web.Request) -> web.Response:
     proof = await _service(request).entry(index)
     if proof is None:
         raise Problem(404, "Not found", f"no audit entry {index}")
+    if proof.pruned:
+        # Retention: the record is gone, its leaf hash stays in the tree and proves the entry.
+        return _json({
+            "index": proof.index,
+            "pruned": True,
+            "leaf_hash": _b64(proof.leaf_hash),
+            "tree_size": proof.tree_size,
+            "inclusion": [_b64(h) for h in proof.inclusion],
+            "checkpoint": proof.checkpoint,
+        })
     return _json(
         {
             "index": proof.index,
@@ -168,7 +178,8 @@ async def get_records(request: web.Request) -> web.Response:
     next_cursor = str(rows[-1][0]) if len(rows) == flt.limit else None
     return _json(
         {
-            "records": [{"index": i, "record": r} for i, r in rows],
+            "records": [{"index": i, "record": r} if r
+                        else {"index": i, "record": None, "pruned": True} for i, r in rows],
             "next_cursor": next_cursor,
         }
     )
@@ -209,10 +220,13 @@ def _cell(value: Any) -> str:
 
 
 def csv_rows(rows: list[tuple[int, dict[str, Any]]]) -> str:
-    """CSV lines (no header) for records."""
+    """CSV lines (no header) for records; a pruned record is its index alone."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for index, record in rows:
+        if not record:
+            writer.writerow([str(index)] + [""] * (len(_CSV_COLUMNS) - 1))
+            continue
         writer.writerow([str(index)] + [_cell(record.get(column)) for column in _CSV_COLUMNS[1:]])
     return out.getvalue()
 

@@ -10,6 +10,7 @@ reason and exit status 1.
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 from dataclasses import replace
 from datetime import date, datetime
@@ -205,7 +206,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     if not report.ok:
         where = "" if report.index is None else f"index {report.index}: "
         return _fail(args, f"audit log verification failed at {where}{report.reason}")
-    print(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified")
+    pruned = (f" ({report.pruned} pruned: their kept leaf hashes, covered by approved prunes)"
+              if report.pruned else "")
+    print(f"ok: {report.entries} entries{pruned}, {report.checkpoints} checkpoints verified")
     return 0
 
 
@@ -223,6 +226,15 @@ def _filter_from(args: argparse.Namespace, limit: int) -> RecordFilter:
 
 _PAGE = 5000
 """Records read from the store at a time: memory stays bounded whatever ``--limit`` is."""
+
+
+def _query_line(store: AuditStore, index: int, record: bytes) -> dict[str, Any]:
+    """One line of ``audit query``: the record, or for a pruned one its kept leaf hash."""
+    if record:
+        return {"index": index, "record": orjson.loads(record)}
+    found = store.entry(index)
+    leaf = b"" if found is None else found[1]
+    return {"index": index, "pruned": True, "leaf_hash": base64.b64encode(leaf).decode()}
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,7 +255,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             want = min(args.limit - printed, _PAGE)
             rows = store.query(replace(flt, limit=want))
             for index, record in rows:
-                out.write(orjson.dumps({"index": index, "record": orjson.loads(record)}) + b"\n")
+                out.write(orjson.dumps(_query_line(store, index, record)) + b"\n")
             printed += len(rows)
             if rows:
                 flt = replace(flt, after_index=rows[-1][0])
@@ -293,7 +305,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             target.write(csv_header())
             while True:
                 rows = store.query(flt)
-                target.write(csv_rows([(i, orjson.loads(r)) for i, r in rows]))
+                target.write(csv_rows([(i, orjson.loads(r) if r else {}) for i, r in rows]))
                 if len(rows) < flt.limit:
                     break
                 flt = replace(flt, after_index=rows[-1][0])
