@@ -194,7 +194,9 @@ class AuditStore(Protocol):
         """Keep ``grants`` (unless kept already), then empty the records they cover, a
         chunk of indices per transaction; return how many were emptied. SQLite: the freed
         bytes are overwritten (``secure_delete``) and the WAL is checkpointed and truncated
-        so no copy of a pruned record stays in the database's files."""
+        so no copy of a pruned record stays in the database's files; PostgreSQL: the table
+        is vacuumed, so the old row versions leave its pages (its WAL keeps them until
+        the segments are recycled)."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -636,6 +638,10 @@ class SqlAuditStore:
             # The WAL still holds the pages as they were written: copy it into the file and
             # truncate it (a reader still on an old snapshot can keep it; see docs/audit.md).
             self._exec("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        elif emptied:
+            # The old row versions stay in the table's pages until a vacuum reclaims them
+            # (appends go on meanwhile; only the table's owner may: others get a warning).
+            self._exec("VACUUM audit_entries")
         return emptied
 
 
