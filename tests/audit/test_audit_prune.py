@@ -139,7 +139,7 @@ def _pg_table_file(dsn: str) -> bytes | None:
     assert folder is not None
     assert relation is not None
     try:
-        return (Path(folder[0]) / relation[0]).read_bytes()
+        return (Path(str(folder[0])) / str(relation[0])).read_bytes()
     except OSError:
         return None
 
