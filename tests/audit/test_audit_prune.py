@@ -5,7 +5,9 @@ entries are checked against one checkpoint by the RFC 6962 verifier of test_audi
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,14 +17,18 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from aiohttp import web
 
 from gateway.__main__ import main
 from gateway.audit import AuditService, EventType
+from gateway.audit.routes import setup_routes
+from gateway.credentials.store import IdentityKind, IdentityStore, Role, add_identity
 from gateway.infra.datafolder import create_data_folder
+from gateway.settings import RECORD_KINDS, RETENTION_MIN_DAYS, SettingsError, load_settings
+from gateway.web.appkeys import AUDIT_KEY, IDENTITIES_KEY, SETTINGS_KEY
+from gateway.web.middleware import request_middleware
 from tests.audit.conftest import EventFactory
 from tests.audit.test_audit_http import open_checkpoint_note, path_root
-
-pytestmark = pytest.mark.allow_blocking
 
 Place = tuple[Path, str | None]
 
@@ -164,6 +170,7 @@ def _refused(place: Place, statement: str) -> str:
     return str(caught.value)
 
 
+@pytest.mark.allow_blocking
 def test_prune_keeps_the_log_verifiable(place: Place, tokens: dict[str, Path],
                                         make_event: EventFactory,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -259,6 +266,7 @@ def test_prune_keeps_the_log_verifiable(place: Place, tokens: dict[str, Path],
         assert "append-only" in _refused(place, statement)
 
 
+@pytest.mark.allow_blocking
 def test_refuses_a_cut_off_newer_than_the_policy(place: Place, tokens: dict[str, Path],
                                                 make_event: EventFactory,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -281,3 +289,119 @@ def test_refuses_a_cut_off_newer_than_the_policy(place: Place, tokens: dict[str,
                       str(tokens["ben"]), "--config", str(config), *_opts(place)])
     assert "verification records are kept 1000 days" in capsys.readouterr().err
     assert f"ok: {base + len(AGES) + 4} entries, " in _verify(place, capsys)
+
+
+# -- over HTTP ------------------------------------------------------------------------------
+
+
+async def test_http_propose_approve_and_pruned_entry(
+        aiohttp_client: Any, data_dir: Path, make_event: EventFactory,
+        blocking_guard: Any) -> None:
+    """/v1/audit/prunes: auditors only; the proposer may not approve; a cut-off newer than
+    the policy is 422; once approved, a pruned entry answers ``pruned`` with its leaf hash
+    and an inclusion proof that leads to the signed root."""
+    tokens = {name: await asyncio.to_thread(add_identity, data_dir, IdentityKind.OPERATOR,
+                                            name, role)
+              for name, role in (("ann", Role.AUDITOR), ("ben", Role.AUDITOR),
+                                 ("olga", Role.APPROVER))}
+    service = AuditService(data_dir=data_dir, checkpoint_interval_s=3600)
+    await service.start()
+    old = await service.append(make_event(at=NOW - timedelta(days=400), outcome="ok"))
+    kept = await service.append(make_event(at=NOW - timedelta(days=10), outcome="ok"))
+    app = web.Application(middlewares=[request_middleware])
+    identities = IdentityStore(data_dir)
+    await identities.open()
+    app[IDENTITIES_KEY] = identities
+    app[AUDIT_KEY] = service
+    app[SETTINGS_KEY] = load_settings({}, None, {"data_dir": data_dir})
+    setup_routes(app)
+    client = await aiohttp_client(app)
+    try:
+        def auth(name: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tokens[name]}"}
+
+        forbidden = await client.post("/v1/audit/prunes", json={}, headers=auth("olga"))
+        assert 403 == forbidden.status
+        too_new = await client.post("/v1/audit/prunes", headers=auth("ann"), json={
+            "kinds": ["verification"], "before": (NOW - timedelta(days=300)).isoformat()})
+        assert (422, "policy") == (too_new.status, (await too_new.json())["reason"])
+        made = await client.post("/v1/audit/prunes", headers=auth("ann"),
+                                 json={"kinds": ["verification"]})
+        assert 201 == made.status
+        proposal = (await made.json())["proposal"]
+        assert {"verification": 1} == proposal["entries"]
+        own = await client.post(f"/v1/audit/prunes/{proposal['id']}/approve",
+                                headers=auth("ann"))
+        assert (403, "own-proposal") == (own.status, (await own.json())["reason"])
+        approved = await client.post(f"/v1/audit/prunes/{proposal['id']}/approve",
+                                     headers=auth("ben"))
+        assert 200 == approved.status, await approved.text()
+        assert 1 == (await approved.json())["pruned"]
+        listed = await (await client.get("/v1/audit/prunes", headers=auth("ann"))).json()
+        assert ["pruned"] == [p["status"] for p in listed["proposals"]]
+
+        await service.publish()
+        vkey = service.vkey()
+        answers = {}
+        for index in (old, kept):
+            response = await client.get(f"/v1/audit/entries/{index}", headers=auth("ann"))
+            assert 200 == response.status
+            answers[index] = await response.json()
+        assert answers[old]["checkpoint"] == answers[kept]["checkpoint"]
+        assert answers[old]["pruned"] is True
+        assert "record" not in answers[old]
+        assert "pruned" not in answers[kept]
+        for index, body in answers.items():
+            _, size, root = open_checkpoint_note(body["checkpoint"], vkey)
+            leaf = (base64.b64decode(body["leaf_hash"]) if body.get("pruned")
+                    else hashlib.sha256(b"\x00" + base64.b64decode(body["leaf"])).digest())
+            proof = [base64.b64decode(h) for h in body["inclusion"]]
+            assert root == path_root(index, size, leaf, proof)
+        records = await (await client.get("/v1/audit/records",
+                                          headers=auth("ann"))).json()
+        assert {"index": old, "record": None, "pruned": True} == records["records"][old]
+    finally:
+        if blocking_guard is not None:
+            blocking_guard.deactivate()
+        await identities.close()
+        await service.stop()
+
+
+# -- the policy -----------------------------------------------------------------------------
+
+
+class TestRetentionSettings:
+    """``[audit.retention]``: days per record kind, typed and validated when settings load."""
+
+    def test_defaults_cover_every_kind(self) -> None:
+        """Every record kind has a default at or above the minimum; the settings' list of
+        kinds is the audit log's."""
+        settings = load_settings({}, None, {"data_dir": "/a"})
+        assert {t.value for t in EventType} == set(RECORD_KINDS)
+        assert set(RECORD_KINDS) == set(settings.audit.retention)
+        assert min(settings.audit.retention.values()) >= RETENTION_MIN_DAYS == 184
+
+    def test_a_kind_is_set_others_keep_their_default(self) -> None:
+        """A kind given takes its value; the minimum itself is accepted."""
+        settings = load_settings({}, "[audit.retention]\nverification = 184\n"
+                                     "partner-query = 400\n", {"data_dir": "/a"})
+        assert (184, 400, 1827) == (settings.audit.retention["verification"],
+                                    settings.audit.retention["partner-query"],
+                                    settings.audit.retention["operator-change"])
+
+    @pytest.mark.parametrize(("toml", "message"), [
+        ("[audit.retention]\nverification = 183\n",
+         "audit.retention.verification: 183 days is under the minimum of 184"),
+        ("[audit.retention]\npartner-query = 180\n",
+         "audit.retention.partner-query: 180 days is under the minimum of 184"),
+        ("[audit.retention]\nverifications = 400\n",
+         "unknown record kind 'audit.retention.verifications'"),
+        ("[audit.retention]\nverification = '400'\n",
+         "audit.retention.verification: expected an integer"),
+        ("[audit]\nretention = 400\n", "audit.retention: expected a table"),
+    ])
+    def test_refused_by_name(self, toml: str, message: str) -> None:
+        """Under the legal minimum (six months: up to 184 days), an unknown kind, a value
+        that is not a whole number of days: refused, naming the setting."""
+        with pytest.raises(SettingsError, match=re.escape(message)):
+            load_settings({}, toml, {"data_dir": "/a"})
