@@ -166,4 +166,26 @@ def _unapproved(store: AuditStore, grants: Sequence[PruneGrant]) -> str | None:
         if not ok:
             return (f"prune grant of proposal {grant.proposal_idx}: entry"
                     f" {grant.approval_idx} is not its approval")
+        reason = _unproposed(store, grant)
+        if reason is not None:
+            return reason
     return None
+
+
+def _unproposed(store: AuditStore, grant: PruneGrant) -> str | None:
+    """Why a grant reaches further than its proposal said, or None: same kind, cut-off and
+    end index as the ``prune-proposed`` record (unless that record was pruned since)."""
+    found = store.entry(grant.proposal_idx)
+    where = f"prune grant of proposal {grant.proposal_idx} ({grant.event_type})"
+    if found is None:
+        return f"{where}: the proposal entry is missing"
+    if not found[0]:
+        return None
+    try:
+        details = orjson.loads(found[0]).get("details") or {}
+        ok = (details.get("action") == "prune-proposed"
+              and details.get("end_index") == grant.end_idx
+              and (details.get("cutoff_ms") or {}).get(grant.event_type) == grant.cutoff_ms)
+    except (orjson.JSONDecodeError, AttributeError):
+        ok = False
+    return None if ok else f"{where}: it does not match what was proposed"

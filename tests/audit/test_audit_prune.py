@@ -290,6 +290,19 @@ def test_refuses_a_cut_off_newer_than_the_policy(place: Place, tokens: dict[str,
     assert "verification records are kept 1000 days" in capsys.readouterr().err
     assert f"ok: {base + len(AGES) + 4} entries, " in _verify(place, capsys)
 
+    # Whoever owns the database can add a grant of their own and empty a recent record
+    # under it (the triggers stop mistakes, not owners): audit verify names the grant.
+    newest = base + AGES.index((EventType.VERIFICATION, 1))
+    pid = int(proposal["id"])
+    forged = ("INSERT INTO audit_prune_grants (proposal_idx, event_type, end_idx, cutoff_ms,"
+              " approval_idx, created_ms) VALUES ({0}, 'verification', 1000000, 9000000000000,"
+              " {0}, 0)")
+    _sql(place, forged.format(pid))
+    _sql(place, f"UPDATE audit_entries SET record = substr(record, 1, 0) WHERE idx = {newest}")  # noqa: S608 - the test's index
+    assert 1 == main(["audit", "verify", "--quiet", *_opts(place)])
+    assert (f"prune grant of proposal {proposal['id']}: entry {proposal['id']} is not its"
+            " approval") in capsys.readouterr().err
+
 
 # -- over HTTP ------------------------------------------------------------------------------
 
