@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.__main__ import EXIT_CODES, exit_for, main
-from gateway.audit import AuditStoreError, ReceiptError
+from gateway.audit import AuditStoreError, PruneError, PruneRefusal, ReceiptError
 from gateway.audit.event import AuditUnavailableError
 from gateway.credentials.store import CredentialError, CredentialRefusal, IdentityError
 from gateway.infra.datafolder import DataFolderError, create_data_folder
@@ -40,6 +40,7 @@ EXAMPLES: dict[type[Exception], Callable[[], Exception]] = {
     AuditStoreError: lambda: AuditStoreError("no audit log in /srv/x"),
     StorageError: lambda: StorageError("database is locked"),
     ReceiptError: lambda: ReceiptError("entry 7 is not in the signed tree"),
+    PruneError: lambda: PruneError(PruneRefusal.OWN_PROPOSAL, "approved by another auditor"),
     ValueError: lambda: ValueError("give the changes with --file FILE or --change JSON"),
 }
 """An error of each kind ``EXIT_CODES`` lists, as a command raises it."""
