@@ -123,6 +123,55 @@ class PruneOutcome:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
+def _parsed(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A prune record and its details (empty when pruned, or not a prune record)."""
+    if not raw:
+        return {}, {}
+    record = orjson.loads(raw)
+    if not isinstance(record, dict) or record.get("event_type") != EventType.AUDIT_PRUNE:
+        return {}, {}
+    details = record.get("details")
+    return record, details if isinstance(details, dict) else {}
+
+
+def _proposed(index: int, record: Mapping[str, Any], details: Mapping[str, Any]
+              ) -> PruneProposal:
+    return PruneProposal(
+        id=index, proposer=str(record.get("actor_id")),
+        proposed_at_ms=int(details["proposed_at_ms"]), end_index=int(details["end_index"]),
+        cutoff_ms={str(k): int(v) for k, v in details["cutoff_ms"].items()},
+        retention_days={str(k): int(v) for k, v in details["retention_days"].items()},
+        entries={str(k): int(v) for k, v in details["entries"].items()})
+
+
+def _one_proposal(store: AuditStore, proposal_id: int) -> PruneProposal | None:
+    """One proposal, read by its index (no scan of the log): its record, its grants, the
+    approval's record and the ``pruned`` record that follows it."""
+    found = store.entry(proposal_id)
+    record, details = _parsed(found[0]) if found is not None else ({}, {})
+    if details.get("action") != "prune-proposed":
+        return None
+    proposal = _proposed(proposal_id, record, details)
+    approval = next((g.approval_idx for g in store.grants() if g.proposal_idx == proposal_id),
+                    None)
+    if approval is None:
+        return proposal
+    approved = store.entry(approval)
+    approver = _parsed(approved[0])[0].get("actor_id") if approved is not None else None
+    pruned = None
+    after = RecordFilter(event_type=EventType.AUDIT_PRUNE.value, after_index=approval, limit=50)
+    for _, raw in store.query(after):
+        _, later = _parsed(raw)
+        if later.get("action") == "pruned" and later.get("proposal") == proposal_id:
+            pruned = int(later["pruned"])
+            break
+    return PruneProposal(
+        id=proposal.id, proposer=proposal.proposer, proposed_at_ms=proposal.proposed_at_ms,
+        end_index=proposal.end_index, cutoff_ms=proposal.cutoff_ms,
+        retention_days=proposal.retention_days, entries=proposal.entries, approval=approval,
+        approver=None if approver is None else str(approver), pruned=pruned)
+
+
 def _proposals(store: AuditStore) -> dict[int, PruneProposal]:
     """Every proposal the log still holds, with its approval and result."""
     found: dict[int, PruneProposal] = {}
@@ -132,20 +181,10 @@ def _proposals(store: AuditStore) -> dict[int, PruneProposal]:
     while True:
         rows = store.query(flt)
         for index, raw in rows:
-            if not raw:
-                continue  # a prune record pruned in its turn
-            record = orjson.loads(raw)
-            details = record.get("details") or {}
+            record, details = _parsed(raw)  # a prune record pruned in its turn: nothing
             action = details.get("action")
             if action == "prune-proposed":
-                found[index] = PruneProposal(
-                    id=index, proposer=str(record.get("actor_id")),
-                    proposed_at_ms=int(details["proposed_at_ms"]),
-                    end_index=int(details["end_index"]),
-                    cutoff_ms={str(k): int(v) for k, v in details["cutoff_ms"].items()},
-                    retention_days={str(k): int(v)
-                                    for k, v in details["retention_days"].items()},
-                    entries={str(k): int(v) for k, v in details["entries"].items()})
+                found[index] = _proposed(index, record, details)
             elif action == "prune-approved":
                 approvals[int(details["proposal"])] = (index, str(record.get("actor_id")))
             elif action == "pruned":
@@ -265,16 +304,17 @@ class AuditPruner:
         return exc
 
     async def proposals(self) -> list[PruneProposal]:
-        """Every proposal the log holds, oldest first."""
+        """Every proposal the log holds, oldest first (reads every ``audit-prune`` record:
+        a scan of the log, which has no index by kind)."""
         found = await self._store(_proposals)
         return [found[k] for k in sorted(found)]
 
     async def proposal(self, proposal_id: int) -> PruneProposal:
         """One proposal (``PruneError`` not-found)."""
-        found = await self._store(_proposals)
-        if proposal_id not in found:
+        found = await self._store(lambda store: _one_proposal(store, proposal_id))
+        if found is None:
             raise PruneError(PruneRefusal.NOT_FOUND, f"no prune proposal {proposal_id}")
-        return found[proposal_id]
+        return found
 
     async def propose(self, actor: str, *, before: datetime | None = None,
                       kinds: Sequence[str] | None = None,

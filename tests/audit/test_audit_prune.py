@@ -352,6 +352,11 @@ async def test_http_propose_approve_and_pruned_entry(
         assert 1 == (await approved.json())["pruned"]
         listed = await (await client.get("/v1/audit/prunes", headers=auth("ann"))).json()
         assert ["pruned"] == [p["status"] for p in listed["proposals"]]
+        one = await (await client.get(f"/v1/audit/prunes/{proposal['id']}",
+                                      headers=auth("ann"))).json()
+        assert ("pruned", "ben", 1) == (one["proposal"]["status"], one["proposal"]["approver"],
+                                        one["proposal"]["pruned"])
+        assert 404 == (await client.get(f"/v1/audit/prunes/{kept}", headers=auth("ann"))).status
 
         await service.publish()
         vkey = service.vkey()
