@@ -378,6 +378,10 @@ async def test_http_propose_approve_and_pruned_entry(
         records = await (await client.get("/v1/audit/records",
                                           headers=auth("ann"))).json()
         assert {"index": old, "record": None, "pruned": True} == records["records"][old]
+        export = await client.get("/v1/audit/export.csv", headers=auth("ann"))
+        assert 200 == export.status
+        lines = (await export.text()).splitlines()
+        assert lines[1 + old].startswith(f"{old},,")  # the index alone
     finally:
         if blocking_guard is not None:
             blocking_guard.deactivate()
