@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from gateway.audit import AuditStoreError, ReceiptError
+from gateway.audit import AuditStoreError, PruneError, ReceiptError
 from gateway.audit.event import AuditUnavailableError
 from gateway.cli import (
     Command,
@@ -168,6 +168,7 @@ EXIT_CODES: Final[Mapping[type[Exception], tuple[int, str]]] = {
     RegistryError: (1, ""),
     AuditUnavailableError: (1, "audit log unavailable: "),
     AuditStoreError: (1, ""),
+    PruneError: (1, "prune refused: "),
     ReceiptError: (1, "receipt does not verify: "),
     StorageError: (1, ""),
     # Values refused as they are read (a JSON file, a time): the message says which.

@@ -28,6 +28,9 @@ from trust.witness import WitnessKey
 __all__ = [
     "LOG_LEVELS",
     "RECEIPT_FORMS",
+    "RECORD_KINDS",
+    "RETENTION_DEFAULT_DAYS",
+    "RETENTION_MIN_DAYS",
     "AuditSettings",
     "ConsoleSettings",
     "PartnerSettings",
@@ -67,12 +70,39 @@ class RegistrySettings:
     shipped in ``config/registry``. ``registry import`` adds files under the data folder."""
 
 
+RECORD_KINDS: Final = (
+    "verification", "translation", "partner-query", "operator-change", "identity-change",
+    "licence-import", "trust-list-loaded", "audit-prune",
+)
+"""The audit log's record kinds (``gateway.audit.EventType`` values; a test keeps them equal)."""
+
+RETENTION_MIN_DAYS: Final = 184
+"""The shortest retention a kind may be given. The Cybersecurity Law (art. 21) asks that
+network logs be kept for no less than six months; six consecutive calendar months are up to
+184 days long (July to December), so 180 days would fall short of it in some half-years."""
+
+RETENTION_DEFAULT_DAYS: Final[Mapping[str, int]] = {
+    # Handling acts (pseudonymised personal data): one year and a day, above the legal
+    # minimum with a margin for a late prune; PIPL art. 19 asks for no longer than needed.
+    "verification": 366, "translation": 366, "partner-query": 366, "licence-import": 366,
+    # Acts on trust, identities and the log itself explain why later answers were given:
+    # five years.
+    "operator-change": 1827, "identity-change": 1827, "trust-list-loaded": 1827,
+    "audit-prune": 1827,
+}
+"""Days each kind of record is kept before ``audit prune`` may delete its body."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AuditSettings:
     """``[audit]``: the audit log (``gateway.audit``)."""
 
     origin: str | None = None
     """The log's origin line (``ECERT_AUDIT_ORIGIN``); None: derived from ``gateway_id``."""
+    retention: Mapping[str, int] = field(default_factory=lambda: dict(RETENTION_DEFAULT_DAYS))
+    """Days each record kind is kept before its body may be pruned (``[audit.retention]``
+    ``verification = 400``; a kind left out keeps its default, ``RETENTION_DEFAULT_DAYS``;
+    at least ``RETENTION_MIN_DAYS``). In the file only."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -348,7 +378,8 @@ _SECTIONS: Final[Mapping[str, type]] = {
 """The tables of the settings file besides ``[gateway]``, each with its section's class."""
 
 _FILE_ONLY: Final = frozenset({("admin", "trust_list_signers"), ("partner", "rate_limits"),
-                               ("witness", "witnesses"), ("witness", "logs")})
+                               ("witness", "witnesses"), ("witness", "logs"),
+                               ("audit", "retention")})
 """Section keys holding arrays or tables: given in the file only, never the environment."""
 
 
@@ -521,6 +552,27 @@ def _rate_limits(raw: object, default: RateLimit) -> dict[str, RateLimit]:
     return limits
 
 
+def _retention(raw: object) -> dict[str, int]:
+    """``[audit.retention]``: record kind -> days kept, over the defaults; a kind that does
+    not exist, a value that is not a whole number of days, or one under the legal minimum
+    is refused by name."""
+    name = "audit.retention"
+    if not isinstance(raw, dict):
+        raise _wrong(name, "a table of record kinds (verification = 400)", raw)
+    days = dict(RETENTION_DEFAULT_DAYS)
+    for kind, value in raw.items():
+        where = f"{name}.{kind}"
+        if kind not in RECORD_KINDS:
+            raise SettingsError(f"settings file: unknown record kind '{where}' (kinds: "
+                                f"{', '.join(RECORD_KINDS)})")
+        days[kind] = _integer(where, value)
+        if days[kind] < RETENTION_MIN_DAYS:
+            raise SettingsError(
+                f"{where}: {days[kind]} days is under the minimum of {RETENTION_MIN_DAYS} "
+                "(Cybersecurity Law art. 21: logs are kept no less than six months)")
+    return days
+
+
 def _sections(tables: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str],
               gateway: Settings) -> dict[str, object]:
     """The section objects: each table's keys, then ``ECERT_<TABLE>_<KEY>`` over them."""
@@ -543,6 +595,8 @@ def _sections(tables: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str
             given[section][key] = _SECTION_SCALARS[section][key](f"{section}.{key}", raw, True)
     if "trust_list_signers" in given["admin"]:
         given["admin"]["trust_list_signers"] = _signers(given["admin"]["trust_list_signers"])
+    if "retention" in given["audit"]:
+        given["audit"]["retention"] = _retention(given["audit"]["retention"])
     if "rate_limits" in given["partner"]:
         given["partner"]["rate_limits"] = _rate_limits(
             given["partner"]["rate_limits"],

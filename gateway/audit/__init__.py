@@ -11,6 +11,7 @@ Errors::
       x LogIntegrityError       the stored log contradicts its signed checkpoints or keys
     * AuditStoreError           the store failed (wrapped at the service boundary)
     * ReceiptError              a log-backed receipt is malformed or does not verify
+    * PruneError                a prune step is refused (``refusal`` says why)
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.audit._prune import (
+    AuditPruner,
+    PruneError,
+    PruneOutcome,
+    PruneProposal,
+    PruneRefusal,
+)
 from gateway.audit._receipt import CheckedReceipt, ReceiptError, check_receipt, receipts_in
 from gateway.audit._record import mask
 from gateway.audit._service import (
@@ -48,6 +56,7 @@ __all__ = [
     "ActorKind",
     "AuditEvent",
     "AuditLog",
+    "AuditPruner",
     "AuditService",
     "AuditStoreError",
     "AuditUnavailableError",
@@ -57,6 +66,10 @@ __all__ = [
     "LogIntegrityError",
     "LoggedEntry",
     "ProvingAuditLog",
+    "PruneError",
+    "PruneOutcome",
+    "PruneProposal",
+    "PruneRefusal",
     "ReceiptError",
     "RecordFilter",
     "StoredCheckpoint",

@@ -254,10 +254,16 @@ class EntryProof:
 
     index: int
     leaf: bytes
+    """The record bytes hashed; empty when the record was pruned."""
     record: dict[str, Any]
+    """Empty when an approved prune deleted the record (``leaf_hash`` is kept)."""
     tree_size: int
     inclusion: list[bytes]
     checkpoint: str
+    leaf_hash: bytes = b""
+    """The stored leaf hash, ``SHA-256(0x00 || leaf)``."""
+    pruned: bool = False
+    """Whether the record's bytes were pruned (retention); its leaf hash still proves it."""
 
 
 class AuditService:
@@ -659,7 +665,7 @@ class AuditService:
         )
         if found is None:
             return None
-        record_bytes, _ = found
+        record_bytes, stored_leaf = found
         if checkpoint is None or checkpoint.size <= index:
             checkpoint = await self.publish()
         if checkpoint is None or checkpoint.size <= index:
@@ -673,10 +679,12 @@ class AuditService:
         return EntryProof(
             index=index,
             leaf=record_bytes,
-            record=orjson.loads(record_bytes),
+            record=orjson.loads(record_bytes) if record_bytes else {},
             tree_size=size,
             inclusion=inclusion,
             checkpoint=checkpoint.note,
+            leaf_hash=stored_leaf,
+            pruned=not record_bytes,
         )
 
     async def consistency(self, first: int, second: int) -> list[bytes]:
@@ -688,9 +696,9 @@ class AuditService:
         )
 
     async def records(self, flt: RecordFilter) -> list[tuple[int, dict[str, Any]]]:
-        """Records matching a filter, as stored (pseudonymised)."""
+        """Records matching a filter, as stored (pseudonymised); ``{}`` for a pruned one."""
         rows = await self._read(lambda s: s.query(flt))
-        return [(i, orjson.loads(r)) for i, r in rows]
+        return [(i, orjson.loads(r) if r else {}) for i, r in rows]
 
     async def stats(self, day: date) -> list[tuple[str | None, str | None, str, int]]:
         """Counts per partner x matter x outcome of one day in China Standard Time."""

@@ -49,6 +49,7 @@ __all__ = [
     "AuditStore",
     "AuditStoreError",
     "EntryRow",
+    "PruneGrant",
     "RecordFilter",
     "Seal",
     "SqlAuditStore",
@@ -99,6 +100,23 @@ class RecordFilter:
     outcome: str | None = None
     after_index: int = -1
     limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PruneGrant:
+    """What one approved prune covers of one record kind: entries of ``event_type`` below
+    ``end_idx`` whose time is before ``cutoff_ms`` (``audit_prune_grants``)."""
+
+    proposal_idx: int
+    event_type: str
+    end_idx: int
+    cutoff_ms: int
+    approval_idx: int
+    created_ms: int
+
+    def covers(self, index: int, event_type: str, ts_ms: int) -> bool:
+        """Whether an entry is one this grant lets a prune empty."""
+        return event_type == self.event_type and index < self.end_idx and ts_ms < self.cutoff_ms
 
 
 Seal = Callable[[int, list[bytes]], StoredCheckpoint]
@@ -166,6 +184,20 @@ class AuditStore(Protocol):
     def set_meta_once(self, name: str, value: str) -> str:
         """Store a setting unless one exists; return the stored value."""
 
+    def grants(self) -> list[PruneGrant]:
+        """Every prune grant kept, oldest proposal first."""
+
+    def prunable(self, grant: PruneGrant) -> int:
+        """How many entries ``grant`` covers whose record is still kept."""
+
+    def prune(self, grants: Sequence[PruneGrant], chunk: int = 5000) -> int:
+        """Keep ``grants`` (unless kept already), then empty the records they cover, a
+        chunk of indices per transaction; return how many were emptied. SQLite: the freed
+        bytes are overwritten (``secure_delete``) and the WAL is checkpointed and truncated
+        so no copy of a pruned record stays in the database's files; PostgreSQL: the table
+        is vacuumed, so the old row versions leave its pages (its WAL keeps them until
+        the segments are recycled)."""
+
     def close(self) -> None:
         """Release the connection."""
 
@@ -185,9 +217,9 @@ _TABLES = (
     "CREATE INDEX IF NOT EXISTS audit_entries_ts ON audit_entries (ts_ms)",
 )
 _TABLE_NAMES = ("audit_entries", "audit_checkpoints", "audit_meta")
-_GUARDS = {
-    # Append-only: UPDATE and DELETE (on PostgreSQL TRUNCATE too) refused. Put back at
-    # every open, as they always were (a trigger dropped by hand does not stay dropped).
+_GUARDS_V1 = {
+    # Version 1's guards: UPDATE and DELETE (on PostgreSQL TRUNCATE too) refused on every
+    # table. Version 3 narrows audit_entries' UPDATE guard (``_GUARDS``, below).
     "sqlite": tuple(
         f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name}"
         f" BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op} refused'); END"
@@ -241,9 +273,91 @@ key), and a page of it in every commit, for a lookup no query makes: entries are
 index, time, partner, matter, type and outcome. Ids stay unique by construction (UUIDv7);
 record bytes and leaf hashes are untouched, so a log migrated keeps verifying."""
 
+_GRANTS = (
+    "CREATE TABLE IF NOT EXISTS audit_prune_grants (proposal_idx {int} NOT NULL,"
+    " event_type TEXT NOT NULL, end_idx {int} NOT NULL, cutoff_ms {int} NOT NULL,"
+    " approval_idx {int} NOT NULL, created_ms {int} NOT NULL,"
+    " PRIMARY KEY (proposal_idx, event_type))"
+)
+_PRUNABLE = (
+    # The one change the log allows: an approved prune empties the record bytes of an
+    # entry a grant covers (its kind, below its end index, older than its cut-off). Every
+    # other column, the leaf hash first, stays as it was; nothing is ever deleted.
+    "{new}.record IS NOT NULL AND length({new}.record) = 0 AND length({old}.record) > 0"
+    " AND {new}.idx = {old}.idx AND {new}.leaf_hash = {old}.leaf_hash"
+    " AND {new}.event_id = {old}.event_id AND {new}.ts_ms = {old}.ts_ms"
+    " AND {new}.event_type = {old}.event_type AND {new}.outcome = {old}.outcome"
+    " AND {new}.partner IS NOT DISTINCT FROM {old}.partner"
+    " AND {new}.matter IS NOT DISTINCT FROM {old}.matter"
+    " AND EXISTS (SELECT 1 FROM audit_prune_grants g WHERE g.event_type = {old}.event_type"
+    " AND {old}.idx < g.end_idx AND {old}.ts_ms < g.cutoff_ms)"
+)
+_SQLITE_ENTRIES_UPDATE = (
+    "CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries"
+    " WHEN NOT (" + _PRUNABLE.format(new="NEW", old="OLD").replace(
+        "NEW.record IS NOT NULL AND ", "typeof(NEW.record) = 'blob' AND ").replace(
+        "IS NOT DISTINCT FROM", "IS") + ")"
+    " BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END"
+)
+_POSTGRES_ENTRIES_GUARD = (
+    # SET search_path FROM CURRENT: the grants table is found whatever the writer's path.
+    "CREATE OR REPLACE FUNCTION audit_entries_guard() RETURNS trigger LANGUAGE plpgsql"
+    " SET search_path FROM CURRENT AS"
+    " $$ BEGIN IF TG_OP = 'UPDATE' AND " + _PRUNABLE.format(new="NEW", old="OLD")
+    + " THEN RETURN NEW; END IF;"
+    " RAISE EXCEPTION 'audit log is append-only: % refused on %', TG_OP, TG_TABLE_NAME;"
+    " END $$"
+)
+_GUARDED = ("audit_checkpoints", "audit_meta", "audit_prune_grants")
+_GUARDS = {
+    # Append-only: put back at every open, as they always were (a trigger dropped by hand
+    # does not stay dropped). On audit_entries an UPDATE may only empty the record of an
+    # entry an approved prune covers (``_PRUNABLE``); DELETE is refused on every table.
+    "sqlite": (
+        _SQLITE_ENTRIES_UPDATE,
+        ("CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries"
+         " BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END"),
+        *(
+            f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name}"
+            f" BEGIN SELECT RAISE(ABORT, 'audit log is append-only: {op} refused'); END"
+            for name in _GUARDED for op in ("UPDATE", "DELETE")
+        ),
+    ),
+    "postgresql": (
+        _GUARDS_V1["postgresql"][0],  # audit_refuse_change()
+        _POSTGRES_ENTRIES_GUARD,
+        ("CREATE OR REPLACE TRIGGER audit_entries_no_change BEFORE UPDATE OR DELETE"
+         " ON audit_entries FOR EACH ROW EXECUTE FUNCTION audit_entries_guard()"),
+        ("CREATE OR REPLACE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries"
+         " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"),
+        *(
+            statement
+            for name in _GUARDED
+            for statement in (
+                (f"CREATE OR REPLACE TRIGGER {name}_no_change BEFORE UPDATE OR DELETE"
+                 f" ON {name} FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"),
+                (f"CREATE OR REPLACE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name}"
+                 " FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change()"),
+            )
+        ),
+    ),
+}
+_PRUNE_GRANTS = Migration(
+    3, "prune grants; an approved prune may empty a record's bytes", {
+        # The old UPDATE guard refused every change; it is replaced by the narrow one
+        # (SQLite: dropped here, made again by the guards below; PostgreSQL: replaced).
+        SQLITE.name: (SQLITE.ddl(_GRANTS), "DROP TRIGGER IF EXISTS audit_entries_no_update",
+                      *_GUARDS["sqlite"]),
+        POSTGRES.name: (POSTGRES.ddl(_GRANTS), *_GUARDS["postgresql"]),
+    })
+"""Retention (docs/audit.md, *Retention and pruning*): ``audit_prune_grants`` keeps what
+each approved prune covers (append-only); the entries' UPDATE guard lets a prune empty the
+record bytes of exactly those entries. No row is rewritten by the migration itself."""
+
 AUDIT_SCHEMA = Schema("audit", (
-    tables_migration(1, "entries, checkpoints and settings, append-only", _TABLES, _GUARDS),
+    tables_migration(1, "entries, checkpoints and settings, append-only", _TABLES, _GUARDS_V1),
     _WITHOUT_EVENT_ID_INDEX,
+    _PRUNE_GRANTS,
 ), adopt=adopt_if_table("audit_entries"))
 """The audit store's schema versions."""
 
@@ -484,6 +598,51 @@ class SqlAuditStore:
         assert stored is not None
         return stored
 
+    def grants(self) -> list[PruneGrant]:
+        rows = self._exec(
+            "SELECT proposal_idx, event_type, end_idx, cutoff_ms, approval_idx, created_ms"
+            " FROM audit_prune_grants ORDER BY proposal_idx, event_type").fetchall()
+        return [PruneGrant(int(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+                for r in rows]
+
+    def prunable(self, grant: PruneGrant) -> int:
+        (found,) = self._exec(
+            "SELECT COUNT(*) FROM audit_entries WHERE event_type = ? AND idx < ? AND ts_ms < ?"
+            " AND length(record) > 0", (grant.event_type, grant.end_idx, grant.cutoff_ms),
+        ).fetchone()
+        return int(found)
+
+    def prune(self, grants: Sequence[PruneGrant], chunk: int = 5000) -> int:
+        sqlite = self._conn.dialect is SQLITE
+        if sqlite:  # the bytes an UPDATE frees are zeroed, not left in free space
+            self._exec("PRAGMA secure_delete = ON")
+        with self._write(_APPEND_LOCK):
+            self._insert_many(
+                "INSERT INTO audit_prune_grants (proposal_idx, event_type, end_idx, cutoff_ms,"
+                " approval_idx, created_ms) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (proposal_idx, event_type) DO NOTHING",
+                [(g.proposal_idx, g.event_type, g.end_idx, g.cutoff_ms, g.approval_idx,
+                  g.created_ms) for g in grants])
+        emptied = 0
+        end = max((g.end_idx for g in grants), default=0)
+        for start in range(0, end, chunk):
+            # One transaction per chunk: appends wait for one chunk at a time, not the prune.
+            with self._write(_APPEND_LOCK):
+                for g in grants:
+                    emptied += self._exec(
+                        "UPDATE audit_entries SET record = ? WHERE idx >= ? AND idx < ?"
+                        " AND event_type = ? AND ts_ms < ? AND length(record) > 0",
+                        (b"", start, min(start + chunk, g.end_idx), g.event_type, g.cutoff_ms),
+                    ).rowcount
+        if sqlite:
+            # The WAL still holds the pages as they were written: copy it into the file and
+            # truncate it (a reader still on an old snapshot can keep it; see docs/audit.md).
+            self._exec("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        elif emptied:
+            # The old row versions stay in the table's pages until a vacuum reclaims them
+            # (appends go on meanwhile; only the table's owner may: others get a warning).
+            self._exec("VACUUM audit_entries")
+        return emptied
 
 
 def sqlite_path(data_dir: Path) -> Path:

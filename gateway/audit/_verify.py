@@ -1,10 +1,11 @@
 """Offline verification of a whole audit log, as ``audit verify`` runs it.
 
 Every record's leaf hash is recomputed from its stored bytes and the tree is
-rebuilt from those hashes alone; every kept checkpoint (and any the caller
-holds from elsewhere) must carry a valid signature by the log's key and name
-the root the rebuilt tree has at its size. The first failure is reported with
-the index it concerns.
+rebuilt from those hashes alone (an entry whose record an approved prune emptied
+counts with its kept leaf hash, once a kept prune grant is found to cover it);
+every kept checkpoint (and any the caller holds from elsewhere) must carry a
+valid signature by the log's key and name the root the rebuilt tree has at its
+size. The first failure is reported with the index it concerns.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.audit._record import record_matter, record_partner, record_time_ms
-from gateway.audit._store import AuditStore, StoredCheckpoint
+from gateway.audit._store import AuditStore, PruneGrant, StoredCheckpoint
 from gateway.audit._tree import MerkleTree
 from trust.merkle import leaf_hash
 from trust.note import NoteError, NoteVerifier, open_checkpoint
@@ -34,6 +35,8 @@ class VerifyReport:
     reason: str = ""
     index: int | None = None
     """The first index that does not match, when one can be named."""
+    pruned: int = 0
+    """Entries whose record was pruned: counted by their kept leaf hash."""
 
 
 def _columns(record: bytes) -> tuple[Any, ...]:
@@ -67,9 +70,27 @@ def verify_log(
     # the tree; a forged column could hide a record from a filtered query, so each row's
     # columns are derived again from its record and compared.
     columns = store.iter_columns()
+    grants = store.grants()
+    pruned = 0
     for index, record, stored_leaf in store.iter_entries():
         if index != expected:
             return VerifyReport(False, expected, 0, f"entry {expected} is missing", expected)
+        if not record:
+            # Pruned: the body is gone, so its stored leaf hash stands in for it; only a
+            # kept grant (an approved prune) may have emptied it, and only within its reach.
+            column_index, stored_columns = next(columns, (-1, ()))
+            if column_index != index or not any(
+                    g.covers(index, str(stored_columns[2]), int(stored_columns[1]))
+                    for g in grants):
+                return VerifyReport(
+                    False, index, 0, f"entry {index}: its record is empty but no approved"
+                    " prune covers it", index)
+            tree.append(stored_leaf)
+            pruned += 1
+            expected += 1
+            if progress is not None and (expected % 10_000 == 0 or expected == total):
+                progress(expected, total)
+            continue
         computed = leaf_hash(record)
         if computed != stored_leaf:
             return VerifyReport(
@@ -82,7 +103,7 @@ def verify_log(
                 False, index, 0, f"entry {index}: query columns do not match its record", index,
             )  # fmt: skip
         tree.append(computed)
-        expected += 1  # noqa: SIM113 - the count is checked against each stored index
+        expected += 1
         if progress is not None and (expected % 10_000 == 0 or expected == total):
             progress(expected, total)
 
@@ -116,4 +137,55 @@ def verify_log(
                 good,
             )  # fmt: skip
         good = body.size
-    return VerifyReport(True, tree.size, len(parsed))
+    approvals = _unapproved(store, grants)
+    if approvals is not None:
+        return VerifyReport(False, tree.size, len(parsed), approvals)
+    return VerifyReport(True, tree.size, len(parsed), pruned=pruned)
+
+
+def _unapproved(store: AuditStore, grants: Sequence[PruneGrant]) -> str | None:
+    """Why a kept grant is not backed by its approval record, or None when all are: a grant
+    names the log entry of its approval, which must be an ``audit-prune`` record (unless
+    that record was itself pruned later) approving that proposal."""
+    for grant in grants:
+        found = store.entry(grant.approval_idx)
+        if found is None:
+            return (f"prune grant of proposal {grant.proposal_idx}: its approval entry"
+                    f" {grant.approval_idx} is missing")
+        record, _ = found
+        if not record:
+            continue
+        try:
+            parsed = orjson.loads(record)
+            details = parsed.get("details") or {}
+            ok = (parsed.get("event_type") == "audit-prune"
+                  and details.get("action") == "prune-approved"
+                  and details.get("proposal") == grant.proposal_idx)
+        except (orjson.JSONDecodeError, AttributeError):
+            ok = False
+        if not ok:
+            return (f"prune grant of proposal {grant.proposal_idx}: entry"
+                    f" {grant.approval_idx} is not its approval")
+        reason = _unproposed(store, grant)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _unproposed(store: AuditStore, grant: PruneGrant) -> str | None:
+    """Why a grant reaches further than its proposal said, or None: same kind, cut-off and
+    end index as the ``prune-proposed`` record (unless that record was pruned since)."""
+    found = store.entry(grant.proposal_idx)
+    where = f"prune grant of proposal {grant.proposal_idx} ({grant.event_type})"
+    if found is None:
+        return f"{where}: the proposal entry is missing"
+    if not found[0]:
+        return None
+    try:
+        details = orjson.loads(found[0]).get("details") or {}
+        ok = (details.get("action") == "prune-proposed"
+              and details.get("end_index") == grant.end_idx
+              and (details.get("cutoff_ms") or {}).get(grant.event_type) == grant.cutoff_ms)
+    except (orjson.JSONDecodeError, AttributeError):
+        ok = False
+    return None if ok else f"{where}: it does not match what was proposed"

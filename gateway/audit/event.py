@@ -33,6 +33,7 @@ class EventType(StrEnum):
     CASE = "case"
     """A licence-requirements check of a matter or 一件事 (gateway.cases); the verifications
     it caused carry its ``details.case_id``."""
+    AUDIT_PRUNE = "audit-prune"
 
 
 class ActorKind(StrEnum):

@@ -11,17 +11,19 @@ import base64
 import csv
 import io
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.audit._prune import AuditPruner, PruneProposal
 from gateway.audit._service import AuditService, report_today
-from gateway.audit._store import RecordFilter
+from gateway.audit._store import RecordFilter, open_store
 from gateway.credentials.store import Identity, Role
-from gateway.web.appkeys import AUDIT_KEY
+from gateway.web.appkeys import AUDIT_KEY, SETTINGS_KEY
 from gateway.web.auth import require_operator
+from gateway.web.httpjson import read_json
 from gateway.web.problems import Problem
 
 __all__ = ["setup_routes"]
@@ -44,6 +46,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/audit/records", get_records)
     app.router.add_get("/v1/audit/stats", get_stats)
     app.router.add_get("/v1/audit/export.csv", get_export)
+    app.router.add_get("/v1/audit/prunes", get_prunes)
+    app.router.add_post("/v1/audit/prunes", post_prune)
+    app.router.add_get("/v1/audit/prunes/{id}", get_prune)
+    app.router.add_post("/v1/audit/prunes/{id}/approve", post_prune_approval)
 
 
 def _b64(data: bytes) -> str:
@@ -106,6 +112,16 @@ async def get_entry(request: web.Request) -> web.Response:
     proof = await _service(request).entry(index)
     if proof is None:
         raise Problem(404, "Not found", f"no audit entry {index}")
+    if proof.pruned:
+        # Retention: the record is gone, its leaf hash stays in the tree and proves the entry.
+        return _json({
+            "index": proof.index,
+            "pruned": True,
+            "leaf_hash": _b64(proof.leaf_hash),
+            "tree_size": proof.tree_size,
+            "inclusion": [_b64(h) for h in proof.inclusion],
+            "checkpoint": proof.checkpoint,
+        })
     return _json(
         {
             "index": proof.index,
@@ -168,7 +184,8 @@ async def get_records(request: web.Request) -> web.Response:
     next_cursor = str(rows[-1][0]) if len(rows) == flt.limit else None
     return _json(
         {
-            "records": [{"index": i, "record": r} for i, r in rows],
+            "records": [{"index": i, "record": r} if r
+                        else {"index": i, "record": None, "pruned": True} for i, r in rows],
             "next_cursor": next_cursor,
         }
     )
@@ -209,10 +226,13 @@ def _cell(value: Any) -> str:
 
 
 def csv_rows(rows: list[tuple[int, dict[str, Any]]]) -> str:
-    """CSV lines (no header) for records."""
+    """CSV lines (no header) for records; a pruned record is its index alone."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for index, record in rows:
+        if not record:
+            writer.writerow([str(index)] + [""] * (len(_CSV_COLUMNS) - 1))
+            continue
         writer.writerow([str(index)] + [_cell(record.get(column)) for column in _CSV_COLUMNS[1:]])
     return out.getvalue()
 
@@ -245,3 +265,73 @@ async def get_export(request: web.Request) -> web.StreamResponse:
             break
     await response.write_eof()
     return response
+
+
+# -- retention: prunes under dual control ---------------------------------------------------
+
+
+def _pruner(request: web.Request) -> AuditPruner:
+    settings = request.app[SETTINGS_KEY]
+    return AuditPruner(
+        audit=_service(request),
+        open_store=lambda: open_store(settings.data_dir, settings.postgres_dsn),
+        retention=settings.audit.retention, clock=lambda: datetime.now(UTC))
+
+
+def _proposal_json(proposal: PruneProposal) -> dict[str, Any]:
+    return proposal.to_json()
+
+
+async def get_prunes(request: web.Request) -> web.Response:
+    """Every prune proposal, oldest first, and the retention policy in force."""
+    await _require_auditor(request)
+    proposals = await _pruner(request).proposals()
+    return _json({"proposals": [_proposal_json(p) for p in proposals],
+                  "retention_days": dict(sorted(
+                      request.app[SETTINGS_KEY].audit.retention.items()))})
+
+
+async def get_prune(request: web.Request) -> web.Response:
+    """One prune proposal."""
+    await _require_auditor(request)
+    proposal_id = _int(request, "id", request.match_info["id"])
+    return _json({"proposal": _proposal_json(await _pruner(request).proposal(proposal_id))})
+
+
+async def post_prune(request: web.Request) -> web.Response:
+    """Propose a prune: ``{"before": RFC 3339, "kinds": [...], "through": index}``, each
+    optional (default: every kind, by its policy, up to the log's current size)."""
+    caller = await _require_auditor(request)
+    body = await read_json(request, request.app[SETTINGS_KEY].max_body_bytes)
+    if not isinstance(body, dict) or set(body) - {"before", "kinds", "through"}:
+        raise Problem(400, "Bad request",
+                      "the body is an object of before, kinds and through (each optional)")
+    kinds = body.get("kinds")
+    if kinds is not None and (not isinstance(kinds, list)
+                              or not all(isinstance(k, str) for k in kinds) or not kinds):
+        raise Problem(400, "Bad request", "kinds must be a non-empty array of record kinds")
+    through = body.get("through")
+    if through is not None and (not isinstance(through, int) or isinstance(through, bool)
+                                or not 0 <= through <= _MAX_INT):
+        raise Problem(400, "Bad request", "through must be a log index (an integer)")
+    before_text = body.get("before")
+    before_ms = None
+    if before_text is not None:
+        if not isinstance(before_text, str):
+            raise Problem(400, "Bad request", "before must be an RFC 3339 time")
+        before_ms = _time_ms("before", before_text)
+    before = None if before_ms is None else datetime.fromtimestamp(before_ms / 1000, UTC)
+    proposal = await _pruner(request).propose(caller.name, before=before, kinds=kinds,
+                                              through=through)
+    return web.Response(body=orjson.dumps({"proposal": _proposal_json(proposal)},
+                                          option=orjson.OPT_APPEND_NEWLINE),
+                        status=201, content_type="application/json",
+                        headers={"Location": f"/v1/audit/prunes/{proposal.id}"})
+
+
+async def post_prune_approval(request: web.Request) -> web.Response:
+    """Approve another auditor's proposal; the prune runs before the answer."""
+    caller = await _require_auditor(request)
+    proposal_id = _int(request, "id", request.match_info["id"])
+    outcome = await _pruner(request).approve(caller.name, proposal_id)
+    return _json({"proposal": _proposal_json(outcome.proposal), "pruned": outcome.pruned})

@@ -1,4 +1,4 @@
-"""``ecert-gateway audit verify|query|stats|export``, and the CLI's way into the log.
+"""``ecert-gateway audit verify|query|stats|export|prune``, and the CLI's way into the log.
 
 Every subcommand takes the settings options (``--data-dir DIR``, ``--config
 FILE``, ``--postgres-dsn DSN``: ``gateway.cli.settings_options``) after its own
@@ -10,9 +10,12 @@ reason and exit status 1.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import os
 import sys
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,6 +23,7 @@ import orjson
 from tqdm import tqdm
 
 from gateway.audit import (
+    AuditPruner,
     AuditStoreError,
     RecordFilter,
     append_cli_event,
@@ -30,12 +34,14 @@ from gateway.audit import (
 from gateway.audit._keys import load_signing_key
 from gateway.audit._service import report_day_ms, report_today
 from gateway.audit._store import AuditStore
-from gateway.audit.event import EventType
+from gateway.audit.event import AuditEvent, EventType
 from gateway.audit.routes import csv_header, csv_rows
 from gateway.audit.witness import CosignatureReport, WitnessPolicy, verify_cosignatures
 from gateway.audit.witness_store import WitnessStore, witness_database
 from gateway.cli import CommandParser
 from gateway.cli._progress import progress_bar, wanted
+from gateway.cli.credentials import acting_operator, add_credential_arguments, read_token
+from gateway.credentials.store import CredentialError, Role
 from gateway.settings import Settings, load_settings
 from trust.note import NoteSigner, NoteVerifier
 
@@ -147,6 +153,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--out", type=Path, help="output file (default: standard output)")
     export.set_defaults(func=cmd_export)
 
+    prune = commands.add_parser(
+        "prune", help="retention: propose a prune, approve another auditor's (it then runs),"
+                      " or list them",
+        description="Delete the record bodies older than the retention policy ([audit."
+                    "retention]), keeping their leaf hashes and every checkpoint. One auditor "
+                    "proposes (--propose), a different auditor approves (--approve ID), which "
+                    "runs the prune. Writes take the auditor's token (--token-file or "
+                    "ECERT_OPERATOR_TOKEN).")
+    step = prune.add_mutually_exclusive_group(required=True)
+    step.add_argument("--propose", action="store_true",
+                      help="propose pruning every kind by its policy (or as narrowed below)")
+    step.add_argument("--approve", type=_index, metavar="ID",
+                      help="approve proposal ID (another auditor's) and run the prune")
+    step.add_argument("--list", action="store_true", help="print the proposals as JSON lines")
+    prune.add_argument("--before", type=_time_ms, metavar="TIME",
+                       help="with --propose: prune only records older than this (never newer "
+                            "than a chosen kind's policy allows)")
+    prune.add_argument("--kind", action="append", choices=[t.value for t in EventType],
+                       metavar="KIND", help="with --propose: only this record kind (repeatable)")
+    prune.add_argument("--through", type=_index, metavar="INDEX",
+                       help="with --propose: only entries up to and including this index")
+    add_credential_arguments(prune)
+    prune.set_defaults(func=cmd_prune)
+
 
 def _fail(args: argparse.Namespace, message: str) -> int:
     """A check that did not pass: one line naming the command, exit status 1."""
@@ -215,7 +245,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     if not report.ok:
         where = "" if report.index is None else f"index {report.index}: "
         return _fail(args, f"audit log verification failed at {where}{report.reason}")
-    print(f"ok: {report.entries} entries, {report.checkpoints} checkpoints verified")
+    pruned = (f" ({report.pruned} pruned: their kept leaf hashes, covered by approved prunes)"
+              if report.pruned else "")
+    print(f"ok: {report.entries} entries{pruned}, {report.checkpoints} checkpoints verified")
     if cosigned is not None:
         if not cosigned.ok:
             return _fail(args, f"cosignature verification failed: {cosigned.reason}")
@@ -269,6 +301,15 @@ _PAGE = 5000
 """Records read from the store at a time: memory stays bounded whatever ``--limit`` is."""
 
 
+def _query_line(store: AuditStore, index: int, record: bytes) -> dict[str, Any]:
+    """One line of ``audit query``: the record, or for a pruned one its kept leaf hash."""
+    if record:
+        return {"index": index, "record": orjson.loads(record)}
+    found = store.entry(index)
+    leaf = b"" if found is None else found[1]
+    return {"index": index, "pruned": True, "leaf_hash": base64.b64encode(leaf).decode()}
+
+
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     """Print matching records, one JSON object a line: ``{"index": n, "record": {...}}``.
 
@@ -287,7 +328,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             want = min(args.limit - printed, _PAGE)
             rows = store.query(replace(flt, limit=want))
             for index, record in rows:
-                out.write(orjson.dumps({"index": index, "record": orjson.loads(record)}) + b"\n")
+                out.write(orjson.dumps(_query_line(store, index, record)) + b"\n")
             printed += len(rows)
             if rows:
                 flt = replace(flt, after_index=rows[-1][0])
@@ -337,7 +378,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             target.write(csv_header())
             while True:
                 rows = store.query(flt)
-                target.write(csv_rows([(i, orjson.loads(r)) for i, r in rows]))
+                target.write(csv_rows([(i, orjson.loads(r) if r else {}) for i, r in rows]))
                 if len(rows) < flt.limit:
                     break
                 flt = replace(flt, after_index=rows[-1][0])
@@ -346,4 +387,71 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
                 target.close()
     finally:
         store.close()
+    return 0
+
+
+class _CliAudit:
+    """The audit port of ``audit prune``: each record appended to the data folder's log
+    (sequenced with a running gateway's records), on a worker thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def append(self, event: AuditEvent) -> int:
+        settings = self._settings
+        return await asyncio.to_thread(
+            append_cli_event, settings.data_dir, event, postgres_dsn=settings.postgres_dsn,
+            gateway_id=settings.gateway_id)
+
+
+def _pruner(settings: Settings) -> AuditPruner:
+    return AuditPruner(audit=_CliAudit(settings), open_store=lambda: _open(settings),
+                       retention=settings.audit.retention, clock=lambda: datetime.now(UTC),
+                       via_cli=True)
+
+
+def _auditor(args: argparse.Namespace, settings: Settings) -> str:
+    """The acting auditor: the owner of the presented token (``--token-file`` or
+    ``ECERT_OPERATOR_TOKEN``), enabled, with the auditor role."""
+    token = read_token(args.token_file, os.environ)
+    return acting_operator(settings.data_dir, token, {Role.AUDITOR}, claimed=args.as_name,
+                           postgres_dsn=settings.postgres_dsn).name
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """``audit prune --propose | --approve ID | --list``."""
+    pruner = _pruner(settings)
+    if args.list:
+        _open(settings).close()  # a folder without a log is refused before anything is made
+        for proposal in asyncio.run(pruner.proposals()):
+            sys.stdout.write(orjson.dumps(proposal.to_json()).decode() + "\n")
+        return 0
+    narrowing = args.before is not None or args.kind or args.through is not None
+    if args.approve is not None and narrowing:
+        return _fail(args, "--before, --kind and --through go with --propose only")
+    try:
+        actor = _auditor(args, settings)
+    except CredentialError as exc:
+        if settings.data_dir.is_dir():
+            asyncio.run(pruner.refuse_credential(
+                "cli" if exc.identity is None else exc.identity.name,
+                f"credential refused ({exc.refusal.value}): {exc}"))
+        return _fail(args, str(exc))
+    _open(settings).close()
+    if args.propose:
+        before = (None if args.before is None
+                  else datetime.fromtimestamp(args.before / 1000, UTC))
+        proposal = asyncio.run(pruner.propose(actor, before=before, kinds=args.kind,
+                                              through=args.through))
+        sys.stdout.write(orjson.dumps(proposal.to_json(), option=orjson.OPT_INDENT_2).decode()
+                         + "\n")
+        print(f"prune proposal {proposal.id}: {sum(proposal.entries.values()):,} record(s) "
+              "covered; another auditor approves it with --approve "
+              f"{proposal.id}", file=sys.stderr)
+        return 0
+    outcome = asyncio.run(pruner.approve(actor, args.approve))
+    sys.stdout.write(orjson.dumps(outcome.proposal.to_json(), option=orjson.OPT_INDENT_2)
+                     .decode() + "\n")
+    print(f"prune proposal {args.approve} approved: {outcome.pruned:,} record bodies pruned",
+          file=sys.stderr)
     return 0

@@ -777,7 +777,7 @@ async def get_audit(request: web.Request, caller: Caller) -> web.Response:
                        partner=q["partner"] or None, matter=q["matter"] or None,
                        event_type=q["event_type"] or None, outcome=q["outcome"] or None,
                        after_index=after, limit=PAGE_SIZE)
-    found = await _audit(request).records(flt)
+    found = [(i, r or {"event_type": "(pruned)"}) for i, r in await _audit(request).records(flt)]
     rows = [[f'<a href="/console/audit/entries/{esc(i)}" class="entry">{esc(i)}</a>',
              _when(r.get("time")), esc(r.get("event_type")),
              esc(f"{r.get('actor_kind') or ''} {r.get('actor_id') or ''}"),
@@ -817,6 +817,11 @@ async def get_entry(request: web.Request, caller: Caller) -> web.Response:
     proof = await _audit(request).entry(index) if 0 <= index < 2**62 else None
     if proof is None:
         raise Problem(404, "Not found", f"no audit entry {index}")
+    if proof.pruned:
+        body = (f"<p>记录已按保留期删除 The record was pruned (retention); its leaf hash"
+                f" stays in the tree.</p><pre>leaf hash {esc(_b64(proof.leaf_hash))}</pre>"
+                f"<h2>检查点 Checkpoint</h2><pre class=\"note\">{esc(proof.checkpoint)}</pre>")
+        return _page(caller, f"审计条目 Entry {proof.index}", body)
     data = {"index": proof.index, "leaf": _b64(proof.leaf), "tree_size": proof.tree_size,
             "inclusion": [_b64(h) for h in proof.inclusion], "checkpoint": proof.checkpoint}
     record = orjson.dumps(proof.record, option=orjson.OPT_INDENT_2).decode()

@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from gateway.audit._prune import PruneRefusal
 from gateway.audit._tree import TreeError
 from gateway.audit.event import AuditUnavailableError
 from gateway.cases.service import CaseError, UnknownCaseError
@@ -95,6 +96,10 @@ def _import(status: int, refusal: ImportRefusal) -> ErrorAnswer:
                        {"reason": "reason"})
 
 
+def _prune(status: int, title: str, refusal: PruneRefusal) -> ErrorAnswer:
+    return ErrorAnswer(status, title, f"audit-prune-{refusal.value}", {"reason": "refusal"})
+
+
 def _identity(status: int, title: str, refusal: IdentityRefusal) -> ErrorAnswer:
     return ErrorAnswer(status, title, f"credential-{refusal.value}", {"reason": "refusal"})
 
@@ -103,6 +108,11 @@ ERROR_STATUS: Final[Mapping[type[Exception] | Enum, ErrorAnswer]] = {
     # The audit log: no record, no answer.
     AuditUnavailableError: ErrorAnswer(503, "Audit log unavailable", "audit-log-unavailable"),
     TreeError: ErrorAnswer(400, "Bad request", "bad-request"),
+    PruneRefusal.NOT_FOUND: _prune(404, "Not found", PruneRefusal.NOT_FOUND),
+    PruneRefusal.OWN_PROPOSAL: _prune(403, "Forbidden", PruneRefusal.OWN_PROPOSAL),
+    PruneRefusal.NOT_PENDING: _prune(409, "Proposal not pending", PruneRefusal.NOT_PENDING),
+    PruneRefusal.POLICY: _prune(422, "Newer than the retention policy", PruneRefusal.POLICY),
+    PruneRefusal.INVALID: _prune(400, "Bad request", PruneRefusal.INVALID),
     # The trust list's store and workflow.
     TrustStoreError: ErrorAnswer(503, "Trust-list store unavailable",
                                  "trust-list-store-unavailable"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.__main__ import EXIT_CODES, exit_for, main
-from gateway.audit import AuditStoreError, ReceiptError
+from gateway.audit import AuditStoreError, PruneError, PruneRefusal, ReceiptError
 from gateway.audit.event import AuditUnavailableError
 from gateway.credentials.store import CredentialError, CredentialRefusal, IdentityError
 from gateway.infra.datafolder import DataFolderError, create_data_folder
@@ -43,6 +43,7 @@ EXAMPLES: dict[type[Exception], Callable[[], Exception]] = {
     ReceiptError: lambda: ReceiptError("entry 7 is not in the signed tree"),
     WorkersError: lambda: WorkersError("workers = 2 needs redis_url: replay protection, rate "
                                        "limits and console sessions are shared there"),
+    PruneError: lambda: PruneError(PruneRefusal.OWN_PROPOSAL, "approved by another auditor"),
     ValueError: lambda: ValueError("give the changes with --file FILE or --change JSON"),
 }
 """An error of each kind ``EXIT_CODES`` lists, as a command raises it."""

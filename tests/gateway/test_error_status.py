@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from gateway.audit._prune import PruneError, PruneRefusal
 from gateway.audit._service import LogIntegrityError
 from gateway.audit._tree import TreeError
 from gateway.audit.event import AuditUnavailableError
@@ -60,6 +61,10 @@ def _identity(refusal: IdentityRefusal) -> Example:
     return IdentityError(f"refused: {refusal.value}", refusal), {"reason": refusal.value}
 
 
+def _prune(refusal: PruneRefusal) -> Example:
+    return PruneError(refusal, f"refused: {refusal.value}"), {"reason": refusal.value}
+
+
 def _credential(refusal: CredentialRefusal) -> Example:
     return CredentialError(refusal, "an operator token is required", identity=_OLGA,
                            roles=frozenset({Role.APPROVER})), {}
@@ -84,6 +89,7 @@ EXAMPLES: dict[type[Exception] | Enum, Callable[[], Example]] = {
     **{refusal: partial(_import, refusal) for refusal in ImportRefusal},
     **{refusal: partial(_identity, refusal) for refusal in IdentityRefusal},
     **{refusal: partial(_credential, refusal) for refusal in CredentialRefusal},
+    **{refusal: partial(_prune, refusal) for refusal in PruneRefusal},
 }
 """An error for every entry of the table, with the problem members its data gives."""
 

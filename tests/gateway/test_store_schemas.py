@@ -238,6 +238,8 @@ _AUDIT_TABLES = {
                       "matter", "record", "leaf_hash"},
     "audit_checkpoints": {"tree_size", "root_hash", "note", "created_ms"},
     "audit_meta": {"name", "value"},
+    "audit_prune_grants": {"proposal_idx", "event_type", "end_idx", "cutoff_ms", "approval_idx",
+                           "created_ms"},
 }
 _AUDIT_NAMES = ("audit_entries", "audit_checkpoints", "audit_meta")
 
@@ -284,7 +286,7 @@ class TestAuditStore:
     """``gateway.audit.open_store``: entries, checkpoints and settings, append-only."""
 
     def test_from_an_empty_database(self, place: Place) -> None:
-        """The schema is made at version 2; appends are sequenced and guarded."""
+        """The schema is made at version 3; appends are sequenced and guarded."""
         data_dir, dsn = place
         database = audit_database(data_dir, dsn)
         store = open_audit_store(data_dir, dsn)
@@ -293,7 +295,7 @@ class TestAuditStore:
             assert 2 == store.size()
         finally:
             store.close()
-        assert [(1, False), (2, False)] == _versions(database, "audit")
+        assert [(1, False), (2, False), (3, False)] == _versions(database, "audit")
         # Only the indexes the queries use: by time (the primary key aside).
         assert {"ts_ms"} == _indexed_columns(database, "audit_entries")
         for table, columns in _AUDIT_TABLES.items():
@@ -331,7 +333,7 @@ class TestAuditStore:
                 == list(store.iter_entries())[:2]
         finally:
             store.close()
-        assert [(1, True), (2, False)] == _versions(database, "audit")
+        assert [(1, True), (2, False), (3, False)] == _versions(database, "audit")
         assert {"ts_ms"} == _indexed_columns(database, "audit_entries")
         for table, columns in _AUDIT_TABLES.items():
             assert columns == _columns(database, table)
@@ -608,6 +610,7 @@ class TestInstancesStartingAtOnce:
         assert [] == errors
         database = identity_database(data_dir, dsn)
         assert [(1, False)] == _versions(trust_store_database(data_dir, dsn), "trust_list")
-        assert [(1, False), (2, False)] == _versions(audit_database(data_dir, dsn), "audit")
+        assert [(1, False), (2, False), (3, False)] == _versions(audit_database(data_dir, dsn),
+                                                                 "audit")
         assert [(1, False), (2, False)] == _versions(licence_database(data_dir, dsn), "licences")
         assert [(1, False), (2, False)] == _versions(database, "identities")
