@@ -72,7 +72,7 @@ class RegistrySettings:
 
 RECORD_KINDS: Final = (
     "verification", "translation", "partner-query", "operator-change", "identity-change",
-    "licence-import", "trust-list-loaded", "audit-prune",
+    "licence-import", "trust-list-loaded", "audit-prune", "case",
 )
 """The audit log's record kinds (``gateway.audit.EventType`` values; a test keeps them equal)."""
 
@@ -85,6 +85,7 @@ RETENTION_DEFAULT_DAYS: Final[Mapping[str, int]] = {
     # Handling acts (pseudonymised personal data): one year and a day, above the legal
     # minimum with a margin for a late prune; PIPL art. 19 asks for no longer than needed.
     "verification": 366, "translation": 366, "partner-query": 366, "licence-import": 366,
+    "case": 366,
     # Acts on trust, identities and the log itself explain why later answers were given:
     # five years.
     "operator-change": 1827, "identity-change": 1827, "trust-list-loaded": 1827,

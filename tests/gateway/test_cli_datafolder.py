@@ -31,6 +31,7 @@ COMMANDS: dict[str, list[str]] = {
     "audit query": ["audit", "query"],
     "audit stats": ["audit", "stats"],
     "audit export": ["audit", "export"],
+    "audit prune": ["audit", "prune", "--list"],
     "registry import": ["registry", "import", "{inputs}/map.csv"],
     "registry coverage": ["registry", "coverage"],
     "licences import": ["licences", "import", "{inputs}/licences.jsonl"],
