@@ -120,8 +120,8 @@ class TestBenchQuick:
                 if node["Median"].endswith("req/s") and not label.startswith(
                         "Baseline: Node.js"):
                     assert row["Node.js jose (÷)"].endswith("×)"), label
-        for n in ("8", "43"):
-            load = rows[f"Trust-list load at {n} partners (TrustList.from_json"]
+        for partners in ("8", "43"):
+            load = rows[f"Trust-list load at {partners} partners (TrustList.from_json"]
             assert load["Median"].endswith(" ms"), load
         case = rows["一件事 check with 5 requirements, all licences presented"]
         assert case["Median"].startswith("CPU "), case
