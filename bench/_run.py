@@ -718,7 +718,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     settings43 = None
     if gateways_43:
         shutil.copytree(data, data43)
-        extras.redis_43 = redis_43.url if redis_43 is not None else ""
+        extras.redis_43 = redis_43.url if redis_43 is not None and redis_43.available else ""
         settings43 = _cluster.write_settings(work / "gateway-43.toml", extras.redis_43 or None)
 
     # -- gateway A (measured), then B and C on the same data folder; the baselines

@@ -86,14 +86,16 @@ class TestBenchQuick:
 
     @pytest.mark.slow
     @pytest.mark.allow_blocking
-    def test_quick_run_prints_every_scenario_row(self) -> None:
+    def test_quick_run_prints_every_scenario_row(self, redis_url: str) -> None:
         """A quick run exits 0 and prints the markdown table with every scenario row and a
         line per issue-22 goal; no HTTP scenario counted an error; every measured HTTP row
         has server CPU and p99 and the Node.js rate beside it; the Node.js row is measured
-        where node v20 is (always in CI); the workers rows ran or say why not."""
+        where node v20 is (always in CI); the workers rows ran or say why not. On the
+        session's Redis (private unless the environment names one): the run flushes its
+        database and the next one (the 43-partner instances')."""
         done = subprocess.run(
             [sys.executable, "-m", "bench", "--quick", "--load", "python", "--no-write",
-             "--duration", "1.5"],
+             "--duration", "1.5", "--redis-url", redis_url],
             cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
         )
         assert 0 == done.returncode, done.stderr[-3000:]
