@@ -672,8 +672,9 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         "--control-port", str(control_port),
     ], role="load")
     # The full federation (43 partners) for the 43-partner rows: its own mock process and
-    # pools. Not pinned while it issues (the servers' CPU is mostly idle during the set-up),
-    # moved to the load generator's CPU before any measurement.
+    # pools. It issues on the servers' CPU (idle during the set-up but for start-ups, while
+    # the eight-partner pools keep the load CPU busy) and is moved to the load generator's
+    # CPU before any measurement.
     federation_43 = opts.wants("single-43", "partner-43", "trust-load")
     gateways_43 = opts.wants("single-43", "partner-43")
     pools43 = work / "pools-43"
@@ -689,7 +690,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
             "--single", str(sizes["single-43"] if opts.wants("single-43") else 0),
             "--batch", "0", "--batch-size", str(BATCH_SIZE), "--naive", "0",
             "--warm", str(sizes["warm"]), "--repeated", str(REPEATED),
-            "--control-port", str(control43_port)], role="free")
+            "--control-port", str(control43_port)], role="server")
     children.wait_file("mockserver", pools / "trust-list.json", 60)
 
     # -- the gateway's data folder: client key, two operators, a scraper, the licence library
@@ -1483,7 +1484,8 @@ def _extra_notes(extras: Extras, opts: Options, load_kind: str) -> list[str]:
             f"{extras.partners_43} partners: the mocks' full federation "
             f"(`Federation.named(\"{FULL_FEDERATION}\")`: the 40 other delta cities and 柯坪, "
             f"白山, 毕节, each with its retired keys in the trust list) in its own mock process "
-            f"(not pinned while it issues its pools, then moved to the load generator's CPU). "
+            f"(on the servers' CPU while it issues its pools during the set-up, then moved to "
+            f"the load generator's CPU). "
             f"Instances A43 (as A: cache on, "
             + (f"Redis {extras.redis_43}, the run's next database" if extras.redis_43
                else "no Redis")
