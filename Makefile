@@ -34,7 +34,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# The full benchmark (~15-16 min on the 2-core development machine; needs wrk, Redis and
+# The full benchmark (~18-19 min on the 2-core development machine; needs wrk, Redis and
 # Node.js 20+ with npm: see bench/README.md); it prepends its results to bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -19,6 +19,7 @@ import contextlib
 import re
 import statistics
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,7 @@ __all__ = [
     "fill_cache",
     "metric_sum",
     "metrics",
+    "next_database",
     "partner_identifiers",
     "partner_pool",
     "partner_sanity",
@@ -90,6 +92,16 @@ class RedisDb:
             self._client.flushdb()
         self._client.close()
         self._client = None
+
+
+def next_database(url: str) -> str:
+    """``url`` naming the next database of the same Redis (``/1`` → ``/2``; none → ``/1``):
+    the 43-partner instances' own, so their trust-list version key, verdicts and replay
+    cache never meet the eight-partner instances'."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.strip("/")
+    number = int(path) + 1 if path.isdigit() else 1
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{number}"))
 
 
 def write_settings(path: Path, redis_url: str | None) -> Path:

@@ -19,6 +19,9 @@
 * ``translate``: ``Registry.translate`` calls/s on the warm sample registry
   (``config/registry``), cycling through every Huzhou matter and partner region,
   both directions, on one core.
+* ``trust-load``: ``TrustList.from_json`` (JSON parse, schema and every anchor
+  validated) of the trust-list files given, each loaded in turn (8 partners, 43
+  partners, 8, 43, ...) many times; the median and p90 of each, in ms.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from gateway.audit._record import Pseudonymiser, Uuid7Generator, build_record, e
 from gateway.audit._service import _row
 from mocks import b64url_decode
 from registry import NATIONAL, MatterCode, RegionCode, Registry, load_bundle
-from trust import Alg, key_from_jwk
+from trust import Alg, TrustList, key_from_jwk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,6 +249,33 @@ def translate(duration: float, warmup: float) -> dict[str, Any]:
     return out
 
 
+def trust_load(files: Sequence[Path], repeat: int) -> dict[str, Any]:
+    """Times of ``TrustList.from_json`` on each file's bytes, the files taken in turn."""
+    documents = [path.read_bytes() for path in files]
+    for raw in documents:  # warm: imports, first-call caches
+        TrustList.from_json(raw)
+    times: list[list[float]] = [[] for _ in documents]
+    for _ in range(repeat):
+        for n, raw in enumerate(documents):
+            start = time.perf_counter()
+            TrustList.from_json(raw)
+            times[n].append(time.perf_counter() - start)
+    lists = []
+    for raw, each in zip(documents, times, strict=True):
+        document = orjson.loads(raw)
+        partners = document.get("partners", [])
+        ordered = sorted(each)
+        lists.append({
+            "partners": len(partners),
+            "anchors": sum(len(p.get("anchors", [])) for p in partners),
+            "bytes": len(raw),
+            "median_ms": statistics.median(each) * 1000,
+            "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))] * 1000,
+            "loads": len(each),
+        })
+    return {"lists": lists}
+
+
 def sm2(pool: Path, jwks_file: Path, duration: float, warmup: float) -> dict[str, Any]:
     """Verifications/s of SM2SM3 through the gateway's signature path, and OpenSSL's."""
     jwks = orjson.loads(jwks_file.read_bytes())
@@ -293,7 +323,8 @@ def _openssl_sm2_verify_rate(duration: float) -> float | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one in-process measurement and print its JSON summary."""
     parser = argparse.ArgumentParser(prog="python -m bench._inproc", description=__doc__)
-    parser.add_argument("what", choices=["es256", "sm2", "audit", "audit-scale", "translate"])
+    parser.add_argument("what", choices=["es256", "sm2", "audit", "audit-scale", "translate",
+                                         "trust-load"])
     parser.add_argument("--entries", type=int, default=1_000_000, help="audit-scale log size")
     parser.add_argument("--pool", type=Path, help="naive pool file (es256)")
     parser.add_argument("--jwk", type=Path, help="naive key (es256); SM2 keys by kid (sm2)")
@@ -302,8 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--appenders", type=int, default=1000)
     parser.add_argument("--proofs", type=int, default=500)
     parser.add_argument("--data-dir", type=Path, help="audit data folder (default: a temp one)")
+    parser.add_argument("--lists", type=Path, nargs="+", help="trust-list files (trust-load)")
+    parser.add_argument("--repeat", type=int, default=200, help="loads of each list (trust-load)")
     args = parser.parse_args(argv)
-    if args.what == "translate":
+    if args.what == "trust-load":
+        if not args.lists:
+            parser.error("trust-load needs --lists")
+        result = trust_load(args.lists, args.repeat)
+    elif args.what == "translate":
         result = translate(args.duration, args.warmup)
     elif args.what == "audit-scale":
         with tempfile.TemporaryDirectory(prefix="bench-audit-scale-") as tmp:

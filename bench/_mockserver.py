@@ -1,6 +1,8 @@
 """``python -m bench._mockserver``: the mock federation process of a benchmark run.
 
-Builds ``Federation.standard(seed=...)``, reserves a port per region, issues
+Builds ``Federation.named(--federation, seed=...)`` (``standard``: the eight partners;
+``full``: the 43 partners of the full federation, with their retired keys), reserves a
+port per region, issues
 unique licences (each with a status-list entry, so the gateway really fetches
 and caches status lists) and writes into ``--out``:
 
@@ -40,6 +42,7 @@ from aiohttp import web
 from mocks import (
     BUSINESS_LICENCE,
     CONSTRUCTION_WORKER,
+    FEDERATIONS,
     Federation,
     MockRegion,
     PartnerClient,
@@ -55,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench._mockserver", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder for the files")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--federation", choices=FEDERATIONS, default="standard",
+                        help="standard: the eight partners; full: the 43 of the full "
+                             "federation (40 delta cities and 3 far partners)")
     parser.add_argument("--single", type=int, required=True, help="licences, one per body")
     parser.add_argument("--batch", type=int, required=True, help="batch bodies")
     parser.add_argument("--batch-size", type=int, default=100, help="licences per batch body")
@@ -120,11 +126,15 @@ def write_pools(federation: Federation, args: argparse.Namespace) -> dict[str, i
     counts["single"] = _write_lines(out / "single.jsonl", singles(args.single))
     counts["single-warm"] = _write_lines(out / "single-warm.jsonl", singles(args.warm))
     counts["batch"] = _write_lines(out / "batch.jsonl", batches(args.batch))
+    # Without batch or naive pools (the 43-partner mock process) their warm-up pools keep
+    # one body each, for the start-up checks.
     counts["batch-warm"] = _write_lines(
-        out / "batch-warm.jsonl", batches(max(1, args.warm // args.batch_size))
+        out / "batch-warm.jsonl",
+        batches(max(1, args.warm // args.batch_size) if args.batch else 1),
     )
     counts["naive"] = _write_lines(out / "naive.jsonl", naive(args.naive))
-    counts["naive-warm"] = _write_lines(out / "naive-warm.jsonl", naive(args.warm))
+    counts["naive-warm"] = _write_lines(out / "naive-warm.jsonl",
+                                        naive(args.warm if args.naive else 1))
     repeated = [_item(region.issue().token) for region in regions[: args.repeated]]
     counts["repeated"] = _write_lines(out / "repeated.jsonl", repeated)
     counts["samples"] = _write_lines(
@@ -217,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write the pools, then serve the federation until signalled."""
     args = _parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    federation = Federation.standard(seed=args.seed)
+    federation = Federation.named(args.federation, seed=args.seed)
     sockets = reserve(federation, "127.0.0.1")
     now = datetime.now(UTC).replace(microsecond=0)
     document = federation.trust_list(
@@ -233,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = write_pools(federation, args)
     manifest: dict[str, Any] = {
         "counts": counts,
+        "federation": args.federation,
+        "partners": len(federation),
         "batch_size": args.batch_size,
         "naive_region": args.naive_region,
     }

@@ -67,6 +67,20 @@ class Pinning:
         cpu = {"server": self.server, "load": self.load}.get(role, "")
         return ["taskset", "-c", cpu] if cpu else []
 
+    def move(self, pid: int, role: str) -> bool:
+        """Pin every thread of running process ``pid`` to the CPU of ``role`` (``server``
+        or ``load``); False when not pinned or the process is gone."""
+        cpu = {"server": self.server, "load": self.load}.get(role, "")
+        if not cpu:
+            return False
+        try:
+            threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+            for tid in threads:
+                os.sched_setaffinity(tid, {int(cpu)})
+        except (OSError, ValueError):
+            return False
+        return True
+
 
 def free_port() -> int:
     """A port free on loopback now (bound, then released)."""
