@@ -6,7 +6,9 @@ import asyncio
 import itertools
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,7 +16,9 @@ import pytest
 from gateway.audit import (
     AuditService,
     AuditUnavailableError,
+    LoggedEntry,
     LogIntegrityError,
+    StoredCheckpoint,
     VerifyReport,
     _store,
     append_cli_event,
@@ -24,6 +28,7 @@ from gateway.audit import (
 from gateway.audit._keys import load_signing_key
 from gateway.audit._record import Uuid7Generator, mask
 from gateway.audit._service import TREE_CHUNK_BITS
+from gateway.audit._store import AuditStore
 from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
 from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
 from trust.note import NoteSigner, open_checkpoint
@@ -262,6 +267,55 @@ class TestCli:
                 return 0 if cp is None else cp.size
 
         assert 2 == asyncio.run(later())
+
+
+class _CommitsBetweenReads:
+    """A store that lets another writer commit right after the first read of entries or
+    checkpoints (whichever comes first), as a busy worker beside a starting one does."""
+
+    def __init__(self, store: AuditStore, meanwhile: Callable[[], None]) -> None:
+        self._store = store
+        self._meanwhile = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
+        found = self._store.leaf_hashes(start, end)
+        self._meanwhile()
+        return found
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        found = self._store.latest_checkpoint()
+        self._meanwhile()
+        return found
+
+
+class TestStartBesideWriters:
+    """A service starts while other writers of the same log keep committing."""
+
+    @pytest.mark.allow_blocking
+    async def test_checkpoint_kept_during_start_is_not_missing_entries(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Entries and their checkpoint committed by another writer while a service starts
+        are taken in, not mistaken for entries gone missing (which refused the start)."""
+        async with AuditService(data_dir=data_dir) as other:
+            await _fill(other, make_event, 5)
+            loop = asyncio.get_running_loop()
+            committed: list[LoggedEntry] = []
+
+            def meanwhile() -> None:
+                if not committed:  # once: one entry, kept with its own checkpoint
+                    committed.append(asyncio.run_coroutine_threadsafe(
+                        other.append_proved(make_event()), loop).result(10))
+
+            opened = AuditService._open
+            monkeypatch.setattr(AuditService, "_open",
+                                lambda svc: _CommitsBetweenReads(opened(svc), meanwhile))
+            async with AuditService(data_dir=data_dir) as starting:
+                assert [6] == [entry.tree_size for entry in committed]
+                assert 6 == starting.tree_size
 
 
 class TestMigration:
