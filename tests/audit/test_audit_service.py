@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
+import os
 import sqlite3
 import stat
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +271,51 @@ class TestCli:
                 return 0 if cp is None else cp.size
 
         assert 2 == asyncio.run(later())
+
+
+@contextmanager
+def _holding_write_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the SQLite log's writer lock file as another process's writer would."""
+    fd = os.open(data_dir / "audit.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases its lock
+
+
+class TestWriteLock:
+    """Writers of one SQLite log (workers, other instances, the CLI) queue on its lock file,
+    so that a waiter is woken when the holder commits instead of polling SQLite's lock."""
+
+    @pytest.mark.allow_blocking
+    async def test_batch_waits_while_another_writer_holds_the_lock(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """The writer does not commit while the lock file is held, and commits once it is
+        released, at the next index."""
+        assert 0 == await service.append(make_event())
+        with _holding_write_lock(service.data_dir):
+            pending = asyncio.ensure_future(service.append(make_event()))
+            await asyncio.sleep(0.3)
+            assert not pending.done(), "the batch was committed while the lock was held"
+        assert 1 == await asyncio.wait_for(pending, 10)
+
+    @pytest.mark.allow_blocking
+    def test_cli_append_waits_while_another_writer_holds_the_lock(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """`append_cli_event` takes the same lock: it writes only once the holder let go."""
+        assert 0 == append_cli_event(data_dir, make_event())
+        written: list[int] = []
+        writer = threading.Thread(
+            target=lambda: written.append(append_cli_event(data_dir, make_event())))
+        with _holding_write_lock(data_dir):
+            writer.start()
+            writer.join(0.3)
+            assert writer.is_alive(), "the CLI wrote while the lock was held"
+        writer.join(10)
+        assert [1] == written
 
 
 class _CommitsBetweenReads:
