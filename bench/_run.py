@@ -605,6 +605,35 @@ class Extras:
     """``TrustList.from_json`` times at 8 and at 43 partners (``bench._inproc trust-load``)."""
     cases: dict[str, Any] | None = None
     """The 一件事 check against five single verifications (``bench._cases``)."""
+    worker_shares: list[dict[str, int]] = field(default_factory=list)
+    """Per round of the two-worker row: each worker's share of its requests, in percent."""
+
+
+def _per_worker(values: dict[str, float], workers: int) -> dict[str, float]:
+    """Requests answered so far by each worker (``ecert_http_requests_total`` by label)."""
+    return {str(w): _cluster.metric_sum(values, "ecert_http_requests_total", worker=str(w))
+            for w in range(workers)}
+
+
+def _worker_shares(url: str, workers: int, scraper: str,
+                   extras: Extras) -> tuple[Callable[[int], None], Callable[[int], None]]:
+    """Hooks that log how a multi-worker scenario's requests were shared between workers."""
+    before: dict[str, float] = {}
+
+    def prepare(round_no: int) -> None:
+        before.clear()
+        before.update(_per_worker(_cluster.metrics(url, scraper), workers))
+
+    def finish(round_no: int) -> None:
+        time.sleep(1.2)  # the other workers' counters are snapshots at most a second old
+        after = _per_worker(_cluster.metrics(url, scraper), workers)
+        delta = {w: after[w] - before.get(w, 0.0) for w in sorted(after)}
+        total = sum(delta.values()) or 1.0
+        shares = {w: round(100 * n / total) for w, n in delta.items()}
+        extras.worker_shares.append(shares)
+        log(f"  requests per worker: {', '.join(f'{w}: {p}%' for w, p in shares.items())}")
+
+    return prepare, finish
 
 
 def _counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
@@ -883,6 +912,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     for n, (url, _) in workers.items():
         scenarios.append(Http(f"workers-{n}", f"{url}/v1/verifications", pool("workers"),
                               pool("workers"), auth, pinned=False))
+        if n > 1:
+            scenarios[-1].prepare, scenarios[-1].finish = _worker_shares(url, n, scraper, extras)
     if translate_ok:
         body = work / "translate.jsonl"
         body.write_bytes(orjson.dumps(TRANSLATE_BODY) + b"\n")
@@ -1321,7 +1352,11 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
          "gateway's workers and the load generator together. They cycle a pool of "
          f"{WORKERS_POOL:,} ES256 licences (quick: 300); with the cache off each request "
          "verifies its licence in full."
-         + (f" This run: {context.workers_note}." if context.workers_note else "")]),
+         + (f" This run: {context.workers_note}." if context.workers_note else "")
+         + (" Requests per worker of the two-worker row (per round, from `/metrics`): "
+            + "; ".join("/".join(f"{p}%" for p in shares.values())
+                        for shares in extras.worker_shares) + "."
+            if extras.worker_shares else "")]),
         *_extra_notes(extras, opts, context.load_kind),
     ]
     return rows, notes

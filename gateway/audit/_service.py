@@ -347,8 +347,12 @@ class AuditService:
             # Enough recent chunks to prove a whole batch from memory (and its neighbours).
             self._tree = MerkleTree(TREE_CHUNK_BITS,
                                     recent_chunks=(self._batch_max >> TREE_CHUNK_BITS) + 4)
-            await self._catch_up()
+            # The latest checkpoint first, then the entries: a checkpoint is committed with
+            # or after the entries it covers, so the tree read after it holds them all even
+            # while other writers commit (read the other way round, a checkpoint kept in
+            # between looked like entries gone missing, and the start was refused).
             latest = await self._read(lambda s: s.latest_checkpoint())
+            await self._catch_up()
             await self._check_against(latest)
             self._latest = latest
         except AuditStoreError as exc:

@@ -6,7 +6,9 @@ CLI calls it directly. ``SqlAuditStore`` runs the same SQL on SQLite
 ``gateway.infra.sql``; the two differ in the sequencer lock a write takes:
 
 * SQLite: ``BEGIN IMMEDIATE`` takes the database's single write lock, across
-  processes.
+  processes; writers first queue on a ``flock`` of ``audit.db-writelock``, so
+  that a waiter wakes when the holder commits rather than at the next of
+  SQLite's polling sleeps (``audit_database``).
 * PostgreSQL: ``pg_advisory_xact_lock`` on a key derived from the schema, held
   until the transaction ends.
 
@@ -651,8 +653,11 @@ def sqlite_path(data_dir: Path) -> Path:
 
 
 def audit_database(data_dir: Path, postgres_dsn: str | None) -> Database:
-    """Where the settings keep the audit log: PostgreSQL, else ``data_dir/audit.db``."""
-    return Database.of(sqlite_path(data_dir), postgres_dsn)
+    """Where the settings keep the audit log: PostgreSQL, else ``data_dir/audit.db``, whose
+    writers queue on a ``flock`` of ``audit.db-writelock`` before SQLite's write lock
+    (``gateway.infra.sql``): every worker of a ``serve --workers N`` and the CLI write it."""
+    path = sqlite_path(data_dir)
+    return Database.of(path, postgres_dsn, write_lock=path.with_name(path.name + "-writelock"))
 
 
 def open_store(data_dir: Path, postgres_dsn: str | None) -> AuditStore:

@@ -14,12 +14,28 @@ placeholders           ``?``                            ``%s`` (a literal ``%`` 
 write transaction      ``BEGIN IMMEDIATE``: the file's  ``BEGIN``, then the store's
                        one write lock, at once          ``WriteLock`` (an advisory or a
                                                         table lock), if it names one
+waiting for the lock   a ``flock`` on a file beside     the server queues waiters and
+                       the database, if it names one    wakes the next at once
+                       (``write_lock``); else SQLite's
+                       busy handler, which sleeps
 others' commits        ``PRAGMA data_version``          a counter row that a statement
                                                         trigger bumps once per
                                                         transaction (``change_counter``)
 catalogue              ``sqlite_master``,               ``to_regclass``,
                        ``PRAGMA table_info``            ``information_schema.columns``
 =====================  ===============================  ===============================
+
+Why the ``flock``: SQLite's own busy handler waits for a held write lock by
+sleeping and trying again (sleeps of 1, 2, 5, 10, 15 ms ...: tries at 1, 3, 8,
+18 ms), so a waiter whose holder commits 3.5 ms later sleeps until the 8th: where
+several processes write one file in turn (``serve --workers N`` on one audit
+log) those sleeps, not the commits, set the pace. A waiter blocked in ``flock``
+is woken by the kernel the moment the holder lets go. The ``flock`` only
+queues writers in front of ``BEGIN IMMEDIATE``, which still takes SQLite's lock
+and still decides: a writer that does not take the ``flock`` (an older build, a
+statement outside ``transaction()``) is serialised by SQLite as before, only
+polled. ``flock`` locks belong to an open file, so two connections of one
+process exclude each other too, and the kernel drops a lock whose holder dies.
 
 Upserts (``INSERT ... ON CONFLICT ... DO NOTHING``) are written the same in both;
 so are ``RETURNING`` (SQLite 3.35+) and ``executemany``. Booleans are stored as
@@ -40,6 +56,8 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -173,10 +191,12 @@ class Connection:
     """One connection, in autocommit mode outside ``transaction()``; SQL with ``?``."""
 
     def __init__(self, raw: sqlite3.Connection | psycopg.Connection[Any],
-                 dialect: Dialect) -> None:
+                 dialect: Dialect, *, write_lock: int | None = None) -> None:
         self.raw = raw
         """The driver's connection (for what this layer does not cover; avoid)."""
         self.dialect = dialect
+        self._write_lock = write_lock
+        """SQLite: the open lock file that ``transaction()`` takes (``Database.write_lock``)."""
         self._pg = dialect is POSTGRES
         self._texts: dict[str, str] = {}
 
@@ -218,19 +238,31 @@ class Connection:
         """One write transaction: committed when the block ends, rolled back when it raises.
 
         SQLite takes the file's write lock at once (``BEGIN IMMEDIATE``, waiting up
-        to the busy timeout); PostgreSQL takes ``lock`` first when given (else only
-        the row locks its statements take). Transactions do not nest.
+        to the busy timeout), after the database's ``write_lock`` file when it has
+        one (module doc), held until the commit or rollback; PostgreSQL takes
+        ``lock`` first when given (else only the row locks its statements take).
+        Transactions do not nest.
         """
         if isinstance(self.raw, sqlite3.Connection):
             raw = self.raw
-            self.execute("BEGIN IMMEDIATE")
+            held = self._write_lock
+            if held is not None:
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX)  # blocks this thread, not the GIL
+                except OSError as exc:
+                    raise StorageError(f"cannot lock the database for writing: {exc}") from exc
             try:
-                yield
-                self.execute("COMMIT")
-            except BaseException:
-                if raw.in_transaction:
-                    raw.rollback()
-                raise
+                self.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.rollback()
+                    raise
+            finally:
+                if held is not None:
+                    fcntl.flock(held, fcntl.LOCK_UN)
             return
         try:
             with self.raw.transaction():
@@ -283,6 +315,10 @@ class Connection:
             self.raw.close()
         except _DRIVER_ERRORS as exc:
             raise _mapped(exc) from exc
+        finally:
+            if self._write_lock is not None:
+                os.close(self._write_lock)
+                self._write_lock = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,11 +332,16 @@ class Database:
     """The PostgreSQL DSN (None on SQLite); never shown, it may hold a password."""
     synchronous: str = "FULL"
     """SQLite's durability level (``FULL``: every commit fsynced)."""
+    write_lock: Path | None = None
+    """SQLite: a file that every write transaction ``flock``s before ``BEGIN IMMEDIATE``
+    (module doc), for a database that several processes write in turn; None: SQLite's
+    busy handler alone."""
 
     @classmethod
-    def sqlite(cls, path: Path, *, synchronous: str = "FULL") -> Database:
+    def sqlite(cls, path: Path, *, synchronous: str = "FULL",
+               write_lock: Path | None = None) -> Database:
         """An SQLite file (made with its folder on first connection), in WAL mode."""
-        return cls(SQLITE, path=path, synchronous=synchronous)
+        return cls(SQLITE, path=path, synchronous=synchronous, write_lock=write_lock)
 
     @classmethod
     def postgres(cls, dsn: str) -> Database:
@@ -309,11 +350,11 @@ class Database:
 
     @classmethod
     def of(cls, sqlite_path: Path, postgres_dsn: str | None, *,
-           synchronous: str = "FULL") -> Database:
+           synchronous: str = "FULL", write_lock: Path | None = None) -> Database:
         """PostgreSQL when a DSN is set, else the SQLite file: what every store's settings mean."""
         if postgres_dsn:
             return cls.postgres(postgres_dsn)
-        return cls.sqlite(sqlite_path, synchronous=synchronous)
+        return cls.sqlite(sqlite_path, synchronous=synchronous, write_lock=write_lock)
 
     @property
     def backend(self) -> str:
@@ -324,10 +365,18 @@ class Database:
         """A new connection (blocking); ``StorageError`` when it cannot be made."""
         if self.path is not None:
             try:
-                return Connection(connect_sqlite(self.path, synchronous=self.synchronous),
-                                  SQLITE)
+                raw_sqlite = connect_sqlite(self.path, synchronous=self.synchronous)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot open {self.path}: {exc}") from exc
+            if self.write_lock is None:
+                return Connection(raw_sqlite, SQLITE)
+            try:
+                # O_CLOEXEC: a program the process runs does not hold the lock file open.
+                fd = os.open(self.write_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raw_sqlite.close()
+                raise StorageError(f"cannot open {self.write_lock}: {exc}") from exc
+            return Connection(raw_sqlite, SQLITE, write_lock=fd)
         assert self.dsn is not None
         try:
             raw: psycopg.Connection[Any] = psycopg.connect(

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
+import os
 import sqlite3
 import stat
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,7 +20,9 @@ import pytest
 from gateway.audit import (
     AuditService,
     AuditUnavailableError,
+    LoggedEntry,
     LogIntegrityError,
+    StoredCheckpoint,
     VerifyReport,
     _store,
     append_cli_event,
@@ -24,6 +32,7 @@ from gateway.audit import (
 from gateway.audit._keys import load_signing_key
 from gateway.audit._record import Uuid7Generator, mask
 from gateway.audit._service import TREE_CHUNK_BITS
+from gateway.audit._store import AuditStore
 from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
 from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
 from trust.note import NoteSigner, open_checkpoint
@@ -271,6 +280,100 @@ class TestCli:
                 return 0 if cp is None else cp.size
 
         assert 2 == asyncio.run(later())
+
+
+@contextmanager
+def _holding_write_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the SQLite log's writer lock file as another process's writer would."""
+    fd = os.open(data_dir / "audit.db-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases its lock
+
+
+class TestWriteLock:
+    """Writers of one SQLite log (workers, other instances, the CLI) queue on its lock file,
+    so that a waiter is woken when the holder commits instead of polling SQLite's lock."""
+
+    @pytest.mark.allow_blocking
+    async def test_batch_waits_while_another_writer_holds_the_lock(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """The writer does not commit while the lock file is held, and commits once it is
+        released, at the next index."""
+        assert 0 == await service.append(make_event())
+        with _holding_write_lock(service.data_dir):
+            pending = asyncio.ensure_future(service.append(make_event()))
+            await asyncio.sleep(0.3)
+            assert not pending.done(), "the batch was committed while the lock was held"
+        assert 1 == await asyncio.wait_for(pending, 10)
+
+    @pytest.mark.allow_blocking
+    def test_cli_append_waits_while_another_writer_holds_the_lock(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """`append_cli_event` takes the same lock: it writes only once the holder let go."""
+        assert 0 == append_cli_event(data_dir, make_event())
+        written: list[int] = []
+        writer = threading.Thread(
+            target=lambda: written.append(append_cli_event(data_dir, make_event())))
+        with _holding_write_lock(data_dir):
+            writer.start()
+            writer.join(0.3)
+            assert writer.is_alive(), "the CLI wrote while the lock was held"
+        writer.join(10)
+        assert [1] == written
+
+
+class _CommitsBetweenReads:
+    """A store that lets another writer commit right after the first read of entries or
+    checkpoints (whichever comes first), as a busy worker beside a starting one does."""
+
+    def __init__(self, store: AuditStore, meanwhile: Callable[[], None]) -> None:
+        self._store = store
+        self._meanwhile = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def leaf_hashes(self, start: int, end: int | None = None) -> list[bytes]:
+        found = self._store.leaf_hashes(start, end)
+        self._meanwhile()
+        return found
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        found = self._store.latest_checkpoint()
+        self._meanwhile()
+        return found
+
+
+class TestStartBesideWriters:
+    """A service starts while other writers of the same log keep committing."""
+
+    @pytest.mark.allow_blocking
+    async def test_checkpoint_kept_during_start_is_not_missing_entries(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Entries and their checkpoint committed by another writer while a service starts
+        are taken in, not mistaken for entries gone missing (which refused the start)."""
+        async with AuditService(data_dir=data_dir) as other:
+            await _fill(other, make_event, 5)
+            loop = asyncio.get_running_loop()
+            committed: list[LoggedEntry] = []
+
+            def meanwhile() -> None:
+                if not committed:  # once: one entry, kept with its own checkpoint
+                    committed.append(asyncio.run_coroutine_threadsafe(
+                        other.append_proved(make_event()), loop).result(10))
+
+            opened = AuditService._open
+            monkeypatch.setattr(AuditService, "_open",
+                                lambda svc: _CommitsBetweenReads(opened(svc), meanwhile))
+            async with AuditService(data_dir=data_dir) as starting:
+                assert [6] == [entry.tree_size for entry in committed]
+                assert 6 == starting.tree_size
 
 
 class TestMigration:
