@@ -133,7 +133,8 @@ def _proofs(place: Place, indices: list[int]) -> list[tuple[Any, ...]]:
 def _raw_files(place: Place) -> Iterator[bytes]:
     data_dir, _ = place
     for path in data_dir.glob("audit.db*"):
-        yield path.read_bytes()
+        if path.name != "audit.db-writelock":  # the writers' empty flock file
+            yield path.read_bytes()
 
 
 def _pg_table_file(dsn: str) -> bytes | None:
