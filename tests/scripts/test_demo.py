@@ -167,8 +167,10 @@ def test_full_federation_demo_serves_43_partners(tmp_path: Path) -> None:
 def test_make_run_passes_the_federation_on_and_stays_as_it_was_without() -> None:
     """``make run`` runs the demo exactly as before; ``FEDERATION=full`` adds the flag."""
     def command(*args: str) -> str:
-        done = subprocess.run(["make", "-n", "run", *args], cwd=ROOT, capture_output=True,
-                              text=True, check=True)
+        # --no-print-directory: under `make test` this make is a sub-make, which would
+        # otherwise print "make[1]: Leaving directory ..." after the command.
+        done = subprocess.run(["make", "--no-print-directory", "-n", "run", *args], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
         return done.stdout.strip().splitlines()[-1]
 
     assert ".venv/bin/python scripts/demo.py" == command()
