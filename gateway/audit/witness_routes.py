@@ -2,7 +2,7 @@
 
 * ``GET /v1/audit/checkpoint/witnessed``: the largest checkpoint of Huzhou's log that
   ``k`` of the policy's witnesses cosigned, as a note with Huzhou's signature and
-  their cosignatures (``text/plain``); 503 while there is none.
+  their cosignatures (``text/plain``); 404 while there is none.
 * ``POST /v1/witness/add-checkpoint``: Huzhou's witness (c2sp.org/tlog-witness).
 * ``GET /v1/witness/key``: Huzhou's witness vkey (cosignature/v1).
 
@@ -65,7 +65,9 @@ async def get_witnessed(request: web.Request) -> web.Response:
     witnessing = request.app.get(WITNESSING_KEY)
     note = None if witnessing is None else await witnessing.witnessed_note()
     if note is None:
-        raise Problem(503, "Not witnessed yet",
+        # Not an outage: the resource does not exist yet (no policy, or too few
+        # cosignatures so far), so 404, as for any entry that is not there.
+        raise Problem(404, "Not witnessed yet",
                       "no checkpoint has been cosigned by enough witnesses yet")
     return web.Response(text=note, content_type="text/plain", charset="utf-8")
 

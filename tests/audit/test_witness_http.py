@@ -193,7 +193,7 @@ class TestHuzhouWitnessed:
         started = time.perf_counter()
         await pending
         assert time.perf_counter() - started < 2.0  # bounded by the timeout, not the witness
-        assert 503 == (await setup.client.get("/v1/audit/checkpoint/witnessed")).status
+        assert 404 == (await setup.client.get("/v1/audit/checkpoint/witnessed")).status
         await asyncio.sleep(0.06)
         await _round(setup.client)  # both are backing off: nothing sent, the alert stands
         witnessing = setup.client.app[WITNESSING_KEY]
