@@ -142,6 +142,11 @@ class AuditStore(Protocol):
         """``(index, (event_id, ts_ms, event_type, outcome, partner, matter))`` in index order:
         the query columns, which the tree does not cover and ``audit verify`` re-derives."""
 
+    def iter_rows(self, start: int = 0, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
+        """``(index, record, leaf_hash, event_id, ts_ms, event_type, outcome, partner,
+        matter)`` from ``start`` on, in index order, as the driver gives them: the one pass
+        over the table ``audit verify`` makes."""
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every kept checkpoint, smallest tree first."""
 
@@ -379,6 +384,16 @@ class SqlAuditStore:
             rows = self._exec(sql, (start, chunk)).fetchall()
             for row in rows:
                 yield int(row[0]), (str(row[1]), int(row[2]), *row[3:])
+            if len(rows) < chunk:
+                return
+            start = int(rows[-1][0]) + 1
+
+    def iter_rows(self, start: int = 0, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
+        sql = ("SELECT idx, record, leaf_hash, event_id, ts_ms, event_type, outcome, partner,"
+               " matter FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?")
+        while True:
+            rows = self._exec(sql, (start, chunk)).fetchall()
+            yield from rows
             if len(rows) < chunk:
                 return
             start = int(rows[-1][0]) + 1
