@@ -273,9 +273,9 @@ async def audit_scale(data_dir: Path, entries: int, proofs: int) -> dict[str, An
     # Consistency from an older tree (a receipt's, an auditor's copy) to the latest.
     pairs = [rng.randrange(1, entries + 1) for _ in range(proofs)]
     ctimes = []
-    for first in pairs:
+    for older in pairs:
         begin = time.perf_counter()
-        await service.consistency(first, entries)
+        await service.consistency(older, entries)
         ctimes.append(time.perf_counter() - begin)
     verifier = service.verifier
     await service.stop()
