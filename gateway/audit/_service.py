@@ -804,7 +804,8 @@ def _entry_with_chunks(
     """An entry, the latest checkpoint, and the leaf hashes of the chunks a proof may need
     (of the ``complete`` chunks the tree has: its last, incomplete one is in memory, and
     leaves read for it could not be checked against a node)."""
-    found = store.entry(index)
+    first = index // chunk_size * chunk_size
+    found, own = store.entry_with_leaves(index, first, first + chunk_size)
     checkpoint = store.latest_checkpoint()
     read: dict[int, list[bytes]] = {}
     if found is not None:
@@ -814,8 +815,8 @@ def _entry_with_chunks(
         for chunk in chunks:
             if chunk >= complete:
                 continue
-            leaves = store.leaf_hashes(chunk * chunk_size, (chunk + 1) * chunk_size)
+            leaves = own if chunk == index // chunk_size else store.leaf_hashes(
+                chunk * chunk_size, (chunk + 1) * chunk_size)
             if len(leaves) == chunk_size:  # only complete chunks are read back
                 read[chunk] = leaves
     return found, checkpoint, read
-

@@ -131,6 +131,12 @@ class AuditStore(Protocol):
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         """Record bytes and stored leaf hash of an entry."""
 
+    def entry_with_leaves(
+        self, index: int, start: int, end: int
+    ) -> tuple[tuple[bytes, bytes] | None, list[bytes]]:
+        """``entry(index)`` and ``leaf_hashes(start, end)`` (a range holding ``index``) in
+        one indexed range query, for a proof."""
+
     def iter_entries(
         self, start: int = 0, chunk: int = 20_000
     ) -> Iterator[tuple[int, bytes, bytes]]:
@@ -361,6 +367,20 @@ class SqlAuditStore:
             "SELECT record, leaf_hash FROM audit_entries WHERE idx = ?", (index,)
         ).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def entry_with_leaves(
+        self, index: int, start: int, end: int
+    ) -> tuple[tuple[bytes, bytes] | None, list[bytes]]:
+        rows = self._exec(
+            "SELECT idx, leaf_hash, CASE WHEN idx = ? THEN record END FROM audit_entries"
+            " WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (index, start, end),
+        ).fetchall()
+        found = None
+        for idx, leaf, record in rows:
+            if int(idx) == index and record is not None:
+                found = (bytes(record), bytes(leaf))
+        return found, [bytes(r[1]) for r in rows]
 
     def iter_entries(
         self, start: int = 0, chunk: int = 20_000
