@@ -758,8 +758,16 @@ class AuditService:
         """RFC 6962 consistency proof between two tree sizes (``0 < first <= second``)."""
         if self._tree.size < second:
             await self._catch_up()
+        # The proof goes below the chunks only where a size ends inside one: read those
+        # leaves in one trip (the tree holds its last, incomplete chunk itself).
+        size, complete = self._tree.chunk_size, self._tree.size // self._tree.chunk_size
+        chunks = [n // size for n in {first, second} if n % size and n // size < complete]
+        if chunks and 0 < first <= second <= self._tree.size:
+            read = await self._read(partial(_chunks_leaves, chunks, size))
+        else:
+            read = None
         return await self._with_leaves(
-            lambda given: self._tree.consistency_proof(first, second, given)
+            lambda given: self._tree.consistency_proof(first, second, given), read
         )
 
     async def records(self, flt: RecordFilter) -> list[tuple[int, dict[str, Any]]]:
@@ -796,6 +804,10 @@ def _append(
 
 def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:
     return store.leaf_hashes(start, end)
+
+
+def _chunks_leaves(chunks: list[int], size: int, store: AuditStore) -> dict[int, list[bytes]]:
+    return {chunk: store.leaf_hashes(chunk * size, (chunk + 1) * size) for chunk in chunks}
 
 
 def _entry_with_chunks(
