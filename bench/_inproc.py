@@ -12,10 +12,14 @@
   SQLite with ``synchronous=FULL``) with many concurrent appenders for a fixed
   time; then the time of ``AuditService.entry(i)`` (store read + inclusion
   proof against the latest checkpoint) at the tree size reached.
-* ``audit-scale``: a log of N records (default 1,000,000) built by batch inserts,
-  then the service's start-up (tree rebuilt from stored leaf hashes), the
-  inclusion-proof time at N, and ``verify_log`` over the whole log (every leaf
-  recomputed from the stored record bytes, every checkpoint checked).
+* ``audit-scale``: a log of N records (default 1,000,000) built by batch inserts
+  through the store (records made by one process per core), then the service's
+  first start (tree rebuilt from every stored leaf hash, chunk nodes kept), its
+  start-up with the kept nodes (seconds, CPU seconds, RSS, tree bytes per million
+  entries), inclusion proofs (``AuditService.entry``) and consistency proofs to
+  the latest size (p50/p99, CPU per proof), and ``verify_log`` over the whole log
+  (every leaf recomputed from the stored record bytes, every checkpoint checked).
+  With ``--data-dir`` the log is kept; a folder that holds one is measured as is.
 * ``translate``: ``Registry.translate`` calls/s on the warm sample registry
   (``config/registry``), cycling through every Huzhou matter and partner region,
   both directions, on one core.

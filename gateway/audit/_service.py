@@ -14,11 +14,14 @@ Back on the loop the writer grows the tree, makes the inclusion proofs from
 memory (the leaf hashes of recent chunks are kept) and resolves every future.
 A failed commit fails every future of the batch with ``AuditUnavailableError``.
 
-Tree. The service keeps every complete node of the Merkle tree in memory,
-rebuilt at start from the stored leaf hashes and grown only from what the
-store confirms: its own batches plus entries other writers (another gateway on
+Tree. The service keeps the complete nodes of the Merkle tree from chunks of
+16 leaves up in memory, rebuilt at start from the chunk nodes kept in
+``audit-tree.nodes`` below the latest checkpoint (``_nodes``) and the stored
+leaf hashes after them, checked against that checkpoint, and grown only from
+what the store confirms: its own batches plus entries other writers (another gateway on
 the same PostgreSQL, or the CLI) committed first, which the store reports
-under the same lock. Proofs are served from it without touching the store.
+under the same lock. Proofs are served from it, reading from the store only
+the leaf hashes of an older chunk they go into (checked against its node).
 
 Checkpoints. Every batch with a record whose caller wants a proof is covered
 by its own checkpoint (above), which is what log-backed receipts carry. A publisher task also looks
