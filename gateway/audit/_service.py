@@ -14,11 +14,14 @@ Back on the loop the writer grows the tree, makes the inclusion proofs from
 memory (the leaf hashes of recent chunks are kept) and resolves every future.
 A failed commit fails every future of the batch with ``AuditUnavailableError``.
 
-Tree. The service keeps every complete node of the Merkle tree in memory,
-rebuilt at start from the stored leaf hashes and grown only from what the
-store confirms: its own batches plus entries other writers (another gateway on
+Tree. The service keeps the complete nodes of the Merkle tree from chunks of
+16 leaves up in memory, rebuilt at start from the chunk nodes kept in
+``audit-tree.nodes`` below the latest checkpoint (``_nodes``) and the stored
+leaf hashes after them, checked against that checkpoint, and grown only from
+what the store confirms: its own batches plus entries other writers (another gateway on
 the same PostgreSQL, or the CLI) committed first, which the store reports
-under the same lock. Proofs are served from it without touching the store.
+under the same lock. Proofs are served from it, reading from the store only
+the leaf hashes of an older chunk they go into (checked against its node).
 
 Checkpoints. Every batch with a record whose caller wants a proof is covered
 by its own checkpoint (above), which is what log-backed receipts carry. A
@@ -47,6 +50,12 @@ from typing import Any, TypeVar, cast
 import orjson
 
 from gateway.audit._keys import HmacKeyring, load_signing_key
+from gateway.audit._nodes import (
+    NODES_FILE,
+    read_chunk_nodes,
+    reset_chunk_nodes,
+    write_chunk_nodes,
+)
 from gateway.audit._record import (
     Pseudonymiser,
     Uuid7Generator,
@@ -77,7 +86,7 @@ from gateway.audit._tree import (
 )
 from gateway.audit.event import AuditEvent, AuditUnavailableError, LoggedEntry
 from trust import CHINA_TZ
-from trust.merkle import MerkleProofError, leaf_hash, verify_consistency
+from trust.merkle import HASH_SIZE, MerkleProofError, leaf_hash, verify_consistency
 from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
 
 __all__ = [
@@ -300,11 +309,16 @@ class AuditService:
         self._signer: NoteSigner | None = None
         self._pseudonymiser: Pseudonymiser | None = None
         self._latest: StoredCheckpoint | None = None
+        self._nodes_kept = 0  # chunk nodes written to audit-tree.nodes
 
     @property
     def tree_size(self) -> int:
         """Entries this instance's tree holds."""
         return self._tree.size
+
+    def tree_memory_bytes(self) -> int:
+        """Bytes of hashes the in-memory tree holds."""
+        return self._tree.memory_bytes()
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -344,16 +358,12 @@ class AuditService:
             )
             backend = "postgres" if self.postgres_dsn else "sqlite"
             await loop.run_in_executor(None, _write_backend_marker, self.data_dir, backend)
-            # Enough recent chunks to prove a whole batch from memory (and its neighbours).
-            self._tree = MerkleTree(TREE_CHUNK_BITS,
-                                    recent_chunks=(self._batch_max >> TREE_CHUNK_BITS) + 4)
             # The latest checkpoint first, then the entries: a checkpoint is committed with
             # or after the entries it covers, so the tree read after it holds them all even
             # while other writers commit (read the other way round, a checkpoint kept in
             # between looked like entries gone missing, and the start was refused).
             latest = await self._read(lambda s: s.latest_checkpoint())
-            await self._catch_up()
-            await self._check_against(latest)
+            await self._load_tree(latest)
             self._latest = latest
         except AuditStoreError as exc:
             await self._close_workers()
@@ -368,16 +378,78 @@ class AuditService:
         ]
         _log.info("audit log open", extra={"tree_size": self._tree.size, "origin": self.origin})
 
-    async def _check_against(self, latest: StoredCheckpoint | None) -> None:
-        """The stored log must still contain the latest signed checkpoint's tree."""
-        if latest is None:
+    def _new_tree(self) -> MerkleTree:
+        # Enough recent chunks to prove a whole batch from memory (and its neighbours).
+        return MerkleTree(TREE_CHUNK_BITS, recent_chunks=(self._batch_max >> TREE_CHUNK_BITS) + 4)
+
+    async def _load_tree(self, latest: StoredCheckpoint | None) -> None:
+        """Rebuild the tree and check it against the latest signed checkpoint.
+
+        The chunk nodes kept in ``audit-tree.nodes`` are used for the chunks below the
+        checkpoint (``n / 16`` hashes read instead of ``n``), the stored leaf hashes from
+        there on. If the rebuilt tree does not hash to the signed root, the kept nodes are
+        dropped and the tree is rebuilt from the stored leaf hashes alone, which must then
+        hash to it (else ``LogIntegrityError``, as before).
+        """
+        loop = asyncio.get_running_loop()
+        k = TREE_CHUNK_BITS
+        self._tree = self._new_tree()
+        self._nodes_kept = 0
+        nodes = b""
+        if latest is not None and latest.size >> k:
+            self._open_latest(latest)
+            stored = await self._read(lambda s: s.size())
+            if stored < latest.size:
+                raise LogIntegrityError(
+                    f"the log holds {stored} entries but a checkpoint of {latest.size}"
+                    " was signed: entries are missing (run `audit verify`)"
+                )
+            nodes = await loop.run_in_executor(None, read_chunk_nodes, self.data_dir, k,
+                                               latest.size >> k)
+        if nodes:
+            await loop.run_in_executor(None, self._tree.load_chunk_nodes, nodes)
+            await self._catch_up()
+            try:
+                await self._check_against(latest)
+            except LogIntegrityError as exc:
+                _log.error("the kept tree nodes (%s) do not match the log's latest checkpoint;"
+                           " rebuilding the tree from the stored leaf hashes: %s", NODES_FILE, exc)
+                await loop.run_in_executor(None, reset_chunk_nodes, self.data_dir)
+                self._tree = self._new_tree()
+                nodes = b""
+            else:
+                self._nodes_kept = len(nodes) // HASH_SIZE
+        if not nodes:
+            await self._catch_up()
+            await self._check_against(latest)
+        await self._keep_nodes()
+
+    async def _keep_nodes(self) -> None:
+        """Write the nodes of chunks completed since the last write to ``audit-tree.nodes``."""
+        first, complete = self._nodes_kept, self._tree.size >> TREE_CHUNK_BITS
+        if complete <= first:
             return
+        nodes = self._tree.chunk_nodes(first, complete)
+        loop = asyncio.get_running_loop()
+        try:
+            self._nodes_kept = await loop.run_in_executor(
+                None, write_chunk_nodes, self.data_dir, TREE_CHUNK_BITS, first, nodes)
+        except OSError as exc:  # a cache: the next start reads the stored leaf hashes instead
+            _log.warning("tree nodes not kept in %s: %s", NODES_FILE, exc)
+
+    def _open_latest(self, latest: StoredCheckpoint) -> None:
         try:
             body = open_checkpoint(latest.note, self.verifier, origin=self.origin)
         except NoteError as exc:
             raise LogIntegrityError(f"latest checkpoint does not verify: {exc}") from exc
         if body.size != latest.size or body.root_hash != latest.root:
             raise LogIntegrityError("latest checkpoint row does not match its signed note")
+
+    async def _check_against(self, latest: StoredCheckpoint | None) -> None:
+        """The stored log must still contain the latest signed checkpoint's tree."""
+        if latest is None:
+            return
+        self._open_latest(latest)
         if self._tree.size < latest.size:
             raise LogIntegrityError(
                 f"the log holds {self._tree.size} entries but a checkpoint of {latest.size}"
@@ -616,37 +688,43 @@ class AuditService:
                 _log.exception("checkpoint not published")
 
     async def publish(self) -> StoredCheckpoint | None:
-        """Sign and keep a checkpoint of the current tree if it grew; return the latest."""
-        assert self._signer is not None, "service not started"
+        """Sign and keep a checkpoint of the current tree if it grew; return the latest.
+        Then write the chunk nodes completed since the last tick to ``audit-tree.nodes``."""
         async with self._publish_lock:
-            await self._catch_up()
-            latest = await self._read(lambda s: s.latest_checkpoint())
-            size = self._tree.size
-            if latest is not None and latest.size >= size:
-                self._latest = latest
-                return latest
-            root = self._tree.root(size)
-            # An empty tree gets one checkpoint of size 0, so there is always one to serve;
-            # every tree extends the empty tree, so there is nothing to prove from it.
-            if latest is not None and latest.size > 0:
-                # tlog-checkpoint: never sign a tree inconsistent with one already signed.
-                try:
-                    open_checkpoint(latest.note, self._signer.verifier, origin=self.origin)
-                    proof = await self._with_leaves(
-                        lambda given: self._tree.consistency_proof(latest.size, size, given)
-                    )
-                    verify_consistency(latest.size, size, proof, latest.root, root)
-                except (NoteError, MerkleProofError) as exc:
-                    _log.critical("refusing to sign checkpoint %d: %s", size, exc)
-                    raise LogIntegrityError(f"checkpoint {size} not signed: {exc}") from exc
-            note = Checkpoint(self.origin, size, root).sign(self._signer)
-            stored = StoredCheckpoint(size, root, note, self._clock_ms())
-            previous = None if latest is None else latest.size
-            if await self._write(lambda s: s.add_checkpoint(stored, previous)):
-                self._latest = stored
-                return stored
-            # Another instance kept one first; ours is retried on the next tick.
-            return await self._read(lambda s: s.latest_checkpoint())
+            latest = await self._publish()
+            await self._keep_nodes()
+            return latest
+
+    async def _publish(self) -> StoredCheckpoint | None:
+        assert self._signer is not None, "service not started"
+        await self._catch_up()
+        latest = await self._read(lambda s: s.latest_checkpoint())
+        size = self._tree.size
+        if latest is not None and latest.size >= size:
+            self._latest = latest
+            return latest
+        root = self._tree.root(size)
+        # An empty tree gets one checkpoint of size 0, so there is always one to serve;
+        # every tree extends the empty tree, so there is nothing to prove from it.
+        if latest is not None and latest.size > 0:
+            # tlog-checkpoint: never sign a tree inconsistent with one already signed.
+            try:
+                open_checkpoint(latest.note, self._signer.verifier, origin=self.origin)
+                proof = await self._with_leaves(
+                    lambda given: self._tree.consistency_proof(latest.size, size, given)
+                )
+                verify_consistency(latest.size, size, proof, latest.root, root)
+            except (NoteError, MerkleProofError) as exc:
+                _log.critical("refusing to sign checkpoint %d: %s", size, exc)
+                raise LogIntegrityError(f"checkpoint {size} not signed: {exc}") from exc
+        note = Checkpoint(self.origin, size, root).sign(self._signer)
+        stored = StoredCheckpoint(size, root, note, self._clock_ms())
+        previous = None if latest is None else latest.size
+        if await self._write(lambda s: s.add_checkpoint(stored, previous)):
+            self._latest = stored
+            return stored
+        # Another instance kept one first; ours is retried on the next tick.
+        return await self._read(lambda s: s.latest_checkpoint())
 
     async def ping(self) -> None:
         """Raise if the service cannot write (readiness probe)."""
@@ -665,7 +743,8 @@ class AuditService:
         # One trip to the store: the record, the latest checkpoint, and the leaf hashes of
         # the chunks the proof will need (the entry's own, and the one the tree size ends in).
         found, checkpoint, read = await self._read(
-            partial(_entry_with_chunks, index, self._tree.chunk_size)
+            partial(_entry_with_chunks, index, self._tree.chunk_size,
+                    self._tree.size // self._tree.chunk_size)
         )
         if found is None:
             return None
@@ -695,8 +774,16 @@ class AuditService:
         """RFC 6962 consistency proof between two tree sizes (``0 < first <= second``)."""
         if self._tree.size < second:
             await self._catch_up()
+        # The proof goes below the chunks only where a size ends inside one: read those
+        # leaves in one trip (the tree holds its last, incomplete chunk itself).
+        size, complete = self._tree.chunk_size, self._tree.size // self._tree.chunk_size
+        chunks = [n // size for n in {first, second} if n % size and n // size < complete]
+        if chunks and 0 < first <= second <= self._tree.size:
+            read = await self._read(partial(_chunks_leaves, chunks, size))
+        else:
+            read = None
         return await self._with_leaves(
-            lambda given: self._tree.consistency_proof(first, second, given)
+            lambda given: self._tree.consistency_proof(first, second, given), read
         )
 
     async def records(self, flt: RecordFilter) -> list[tuple[int, dict[str, Any]]]:
@@ -735,11 +822,18 @@ def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:
     return store.leaf_hashes(start, end)
 
 
+def _chunks_leaves(chunks: list[int], size: int, store: AuditStore) -> dict[int, list[bytes]]:
+    return {chunk: store.leaf_hashes(chunk * size, (chunk + 1) * size) for chunk in chunks}
+
+
 def _entry_with_chunks(
-    index: int, chunk_size: int, store: AuditStore
+    index: int, chunk_size: int, complete: int, store: AuditStore
 ) -> tuple[tuple[bytes, bytes] | None, StoredCheckpoint | None, dict[int, list[bytes]]]:
-    """An entry, the latest checkpoint, and the leaf hashes of the chunks a proof may need."""
-    found = store.entry(index)
+    """An entry, the latest checkpoint, and the leaf hashes of the chunks a proof may need
+    (of the ``complete`` chunks the tree has: its last, incomplete one is in memory, and
+    leaves read for it could not be checked against a node)."""
+    first = index // chunk_size * chunk_size
+    found, own = store.entry_with_leaves(index, first, first + chunk_size)
     checkpoint = store.latest_checkpoint()
     read: dict[int, list[bytes]] = {}
     if found is not None:
@@ -747,8 +841,10 @@ def _entry_with_chunks(
         if checkpoint is not None and checkpoint.size % chunk_size:
             chunks.add(checkpoint.size // chunk_size)
         for chunk in chunks:
-            leaves = store.leaf_hashes(chunk * chunk_size, (chunk + 1) * chunk_size)
+            if chunk >= complete:
+                continue
+            leaves = own if chunk == index // chunk_size else store.leaf_hashes(
+                chunk * chunk_size, (chunk + 1) * chunk_size)
             if len(leaves) == chunk_size:  # only complete chunks are read back
                 read[chunk] = leaves
     return found, checkpoint, read
-

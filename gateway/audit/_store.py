@@ -151,6 +151,12 @@ class AuditStore(Protocol):
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         """Record bytes and stored leaf hash of an entry."""
 
+    def entry_with_leaves(
+        self, index: int, start: int, end: int
+    ) -> tuple[tuple[bytes, bytes] | None, list[bytes]]:
+        """``entry(index)`` and ``leaf_hashes(start, end)`` (a range holding ``index``) in
+        one indexed range query, for a proof."""
+
     def iter_entries(
         self, start: int = 0, chunk: int = 20_000
     ) -> Iterator[tuple[int, bytes, bytes]]:
@@ -161,6 +167,11 @@ class AuditStore(Protocol):
     ) -> Iterator[tuple[int, tuple[Any, ...]]]:
         """``(index, (event_id, ts_ms, event_type, outcome, partner, matter))`` in index order:
         the query columns, which the tree does not cover and ``audit verify`` re-derives."""
+
+    def iter_rows(self, start: int = 0, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
+        """``(index, record, leaf_hash, event_id, ts_ms, event_type, outcome, partner,
+        matter)`` from ``start`` on, in index order, as the driver gives them: the one pass
+        over the table ``audit verify`` makes."""
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every kept checkpoint, smallest tree first."""
@@ -473,6 +484,20 @@ class SqlAuditStore:
         ).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
 
+    def entry_with_leaves(
+        self, index: int, start: int, end: int
+    ) -> tuple[tuple[bytes, bytes] | None, list[bytes]]:
+        rows = self._exec(
+            "SELECT idx, leaf_hash, CASE WHEN idx = ? THEN record END FROM audit_entries"
+            " WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (index, start, end),
+        ).fetchall()
+        found = None
+        for idx, leaf, record in rows:
+            if int(idx) == index and record is not None:
+                found = (bytes(record), bytes(leaf))
+        return found, [bytes(r[1]) for r in rows]
+
     def iter_entries(
         self, start: int = 0, chunk: int = 20_000
     ) -> Iterator[tuple[int, bytes, bytes]]:
@@ -495,6 +520,16 @@ class SqlAuditStore:
             rows = self._exec(sql, (start, chunk)).fetchall()
             for row in rows:
                 yield int(row[0]), (str(row[1]), int(row[2]), *row[3:])
+            if len(rows) < chunk:
+                return
+            start = int(rows[-1][0]) + 1
+
+    def iter_rows(self, start: int = 0, chunk: int = 50_000) -> Iterator[tuple[Any, ...]]:
+        sql = ("SELECT idx, record, leaf_hash, event_id, ts_ms, event_type, outcome, partner,"
+               " matter FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?")
+        while True:
+            rows = self._exec(sql, (start, chunk)).fetchall()
+            yield from rows
             if len(rows) < chunk:
                 return
             start = int(rows[-1][0]) + 1

@@ -30,6 +30,7 @@ Not thread-safe: the audit service touches it only from the event loop.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from hashlib import sha256
 
 from trust.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash, root_from_leaf_hashes
 
@@ -143,6 +144,41 @@ class MerkleTree:
     def chunk_size(self) -> int:
         """Leaves per chunk (the span of the lowest level kept)."""
         return self._chunk
+
+    def memory_bytes(self) -> int:
+        """Bytes of hashes held: the complete nodes, the last chunk's leaves, the recent chunks."""
+        nodes = sum(len(level) for level in self._levels)
+        recent = sum(len(level) for levels in self._recent.values() for level in levels)
+        return nodes + HASH_SIZE * (len(self._tail) + recent)
+
+    def load_chunk_nodes(self, nodes: bytes) -> None:
+        """Start an empty tree from the roots of its first complete chunks (32 bytes each).
+
+        The levels above are hashed here (one hash per two nodes, about ``size / 2**k``
+        in all): a tree of 10,000,000 leaves starts from 20 MB instead of its 320 MB of
+        leaf hashes. Nothing is checked: the caller compares a root with a signed one.
+        """
+        if self._size or self._chunk == 1:
+            raise TreeError("chunk nodes load only into an empty tree of chunks")
+        if len(nodes) % HASH_SIZE:
+            raise TreeError("chunk nodes are 32 bytes each")
+        level = bytearray(nodes)
+        levels = [level]
+        while len(level) >= 2 * HASH_SIZE:
+            above = bytearray()
+            pair = 2 * HASH_SIZE
+            for i in range(0, len(level) - pair + 1, pair):
+                above += sha256(b"\x01" + level[i : i + pair]).digest()  # node_hash(left, right)
+            levels.append(above)
+            level = above
+        self._levels = levels
+        self._size = (len(nodes) // HASH_SIZE) << self._k
+
+    def chunk_nodes(self, start: int, end: int) -> bytes:
+        """The roots of complete chunks ``[start, end)``, 32 bytes each, in order."""
+        if not 0 <= start <= end <= self._size >> self._k or self._chunk == 1:
+            raise TreeError(f"chunks [{start}, {end}) are not complete in a tree of {self._size}")
+        return bytes(self._levels[0][start * HASH_SIZE : end * HASH_SIZE])
 
     @classmethod
     def from_entries(cls, entries: Iterable[bytes], chunk_bits: int = 0) -> MerkleTree:

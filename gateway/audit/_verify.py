@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any
 
 import orjson
 
 from gateway.audit._record import record_matter, record_partner, record_time_ms
 from gateway.audit._store import AuditStore, PruneGrant, StoredCheckpoint
-from gateway.audit._tree import MerkleTree
-from trust.merkle import leaf_hash
+from gateway.audit._tree import Frontier
 from trust.note import NoteError, NoteVerifier, open_checkpoint
 
 __all__ = ["VerifyReport", "verify_log"]
@@ -62,81 +62,104 @@ def verify_log(
     extra_checkpoints: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
-    """Recompute the tree from stored records and check every checkpoint against it."""
-    total = store.size()
-    tree = MerkleTree()
-    expected = 0
-    # The query columns (time, partner, matter, ...) sit beside the hashed record, outside
-    # the tree; a forged column could hide a record from a filtered query, so each row's
-    # columns are derived again from its record and compared.
-    columns = store.iter_columns()
-    grants = store.grants()
-    pruned = 0
-    for index, record, stored_leaf in store.iter_entries():
-        if index != expected:
-            return VerifyReport(False, expected, 0, f"entry {expected} is missing", expected)
-        if not record:
-            # Pruned: the body is gone, so its stored leaf hash stands in for it; only a
-            # kept grant (an approved prune) may have emptied it, and only within its reach.
-            column_index, stored_columns = next(columns, (-1, ()))
-            if column_index != index or not any(
-                    g.covers(index, str(stored_columns[2]), int(stored_columns[1]))
-                    for g in grants):
-                return VerifyReport(
-                    False, index, 0, f"entry {index}: its record is empty but no approved"
-                    " prune covers it", index)
-            tree.append(stored_leaf)
-            pruned += 1
-            expected += 1
-            if progress is not None and (expected % 10_000 == 0 or expected == total):
-                progress(expected, total)
-            continue
-        computed = leaf_hash(record)
-        if computed != stored_leaf:
-            return VerifyReport(
-                False, index, 0, f"entry {index}: record bytes do not hash to its stored leaf hash",
-                index,
-            )  # fmt: skip
-        column_index, stored_columns = next(columns, (-1, ()))
-        if column_index != index or stored_columns != _columns(record):
-            return VerifyReport(
-                False, index, 0, f"entry {index}: query columns do not match its record", index,
-            )  # fmt: skip
-        tree.append(computed)
-        expected += 1
-        if progress is not None and (expected % 10_000 == 0 or expected == total):
-            progress(expected, total)
+    """Recompute the tree from stored records and check every checkpoint against it.
 
+    One pass over the table, in index order: each record's leaf hash and query columns
+    are derived again and compared, the leaf is added to the tree's right edge
+    (``Frontier``: O(log n) hashes of memory), and each checkpoint is compared with the
+    root when the pass reaches its size. Failures are reported as a pass over the entries
+    first, then over the checkpoints, would find them: a bad entry first, then a note that
+    does not open, then the smallest checkpoint whose root differs or whose entries are
+    missing.
+    """
+    total = store.size()
     notes: list[tuple[str, StoredCheckpoint | None]] = [(cp.note, cp) for cp in store.checkpoints()]
     notes += [(note, None) for note in extra_checkpoints]
     parsed = []
+    bad_note = ""
     for note, row in notes:
         where = f"checkpoint {row.size}" if row is not None else "given checkpoint"
         try:
             body = open_checkpoint(note, verifier, origin=origin)
         except NoteError as exc:
-            return VerifyReport(False, tree.size, 0, f"{where}: {exc}")
+            bad_note = bad_note or f"{where}: {exc}"
+            continue
         if row is not None and (body.size != row.size or body.root_hash != row.root):
-            return VerifyReport(False, tree.size, 0, f"{where}: row does not match its signed note")
+            bad_note = bad_note or f"{where}: row does not match its signed note"
+            continue
         parsed.append(body)
     parsed.sort(key=lambda body: body.size)
-    good = 0
-    for checked, body in enumerate(parsed):
-        if body.size > tree.size:
-            return VerifyReport(
-                False, tree.size, checked,
-                f"entries {tree.size}..{body.size - 1} are missing: a checkpoint of"
-                f" {body.size} entries was signed but the log holds {tree.size}",
-                tree.size,
-            )  # fmt: skip
-        if tree.root(body.size) != body.root_hash:
-            return VerifyReport(
-                False, tree.size, checked,
-                f"the first {body.size} entries do not hash to the signed root; the first"
-                f" changed entry is at or after index {good} (last matching checkpoint)",
-                good,
-            )  # fmt: skip
-        good = body.size
+
+    tree = Frontier()
+    due = 0  # the next checkpoint to compare, by size
+    good = 0  # the size of the last one that matched
+    mismatch: int | None = None  # the first that did not
+
+    def compare() -> None:
+        nonlocal due, good, mismatch
+        while due < len(parsed) and parsed[due].size == tree.size:
+            if mismatch is None:
+                if tree.root() == parsed[due].root_hash:
+                    good = tree.size
+                else:
+                    mismatch = due
+            due += 1
+
+    compare()
+    expected = 0
+    # The query columns (time, partner, matter, ...) sit beside the hashed record, outside
+    # the tree; a forged column could hide a record from a filtered query, so each row's
+    # columns are derived again from its record and compared.
+    grants = store.grants()
+    pruned = 0
+    for index, raw, stored_leaf, event_id, ts_ms, *columns in store.iter_rows():
+        if index != expected:
+            return VerifyReport(False, expected, 0, f"entry {expected} is missing", expected)
+        record = bytes(raw)
+        if not record:
+            # Pruned: the body is gone, so its stored leaf hash stands in for it; only a
+            # kept grant (an approved prune) may have emptied it, and only within its reach.
+            if not any(g.covers(index, str(columns[0]), int(ts_ms)) for g in grants):
+                return VerifyReport(
+                    False, index, 0, f"entry {index}: its record is empty but no approved"
+                    " prune covers it", index)
+            computed = bytes(stored_leaf)
+            pruned += 1
+        else:
+            computed = sha256(b"\x00" + record).digest()  # trust.merkle.leaf_hash
+            if computed != stored_leaf:
+                return VerifyReport(
+                    False, index, 0,
+                    f"entry {index}: record bytes do not hash to its stored leaf hash", index,
+                )  # fmt: skip
+            if (str(event_id), int(ts_ms), *columns) != _columns(record):
+                return VerifyReport(
+                    False, index, 0, f"entry {index}: query columns do not match its record",
+                    index,
+                )  # fmt: skip
+        tree.append(computed)
+        expected += 1  # noqa: SIM113 - the count is checked against each stored index
+        if due < len(parsed) and parsed[due].size == expected:
+            compare()
+        if progress is not None and (expected % 10_000 == 0 or expected == total):
+            progress(expected, total)
+
+    if bad_note:
+        return VerifyReport(False, tree.size, 0, bad_note)
+    if mismatch is not None:
+        return VerifyReport(
+            False, tree.size, mismatch,
+            f"the first {parsed[mismatch].size} entries do not hash to the signed root; the"
+            f" first changed entry is at or after index {good} (last matching checkpoint)",
+            good,
+        )  # fmt: skip
+    if due < len(parsed):
+        return VerifyReport(
+            False, tree.size, due,
+            f"entries {tree.size}..{parsed[due].size - 1} are missing: a checkpoint of"
+            f" {parsed[due].size} entries was signed but the log holds {tree.size}",
+            tree.size,
+        )  # fmt: skip
     approvals = _unapproved(store, grants)
     if approvals is not None:
         return VerifyReport(False, tree.size, len(parsed), approvals)

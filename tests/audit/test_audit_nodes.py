@@ -1,0 +1,231 @@
+"""The tree's chunk nodes kept on disk (``audit-tree.nodes``): start-up, restarts, tampering.
+
+Proofs are checked against RFC 6962 2.1 written out here, over the leaf hashes of the
+records as stored, not against the gateway's own tree code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import AuditService, LogIntegrityError, _store, append_cli_event
+from gateway.audit._nodes import NODES_FILE
+from gateway.audit._service import TREE_CHUNK_BITS
+from gateway.audit._tree import MerkleTree
+from tests.audit.conftest import EventFactory
+
+CHUNK = 1 << TREE_CHUNK_BITS
+
+
+def _h(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 6962 2.1 MTH over leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return _h(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:]))
+
+
+def _path(m: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 6962 2.1.1 PATH(m, D[n])."""
+    if len(leaves) == 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m < k:
+        return [*_path(m, leaves[:k]), _mth(leaves[k:])]
+    return [*_path(m - k, leaves[k:]), _mth(leaves[:k])]
+
+
+def _subproof(m: int, leaves: list[bytes], complete: bool) -> list[bytes]:
+    """RFC 6962 2.1.2 SUBPROOF(m, D[n], b)."""
+    if m == len(leaves):
+        return [] if complete else [_mth(leaves)]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], complete), _mth(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), _mth(leaves[:k])]
+
+
+def _stored_leaves(data_dir: Path) -> list[bytes]:
+    """SHA-256(0x00 || record) of every stored record, in index order."""
+    conn = sqlite3.connect(data_dir / "audit.db")
+    try:
+        rows = conn.execute("SELECT record FROM audit_entries ORDER BY idx").fetchall()
+    finally:
+        conn.close()
+    return [_h(b"\x00" + bytes(r[0])) for r in rows]
+
+
+async def _fill(service: AuditService, make_event: EventFactory, n: int) -> None:
+    for i in range(n):
+        await service.append(make_event(actor_id=f"n{i}"))
+
+
+async def _proofs(service: AuditService, size: int, picks: list[int]
+                  ) -> list[tuple[list[bytes], list[bytes]]]:
+    """Inclusion proofs (at the latest checkpoint) and consistency proofs (to ``size``)."""
+    out = []
+    for i in picks:
+        entry = await service.entry(i)
+        assert entry is not None
+        assert entry.tree_size == size
+        out.append((list(entry.inclusion), await service.consistency(i + 1, size)))
+    return out
+
+
+def _count_leaf_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int | None]]:
+    reads: list[tuple[int, int | None]] = []
+    original = _store.SqlAuditStore.leaf_hashes
+
+    def counting(self: _store.SqlAuditStore, start: int, end: int | None = None) -> list[bytes]:
+        reads.append((start, end))
+        return original(self, start, end)
+
+    monkeypatch.setattr(_store.SqlAuditStore, "leaf_hashes", counting)
+    return reads
+
+
+class TestKeptNodes:
+    """Start-up loads the kept chunk nodes, checked against the latest signed checkpoint."""
+
+    @pytest.mark.allow_blocking
+    async def test_restart_reads_no_leaves_below_the_checkpoint_and_proves_the_same(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A restart (after more appends, by the gateway and the CLI) reads leaf hashes only
+        from the last checkpoint's chunk on, and gives the proofs RFC 6962 gives."""
+        first = 5 * CHUNK + 3
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, first)
+            await svc.publish()
+        picks = [0, 1, CHUNK + 7, 3 * CHUNK, first - 1]
+        kept = (data_dir / NODES_FILE).read_bytes()
+        assert len(kept) == 32 * (1 + first // CHUNK)
+        reads = _count_leaf_reads(monkeypatch)
+        async with AuditService(data_dir=data_dir) as svc:
+            assert all(start >= (first // CHUNK) * CHUNK for start, _ in reads), reads
+            before = await _proofs(svc, first, picks)
+            await _fill(svc, make_event, 2 * CHUNK)
+        for _ in range(CHUNK + 1):
+            append_cli_event(data_dir, make_event(actor_id="cli"))
+        size = first + 3 * CHUNK + 1
+        leaves = _stored_leaves(data_dir)
+        assert len(leaves) == size
+        assert before == [(_path(i, leaves[:first]), _subproof(i + 1, leaves[:first], True))
+                          for i in picks]
+        reads.clear()
+        async with AuditService(data_dir=data_dir) as svc:
+            assert svc.tree_size == size
+            assert min(start for start, _ in reads) >= ((first + 2 * CHUNK) // CHUNK) * CHUNK
+            await svc.publish()
+            after = await _proofs(svc, size, [*picks, size - 1])
+        assert after == [(_path(i, leaves), _subproof(i + 1, leaves, True))
+                         for i in [*picks, size - 1]]
+        assert (data_dir / NODES_FILE).stat().st_size == 32 * (1 + size // CHUNK)
+
+    @pytest.mark.allow_blocking
+    async def test_tampered_kept_node_is_found_and_rebuilt(
+        self, data_dir: Path, make_event: EventFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A changed node in the file does not match the signed root: it is reported, the
+        tree is rebuilt from the stored leaf hashes, and the proofs are right."""
+        size = 4 * CHUNK
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, size)
+            await svc.publish()
+        path = data_dir / NODES_FILE
+        good = path.read_bytes()
+        forged = bytearray(good)
+        forged[32 + 2 * 32] ^= 1  # chunk 2's node
+        path.write_bytes(bytes(forged))
+        leaves = _stored_leaves(data_dir)
+        with caplog.at_level(logging.ERROR, logger="gateway.audit"):
+            async with AuditService(data_dir=data_dir) as svc:
+                proofs = await _proofs(svc, size, [2 * CHUNK + 1])
+        assert any("do not match the log's latest checkpoint" in r.getMessage()
+                   for r in caplog.records)
+        assert proofs == [(_path(2 * CHUNK + 1, leaves), _subproof(2 * CHUNK + 2, leaves, True))]
+        assert path.read_bytes() == good
+
+    @pytest.mark.allow_blocking
+    async def test_tampered_node_beside_a_tampered_store_is_refused(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """When the file and the stored leaves both disagree with the signed root, the
+        gateway refuses to start, as it did without the file."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 3 * CHUNK)
+            await svc.publish()
+        path = data_dir / NODES_FILE
+        forged = bytearray(path.read_bytes())
+        forged[32] ^= 1
+        path.write_bytes(bytes(forged))
+        _tamper(data_dir, "UPDATE audit_entries SET leaf_hash = ? WHERE idx = 20", (bytes(32),))
+        with pytest.raises(LogIntegrityError, match=r"signed root|no longer match"):
+            await AuditService(data_dir=data_dir).start()
+
+    @pytest.mark.allow_blocking
+    async def test_stored_leaf_changed_below_kept_nodes_fails_the_proof(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """Start-up no longer reads the leaves the kept nodes cover; a stored leaf hash that
+        was changed there is found by the first proof that reads it: never a wrong proof."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 3 * CHUNK)
+            await svc.publish()
+        _tamper(data_dir, "UPDATE audit_entries SET leaf_hash = ? WHERE idx = 5", (bytes(32),))
+        async with AuditService(data_dir=data_dir) as svc:
+            with pytest.raises(LogIntegrityError, match="no longer match"):
+                await svc.entry(4)
+
+    @pytest.mark.allow_blocking
+    async def test_shorter_log_is_refused(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """Kept nodes never stand in for deleted entries."""
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, 3 * CHUNK)
+            await svc.publish()
+        conn = sqlite3.connect(data_dir / "audit.db")
+        conn.execute("DROP TRIGGER IF EXISTS audit_entries_no_delete")
+        conn.execute("DELETE FROM audit_entries WHERE idx >= ?", (2 * CHUNK,))
+        conn.commit()
+        conn.close()
+        with pytest.raises(LogIntegrityError, match="entries are missing"):
+            await AuditService(data_dir=data_dir).start()
+
+
+def _tamper(data_dir: Path, sql: str, params: tuple[object, ...]) -> None:
+    conn = sqlite3.connect(data_dir / "audit.db")
+    try:
+        conn.execute("DROP TRIGGER IF EXISTS audit_entries_no_update")
+        conn.execute(sql, params)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_tree_from_chunk_nodes_is_the_tree_from_leaves() -> None:
+    """A tree loaded from chunk nodes has every root and proof of the tree built leaf by leaf
+    (given the chunks' leaves where a proof goes below them)."""
+    leaves = [_h(bytes([i % 251, i // 251])) for i in range(11 * CHUNK + 5)]
+    whole = MerkleTree(TREE_CHUNK_BITS)
+    whole.extend(leaves)
+    loaded = MerkleTree(TREE_CHUNK_BITS)
+    loaded.load_chunk_nodes(whole.chunk_nodes(0, 11))
+    loaded.extend(leaves[11 * CHUNK:])
+    given = {c: loaded.chunk_levels(c, leaves[c * CHUNK:(c + 1) * CHUNK]) for c in range(11)}
+    assert loaded.size == len(leaves)
+    for size in (1, CHUNK, 3 * CHUNK + 1, 8 * CHUNK, len(leaves)):
+        assert loaded.root(size, given) == _mth(leaves[:size])
+        for i in (0, size // 2, size - 1):
+            assert loaded.inclusion_proof(i, size, given) == _path(i, leaves[:size])
+        assert loaded.consistency_proof(size, None, given) == _subproof(size, leaves, True)
