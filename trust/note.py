@@ -36,9 +36,12 @@ __all__ = [
     "NoteError",
     "NoteSigner",
     "NoteVerifier",
+    "check_key_name",
+    "decode_base64",
     "key_id",
     "open_checkpoint",
     "open_note",
+    "parse_vkey",
     "sign_note",
 ]
 
@@ -54,13 +57,14 @@ class NoteError(TrustError):
     """A note, verifier key or checkpoint is malformed or not signed by a known key."""
 
 
-def _check_name(name: str) -> None:
-    # signed-note: key names are non-empty, without Unicode spaces or "+".
+def check_key_name(name: str) -> None:
+    """signed-note: key names are non-empty, without Unicode spaces or "+"."""
     if not name or "+" in name or any(ch.isspace() for ch in name):
         raise NoteError(f"bad key name {name!r}")
 
 
-def _b64decode(text: str) -> bytes:
+def decode_base64(text: str) -> bytes:
+    """Standard base64 with padding, canonical only (as notes and vkeys write it)."""
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
@@ -70,11 +74,34 @@ def _b64decode(text: str) -> bytes:
     return raw
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """The 4-byte Ed25519 key id the signed-note spec recommends."""
-    _check_name(name)
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ALG_ED25519]) + public_key)
+def key_id(name: str, public_key: bytes, key_type: int = ALG_ED25519) -> bytes:
+    """The 4-byte key id the signed-note spec recommends for a key of ``key_type``
+    (0x01: Ed25519 note signatures; 0x04: cosignature/v1)."""
+    check_key_name(name)
+    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([key_type]) + public_key)
     return digest.digest()[:4]
+
+
+def parse_vkey(vkey: str, key_type: int, wrong_type: str) -> tuple[str, bytes]:
+    """``<name>+<hex key id>+<base64(type || 32-byte public key)>`` to (name, public key),
+    with the key id checked; ``wrong_type`` is the refusal for a key of another type."""
+    parts = vkey.strip().split("+", 2)  # the base64 key may itself hold "+"
+    if len(parts) != 3:
+        raise NoteError("a vkey has three '+'-separated parts")
+    name, hex_id, b64key = parts
+    check_key_name(name)
+    if len(hex_id) != 8:
+        raise NoteError("a vkey key id is 8 hex digits")
+    try:
+        kid = bytes.fromhex(hex_id)
+    except ValueError as exc:
+        raise NoteError("a vkey key id is 8 hex digits") from exc
+    raw = decode_base64(b64key)
+    if len(raw) != 33 or raw[0] != key_type:
+        raise NoteError(wrong_type)
+    if key_id(name, raw[1:], key_type) != kid:
+        raise NoteError("vkey key id does not match its name and key")
+    return name, raw[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +122,9 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse ``<name>+<hex key id>+<base64(0x01 || public key)>``."""
-        parts = vkey.strip().split("+", 2)  # the base64 key may itself hold "+"
-        if len(parts) != 3:
-            raise NoteError("a vkey has three '+'-separated parts")
-        name, hex_id, b64key = parts
-        _check_name(name)
-        if len(hex_id) != 8:
-            raise NoteError("a vkey key id is 8 hex digits")
-        try:
-            kid = bytes.fromhex(hex_id)
-        except ValueError as exc:
-            raise NoteError("a vkey key id is 8 hex digits") from exc
-        raw = _b64decode(b64key)
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise NoteError("only Ed25519 verifier keys (type 0x01) are supported")
-        verifier = cls.from_public_key(name, raw[1:])
-        if verifier.key_id != kid:
-            raise NoteError("vkey key id does not match its name and key")
-        return verifier
+        name, public_key = parse_vkey(
+            vkey, ALG_ED25519, "only Ed25519 verifier keys (type 0x01) are supported")
+        return cls.from_public_key(name, public_key)
 
     def to_vkey(self) -> str:
         """The vkey text of this verifier."""
@@ -132,7 +144,7 @@ class NoteSigner:
     """An Ed25519 note signing key under a key name."""
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        _check_name(name)
+        check_key_name(name)
         self.name = name
         self._key = private_key
         public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -195,8 +207,8 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> str:
         name, sep, encoded = line[len(_DASH) :].partition(" ")
         if not sep:
             raise NoteError("malformed signature line")
-        _check_name(name)
-        raw = _b64decode(encoded)
+        check_key_name(name)
+        raw = decode_base64(encoded)
         if len(raw) < 5:
             raise NoteError("signature too short")
         verifier = known.get((name, raw[:4]))
@@ -247,7 +259,7 @@ class Checkpoint:
             raise NoteError("checkpoint size is not a decimal number")
         if size_text != str(int(size_text)):
             raise NoteError("checkpoint size has leading zeroes")
-        root = _b64decode(root_text)
+        root = decode_base64(root_text)
         if len(root) != 32:
             raise NoteError("checkpoint root hash is not 32 bytes")
         return cls(origin, int(size_text), root, tuple(extensions))

@@ -24,8 +24,6 @@ Errors::
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,7 +33,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from trust._errors import TrustError
 from trust.merkle import EMPTY_ROOT, HASH_SIZE, MerkleProofError, verify_consistency
-from trust.note import Checkpoint, NoteError, NoteVerifier, open_note
+from trust.note import (
+    Checkpoint,
+    NoteError,
+    NoteVerifier,
+    check_key_name,
+    decode_base64,
+    key_id,
+    open_note,
+    parse_vkey,
+)
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
@@ -71,26 +78,9 @@ class WitnessError(TrustError):
         self.known_size = known_size
 
 
-def _b64(text: str) -> bytes:
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
-        raise NoteError("bad base64") from exc
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise NoteError("non-canonical base64")
-    return raw
-
-
-def _check_name(name: str) -> None:
-    if not name or "+" in name or any(ch.isspace() for ch in name):
-        raise NoteError(f"bad key name {name!r}")
-
-
 def cosignature_key_id(name: str, public_key: bytes) -> bytes:
     """The 4-byte key id of a cosignature/v1 key (type byte 0x04)."""
-    _check_name(name)
-    material = name.encode("utf-8") + b"\n" + bytes([ALG_COSIGNATURE_V1]) + public_key
-    return hashlib.sha256(material).digest()[:4]
+    return key_id(name, public_key, ALG_COSIGNATURE_V1)
 
 
 def cosignature_message(checkpoint_text: str, timestamp: int) -> bytes:
@@ -118,24 +108,9 @@ class WitnessKey:
     @classmethod
     def from_vkey(cls, vkey: str) -> WitnessKey:
         """Parse ``<name>+<hex key id>+<base64(0x04 || public key)>``."""
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise NoteError("a vkey has three '+'-separated parts")
-        name, hex_id, encoded = parts
-        _check_name(name)
-        try:
-            kid = bytes.fromhex(hex_id) if len(hex_id) == 8 else b""
-        except ValueError:
-            kid = b""
-        if len(kid) != 4:
-            raise NoteError("a vkey key id is 8 hex digits")
-        raw = _b64(encoded)
-        if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
-            raise NoteError("a witness vkey is a cosignature/v1 key (type 0x04)")
-        key = cls.from_public_key(name, raw[1:])
-        if key.key_id != kid:
-            raise NoteError("vkey key id does not match its name and key")
-        return key
+        name, public_key = parse_vkey(
+            vkey, ALG_COSIGNATURE_V1, "a witness vkey is a cosignature/v1 key (type 0x04)")
+        return cls.from_public_key(name, public_key)
 
     def to_vkey(self) -> str:
         """The vkey text of this key."""
@@ -197,8 +172,8 @@ def signature_lines(note: str) -> tuple[str, list[tuple[str, bytes]]]:
         name, sep, encoded = line[len(_DASH) :].partition(" ")
         if not sep:
             raise NoteError("malformed signature line")
-        _check_name(name)
-        raw = _b64(encoded)
+        check_key_name(name)
+        raw = decode_base64(encoded)
         if len(raw) < 5:
             raise NoteError("signature too short")
         out.append((name, raw))
@@ -264,7 +239,7 @@ class AddCheckpoint:
         if len(lines) - 1 > _MAX_PROOF_LINES:
             raise WitnessError(400, "too many proof lines")
         try:
-            proof = tuple(_b64(line) for line in lines[1:])
+            proof = tuple(decode_base64(line) for line in lines[1:])
         except NoteError:
             raise WitnessError(400, "a proof line is not canonical base64") from None
         if any(len(h) != HASH_SIZE for h in proof):
