@@ -1,4 +1,13 @@
-"""Structured JSON logs with a request id on every line."""
+"""Structured JSON logs with a request id on every line.
+
+The lines go to standard error through ``JsonLinesHandler``, which writes them in
+batches: a line waits at most ``FLUSH_INTERVAL_S`` (a warning or worse is written at
+once), so a busy gateway makes one write for many access-log lines instead of one
+system call per request. Pending lines are written at exit (``logging.shutdown``), at
+the end of ``gateway.web.runner.serve`` (a forked worker leaves with ``os._exit``) and
+before a fork. A process killed outright loses at most the last ``FLUSH_INTERVAL_S`` of
+lines; the audit log, not this one, is the record of what was verified.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +17,22 @@ import logging
 import os
 import secrets
 import sys
+import threading
+import time
+import weakref
 from datetime import UTC, datetime
+from typing import TextIO
 
 import orjson
 from aiohttp import web
 
 __all__ = [
+    "FLUSH_INTERVAL_S",
     "REQUEST_ID_KEY",
     "JsonFormatter",
+    "JsonLinesHandler",
+    "AccessRecord",
+    "flush_logs",
     "configure_logging",
     "new_request_id",
     "request_id_of",
@@ -34,10 +51,28 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, request id, extras."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, created: float) -> str:
+        # datetime.isoformat(timespec="milliseconds") of the time, UTC, with the text of
+        # the second kept: a busy second renders only its milliseconds. Microseconds are
+        # rounded as datetime.fromtimestamp rounds them, then cut to milliseconds.
+        second = int(created)
+        micros = round((created - second) * 1_000_000)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._stamp = datetime.fromtimestamp(second, UTC).isoformat()[:-6]  # no "+00:00"
+            self._second = second
+        return f"{self._stamp}.{micros // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as JSON."""
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -45,17 +80,166 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        entry.update({key: value for key, value in record.__dict__.items()
-                      if key not in _STANDARD and not key.startswith("_")})
+        fields = record.__dict__
+        if type(record) is AccessRecord:  # its fields are known; a filter may add more
+            for key in _ACCESS_FIELDS:
+                entry[key] = fields[key]
+            for key in fields.keys() - _STANDARD_AND_ACCESS:
+                if not key.startswith("_"):
+                    entry[key] = fields[key]
+        else:
+            entry.update({key: value for key, value in fields.items()
+                          if key not in _STANDARD and not key.startswith("_")})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
 
+_START = getattr(logging, "_startTime", time.time())
+"""When logging was loaded: what ``relativeCreated`` counts from."""
+
+_ACCESS_FIELDS = ("request_id", "method", "route", "status", "duration_ms", "caller")
+"""The fields of an access-log line (``gateway.web.observability``), in their order."""
+_STANDARD_AND_ACCESS = frozenset(_STANDARD | set(_ACCESS_FIELDS))
+
+
+class AccessRecord(logging.LogRecord):
+    """An access-log record made without ``LogRecord.__init__``'s work per request (the
+    caller's frame, the thread and process names): the attributes every formatter may
+    read are set, the process-wide ones once per process."""
+
+    _process = os.getpid()
+
+    def __init__(self, logger: str, *, request_id: str, method: str, route: str,
+                 status: int, duration_ms: float, caller: str | None) -> None:
+        now = time.time()
+        self.name = logger
+        self.msg = "request"
+        self.args = None
+        self.levelname = "INFO"
+        self.levelno = logging.INFO
+        self.pathname = self.filename = __file__
+        self.module = __name__
+        self.exc_info = self.exc_text = self.stack_info = None
+        self.lineno = 0
+        self.funcName = "observe"
+        self.created = now
+        self.msecs = (now - int(now)) * 1000
+        self.relativeCreated = (now - _START) * 1000
+        self.thread = threading.get_ident()
+        self.threadName = "MainThread"
+        self.processName = "MainProcess"
+        self.process = AccessRecord._process
+        self.request_id = request_id
+        self.method = method
+        self.route = route
+        self.status = status
+        self.duration_ms = duration_ms
+        self.caller = caller
+
+
+FLUSH_INTERVAL_S = 0.05
+"""How long a line below WARNING may wait in ``JsonLinesHandler``'s buffer."""
+
+_MAX_PENDING = 512
+"""Lines a buffer holds before it is written whatever the time."""
+
+_handlers: weakref.WeakSet[JsonLinesHandler] = weakref.WeakSet()
+
+
+class JsonLinesHandler(logging.Handler):
+    """JSON lines (``JsonFormatter``) to ``stream``, written in batches (module doc).
+
+    ``emit`` runs under the handler's lock (``logging.Handler.handle``) and only appends
+    the formatted line; a daemon thread of the handler writes what is pending
+    ``FLUSH_INTERVAL_S`` after the first line of a batch arrived. A record at WARNING or
+    above, or the ``_MAX_PENDING``-th pending line, writes the batch at once.
+    """
+
+    def __init__(self, stream: TextIO, *, interval: float = FLUSH_INTERVAL_S) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self.setFormatter(JsonFormatter())
+        self._pending: list[str] = []
+        self._wake = threading.Event()
+        self._flusher_pid = 0  # the process whose flusher thread runs (none after a fork)
+        _handlers.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format the record and queue its line (under the handler's lock)."""
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        pending = self._pending
+        pending.append(line)
+        if record.levelno >= logging.WARNING or len(pending) >= _MAX_PENDING:
+            self._write()
+        elif len(pending) == 1:
+            if self._flusher_pid != os.getpid():
+                self._start_flusher()
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Write every pending line now."""
+        with self.lock:  # type: ignore[union-attr] # made by Handler.__init__
+            self._write()
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        text = "\n".join(self._pending) + "\n"
+        self._pending.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+
+    def _start_flusher(self) -> None:
+        self._flusher_pid = os.getpid()
+        self._wake.clear()
+        threading.Thread(target=self._flush_loop, args=(weakref.ref(self),),
+                         name="log-flusher", daemon=True).start()
+
+    @staticmethod
+    def _flush_loop(ref: weakref.ref[JsonLinesHandler]) -> None:
+        while (handler := ref()) is not None:
+            wake, interval = handler._wake, handler.interval
+            del handler  # hold no reference while waiting
+            if not wake.wait(timeout=1.0):
+                continue
+            time.sleep(interval)
+            wake.clear()  # a line queued from here on is written by this flush or sets it again
+            if (handler := ref()) is not None:
+                handler.flush()
+                del handler
+
+
+def flush_logs() -> None:
+    """Write every ``JsonLinesHandler``'s pending lines (before a process leaves)."""
+    for handler in list(_handlers):
+        handler.flush()
+
+
+def _reset_after_fork() -> None:
+    for handler in list(_handlers):
+        handler._flusher_pid = 0  # the flusher thread did not survive the fork
+
+
+def _after_fork_in_child() -> None:
+    _reset_after_fork()
+    AccessRecord._process = os.getpid()
+
+
+os.register_at_fork(before=flush_logs, after_in_child=_after_fork_in_child)
+
+
 def configure_logging(level: str) -> None:
-    """Send JSON lines to standard error."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    """Send JSON lines to standard error, in batches (``JsonLinesHandler``)."""
+    handler = JsonLinesHandler(sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

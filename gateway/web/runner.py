@@ -40,7 +40,7 @@ from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooL
 from aiohttp.web_request import BaseRequest
 
 from gateway.settings import Settings
-from gateway.web.logs import new_request_id, request_id_var
+from gateway.web.logs import flush_logs, new_request_id, request_id_var
 from gateway.web.problems import Problem, problem_response
 
 __all__ = ["STOP_SIGNALS", "loop_factory", "serve"]
@@ -189,6 +189,9 @@ def serve(app: web.Application, settings: Settings, *, sock: socket.socket | Non
     once the application started and the socket is served."""
     name, new_loop = loop_factory(settings)
     _log.info("event loop", extra={"loop": name})
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        runner.run(_serve(app, settings, sock=sock, stop_signals=stop_signals,
-                          parent_pid=parent_pid, on_serving=on_serving))
+    try:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(_serve(app, settings, sock=sock, stop_signals=stop_signals,
+                              parent_pid=parent_pid, on_serving=on_serving))
+    finally:
+        flush_logs()  # a forked worker leaves with os._exit: no logging.shutdown

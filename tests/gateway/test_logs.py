@@ -1,0 +1,179 @@
+"""The JSON-lines log handler: batched writes that lose no line, and the cheap access record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.web.logs import (
+    AccessRecord,
+    JsonFormatter,
+    JsonLinesHandler,
+    flush_logs,
+    request_id_var,
+)
+
+
+class _Stream:
+    """A text stream that keeps each write apart (a write is one system call on stderr)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def lines(self) -> list[dict[str, object]]:
+        with self.lock:
+            return [orjson.loads(line) for text in self.writes for line in text.splitlines()]
+
+
+def _logger(handler: logging.Handler, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def _wait_for(predicate: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+def test_lines_are_written_together_within_the_interval() -> None:
+    """A burst of lines is one write, made within the interval, every line in order."""
+    stream = _Stream()
+    handler = JsonLinesHandler(stream, interval=0.1)  # type: ignore[arg-type]
+    log = _logger(handler, "test.logs.burst")
+    started = time.monotonic()
+    for i in range(200):
+        log.info("line", extra={"n": i})
+    assert [] == stream.writes  # nothing yet: the burst waits for the flusher
+    _wait_for(lambda: stream.writes)
+    assert time.monotonic() - started < 2.0
+    assert 1 == len(stream.writes)
+    assert list(range(200)) == [line["n"] for line in stream.lines()]
+
+
+def test_a_warning_is_written_at_once_after_what_waited() -> None:
+    """A warning does not wait, and the lines queued before it come first."""
+    stream = _Stream()
+    handler = JsonLinesHandler(stream, interval=60.0)  # type: ignore[arg-type]
+    log = _logger(handler, "test.logs.warning")
+    log.info("first")
+    log.warning("second")
+    assert ["first", "second"] == [line["message"] for line in stream.lines()]
+    assert ["INFO", "WARNING"] == [line["level"] for line in stream.lines()]
+
+
+def test_flush_logs_writes_what_is_pending() -> None:
+    """``flush_logs`` (the end of ``serve``) writes every handler's pending lines."""
+    stream = _Stream()
+    handler = JsonLinesHandler(stream, interval=60.0)  # type: ignore[arg-type]
+    log = _logger(handler, "test.logs.flush")
+    log.info("pending")
+    assert [] == stream.writes
+    flush_logs()
+    assert ["pending"] == [line["message"] for line in stream.lines()]
+
+
+def test_a_full_buffer_is_written_without_waiting() -> None:
+    """However long the interval, the buffer holds a bounded number of lines."""
+    stream = _Stream()
+    handler = JsonLinesHandler(stream, interval=60.0)  # type: ignore[arg-type]
+    log = _logger(handler, "test.logs.full")
+    for i in range(2000):
+        log.info("line", extra={"n": i})
+    written = len(stream.lines())
+    assert 1500 <= written < 2000
+    flush_logs()
+    assert list(range(2000)) == [line["n"] for line in stream.lines()]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_its_lines_once_and_the_parents_never(tmp_path: Path) -> None:
+    """Lines pending at a fork are written before it (not by parent and child both); the
+    child's own lines are written by its own flush."""
+    out = tmp_path / "log.jsonl"
+    with out.open("a", encoding="utf-8") as file:
+        handler = JsonLinesHandler(file, interval=60.0)
+        log = _logger(handler, "test.logs.fork")
+        log.info("parent before fork")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                log.info("child line")
+                time.sleep(0.2)  # the child's flusher thread is a new one: it must run
+                log.info("child last line")
+                flush_logs()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert 0 == status
+        log.info("parent after fork")
+        flush_logs()
+    messages = [orjson.loads(line)["message"] for line in out.read_text().splitlines()]
+    assert sorted(messages) == sorted(
+        ["parent before fork", "child line", "child last line", "parent after fork"])
+    assert "parent before fork" == messages[0]
+
+
+def test_access_record_renders_as_logger_info_would() -> None:
+    """``AccessRecord`` (the access log's cheap record) and ``Logger.info`` with the same
+    fields give the same JSON line, a field added by a filter included."""
+    formatter = JsonFormatter()
+    fields = {"request_id": "req-1", "method": "POST", "route": "/v1/verifications",
+              "status": 200, "duration_ms": 1.25, "caller": "window-01"}
+    captured: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            captured.append(record)
+
+    class _Worker(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.worker = 3
+            return True
+
+    log = _logger(_Keep(), "gateway.access.test")
+    log.addFilter(_Worker())
+    log.info("request", extra=fields)
+    log.handle(AccessRecord(log.name, **fields))  # type: ignore[arg-type]
+    token = request_id_var.set("context-id")
+    try:
+        via_info, via_record = (orjson.loads(formatter.format(r)) for r in captured)
+    finally:
+        request_id_var.reset(token)
+    made = [datetime.fromisoformat(str(line.pop("time"))) for line in (via_info, via_record)]
+    assert 0 <= (made[1] - made[0]).total_seconds() < 1.0
+    assert via_info == via_record
+    assert {**fields, "worker": 3, "level": "INFO", "logger": "gateway.access.test",
+            "message": "request"} == via_record
+    assert ["INFO - request"] == [f"{r.levelname} - {r.getMessage()}" for r in captured[1:]]
+
+
+@pytest.mark.parametrize("stamp", [0.0, 1.0005, 1_765_000_000.123456, 1_765_000_000.999,
+                                   1_765_000_059.5, 1_765_000_059.9999996, 1_765_000_001.0009995])
+def test_time_field_is_iso_8601_utc_to_the_millisecond(stamp: float) -> None:
+    """The time text kept per second renders as ``datetime.isoformat`` does (ms, UTC)."""
+    record = logging.makeLogRecord({"msg": "x", "created": stamp})
+    shown = orjson.loads(JsonFormatter().format(record))["time"]
+    expected = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
+    assert expected == shown
