@@ -24,13 +24,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.matters.service import MatterService, load_service
 from gateway.verification.service import utc_now
 from gateway.web.appkeys import REGISTRY_KEY, SETTINGS_KEY
 from gateway.web.auth import require_client
-from gateway.web.httpjson import bad_request, json_response, read_batch_items, read_json
+from gateway.web.httpjson import (
+    bad_request,
+    json_bytes_response,
+    json_response,
+    parse_json,
+    read_batch_items,
+    read_body,
+)
 from gateway.web.problems import error_problem
 from registry import (
     Coverage,
@@ -147,13 +155,25 @@ def _answer(service: MatterService, at: date, translation: Translation) -> dict[
 
 
 async def translate(request: web.Request) -> web.Response:
-    """POST /v1/matters/translate"""
+    """POST /v1/matters/translate
+
+    An answer is rendered once per request body and day (``MatterService.answers``):
+    the same body asked again is answered with the same bytes, and counted again."""
     service = _service(request)
     await require_client(request)
     settings = request.app[SETTINGS_KEY]
-    req = parse_translate(await read_json(request, settings.max_body_bytes))
-    at, translation = _translate_one(service, req, service.today())
-    return json_response(_answer(service, at, translation))
+    body = await read_body(request, settings.max_body_bytes)
+    key = (body, service.today())
+    known = service.answers.get(key)
+    if known is not None:
+        service.count(known[0])
+        return json_bytes_response(known[1])
+    req = parse_translate(parse_json(body))
+    at, translation = _translate_one(service, req, key[1])
+    answer = _answer(service, at, translation)
+    rendered = orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE)
+    service.remember_answer(key, "ok" if translation.result else "refused", rendered)
+    return json_bytes_response(rendered)
 
 
 async def translate_batch(request: web.Request) -> web.Response:

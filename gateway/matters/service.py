@@ -58,6 +58,9 @@ _log = logging.getLogger("gateway.matters.service")
 DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[2] / "config" / "registry"
 """The sample catalogues and maps shipped with the repository."""
 
+MAX_ANSWERS = 4096
+"""Rendered translation answers ``MatterService.answers`` holds (about 1 KB each)."""
+
 DATA_SUBDIR = "registry"
 """Folder under the data folder that ``registry import`` fills."""
 
@@ -121,6 +124,11 @@ class MatterService:
         self._by_region = by_region
         self.outcomes: dict[str, int] = {}
         """Translations asked for on their own, by outcome (``count``)."""
+        self.answers: dict[tuple[bytes, date], tuple[str, bytes]] = {}
+        """Rendered answers of ``POST /v1/matters/translate``, by request body and the day
+        it was asked on (a body without ``at`` means today): the outcome counted and the
+        JSON bytes. The registry does not change while the service runs, so an answer
+        holds for its body all day; ``remember_answer`` bounds the memo."""
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, huzhou_region: str = HUZHOU,
@@ -143,6 +151,14 @@ class MatterService:
         well-shaped code without a translation) or ``invalid`` (a region or code the
         registry refused, answered as a 4xx problem)."""
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def remember_answer(self, key: tuple[bytes, date], outcome: str, body: bytes) -> None:
+        """Keep a rendered translation (``answers``); at ``MAX_ANSWERS`` held, or a new day,
+        the memo starts afresh (a window asks the same few hundred translations all day)."""
+        answers = self.answers
+        if len(answers) >= MAX_ANSWERS or (answers and next(iter(answers))[1] != key[1]):
+            answers.clear()
+        answers[key] = (outcome, body)
 
     def metric_families(self) -> list[MetricFamily]:
         """Translations asked for on their own, by outcome, for ``/metrics``."""

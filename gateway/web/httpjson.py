@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway.web.problems import Problem
 
-__all__ = ["bad_request", "declared_json", "json_response", "not_json", "read_batch_items",
-           "read_json"]
+__all__ = ["bad_request", "declared_json", "json_bytes_response", "json_response", "not_json",
+           "parse_json", "read_batch_items", "read_body", "read_json"]
 
 
 def bad_request(detail: str, *, index: int | None = None) -> Problem:
@@ -36,12 +36,8 @@ def not_json(request: web.Request) -> Problem:
                    headers={"Accept-Post": "application/json"}, extra={"cn_status": 12})
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """The request body parsed as JSON.
-
-    415 when the body is not declared JSON (``Content-Type``), 413 over ``limit``
-    bytes, 400 when it is not JSON.
-    """
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, declared JSON and at most ``limit`` bytes (415, 413), unparsed."""
     if not declared_json(request):
         raise not_json(request)
     if request.content_length is not None and request.content_length > limit:
@@ -49,10 +45,24 @@ async def read_json(request: web.Request, limit: int) -> Any:
     body = await request.read()
     if len(body) > limit:
         raise Problem(413, "Payload too large", f"request body exceeds {limit} bytes")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` parsed as JSON, or a 400 problem."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"body is not JSON: {exc}") from exc
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request body parsed as JSON.
+
+    415 when the body is not declared JSON (``Content-Type``), 413 over ``limit``
+    bytes, 400 when it is not JSON.
+    """
+    return parse_json(await read_body(request, limit))
 
 
 async def read_batch_items(request: web.Request, *, limit: int, max_items: int,
@@ -69,5 +79,9 @@ async def read_batch_items(request: web.Request, *, limit: int, max_items: int,
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     """An ``application/json`` response serialised by orjson."""
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE), status=status,
-                        content_type="application/json")
+    return json_bytes_response(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE), status)
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
+    """An ``application/json`` response of JSON already serialised."""
+    return web.Response(body=body, status=status, content_type="application/json")

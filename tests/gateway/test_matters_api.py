@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -371,6 +372,43 @@ class TestCounted:
         assert [] == audit.of(EventType.TRANSLATION)
         assert 1.0 == metric_value(await scrape_metrics(client), "ecert_translations_total",
                                    outcome="ok")
+
+
+    async def test_an_answer_asked_again_is_the_same_and_counted_again(
+            self, tmp_path: Path, audit: MemoryAudit, auth: dict[str, str],
+            aiohttp_client: ClientFactory) -> None:
+        """A body asked again is answered with the same bytes (rendered once that day) and
+        counted each time; on the next day in Huzhou the same body (no ``at``) is made
+        for that day; a refused code is kept as refused, a malformed body and a code of the
+        wrong shape are never kept (each is refused, and counted, every time)."""
+        now = [datetime(2025, 2, 28, 15, 0, tzinfo=UTC)]  # 2025-02-28 23:00 in Huzhou
+        settings = load_settings({}, None, {"data_dir": tmp_path})
+        app = create_app(settings, audit=audit, clock=lambda: now[0])
+        client = await aiohttp_client(app)
+        body = _req("330500", "许可-00906-001", "340100", at=None)
+        refused = _req("310000", "310000-20-SFJ-9999", "330500")
+
+        async def ask(sent: object) -> tuple[int, bytes]:
+            resp = await client.post("/v1/matters/translate", json=sent, headers=auth)
+            return resp.status, await resp.read()
+
+        first, second = await ask(body), await ask(body)
+        assert (200, first[1]) == second
+        assert "2025-02-28" == orjson.loads(first[1])["at"]
+        now[0] = datetime(2025, 2, 28, 16, 30, tzinfo=UTC)  # 00:30 on 03-01 in Huzhou
+        third = await ask(body)
+        assert "2025-03-01" == orjson.loads(third[1])["at"]
+        for _ in range(2):
+            assert 200 == (await ask(refused))[0]
+            assert 400 == (await ask({"source": "x"}))[0]
+            assert 400 == (await ask(_req("310000", "bad", "330500")))[0]
+        metrics = await scrape_metrics(client)
+        assert (3.0, 2.0, 2.0) == tuple(
+            metric_value(metrics, "ecert_translations_total", outcome=o)
+            for o in ("ok", "refused", "invalid"))
+        assert [] == audit.of(EventType.TRANSLATION)
+        kept = app[REGISTRY_KEY].answers
+        assert [("ok", third[1])] == [v for k, v in kept.items() if b"9999" not in k[0]]
 
 
 # ------------------------------------------------------------------ batch
