@@ -308,12 +308,10 @@ async def audit_scale(data_dir: Path, entries: int, proofs: int) -> dict[str, An
     }
 
 
-def translate(duration: float, warmup: float) -> dict[str, Any]:
-    """Warm ``Registry.translate`` calls per second over the sample registry.
-
-    Measured twice: as the gateway runs it (answers memoised per source, code,
-    target, date and conditions) and with the memo off (every call walks the maps).
-    """
+def translate_calls() -> tuple[Registry, list[tuple[RegionCode, MatterCode, RegionCode]]]:
+    """The sample registry and its distinct translations of today: every Huzhou matter
+    into every partner's catalogue and every partner's matter into Huzhou's (the calls the
+    in-process rows cycle, and the bodies of the HTTP translation row)."""
     folder = ROOT / "config" / "registry"
     files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
              if p.is_file()}
@@ -328,6 +326,17 @@ def translate(duration: float, warmup: float) -> dict[str, Any]:
         partner_codes = [MatterCode(c.code)
                          for c in loaded.catalogue(partner, at=today).concepts]
         calls.extend((partner, code, huzhou_region) for code in partner_codes)
+    return loaded, calls
+
+
+def translate(duration: float, warmup: float) -> dict[str, Any]:
+    """Warm ``Registry.translate`` calls per second over the sample registry.
+
+    Measured twice: as the gateway runs it (answers memoised per source, code,
+    target, date and conditions) and with the memo off (every call walks the maps).
+    """
+    loaded, calls = translate_calls()
+    today = datetime.now(UTC).date()
     out: dict[str, Any] = {"distinct_calls": len(calls)}
     unmemoised = Registry(loaded.catalogues, loaded.maps, cache_size=0)
     for name, registry in (("rate", loaded), ("rate_unmemoised", unmemoised)):
