@@ -32,6 +32,8 @@ __all__ = [
     "JsonFormatter",
     "JsonLinesHandler",
     "AccessRecord",
+    "StaticFields",
+    "log_access",
     "flush_logs",
     "configure_logging",
     "new_request_id",
@@ -56,7 +58,7 @@ class JsonFormatter(logging.Formatter):
         self._second = -1
         self._stamp = ""
 
-    def _time(self, created: float) -> str:
+    def format_time(self, created: float) -> str:
         # datetime.isoformat(timespec="milliseconds") of the time, UTC, with the text of
         # the second kept: a busy second renders only its milliseconds. Microseconds are
         # rounded as datetime.fromtimestamp rounds them, then cut to milliseconds.
@@ -72,7 +74,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as JSON."""
         entry: dict[str, object] = {
-            "time": self._time(record.created),
+            "time": self.format_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -173,9 +175,17 @@ class JsonLinesHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        self._queue(line, record.levelno)
+
+    def queue_line(self, line: str) -> None:
+        """Queue a line at INFO rendered by the caller (``log_access``), as ``emit`` would."""
+        with self.lock:  # type: ignore[union-attr] # made by Handler.__init__
+            self._queue(line, logging.INFO)
+
+    def _queue(self, line: str, level: int) -> None:
         pending = self._pending
         pending.append(line)
-        if record.levelno >= logging.WARNING or len(pending) >= _MAX_PENDING:
+        if level >= logging.WARNING or len(pending) >= _MAX_PENDING:
             self._write()
         elif len(pending) == 1:
             if self._flusher_pid != os.getpid():
@@ -216,6 +226,76 @@ class JsonLinesHandler(logging.Handler):
             if (handler := ref()) is not None:
                 handler.flush()
                 del handler
+
+
+class StaticFields(logging.Filter):
+    """Adds the same fields to every record a handler writes (a worker's index)."""
+
+    def __init__(self, **fields: object) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set the fields on the record; never drops it."""
+        record.__dict__.update(self.fields)
+        return True
+
+
+def _direct_handler(logger: logging.Logger) -> tuple[JsonLinesHandler, JsonFormatter] | None:
+    # The one handler a record of ``logger`` reaches, when that is a JsonLinesHandler with
+    # its own JsonFormatter, enabled at INFO, with StaticFields filters at most, and the
+    # logger has no filter: then rendering the line here is what logging would do. Any
+    # other arrangement (a test's capturing handler, a filter, a second handler) is None.
+    if logger.filters:
+        return None
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    if len(found) != 1:
+        return None
+    handler = found[0]
+    formatter = handler.formatter
+    if (type(handler) is not JsonLinesHandler or type(formatter) is not JsonFormatter
+            or handler.level > logging.INFO
+            or any(type(f) is not StaticFields for f in handler.filters)):
+        return None
+    return handler, formatter
+
+
+def log_access(logger: logging.Logger, *, request_id: str, method: str, route: str,
+               status: int, duration_ms: float, caller: str | None) -> None:
+    """One access-log line at INFO on ``logger``.
+
+    When the line would reach one ``JsonLinesHandler`` alone (``configure_logging``'s
+    arrangement, a worker's ``StaticFields`` included), it is rendered here and queued
+    on that handler: the line ``JsonFormatter`` would write for the record, without a
+    ``LogRecord``. Otherwise an ``AccessRecord`` goes through ``Logger.handle``, so every
+    filter and handler sees it as it would see ``Logger.info``'s.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    direct = _direct_handler(logger)
+    if direct is None:
+        logger.handle(AccessRecord(logger.name, request_id=request_id, method=method,
+                                   route=route, status=status, duration_ms=duration_ms,
+                                   caller=caller))
+        return
+    handler, formatter = direct
+    entry: dict[str, object] = {
+        "time": formatter.format_time(time.time()), "level": "INFO", "logger": logger.name,
+        "message": "request"}
+    context_id = request_id_var.get()
+    if context_id:
+        entry["request_id"] = context_id
+    entry.update(request_id=request_id, method=method, route=route, status=status,
+                 duration_ms=duration_ms, caller=caller)
+    for static in handler.filters:
+        entry.update(static.fields)  # type: ignore[union-attr] # StaticFields (above)
+    handler.queue_line(orjson.dumps(entry, default=str).decode())
 
 
 def flush_logs() -> None:

@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from gateway.infra.metrics import MetricFamily
-from gateway.web.logs import AccessRecord
+from gateway.web.logs import log_access
 
 __all__ = [
     "CALLER_KEY",
@@ -87,12 +87,10 @@ class HttpObserver:
         if histogram is None:
             histogram = self._histograms[(method, route)] = self._latency.labels(method, route)
         histogram.observe(elapsed)
-        if self.access_log and _access.isEnabledFor(logging.INFO):
-            # Logger.handle, not Logger.info: no caller's frame looked up, no LogRecord
-            # built field by field (``AccessRecord``); filters and handlers apply as ever.
-            _access.handle(AccessRecord(
-                _access.name, request_id=request_id, method=method, route=route, status=status,
-                duration_ms=round(elapsed * 1000, 3), caller=request.get(CALLER_KEY)))
+        if self.access_log:
+            log_access(_access, request_id=request_id, method=method, route=route,
+                       status=status, duration_ms=round(elapsed * 1000, 3),
+                       caller=request.get(CALLER_KEY))
 
 
 class GatewayCollector(Collector):

@@ -67,6 +67,7 @@ from aiohttp import web
 
 from gateway.settings import Settings
 from gateway.web.app import METRICS_REGISTRY_KEY
+from gateway.web.logs import StaticFields
 from gateway.web.runner import STOP_SIGNALS, serve
 from gateway.web.workermetrics import WORKER_KEY, Worker, snapshots_ctx
 
@@ -111,18 +112,6 @@ def listening_socket(settings: Settings) -> socket.socket:
     return sock
 
 
-class _WorkerField(logging.Filter):
-    """Adds ``worker`` (its index) to every log record of a worker process."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__()
-        self.index = index
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = self.index
-        return True
-
-
 def _worker_main(make_app: Callable[[Settings], web.Application], settings: Settings, *,
                  sock: socket.socket, index: int, parent_pid: int, wakeup: tuple[int, int],
                  metrics: Path, serving: Event) -> None:
@@ -133,7 +122,7 @@ def _worker_main(make_app: Callable[[Settings], web.Application], settings: Sett
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us (module doc)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_WorkerField(index))
+        handler.addFilter(StaticFields(worker=index))  # on every line of the worker
     app = make_app(settings)
     app[WORKER_KEY] = Worker(index, metrics)
     app.cleanup_ctx.append(snapshots_ctx(app[METRICS_REGISTRY_KEY]))

@@ -16,7 +16,9 @@ from gateway.web.logs import (
     AccessRecord,
     JsonFormatter,
     JsonLinesHandler,
+    StaticFields,
     flush_logs,
+    log_access,
     request_id_var,
 )
 
@@ -177,3 +179,44 @@ def test_time_field_is_iso_8601_utc_to_the_millisecond(stamp: float) -> None:
     shown = orjson.loads(JsonFormatter().format(record))["time"]
     expected = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
     assert expected == shown
+
+
+def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
+    """``log_access`` renders the line itself when one ``JsonLinesHandler`` would get it:
+    the same line ``Logger.handle`` of an ``AccessRecord`` writes, a worker's field
+    included; with any other arrangement (a second handler) every handler gets a record."""
+    fields = {"request_id": "req-9", "method": "GET", "route": "/healthz", "status": 200,
+              "duration_ms": 0.5, "caller": None}
+    parent = logging.getLogger("test.direct")
+    parent.handlers[:] = []
+    parent.propagate = False
+    log = logging.getLogger("test.direct.access")
+    log.setLevel(logging.INFO)
+    stream = _Stream()
+    handler = JsonLinesHandler(stream, interval=60.0)  # type: ignore[arg-type]
+    handler.addFilter(StaticFields(worker=1))
+    parent.addHandler(handler)
+    try:
+        log_access(log, **fields)  # type: ignore[arg-type]
+        log.handle(AccessRecord(log.name, **fields))  # type: ignore[arg-type]
+        handler.flush()
+        direct, via_logging = stream.lines()
+        for line in (direct, via_logging):
+            line.pop("time")
+        assert {**fields, "worker": 1, "level": "INFO", "logger": log.name,
+                "message": "request"} == direct
+        assert list(via_logging.items()) == list(direct.items())
+
+        captured: list[logging.LogRecord] = []
+
+        class _Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                captured.append(record)
+
+        parent.addHandler(_Keep())
+        log_access(log, **fields)  # type: ignore[arg-type]
+        handler.flush()
+        assert [("req-9", 1)] == [(r.request_id, r.worker) for r in captured]  # type: ignore[attr-defined]
+        assert 3 == len(stream.lines())
+    finally:
+        parent.handlers[:] = []
