@@ -161,29 +161,33 @@ class Pseudonymiser:
         digest = self._mac(version).hexdigest(_normalise(field, value).encode("utf-8"))
         return f"hmac:v{version}:{digest}"
 
-    def _shared(self, field: str, value: str) -> dict[str, str]:
-        """One value's pseudonym and mask, as remembered: never to be changed."""
-        key = (field, value, self._keyring.current)
+    def _remember(self, key: tuple[str, str, int]) -> dict[str, str]:
+        field, value, _ = key
         memo = self._memo
-        found = memo.get(key)
-        if found is None:
-            found = memo[key] = {"hmac": self.pseudonym(field, value),
-                                 "mask": mask(field, value)}
-            if len(memo) > self.MEMO_SIZE:
-                memo.popitem(last=False)  # O(1); a plain dict's first key is not, after many
-        else:
-            memo.move_to_end(key)
+        found = memo[key] = {"hmac": self.pseudonym(field, value), "mask": mask(field, value)}
+        if len(memo) > self.MEMO_SIZE:
+            memo.popitem(last=False)
         return found
 
     def protected(self, field: str, value: str) -> dict[str, str]:
         """One value's pseudonym and mask (a fresh dict the caller may keep)."""
-        return dict(self._shared(field, value))
+        return dict(self.protect({field: value})[field])
 
     def protect(self, personal: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """Every personal value as its pseudonym and mask. The inner dicts are shared with
         the memo: encode them, never change them (``build_record`` encodes at once)."""
-        shared = self._shared
-        return {field: shared(field, value) for field, value in personal.items()}
+        memo = self._memo
+        current = self._keyring.current
+        protected: dict[str, dict[str, str]] = {}
+        for field, value in personal.items():
+            key = (field, value, current)
+            found = memo.get(key)
+            if found is None:
+                found = self._remember(key)
+            else:
+                memo.move_to_end(key)
+            protected[field] = found
+        return protected
 
 
 _last_time: tuple[datetime | None, str] = (None, "")

@@ -46,9 +46,14 @@ class ActorKind(StrEnum):
     GATEWAY = "gateway"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class AuditEvent:
-    """One handling act, as the service that performed it saw it."""
+    """One handling act, as the service that performed it saw it.
+
+    Not frozen, but never changed once handed to the log: every answer builds one, and a
+    frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost 2.4 us
+    here against 0.7 us.
+    """
 
     event_type: EventType
     actor_kind: ActorKind
