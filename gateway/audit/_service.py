@@ -110,6 +110,8 @@ _MAX_PENDING = 100_000
 _INDEX, _PROVED, _INDICES, _PROVED_MANY = 0, 1, 2, 3
 """What a caller waits for: bit 1, a proof (``LoggedEntry``); bit 2, a list (one per event)."""
 _MANY = 2
+_FILL_BELOW = 16
+"""Records queued below which the woken writer lets the loop turn once before it takes them."""
 _Waiter = tuple[int, "asyncio.Future[Any]", int]
 """One caller's rows in the queue: how many, its future, what it waits for."""
 TREE_CHUNK_BITS = 4
@@ -351,6 +353,7 @@ class AuditService:
         self._clock_ms = clock_ms
         self._new_id = Uuid7Generator(clock_ms)
         self._tree = MerkleTree()
+        self._frontier: Frontier | None = None  # the tree's right edge after the last batch
         self._rows: list[EntryRow] = []  # built, waiting for the writer
         self._waiters: list[_Waiter] = []  # their callers: rows each, future, kind
         self._wake = asyncio.Event()
@@ -448,6 +451,7 @@ class AuditService:
         loop = asyncio.get_running_loop()
         k = TREE_CHUNK_BITS
         self._tree = self._new_tree()
+        self._frontier = None
         self._nodes_kept = 0
         nodes = b""
         if latest is not None and latest.size >> k:
@@ -611,19 +615,18 @@ class AuditService:
         # are still written, and the writer skips futures that are already done.
         return future
 
-    def _sealer(self, frontier: Frontier, rows: list[EntryRow], created_ms: int,
-                sealed: list[StoredCheckpoint]) -> Seal:
+    def _sealer(self, frontier: Frontier, ours: Frontier, rows: list[EntryRow],
+                created_ms: int, sealed: list[StoredCheckpoint]) -> Seal:
         """What signs the tree a batch makes, inside its transaction, on the writer thread.
 
-        The tree the batch makes when nobody else wrote first is hashed here, on the
-        loop; the thread then only signs (and, when entries of other writers came first,
-        hashes again from its own copy of the right edge: never the loop's tree).
+        The tree the batch makes when nobody else wrote first (``ours``: ``frontier``
+        grown by the batch) is hashed on the loop; the thread then only signs (and, when
+        entries of other writers came first, hashes again from its own copy of the right
+        edge: never the loop's tree). Neither ``frontier`` nor ``ours`` is changed.
         """
         signer = self._signer
         assert signer is not None
         known = frontier.size
-        ours = frontier.copy()
-        ours.extend(row.leaf_hash for row in rows)
         size, root = ours.size, ours.root()
 
         def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
@@ -650,6 +653,10 @@ class AuditService:
                     return
                 self._wake.clear()
                 await self._wake.wait()
+                if len(self._rows) < _FILL_BELOW and not self._closing:
+                    # A few records: let the requests already read this turn of the loop
+                    # add theirs first (one commit, fsync and signature for more of them).
+                    await asyncio.sleep(0)
                 continue
             # Whole callers' groups, up to batch_max rows (a larger group goes alone).
             count = taken = 0
@@ -688,9 +695,18 @@ class AuditService:
                 index += n
             return
         sealed: list[StoredCheckpoint] = []
-        seal = self._sealer(self._tree.frontier(), rows, self._clock_ms(), sealed)
+        base = self._frontier
+        if base is None or base.size != known:
+            base = self._tree.frontier()  # O(log n) nodes and the last chunk's leaves again
+        ours = base.copy()
+        ours.extend(row.leaf_hash for row in rows)
+        seal = self._sealer(base, ours, rows, self._clock_ms(), sealed)
         first, foreign = await self._write(partial(_append, rows, known, seal))
         self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
+        # The right edge of the tree now held, for the next batch: ours, when nobody else
+        # wrote before or after this batch (the tree is append-only, so same size, same edge).
+        self._frontier = ours if (not foreign and first == known
+                                  and self._tree.size == ours.size) else None
         checkpoint = sealed[0]
         size = checkpoint.size
         if self._latest is None or self._latest.size < size:
