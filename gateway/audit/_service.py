@@ -718,11 +718,16 @@ class AuditService:
                 wanted.extend(range(index, index + n))
             index += n
         tree = self._tree
+        low = wanted[0] if wanted else first
 
         def prove(given: GivenChunks) -> tuple[bytes, list[list[bytes]]]:
-            return tree.root(size, given), tree.inclusion_proofs(wanted, size, given)
+            # The root and every proof of the batch's span in one descent of the tree.
+            if not wanted:
+                return tree.root(size, given), []
+            return tree.range_proofs(low, wanted[-1] + 1, size, given)
 
-        root, proofs = await self._with_leaves(prove)
+        root, span = await self._with_leaves(prove)
+        proofs = [span[i - low] for i in wanted]
         if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
             raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
                                     " just signed for it")
