@@ -10,8 +10,11 @@
   issue's speed goal (at least 0.5).
 * ``audit``: appends/s through ``AuditService`` (the group-committing writer,
   SQLite with ``synchronous=FULL``) with many concurrent appenders for a fixed
-  time; then the time of ``AuditService.entry(i)`` (store read + inclusion
-  proof against the latest checkpoint) at the tree size reached.
+  time, with its CPU per record (the process, and the event loop's thread alone);
+  ``--proved`` asks each record's receipt (``append_proved`` and its JSON),
+  ``--group N`` hands N records over at once (``append_proved_many``, as a batch
+  request does); then the time of ``AuditService.entry(i)`` (store read +
+  inclusion proof against the latest checkpoint) at the tree size reached.
 * ``audit-scale``: a log of N records (default 1,000,000) built by batch inserts
   through the store (records made by one process per core), then the service's
   first start (tree rebuilt from every stored leaf hash, chunk nodes kept), its
@@ -128,26 +131,44 @@ def _event(n: int) -> AuditEvent:
 
 
 async def audit(data_dir: Path, appenders: int, duration: float, warmup: float,
-                proofs: int) -> dict[str, Any]:
-    """Appends/s with ``appenders`` concurrent appenders, then proof times at the size reached."""
+                proofs: int, *, proved: bool = False, group: int = 1) -> dict[str, Any]:
+    """Appends/s with ``appenders`` concurrent appenders, then proof times at the size reached.
+
+    ``proved``: each appender asks for the receipt (``append_proved``, its JSON made as an
+    answer makes it); ``group`` > 1: each appender hands over ``group`` records at once
+    (``append_proved_many``/``append_many``, as a batch request does). The CPU per record
+    is the process's (every thread) and the event loop thread's alone."""
     async with AuditService(data_dir=data_dir, checkpoint_interval_s=1.0) as service:
         counter = 0
 
         async def appender(deadline: float) -> None:
             nonlocal counter
             while time.perf_counter() < deadline:
-                counter += 1
-                await service.append(_event(counter))
+                if group > 1:
+                    events = [_event(counter + i) for i in range(group)]
+                    counter += group
+                    if proved:
+                        for entry in await service.append_proved_many(events):
+                            entry.to_json()
+                    else:
+                        await service.append_many(events)
+                else:
+                    counter += 1
+                    if proved:
+                        (await service.append_proved(_event(counter))).to_json()
+                    else:
+                        await service.append(_event(counter))
 
-        async def phase(seconds: float) -> tuple[int, float]:
+        async def phase(seconds: float) -> tuple[int, float, float, float]:
             before = counter
-            start = time.perf_counter()
+            start, cpu, loop_cpu = time.perf_counter(), _cpu_s(), time.thread_time()
             deadline = start + seconds
             await asyncio.gather(*(appender(deadline) for _ in range(appenders)))
-            return counter - before, time.perf_counter() - start
+            return (counter - before, time.perf_counter() - start, _cpu_s() - cpu,
+                    time.thread_time() - loop_cpu)
 
         await phase(warmup)
-        appended, elapsed = await phase(duration)
+        appended, elapsed, cpu_s, loop_cpu_s = await phase(duration)
         await service.publish()
         size = service.tree_size
         rng = random.Random(7)
@@ -162,7 +183,9 @@ async def audit(data_dir: Path, appenders: int, duration: float, warmup: float,
     times.sort()
     return {
         "appends": appended, "seconds": elapsed, "rate": appended / elapsed,
-        "appenders": appenders, "tree_size": size,
+        "appenders": appenders, "proved": proved, "group": group, "tree_size": size,
+        "cpu_us_per_record": cpu_s / appended * 1e6,
+        "loop_cpu_us_per_record": loop_cpu_s / appended * 1e6,
         "proof_p50_ms": statistics.median(times) * 1000,
         "proof_p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
     }
@@ -438,6 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--appenders", type=int, default=1000)
     parser.add_argument("--proofs", type=int, default=500)
+    parser.add_argument("--proved", action="store_true",
+                        help="audit: append_proved, with the receipt's JSON")
+    parser.add_argument("--group", type=int, default=1,
+                        help="audit: records each appender hands over at once")
     parser.add_argument("--data-dir", type=Path, help="audit data folder (default: a temp one)")
     parser.add_argument("--lists", type=Path, nargs="+", help="trust-list files (trust-load)")
     parser.add_argument("--repeat", type=int, default=200, help="loads of each list (trust-load)")
@@ -464,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
             folder = args.data_dir or Path(tmp)
             result = asyncio.run(audit(folder, args.appenders, args.duration, args.warmup,
-                                       args.proofs))
+                                       args.proofs, proved=args.proved, group=args.group))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

@@ -9,7 +9,7 @@ each ``AuditEvent.personal`` value becomes ``{"hmac": "hmac:v<N>:<hex>",
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import os
 import unicodedata
 from collections import OrderedDict
@@ -107,6 +107,34 @@ def _normalise(field: str, value: str) -> str:
     return value if "name" in field else value.upper()
 
 
+class _HmacSha256:
+    """HMAC-SHA256 under one key (RFC 2104), the key's two padded blocks hashed once.
+
+    Each value then costs two ``copy()`` of a prepared SHA-256 state, two updates
+    and two digests (0.6 us here against 1.7 for a one-shot ``hmac.digest``, which
+    hashes the padded key again every time). Same bytes as ``hmac.digest``.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    _BLOCK = 64  # SHA-256's block size
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self._BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self._BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, message: bytes) -> str:
+        """``HMAC-SHA256(key, message)`` in lower-case hex."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 class Pseudonymiser:
     """Keyed hashes and masks of personal values.
 
@@ -118,37 +146,64 @@ class Pseudonymiser:
 
     def __init__(self, keyring: HmacKeyring) -> None:
         self._keyring = keyring
+        self._macs: dict[int, _HmacSha256] = {}
         self._memo: OrderedDict[tuple[str, str, int], dict[str, str]] = OrderedDict()
+
+    def _mac(self, version: int) -> _HmacSha256:
+        mac = self._macs.get(version)
+        if mac is None:
+            mac = self._macs[version] = _HmacSha256(self._keyring.key(version))
+        return mac
 
     def pseudonym(self, field: str, value: str, version: int | None = None) -> str:
         """``hmac:v<N>:<hex>`` of the normalised value under key version N."""
         version = self._keyring.current if version is None else version
-        # One-shot HMAC (OpenSSL's, no Python HMAC object): the same value, a third the cost.
-        digest = hmac.digest(
-            self._keyring.key(version), _normalise(field, value).encode("utf-8"), "sha256"
-        ).hex()
+        digest = self._mac(version).hexdigest(_normalise(field, value).encode("utf-8"))
         return f"hmac:v{version}:{digest}"
+
+    def _remember(self, key: tuple[str, str, int]) -> dict[str, str]:
+        field, value, _ = key
+        memo = self._memo
+        found = memo[key] = {"hmac": self.pseudonym(field, value), "mask": mask(field, value)}
+        if len(memo) > self.MEMO_SIZE:
+            memo.popitem(last=False)
+        return found
 
     def protected(self, field: str, value: str) -> dict[str, str]:
         """One value's pseudonym and mask (a fresh dict the caller may keep)."""
-        key = (field, value, self._keyring.current)
-        memo = self._memo
-        found = memo.get(key)
-        if found is None:
-            found = {"hmac": self.pseudonym(field, value), "mask": mask(field, value)}
-            memo[key] = found
-            if len(memo) > self.MEMO_SIZE:
-                memo.popitem(last=False)
-        else:
-            memo.move_to_end(key)
-        return dict(found)
+        return dict(self.protect({field: value})[field])
 
     def protect(self, personal: Mapping[str, str]) -> dict[str, dict[str, str]]:
-        """Every personal value as its pseudonym and mask."""
-        return {field: self.protected(field, value) for field, value in personal.items()}
+        """Every personal value as its pseudonym and mask. The inner dicts are shared with
+        the memo: encode them, never change them (``build_record`` encodes at once)."""
+        memo = self._memo
+        current = self._keyring.current
+        protected: dict[str, dict[str, str]] = {}
+        for field, value in personal.items():
+            key = (field, value, current)
+            found = memo.get(key)
+            if found is None:
+                found = self._remember(key)
+            else:
+                memo.move_to_end(key)
+            protected[field] = found
+        return protected
+
+
+_last_time: tuple[datetime | None, str] = (None, "")
 
 
 def _time(at: datetime) -> str:
+    global _last_time  # noqa: PLW0603 - a one-entry cache: a batch's records share one instant
+    last, text = _last_time
+    if at is last:
+        return text
+    text = _time_text(at)
+    _last_time = (at, text)
+    return text
+
+
+def _time_text(at: datetime) -> str:
     if at.tzinfo is UTC:  # the common case: no conversion, isoformat ends "+00:00"
         return at.isoformat(timespec="milliseconds")[:-6] + "Z"
     if at.tzinfo is None:

@@ -2,9 +2,10 @@
 
 Write path. ``append(event)`` builds the record (pseudonymised, canonical
 bytes, leaf hash) on the event loop, queues it with a loop future and wakes the
-writer task. The writer takes up to ``batch_max`` queued records and hands the
-whole batch to the writer thread once (one ``run_in_executor``: one hand-off
-and one wake-up back per batch, no per-record object crosses threads). The
+writer task; ``append_many``/``append_proved_many`` queue a group of records with
+one future. The writer takes whole groups up to ``batch_max`` queued records and
+hands the batch to the writer thread once (one job on the thread's queue: one
+hand-off and one wake-up back per batch, no per-record object crosses threads). The
 thread commits them in one transaction under the sequencer lock (SQLite
 ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock).
 When a caller of the batch waits for a proof (``append_proved``), the same
@@ -38,12 +39,14 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -103,6 +106,14 @@ _log = logging.getLogger("gateway.audit")
 T = TypeVar("T")
 
 _MAX_PENDING = 100_000
+"""Rows queued at most; more are refused (``AuditUnavailableError``)."""
+_INDEX, _PROVED, _INDICES, _PROVED_MANY = 0, 1, 2, 3
+"""What a caller waits for: bit 1, a proof (``LoggedEntry``); bit 2, a list (one per event)."""
+_MANY = 2
+_FILL_BELOW = 16
+"""Records queued below which the woken writer lets the loop turn once before it takes them."""
+_Waiter = tuple[int, "asyncio.Future[Any]", int]
+"""One caller's rows in the queue: how many, its future, what it waits for."""
 TREE_CHUNK_BITS = 4
 """The in-memory tree keeps nodes of 16 leaves and up: about 4 bytes per entry. (Chunks of
 64 leaves keep a quarter of that but make a proof read and rehash 64 leaves, which doubled
@@ -229,32 +240,76 @@ def append_event_sync(
     return first
 
 
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():  # the caller may have gone (cancelled): its job still ran
+        future.set_result(result)
+
+
+def _reject(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+_Job = tuple[Callable[["AuditStore"], Any] | None, "asyncio.Future[Any]",
+             asyncio.AbstractEventLoop]
+"""A worker's job: what to run on its store (None: close it), the future, its loop."""
+
+
+def _hand_back(loop: asyncio.AbstractEventLoop,
+               callback: Callable[[asyncio.Future[Any], Any], None],
+               future: asyncio.Future[Any], value: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        loop.call_soon_threadsafe(callback, future, value)
+
+
 class _Worker:
-    """One thread that owns one store connection."""
+    """One long-lived thread that owns one store connection.
+
+    Jobs reach it through a ``SimpleQueue`` and their results come back with one
+    ``call_soon_threadsafe`` each: no executor, no ``concurrent.futures`` future
+    chained to an asyncio one per job (a batch of the writer is one job).
+    """
 
     def __init__(self, name: str, factory: Callable[[], AuditStore]) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._factory = factory
         self._store: AuditStore | None = None
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
 
-    def _call(self, fn: Callable[[AuditStore], T]) -> T:
-        if self._store is None:
-            self._store = self._factory()
-        return fn(self._store)
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while True:
+            fn, future, loop = jobs.get()
+            try:
+                if fn is None:  # close: the last job
+                    if self._store is not None:
+                        self._store.close()
+                        self._store = None
+                    result = None
+                else:
+                    if self._store is None:
+                        self._store = self._factory()
+                    result = fn(self._store)
+            except BaseException as exc:  # handed to the awaiting caller, whatever it is
+                _hand_back(loop, _reject, future, exc)
+            else:
+                _hand_back(loop, _resolve, future, result)
+            if fn is None:
+                return
+
+    async def _submit(self, fn: Callable[[AuditStore], Any] | None) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put((fn, future, loop))
+        return await future
 
     async def run(self, fn: Callable[[AuditStore], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return cast("T", await self._submit(fn))
 
     async def close(self) -> None:
-        def _close() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, _close)
-        self._executor.shutdown(wait=False)  # idle: the close job above was the last
+        """Close the store after every job queued before, and end the thread."""
+        await self._submit(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +353,9 @@ class AuditService:
         self._clock_ms = clock_ms
         self._new_id = Uuid7Generator(clock_ms)
         self._tree = MerkleTree()
-        self._pending: list[tuple[EntryRow, asyncio.Future[Any], bool]] = []
+        self._frontier: Frontier | None = None  # the tree's right edge after the last batch
+        self._rows: list[EntryRow] = []  # built, waiting for the writer
+        self._waiters: list[_Waiter] = []  # their callers: rows each, future, kind
         self._wake = asyncio.Event()
         self._publish_lock = asyncio.Lock()
         self._closing = False
@@ -394,6 +451,7 @@ class AuditService:
         loop = asyncio.get_running_loop()
         k = TREE_CHUNK_BITS
         self._tree = self._new_tree()
+        self._frontier = None
         self._nodes_kept = 0
         nodes = b""
         if latest is not None and latest.size >> k:
@@ -497,49 +555,78 @@ class AuditService:
 
     async def append(self, event: AuditEvent) -> int:
         """Make the event's record durable and return its leaf index."""
-        return cast("int", await self._enqueue(event, proved=False))
+        return cast("int", await self._enqueue([self._build_row(event)], _INDEX))
 
     async def append_proved(self, event: AuditEvent) -> LoggedEntry:
         """Make the event's record durable; return it with its inclusion proof in the
         tree its batch made, and that tree's signed checkpoint."""
-        return cast("LoggedEntry", await self._enqueue(event, proved=True))
+        return cast("LoggedEntry", await self._enqueue([self._build_row(event)], _PROVED))
 
-    def _enqueue(self, event: AuditEvent, *, proved: bool) -> asyncio.Future[Any]:
-        if not self._started or self._closing:
+    async def append_many(self, events: Sequence[AuditEvent]) -> list[int]:
+        """``append`` of several events at once: their records are committed together, in
+        order (consecutive indices), with one future for all of them."""
+        if not events:
+            return []
+        build = self._build_row
+        return cast("list[int]", await self._enqueue([build(e) for e in events], _INDICES))
+
+    async def append_proved_many(self, events: Sequence[AuditEvent]) -> list[LoggedEntry]:
+        """``append_proved`` of several events at once (a batch of answers): committed
+        together, in order, under one checkpoint, with one future for all of them."""
+        if not events:
+            return []
+        build = self._build_row
+        return cast("list[LoggedEntry]",
+                    await self._enqueue([build(e) for e in events], _PROVED_MANY))
+
+    def _build_row(self, event: AuditEvent) -> EntryRow:
+        """The record of an event as the store keeps it: built, encoded and hashed once."""
+        pseudonymiser = self._pseudonymiser
+        if not self._started or self._closing or pseudonymiser is None:
             raise AuditUnavailableError("audit log is not running")
-        if len(self._pending) >= _MAX_PENDING:
-            raise AuditUnavailableError("audit log is overloaded")
-        assert self._pseudonymiser is not None
         try:
-            record = build_record(
-                event,
-                event_id=self._new_id(),
-                pseudonymiser=self._pseudonymiser,
-                gateway=self.gateway_id,
+            record = build_record(event, event_id=self._new_id(), pseudonymiser=pseudonymiser,
+                                  gateway=self.gateway_id)
+            data = encode_record(record)
+            matter = event.matter_before
+            return EntryRow(
+                event_id=record["event_id"],
+                ts_ms=time_ms(event.at),
+                event_type=record["event_type"],
+                outcome=event.outcome,
+                partner=event.partner_region or event.issuer_region,
+                matter=None if matter is None
+                else f"{matter.get('region', '')}:{matter.get('code', '')}",
+                record=data,
+                leaf_hash=sha256(b"\x00" + data).digest(),  # trust.merkle.leaf_hash
             )
-            row = _row(record, encode_record(record), time_ms(event.at))
         except (TypeError, ValueError) as exc:
             raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc
+
+    def _enqueue(self, rows: list[EntryRow], kind: int) -> asyncio.Future[Any]:
+        """Queue built rows with one future for all of them and wake the writer."""
+        if len(self._rows) + len(rows) > _MAX_PENDING:
+            raise AuditUnavailableError("audit log is overloaded")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future, proved))
+        self._rows += rows
+        self._waiters.append((len(rows), future, kind))
         self._wake.set()
-        # No shield needed: a caller that goes away cancels only its own future, its record
-        # is still written, and the writer skips futures that are already done.
+        # No shield needed: a caller that goes away cancels only its own future, its records
+        # are still written, and the writer skips futures that are already done.
         return future
 
-    def _sealer(self, frontier: Frontier, rows: list[EntryRow], created_ms: int,
-                sealed: list[StoredCheckpoint]) -> Seal:
+    def _sealer(self, frontier: Frontier, ours: Frontier, rows: list[EntryRow],
+                created_ms: int, sealed: list[StoredCheckpoint]) -> Seal:
         """What signs the tree a batch makes, inside its transaction, on the writer thread.
 
-        The tree the batch makes when nobody else wrote first is hashed here, on the
-        loop; the thread then only signs (and, when entries of other writers came first,
-        hashes again from its own copy of the right edge: never the loop's tree).
+        The tree the batch makes when nobody else wrote first (``ours``: ``frontier``
+        grown by the batch) is hashed on the loop; the thread then only signs (and, when
+        entries of other writers came first, hashes again from its own copy of the right
+        edge: never the loop's tree). Neither ``frontier`` nor ``ours`` is changed.
         """
         signer = self._signer
         assert signer is not None
         known = frontier.size
-        ours = frontier.copy()
-        ours.extend(row.leaf_hash for row in rows)
         size, root = ours.size, ours.root()
 
         def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
@@ -560,16 +647,30 @@ class AuditService:
 
     async def _writer_loop(self) -> None:
         while True:
-            if not self._pending:
+            waiters = self._waiters
+            if not waiters:
                 if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
+                if len(self._rows) < _FILL_BELOW and not self._closing:
+                    # A few records: let the requests already read this turn of the loop
+                    # add theirs first (one commit, fsync and signature for more of them).
+                    await asyncio.sleep(0)
                 continue
-            batch = self._pending[: self._batch_max]
-            del self._pending[: self._batch_max]
+            # Whole callers' groups, up to batch_max rows (a larger group goes alone).
+            count = taken = 0
+            for n, _, _ in waiters:
+                if taken and count + n > self._batch_max:
+                    break
+                count += n
+                taken += 1
+            batch = waiters[:taken]
+            del waiters[:taken]
+            rows = self._rows[:count]
+            del self._rows[:count]
             try:
-                await self._commit(batch)
+                await self._commit(rows, batch)
             except Exception as exc:
                 _log.error("audit batch not written: %s", exc)
                 for _, future, _ in batch:
@@ -578,48 +679,71 @@ class AuditService:
                             AuditUnavailableError(f"audit record not written: {exc}")
                         )
 
-    async def _commit(self, batch: list[tuple[EntryRow, asyncio.Future[Any], bool]]) -> None:
+    async def _commit(self, rows: list[EntryRow], batch: list[_Waiter]) -> None:
         """Commit one batch with its checkpoint (one hand-off), then answer its futures."""
-        rows = [row for row, _, _ in batch]
         known = self._tree.size
-        if not any(proved for _, _, proved in batch):
+        if not any(kind & _PROVED for _, _, kind in batch):
             # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
             # this batch; the publisher covers it within checkpoint_interval_s.
             first, foreign = await self._write(partial(_append, rows, known, None))
             self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
-            for i, (_, future, _) in enumerate(batch):
+            index = first
+            for n, future, kind in batch:
                 if not future.done():
-                    future.set_result(first + i)
+                    future.set_result(list(range(index, index + n)) if kind & _MANY
+                                      else index)
+                index += n
             return
         sealed: list[StoredCheckpoint] = []
-        seal = self._sealer(self._tree.frontier(), rows, self._clock_ms(), sealed)
+        base = self._frontier
+        if base is None or base.size != known:
+            base = self._tree.frontier()  # O(log n) nodes and the last chunk's leaves again
+        ours = base.copy()
+        ours.extend(row.leaf_hash for row in rows)
+        seal = self._sealer(base, ours, rows, self._clock_ms(), sealed)
         first, foreign = await self._write(partial(_append, rows, known, seal))
         self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
+        # The right edge of the tree now held, for the next batch: ours, when nobody else
+        # wrote before or after this batch (the tree is append-only, so same size, same edge).
+        self._frontier = ours if (not foreign and first == known
+                                  and self._tree.size == ours.size) else None
         checkpoint = sealed[0]
         size = checkpoint.size
         if self._latest is None or self._latest.size < size:
             self._latest = checkpoint
-        wanted = [first + i for i, (_, future, proved) in enumerate(batch)
-                  if proved and not future.done()]
+        wanted: list[int] = []
+        index = first
+        for n, future, kind in batch:
+            if kind & _PROVED and not future.done():
+                wanted.extend(range(index, index + n))
+            index += n
         tree = self._tree
+        low = wanted[0] if wanted else first
 
         def prove(given: GivenChunks) -> tuple[bytes, list[list[bytes]]]:
-            return tree.root(size, given), tree.inclusion_proofs(wanted, size, given)
+            # The root and every proof of the batch's span in one descent of the tree.
+            if not wanted:
+                return tree.root(size, given), []
+            return tree.range_proofs(low, wanted[-1] + 1, size, given)
 
-        root, proofs = await self._with_leaves(prove)
+        root, span = await self._with_leaves(prove)
+        proofs = [span[i - low] for i in wanted]
         if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
             raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
                                     " just signed for it")
-        paths = dict(zip(wanted, proofs, strict=True))
-        for i, (row, future, proved) in enumerate(batch):
+        note = checkpoint.note
+        paths = iter(proofs)
+        index = first
+        for n, future, kind in batch:
             if future.done():
-                continue
-            index = first + i
-            if proved:
-                future.set_result(LoggedEntry(index, row.record, size, tuple(paths[index]),
-                                              checkpoint.note))
+                pass
+            elif not kind & _PROVED:
+                future.set_result(list(range(index, index + n)) if kind & _MANY else index)
             else:
-                future.set_result(index)
+                entries = [LoggedEntry(i, rows[i - first].record, size, tuple(next(paths)), note)
+                           for i in range(index, index + n)]
+                future.set_result(entries if kind & _MANY else entries[0])
+            index += n
 
     def _absorb(self, start: int, hashes: list[bytes]) -> None:
         """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped."""

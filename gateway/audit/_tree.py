@@ -392,3 +392,33 @@ class MerkleTree:
                 start, m, complete = start + k, m - k, False
         proof.reverse()
         return proof
+
+    def range_proofs(
+        self, start: int, end: int, size: int, given: GivenChunks | None = None
+    ) -> tuple[bytes, list[list[bytes]]]:
+        """The root of the first ``size`` leaves and ``inclusion_proof(i, size)`` of every
+        ``i`` in ``[start, end)``, in one descent (a batch just committed).
+
+        RFC 6962's split is walked once from the root, only into the subtrees that hold
+        leaves of the range; every node met on the way is hashed once, and its hash is the
+        sibling its neighbour's leaves need. Subtrees outside the range are whole nodes
+        (``_hash``: kept complete nodes, or a chunk's leaves).
+        """
+        if not 0 <= start < end <= size <= self._size:
+            raise TreeError(f"no leaves [{start}, {end}) in a tree of size {size}")
+        paths: list[list[bytes]] = [[] for _ in range(end - start)]
+
+        def walk(lo: int, hi: int) -> bytes:
+            # [lo, hi) holds at least one leaf of the range.
+            if hi - lo == 1:
+                return self._hash(lo, hi, given)
+            mid = lo + _split(hi - lo)
+            left = walk(lo, mid) if start < mid else self._hash(lo, mid, given)
+            right = walk(mid, hi) if end > mid else self._hash(mid, hi, given)
+            for i in range(max(start, lo) - start, min(end, mid) - start):
+                paths[i].append(right)
+            for i in range(max(start, mid) - start, min(end, hi) - start):
+                paths[i].append(left)
+            return node_hash(left, right)
+
+        return walk(0, size), paths

@@ -7,7 +7,7 @@ turns it into keyed hashes and masks before the record is written.
 
 from __future__ import annotations
 
-import base64
+from binascii import b2a_base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,9 +46,14 @@ class ActorKind(StrEnum):
     GATEWAY = "gateway"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True)
 class AuditEvent:
-    """One handling act, as the service that performed it saw it."""
+    """One handling act, as the service that performed it saw it.
+
+    Not frozen, but never changed once handed to the log: every answer builds one, and a
+    frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost 2.4 us
+    here against 0.7 us.
+    """
 
     event_type: EventType
     actor_kind: ActorKind
@@ -114,9 +119,24 @@ class LoggedEntry:
         """The receipt as an answer carries it (docs/receipts.md); binary values are
         standard base64 with padding, as in the audit API."""
         return {"type": LOG_RECEIPT_TYPE, "index": self.index, "tree_size": self.tree_size,
-                "leaf": base64.b64encode(self.leaf).decode("ascii"),
-                "inclusion": [base64.b64encode(h).decode("ascii") for h in self.inclusion],
+                "leaf": b2a_base64(self.leaf, newline=False).decode("ascii"),
+                "inclusion": [_node_base64(h) for h in self.inclusion],
                 "checkpoint": self.checkpoint}
+
+
+_NODE_TEXT: dict[bytes, str] = {}
+"""Base64 of recent proof hashes: the receipts of one batch share most of their path, and
+the left side of every recent path stays the same for long (it changes as the tree grows)."""
+_NODE_TEXT_MAX = 8192
+
+
+def _node_base64(node: bytes) -> str:
+    text = _NODE_TEXT.get(node)
+    if text is None:
+        if len(_NODE_TEXT) >= _NODE_TEXT_MAX:
+            _NODE_TEXT.clear()
+        text = _NODE_TEXT[node] = b2a_base64(node, newline=False).decode("ascii")
+    return text
 
 
 LOG_RECEIPT_TYPE = "ecert-log-receipt"

@@ -23,7 +23,14 @@ from typing import Any, Protocol, cast
 
 import orjson
 
-from gateway.audit.event import ActorKind, AuditEvent, AuditLog, EventType, ProvingAuditLog
+from gateway.audit.event import (
+    ActorKind,
+    AuditEvent,
+    AuditLog,
+    EventType,
+    LoggedEntry,
+    ProvingAuditLog,
+)
 from gateway.infra.metrics import MetricFamily
 from gateway.infra.signing import SigningKey
 from gateway.trustlist.state import TrustSnapshot, TrustState
@@ -636,16 +643,34 @@ class VerificationService:
             snapshot = self.trust.snapshot  # changed meanwhile: judge the batch again (verify)
             outcomes = await self._batch_outcomes(snapshot, items, digests, at, slices)
         answers: list[dict[str, Any]] = []
-        appends = []
+        events: list[AuditEvent] = []
         for req, outcome, digest in zip(items, outcomes, digests, strict=True):
-            answer = self._render(outcome, at, digest)
-            answers.append(answer)
-            appends.append(self._log(answer, self._event(
+            answers.append(self._render(outcome, at, digest))
+            events.append(self._event(
                 req, outcome, actor=actor, source=source, request_id=request_id, at=at,
-                started=started, digest=digest, case_id=case_id)))
+                started=started, digest=digest, case_id=case_id))
             await slices.pause()
-        await asyncio.gather(*appends)
+        await self._log_many(answers, events)
         return answers
+
+    async def _log_many(self, answers: list[dict[str, Any]], events: list[AuditEvent]) -> None:
+        """``_log`` of a whole batch: its records handed to the audit log at once (one
+        future, committed together under one checkpoint) where the log takes batches."""
+        if self._proving is None:
+            append_many = getattr(self.audit, "append_many", None)
+            if append_many is not None:
+                await append_many(events)
+            else:
+                await asyncio.gather(*(self.audit.append(event) for event in events))
+            return
+        proved_many = getattr(self._proving, "append_proved_many", None)
+        if proved_many is not None:
+            entries: Sequence[LoggedEntry] = await proved_many(events)
+        else:
+            entries = await asyncio.gather(
+                *(self._proving.append_proved(event) for event in events))
+        for answer, entry in zip(answers, entries, strict=True):
+            answer["receipt"] = entry.to_json()
 
     async def _batch_outcomes(self, snapshot: TrustSnapshot,
                               items: Sequence[VerificationRequest], digests: list[str],
@@ -671,9 +696,10 @@ class VerificationService:
             verdict = self._finish(pending, statuses)
             core, links, holder = self._core(verdict, items[index])
             hits[index] = _Outcome(core, holder, False, links, core["status_list"])
-            entry = self._entry_for(snapshot, verdict, core, now)
-            if entry is not None:
-                to_store.append((keys[index], entry))
+            if self.cache is not None:
+                entry = self._entry_for(snapshot, verdict, core, now)
+                if entry is not None:
+                    to_store.append((keys[index], entry))
             await slices.pause()
         outcomes: list[_Outcome] = []
         for outcome in hits:

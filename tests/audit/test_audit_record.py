@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 
@@ -66,3 +69,25 @@ def test_naive_time_is_refused() -> None:
     """An event time without a zone cannot be recorded."""
     with pytest.raises(ValueError, match="timezone-aware"):
         _record(at=datetime(2026, 11, 26, 8, 30))  # noqa: DTZ001 - the point of the test
+
+
+@given(key=st.binary(min_size=1, max_size=100), value=st.text(max_size=40))
+def test_pseudonym_is_hmac_sha256_of_the_normalised_value(key: bytes, value: str) -> None:
+    """The prepared HMAC state gives exactly ``hmac.new(key, value, sha256)``, for keys
+    shorter and longer than SHA-256's block; the memo hands out equal fresh copies."""
+    pseudonymiser = Pseudonymiser(HmacKeyring({3: key}))
+    for field in ("holder_code", "holder_name"):
+        normalised = unicodedata.normalize("NFC", value.strip())
+        if "name" not in field:
+            normalised = normalised.upper()
+        expected = hmac.new(key, normalised.encode("utf-8", "surrogatepass"),
+                            hashlib.sha256).hexdigest()
+        try:
+            got = pseudonymiser.pseudonym(field, value)
+        except UnicodeEncodeError:  # lone surrogates are not text a record can hold
+            continue
+        assert f"hmac:v3:{expected}" == got
+        first = pseudonymiser.protected(field, value)
+        assert first == pseudonymiser.protect({field: value})[field]
+        first["hmac"] = "changed"
+        assert pseudonymiser.protected(field, value)["hmac"] == got

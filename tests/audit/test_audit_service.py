@@ -174,6 +174,55 @@ class TestBatchCheckpoints:
         assert report.ok
         assert len(kept) == report.checkpoints
 
+    async def test_groups_are_committed_whole_in_order_with_one_future(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """append_proved_many and append_many: each group gets consecutive indices in the
+        order given, even beside single appends and when a group exceeds batch_max (64);
+        every proved entry verifies against its signed checkpoint."""
+        await _fill(service, make_event, 21)
+        big = [make_event(actor_id=f"g{i}") for i in range(150)]
+        small = [make_event(actor_id=f"s{i}") for i in range(10)]
+        plain = [make_event(actor_id=f"n{i}") for i in range(5)]
+        big_logged, singles, small_logged, plain_indices = await asyncio.gather(
+            service.append_proved_many(big),
+            asyncio.gather(*(service.append_proved(make_event(actor_id=f"x{i}"))
+                             for i in range(7))),
+            service.append_proved_many(small),
+            service.append_many(plain))
+        assert [] == await service.append_proved_many([])
+        assert [] == await service.append_many([])
+        for group, logged, prefix in ((big, big_logged, "g"), (small, small_logged, "s")):
+            assert len(group) == len(logged)
+            first = logged[0].index
+            assert [e.index for e in logged] == list(range(first, first + len(group)))
+            assert len({e.checkpoint for e in logged}) == 1  # one batch, one tree head
+            for i, entry in enumerate(logged):
+                assert orjson.loads(entry.leaf)["actor_id"] == f"{prefix}{i}"
+        assert plain_indices == list(range(plain_indices[0], plain_indices[0] + 5))
+        everything = [*big_logged, *singles, *small_logged]
+        indices = sorted([e.index for e in everything] + plain_indices)
+        assert indices == list(range(21, 21 + 150 + 7 + 10 + 5))
+        for entry in everything:
+            body = open_checkpoint(entry.checkpoint, service.verifier)
+            assert body.size == entry.tree_size > entry.index
+            verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                             list(entry.inclusion), body.root_hash)
+        for index in plain_indices:
+            found = await service.entry(index)
+            assert found is not None
+            assert found.record["actor_id"].startswith("n")
+
+    async def test_a_group_fails_whole(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """A group refused by a stopped log raises; nothing of it is answered."""
+        svc = AuditService(data_dir=data_dir)
+        await svc.start()
+        await svc.stop()
+        with pytest.raises(AuditUnavailableError):
+            await svc.append_proved_many([make_event(), make_event()])
+
     async def test_proofs_of_a_batch_read_nothing_from_the_store(
         self, data_dir: Path, make_event: EventFactory,
         monkeypatch: pytest.MonkeyPatch,

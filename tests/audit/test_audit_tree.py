@@ -178,3 +178,31 @@ class TestRecentChunks:
             assert expected == tree.inclusion_proofs(indices, size, given)
             recent = [i for i in indices if (i >> chunk_bits) >= (N >> chunk_bits) - 3]
             assert [expected[i] for i in recent] == tree.inclusion_proofs(recent, size)
+
+    @pytest.mark.parametrize("chunk_bits", CHUNK_BITS)
+    def test_range_proofs_are_the_root_and_every_single_proof(self, chunk_bits: int) -> None:
+        """range_proofs (one descent for a batch's span) gives root(size) and what
+        inclusion_proof gives for every index of every span of every size; a span in
+        recent chunks needs no given leaves, an older one asks for its chunk."""
+        tree = MerkleTree(chunk_bits, recent_chunks=3)
+        tree.extend(LEAVES)
+        given = _given(tree)
+        for size in range(1, N + 1):
+            expected = [tree.inclusion_proof(i, size, given) for i in range(size)]
+            for start in range(size):
+                for end in range(start + 1, size + 1):
+                    root, paths = tree.range_proofs(start, end, size, given)
+                    assert root_from_leaf_hashes(LEAVES[:size]) == root
+                    assert expected[start:end] == paths
+        first_recent = max(0, (N >> chunk_bits) - 3) << chunk_bits
+        if chunk_bits:  # (chunks of one leaf keep every node: nothing is ever missing)
+            root, paths = tree.range_proofs(first_recent, N, N)
+            assert root == root_from_leaf_hashes(LEAVES)
+            assert paths == [tree.inclusion_proof(i, N, given) for i in range(first_recent, N)]
+        if chunk_bits and first_recent:
+            with pytest.raises(MissingLeavesError):
+                tree.range_proofs(0, N, N)
+        with pytest.raises(TreeError):
+            tree.range_proofs(3, 3, N)
+        with pytest.raises(TreeError):
+            tree.range_proofs(0, N + 1, N + 1)
