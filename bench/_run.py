@@ -622,7 +622,13 @@ def _audit_scale_run(opts: Options, command: str) -> int:
         f"- Command: `{command}`",
         f"- Pinning: {pinning.describe()}",
         (f"- Settings: the audit log at scale alone, in-process (`bench._inproc audit-scale`):"
-         f" {a['entries']:,} entries, {a['proofs']} inclusion and {a['proofs']} consistency "
+         f" {a['entries']:,} entries ("
+         + (f"built in this run in {a['build_s']:.0f} s" if a.get("build_s") is not None
+            else "found in --audit-data-dir, built earlier by `bench._inproc`")
+         + (f"; first start on it {a['first_startup_s']:.0f} s, the tree rebuilt from every"
+            " stored leaf hash and its nodes and leaf hashes kept"
+            if a.get("first_startup_s") is not None else "")
+         + f"), {a['proofs']} inclusion and {a['proofs']} consistency "
          f"proofs of random entries and sizes; page cache "
          + ("dropped before the start-up, each series of proofs and the verification"
             if a.get("page_cache_dropped") else "NOT dropped (not permitted): reads may be warm")
