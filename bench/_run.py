@@ -631,7 +631,9 @@ def _audit_scale_run(opts: Options, command: str) -> int:
          + f"), {a['proofs']} inclusion and {a['proofs']} consistency "
          f"proofs of random entries and sizes; page cache "
          + ("dropped before the start-up, each series of proofs and the verification"
-            if a.get("page_cache_dropped") else "NOT dropped (not permitted): reads may be warm")
+            if a.get("page_cache_dropped")
+            else "NOT dropped (" + ("not permitted" if a.get("cold") else "quick run")
+            + "): reads may be warm")
          + f"; run took {time.monotonic() - started:.0f} s"),
         (f"- Machine load (1-minute average): {load_before} before the run, "
          + ", ".join(f"{x:.2f}" for x in a.get("load_1min", []))
