@@ -22,6 +22,9 @@ and the caller fills the gap from the store first. Every writer (each worker of
 hashes) takes an exclusive ``flock`` of the file for the time of its write, so
 a header check, a truncation and an append never interleave; writers in
 different processes write the same bytes to the same places. Readers take no lock.
+Filling the file from the store (a new, emptied or cut file) is done by one process at a
+time (``try_fill_lock``: an exclusive ``flock`` of ``audit-tree.leaves-fill``); the others
+wait for it rather than read the whole table again each.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class LeafFile:
         self.path = data_dir / LEAVES_FILE
         self._fd = -1
         self._ino = -1
+        self._fill_fd = -1
 
     def _descriptor(self) -> int:
         if self._fd < 0:
@@ -67,10 +71,31 @@ class LeafFile:
         return self._descriptor()
 
     def close(self) -> None:
-        """Release the descriptor."""
+        """Release the descriptors (and the fill lock)."""
+        self.release_fill_lock()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def try_fill_lock(self) -> bool:
+        """Take the fill lock unless another process (or file object) holds it."""
+        if self._fill_fd >= 0:
+            return True
+        fd = os.open(self.path.with_name(self.path.name + "-fill"), os.O_RDWR | os.O_CREAT,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fill_fd = fd
+        return True
+
+    def release_fill_lock(self) -> None:
+        """Let another process fill (closing the descriptor drops the lock)."""
+        if self._fill_fd >= 0:
+            os.close(self._fill_fd)
+            self._fill_fd = -1
 
     def held(self) -> int:
         """How many leaf hashes the file holds (0 without a valid header)."""

@@ -112,6 +112,8 @@ TREE_CHUNK_BITS = 4
 its time; bench/RESULTS.md, 2026-11-27 05:20.)"""
 _CATCH_UP_SLICE = 65_536
 _LEAVES_PENDING_MAX = 1 << 20
+_FILL_WAIT_S = 0.5
+"""How often a process waiting for another's fill of ``audit-tree.leaves`` looks again."""
 """Leaf hashes held for ``audit-tree.leaves`` while it lags (32 MB at most): past that they are
 dropped and read from the store when the file catches up."""
 """Leaf hashes read from the store at a time when the tree catches up (at start: the whole log)."""
@@ -511,6 +513,13 @@ class AuditService:
         started = time.perf_counter()
         try:
             held = await loop.run_in_executor(None, leaf_file.held)
+            # One process fills at a time; the others wait for it (or its end) and re-check.
+            while held < self._leaves_at and not await loop.run_in_executor(
+                    None, leaf_file.try_fill_lock):
+                if self._closing:
+                    return
+                await asyncio.sleep(_FILL_WAIT_S)
+                held = await loop.run_in_executor(None, leaf_file.held)
             begin = held
             while held < self._leaves_at and not self._closing:
                 end = min(held + _CATCH_UP_SLICE, self._leaves_at)
@@ -528,20 +537,23 @@ class AuditService:
         except (AuditStoreError, OSError) as exc:
             _log.warning("%s not filled from the store: %s", LEAVES_FILE, exc)
             return
+        finally:
+            leaf_file.release_fill_lock()
         _log.info("%s filled from the store", LEAVES_FILE,
                   extra={"entries": held - begin, "seconds": time.perf_counter() - started})
 
     async def leaves_kept(self) -> int:
         """Wait until ``audit-tree.leaves`` holds every leaf hash the tree has (a fill from
-        the store included); return how many it holds."""
-        while True:
+        the store included, tried again twice if it stops short); return how many it holds."""
+        for _ in range(3):
             fill = self._leaf_fill
             if fill is not None and not fill.done():
                 await asyncio.shield(fill)
             await self._keep_leaves()
             fill = self._leaf_fill
             if fill is None or fill.done():
-                return self._leaves_held
+                break
+        return self._leaves_held
 
     async def _keep_nodes(self) -> None:
         """Write the nodes of chunks completed since the last write to ``audit-tree.nodes``."""

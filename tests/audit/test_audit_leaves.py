@@ -278,6 +278,33 @@ class TestSharedFolder:
             await reader.stop()
         assert _file_leaves(data_dir) == b"".join(_stored(data_dir, dsn))
 
+    async def test_one_process_fills_at_a_time(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While another process holds the fill lock, a service whose file is missing does
+        not read the stored leaf hashes for it (proofs read the store meanwhile); once the
+        lock is free it fills the file."""
+        size = 8 * CHUNK
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, size)
+            await svc.publish()
+        (data_dir / LEAVES_FILE).unlink()
+        leaves = _stored(data_dir)
+        other = LeafFile(data_dir)
+        try:
+            assert other.try_fill_lock()
+            reads = _count_store_reads(monkeypatch)
+            async with AuditService(data_dir=data_dir) as svc:
+                await asyncio.sleep(0.3)
+                assert not [r for r in reads if r.startswith("leaf_hashes(0,")], reads
+                await _check_proofs(svc, leaves, [3, 2 * CHUNK + 1])
+                assert LeafFile(data_dir).held() == 0
+                other.release_fill_lock()
+                assert await svc.leaves_kept() == size
+            assert _file_leaves(data_dir) == b"".join(leaves)
+        finally:
+            other.close()
+
     async def test_a_torn_chunk_being_written_is_read_from_the_store(
         self, data_dir: Path, make_event: EventFactory
     ) -> None:
