@@ -141,6 +141,49 @@ class TestBenchQuick:
             assert line.endswith(("**met**", "**not met**")), line
 
 
+class TestAuditScaleRun:
+    """``python -m bench --only audit-scale``: the audit log at scale as a run of its own."""
+
+    @pytest.mark.slow
+    @pytest.mark.allow_blocking
+    def test_audit_scale_alone_prints_a_dated_section(self, tmp_path: Path) -> None:
+        """It builds the log in ``--audit-data-dir`` (then measures the one kept there), and
+        prints the section a write would prepend: date, commit, machine, command, load, the
+        proof, start-up, verify and memory rows with their goals."""
+        folder = tmp_path / "audit-scale"
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench", "--only", "audit-scale", "--quick",
+                 "--audit-entries", "3000", "--audit-proofs", "50", "--audit-data-dir",
+                 str(folder), "--no-write"],
+                cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+            )
+            assert 0 == done.returncode, done.stderr[-3000:]
+            out = done.stdout
+            assert out.startswith("## ")
+            assert "(audit log at scale)" in out.splitlines()[0]
+            for field in ("- Date: ", "- Commit: ", "- Machine: ", "- Command: `",
+                          "- Machine load (1-minute average): "):
+                assert f"\n{field}" in out, field
+            assert "--audit-entries 3000" in out
+            for label in ("Audit inclusion proof (AuditService.entry",
+                          "Audit consistency proof (random older size",
+                          "Audit service start-up at 3,000 entries",
+                          "audit verify of 3,000 entries",
+                          "Audit tree in memory per million entries"):
+                assert f"\n| {label}" in out, label
+            for goal in ("audit inclusion proof at 3,000 entries < 1 ms (p99)",
+                         "audit consistency proof at 3,000 entries < 1 ms (p99)",
+                         "audit start-up at 3,000 entries < 10 s",
+                         "audit verify of 3,000 entries < 60 s"):
+                assert f"\n- goal: {goal} — measured: " in out, goal
+            assert (folder / "audit-tree.leaves").stat().st_size == 32 * (1 + 3000)
+        from bench._run import Options
+
+        with pytest.raises(SystemExit):
+            Options.parse(["--audit-entries", "0"])
+
+
 class TestOptions:
     """The command line of ``python -m bench``."""
 

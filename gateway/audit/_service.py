@@ -21,8 +21,10 @@ Tree. The service keeps the complete nodes of the Merkle tree from chunks of
 leaf hashes after them, checked against that checkpoint, and grown only from
 what the store confirms: its own batches plus entries other writers (another gateway on
 the same PostgreSQL, or the CLI) committed first, which the store reports
-under the same lock. Proofs are served from it, reading from the store only
-the leaf hashes of an older chunk they go into (checked against its node).
+under the same lock. Proofs are served from it, reading only the leaf hashes
+of an older chunk they go into (checked against its node): from
+``audit-tree.leaves`` (``_leaves``: one ``pread``, kept by the publisher from
+the leaf hashes the tree took), else from the store.
 
 Checkpoints. Every batch with a record whose caller wants a proof is covered
 by its own checkpoint (above), which is what log-backed receipts carry. A
@@ -53,6 +55,7 @@ from typing import Any, TypeVar, cast
 import orjson
 
 from gateway.audit._keys import HmacKeyring, load_signing_key
+from gateway.audit._leaves import LEAVES_FILE, LeafFile
 from gateway.audit._nodes import (
     NODES_FILE,
     read_chunk_nodes,
@@ -119,6 +122,11 @@ TREE_CHUNK_BITS = 4
 64 leaves keep a quarter of that but make a proof read and rehash 64 leaves, which doubled
 its time; bench/RESULTS.md, 2026-11-27 05:20.)"""
 _CATCH_UP_SLICE = 65_536
+_LEAVES_PENDING_MAX = 1 << 20
+_FILL_WAIT_S = 0.5
+"""How often a process waiting for another's fill of ``audit-tree.leaves`` looks again."""
+"""Leaf hashes held for ``audit-tree.leaves`` while it lags (32 MB at most): past that they are
+dropped and read from the store when the file catches up."""
 """Leaf hashes read from the store at a time when the tree catches up (at start: the whole log)."""
 _HMAC_CHECK = b"ecert-gateway audit hmac key check"
 BACKEND_FILE = "audit-backend"
@@ -367,6 +375,12 @@ class AuditService:
         self._pseudonymiser: Pseudonymiser | None = None
         self._latest: StoredCheckpoint | None = None
         self._nodes_kept = 0  # chunk nodes written to audit-tree.nodes
+        self._leaf_file: LeafFile | None = None  # audit-tree.leaves (_leaves)
+        self._leaves_at = 0  # entry index of the first hash in _leaves_pending
+        self._leaves_pending = bytearray()  # leaf hashes the tree has, the file may not yet
+        self._leaves_held = 0  # what the file held at the last write
+        self._leaf_fill: asyncio.Task[None] | None = None
+        self._fill_worker: _Worker | None = None
 
     @property
     def tree_size(self) -> int:
@@ -403,6 +417,7 @@ class AuditService:
         loop = asyncio.get_running_loop()
         self._writer_worker = _Worker("audit-writer", self._open)
         self._reader_worker = _Worker("audit-reader", self._open)
+        self._fill_worker = _Worker("audit-leaves", self._open)
         try:
             await loop.run_in_executor(None, _check_backend, self.data_dir, self.postgres_dsn)
             signing_key = await loop.run_in_executor(None, load_signing_key, self.data_dir)
@@ -453,6 +468,12 @@ class AuditService:
         self._tree = self._new_tree()
         self._frontier = None
         self._nodes_kept = 0
+        self._leaf_file = leaf_file = LeafFile(self.data_dir)
+        try:
+            file_held = await loop.run_in_executor(None, leaf_file.held)
+        except OSError as exc:
+            _log.warning("%s not readable, proofs read the store: %s", LEAVES_FILE, exc)
+            self._leaf_file, file_held = None, 0
         nodes = b""
         if latest is not None and latest.size >> k:
             self._open_latest(latest)
@@ -466,6 +487,7 @@ class AuditService:
                                                latest.size >> k)
         if nodes:
             await loop.run_in_executor(None, self._tree.load_chunk_nodes, nodes)
+            self._pend_leaves_from(self._tree.size)
             await self._catch_up()
             try:
                 await self._check_against(latest)
@@ -478,9 +500,118 @@ class AuditService:
             else:
                 self._nodes_kept = len(nodes) // HASH_SIZE
         if not nodes:
+            self._pend_leaves_from(0)
             await self._catch_up()
             await self._check_against(latest)
         await self._keep_nodes()
+        await self._check_leaf_file(min(file_held, len(nodes) // HASH_SIZE << k))
+        await self._keep_leaves()
+
+    def _pend_leaves_from(self, index: int) -> None:
+        """The tree grows from ``index``: keep its leaf hashes for the file from there."""
+        self._leaves_at = index
+        self._leaves_pending = bytearray()
+
+    async def _check_leaf_file(self, below: int) -> None:
+        """Check the first chunk and the last one below ``below`` that ``audit-tree.leaves``
+        held at start (and this start did not write) against the tree; empty the file if one
+        does not match (another log's file, or a damaged one): it is filled again from the
+        store. Other chunks are checked whenever a proof reads them."""
+        leaf_file, size = self._leaf_file, self._tree.chunk_size
+        complete = min(below, self._tree.size) // size
+        if leaf_file is None or not complete:
+            return
+        loop = asyncio.get_running_loop()
+        for chunk in sorted({0, complete - 1}):
+            leaves = await loop.run_in_executor(
+                None, _file_leaves, leaf_file, chunk * size, (chunk + 1) * size)
+            try:
+                self._tree.chunk_levels(chunk, leaves or [])
+            except ChunkMismatchError as exc:
+                _log.warning("%s does not match the log (%s): emptied, it is written again"
+                             " from the stored leaf hashes", LEAVES_FILE, exc)
+                try:
+                    await loop.run_in_executor(None, leaf_file.reset)
+                except OSError as err:
+                    _log.warning("%s not emptied: %s", LEAVES_FILE, err)
+                self._leaves_held = 0
+                return
+
+    async def _keep_leaves(self, *, fill: bool = True) -> None:
+        """Write the leaf hashes the tree took since the last write to ``audit-tree.leaves``;
+        when the file lags behind them (new, emptied, truncated, deleted), start filling the
+        gap from the store (``fill``) and keep them until it is filled."""
+        leaf_file = self._leaf_file
+        if leaf_file is None or (self._leaf_fill is not None and not self._leaf_fill.done()):
+            return
+        at, data = self._leaves_at, bytes(self._leaves_pending)
+        loop = asyncio.get_running_loop()
+        try:
+            held = await loop.run_in_executor(None, leaf_file.write, at, data)
+        except OSError as exc:  # a cache: proofs read the store instead
+            _log.warning("leaf hashes not kept in %s: %s", LEAVES_FILE, exc)
+            return
+        self._leaves_held = held
+        if held < at:
+            if fill and not self._closing:
+                self._leaf_fill = asyncio.create_task(self._fill_leaves(), name="audit-leaves")
+            return
+        if self._leaves_at == at:  # not dropped meanwhile (_absorb)
+            del self._leaves_pending[: len(data)]
+            self._leaves_at = at + len(data) // HASH_SIZE
+
+    async def _fill_leaves(self) -> None:
+        """Write to ``audit-tree.leaves`` the stored leaf hashes it lacks before those kept
+        for it, a slice at a time, on a connection of its own (proofs go on meanwhile,
+        reading the store for what the file does not hold yet)."""
+        leaf_file, worker = self._leaf_file, self._fill_worker
+        assert leaf_file is not None
+        assert worker is not None
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            held = await loop.run_in_executor(None, leaf_file.held)
+            # One process fills at a time; the others wait for it (or its end) and re-check.
+            while held < self._leaves_at and not await loop.run_in_executor(
+                    None, leaf_file.try_fill_lock):
+                if self._closing:
+                    return
+                await asyncio.sleep(_FILL_WAIT_S)
+                held = await loop.run_in_executor(None, leaf_file.held)
+            begin = held
+            while held < self._leaves_at and not self._closing:
+                end = min(held + _CATCH_UP_SLICE, self._leaves_at)
+                hashes = await worker.run(partial(_leaf_hashes, held, end))
+                if len(hashes) != end - held:
+                    _log.warning("%s not filled: entries [%d, %d) are not all stored",
+                                 LEAVES_FILE, held, end)
+                    return
+                written = await loop.run_in_executor(
+                    None, leaf_file.write, held, b"".join(hashes))
+                if written < end:  # another process emptied it meanwhile: start over
+                    written = await loop.run_in_executor(None, leaf_file.held)
+                held = max(written, await loop.run_in_executor(None, leaf_file.held))
+            self._leaves_held = held
+        except (AuditStoreError, OSError) as exc:
+            _log.warning("%s not filled from the store: %s", LEAVES_FILE, exc)
+            return
+        finally:
+            leaf_file.release_fill_lock()
+        _log.info("%s filled from the store", LEAVES_FILE,
+                  extra={"entries": held - begin, "seconds": time.perf_counter() - started})
+
+    async def leaves_kept(self) -> int:
+        """Wait until ``audit-tree.leaves`` holds every leaf hash the tree has (a fill from
+        the store included, tried again twice if it stops short); return how many it holds."""
+        for _ in range(3):
+            fill = self._leaf_fill
+            if fill is not None and not fill.done():
+                await asyncio.shield(fill)
+            await self._keep_leaves()
+            fill = self._leaf_fill
+            if fill is None or fill.done():
+                break
+        return self._leaves_held
 
     async def _keep_nodes(self) -> None:
         """Write the nodes of chunks completed since the last write to ``audit-tree.nodes``."""
@@ -532,6 +663,8 @@ class AuditService:
         publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publisher
+        if self._leaf_fill is not None:  # stops after its slice (_closing); the next start
+            await self._leaf_fill          # fills on from what the file holds
         try:
             await self.publish()
         except (AuditUnavailableError, AuditStoreError):
@@ -539,10 +672,13 @@ class AuditService:
         await self._close_workers()
 
     async def _close_workers(self) -> None:
-        for worker in (self._writer_worker, self._reader_worker):
+        for worker in (self._writer_worker, self._reader_worker, self._fill_worker):
             if worker is not None:
                 await worker.close()
-        self._writer_worker = self._reader_worker = None
+        self._writer_worker = self._reader_worker = self._fill_worker = None
+        if self._leaf_file is not None:
+            self._leaf_file.close()
+            self._leaf_file = None
 
     async def __aenter__(self) -> AuditService:
         await self.start()
@@ -746,11 +882,19 @@ class AuditService:
             index += n
 
     def _absorb(self, start: int, hashes: list[bytes]) -> None:
-        """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped."""
+        """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped.
+        They are kept for ``audit-tree.leaves`` too (``_keep_leaves``)."""
         size = self._tree.size
         if start > size:
             return  # a gap: the next catch-up reads it from the store
-        self._tree.extend(hashes[size - start :])
+        new = hashes[size - start :]
+        self._tree.extend(new)
+        pending = self._leaves_pending
+        if new and self._leaves_at + len(pending) // HASH_SIZE == size:
+            pending += b"".join(new)
+            if len(pending) > _LEAVES_PENDING_MAX * HASH_SIZE:
+                # The file lags far behind (a fill runs): it reads these from the store too.
+                self._pend_leaves_from(self._tree.size)
 
     async def _catch_up(self) -> None:
         """Grow the tree with entries other writers added (at start: all), a slice at a time."""
@@ -762,25 +906,26 @@ class AuditService:
                 # Start-up only (no writer runs yet, so the tree has one user): hash a large
                 # log off the event loop. Once serving, the tree is touched only from the loop.
                 await loop.run_in_executor(None, self._absorb, start, hashes)
+                await self._keep_leaves(fill=False)  # the leaf file, a slice at a time
             else:
                 self._absorb(start, hashes)
             if len(hashes) < _CATCH_UP_SLICE:
                 return
 
     async def _with_leaves(
-        self, compute: Callable[[GivenChunks], T], read: Mapping[int, list[bytes]] | None = None
+        self, compute: Callable[[GivenChunks], T], read: Mapping[int, Leaves] | None = None
     ) -> T:
-        """Run a tree computation, reading from the store the chunks of leaves it asks for.
+        """Run a tree computation, reading the chunks of leaves it asks for.
 
         The tree keeps no leaf hashes below its chunks (see ``_tree``); the few
         an older root or a proof needs are read here (or were already ``read``
-        by the caller, by chunk number) and checked against the chunk's node
-        before they are used.
+        by the caller, by chunk number), from ``audit-tree.leaves`` or else the
+        store, and checked against the chunk's node before they are used.
         """
         given: dict[int, ChunkLevels] = {}
         for chunk, leaves in (read or {}).items():
             if chunk < self._tree.size // self._tree.chunk_size:  # complete: usable
-                given[chunk] = self._chunk_levels(chunk, leaves)
+                given[chunk] = await self._checked_chunk(chunk, leaves)
         while True:
             try:
                 return compute(given)
@@ -788,8 +933,32 @@ class AuditService:
                 chunk, start, end = missing.chunk, missing.start, missing.end
             if chunk in given:
                 raise TreeError(f"chunk {chunk} was given and still asked for")
-            leaves = await self._read(partial(_leaf_hashes, start, end))
-            given[chunk] = self._chunk_levels(chunk, leaves)
+            leaves = await self._read(partial(_chunk_leaves, start, end, self._leaf_file))
+            given[chunk] = await self._checked_chunk(chunk, leaves)
+
+    async def _checked_chunk(self, chunk: int, leaves: Leaves) -> ChunkLevels:
+        """A chunk's subtree over leaf hashes read for it. Those read from
+        ``audit-tree.leaves`` that do not match its node (torn, changed) are read again
+        from the store, which must match, and written again to the file."""
+        hashes, from_file = leaves
+        if not from_file:
+            return self._chunk_levels(chunk, hashes)
+        try:
+            return self._tree.chunk_levels(chunk, hashes)
+        except ChunkMismatchError:
+            pass
+        size = self._tree.chunk_size
+        start = chunk * size
+        stored = await self._read(partial(_leaf_hashes, start, start + size))
+        levels = self._chunk_levels(chunk, stored)
+        _log.warning("leaf hashes of entries [%d, %d) in %s do not match the log's tree:"
+                     " read from the store, written again", start, start + size, LEAVES_FILE)
+        leaf_file = self._leaf_file
+        if leaf_file is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.get_running_loop().run_in_executor(
+                    None, leaf_file.write, start, b"".join(stored))
+        return levels
 
     def _chunk_levels(self, chunk: int, leaves: list[bytes]) -> ChunkLevels:
         try:
@@ -817,6 +986,7 @@ class AuditService:
         async with self._publish_lock:
             latest = await self._publish()
             await self._keep_nodes()
+            await self._keep_leaves()
             return latest
 
     async def _publish(self) -> StoredCheckpoint | None:
@@ -868,7 +1038,7 @@ class AuditService:
         # the chunks the proof will need (the entry's own, and the one the tree size ends in).
         found, checkpoint, read = await self._read(
             partial(_entry_with_chunks, index, self._tree.chunk_size,
-                    self._tree.size // self._tree.chunk_size)
+                    self._tree.size // self._tree.chunk_size, self._leaf_file)
         )
         if found is None:
             return None
@@ -880,9 +1050,13 @@ class AuditService:
         if self._tree.size < checkpoint.size:
             await self._catch_up()
         size = checkpoint.size
-        inclusion = await self._with_leaves(
-            lambda given: self._tree.inclusion_proof(index, size, given), read
+        leaf, inclusion = await self._with_leaves(
+            lambda given: (self._tree.leaf(index, given),
+                           self._tree.inclusion_proof(index, size, given)), read
         )
+        if leaf != stored_leaf:  # the proof is of the tree's leaf: the row must hold it too
+            raise LogIntegrityError(f"the stored leaf hash of entry {index} no longer matches"
+                                    " the log's tree (run `audit verify`)")
         return EntryProof(
             index=index,
             leaf=record_bytes,
@@ -903,7 +1077,7 @@ class AuditService:
         size, complete = self._tree.chunk_size, self._tree.size // self._tree.chunk_size
         chunks = [n // size for n in {first, second} if n % size and n // size < complete]
         if chunks and 0 < first <= second <= self._tree.size:
-            read = await self._read(partial(_chunks_leaves, chunks, size))
+            read = await self._read(partial(_chunks_leaves, chunks, size, self._leaf_file))
         else:
             read = None
         return await self._with_leaves(
@@ -946,29 +1120,65 @@ def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:
     return store.leaf_hashes(start, end)
 
 
-def _chunks_leaves(chunks: list[int], size: int, store: AuditStore) -> dict[int, list[bytes]]:
-    return {chunk: store.leaf_hashes(chunk * size, (chunk + 1) * size) for chunk in chunks}
+Leaves = tuple[list[bytes], bool]
+"""Leaf hashes read for a chunk, and whether they came from ``audit-tree.leaves`` (else the
+store): those are read from the store again if they do not match (``_checked_chunk``)."""
+
+
+def _file_leaves(leaf_file: LeafFile | None, start: int, end: int) -> list[bytes] | None:
+    """Leaf hashes ``[start, end)`` from the leaf file, unchecked; None if it lacks them."""
+    if leaf_file is None:
+        return None
+    try:
+        return leaf_file.read(start, end)
+    except OSError:
+        return None
+
+
+def _chunk_leaves(start: int, end: int, leaf_file: LeafFile | None, store: AuditStore) -> Leaves:
+    """A complete chunk's leaf hashes: one ``pread`` of the leaf file, else the store."""
+    leaves = _file_leaves(leaf_file, start, end)
+    if leaves is not None:
+        return leaves, True
+    return store.leaf_hashes(start, end), False
+
+
+def _chunks_leaves(chunks: list[int], size: int, leaf_file: LeafFile | None,
+                   store: AuditStore) -> dict[int, Leaves]:
+    return {chunk: _chunk_leaves(chunk * size, (chunk + 1) * size, leaf_file, store)
+            for chunk in chunks}
 
 
 def _entry_with_chunks(
-    index: int, chunk_size: int, complete: int, store: AuditStore
-) -> tuple[tuple[bytes, bytes] | None, StoredCheckpoint | None, dict[int, list[bytes]]]:
+    index: int, chunk_size: int, complete: int, leaf_file: LeafFile | None, store: AuditStore
+) -> tuple[tuple[bytes, bytes] | None, StoredCheckpoint | None, dict[int, Leaves]]:
     """An entry, the latest checkpoint, and the leaf hashes of the chunks a proof may need
     (of the ``complete`` chunks the tree has: its last, incomplete one is in memory, and
-    leaves read for it could not be checked against a node)."""
-    first = index // chunk_size * chunk_size
-    found, own = store.entry_with_leaves(index, first, first + chunk_size)
+    leaves read for it could not be checked against a node).
+
+    The entry's chunk comes from the leaf file when it holds it (one ``pread``, and the
+    entry's row alone from the store), else with the entry in one range query."""
+    own_chunk = index // chunk_size
+    first = own_chunk * chunk_size
+    own = _file_leaves(leaf_file, first, first + chunk_size) if own_chunk < complete else None
+    if own is not None:
+        found, own_leaves = store.entry(index), (own, True)
+    elif own_chunk >= complete:  # the tree's last chunk: its leaves are in memory
+        found, own_leaves = store.entry(index), ([], False)
+    else:
+        found, stored = store.entry_with_leaves(index, first, first + chunk_size)
+        own_leaves = (stored, False)
     checkpoint = store.latest_checkpoint()
-    read: dict[int, list[bytes]] = {}
+    read: dict[int, Leaves] = {}
     if found is not None:
-        chunks = {index // chunk_size}
+        chunks = {own_chunk}
         if checkpoint is not None and checkpoint.size % chunk_size:
             chunks.add(checkpoint.size // chunk_size)
         for chunk in chunks:
             if chunk >= complete:
                 continue
-            leaves = own if chunk == index // chunk_size else store.leaf_hashes(
-                chunk * chunk_size, (chunk + 1) * chunk_size)
-            if len(leaves) == chunk_size:  # only complete chunks are read back
+            leaves = own_leaves if chunk == own_chunk else _chunk_leaves(
+                chunk * chunk_size, (chunk + 1) * chunk_size, leaf_file, store)
+            if len(leaves[0]) == chunk_size:  # only complete chunks are read back
                 read[chunk] = leaves
     return found, checkpoint, read

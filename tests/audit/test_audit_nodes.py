@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditService, LogIntegrityError, _store, append_cli_event
+from gateway.audit._leaves import LEAVES_FILE
 from gateway.audit._nodes import NODES_FILE
 from gateway.audit._service import TREE_CHUNK_BITS
 from gateway.audit._tree import MerkleTree
@@ -173,18 +174,31 @@ class TestKeptNodes:
             await AuditService(data_dir=data_dir).start()
 
     @pytest.mark.allow_blocking
+    @pytest.mark.parametrize("leaf_file", [False, True], ids=["store", "leaf-file"])
     async def test_stored_leaf_changed_below_kept_nodes_fails_the_proof(
-        self, data_dir: Path, make_event: EventFactory
+        self, data_dir: Path, make_event: EventFactory, leaf_file: bool
     ) -> None:
         """Start-up no longer reads the leaves the kept nodes cover; a stored leaf hash that
-        was changed there is found by the first proof that reads it: never a wrong proof."""
+        was changed there is found by the first proof that reads it: never a wrong proof.
+        Without the leaf file that is any proof in its chunk; with it (its chunk checked
+        against the tree), the changed entry's own proof, while its neighbour's is right."""
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, 3 * CHUNK)
             await svc.publish()
+        leaves = _stored_leaves(data_dir)
         _tamper(data_dir, "UPDATE audit_entries SET leaf_hash = ? WHERE idx = 5", (bytes(32),))
+        if not leaf_file:
+            (data_dir / LEAVES_FILE).unlink()
         async with AuditService(data_dir=data_dir) as svc:
+            if leaf_file:
+                entry = await svc.entry(4)
+                assert entry is not None
+                assert list(entry.inclusion) == _path(4, leaves)
+            else:
+                with pytest.raises(LogIntegrityError, match="no longer match"):
+                    await svc.entry(4)
             with pytest.raises(LogIntegrityError, match="no longer match"):
-                await svc.entry(4)
+                await svc.entry(5)
 
     @pytest.mark.allow_blocking
     async def test_shorter_log_is_refused(

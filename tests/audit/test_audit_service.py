@@ -30,6 +30,7 @@ from gateway.audit import (
     verify_log,
 )
 from gateway.audit._keys import load_signing_key
+from gateway.audit._leaves import LEAVES_FILE
 from gateway.audit._record import Uuid7Generator, mask
 from gateway.audit._service import TREE_CHUNK_BITS
 from gateway.audit._store import AuditStore
@@ -560,12 +561,18 @@ class TestLargeLog:
     async def test_changed_stored_leaf_hash_is_refused(
         self, data_dir: Path, make_event: EventFactory
     ) -> None:
-        """A leaf hash changed under a running gateway is noticed when a proof needs it."""
+        """A leaf hash changed under a running gateway is noticed when a proof needs it: the
+        entry's own proof, and (read from the store, the leaf file cut short) any proof in
+        its chunk."""
         async with AuditService(data_dir=data_dir) as svc:
             await _fill(svc, make_event, 3 * (1 << TREE_CHUNK_BITS))
             await svc.publish()
             _tamper(data_dir, "update", "UPDATE audit_entries SET leaf_hash = ? WHERE idx = 3",
                     (bytes(32),))
+            with pytest.raises(LogIntegrityError, match="no longer match"):
+                await svc.entry(3)
+            assert await svc.entry(2) is not None  # its chunk from the leaf file, checked
+            os.truncate(data_dir / LEAVES_FILE, 32)
             with pytest.raises(LogIntegrityError, match="no longer match"):
                 await svc.entry(2)  # in the chunk that holds entry 3
             assert await svc.entry(2 * (1 << TREE_CHUNK_BITS) + 5) is not None
