@@ -298,9 +298,24 @@ class VerificationService:
                 partner = pending.partner
                 assert partner is not None
                 needed.setdefault((ref.uri, partner.region_code), partner)
-        lists = await asyncio.gather(*(self.status.get(uri, partner, snapshot.trust_list)
-                                       for (uri, _), partner in needed.items()))
-        return dict(zip(needed, lists, strict=True))
+        # Lists held and fresh are taken as they are; only the others are awaited.
+        trust_list = snapshot.trust_list
+        found: dict[tuple[str, str], StatusList | StatusUnavailable] = {}
+        missing: list[tuple[tuple[str, str], Partner]] = []
+        for key, partner in needed.items():
+            ready = self.status.ready(key[0], partner, trust_list)
+            if ready is None:
+                missing.append((key, partner))
+            else:
+                found[key] = ready
+        if len(missing) == 1:
+            key, partner = missing[0]
+            found[key] = await self.status.get(key[0], partner, trust_list)
+        elif missing:
+            lists = await asyncio.gather(*(self.status.get(uri, partner, trust_list)
+                                           for (uri, _), partner in missing))
+            found.update(zip((key for key, _ in missing), lists, strict=True))
+        return found
 
     def _finish(self, pending: Pending | Verdict,
                 statuses: Mapping[tuple[str, str], StatusList | StatusUnavailable]) -> Verdict:
