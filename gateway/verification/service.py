@@ -30,6 +30,7 @@ from gateway.trustlist.state import TrustSnapshot, TrustState
 from gateway.verification.cache import CacheEntry, VerdictCache
 from gateway.verification.status import StatusFetcher
 from trust import (
+    Check,
     Indication,
     Licence,
     Partner,
@@ -195,6 +196,27 @@ def _personal_from_credential(credential: str
     except (ValueError, KeyError, IndexError, TypeError, AttributeError,
             orjson.JSONDecodeError):
         return None, None, []
+
+
+_MAX_RENDERED_CHECKS = 4096
+_rendered_checks: dict[int, tuple[Check, dict[str, Any]]] = {}
+"""Checks rendered for answers, by identity (the check is kept with its JSON, so the
+identity is not reused while the entry lives): most checks of a verdict are objects the
+verifier made once (passing checks are shared), so each is rendered once."""
+
+
+def _checks_json(checks: Sequence[Check]) -> list[dict[str, Any]]:
+    """``[c.to_json() for c in checks]``; the members are shared, never changed."""
+    out = []
+    rendered = _rendered_checks
+    for check in checks:
+        known = rendered.get(id(check))
+        if known is None or known[0] is not check:
+            if len(rendered) >= _MAX_RENDERED_CHECKS:
+                rendered.clear()
+            known = rendered[id(check)] = (check, check.to_json())
+        out.append(known[1])
+    return out
 
 
 def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
@@ -407,7 +429,7 @@ class VerificationService:
             "indication": indication.value,
             "sub_indication": None if sub is None else sub.value,
             "cn_status": 0 if sub is None else sub.cn_status,
-            "checks": [c.to_json() for c in verdict.checks],
+            "checks": _checks_json(verdict.checks),
             "licence": summary,
             "matters": [m.to_json() for m in links],
             "trust_list_version": verdict.trust_list_version,
@@ -421,7 +443,7 @@ class VerificationService:
                 {**_judgement(c),
                  "needed": not counted or (needed is not None
                                            and c.licence.type_code in needed),
-                 "checks": [check.to_json() for check in c.checks],
+                 "checks": _checks_json(c.checks),
                  "component": c.licence.summary(),
                  "status_list": (None if c.status_used is None else
                                  {"uri": c.status_used[0],
