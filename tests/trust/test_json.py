@@ -77,7 +77,7 @@ class TestRepeatedNames:
     @settings(max_examples=400, deadline=None)
     @given(st.recursive(
         st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
-        | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="{"),
+        | st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="{"),
                   max_size=8),  # UTF-8 text, and no '{"' inside a string
         lambda inner: st.lists(inner, max_size=4)
         | st.dictionaries(st.sampled_from(["a", "b", "证", "\"", ":", "a:"]), inner,
