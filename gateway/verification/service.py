@@ -290,17 +290,13 @@ class VerificationService:
 
     def _start(self, snapshot: TrustSnapshot, req: VerificationRequest,
                at: datetime) -> Pending | Verdict:
-        verifier = snapshot.verifier
-        pending = verifier.start(req.credential, at=at)
-        if req.matter_code is None or isinstance(pending, Verdict):
-            return pending
-        partner = pending.partner
-        if partner is None or partner.matters is None:
-            return pending
-        # The agreement names matters in the partner's scheme: re-run with the
-        # requested matter's codes there (cheap: no network, no status yet).
-        codes = self._matter_codes(req, partner.region_code)
-        return verifier.start(req.credential, at=at, matter_codes=codes)
+        if req.matter_code is None:
+            return snapshot.verifier.start(req.credential, at=at)
+        # An agreement that names matters names them in the partner's scheme: the
+        # verifier asks for the requested matter's codes there once it knows the partner.
+        return snapshot.verifier.start(
+            req.credential, at=at,
+            matter_codes_for=lambda partner: self._matter_codes(req, partner.region_code))
 
     async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
                         ) -> dict[tuple[str, str], StatusList | StatusUnavailable]:
