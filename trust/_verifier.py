@@ -341,7 +341,7 @@ class Pending:
         indication = Indication.TOTAL_PASSED if sub is None else sub.indication
         licence = self._licence
         doc_until = valid_until if sub is None else None
-        components = tuple(
+        components = () if not self._components else tuple(
             self._finish_component(started, sub, doc_until, component_status or {}, consulted)
             for started in self._components)
         return Verdict(

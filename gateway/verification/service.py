@@ -219,6 +219,10 @@ def _checks_json(checks: Sequence[Check]) -> list[dict[str, Any]]:
     return out
 
 
+_Statuses = dict[tuple[str, str], StatusList | StatusUnavailable]
+"""Status lists (or why they are unavailable) by URI and partner region."""
+
+
 def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
     """``core`` as it may be cached: nothing that identifies the holder.
 
@@ -298,13 +302,10 @@ class VerificationService:
             req.credential, at=at,
             matter_codes_for=lambda partner: self._matter_codes(req, partner.region_code))
 
-    async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
-                        ) -> dict[tuple[str, str], StatusList | StatusUnavailable]:
-        """The status lists ``started`` need, each distinct one fetched once, all at once.
-
-        Keyed by URI and partner region: a batch waits for its slowest list, not
-        for the sum of them (a hanging partner costs one timeout per batch).
-        """
+    def _held_statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
+                       ) -> tuple[_Statuses, list[tuple[tuple[str, str], Partner]]]:
+        """The status lists ``started`` need that are held and fresh (taken as they are),
+        and those to fetch, each distinct one once, keyed by URI and partner region."""
         needed: dict[tuple[str, str], Partner] = {}
         for pending in started:
             if not isinstance(pending, Pending):
@@ -316,9 +317,8 @@ class VerificationService:
                 partner = pending.partner
                 assert partner is not None
                 needed.setdefault((ref.uri, partner.region_code), partner)
-        # Lists held and fresh are taken as they are; only the others are awaited.
         trust_list = snapshot.trust_list
-        found: dict[tuple[str, str], StatusList | StatusUnavailable] = {}
+        found: _Statuses = {}
         missing: list[tuple[tuple[str, str], Partner]] = []
         for key, partner in needed.items():
             ready = self.status.ready(key[0], partner, trust_list)
@@ -326,6 +326,13 @@ class VerificationService:
                 missing.append((key, partner))
             else:
                 found[key] = ready
+        return found, missing
+
+    async def _fetched(self, snapshot: TrustSnapshot, found: _Statuses,
+                       missing: list[tuple[tuple[str, str], Partner]]) -> _Statuses:
+        """``found`` with the ``missing`` lists fetched, all at once: a batch waits for its
+        slowest list, not for the sum of them (a hanging partner costs one timeout)."""
+        trust_list = snapshot.trust_list
         if len(missing) == 1:
             key, partner = missing[0]
             found[key] = await self.status.get(key[0], partner, trust_list)
@@ -334,6 +341,13 @@ class VerificationService:
                                            for (uri, _), partner in missing))
             found.update(zip((key for key, _ in missing), lists, strict=True))
         return found
+
+    async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
+                        ) -> _Statuses:
+        """The status lists ``started`` need: those held and fresh as they are, the others
+        fetched, each distinct one once, all at once (``_held_statuses``, ``_fetched``)."""
+        found, missing = self._held_statuses(snapshot, started)
+        return await self._fetched(snapshot, found, missing) if missing else found
 
     def _finish(self, pending: Pending | Verdict,
                 statuses: Mapping[tuple[str, str], StatusList | StatusUnavailable]) -> Verdict:
@@ -614,15 +628,21 @@ class VerificationService:
                        digest: str, pending: Pending | Verdict | None = None, *,
                        decoded_checked: bool = False) -> _Outcome:
         now = at.timestamp()
-        hit = await self._lookup(snapshot, req, digest, now, decoded_checked=decoded_checked)
-        if hit is not None:
-            return hit
+        if self.cache is not None:  # without a cache, no await at all for a held list
+            hit = await self._lookup(snapshot, req, digest, now,
+                                     decoded_checked=decoded_checked)
+            if hit is not None:
+                return hit
         if pending is None:
             pending = self._start(snapshot, req, at)
-        verdict = self._finish(pending, await self._statuses(snapshot, [pending]))
+        statuses, missing = self._held_statuses(snapshot, (pending,))
+        if missing:
+            statuses = await self._fetched(snapshot, statuses, missing)
+        verdict = self._finish(pending, statuses)
         core, links, holder = self._core(verdict, req)
-        await self._remember(snapshot, req, digest, verdict=verdict, core=core, links=links,
-                             now=now)
+        if self.cache is not None:
+            await self._remember(snapshot, req, digest, verdict=verdict, core=core,
+                                 links=links, now=now)
         return _Outcome(core, holder, False, links, core["status_list"])
 
     async def verify(self, req: VerificationRequest, *, actor: str, source: str | None = None,
