@@ -26,6 +26,14 @@
 * ``translate``: ``Registry.translate`` calls/s on the warm sample registry
   (``config/registry``), cycling through every Huzhou matter and partner region,
   both directions, on one core.
+* ``verifier``: the verifier's Python work beside the ES256 call it makes, in one
+  run on one core: licences issued by the mock federation (two regions, each
+  with its status list already held, as the gateway holds it) verified with
+  ``Verifier.start`` + ``Pending.finish``, and the raw ``cryptography`` ES256
+  verification of the very same signing inputs and signatures with the same
+  keys; the two alternate every 50 licences, CPU time (``time.process_time``)
+  per licence, medians over rounds. The Python work is their difference; the issue's goal is
+  a ratio (Python work ÷ ES256) of at most 1.
 * ``trust-load``: ``TrustList.from_json`` (JSON parse, schema and every anchor
   validated) of the trust-list files given, each loaded in turn (8 partners, 43
   partners, 8, 43, ...) many times; the median and p90 of each, in ms.
@@ -48,7 +56,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +80,9 @@ from gateway.audit._nodes import NODES_FILE
 from gateway.audit._record import Pseudonymiser, Uuid7Generator, build_record, encode_record
 from gateway.audit._service import _row
 from gateway.audit._store import EntryRow
-from mocks import b64url_decode
+from mocks import Federation, b64url_decode
 from registry import NATIONAL, MatterCode, RegionCode, Registry, load_bundle
-from trust import Alg, TrustList, key_from_jwk
+from trust import Alg, TrustList, Verdict, Verifier, key_from_jwk, parse_status_list
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,6 +116,79 @@ def es256(pool: Path, jwk_file: Path, duration: float, warmup: float) -> dict[st
         result[phase] = (count, time.perf_counter() - start)
     count, elapsed = result["measure"]
     return {"count": count, "seconds": elapsed, "rate": count / elapsed}
+
+
+def verifier(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
+    """CPU µs per licence of ``Verifier.start`` + ``Pending.finish`` and of the raw ES256
+    verification of the same licences, interleaved rounds; medians and the ratio."""
+    federation = Federation.standard(seed=seed, codes=["310000", "320500"])
+    now = datetime.now(UTC)
+    trust_list = TrustList.from_json(federation.trust_list(
+        version=3, issued_at=now - timedelta(days=1), next_update=now + timedelta(days=6)))
+    regions = [federation["310000"], federation["320500"]]
+    tokens = [regions[i % 2].issue().token for i in range(licences)]
+    statuses = {r.status_uri: parse_status_list(r.status_list_token(), trust_list=trust_list,
+                                                region=r.region_code, uri=r.status_uri)
+                for r in regions}
+    lean = Verifier(trust_list)
+    algorithm = ec.ECDSA(hashes.SHA256())
+    raw: list[tuple[ec.EllipticCurvePublicKey, bytes, bytes]] = []
+    for token in tokens:
+        head, body, sig = token.split(".")
+        kid = orjson.loads(b64url_decode(head))["kid"]
+        anchor_key = trust_list.anchors(kid)[0].key
+        assert anchor_key is not None
+        public_key = anchor_key.public_key
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        signature = b64url_decode(sig)
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                   int.from_bytes(signature[32:], "big"))
+        raw.append((public_key, der, f"{head}.{body}".encode("ascii")))
+    at = datetime.now(UTC)
+    for token in tokens:  # every licence passes: the measured path is the common one
+        verdict = lean.check(token, at=at, status=statuses)
+        if not verdict.passed:
+            raise AssertionError(f"a bench licence does not pass: {verdict.checks}")
+
+    block = 50
+
+    def one_round() -> tuple[float, float]:
+        """CPU µs per licence of both, the two alternating every ``block`` licences so
+        that a change of load on the machine reaches both alike."""
+        spent_lean = spent_raw = 0.0
+        clock = time.process_time
+        for first in range(0, len(tokens), block):
+            start = clock()
+            for token in tokens[first:first + block]:
+                pending = lean.start(token, at=at)
+                if not isinstance(pending, Verdict):
+                    ref = pending.status_needed
+                    pending.finish(None if ref is None else statuses[ref.uri])
+            middle = clock()
+            for public_key, der, message in raw[first:first + block]:
+                public_key.verify(der, message, algorithm)
+            spent_lean += middle - start
+            spent_raw += clock() - middle
+        return spent_lean / len(tokens) * 1e6, spent_raw / len(tokens) * 1e6
+
+    one_round()
+    lean_us: list[float] = []
+    raw_us: list[float] = []
+    python_us: list[float] = []
+    for _ in range(rounds):
+        one, two = one_round()
+        lean_us.append(one)
+        raw_us.append(two)
+        python_us.append(one - two)
+    python = statistics.median(python_us)
+    es256_us = statistics.median(raw_us)
+    return {"licences": licences, "rounds": rounds,
+            "verifier_us": round(statistics.median(lean_us), 1),
+            "es256_us": round(es256_us, 1),
+            "python_us": round(python, 1),
+            "python_us_rounds": [round(v, 1) for v in python_us],
+            "ratio": round(python / es256_us, 3),
+            "ratio_rounds": [round(p / r, 3) for p, r in zip(python_us, raw_us, strict=True)]}
 
 
 def _event(n: int) -> AuditEvent:
@@ -491,7 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one in-process measurement and print its JSON summary."""
     parser = argparse.ArgumentParser(prog="python -m bench._inproc", description=__doc__)
     parser.add_argument("what", choices=["es256", "sm2", "audit", "audit-scale", "translate",
-                                         "trust-load"])
+                                         "trust-load", "verifier"])
+    parser.add_argument("--licences", type=int, default=2000, help="licences (verifier)")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (verifier)")
     parser.add_argument("--entries", type=int, default=1_000_000, help="audit-scale log size")
     parser.add_argument("--pool", type=Path, help="naive pool file (es256)")
     parser.add_argument("--jwk", type=Path, help="naive key (es256); SM2 keys by kid (sm2)")
@@ -509,7 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lists", type=Path, nargs="+", help="trust-list files (trust-load)")
     parser.add_argument("--repeat", type=int, default=200, help="loads of each list (trust-load)")
     args = parser.parse_args(argv)
-    if args.what == "trust-load":
+    if args.what == "verifier":
+        result = verifier(args.licences, args.rounds)
+    elif args.what == "trust-load":
         if not args.lists:
             parser.error("trust-load needs --lists")
         result = trust_load(args.lists, args.repeat)

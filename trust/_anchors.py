@@ -120,6 +120,11 @@ class Anchor:
         return signed_at >= self.revoked_at
 
 
+_MAX_URI_ANSWERS = 1024
+"""URIs whose answer a partner remembers before it forgets them all (a partner names a
+few status lists; anything beyond is someone probing, judged afresh)."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Partner:
     """A partner region and what its agreement covers."""
@@ -141,6 +146,10 @@ class Partner:
     signing_alg: Alg = Alg.ES256
     """What Huzhou signs the licences it answers this partner with, and the status list
     they point to (``signing_alg``, a project extension: ``ES256`` or ``SM2SM3``)."""
+    _uri_answers: dict[str, bool] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
+    """``status_uri_allowed``'s answers by URI: they depend on the URI and this partner's
+    prefixes alone, and a partner lives as long as the trust list that loaded it."""
 
     def covers_type(self, type_code: str) -> bool:
         """True when the agreement covers this licence type."""
@@ -157,7 +166,18 @@ class Partner:
         a URI with a dot segment, userinfo or anything else that could be read
         two ways lies under no prefix (``trust._uri``).
         """
-        return any(uri_under_prefix(uri, prefix) for prefix in self.status_uri_prefixes)
+        answers = self._uri_answers
+        known = answers.get(uri)
+        if known is None:
+            known = False
+            for prefix in self.status_uri_prefixes:
+                if uri_under_prefix(uri, prefix):
+                    known = True
+                    break
+            if len(answers) >= _MAX_URI_ANSWERS:
+                answers.clear()
+            answers[uri] = known
+        return known
 
 
 PARTNER_SIGNING_ALGS: frozenset[str] = frozenset({Alg.ES256.value, Alg.SM2SM3.value})

@@ -341,7 +341,7 @@ class Pending:
         indication = Indication.TOTAL_PASSED if sub is None else sub.indication
         licence = self._licence
         doc_until = valid_until if sub is None else None
-        components = tuple(
+        components = () if not self._components else tuple(
             self._finish_component(started, sub, doc_until, component_status or {}, consulted)
             for started in self._components)
         return Verdict(
@@ -470,12 +470,16 @@ class Verifier:
         *,
         at: datetime,
         matter_codes: frozenset[str] | None = None,
+        matter_codes_for: Callable[[Partner], frozenset[str]] | None = None,
     ) -> Pending | Verdict:
         """Run checks 1-6; return a final verdict when nothing more can be learnt.
 
         ``matter_codes``: when the request names a matter, its codes in the
         partner's own scheme (the code itself and its translations); the
-        agreement must cover one of them.
+        agreement must cover one of them. ``matter_codes_for`` (instead): gives
+        them once the partner is known, asked only when the partner's agreement
+        names matters (an agreement covering every matter needs no codes), so a
+        caller that cannot name the partner beforehand verifies once, not twice.
         """
         at = require_aware(at)
         skew = self._skew
@@ -582,6 +586,9 @@ class Verifier:
             run.ok("jurisdiction", f"iss {licence.iss} matches the anchor's region")
         self._check_identifier(run, licence.jti, licence.type_code, licence.issuer_code,
                                partner)
+        if (matter_codes_for is not None and partner is not None
+                and partner.matters is not None):
+            matter_codes = matter_codes_for(partner)
         self._check_agreement(run, licence, partner, matter_codes)
         # 6. validity in time
         valid_until = self._check_validity(run, licence, at)

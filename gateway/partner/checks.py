@@ -12,6 +12,9 @@
   ``RedisRateLimiter`` keeps the buckets in Redis, so that every worker and
   instance sharing it spends from one bucket per partner (the configured limit
   in total, not once per process).
+* ``admit`` asks both in order (a replayed request is not charged); with both
+  in Redis that is one script call per batch of requests (``RedisAdmission``),
+  not two.
 
 ``check_request_token``, ``RequestTokenError`` and ``MAX_TOKEN_BYTES`` are
 ``trust``'s, named here too so that the partner room offers both variants of the
@@ -56,8 +59,10 @@ __all__ = [
     "RedisRateLimiter",
     "RedisReplayCache",
     "ReplayCache",
+    "RedisAdmission",
     "ReplayCacheUnavailableError",
     "RequestTokenError",
+    "admit",
     "check_request_token",
     "check_request_token_async",
 ]
@@ -164,6 +169,8 @@ class RedisReplayCache(ReplayCache):
         # connection of its own (see gateway.infra.redislink).
         self._link = RedisLink(client)
         self._first_use: Coalescer[tuple[str, int], bool] = Coalescer(self._first_uses)
+        self.admission = RedisAdmission(self._link)
+        """This cache's replay check and a Redis rate limit together (``admit``)."""
 
     async def _first_uses(self, items: list[tuple[str, int]]) -> list[bool]:
         stored = await self._link.run_script(_FIRST_USES, [key for key, _ in items],
@@ -322,3 +329,88 @@ class RedisRateLimiter(RateLimiter):
         await self._link.close()
         if self._owns:
             await self._client.aclose()
+
+
+# ----------------------------------------------------------------------- both, in one trip
+
+
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for i = 1, #KEYS / 2 do
+  if redis.call('SET', KEYS[2 * i - 1], '1', 'NX', 'EX', ARGV[3 * i - 2]) then
+    local key = KEYS[2 * i]
+    local rate = tonumber(ARGV[3 * i - 1])
+    local burst = tonumber(ARGV[3 * i])
+    local held = redis.call('HMGET', key, 'tokens', 'updated')
+    local tokens = tonumber(held[1]) or burst
+    local updated = tonumber(held[2]) or now
+    tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
+    local wait = 0
+    if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+    redis.call('HSET', key, 'tokens', string.format('%.6f', tokens),
+               'updated', string.format('%.6f', now))
+    redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+    out[i] = string.format('%.6f', wait)
+  else
+    out[i] = 'replayed'
+  end
+end
+return out
+"""
+"""For each request (a jti key, its bucket key; ttl, rate, burst): ``_FIRST_USES``'s SET
+NX EX, and only when it set the key (a first use), ``_TAKE``'s bucket step: the wait as
+``_TAKE`` answers it, or "replayed"."""
+
+
+class RedisAdmission:
+    """The replay check and the rate limit of a request in one Redis script call, for a
+    ``RedisReplayCache`` and a ``RedisRateLimiter`` (the same keys and bucket steps as
+    theirs, so every process spends from the same buckets whichever path it takes)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+        self._admit: Coalescer[tuple[str, int, str, float, int], str] = Coalescer(
+            self._admit_many)
+
+    async def _admit_many(self, items: list[tuple[str, int, str, float, int]]) -> list[str]:
+        keys: list[str] = []
+        args: list[Any] = []
+        for jti_key, ttl_s, bucket, rate, burst in items:
+            keys += (jti_key, bucket)
+            args += (ttl_s, rate, burst)
+        answers = await self._link.run_script(_ADMIT, keys, args)
+        return [a.decode() if isinstance(a, bytes) else str(a) for a in answers]
+
+    async def admit(self, replay_key: str, ttl_s: int, limiter: RedisRateLimiter,
+                    region: str) -> tuple[bool, float | None]:
+        """As ``admit``; Redis failing is ``ReplayCacheUnavailableError`` (the replay check
+        cannot answer, whatever the rate limit would have said)."""
+        rate, burst = limiter.limits_of(region)
+        try:
+            answer = await self._admit((RedisReplayCache.PREFIX + replay_key, max(1, ttl_s),
+                                        RedisRateLimiter.PREFIX + region, rate, burst))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ReplayCacheUnavailableError(
+                f"replay cache (Redis) unavailable: {type(exc).__name__}") from exc
+        if answer == "replayed":
+            return False, None
+        wait = float(answer)
+        return True, (wait if wait > 0 else None)
+
+
+async def admit(replay: ReplayCache, limiter: RateLimiter, replay_key: str, ttl_s: int,
+                region: str) -> tuple[bool, float | None]:
+    """Whether the request's ``jti`` is fresh (``replay.first_use``) and, when it is, the
+    rate limit's answer for ``region`` (``limiter.acquire``: None, or the seconds to wait).
+
+    A replayed request is not charged. With a Redis replay cache and a Redis rate limiter
+    both steps are one script call (``RedisAdmission``); otherwise two calls, in order.
+    Raises ``ReplayCacheUnavailableError`` when the replay cache cannot answer.
+    """
+    if isinstance(replay, RedisReplayCache) and isinstance(limiter, RedisRateLimiter):
+        return await replay.admission.admit(replay_key, ttl_s, limiter, region)
+    if not await replay.first_use(replay_key, ttl_s):
+        return False, None
+    return True, await limiter.acquire(region)

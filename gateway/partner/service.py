@@ -27,7 +27,8 @@ A query is decided in this order, each step refusing with its own kind:
 5. ``jti`` seen before: ``REPLAYED`` (cn 11); the replay cache down:
    ``REPLAY_CACHE_UNAVAILABLE`` (cn 99)
 6. rate limit: ``RATE_LIMITED`` (cn 99; only authenticated, fresh requests are
-   charged, and a refused one has spent its ``jti``)
+   charged, and a refused one has spent its ``jti``); 5 and 6 are one Redis call
+   when both live in Redis (``gateway.partner.checks.admit``)
 7. body fields (JSON, ``use_cause`` of 1..200 chars, ``matter`` of the partner's
    own region, an identifier or holder_code + holder_code_type + type_code):
    ``BAD_QUERY`` (cn 12)
@@ -73,6 +74,7 @@ from gateway.partner.checks import (
     RateLimiter,
     ReplayCache,
     ReplayCacheUnavailableError,
+    admit,
     check_request_token_async,
 )
 from gateway.settings import Settings
@@ -698,18 +700,18 @@ class PartnerService:
             _lenient_matter(raw, facts)
             raise _Refused(RefusalKind.PARTNER_SUSPENDED,
                            f"partner {region} is suspended; try later")
+        # Charged only after the jti: a replayed token (anyone who saw one may resend it)
+        # costs the partner nothing, like a forged or an expired one. Both in one Redis
+        # call when both live there (gateway.partner.checks.admit).
         try:
-            fresh = await self.replay.first_use(auth.replay_key,
-                                                auth.expires_at - now + REQUEST_SKEW_S)
+            fresh, wait = await admit(self.replay, self.limiter, auth.replay_key,
+                                      auth.expires_at - now + REQUEST_SKEW_S, region)
         except ReplayCacheUnavailableError as exc:
             raise _Refused(RefusalKind.REPLAY_CACHE_UNAVAILABLE,
                            "the replay cache cannot answer; try later") from exc
         if not fresh:
             _lenient_matter(raw, facts)
             raise _Refused(RefusalKind.REPLAYED, "jti was used before (replayed request token)")
-        # Charged only now, after the jti: a replayed token (anyone who saw one may resend
-        # it) costs the partner nothing, like a forged or an expired one.
-        wait = await self.limiter.acquire(region)
         if wait is not None:
             _lenient_matter(raw, facts)
             raise _Refused(RefusalKind.RATE_LIMITED, f"partner {region} is over its rate limit",

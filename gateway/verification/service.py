@@ -37,6 +37,7 @@ from gateway.trustlist.state import TrustSnapshot, TrustState
 from gateway.verification.cache import CacheEntry, VerdictCache
 from gateway.verification.status import StatusFetcher
 from trust import (
+    Check,
     Indication,
     Licence,
     Partner,
@@ -204,6 +205,31 @@ def _personal_from_credential(credential: str
         return None, None, []
 
 
+_MAX_RENDERED_CHECKS = 4096
+_rendered_checks: dict[int, tuple[Check, dict[str, Any]]] = {}
+"""Checks rendered for answers, by identity (the check is kept with its JSON, so the
+identity is not reused while the entry lives): most checks of a verdict are objects the
+verifier made once (passing checks are shared), so each is rendered once."""
+
+
+def _checks_json(checks: Sequence[Check]) -> list[dict[str, Any]]:
+    """``[c.to_json() for c in checks]``; the members are shared, never changed."""
+    out = []
+    rendered = _rendered_checks
+    for check in checks:
+        known = rendered.get(id(check))
+        if known is None or known[0] is not check:
+            if len(rendered) >= _MAX_RENDERED_CHECKS:
+                rendered.clear()
+            known = rendered[id(check)] = (check, check.to_json())
+        out.append(known[1])
+    return out
+
+
+_Statuses = dict[tuple[str, str], StatusList | StatusUnavailable]
+"""Status lists (or why they are unavailable) by URI and partner region."""
+
+
 def _cacheable(core: dict[str, Any]) -> dict[str, Any]:
     """``core`` as it may be cached: nothing that identifies the holder.
 
@@ -275,25 +301,18 @@ class VerificationService:
 
     def _start(self, snapshot: TrustSnapshot, req: VerificationRequest,
                at: datetime) -> Pending | Verdict:
-        verifier = snapshot.verifier
-        pending = verifier.start(req.credential, at=at)
-        if req.matter_code is None or isinstance(pending, Verdict):
-            return pending
-        partner = pending.partner
-        if partner is None or partner.matters is None:
-            return pending
-        # The agreement names matters in the partner's scheme: re-run with the
-        # requested matter's codes there (cheap: no network, no status yet).
-        codes = self._matter_codes(req, partner.region_code)
-        return verifier.start(req.credential, at=at, matter_codes=codes)
+        if req.matter_code is None:
+            return snapshot.verifier.start(req.credential, at=at)
+        # An agreement that names matters names them in the partner's scheme: the
+        # verifier asks for the requested matter's codes there once it knows the partner.
+        return snapshot.verifier.start(
+            req.credential, at=at,
+            matter_codes_for=lambda partner: self._matter_codes(req, partner.region_code))
 
-    async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
-                        ) -> dict[tuple[str, str], StatusList | StatusUnavailable]:
-        """The status lists ``started`` need, each distinct one fetched once, all at once.
-
-        Keyed by URI and partner region: a batch waits for its slowest list, not
-        for the sum of them (a hanging partner costs one timeout per batch).
-        """
+    def _held_statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
+                       ) -> tuple[_Statuses, list[tuple[tuple[str, str], Partner]]]:
+        """The status lists ``started`` need that are held and fresh (taken as they are),
+        and those to fetch, each distinct one once, keyed by URI and partner region."""
         needed: dict[tuple[str, str], Partner] = {}
         for pending in started:
             if not isinstance(pending, Pending):
@@ -305,9 +324,37 @@ class VerificationService:
                 partner = pending.partner
                 assert partner is not None
                 needed.setdefault((ref.uri, partner.region_code), partner)
-        lists = await asyncio.gather(*(self.status.get(uri, partner, snapshot.trust_list)
-                                       for (uri, _), partner in needed.items()))
-        return dict(zip(needed, lists, strict=True))
+        trust_list = snapshot.trust_list
+        found: _Statuses = {}
+        missing: list[tuple[tuple[str, str], Partner]] = []
+        for key, partner in needed.items():
+            ready = self.status.ready(key[0], partner, trust_list)
+            if ready is None:
+                missing.append((key, partner))
+            else:
+                found[key] = ready
+        return found, missing
+
+    async def _fetched(self, snapshot: TrustSnapshot, found: _Statuses,
+                       missing: list[tuple[tuple[str, str], Partner]]) -> _Statuses:
+        """``found`` with the ``missing`` lists fetched, all at once: a batch waits for its
+        slowest list, not for the sum of them (a hanging partner costs one timeout)."""
+        trust_list = snapshot.trust_list
+        if len(missing) == 1:
+            key, partner = missing[0]
+            found[key] = await self.status.get(key[0], partner, trust_list)
+        elif missing:
+            lists = await asyncio.gather(*(self.status.get(uri, partner, trust_list)
+                                           for (uri, _), partner in missing))
+            found.update(zip((key for key, _ in missing), lists, strict=True))
+        return found
+
+    async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
+                        ) -> _Statuses:
+        """The status lists ``started`` need: those held and fresh as they are, the others
+        fetched, each distinct one once, all at once (``_held_statuses``, ``_fetched``)."""
+        found, missing = self._held_statuses(snapshot, started)
+        return await self._fetched(snapshot, found, missing) if missing else found
 
     def _finish(self, pending: Pending | Verdict,
                 statuses: Mapping[tuple[str, str], StatusList | StatusUnavailable]) -> Verdict:
@@ -399,7 +446,7 @@ class VerificationService:
             "indication": indication.value,
             "sub_indication": None if sub is None else sub.value,
             "cn_status": 0 if sub is None else sub.cn_status,
-            "checks": [c.to_json() for c in verdict.checks],
+            "checks": _checks_json(verdict.checks),
             "licence": summary,
             "matters": [m.to_json() for m in links],
             "trust_list_version": verdict.trust_list_version,
@@ -413,7 +460,7 @@ class VerificationService:
                 {**_judgement(c),
                  "needed": not counted or (needed is not None
                                            and c.licence.type_code in needed),
-                 "checks": [check.to_json() for check in c.checks],
+                 "checks": _checks_json(c.checks),
                  "component": c.licence.summary(),
                  "status_list": (None if c.status_used is None else
                                  {"uri": c.status_used[0],
@@ -588,15 +635,21 @@ class VerificationService:
                        digest: str, pending: Pending | Verdict | None = None, *,
                        decoded_checked: bool = False) -> _Outcome:
         now = at.timestamp()
-        hit = await self._lookup(snapshot, req, digest, now, decoded_checked=decoded_checked)
-        if hit is not None:
-            return hit
+        if self.cache is not None:  # without a cache, no await at all for a held list
+            hit = await self._lookup(snapshot, req, digest, now,
+                                     decoded_checked=decoded_checked)
+            if hit is not None:
+                return hit
         if pending is None:
             pending = self._start(snapshot, req, at)
-        verdict = self._finish(pending, await self._statuses(snapshot, [pending]))
+        statuses, missing = self._held_statuses(snapshot, (pending,))
+        if missing:
+            statuses = await self._fetched(snapshot, statuses, missing)
+        verdict = self._finish(pending, statuses)
         core, links, holder = self._core(verdict, req)
-        await self._remember(snapshot, req, digest, verdict=verdict, core=core, links=links,
-                             now=now)
+        if self.cache is not None:
+            await self._remember(snapshot, req, digest, verdict=verdict, core=core,
+                                 links=links, now=now)
         return _Outcome(core, holder, False, links, core["status_list"])
 
     async def verify(self, req: VerificationRequest, *, actor: str, source: str | None = None,

@@ -149,16 +149,21 @@ class StatusFetcher:
             return previous.status
         return StatusUnavailable(reason)
 
+    def ready(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result | None:
+        """What ``get`` answers without waiting: the refusal of a URI outside ``partner``'s
+        prefixes, or the list held for ``uri`` that needs no refreshing yet; else None."""
+        if not partner.status_uri_allowed(uri):  # remembered by the partner, per URI
+            return StatusUnavailable(f"status URI {uri} is outside partner "
+                                     f"{partner.region_code}'s registered prefixes; not fetched")
+        return self.cached(uri, trust_list)
+
     async def get(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result:
         """The status list at ``uri``, which must lie under one of ``partner``'s prefixes.
 
         The verifier checked the prefixes already; they are checked again here so
         that no caller can make this adapter fetch anything else.
         """
-        if not partner.status_uri_allowed(uri):
-            return StatusUnavailable(f"status URI {uri} is outside partner "
-                                     f"{partner.region_code}'s registered prefixes; not fetched")
-        hit = self.cached(uri, trust_list)
+        hit = self.ready(uri, partner, trust_list)
         if hit is not None:
             return hit
         failed = self._failed.get(uri)

@@ -317,3 +317,52 @@ def test_every_refusal_has_one_http_answer() -> None:
     assert unavailable == {k for k, a in REFUSAL_ANSWERS.items() if a.status >= 500}
     assert {k for k, cn in CN_STATUS.items() if cn == 11} == {
         k for k, a in REFUSAL_ANSWERS.items() if a.status == 401}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("together", [False, True])
+async def test_one_redis_call_answers_as_the_replay_check_then_the_rate_limit(
+        redis_url: str, together: bool) -> None:
+    """``admit`` with a Redis replay cache and a Redis rate limiter (one script call,
+    ``RedisAdmission``) answers what ``first_use`` then ``acquire`` answer, request by
+    request: fresh or replayed, allowed or told to wait, replayed ones never charged;
+    asked one at a time or all at once (one batch)."""
+    import os
+    import random
+    import time
+
+    import redis.asyncio as aioredis
+
+    from gateway.partner.checks import RedisRateLimiter, RedisReplayCache, admit
+
+    rng = random.Random(22)
+    steps = [(f"jti-{rng.randrange(15)}", rng.choice(["310000", "320500"])) for _ in range(80)]
+
+    async def run(combined: bool) -> list[tuple[bool, bool]]:
+        tag = f"test-{os.getpid()}-{time.monotonic_ns()}-"
+        replay = RedisReplayCache(aioredis.Redis.from_url(redis_url))
+        limiter = RedisRateLimiter(aioredis.Redis.from_url(redis_url), 0.001, 6,
+                                   limits={f"{tag}320500": (0.001, 3)})
+
+        async def one(jti: str, region: str) -> tuple[bool, float | None]:
+            key, bucket = f"{tag}{region}:{jti}", f"{tag}{region}"
+            if combined:
+                return await admit(replay, limiter, key, 60, bucket)
+            if not await replay.first_use(key, 60):
+                return False, None
+            return True, await limiter.acquire(bucket)
+
+        try:
+            if together and combined:
+                answers = list(await asyncio.gather(*(one(*step) for step in steps)))
+            else:
+                answers = [await one(*step) for step in steps]
+        finally:
+            await replay.close()
+            await limiter.close()
+        assert all(wait is None or wait > 0 for _, wait in answers)
+        return [(fresh, wait is None) for fresh, wait in answers]
+
+    separate = await run(False)
+    assert separate == await run(True)
+    assert {(True, True), (True, False), (False, True)} == set(separate)

@@ -692,3 +692,24 @@ async def test_trust_change_while_a_status_list_is_fetched_is_in_force_for_the_a
     assert 200 == resp.status
     assert 4 == result["trust_list_version"]
     assert "TOTAL_PASSED" != result["indication"], result["checks"]
+
+
+async def test_rendered_checks_are_each_checks_own_json() -> None:
+    """Checks are rendered once per check object and shared by the answers that list it:
+    every rendering equals ``Check.to_json`` of that very check, for shared checks, for
+    fresh ones equal to them and for fresh ones that differ, over many calls (the memo is
+    emptied along the way)."""
+    from gateway.verification import service as verification
+    from trust import Check, CheckResult, SubIndication
+
+    shared = [Check("structure", CheckResult.PASSED, "compact JWS"),
+              Check("status", CheckResult.FAILED, "entry 3 invalid", SubIndication.REVOKED)]
+    for n in range(3 * verification._MAX_RENDERED_CHECKS // 2):
+        fresh = [Check("status", CheckResult.PASSED, f"entry {n} valid"),
+                 Check("structure", CheckResult.PASSED, "compact JWS"),
+                 Check("validity", CheckResult.INDETERMINATE, f"{n}", SubIndication.TRY_LATER)]
+        checks = [*shared, *fresh] if n % 2 else [*fresh, *shared]
+        assert [c.to_json() for c in checks] == verification._checks_json(checks)
+        del fresh, checks
+        if n % 500 == 0:
+            gc.collect()  # identities of the dropped checks are reused

@@ -74,6 +74,31 @@ class TestRepeatedNames:
         else:
             assert orjson.loads(data) == parse_json(data)
 
+    @settings(max_examples=400, deadline=None)
+    @given(st.recursive(
+        st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+        | st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="{"),
+                  max_size=8),  # UTF-8 text, and no '{"' inside a string
+        lambda inner: st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "证", "\"", ":", "a:"]), inner,
+                          min_size=1, max_size=4),
+        max_leaves=12))
+    def test_orjsons_own_text_read_and_each_repeat_refused(self, value: Any) -> None:
+        """Text exactly as orjson writes it (the usual token) is read unchanged; the same
+        text with one object's first member written twice is refused."""
+        data = orjson.dumps(value)
+        assert orjson.loads(data) == parse_json(data)
+        for at in range(len(data)):
+            if data[at:at + 2] != b'{"':
+                continue
+            name_end = data.index(b'":', at + 2)
+            while data[name_end - 1:name_end] == b"\\":  # an escaped quote inside the name
+                name_end = data.index(b'":', name_end + 1)
+            member = data[at + 1:name_end + 2] + b"0,"
+            repeated = data[:at + 1] + member + data[at + 1:]
+            with pytest.raises(JoseError, match="repeats a member name"):
+                parse_json(repeated)
+
     def test_nesting_orjson_accepts_beyond_the_exact_readers_reach(self) -> None:
         """Nesting the exact reader cannot follow is refused with JoseError, not a crash."""
         deep = b"[" * 1000 + b'{"a":":"}' + b"]" * 1000

@@ -24,6 +24,7 @@ from tests.tokens import resign_raw
 from tests.trust.conftest import NOW, T, anchor, partner
 from tests.trust.reference_verifier import ReferenceVerifier
 from trust import (
+    Partner,
     StatusList,
     StatusUnavailable,
     TrustList,
@@ -281,6 +282,68 @@ class TestLeanMatchesReference:
                 expected.status_needed.uri]
             _same(expected.finish(status, consulted_at=at + timedelta(seconds=5)),
                   actual.finish(status, consulted_at=at + timedelta(seconds=5)))
+
+
+class TestMatterCodesOnceThePartnerIsKnown:
+    """``start(matter_codes_for=...)`` answers as the two-step call it replaces."""
+
+    def test_generated_licences_with_and_without_agreed_matters(
+            self, federation: Federation, cases: list[tuple[str, str, int]]) -> None:
+        """Every generated licence, under agreements naming matters (covering the requested
+        one or not) and covering every matter: one ``start`` given ``matter_codes_for``
+        gives the verdict of ``start`` without codes followed, when the partner's agreement
+        names matters, by ``start`` with that partner's codes (the gateway before)."""
+        translations = {"310000": frozenset({"310000-XK-0002", "310000-XK-0009"}),
+                        "520500": frozenset({"520500-XK-0002"})}
+
+        def matters(covered: list[str], other: list[str]) -> Callable[[dict[str, Any]], None]:
+            def mutate(doc: dict[str, Any]) -> None:
+                partner(doc, "310000")["recognised_matters"] = covered
+                partner(doc, "520500")["recognised_matters"] = other
+            return mutate
+
+        lists = {
+            "both cover it": matters(["310000-XK-0009"], ["520500-XK-0002"]),
+            "neither covers it": matters(["310000-XK-0001"], ["520500-XK-0001"]),
+            "one names every matter": matters(["*"], ["520500-XK-0001"]),
+        }
+        asked: list[str] = []
+        answers: set[str | None] = set()
+
+        def codes_for(found: Partner) -> frozenset[str]:
+            asked.append(found.region_code)
+            return translations[found.region_code]
+
+        for mutate in lists.values():
+            doc = federation.trust_list(version=12, issued_at=NOW - timedelta(days=1),
+                                        next_update=NOW + timedelta(days=6))
+            mutate(doc)
+            tl = TrustList.from_json(doc)
+            statuses = _statuses(federation, tl)
+            one, two = Verifier(tl), Verifier(tl)
+            for _, token, offset in cases:
+                at = NOW + timedelta(seconds=offset)
+                expected = two.start(token, at=at)
+                if not isinstance(expected, Verdict) and expected.partner is not None \
+                        and expected.partner.matters is not None:
+                    expected = two.start(token, at=at,
+                                         matter_codes=translations[expected.partner.region_code])
+                asked.clear()
+                actual = one.start(token, at=at, matter_codes_for=codes_for)
+                if isinstance(expected, Verdict):
+                    assert isinstance(actual, Verdict)
+                    _same(expected, actual)
+                    continue
+                assert not isinstance(actual, Verdict)
+                assert asked == ([] if actual.partner is None or actual.partner.matters is None
+                                 else [actual.partner.region_code])
+                status = None if expected.status_needed is None else statuses[
+                    expected.status_needed.uri]
+                verdict = expected.finish(status)
+                _same(verdict, actual.finish(status))
+                answers.add(None if verdict.sub_indication is None
+                            else verdict.sub_indication.value)
+        assert {None, "ISSUER_NOT_RECOGNISED_FOR_TYPE"} <= answers
 
 
 class TestIdentifierTable:

@@ -205,3 +205,22 @@ def test_any_text_is_judged_without_raising(uri: str, prefix: str) -> None:
     problem = status_uri_problem(uri)
     assert problem is None or isinstance(problem, str)
     assert uri_under_prefix(uri, prefix) in (True, False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_PIECES, max_size=6), min_size=1, max_size=12))
+def test_a_partner_remembers_the_answers_it_would_compute(paths: list[list[str]]) -> None:
+    """``Partner.status_uri_allowed`` remembers its answers per URI: asked twice, in any
+    order, it answers what its prefixes give when every URI is judged afresh."""
+    from trust import IdentifierPolicy, Partner, PartnerStatus
+
+    prefixes = (PREFIX, f"{BASE}/lists", "https://other.example.cn/s/")
+    partner = Partner(region_code="310000", name="上海", groups=frozenset(),
+                      status=PartnerStatus.ACTIVE, licence_types=None, matters=None,
+                      identifier_policy=IdentifierPolicy.STRICT, status_max_age_s=3600,
+                      status_uri_prefixes=prefixes, query_endpoint=None, anchors=())
+    uris = [base + "".join(pieces) for pieces in paths
+            for base in (PREFIX, f"{BASE}/lists", f"{BASE}/other/")]
+    for uri in [*uris, *reversed(uris)]:
+        assert partner.status_uri_allowed(uri) is any(uri_under_prefix(uri, p)
+                                                      for p in prefixes)
