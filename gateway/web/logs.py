@@ -202,11 +202,18 @@ class JsonLinesHandler(logging.Handler):
             return
         text = "\n".join(self._pending) + "\n"
         self._pending.clear()
+        if getattr(self.stream, "closed", False):
+            return  # nothing can be written to it any more (nor would a StreamHandler)
         try:
             self.stream.write(text)
             self.stream.flush()
         except Exception:
             self.handleError(logging.makeLogRecord({"msg": "log write failed"}))
+
+    def close(self) -> None:
+        """Write what is pending, then close as every handler does."""
+        self.flush()
+        super().close()
 
     def _start_flusher(self) -> None:
         self._flusher_pid = os.getpid()
@@ -321,6 +328,8 @@ def configure_logging(level: str) -> None:
     """Send JSON lines to standard error, in batches (``JsonLinesHandler``)."""
     handler = JsonLinesHandler(sys.stderr)
     root = logging.getLogger()
+    for replaced in root.handlers:
+        replaced.close()  # its pending lines are written while its stream is still open
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -220,3 +220,23 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
         assert 3 == len(stream.lines())
     finally:
         parent.handlers[:] = []
+
+
+def test_a_closed_stream_is_not_written_and_a_replaced_handler_flushes(
+        tmp_path: Path) -> None:
+    """Lines pending when the stream closed are dropped without an error report (the
+    stream can take nothing more); closing the handler writes what is pending first."""
+    out = tmp_path / "log.jsonl"
+    file = out.open("a", encoding="utf-8")
+    handler = JsonLinesHandler(file, interval=60.0)
+    log = _logger(handler, "test.logs.closed")
+    log.info("kept")
+    handler.close()
+    log.info("after close")
+    file.close()
+    reported: list[logging.LogRecord] = []
+    handler.handleError = reported.append  # type: ignore[assignment]
+    flush_logs()
+    handler.flush()
+    assert ["kept"] == [orjson.loads(line)["message"] for line in out.read_text().splitlines()]
+    assert [] == reported
