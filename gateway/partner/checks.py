@@ -253,13 +253,7 @@ class RateLimiter:
         return str(max(1, math.ceil(wait_s)))
 
 
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local out = {}
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
+_BUCKET = """
   local held = redis.call('HMGET', key, 'tokens', 'updated')
   local tokens = tonumber(held[1]) or burst
   local updated = tonumber(held[2]) or now
@@ -269,7 +263,18 @@ for i, key in ipairs(KEYS) do
   redis.call('HSET', key, 'tokens', string.format('%.6f', tokens),
              'updated', string.format('%.6f', now))
   redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
-  out[i] = string.format('%.6f', wait)
+"""
+"""Lua: one token from the bucket at ``key`` (``rate``, ``burst`` and ``now`` in scope),
+leaving ``wait``: the seconds until one is there, 0 when one was taken."""
+
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+""" + _BUCKET + """  out[i] = string.format('%.6f', wait)
 end
 return out
 """
@@ -343,16 +348,7 @@ for i = 1, #KEYS / 2 do
     local key = KEYS[2 * i]
     local rate = tonumber(ARGV[3 * i - 1])
     local burst = tonumber(ARGV[3 * i])
-    local held = redis.call('HMGET', key, 'tokens', 'updated')
-    local tokens = tonumber(held[1]) or burst
-    local updated = tonumber(held[2]) or now
-    tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
-    local wait = 0
-    if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-    redis.call('HSET', key, 'tokens', string.format('%.6f', tokens),
-               'updated', string.format('%.6f', now))
-    redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
-    out[i] = string.format('%.6f', wait)
+""" + _BUCKET + """    out[i] = string.format('%.6f', wait)
   else
     out[i] = 'replayed'
   end
