@@ -59,7 +59,14 @@ DEFAULT_REGISTRY_DIR = Path(__file__).resolve().parents[2] / "config" / "registr
 """The sample catalogues and maps shipped with the repository."""
 
 MAX_ANSWERS = 4096
-"""Rendered translation answers ``MatterService.answers`` holds (about 1 KB each)."""
+"""Rendered translation answers ``MatterService.answers`` holds at most."""
+
+MAX_ANSWER_BYTES = 8_000_000
+"""Bytes of request bodies and answers ``MatterService.answers`` holds at most."""
+
+MAX_KEPT_BODY = 1024
+"""A request body longer than this (a translation request is about 150 bytes; a longer
+one carries members the route ignores) is answered but its answer not kept."""
 
 DATA_SUBDIR = "registry"
 """Folder under the data folder that ``registry import`` fills."""
@@ -129,6 +136,7 @@ class MatterService:
         it was asked on (a body without ``at`` means today): the outcome counted and the
         JSON bytes. The registry does not change while the service runs, so an answer
         holds for its body all day; ``remember_answer`` bounds the memo."""
+        self._answer_bytes = 0
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, huzhou_region: str = HUZHOU,
@@ -153,12 +161,20 @@ class MatterService:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
     def remember_answer(self, key: tuple[bytes, date], outcome: str, body: bytes) -> None:
-        """Keep a rendered translation (``answers``); at ``MAX_ANSWERS`` held, or a new day,
-        the memo starts afresh (a window asks the same few hundred translations all day)."""
+        """Keep a rendered translation (``answers``) unless its request body is longer than
+        ``MAX_KEPT_BODY``; at ``MAX_ANSWERS`` held, ``MAX_ANSWER_BYTES`` reached or a new
+        day, the memo starts afresh (a window asks the same few hundred translations all
+        day)."""
+        if len(key[0]) > MAX_KEPT_BODY:
+            return
         answers = self.answers
-        if len(answers) >= MAX_ANSWERS or (answers and next(iter(answers))[1] != key[1]):
+        size = len(key[0]) + len(body)
+        if (len(answers) >= MAX_ANSWERS or self._answer_bytes + size > MAX_ANSWER_BYTES
+                or (answers and next(iter(answers))[1] != key[1])):
             answers.clear()
+            self._answer_bytes = 0
         answers[key] = (outcome, body)
+        self._answer_bytes += size
 
     def metric_families(self) -> list[MetricFamily]:
         """Translations asked for on their own, by outcome, for ``/metrics``."""

@@ -409,6 +409,9 @@ class TestCounted:
         assert [] == audit.of(EventType.TRANSLATION)
         kept = app[REGISTRY_KEY].answers
         assert [("ok", third[1])] == [v for k, v in kept.items() if b"9999" not in k[0]]
+        padded = {**body, "note": "x" * 2000}  # an ignored member: answered, never kept
+        assert (200, third[1]) == await ask(padded)
+        assert [] == [k for k in kept if b"xxxx" in k[0]]
 
 
 # ------------------------------------------------------------------ batch
