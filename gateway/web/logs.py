@@ -31,7 +31,6 @@ __all__ = [
     "REQUEST_ID_KEY",
     "JsonFormatter",
     "JsonLinesHandler",
-    "AccessRecord",
     "StaticFields",
     "log_access",
     "flush_logs",
@@ -73,71 +72,23 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as JSON."""
-        entry: dict[str, object] = {
-            "time": self.format_time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        fields = {key: value for key, value in record.__dict__.items()
+                  if key not in _STANDARD and not key.startswith("_")}
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return self.render(record.created, record.levelname, record.name,
+                           record.getMessage(), fields)
+
+    def render(self, created: float, level: str, logger: str, message: str,
+               fields: dict[str, object]) -> str:
+        """One line: time, level, logger, message, the request id in context, ``fields``."""
+        entry: dict[str, object] = {"time": self.format_time(created), "level": level,
+                                    "logger": logger, "message": message}
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
-        fields = record.__dict__
-        if type(record) is AccessRecord:  # its fields are known; a filter may add more
-            for key in _ACCESS_FIELDS:
-                entry[key] = fields[key]
-            for key in fields.keys() - _STANDARD_AND_ACCESS:
-                if not key.startswith("_"):
-                    entry[key] = fields[key]
-        else:
-            entry.update({key: value for key, value in fields.items()
-                          if key not in _STANDARD and not key.startswith("_")})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        entry.update(fields)
         return orjson.dumps(entry, default=str).decode()
-
-
-_START = getattr(logging, "_startTime", time.time())
-"""When logging was loaded: what ``relativeCreated`` counts from."""
-
-_ACCESS_FIELDS = ("request_id", "method", "route", "status", "duration_ms", "caller")
-"""The fields of an access-log line (``gateway.web.observability``), in their order."""
-_STANDARD_AND_ACCESS = frozenset(_STANDARD | set(_ACCESS_FIELDS))
-
-
-class AccessRecord(logging.LogRecord):
-    """An access-log record made without ``LogRecord.__init__``'s work per request (the
-    caller's frame, the thread and process names): the attributes every formatter may
-    read are set, the process-wide ones once per process."""
-
-    _process = os.getpid()
-
-    def __init__(self, logger: str, *, request_id: str, method: str, route: str,
-                 status: int, duration_ms: float, caller: str | None) -> None:
-        now = time.time()
-        self.name = logger
-        self.msg = "request"
-        self.args = None
-        self.levelname = "INFO"
-        self.levelno = logging.INFO
-        self.pathname = self.filename = __file__
-        self.module = __name__
-        self.exc_info = self.exc_text = self.stack_info = None
-        self.lineno = 0
-        self.funcName = "observe"
-        self.created = now
-        self.msecs = (now - int(now)) * 1000
-        self.relativeCreated = (now - _START) * 1000
-        self.thread = threading.get_ident()
-        self.threadName = "MainThread"
-        self.processName = "MainProcess"
-        self.process = AccessRecord._process
-        self.request_id = request_id
-        self.method = method
-        self.route = route
-        self.status = status
-        self.duration_ms = duration_ms
-        self.caller = caller
 
 
 FLUSH_INTERVAL_S = 0.05
@@ -280,29 +231,22 @@ def log_access(logger: logging.Logger, *, request_id: str, method: str, route: s
     When the line would reach one ``JsonLinesHandler`` alone (``configure_logging``'s
     arrangement, a worker's ``StaticFields`` included), it is rendered here and queued
     on that handler: the line ``JsonFormatter`` would write for the record, without a
-    ``LogRecord``. Otherwise an ``AccessRecord`` goes through ``Logger.handle``, so every
-    filter and handler sees it as it would see ``Logger.info``'s.
+    ``LogRecord``. Otherwise it is logged with ``Logger.info``, so every filter and
+    handler sees the record.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
+    fields: dict[str, object] = {"request_id": request_id, "method": method, "route": route,
+                                 "status": status, "duration_ms": duration_ms,
+                                 "caller": caller}
     direct = _direct_handler(logger)
     if direct is None:
-        logger.handle(AccessRecord(logger.name, request_id=request_id, method=method,
-                                   route=route, status=status, duration_ms=duration_ms,
-                                   caller=caller))
+        logger.info("request", extra=fields)
         return
     handler, formatter = direct
-    entry: dict[str, object] = {
-        "time": formatter.format_time(time.time()), "level": "INFO", "logger": logger.name,
-        "message": "request"}
-    context_id = request_id_var.get()
-    if context_id:
-        entry["request_id"] = context_id
-    entry.update(request_id=request_id, method=method, route=route, status=status,
-                 duration_ms=duration_ms, caller=caller)
     for static in handler.filters:
-        entry.update(static.fields)  # type: ignore[union-attr] # StaticFields (above)
-    handler.queue_line(orjson.dumps(entry, default=str).decode())
+        fields.update(static.fields)  # type: ignore[union-attr] # StaticFields (above)
+    handler.queue_line(formatter.render(time.time(), "INFO", logger.name, "request", fields))
 
 
 def flush_logs() -> None:
@@ -316,12 +260,7 @@ def _reset_after_fork() -> None:
         handler._flusher_pid = 0  # the flusher thread did not survive the fork
 
 
-def _after_fork_in_child() -> None:
-    _reset_after_fork()
-    AccessRecord._process = os.getpid()
-
-
-os.register_at_fork(before=flush_logs, after_in_child=_after_fork_in_child)
+os.register_at_fork(before=flush_logs, after_in_child=_reset_after_fork)
 
 
 def configure_logging(level: str) -> None:

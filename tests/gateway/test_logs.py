@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from gateway.web.logs import (
-    AccessRecord,
     JsonFormatter,
     JsonLinesHandler,
     StaticFields,
@@ -137,40 +136,6 @@ def test_a_forked_child_writes_its_lines_once_and_the_parents_never(tmp_path: Pa
     assert "parent before fork" == messages[0]
 
 
-def test_access_record_renders_as_logger_info_would() -> None:
-    """``AccessRecord`` (the access log's cheap record) and ``Logger.info`` with the same
-    fields give the same JSON line, a field added by a filter included."""
-    formatter = JsonFormatter()
-    fields = {"request_id": "req-1", "method": "POST", "route": "/v1/verifications",
-              "status": 200, "duration_ms": 1.25, "caller": "window-01"}
-    captured: list[logging.LogRecord] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            captured.append(record)
-
-    class _Worker(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.worker = 3
-            return True
-
-    log = _logger(_Keep(), "gateway.access.test")
-    log.addFilter(_Worker())
-    log.info("request", extra=fields)
-    log.handle(AccessRecord(log.name, **fields))  # type: ignore[arg-type]
-    token = request_id_var.set("context-id")
-    try:
-        via_info, via_record = (orjson.loads(formatter.format(r)) for r in captured)
-    finally:
-        request_id_var.reset(token)
-    made = [datetime.fromisoformat(str(line.pop("time"))) for line in (via_info, via_record)]
-    assert 0 <= (made[1] - made[0]).total_seconds() < 1.0
-    assert via_info == via_record
-    assert {**fields, "worker": 3, "level": "INFO", "logger": "gateway.access.test",
-            "message": "request"} == via_record
-    assert ["INFO - request"] == [f"{r.levelname} - {r.getMessage()}" for r in captured[1:]]
-
-
 @pytest.mark.parametrize("stamp", [0.0, 1.0005, 1_765_000_000.123456, 1_765_000_000.999,
                                    1_765_000_059.5, 1_765_000_059.9999996, 1_765_000_001.0009995])
 def test_time_field_is_iso_8601_utc_to_the_millisecond(stamp: float) -> None:
@@ -183,8 +148,9 @@ def test_time_field_is_iso_8601_utc_to_the_millisecond(stamp: float) -> None:
 
 def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
     """``log_access`` renders the line itself when one ``JsonLinesHandler`` would get it:
-    the same line ``Logger.handle`` of an ``AccessRecord`` writes, a worker's field
-    included; with any other arrangement (a second handler) every handler gets a record."""
+    the same line ``Logger.info`` with those fields writes, a worker's field and the
+    request id in context included; with any other arrangement (a second handler) every
+    handler gets a record."""
     fields = {"request_id": "req-9", "method": "GET", "route": "/healthz", "status": 200,
               "duration_ms": 0.5, "caller": None}
     parent = logging.getLogger("test.direct")
@@ -197,12 +163,16 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
     handler.addFilter(StaticFields(worker=1))
     parent.addHandler(handler)
     try:
-        log_access(log, **fields)  # type: ignore[arg-type]
-        log.handle(AccessRecord(log.name, **fields))  # type: ignore[arg-type]
+        token = request_id_var.set("in-context")
+        try:
+            log_access(log, **fields)  # type: ignore[arg-type]
+            log.info("request", extra=fields)
+        finally:
+            request_id_var.reset(token)
         handler.flush()
         direct, via_logging = stream.lines()
-        for line in (direct, via_logging):
-            line.pop("time")
+        made = [datetime.fromisoformat(str(line.pop("time"))) for line in (direct, via_logging)]
+        assert 0 <= (made[1] - made[0]).total_seconds() < 1.0
         assert {**fields, "worker": 1, "level": "INFO", "logger": log.name,
                 "message": "request"} == direct
         assert list(via_logging.items()) == list(direct.items())
