@@ -147,8 +147,13 @@ def _translate_one(service: MatterService, req: _TranslateRequest, today: date,
         raise error_problem(exc, where=f"items[{index}]: ") from exc
 
 
+def _outcome(translation: Translation) -> str:
+    """What ``ecert_translations_total`` counts an answered translation as."""
+    return "ok" if translation.result else "refused"
+
+
 def _answer(service: MatterService, at: date, translation: Translation) -> dict[str, Any]:
-    service.count("ok" if translation.result else "refused")
+    service.count(_outcome(translation))
     answer = translation.as_dict()
     answer["at"] = at.isoformat()
     return answer
@@ -172,7 +177,7 @@ async def translate(request: web.Request) -> web.Response:
     at, translation = _translate_one(service, req, key[1])
     answer = _answer(service, at, translation)
     rendered = orjson.dumps(answer, option=orjson.OPT_APPEND_NEWLINE)
-    service.remember_answer(key, "ok" if translation.result else "refused", rendered)
+    service.remember_answer(key, _outcome(translation), rendered)
     return json_bytes_response(rendered)
 
 
