@@ -86,13 +86,21 @@ def gateway_client(
     aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
     tmp_path: Path, audit: MemoryAudit, running: RunningFederation,
 ) -> AppFactory:
-    """Start a gateway on the served federation's trust list (or a given one)."""
+    """Start a gateway on the served federation's trust list (or a given one).
+
+    The federation's list is made once per test: two instances started on one folder
+    get the very same list, as a restart would. (Made per start, a second boundary
+    between the two made them differ in ``issued_at`` under the same version, which the
+    second start refuses.)"""
+    made: list[TrustList] = []
 
     async def start(trust_list: TrustList | None = None, *, clock: Clock | None = None,
                     data_dir: Path | None = None,
                     **settings: Any) -> TestClient[web.Request, web.Application]:
         config = load_settings({}, None, {"data_dir": data_dir or tmp_path, **settings})
-        tl = trust_list or TrustList.from_json(trust_document(running.federation))
+        if trust_list is None and not made:
+            made.append(TrustList.from_json(trust_document(running.federation)))
+        tl = trust_list or made[0]
         app = create_app(config, audit=audit, trust_list=tl, clock=clock)
         return await aiohttp_client(app)
 
