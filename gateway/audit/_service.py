@@ -91,6 +91,7 @@ from gateway.audit._tree import (
     TreeError,
 )
 from gateway.audit.event import AuditEvent, AuditUnavailableError, LoggedEntry
+from gateway.infra.metrics import MetricFamily
 from trust import CHINA_TZ
 from trust.merkle import HASH_SIZE, MerkleProofError, leaf_hash, verify_consistency
 from trust.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
@@ -381,6 +382,21 @@ class AuditService:
         self._leaves_held = 0  # what the file held at the last write
         self._leaf_fill: asyncio.Task[None] | None = None
         self._fill_worker: _Worker | None = None
+        self.commits = 0
+        """Batches committed by this instance (one transaction and fsync each)."""
+        self.committed = 0
+        """Records committed by this instance."""
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Commits and records written by this instance, for ``/metrics``: their ratio is
+        the records one fsync (and one checkpoint signature) covers."""
+        return [
+            MetricFamily("ecert_audit_commits", "counter",
+                         "Audit batches committed (one transaction and fsync each).",
+                         [({}, self.commits)]),
+            MetricFamily("ecert_audit_records", "counter", "Audit records committed.",
+                         [({}, self.committed)]),
+        ]
 
     @property
     def tree_size(self) -> int:
@@ -822,6 +838,8 @@ class AuditService:
             # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
             # this batch; the publisher covers it within checkpoint_interval_s.
             first, foreign = await self._write(partial(_append, rows, known, None))
+            self.commits += 1
+            self.committed += len(rows)
             self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
             index = first
             for n, future, kind in batch:
@@ -838,6 +856,8 @@ class AuditService:
         ours.extend(row.leaf_hash for row in rows)
         seal = self._sealer(base, ours, rows, self._clock_ms(), sealed)
         first, foreign = await self._write(partial(_append, rows, known, seal))
+        self.commits += 1
+        self.committed += len(rows)
         self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
         # The right edge of the tree now held, for the next batch: ours, when nobody else
         # wrote before or after this batch (the tree is append-only, so same size, same edge).

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gateway.audit import AuditService
 from gateway.audit.event import AuditLog
 from gateway.audit.routes import setup_routes as setup_audit_routes
 from gateway.audit.witness_routes import setup as setup_witness
@@ -120,6 +121,9 @@ def _service_metrics(app: web.Application, at: datetime) -> list[MetricFamily]:
     witnessing = app.get(WITNESSING_KEY)
     if witnessing is not None:
         families += witnessing.metric_families()
+    audit = app.get(AUDIT_PORT_KEY)
+    if isinstance(audit, AuditService):  # an injected stand-in (tests) has no counters
+        families += audit.metric_families()
     return families
 
 

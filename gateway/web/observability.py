@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from itertools import accumulate
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from gateway.infra.metrics import MetricFamily
@@ -44,6 +50,8 @@ UNMATCHED_ROUTE = "(unmatched)"
 # Seconds: from a tier-1 cache hit (well under a millisecond) to a batch of 1,000.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             10.0)
+_LE = (*(repr(bound) for bound in _BUCKETS), "+Inf")
+"""The buckets' ``le`` labels as the text format writes them."""
 
 _access = logging.getLogger("gateway.access")
 
@@ -58,20 +66,21 @@ def route_of(request: web.BaseRequest) -> str:
 
 
 class HttpObserver:
-    """Counts, times and (optionally) logs every request the middleware sees."""
+    """Counts, times and (optionally) logs every request the middleware sees.
+
+    The counts are plain integers kept per label set and read by a collector when
+    ``/metrics`` is scraped: prometheus-client's ``Counter`` and ``Histogram`` take a
+    lock per increment and per observation, which every request paid for twice. The
+    event loop is the only writer, so no lock is needed; a scrape reads on the loop too.
+    """
 
     def __init__(self, registry: CollectorRegistry, *, access_log: bool) -> None:
         self.access_log = access_log
-        self._requests = Counter(
-            "ecert_http_requests", "HTTP requests answered, by route template and status.",
-            ["method", "route", "status"], registry=registry)
-        self._latency = Histogram(
-            "ecert_http_request_duration_seconds",
-            "Time from the request reaching the gateway's handler chain to its answer.",
-            ["method", "route"], buckets=_BUCKETS, registry=registry)
-        # The label look-up costs more than the increment: keep each child once made.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._histograms: dict[tuple[str, str], Any] = {}
+        self._counts: dict[tuple[str, str, int], int] = {}
+        # Per (method, route): a count per bucket (not cumulative; the last is +Inf),
+        # and the sum of the observed seconds.
+        self._latencies: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        registry.register(_HttpCollector(self))
 
     def observe(self, request: web.Request, status: int, started: float,
                 request_id: str) -> None:
@@ -79,18 +88,46 @@ class HttpObserver:
         elapsed = time.perf_counter() - started
         method, route = request.method, route_of(request)
         key = (method, route, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self._requests.labels(method, route, str(status))
-        counter.inc()
-        histogram = self._histograms.get((method, route))
-        if histogram is None:
-            histogram = self._histograms[(method, route)] = self._latency.labels(method, route)
-        histogram.observe(elapsed)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        latency = self._latencies.get((method, route))
+        if latency is None:
+            latency = self._latencies[(method, route)] = ([0] * (len(_BUCKETS) + 1), [0.0])
+        latency[0][bisect_left(_BUCKETS, elapsed)] += 1
+        latency[1][0] += elapsed
         if self.access_log:
             log_access(_access, request_id=request_id, method=method, route=route,
                        status=status, duration_ms=round(elapsed * 1000, 3),
                        caller=request.get(CALLER_KEY))
+
+    def families(self) -> Iterator[Metric]:
+        """The request counter and the latency histogram, as prometheus-client families."""
+        requests = CounterMetricFamily(
+            "ecert_http_requests", "HTTP requests answered, by route template and status.",
+            labels=["method", "route", "status"])
+        for (method, route, status), count in sorted(self._counts.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "ecert_http_request_duration_seconds",
+            "Time from the request reaching the gateway's handler chain to its answer.",
+            labels=["method", "route"])
+        for (method, route), (per_bucket, total) in sorted(self._latencies.items()):
+            cumulative = list(accumulate(per_bucket))
+            buckets = list(zip(_LE, cumulative, strict=True))
+            latency.add_metric([method, route], buckets, total[0])
+        yield latency
+
+
+class _HttpCollector(Collector):
+    """``HttpObserver``'s counts on a scrape."""
+
+    def __init__(self, observer: HttpObserver) -> None:
+        self._observer = observer
+
+    def collect(self) -> Iterator[Metric]:
+        """The observer's two families."""
+        return self._observer.families()
 
 
 class GatewayCollector(Collector):

@@ -55,6 +55,10 @@ class TestAppend:
         indices = await _fill(service, make_event, 200)
         assert list(range(200)) == sorted(indices)
         assert 200 == service.tree_size
+        # /metrics: every record counted once; concurrent appends share commits.
+        counted = {f.name: f.samples[0][1] for f in service.metric_families()}
+        assert 200 == counted["ecert_audit_records"]
+        assert 1 <= counted["ecert_audit_commits"] < 200
 
     async def test_record_is_canonical_and_pseudonymised(
         self, service: AuditService, make_event: EventFactory

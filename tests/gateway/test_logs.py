@@ -176,6 +176,19 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
         assert {**fields, "worker": 1, "level": "INFO", "logger": log.name,
                 "message": "request"} == direct
         assert list(via_logging.items()) == list(direct.items())
+        # The line is cut from a rendered one and filled in: an id with JSON's special
+        # characters, another route, status, caller and duration give the same text too.
+        odd = {"request_id": 'a"b\\c d', "method": "POST", "route": "/v1/verifications",
+               "status": 503, "duration_ms": 1234.5, "caller": "window"}
+        log_access(log, **odd)  # type: ignore[arg-type]
+        log.info("request", extra=odd)
+        handler.flush()
+        direct, via_logging = stream.lines()[2:]
+        for line in (direct, via_logging):
+            line.pop("time")
+        assert {**odd, "worker": 1, "level": "INFO", "logger": log.name,
+                "message": "request"} == direct
+        assert list(via_logging.items()) == list(direct.items())
 
         captured: list[logging.LogRecord] = []
 
@@ -187,7 +200,7 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
         log_access(log, **fields)  # type: ignore[arg-type]
         handler.flush()
         assert [("req-9", 1)] == [(r.request_id, r.worker) for r in captured]  # type: ignore[attr-defined]
-        assert 3 == len(stream.lines())
+        assert 5 == len(stream.lines())
     finally:
         parent.handlers[:] = []
 
