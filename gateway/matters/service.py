@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -137,6 +138,8 @@ class MatterService:
         JSON bytes. The registry does not change while the service runs, so an answer
         holds for its body all day; ``remember_answer`` bounds the memo."""
         self._answer_bytes = 0
+        self._today: tuple[float, float, date] = (0.0, 0.0, date.min)
+        """The system clock's day in China, from and until when (``today``)."""
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, huzhou_region: str = HUZHOU,
@@ -150,7 +153,18 @@ class MatterService:
     def today(self) -> date:
         """Today's date in China (UTC+8) by the service's clock: the date translations
         and matter links are made for when none is given."""
-        return self.now().astimezone(CHINA_TZ).date()
+        if self.now is not utc_now:
+            return self.now().astimezone(CHINA_TZ).date()
+        # The system clock: the day is kept with its bounds (a clock set back is seen).
+        now = time.time()
+        since, until, day = self._today
+        if since <= now < until:
+            return day
+        moment = datetime.fromtimestamp(now, CHINA_TZ)
+        day = moment.date()
+        start = datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).timestamp()
+        self._today = (start, start + 86_400, day)
+        return day
 
     # ------------------------------------------------------------------ metrics
 

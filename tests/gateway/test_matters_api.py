@@ -114,6 +114,21 @@ def service() -> MatterService:
     return built
 
 
+def test_today_on_the_system_clock_is_the_day_in_china(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the system clock ``today`` keeps the day with its bounds: it turns at midnight
+    in China (16:00 UTC), and a clock set back is followed."""
+    files = read_registry_files(DEFAULT_REGISTRY_DIR)
+    built, _ = MatterService.from_files(files)
+    moments = [datetime(2026, 3, 1, 15, 59, 59, 999_000, tzinfo=UTC),
+               datetime(2026, 3, 1, 16, tzinfo=UTC), datetime(2026, 3, 2, 15, 59, tzinfo=UTC),
+               datetime(2026, 2, 27, 23, tzinfo=UTC), datetime(2026, 3, 1, 16, tzinfo=UTC)]
+    seen = []
+    for moment in moments:
+        monkeypatch.setattr("gateway.matters.service.time.time", moment.timestamp)
+        seen.append(built.today().isoformat())
+    assert ["2026-03-01", "2026-03-02", "2026-03-02", "2026-02-28", "2026-03-02"] == seen
+
+
 class TestResolver:
     """MatterService as verification's MatterResolver."""
 
