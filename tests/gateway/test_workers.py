@@ -62,6 +62,11 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+_TIMEOUT = aiohttp.ClientTimeout(total=30)
+"""Per request: a request that hangs (a worker stopped with its connection, a lock never
+released) fails its test with the request named, not after aiohttp's default 5 minutes."""
+
+
 def _running(pids: list[int]) -> list[int]:
     """Those of ``pids`` still running."""
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
@@ -199,7 +204,7 @@ async def test_two_workers_share_log_replay_limits_sessions_and_trust_changes(
     serve = Serve(data, trust, _database(redis_url, 7), tmp_path / "serve.log")
     connector = aiohttp.TCPConnector(force_close=True, limit=64)  # a new connection each time
     try:
-        async with aiohttp.ClientSession(connector=connector,
+        async with aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT,
                                          cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             first, second = await _both_ready(serve, http)
 
@@ -376,7 +381,7 @@ async def test_two_workers_on_postgresql_keep_one_entry_per_request(
     sent = [f"pg-workers-{n:04d}" for n in range(120)]
     try:
         connector = aiohttp.TCPConnector(force_close=True, limit=24)
-        async with aiohttp.ClientSession(connector=connector) as http:
+        async with aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT) as http:
             await _both_ready(serve, http)
             licences = [sh.issue().token for _ in range(10)]
 
