@@ -192,6 +192,9 @@ class StaticFields(logging.Filter):
     def __init__(self, **fields: object) -> None:
         super().__init__()
         self.fields = fields
+        self.key = orjson.dumps(fields, default=str)
+        """The fields' content, naming the access-line text made with them (``log_access``):
+        an identity could be reused by another filter once this one is gone."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Set the fields on the record; never drops it."""
@@ -243,7 +246,8 @@ def log_access(logger: logging.Logger, *, request_id: str, method: str, route: s
                                       "duration_ms": duration_ms, "caller": caller})
         return
     handler, formatter = direct
-    key = (logger.name, method, route, status, caller, *map(id, handler.filters))
+    key = (logger.name, method, route, status, caller,
+           *(f.key for f in handler.filters))  # type: ignore[union-attr] # StaticFields
     parts = _access_parts.get(key)
     if parts is None:
         parts = _access_parts_for(key, handler, formatter)
@@ -257,8 +261,8 @@ def log_access(logger: logging.Logger, *, request_id: str, method: str, route: s
 
 _access_parts: dict[tuple[object, ...], tuple[str, str, str]] = {}
 """The constant text of access lines around their time, request id and duration, per
-logger, method, route, status, caller and handler filters (``StaticFields``, whose
-fields are set once)."""
+logger, method, route, status, caller and handler filters' fields (``StaticFields``,
+whose fields are set once)."""
 
 
 def _access_parts_for(key: tuple[object, ...], handler: JsonLinesHandler,

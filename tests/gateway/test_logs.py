@@ -201,6 +201,13 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
         handler.flush()
         assert [("req-9", 1)] == [(r.request_id, r.worker) for r in captured]  # type: ignore[attr-defined]
         assert 5 == len(stream.lines())
+        # Another worker's filter in place of the first: its fields, never the text made
+        # with the first filter's (kept by their content, not by the filter's identity).
+        parent.handlers[:] = [handler]
+        handler.filters[:] = [StaticFields(worker=2)]
+        log_access(log, **fields)  # type: ignore[arg-type]
+        handler.flush()
+        assert 2 == stream.lines()[-1]["worker"]
     finally:
         parent.handlers[:] = []
 
