@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -61,6 +62,8 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 
+_log = logging.getLogger(__name__)
+
 SNAPSHOT_RETRIES = 3
 """Times a request is judged again when the trust list changed while it waited."""
 
@@ -98,6 +101,24 @@ class VerificationRequest:
     use_cause: str | None = None
     matter_region: str | None = None
     matter_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One verification to answer: the request, its digest, who asked and when."""
+
+    req: VerificationRequest
+    digest: str
+    at: datetime
+    started: float
+    """``time.perf_counter()`` when the request reached the service (its record's latency)."""
+    actor: str
+    source: str | None
+    request_id: str | None
+    case_id: str | None
+
+
+_Waiting = tuple[_Item, "asyncio.Future[dict[str, Any]]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +284,7 @@ class VerificationService:
         cache_max_ttl_s: float = 300.0,
         clock: Clock = utc_now,
         receipt_form: str = "log",
+        coalesce: bool = True,
     ) -> None:
         self.trust = trust
         self.status = status
@@ -283,6 +305,10 @@ class VerificationService:
         self.cache_max_ttl_s = cache_max_ttl_s
         self.clock = clock
         self.outcomes: dict[str, int] = {}
+        self.coalesce = coalesce
+        """Verify the single requests of one turn of the event loop together (``verify``)."""
+        self._waiting: list[_Waiting] = []
+        self._running: set[asyncio.Task[None]] = set()
 
     def metric_families(self) -> list[MetricFamily]:
         """Answers by indication, the verdict cache's events and the status-list fetches,
@@ -309,21 +335,28 @@ class VerificationService:
             req.credential, at=at,
             matter_codes_for=lambda partner: self._matter_codes(req, partner.region_code))
 
+    @staticmethod
+    def _status_keys(pending: Pending | Verdict) -> list[tuple[tuple[str, str], Partner]]:
+        """The status lists a started verification needs, by URI and partner region."""
+        if not isinstance(pending, Pending):
+            return []
+        refs = [*pending.component_status_needed]
+        if pending.status_needed is not None:
+            refs.insert(0, pending.status_needed)
+        if not refs:
+            return []
+        partner = pending.partner
+        assert partner is not None
+        return [((ref.uri, partner.region_code), partner) for ref in refs]
+
     def _held_statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
                        ) -> tuple[_Statuses, list[tuple[tuple[str, str], Partner]]]:
         """The status lists ``started`` need that are held and fresh (taken as they are),
         and those to fetch, each distinct one once, keyed by URI and partner region."""
         needed: dict[tuple[str, str], Partner] = {}
         for pending in started:
-            if not isinstance(pending, Pending):
-                continue
-            refs = [*pending.component_status_needed]
-            if pending.status_needed is not None:
-                refs.insert(0, pending.status_needed)
-            for ref in refs:
-                partner = pending.partner
-                assert partner is not None
-                needed.setdefault((ref.uri, partner.region_code), partner)
+            for key, partner in self._status_keys(pending):
+                needed.setdefault(key, partner)
         trust_list = snapshot.trust_list
         found: _Statuses = {}
         missing: list[tuple[tuple[str, str], Partner]] = []
@@ -657,27 +690,113 @@ class VerificationService:
                      ) -> dict[str, Any]:
         """Verify one licence; the answer is returned once its audit record is durable.
 
-        ``case_id`` links the record to the case it serves (``details.case_id``)."""
+        ``case_id`` links the record to the case it serves (``details.case_id``).
+
+        A tier-1 hit is answered at once. Otherwise, with ``coalesce`` on, the request
+        joins the others made in the same turn of the event loop and they are verified
+        together, as a batch is (``_verify_items``): each step runs over all of them in
+        turn, their records go to the audit log as one group, and each caller gets its
+        own answer, record and receipt (its own time, latency, actor and request id). A
+        request whose status list must first be fetched is verified on its own, so that
+        no other caller waits for that partner."""
         started = time.perf_counter()
         at = self.clock()
         snapshot = self.trust.snapshot
         digest = hashlib.sha256(req.credential.encode("utf-8", "surrogatepass")).hexdigest()
+        item = _Item(req, digest, at, started, actor, source, request_id, case_id)
         # A tier-1 hit: looked up without an await, so on the snapshot still served.
         outcome = self._decoded_hit(snapshot, req, digest, at.timestamp())
-        if outcome is None:
-            outcome = await self._outcome(snapshot, req, at, digest, decoded_checked=True)
-            for _ in range(SNAPSHOT_RETRIES):
-                if snapshot is self.trust.snapshot:
-                    break
-                # The trust list changed while this request waited (for a status list):
-                # judge it again on the list now served, never answer on the one replaced.
-                snapshot = self.trust.snapshot
-                outcome = await self._outcome(snapshot, req, at, digest)
-        answer = self._render(outcome, at, digest)
-        await self._log(answer, self._event(req, outcome, actor=actor, source=source,
-                                            request_id=request_id, at=at, started=started,
-                                            digest=digest, case_id=case_id))
+        if outcome is not None:
+            return await self._answer(item, outcome)
+        if self.coalesce:
+            return await self._together(item)
+        return await self._alone(item, snapshot)
+
+    async def _alone(self, item: _Item, snapshot: TrustSnapshot | None = None
+                     ) -> dict[str, Any]:
+        """Verify one request by itself, fetching the status lists it needs."""
+        if snapshot is None:
+            snapshot = self.trust.snapshot
+        outcome = await self._outcome(snapshot, item.req, item.at, item.digest,
+                                      decoded_checked=True)
+        for _ in range(SNAPSHOT_RETRIES):
+            if snapshot is self.trust.snapshot:
+                break
+            # The trust list changed while this request waited (for a status list):
+            # judge it again on the list now served, never answer on the one replaced.
+            snapshot = self.trust.snapshot
+            outcome = await self._outcome(snapshot, item.req, item.at, item.digest)
+        return await self._answer(item, outcome)
+
+    async def _answer(self, item: _Item, outcome: _Outcome) -> dict[str, Any]:
+        answer = self._render(outcome, item.at, item.digest)
+        await self._log(answer, self._item_event(item, outcome))
         return answer
+
+    def _item_event(self, item: _Item, outcome: _Outcome) -> AuditEvent:
+        return self._event(item.req, outcome, actor=item.actor, source=item.source,
+                           request_id=item.request_id, at=item.at, started=item.started,
+                           digest=item.digest, case_id=item.case_id)
+
+    async def _together(self, item: _Item) -> dict[str, Any]:
+        """Wait for the answer of ``item``, verified with the others of this loop turn."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._start_together)
+        self._waiting.append((item, future))
+        return await future
+
+    def _start_together(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        task = asyncio.get_running_loop().create_task(self._run_together(waiting))
+        self._running.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._running.discard)
+
+    async def _run_together(self, waiting: list[_Waiting]) -> None:
+        try:
+            answers = await self._verify_items([item for item, _ in waiting], fetch=False,
+                                               keep_decoded=True)
+        except asyncio.CancelledError:
+            for _, future in waiting:
+                future.cancel()
+            raise
+        except Exception as exc:
+            if len(waiting) == 1:  # its own failure: the caller gets it
+                if not waiting[0][1].done():
+                    waiting[0][1].set_exception(exc)
+                return
+            # One request's failure must not become the others': each is verified again
+            # on its own, and only what fails alone fails.
+            _log.warning("verifications made together failed; each is made alone",
+                         exc_info=True)
+            await asyncio.gather(*(self._settle(future, self._alone(item))
+                                   for item, future in waiting if not future.done()))
+            return
+        alone = []
+        for (item, future), answer in zip(waiting, answers, strict=True):
+            if answer is None:  # a status list to fetch first: verified by itself
+                alone.append(self._settle(future, self._alone(item)))
+            elif not future.done():  # a caller gone away has cancelled its future
+                future.set_result(answer)
+        if alone:
+            await asyncio.gather(*alone)
+
+    @staticmethod
+    async def _settle(future: asyncio.Future[dict[str, Any]],
+                      work: Coroutine[Any, Any, dict[str, Any]]) -> None:
+        """Run ``work`` and give its answer (or its exception) to ``future``."""
+        try:
+            answer = await work
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(answer)
 
     async def verify_batch(self, items: Sequence[VerificationRequest], *, actor: str,
                            source: str | None = None, request_id: str | None = None,
@@ -685,30 +804,51 @@ class VerificationService:
         """Verify many; answers keep the order of ``items`` (``case_id`` as in ``verify``)."""
         started = time.perf_counter()
         at = self.clock()
-        digests = [hashlib.sha256(r.credential.encode("utf-8", "surrogatepass")).hexdigest()
-                   for r in items]
+        batch = [_Item(r, hashlib.sha256(r.credential.encode("utf-8", "surrogatepass"))
+                       .hexdigest(), at, started, actor, source, request_id, case_id)
+                 for r in items]
+        answers = await self._verify_items(batch, fetch=True, keep_decoded=False)
+        return cast("list[dict[str, Any]]", answers)
+
+    async def _verify_items(self, items: list[_Item], *, fetch: bool, keep_decoded: bool
+                            ) -> list[dict[str, Any] | None]:
+        """The answers of ``items``, in order, their records durable (one group).
+
+        ``fetch``: status lists not held are fetched (all at once); otherwise an item that
+        needs one is left out and its answer is None. ``keep_decoded``: the verdicts
+        cached are also kept decoded in tier 1, as ``verify`` keeps them."""
+        if not items:
+            return []
         slices = _Slices()
         snapshot = self.trust.snapshot
-        outcomes = await self._batch_outcomes(snapshot, items, digests, at, slices)
+        outcomes = await self._batch_outcomes(snapshot, items, slices, fetch=fetch,
+                                              keep_decoded=keep_decoded)
         for _ in range(SNAPSHOT_RETRIES):
             if snapshot is self.trust.snapshot:
                 break
             snapshot = self.trust.snapshot  # changed meanwhile: judge the batch again (verify)
-            outcomes = await self._batch_outcomes(snapshot, items, digests, at, slices)
-        answers: list[dict[str, Any]] = []
+            outcomes = await self._batch_outcomes(snapshot, items, slices, fetch=fetch,
+                                                  keep_decoded=keep_decoded)
+        answers: list[dict[str, Any] | None] = []
+        logged: list[dict[str, Any]] = []
         events: list[AuditEvent] = []
-        for req, outcome, digest in zip(items, outcomes, digests, strict=True):
-            answers.append(self._render(outcome, at, digest))
-            events.append(self._event(
-                req, outcome, actor=actor, source=source, request_id=request_id, at=at,
-                started=started, digest=digest, case_id=case_id))
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome is None:
+                answers.append(None)
+                continue
+            answer = self._render(outcome, item.at, item.digest)
+            answers.append(answer)
+            logged.append(answer)
+            events.append(self._item_event(item, outcome))
             await slices.pause()
-        await self._log_many(answers, events)
+        await self._log_many(logged, events)
         return answers
 
     async def _log_many(self, answers: list[dict[str, Any]], events: list[AuditEvent]) -> None:
         """``_log`` of a whole batch: its records handed to the audit log at once (one
         future, committed together under one checkpoint) where the log takes batches."""
+        if not events:
+            return
         if self._proving is None:
             append_many = getattr(self.audit, "append_many", None)
             if append_many is not None:
@@ -725,41 +865,52 @@ class VerificationService:
         for answer, entry in zip(answers, entries, strict=True):
             answer["receipt"] = entry.to_json()
 
-    async def _batch_outcomes(self, snapshot: TrustSnapshot,
-                              items: Sequence[VerificationRequest], digests: list[str],
-                              at: datetime, slices: _Slices) -> list[_Outcome]:
-        """The outcomes of a batch on one trust snapshot: cache first, then fresh checks."""
-        now = at.timestamp()
-        keys = [self._cache_key(req, digest) for req, digest in zip(items, digests, strict=True)]
+    async def _batch_outcomes(self, snapshot: TrustSnapshot, items: list[_Item],
+                              slices: _Slices, *, fetch: bool, keep_decoded: bool
+                              ) -> list[_Outcome | None]:
+        """The outcomes of ``items`` on one trust snapshot: cache first, then fresh checks
+        (``_verify_items`` says what ``fetch`` and ``keep_decoded`` do)."""
+        now = max(item.at for item in items).timestamp()
+        keys = [self._cache_key(item.req, item.digest) for item in items]
         found: list[tuple[CacheEntry, str] | None] = (
             await self.cache.get_many(snapshot.tag, keys, now) if self.cache is not None
             else [None] * len(items))
-        hits: list[_Outcome | None] = []
+        outcomes: list[_Outcome | None] = []
         misses: list[tuple[int, Pending | Verdict]] = []
-        for index, (req, key) in enumerate(zip(items, keys, strict=True)):
-            hit = self._hit(snapshot, req, found[index], key)
+        for index, (item, key) in enumerate(zip(items, keys, strict=True)):
+            hit = self._hit(snapshot, item.req, found[index], key)
             if hit is None:
-                misses.append((index, self._start(snapshot, req, at)))
-            hits.append(hit)
+                misses.append((index, self._start(snapshot, item.req, item.at)))
+            outcomes.append(hit)
             await slices.pause()
         # Every status list the batch needs, fetched concurrently, then each item finished.
-        statuses = await self._statuses(snapshot, [pending for _, pending in misses])
+        started = [pending for _, pending in misses]
+        if fetch:
+            statuses = await self._statuses(snapshot, started)
+        else:
+            statuses, missing = self._held_statuses(snapshot, started)
+            if missing:
+                misses = [(index, pending) for index, pending in misses
+                          if all(key in statuses for key, _ in self._status_keys(pending))]
         to_store: list[tuple[str, CacheEntry]] = []
+        decoded: list[tuple[str, CacheEntry, _Outcome]] = []
         for index, pending in misses:
             verdict = self._finish(pending, statuses)
-            core, links, holder = self._core(verdict, items[index])
-            hits[index] = _Outcome(core, holder, False, links, core["status_list"])
+            core, links, holder = self._core(verdict, items[index].req)
+            outcomes[index] = _Outcome(core, holder, False, links, core["status_list"])
             if self.cache is not None:
-                entry = self._entry_for(snapshot, verdict, core, now)
+                entry = self._entry_for(snapshot, verdict, core, items[index].at.timestamp())
                 if entry is not None:
                     to_store.append((keys[index], entry))
+                    if keep_decoded:
+                        decoded.append((keys[index], entry, _Outcome(
+                            core, holder, True, links, core["status_list"])))
             await slices.pause()
-        outcomes: list[_Outcome] = []
-        for outcome in hits:
-            assert outcome is not None  # every miss was finished above
-            outcomes.append(outcome)
         if self.cache is not None and to_store and snapshot is self.trust.snapshot:
             await self.cache.put_many(snapshot.tag, to_store, now)
+            for key, entry, kept in decoded:
+                # In this process only, and found only by these very credential bytes.
+                self.cache.keep_decoded(snapshot.tag, key, entry, kept)
         return outcomes
 
 

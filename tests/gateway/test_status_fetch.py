@@ -20,7 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.verification.service import VerificationRequest
 from gateway.verification.status import StatusFetcher
+from gateway.web.appkeys import VERIFICATION_KEY
 from mocks import Federation, MockRegion, RunningFederation
 from tests.gateway.conftest import AppFactory, trust_document
 from trust import StatusList, StatusUnavailable, TrustList
@@ -247,6 +249,8 @@ class StatusServer:
     def __init__(self, region: MockRegion) -> None:
         self.region = region
         self.requests: list[str] = []
+        self.asked = asyncio.Event()
+        """Set once a request has arrived."""
         self.hang = False
         self.released = asyncio.Event()
         self.chunk_bytes = 0
@@ -256,6 +260,7 @@ class StatusServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request.raw_path)
+        self.asked.set()
         if self.hang:
             await self.released.wait()
         if request.path != f"/status/{self.region.status_list_name}":
@@ -480,3 +485,30 @@ async def test_batch_of_escaping_status_uris_contacts_nothing(
     assert [] == hefei.requests
     assert {("INDETERMINATE", "TRY_LATER")} == {
         (r["indication"], r["sub_indication"]) for r in results}
+
+
+async def test_a_single_request_waiting_for_a_status_list_holds_up_no_other(
+        gateway_client: AppFactory, running: RunningFederation, hefei: StatusServer) -> None:
+    """Single verifications made in one turn of the loop are verified together, but one
+    whose status list must first be fetched is verified by itself: the others made with
+    it are answered while its partner still hangs."""
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=30.0)
+    service = client.app[VERIFICATION_KEY]
+    shanghai = running.federation["310000"]
+    first = await service.verify(VerificationRequest(shanghai.issue().token), actor="w")
+    assert "TOTAL_PASSED" == first["indication"]  # Shanghai's list is now held
+    hefei.hang = True
+    waiting = asyncio.ensure_future(service.verify(
+        VerificationRequest(hefei.region.issue().token), actor="w"))
+    others = [asyncio.ensure_future(service.verify(
+        VerificationRequest(shanghai.issue().token), actor="w")) for _ in range(3)]
+    async with asyncio.timeout(10):
+        answers = await asyncio.gather(*others)
+    assert ["TOTAL_PASSED"] * 3 == [a["indication"] for a in answers]
+    async with asyncio.timeout(10):  # its partner has the fetch and holds it
+        await hefei.asked.wait()
+    assert [f"/status/{hefei.region.status_list_name}"] == hefei.requests
+    assert not waiting.done()
+    hefei.released.set()
+    async with asyncio.timeout(10):
+        assert "TOTAL_PASSED" == (await waiting)["indication"]
