@@ -34,6 +34,20 @@
   keys; the two alternate every 50 licences, CPU time (``time.process_time``)
   per licence, medians over rounds. The Python work is their difference; the issue's goal is
   a ratio (Python work ÷ ES256) of at most 1.
+* ``service``: what ``VerificationService`` costs per licence beyond the verifier, with
+  no HTTP in the way (a development measurement: quieter than the HTTP rows, and
+  without their load generator). A data folder made for it, the verdict cache off,
+  the mock federation's status lists fetched once and held; fresh licences every
+  round, issued before it is timed. Per licence, in interleaved rounds: the raw
+  ``cryptography`` ES256 verification, the verifier (``Verifier.start`` +
+  ``Pending.finish``, status lists held), ``verify_batch`` with batches of 100 and
+  ``verify`` with 32 callers at once (as served: the requests of one turn of the
+  event loop verified together), each to its durable audit record and log-backed
+  receipt; and the same with every request verified by itself (``alone``: the
+  service's ``coalesce`` off, as before it was on). CPU time is the process's
+  (every thread: the audit writer's commits and fsyncs included). ``batch_ratio``
+  (raw ES256 ÷ batch) is what the HTTP batch row's goal compares, without HTTP: an
+  upper bound for that row.
 * ``trust-load``: ``TrustList.from_json`` (JSON parse, schema and every anchor
   validated) of the trust-list files given, each loaded in turn (8 partners, 43
   partners, 8, 43, ...) many times; the median and p90 of each, in ms.
@@ -62,6 +76,7 @@ from typing import Any
 
 import jwt
 import orjson
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -80,7 +95,11 @@ from gateway.audit._nodes import NODES_FILE
 from gateway.audit._record import Pseudonymiser, Uuid7Generator, build_record, encode_record
 from gateway.audit._service import _row
 from gateway.audit._store import EntryRow
-from mocks import Federation, b64url_decode
+from gateway.settings import load_settings
+from gateway.verification.service import VerificationRequest
+from gateway.web.app import create_app
+from gateway.web.appkeys import VERIFICATION_KEY
+from mocks import Federation, b64url_decode, serve_federation
 from registry import NATIONAL, MatterCode, RegionCode, Registry, load_bundle
 from trust import Alg, TrustList, Verdict, Verifier, key_from_jwk, parse_status_list
 
@@ -118,6 +137,26 @@ def es256(pool: Path, jwk_file: Path, duration: float, warmup: float) -> dict[st
     return {"count": count, "seconds": elapsed, "rate": count / elapsed}
 
 
+_RawCheck = tuple[ec.EllipticCurvePublicKey, bytes, bytes]
+
+
+def _raw_checks(tokens: Sequence[str], trust_list: TrustList) -> list[_RawCheck]:
+    """Each token's anchor key, DER signature and signing input, for raw ES256 loops."""
+    raw: list[_RawCheck] = []
+    for token in tokens:
+        head, body, sig = token.split(".")
+        kid = orjson.loads(b64url_decode(head))["kid"]
+        anchor_key = trust_list.anchors(kid)[0].key
+        assert anchor_key is not None
+        public_key = anchor_key.public_key
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        signature = b64url_decode(sig)
+        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                   int.from_bytes(signature[32:], "big"))
+        raw.append((public_key, der, f"{head}.{body}".encode("ascii")))
+    return raw
+
+
 def verifier(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
     """CPU µs per licence of ``Verifier.start`` + ``Pending.finish`` and of the raw ES256
     verification of the same licences, interleaved rounds; medians and the ratio."""
@@ -132,18 +171,7 @@ def verifier(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
                 for r in regions}
     lean = Verifier(trust_list)
     algorithm = ec.ECDSA(hashes.SHA256())
-    raw: list[tuple[ec.EllipticCurvePublicKey, bytes, bytes]] = []
-    for token in tokens:
-        head, body, sig = token.split(".")
-        kid = orjson.loads(b64url_decode(head))["kid"]
-        anchor_key = trust_list.anchors(kid)[0].key
-        assert anchor_key is not None
-        public_key = anchor_key.public_key
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
-        signature = b64url_decode(sig)
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
-                                   int.from_bytes(signature[32:], "big"))
-        raw.append((public_key, der, f"{head}.{body}".encode("ascii")))
+    raw = _raw_checks(tokens, trust_list)
     at = datetime.now(UTC)
     for token in tokens:  # every licence passes: the measured path is the common one
         verdict = lean.check(token, at=at, status=statuses)
@@ -189,6 +217,125 @@ def verifier(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
             "python_us_rounds": [round(v, 1) for v in python_us],
             "ratio": round(python / es256_us, 3),
             "ratio_rounds": [round(p / r, 3) for p, r in zip(python_us, raw_us, strict=True)]}
+
+
+_SERVICE_USE_CAUSE = "办理跨省通办事项（基准测试）"
+_SERVICE_BATCH = 100
+_SERVICE_CALLERS = 32
+
+
+async def service(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
+    """CPU µs per licence of raw ES256, the verifier, ``verify_batch`` and ``verify``
+    (module doc), interleaved rounds; medians and ratios."""
+    federation = Federation.standard(seed=seed, codes=["310000", "320500"])
+    regions = [federation["310000"], federation["320500"]]
+    async with serve_federation(federation) as served:
+        now = datetime.now(UTC)
+        trust_list = TrustList.from_json(served.federation.trust_list(
+            version=1, issued_at=now - timedelta(hours=1), next_update=now + timedelta(days=1)))
+        with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+            settings = load_settings({}, None, {"data_dir": Path(tmp), "access_log": False,
+                                                "cache_enabled": False})
+            app = create_app(settings, trust_list=trust_list)
+            async with TestClient(TestServer(app)):  # the app's start-up and clean-up
+                return await _service_rounds(app[VERIFICATION_KEY], regions, trust_list,
+                                             licences, rounds)
+
+
+async def _service_rounds(verification: Any, regions: list[Any], trust_list: TrustList,
+                          licences: int, rounds: int) -> dict[str, Any]:
+    clock = time.process_time
+
+    def issue(n: int) -> list[str]:
+        return [regions[i % 2].issue().token for i in range(n)]
+
+    def requests(tokens: list[str]) -> list[VerificationRequest]:
+        return [VerificationRequest(credential=t, use_cause=_SERVICE_USE_CAUSE) for t in tokens]
+
+    async def batches(tokens: list[str]) -> float:
+        items = requests(tokens)
+        start = clock()
+        for first in range(0, len(items), _SERVICE_BATCH):
+            answers = await verification.verify_batch(items[first:first + _SERVICE_BATCH],
+                                                      actor="bench")
+            if answers[0]["indication"] != "TOTAL_PASSED":
+                raise AssertionError(f"a bench licence does not pass: {answers[0]}")
+        return (clock() - start) / len(items) * 1e6
+
+    async def singles(tokens: list[str], verify: Any) -> float:
+        queue = deque(requests(tokens))
+
+        async def caller() -> None:
+            while queue:
+                answer = await verify(queue.popleft())
+                if answer["indication"] != "TOTAL_PASSED":
+                    raise AssertionError(f"a bench licence does not pass: {answer}")
+
+        start = clock()
+        await asyncio.gather(*(caller() for _ in range(_SERVICE_CALLERS)))
+        return (clock() - start) / len(tokens) * 1e6
+
+    def verify_one(item: VerificationRequest) -> Any:
+        return verification.verify(item, actor="bench")
+
+    async def verify_alone(item: VerificationRequest) -> Any:
+        verification.coalesce = False  # each request verified by itself
+        try:
+            return await verification.verify(item, actor="bench")
+        finally:
+            verification.coalesce = True
+
+    def verifier_alone(tokens: list[str]) -> float:
+        snapshot = verification.trust.snapshot
+        held = verification.status.held
+        at = datetime.now(UTC)
+        start = clock()
+        for token in tokens:
+            pending = snapshot.verifier.start(token, at=at)
+            if not isinstance(pending, Verdict):
+                ref = pending.status_needed
+                verdict = pending.finish(None if ref is None else held(ref.uri))
+                if not verdict.passed:
+                    raise AssertionError(f"a bench licence does not pass: {verdict.checks}")
+        return (clock() - start) / len(tokens) * 1e6
+
+    def es256(tokens: list[str]) -> float:
+        raw = _raw_checks(tokens, trust_list)
+        algorithm = ec.ECDSA(hashes.SHA256())
+        start = clock()
+        for public_key, der, message in raw:
+            public_key.verify(der, message, algorithm)
+        return (clock() - start) / len(raw) * 1e6
+
+    await batches(issue(2 * _SERVICE_BATCH))  # status lists fetched, paths and writer warm
+    await singles(issue(2 * _SERVICE_CALLERS), verify_one)
+    await singles(issue(2 * _SERVICE_CALLERS), verify_alone)
+    measured: dict[str, list[float]] = {"es256": [], "verifier": [], "batch": [], "single": [],
+                                        "alone": []}
+    for _ in range(rounds):
+        pools = {name: issue(licences) for name in measured}  # issued before the timing
+        measured["es256"].append(es256(pools["es256"]))
+        measured["verifier"].append(verifier_alone(pools["verifier"]))
+        measured["batch"].append(await batches(pools["batch"]))
+        measured["single"].append(await singles(pools["single"], verify_one))
+        measured["alone"].append(await singles(pools["alone"], verify_alone))
+    med = {name: statistics.median(values) for name, values in measured.items()}
+    return {
+        "licences": licences, "rounds": rounds,
+        **{f"{name}_us": round(value, 1) for name, value in med.items()},
+        **{f"{name}_us_rounds": [round(v, 1) for v in values]
+           for name, values in measured.items()},
+        "verifier_python_us": round(med["verifier"] - med["es256"], 1),
+        "batch_beyond_verifier_us": round(med["batch"] - med["verifier"], 1),
+        "single_beyond_verifier_us": round(med["single"] - med["verifier"], 1),
+        "alone_beyond_verifier_us": round(med["alone"] - med["verifier"], 1),
+        "single_vs_alone": round(med["single"] / med["alone"], 3),
+        "single_vs_alone_rounds": [round(c / s, 3) for c, s in
+                                   zip(measured["single"], measured["alone"], strict=True)],
+        "batch_ratio": round(med["es256"] / med["batch"], 3),
+        "batch_ratio_rounds": [round(e / b, 3) for e, b in
+                               zip(measured["es256"], measured["batch"], strict=True)],
+    }
 
 
 def _event(n: int) -> AuditEvent:
@@ -572,9 +719,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one in-process measurement and print its JSON summary."""
     parser = argparse.ArgumentParser(prog="python -m bench._inproc", description=__doc__)
     parser.add_argument("what", choices=["es256", "sm2", "audit", "audit-scale", "translate",
-                                         "trust-load", "verifier"])
-    parser.add_argument("--licences", type=int, default=2000, help="licences (verifier)")
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (verifier)")
+                                         "trust-load", "verifier", "service"])
+    parser.add_argument("--licences", type=int, default=2000,
+                        help="licences (verifier; service: of each kind, per round)")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="interleaved rounds (verifier, service)")
     parser.add_argument("--entries", type=int, default=1_000_000, help="audit-scale log size")
     parser.add_argument("--pool", type=Path, help="naive pool file (es256)")
     parser.add_argument("--jwk", type=Path, help="naive key (es256); SM2 keys by kid (sm2)")
@@ -594,6 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.what == "verifier":
         result = verifier(args.licences, args.rounds)
+    elif args.what == "service":
+        result = asyncio.run(service(args.licences, args.rounds))
     elif args.what == "trust-load":
         if not args.lists:
             parser.error("trust-load needs --lists")

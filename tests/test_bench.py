@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from bench._report import Row
@@ -182,6 +183,37 @@ class TestAuditScaleRun:
 
         with pytest.raises(SystemExit):
             Options.parse(["--audit-entries", "0"])
+
+
+class TestServiceMeasurement:
+    """``python -m bench._inproc service``: the service's cost beside the verifier's."""
+
+    @pytest.mark.slow
+    @pytest.mark.allow_blocking
+    def test_service_row_times_every_path_it_names(self) -> None:
+        """Every path is timed in every round (each licence passed, else the run fails),
+        and the derived figures are those of the medians it prints."""
+        done = subprocess.run(
+            [sys.executable, "-m", "bench._inproc", "service", "--licences", "64",
+             "--rounds", "2"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert 0 == done.returncode, done.stderr[-3000:]
+        result = orjson.loads(done.stdout.splitlines()[-1])
+        paths = ("es256", "verifier", "batch", "single", "alone")
+        for name in paths:
+            rounds = result[f"{name}_us_rounds"]
+            assert 2 == len(rounds), name
+            assert all(value > 0 for value in rounds), name
+        # Each verification does at least the ES256 call the raw loop does.
+        for name in ("verifier", "batch", "single", "alone"):
+            assert result[f"{name}_us"] > result["es256_us"], name
+        assert round(result["verifier_us"] - result["es256_us"], 1) == pytest.approx(
+            result["verifier_python_us"], abs=0.11)
+        assert round(result["es256_us"] / result["batch_us"], 3) == pytest.approx(
+            result["batch_ratio"], abs=0.0011)
+        assert round(result["single_us"] / result["alone_us"], 3) == pytest.approx(
+            result["single_vs_alone"], abs=0.0011)
 
 
 class TestOptions:
