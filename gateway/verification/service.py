@@ -351,8 +351,9 @@ class VerificationService:
 
     def _held_statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
                        ) -> tuple[_Statuses, list[tuple[tuple[str, str], Partner]]]:
-        """The status lists ``started`` need that are held and fresh (taken as they are),
-        and those to fetch, each distinct one once, keyed by URI and partner region."""
+        """The status lists ``started`` need that are answered without waiting (held and
+        fresh, or a failed fetch not yet due again: ``StatusFetcher.answer_now``), and those
+        to fetch, each distinct one once, keyed by URI and partner region."""
         needed: dict[tuple[str, str], Partner] = {}
         for pending in started:
             for key, partner in self._status_keys(pending):
@@ -361,7 +362,7 @@ class VerificationService:
         found: _Statuses = {}
         missing: list[tuple[tuple[str, str], Partner]] = []
         for key, partner in needed.items():
-            ready = self.status.ready(key[0], partner, trust_list)
+            ready = self.status.answer_now(key[0], partner, trust_list)
             if ready is None:
                 missing.append((key, partner))
             else:

@@ -157,6 +157,19 @@ class StatusFetcher:
                                      f"{partner.region_code}'s registered prefixes; not fetched")
         return self.cached(uri, trust_list)
 
+    def answer_now(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result | None:
+        """``ready``, or what ``get`` answers at once for a URI whose last fetch failed and
+        is not yet due again (the last good list, else ``StatusUnavailable``); None when
+        ``get`` would fetch."""
+        hit = self.ready(uri, partner, trust_list)
+        if hit is not None:
+            return hit
+        failed = self._failed.get(uri)
+        if (failed is not None and failed.retry_at > time.monotonic()
+                and failed.trust_version == trust_list.version):
+            return self._fallback(uri, trust_list, failed.reason)
+        return None
+
     async def get(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result:
         """The status list at ``uri``, which must lie under one of ``partner``'s prefixes.
 

@@ -512,3 +512,41 @@ async def test_a_single_request_waiting_for_a_status_list_holds_up_no_other(
     hefei.released.set()
     async with asyncio.timeout(10):
         assert "TOTAL_PASSED" == (await waiting)["indication"]
+
+
+async def test_a_failed_fetch_not_yet_due_again_is_answered_with_the_others(
+        gateway_client: AppFactory, running: RunningFederation, hefei: StatusServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status list whose fetch failed and is not yet due again is answered at once (the
+    failure remembered): its requests stay in their turn's group, none is verified a
+    second time by itself, and the partner is not asked again."""
+    client = await gateway_client(_trust_list(running), status_fetch_timeout_s=5.0,
+                                  status_retry_after_s=120)
+    service = client.app[VERIFICATION_KEY]
+    shanghai = running.federation["310000"]
+    base = hefei.region.base_url
+
+    def unlisted() -> str:  # its list is not on the server: the fetch fails (404)
+        return hefei.region.issue(claims_override={"status": {"status_list": {
+            "idx": 1, "uri": f"{base}/status/not-there"}}}).token
+
+    first = await service.verify(VerificationRequest(unlisted()), actor="w")
+    assert ("INDETERMINATE", "TRY_LATER") == (first["indication"], first["sub_indication"])
+    await service.verify(VerificationRequest(shanghai.issue().token), actor="w")
+    asked = len(hefei.requests)
+    alone: list[object] = []
+    by_itself = service._alone
+
+    async def counted(item: Any, snapshot: Any = None) -> dict[str, Any]:
+        alone.append(item)
+        return await by_itself(item, snapshot)
+
+    monkeypatch.setattr(service, "_alone", counted)
+    answers = await asyncio.gather(*(service.verify(VerificationRequest(token), actor="w")
+                                     for token in (unlisted(), shanghai.issue().token,
+                                                   unlisted())))
+    assert [("INDETERMINATE", "TRY_LATER"), ("TOTAL_PASSED", None),
+            ("INDETERMINATE", "TRY_LATER")] == [
+        (a["indication"], a["sub_indication"]) for a in answers]
+    assert [] == alone
+    assert asked == len(hefei.requests)
