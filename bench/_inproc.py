@@ -262,26 +262,20 @@ async def _service_rounds(verification: Any, regions: list[Any], trust_list: Tru
                 raise AssertionError(f"a bench licence does not pass: {answers[0]}")
         return (clock() - start) / len(items) * 1e6
 
-    async def singles(tokens: list[str], verify: Any) -> float:
+    async def singles(tokens: list[str], *, together: bool) -> float:
         queue = deque(requests(tokens))
 
         async def caller() -> None:
             while queue:
-                answer = await verify(queue.popleft())
+                answer = await verification.verify(queue.popleft(), actor="bench")
                 if answer["indication"] != "TOTAL_PASSED":
                     raise AssertionError(f"a bench licence does not pass: {answer}")
 
-        start = clock()
-        await asyncio.gather(*(caller() for _ in range(_SERVICE_CALLERS)))
-        return (clock() - start) / len(tokens) * 1e6
-
-    def verify_one(item: VerificationRequest) -> Any:
-        return verification.verify(item, actor="bench")
-
-    async def verify_alone(item: VerificationRequest) -> Any:
-        verification.coalesce = False  # each request verified by itself
+        verification.coalesce = together  # False: each request verified by itself
         try:
-            return await verification.verify(item, actor="bench")
+            start = clock()
+            await asyncio.gather(*(caller() for _ in range(_SERVICE_CALLERS)))
+            return (clock() - start) / len(tokens) * 1e6
         finally:
             verification.coalesce = True
 
@@ -308,8 +302,8 @@ async def _service_rounds(verification: Any, regions: list[Any], trust_list: Tru
         return (clock() - start) / len(raw) * 1e6
 
     await batches(issue(2 * _SERVICE_BATCH))  # status lists fetched, paths and writer warm
-    await singles(issue(2 * _SERVICE_CALLERS), verify_one)
-    await singles(issue(2 * _SERVICE_CALLERS), verify_alone)
+    await singles(issue(2 * _SERVICE_CALLERS), together=True)
+    await singles(issue(2 * _SERVICE_CALLERS), together=False)
     measured: dict[str, list[float]] = {"es256": [], "verifier": [], "batch": [], "single": [],
                                         "alone": []}
     for _ in range(rounds):
@@ -317,8 +311,8 @@ async def _service_rounds(verification: Any, regions: list[Any], trust_list: Tru
         measured["es256"].append(es256(pools["es256"]))
         measured["verifier"].append(verifier_alone(pools["verifier"]))
         measured["batch"].append(await batches(pools["batch"]))
-        measured["single"].append(await singles(pools["single"], verify_one))
-        measured["alone"].append(await singles(pools["alone"], verify_alone))
+        measured["single"].append(await singles(pools["single"], together=True))
+        measured["alone"].append(await singles(pools["alone"], together=False))
     med = {name: statistics.median(values) for name, values in measured.items()}
     return {
         "licences": licences, "rounds": rounds,

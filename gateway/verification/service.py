@@ -28,6 +28,7 @@ from gateway.audit.event import (
     ActorKind,
     AuditEvent,
     AuditLog,
+    AuditUnavailableError,
     EventType,
     LoggedEntry,
     ProvingAuditLog,
@@ -762,6 +763,14 @@ class VerificationService:
             for _, future in waiting:
                 future.cancel()
             raise
+        except AuditUnavailableError as exc:
+            # The log refused the group's records (the last step): each caller gets that,
+            # as it would alone. Not made again: a log without group appends may have
+            # kept some of them, and a record must not be written twice.
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         except Exception as exc:
             if len(waiting) == 1:  # its own failure: the caller gets it
                 if not waiting[0][1].done():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.event import EventType
+from gateway.audit.event import AuditUnavailableError, EventType
 from gateway.verification.service import VerificationRequest, VerificationService
 from gateway.web.appkeys import VERIFICATION_KEY
 from mocks import RunningFederation
@@ -142,3 +142,30 @@ async def test_a_caller_gone_away_leaves_the_others_answered(
     await asyncio.sleep(0)
     events = audit.of(EventType.VERIFICATION)[before:]
     assert ["window-0", "window-1", "window-2"] == sorted(e.actor_id for e in events)
+
+
+async def test_a_group_the_audit_log_refuses_is_refused_to_each_caller_once(
+        gateway_client: AppFactory, running: RunningFederation, audit: MemoryAudit,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the audit log cannot keep the group's records, each caller gets that failure
+    (a 503 over HTTP), and nothing is verified again alone: no record is written twice."""
+    client = await gateway_client(cache_enabled=False)
+    service = client.app[VERIFICATION_KEY]
+    shanghai = running.federation["310000"]
+    await service.verify(VerificationRequest(shanghai.issue().token), actor="warm")
+    alone: list[object] = []
+    by_itself = service._alone
+
+    async def counted(item: Any, snapshot: Any = None) -> dict[str, Any]:
+        alone.append(item)
+        return await by_itself(item, snapshot)
+
+    monkeypatch.setattr(service, "_alone", counted)
+    before = len(audit.events)
+    audit.failing = True
+    results = await asyncio.gather(
+        *(service.verify(VerificationRequest(shanghai.issue().token), actor=f"window-{i}")
+          for i in range(3)), return_exceptions=True)
+    assert [AuditUnavailableError] * 3 == [type(r) for r in results]
+    assert [] == alone
+    assert before == len(audit.events)
