@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.credentials.store import IdentityKind, Role, add_identity
 from gateway.settings import load_settings
-from gateway.verification.service import Clock
+from gateway.verification.service import Clock, VerificationService
 from gateway.web.app import create_app
 from gateway.web.appkeys import SETTINGS_KEY
 from mocks import Federation, RunningFederation, serve_federation
@@ -73,6 +73,20 @@ def metric_value(text: str, sample: str, **labels: str) -> float | None:
             if found.name == sample and found.labels == labels:
                 return float(found.value)
     return None
+
+
+def verified_alone(service: VerificationService, monkeypatch: pytest.MonkeyPatch
+                   ) -> list[object]:
+    """The requests ``service`` verifies by themselves (out of a group), as it goes."""
+    alone: list[object] = []
+    by_itself = service._alone
+
+    async def counted(item: Any, snapshot: Any = None) -> dict[str, Any]:
+        alone.append(item)
+        return await by_itself(item, snapshot)
+
+    monkeypatch.setattr(service, "_alone", counted)
+    return alone
 
 
 @pytest.fixture

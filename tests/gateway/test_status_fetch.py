@@ -24,7 +24,7 @@ from gateway.verification.service import VerificationRequest
 from gateway.verification.status import StatusFetcher
 from gateway.web.appkeys import VERIFICATION_KEY
 from mocks import Federation, MockRegion, RunningFederation
-from tests.gateway.conftest import AppFactory, trust_document
+from tests.gateway.conftest import AppFactory, trust_document, verified_alone
 from trust import StatusList, StatusUnavailable, TrustList
 
 
@@ -534,14 +534,7 @@ async def test_a_failed_fetch_not_yet_due_again_is_answered_with_the_others(
     assert ("INDETERMINATE", "TRY_LATER") == (first["indication"], first["sub_indication"])
     await service.verify(VerificationRequest(shanghai.issue().token), actor="w")
     asked = len(hefei.requests)
-    alone: list[object] = []
-    by_itself = service._alone
-
-    async def counted(item: Any, snapshot: Any = None) -> dict[str, Any]:
-        alone.append(item)
-        return await by_itself(item, snapshot)
-
-    monkeypatch.setattr(service, "_alone", counted)
+    alone = verified_alone(service, monkeypatch)
     answers = await asyncio.gather(*(service.verify(VerificationRequest(token), actor="w")
                                      for token in (unlisted(), shanghai.issue().token,
                                                    unlisted())))

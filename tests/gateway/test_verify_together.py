@@ -20,7 +20,7 @@ from gateway.verification.service import VerificationRequest, VerificationServic
 from gateway.web.appkeys import VERIFICATION_KEY
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import AppFactory
+from tests.gateway.conftest import AppFactory, verified_alone
 
 
 class _Ticks:
@@ -153,14 +153,7 @@ async def test_a_group_the_audit_log_refuses_is_refused_to_each_caller_once(
     service = client.app[VERIFICATION_KEY]
     shanghai = running.federation["310000"]
     await service.verify(VerificationRequest(shanghai.issue().token), actor="warm")
-    alone: list[object] = []
-    by_itself = service._alone
-
-    async def counted(item: Any, snapshot: Any = None) -> dict[str, Any]:
-        alone.append(item)
-        return await by_itself(item, snapshot)
-
-    monkeypatch.setattr(service, "_alone", counted)
+    alone = verified_alone(service, monkeypatch)
     before = len(audit.events)
     audit.failing = True
     results = await asyncio.gather(
