@@ -20,14 +20,16 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import NamedTuple, TextIO, cast
 
 import orjson
 from aiohttp import web
 
 __all__ = [
     "FLUSH_INTERVAL_S",
+    "AccessLine",
     "REQUEST_ID_KEY",
     "JsonFormatter",
     "JsonLinesHandler",
@@ -114,7 +116,7 @@ class JsonLinesHandler(logging.Handler):
         self.stream = stream
         self.interval = interval
         self.setFormatter(JsonFormatter())
-        self._pending: list[str] = []
+        self._pending: list[str | _QueuedAccess] = []
         self._wake = threading.Event()
         self._flusher_pid = 0  # the process whose flusher thread runs (none after a fork)
         _handlers.add(self)
@@ -128,12 +130,16 @@ class JsonLinesHandler(logging.Handler):
             return
         self._queue(line, record.levelno)
 
-    def queue_line(self, line: str) -> None:
-        """Queue a line at INFO rendered by the caller (``log_access``), as ``emit`` would."""
+    def queue_access(self, logger: str, lines: Sequence[AccessLine]) -> None:
+        """Queue access lines of ``logger`` at INFO (``log_access``): rendered when their
+        batch is written, with this handler's filters and formatter as they are now."""
+        formatter = cast("JsonFormatter", self.formatter)
+        filters = cast("list[StaticFields]", self.filters[:])  # log_access checked them
         with self.lock:  # type: ignore[union-attr] # made by Handler.__init__
-            self._queue(line, logging.INFO)
+            for line in lines:
+                self._queue((logger, filters, formatter, line), logging.INFO)
 
-    def _queue(self, line: str, level: int) -> None:
+    def _queue(self, line: str | _QueuedAccess, level: int) -> None:
         pending = self._pending
         pending.append(line)
         if level >= logging.WARNING or len(pending) >= _MAX_PENDING:
@@ -151,7 +157,13 @@ class JsonLinesHandler(logging.Handler):
     def _write(self) -> None:
         if not self._pending:
             return
-        text = "\n".join(self._pending) + "\n"
+        try:
+            text = "\n".join([line if isinstance(line, str) else _access_text(line)
+                              for line in self._pending]) + "\n"
+        except Exception:
+            self._pending.clear()
+            self.handleError(logging.makeLogRecord({"msg": "log lines not rendered"}))
+            return
         self._pending.clear()
         if getattr(self.stream, "closed", False):
             return  # nothing can be written to it any more (nor would a StreamHandler)
@@ -202,61 +214,89 @@ class StaticFields(logging.Filter):
         return True
 
 
-def _direct_handler(logger: logging.Logger) -> tuple[JsonLinesHandler, JsonFormatter] | None:
+def _direct_handler(logger: logging.Logger) -> JsonLinesHandler | None:
     # The one handler a record of ``logger`` reaches, when that is a JsonLinesHandler with
     # its own JsonFormatter, enabled at INFO, with StaticFields filters at most, and the
     # logger has no filter: then rendering the line here is what logging would do. Any
     # other arrangement (a test's capturing handler, a filter, a second handler) is None.
     if logger.filters:
         return None
-    found: list[logging.Handler] = []
+    handler: logging.Handler | None = None
     current: logging.Logger | None = logger
-    while current is not None:
-        found.extend(current.handlers)
+    while current is not None:  # no list made: this runs for every access line
+        handlers = current.handlers
+        if handlers:
+            if handler is not None or len(handlers) != 1:
+                return None
+            handler = handlers[0]
         if not current.propagate:
             break
         current = current.parent
-    if len(found) != 1:
+    if (type(handler) is not JsonLinesHandler or type(handler.formatter) is not JsonFormatter
+            or handler.level > logging.INFO):
         return None
-    handler = found[0]
-    formatter = handler.formatter
-    if (type(handler) is not JsonLinesHandler or type(formatter) is not JsonFormatter
-            or handler.level > logging.INFO
-            or any(type(f) is not StaticFields for f in handler.filters)):
-        return None
-    return handler, formatter
+    for static in handler.filters:
+        if type(static) is not StaticFields:
+            return None
+    return handler
 
 
-def log_access(logger: logging.Logger, *, request_id: str, method: str, route: str,
-               status: int, duration_ms: float, caller: str | None) -> None:
-    """One access-log line at INFO on ``logger``.
+class AccessLine(NamedTuple):
+    """One answered request as its access-log line tells it."""
 
-    When the line would reach one ``JsonLinesHandler`` alone (``configure_logging``'s
-    arrangement, a worker's ``StaticFields`` included), it is rendered here and queued
-    on that handler: the line ``JsonFormatter`` would write for the record, without a
-    ``LogRecord``. Otherwise it is logged with ``Logger.info``, so every filter and
-    handler sees the record.
+    at: float
+    """``time.time()`` when it was answered."""
+    request_id: str
+    method: str
+    route: str
+    status: int
+    duration_ms: float
+    caller: str | None
+
+
+def log_access(logger: logging.Logger, lines: Sequence[AccessLine]) -> None:
+    """The access-log lines of some answered requests, at INFO on ``logger``.
+
+    When they would reach one ``JsonLinesHandler`` alone (``configure_logging``'s
+    arrangement, a worker's ``StaticFields`` included), they are queued on that handler
+    as they are, and each line is rendered when its batch is written (``_access_text``):
+    the line ``JsonFormatter`` would write for the record, without a ``LogRecord``.
+    Otherwise each is logged with ``Logger.info``, so every filter and handler sees its
+    record.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
     direct = _direct_handler(logger)
-    if direct is None:
-        logger.info("request", extra={"request_id": request_id, "method": method,
-                                      "route": route, "status": status,
-                                      "duration_ms": duration_ms, "caller": caller})
+    if direct is not None:
+        direct.queue_access(logger.name, lines)
         return
-    handler, formatter = direct
-    key = (logger.name, method, route, status, caller,
-           *(f.key for f in handler.filters))  # type: ignore[union-attr] # StaticFields
-    parts = _access_parts.get(key)
+    for line in lines:
+        logger.info("request", extra={"request_id": line.request_id, "method": line.method,
+                                      "route": line.route, "status": line.status,
+                                      "duration_ms": line.duration_ms, "caller": line.caller})
+
+
+_QueuedAccess = tuple[str, list[StaticFields], JsonFormatter, AccessLine]
+"""An access line as queued (``JsonLinesHandler.queue_access``): its logger's name, and
+the handler's filters (``StaticFields``) and formatter when it was queued."""
+
+
+def _access_text(queued: _QueuedAccess) -> str:
+    """The line ``JsonFormatter`` would write for the access record: the constant text
+    kept per logger, method, route, status, caller and filters' fields, filled in."""
+    logger, filters, formatter, line = queued
+    full = (logger, line.method, line.route, line.status, line.caller,
+            *(f.key for f in filters))
+    parts = _access_parts.get(full)
     if parts is None:
-        parts = _access_parts_for(key, handler, formatter)
+        parts = _access_parts_for(full, filters, formatter)
+    request_id = line.request_id
     if '"' in request_id or "\\" in request_id:  # printable ASCII: nothing else to escape
         quoted = orjson.dumps(request_id).decode()
     else:
         quoted = f'"{request_id}"'
-    handler.queue_line(f'{{"time":"{formatter.format_time(time.time())}"{parts[0]}{quoted}'
-                       f'{parts[1]}{duration_ms!r}{parts[2]}')
+    return (f'{{"time":"{formatter.format_time(line.at)}"{parts[0]}{quoted}'
+            f'{parts[1]}{line.duration_ms!r}{parts[2]}')
 
 
 _access_parts: dict[tuple[object, ...], tuple[str, str, str]] = {}
@@ -265,7 +305,7 @@ logger, method, route, status, caller and handler filters' fields (``StaticField
 whose fields are set once)."""
 
 
-def _access_parts_for(key: tuple[object, ...], handler: JsonLinesHandler,
+def _access_parts_for(key: tuple[object, ...], filters: list[StaticFields],
                       formatter: JsonFormatter) -> tuple[str, str, str]:
     """Cut the line ``JsonFormatter.render`` makes for an access record into its constant
     parts, with markers where the time, the request id and the duration go; rendered by
@@ -274,8 +314,8 @@ def _access_parts_for(key: tuple[object, ...], handler: JsonLinesHandler,
     fields: dict[str, object] = {"request_id": _MARK_ID, "method": method, "route": route,
                                  "status": status, "duration_ms": _MARK_DURATION,
                                  "caller": caller}
-    for static in handler.filters:
-        fields.update(static.fields)  # type: ignore[union-attr] # StaticFields (above)
+    for static in filters:
+        fields.update(static.fields)
     token = request_id_var.set(None)  # the id is a field here, never the context's
     try:
         line = formatter.render(0.0, "INFO", str(name), "request", fields)
@@ -345,10 +385,6 @@ _ids = _RequestIds()
 os.register_at_fork(after_in_child=_ids.reset)
 
 
-def _next_request_id() -> str:
-    return _ids.next()
-
-
 def request_id_of(request: web.Request) -> str | None:
     """The id ``gateway.web.middleware`` gave this request."""
     return request.get(REQUEST_ID_KEY)
@@ -359,4 +395,4 @@ def new_request_id(request: web.BaseRequest) -> str:
     given = request.headers.get("X-Request-Id", "")
     if 0 < len(given) <= 64 and given.isascii() and given.isprintable():
         return given
-    return _next_request_id()
+    return _ids.next()

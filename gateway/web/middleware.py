@@ -19,12 +19,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from multidict import istr
 
 from gateway.web.logs import REQUEST_ID_KEY, new_request_id, request_id_var
 from gateway.web.observability import HttpObserver
 from gateway.web.problems import problem_for, problem_response
 
 __all__ = ["make_request_middleware", "request_middleware"]
+
+_X_REQUEST_ID = istr("X-Request-Id")
+"""The header's name made case-insensitive once, not on every response."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,7 +52,7 @@ def make_request_middleware(observer: HttpObserver | None) -> Middleware:
             response = problem_response(problem, request_id)
         finally:
             request_id_var.reset(token)
-        response.headers["X-Request-Id"] = request_id
+        response.headers[_X_REQUEST_ID] = request_id
         if observer is not None:
             observer.observe(request, response.status, started, request_id)
         return response

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from bisect import bisect_left
@@ -31,7 +32,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.infra.metrics import MetricFamily
-from gateway.web.logs import log_access
+from gateway.web.logs import AccessLine, log_access
 
 __all__ = [
     "CALLER_KEY",
@@ -58,10 +59,10 @@ _access = logging.getLogger("gateway.access")
 
 def route_of(request: web.BaseRequest) -> str:
     """The template of the route ``request`` matched, or ``UNMATCHED_ROUTE``."""
-    match_info = getattr(request, "match_info", None)
-    route = getattr(match_info, "route", None)
-    resource = getattr(route, "resource", None)
-    canonical = getattr(resource, "canonical", None)
+    try:  # a routed request has them; a 404 or 405 has no resource, a bad request no match
+        canonical = request.match_info.route.resource.canonical  # type: ignore[attr-defined]
+    except AttributeError:
+        return UNMATCHED_ROUTE
     return canonical if isinstance(canonical, str) else UNMATCHED_ROUTE
 
 
@@ -72,6 +73,12 @@ class HttpObserver:
     ``/metrics`` is scraped: prometheus-client's ``Counter`` and ``Histogram`` take a
     lock per increment and per observation, which every request paid for twice. The
     event loop is the only writer, so no lock is needed; a scrape reads on the loop too.
+
+    A request only leaves its answer here (``observe``); the requests answered in one turn
+    of the event loop are then counted and logged together at the start of the next
+    (``flush``), before any reply can reach a client, and a scrape flushes first. Each
+    request's time, duration, status and caller are its own; what the requests of a turn
+    share (the label sets, the access log's handler) is looked up once for all of them.
     """
 
     def __init__(self, registry: CollectorRegistry, *, access_log: bool) -> None:
@@ -80,28 +87,44 @@ class HttpObserver:
         # Per (method, route): a count per bucket (not cumulative; the last is +Inf),
         # and the sum of the observed seconds.
         self._latencies: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        self._answered: list[tuple[web.Request, int, float, str, float]] = []
         registry.register(_HttpCollector(self))
 
     def observe(self, request: web.Request, status: int, started: float,
                 request_id: str) -> None:
         """Record one answered request (``started`` is a ``time.perf_counter()`` reading)."""
-        elapsed = time.perf_counter() - started
-        method, route = request.method, route_of(request)
-        key = (method, route, status)
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-        latency = self._latencies.get((method, route))
-        if latency is None:
-            latency = self._latencies[(method, route)] = ([0] * (len(_BUCKETS) + 1), [0.0])
-        latency[0][bisect_left(_BUCKETS, elapsed)] += 1
-        latency[1][0] += elapsed
-        if self.access_log:
-            log_access(_access, request_id=request_id, method=method, route=route,
-                       status=status, duration_ms=round(elapsed * 1000, 3),
-                       caller=request.get(CALLER_KEY))
+        answered = self._answered
+        if not answered:
+            asyncio.get_running_loop().call_soon(self.flush)
+        answered.append((request, status, time.perf_counter() - started, request_id,
+                         time.time()))
+
+    def flush(self) -> None:
+        """Count, time and log the requests answered since the last flush."""
+        answered = self._answered
+        if not answered:
+            return
+        self._answered = []
+        counts, latencies = self._counts, self._latencies
+        lines: list[AccessLine] = []
+        for request, status, elapsed, request_id, at in answered:
+            method, route = request.method, route_of(request)
+            key = (method, route, status)
+            counts[key] = counts.get(key, 0) + 1
+            latency = latencies.get((method, route))
+            if latency is None:
+                latency = latencies[(method, route)] = ([0] * (len(_BUCKETS) + 1), [0.0])
+            latency[0][bisect_left(_BUCKETS, elapsed)] += 1
+            latency[1][0] += elapsed
+            if self.access_log:
+                lines.append(AccessLine(at, request_id, method, route, status,
+                                        round(elapsed * 1000, 3), request.get(CALLER_KEY)))
+        if lines:
+            log_access(_access, lines)
 
     def families(self) -> Iterator[Metric]:
         """The request counter and the latency histogram, as prometheus-client families."""
+        self.flush()
         requests = CounterMetricFamily(
             "ecert_http_requests", "HTTP requests answered, by route template and status.",
             labels=["method", "route", "status"])

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from gateway.web.logs import (
+    AccessLine,
     JsonFormatter,
     JsonLinesHandler,
     StaticFields,
@@ -151,6 +152,10 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
     the same line ``Logger.info`` with those fields writes, a worker's field and the
     request id in context included; with any other arrangement (a second handler) every
     handler gets a record."""
+
+    def access(given: dict[str, object]) -> None:
+        log_access(log, [AccessLine(at=time.time(), **given)])  # type: ignore[arg-type]
+
     fields = {"request_id": "req-9", "method": "GET", "route": "/healthz", "status": 200,
               "duration_ms": 0.5, "caller": None}
     parent = logging.getLogger("test.direct")
@@ -165,7 +170,7 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
     try:
         token = request_id_var.set("in-context")
         try:
-            log_access(log, **fields)  # type: ignore[arg-type]
+            access(fields)
             log.info("request", extra=fields)
         finally:
             request_id_var.reset(token)
@@ -180,7 +185,7 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
         # characters, another route, status, caller and duration give the same text too.
         odd = {"request_id": 'a"b\\c d', "method": "POST", "route": "/v1/verifications",
                "status": 503, "duration_ms": 1234.5, "caller": "window"}
-        log_access(log, **odd)  # type: ignore[arg-type]
+        access(odd)
         log.info("request", extra=odd)
         handler.flush()
         direct, via_logging = stream.lines()[2:]
@@ -197,7 +202,7 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
                 captured.append(record)
 
         parent.addHandler(_Keep())
-        log_access(log, **fields)  # type: ignore[arg-type]
+        access(fields)
         handler.flush()
         assert [("req-9", 1)] == [(r.request_id, r.worker) for r in captured]  # type: ignore[attr-defined]
         assert 5 == len(stream.lines())
@@ -205,7 +210,7 @@ def test_log_access_writes_the_line_logging_would(tmp_path: Path) -> None:
         # with the first filter's (kept by their content, not by the filter's identity).
         parent.handlers[:] = [handler]
         handler.filters[:] = [StaticFields(worker=2)]
-        log_access(log, **fields)  # type: ignore[arg-type]
+        access(fields)
         handler.flush()
         assert 2 == stream.lines()[-1]["worker"]
     finally:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import logging
 import textwrap
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,12 +15,14 @@ from pathlib import Path
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
+from prometheus_client import CollectorRegistry
 
 from gateway.settings import load_settings
 from gateway.web import app as app_module
 from gateway.web.app import create_app
 from gateway.web.logs import JsonFormatter
+from gateway.web.observability import HttpObserver
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
 from tests.gateway.conftest import AppFactory, metric_value, scrape_metrics, trust_document
@@ -146,3 +150,31 @@ def test_every_service_reports_its_own_families() -> None:
     calls = {node.attr for statement in function.body for node in ast.walk(statement)
              if isinstance(node, ast.Attribute)}
     assert {"metric_families", "get", "status", "admin", "expiry_alert_days"} == calls
+
+
+async def test_requests_of_one_loop_turn_are_logged_at_the_next_each_as_its_own(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The observer counts and logs the requests answered in one turn of the event loop at
+    the start of the next, each line with its own id, status, duration and time; a scrape
+    takes in what is still pending first."""
+    observer = HttpObserver(CollectorRegistry(), access_log=True)
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    now = time.perf_counter()
+    answered = [("r-1", 200, now - 0.2), ("r-2", 404, now - 0.5), ("r-3", 200, now)]
+    for request_id, status, started in answered:
+        observer.observe(make_mocked_request("POST", "/x"), status, started, request_id)
+    assert [] == _access_lines(caplog)  # not on the requests' own path
+    await asyncio.sleep(0)
+    lines = _access_lines(caplog)
+    assert [("r-1", 200), ("r-2", 404), ("r-3", 200)] == [
+        (line["request_id"], line["status"]) for line in lines]
+    durations = [float(str(line["duration_ms"])) for line in lines]
+    assert durations[1] >= 500 > durations[0] >= 200 > durations[2] >= 0
+    observer.observe(make_mocked_request("GET", "/y"), 503, time.perf_counter(), "r-4")
+    counted = {sample.labels["status"]: sample.value for family in observer.families()
+               if family.name == "ecert_http_requests" for sample in family.samples}
+    assert {"200": 2, "404": 1, "503": 1} == counted
+    assert ["r-4"] == [line["request_id"] for line in _access_lines(caplog)[3:]]
+    observer.flush()  # nothing pending: nothing counted or logged twice
+    await asyncio.sleep(0)
+    assert 4 == len(_access_lines(caplog))
