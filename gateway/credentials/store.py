@@ -62,7 +62,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +89,7 @@ __all__ = [
     "CREDENTIAL_READERS",
     "IDENTITY_SCHEMA",
     "MAX_OVERLAP",
+    "NOT_CACHED",
     "SCHEMA_VERSION",
     "Credential",
     "CredentialAction",
@@ -972,6 +973,15 @@ def add_identity(data_dir: Path, kind: IdentityKind, name: str, role: Role | Non
 # -- the gateway's store -------------------------------------------------------------------
 
 
+class NotCached(Enum):
+    """``IdentityStore.cached``'s answer when the secret is not remembered."""
+
+    NOT_CACHED = "not-cached"
+
+
+NOT_CACHED = NotCached.NOT_CACHED
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     fresh_until: float
@@ -1058,16 +1068,24 @@ class IdentityStore:
                 self._data_version = version
                 self.invalidate()
 
-    async def lookup(self, token: str) -> Identity | None:
-        """The identity a secret belongs to, if enabled, unexpired and not past its overlap."""
+    def cached(self, token: str) -> Identity | NotCached | None:
+        """``lookup``'s answer when this process remembers the secret (no await: the
+        request's path stays synchronous), else ``NOT_CACHED``."""
         digest = _digest(token)
         hit = self._cache.get(digest)
-        if hit is not None and hit.fresh_until > time.monotonic():
-            if hit.found.usable(self._clock()):
-                return hit.found.identity
-            self._cache.pop(digest, None)
-            return None
+        if hit is None or hit.fresh_until <= time.monotonic():
+            return NOT_CACHED
+        if hit.found.usable(self._clock()):
+            return hit.found.identity
+        self._cache.pop(digest, None)
+        return None
 
+    async def lookup(self, token: str) -> Identity | None:
+        """The identity a secret belongs to, if enabled, unexpired and not past its overlap."""
+        known = self.cached(token)
+        if known is not NOT_CACHED:
+            return known
+        digest = _digest(token)
         generation = self._generation
         found = await self._db.run(lambda conn: _find(conn, digest))
         if found is None or not found.usable(self._clock()):

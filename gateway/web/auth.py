@@ -8,9 +8,11 @@ from collections.abc import Set as AbstractSet
 from aiohttp import web
 
 from gateway.credentials.store import (
+    NOT_CACHED,
     CredentialError,
     Identity,
     IdentityKind,
+    NotCached,
     Role,
     authorize_operator,
 )
@@ -37,17 +39,31 @@ def bearer(request: web.Request) -> str | None:
 
 
 async def _lookup(request: web.Request, token: str | None) -> Identity | None:
+    known = _cached(request, token)
+    if known is not NOT_CACHED:
+        return known
+    assert token is not None  # _cached answers None for no token or a malformed one
+    return await request.app[IDENTITIES_KEY].lookup(token)
+
+
+def _cached(request: web.Request, token: str | None) -> Identity | NotCached | None:
+    """The identity of ``token`` as far as it is known without an await: None for no
+    token or one that is no credential of ours, the store's remembered answer, else
+    ``NOT_CACHED`` (``_lookup`` asks the store)."""
     # aiohttp keeps header bytes that are not UTF-8 as lone surrogates, which the
     # store's UTF-8 hashing refuses (a 500): such a value, like any other outside the
     # b64token syntax, is no credential of ours and is refused as an unknown one is.
     if token is None or len(token) > 256 or _B64TOKEN.fullmatch(token) is None:
         return None
-    return await request.app[IDENTITIES_KEY].lookup(token)
+    return request.app[IDENTITIES_KEY].cached(token)
 
 
 async def require_client(request: web.Request) -> Identity:
     """The local system calling, or a 401 problem."""
-    identity = await _lookup(request, bearer(request))
+    token = bearer(request)
+    identity = _cached(request, token)  # a known key: no coroutine below this one
+    if identity is NOT_CACHED:
+        identity = await _lookup(request, token)
     if identity is None or identity.kind is not IdentityKind.CLIENT:
         raise Problem(401, "Unauthorized", "a local system's API key is required",
                       headers=_CHALLENGE, extra={"cn_status": 11})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -13,7 +14,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.__main__ import main
-from gateway.credentials.store import IdentityKind, Role, add_identity
+from gateway.credentials.store import (
+    NOT_CACHED,
+    IdentityKind,
+    IdentityStore,
+    Role,
+    add_identity,
+)
 from gateway.settings import load_settings
 from gateway.web.app import create_app
 from mocks import RunningFederation
@@ -129,3 +136,28 @@ async def test_metrics_needs_an_operator_or_scraper_token(
         assert 200 == (await client.get("/metrics", headers=bearer(token))).status
     for path in ("/v1/admin/trust-list", "/v1/admin/alerts", "/v1/audit/records"):
         assert 403 == (await client.get(path, headers=bearer(scraper))).status
+
+
+async def test_a_remembered_key_is_answered_without_the_database(tmp_path: Path) -> None:
+    """``IdentityStore.cached`` answers a key the store looked up a moment ago (the request
+    path takes it without an await), says ``NOT_CACHED`` for one it has not, and judges a
+    remembered key's expiry at every call, as ``lookup`` does."""
+    key = await asyncio.to_thread(add_identity, tmp_path, IdentityKind.CLIENT, "window-09",
+                                  expires="2030-01-01T00:00:00Z")
+    now = [datetime(2029, 12, 31, 23, 59, 59, tzinfo=UTC)]
+    store = IdentityStore(tmp_path, clock=lambda: now[0])
+    await store.open()
+    try:
+        assert NOT_CACHED is store.cached(key)
+        found = await store.lookup(key)
+        assert found is not None
+        assert "window-09" == found.name
+        await store.close()  # from here, an answer can only come from what is remembered
+        assert found == store.cached(key)
+        assert found == await store.lookup(key)
+        assert NOT_CACHED is store.cached(key + "x")
+        now[0] = datetime(2030, 1, 1, tzinfo=UTC)  # the key's end: refused, and forgotten
+        assert None is store.cached(key)
+        assert NOT_CACHED is store.cached(key)
+    finally:
+        await store.close()
