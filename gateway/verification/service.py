@@ -119,7 +119,10 @@ class _Item:
     case_id: str | None
 
 
-_Waiting = tuple[_Item, "asyncio.Future[dict[str, Any]]"]
+_Waiting = tuple[_Item, "asyncio.Future[dict[str, Any]]", "_Outcome | None",
+                 "TrustSnapshot | None"]
+"""A request waiting for its group (``VerificationService._together``): its future, and
+for a tier-1 hit the outcome found and the trust snapshot it was found on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -694,13 +697,14 @@ class VerificationService:
 
         ``case_id`` links the record to the case it serves (``details.case_id``).
 
-        A tier-1 hit is answered at once. Otherwise, with ``coalesce`` on, the request
-        joins the others made in the same turn of the event loop and they are verified
-        together, as a batch is (``_verify_items``): each step runs over all of them in
-        turn, their records go to the audit log as one group, and each caller gets its
-        own answer, record and receipt (its own time, latency, actor and request id). A
-        request whose status list must first be fetched is verified on its own, so that
-        no other caller waits for that partner."""
+        With ``coalesce`` on, the request joins the others made in the same turn of the
+        event loop and they are verified together, as a batch is (``_verify_items``):
+        each step runs over all of them in turn, their records go to the audit log as one
+        group, and each caller gets its own answer, record and receipt (its own time,
+        latency, actor and request id). A tier-1 hit is looked up at once and answered as
+        found, in the group (judged again with the others if the trust list is replaced
+        before the group runs). A request whose status list must first be fetched is
+        verified on its own, so that no other caller waits for that partner."""
         started = time.perf_counter()
         at = self.clock()
         snapshot = self.trust.snapshot
@@ -708,10 +712,10 @@ class VerificationService:
         item = _Item(req, digest, at, started, actor, source, request_id, case_id)
         # A tier-1 hit: looked up without an await, so on the snapshot still served.
         outcome = self._decoded_hit(snapshot, req, digest, at.timestamp())
+        if self.coalesce:
+            return await self._together(item, outcome, snapshot)
         if outcome is not None:
             return await self._answer(item, outcome)
-        if self.coalesce:
-            return await self._together(item)
         return await self._alone(item, snapshot)
 
     async def _alone(self, item: _Item, snapshot: TrustSnapshot | None = None
@@ -740,13 +744,15 @@ class VerificationService:
                            request_id=item.request_id, at=item.at, started=item.started,
                            digest=item.digest, case_id=item.case_id)
 
-    async def _together(self, item: _Item) -> dict[str, Any]:
-        """Wait for the answer of ``item``, verified with the others of this loop turn."""
+    async def _together(self, item: _Item, hit: _Outcome | None,
+                        snapshot: TrustSnapshot) -> dict[str, Any]:
+        """Wait for the answer of ``item``, verified (or, for a tier-1 ``hit`` found on
+        ``snapshot``, answered) with the others of this loop turn."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self._start_together)
-        self._waiting.append((item, future))
+        self._waiting.append((item, future, hit, None if hit is None else snapshot))
         return await future
 
     def _start_together(self) -> None:
@@ -756,18 +762,22 @@ class VerificationService:
         task.add_done_callback(self._running.discard)
 
     async def _run_together(self, waiting: list[_Waiting]) -> None:
+        # A hit found on the snapshot still served is answered as found; one found on a
+        # trust list replaced since is judged again with the others.
+        served = self.trust.snapshot
+        known = [hit if found_on is served else None for _, _, hit, found_on in waiting]
         try:
-            answers = await self._verify_items([item for item, _ in waiting], fetch=False,
-                                               keep_decoded=True)
+            answers = await self._verify_items([item for item, *_ in waiting], fetch=False,
+                                               keep_decoded=True, known=known)
         except asyncio.CancelledError:
-            for _, future in waiting:
+            for _, future, *_ in waiting:
                 future.cancel()
             raise
         except AuditUnavailableError as exc:
             # The log refused the group's records (the last step): each caller gets that,
             # as it would alone. Not made again: a log without group appends may have
             # kept some of them, and a record must not be written twice.
-            for _, future in waiting:
+            for _, future, *_ in waiting:
                 if not future.done():
                     future.set_exception(exc)
             return
@@ -781,10 +791,10 @@ class VerificationService:
             _log.warning("verifications made together failed; each is made alone",
                          exc_info=True)
             await asyncio.gather(*(self._settle(future, self._alone(item))
-                                   for item, future in waiting if not future.done()))
+                                   for item, future, *_ in waiting if not future.done()))
             return
         alone = []
-        for (item, future), answer in zip(waiting, answers, strict=True):
+        for (item, future, *_), answer in zip(waiting, answers, strict=True):
             if answer is None:  # a status list to fetch first: verified by itself
                 alone.append(self._settle(future, self._alone(item)))
             elif not future.done():  # a caller gone away has cancelled its future
@@ -820,19 +830,32 @@ class VerificationService:
         answers = await self._verify_items(batch, fetch=True, keep_decoded=False)
         return cast("list[dict[str, Any]]", answers)
 
-    async def _verify_items(self, items: list[_Item], *, fetch: bool, keep_decoded: bool
+    async def _verify_items(self, items: list[_Item], *, fetch: bool, keep_decoded: bool,
+                            known: Sequence[_Outcome | None] | None = None
                             ) -> list[dict[str, Any] | None]:
         """The answers of ``items``, in order, their records durable (one group).
 
         ``fetch``: status lists not held are fetched (all at once); otherwise an item that
         needs one is left out and its answer is None. ``keep_decoded``: the verdicts
-        cached are also kept decoded in tier 1, as ``verify`` keeps them."""
+        cached are also kept decoded in tier 1, as ``verify`` keeps them. ``known``: the
+        outcomes already found (tier-1 hits on the snapshot served), by position; only
+        the other items are looked up and verified, unless the trust list changes."""
         if not items:
             return []
         slices = _Slices()
         snapshot = self.trust.snapshot
-        outcomes = await self._batch_outcomes(snapshot, items, slices, fetch=fetch,
-                                              keep_decoded=keep_decoded)
+        outcomes: list[_Outcome | None]
+        if known is None or None in known:
+            rest = range(len(items)) if known is None else [
+                i for i, outcome in enumerate(known) if outcome is None]
+            found = await self._batch_outcomes(snapshot, [items[i] for i in rest], slices,
+                                               fetch=fetch, keep_decoded=keep_decoded)
+            outcomes = list(known) if known is not None else found
+            if known is not None:
+                for i, outcome in zip(rest, found, strict=True):
+                    outcomes[i] = outcome
+        else:
+            outcomes = list(known)
         for _ in range(SNAPSHOT_RETRIES):
             if snapshot is self.trust.snapshot:
                 break

@@ -1,9 +1,9 @@
 """Single verifications made in one turn of the event loop are verified together.
 
-``VerificationService.verify`` gathers the requests that are not tier-1 hits and
-verifies them as a batch is verified (each step over all of them, their records
-handed to the audit log as one group), yet each caller gets the answer and the
-record a request verified by itself gets.
+``VerificationService.verify`` gathers the requests of a turn and verifies them as a
+batch is verified (each step over all of them, their records handed to the audit log
+as one group; a tier-1 hit is answered as found), yet each caller gets the answer and
+the record a request verified by itself gets.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import pytest
 
 from gateway.audit.event import AuditUnavailableError, EventType
 from gateway.verification.service import VerificationRequest, VerificationService
-from gateway.web.appkeys import VERIFICATION_KEY
+from gateway.web.appkeys import TRUST_KEY, VERIFICATION_KEY
 from mocks import RunningFederation
 from tests.fakes import MemoryAudit
-from tests.gateway.conftest import AppFactory, verified_alone
+from tests.gateway.conftest import AppFactory, trust_document, verified_alone
+from trust import TrustList
 
 
 class _Ticks:
@@ -39,7 +40,7 @@ def _sizes(service: VerificationService, monkeypatch: pytest.MonkeyPatch) -> lis
     sizes: list[int] = []
     real = service._verify_items
 
-    async def counted(items: list[Any], **options: bool) -> list[dict[str, Any] | None]:
+    async def counted(items: list[Any], **options: Any) -> list[dict[str, Any] | None]:
         sizes.append(len(items))
         return await real(items, **options)
 
@@ -162,3 +163,60 @@ async def test_a_group_the_audit_log_refuses_is_refused_to_each_caller_once(
     assert [AuditUnavailableError] * 3 == [type(r) for r in results]
     assert [] == alone
     assert before == len(audit.events)
+
+
+async def test_tier1_hits_join_the_group_and_are_answered_as_found(
+        gateway_client: AppFactory, running: RunningFederation, audit: MemoryAudit,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tier-1 hits of a turn join its group: their records go with the others' as one
+    group, they are answered as found (cached, nothing looked up or verified again), and
+    only the fresh request is verified."""
+    client = await gateway_client()
+    service = client.app[VERIFICATION_KEY]
+    shanghai = running.federation["310000"]
+    seen = [shanghai.issue().token for _ in range(2)]
+    for token in seen:
+        await service.verify(VerificationRequest(token), actor="warm")  # kept in tier 1
+    sizes = _sizes(service, monkeypatch)
+    looked_up: list[int] = []
+    real = service._batch_outcomes
+
+    async def batch_outcomes(snapshot: Any, items: list[Any], *args: Any,
+                             **options: Any) -> Any:
+        looked_up.append(len(items))
+        return await real(snapshot, items, *args, **options)
+
+    monkeypatch.setattr(service, "_batch_outcomes", batch_outcomes)
+    before = len(audit.of(EventType.VERIFICATION))
+    tokens = [*seen, shanghai.issue().token]
+    answers = await asyncio.gather(*(
+        service.verify(VerificationRequest(t), actor=f"window-{i}", request_id=f"req-{i}")
+        for i, t in enumerate(tokens)))
+    assert [3] == sizes
+    assert [1] == looked_up  # the fresh one alone
+    assert [True, True, False] == [a["cached"] for a in answers]
+    assert ["TOTAL_PASSED"] * 3 == [a["indication"] for a in answers]
+    events = audit.of(EventType.VERIFICATION)[before:]
+    assert [("window-0", "req-0", True), ("window-1", "req-1", True),
+            ("window-2", "req-2", False)] == [
+        (e.actor_id, e.request_id, e.cached) for e in events]
+    assert [hashlib.sha256(t.encode()).hexdigest() for t in tokens] == [
+        e.details["credential_sha256"] for e in events]
+
+
+async def test_a_hit_on_a_trust_list_replaced_before_its_group_is_judged_again(
+        gateway_client: AppFactory, running: RunningFederation) -> None:
+    """A tier-1 hit found on a trust list that is replaced before its group runs is not
+    answered as found: it is judged again on the list now served."""
+    client = await gateway_client()
+    service = client.app[VERIFICATION_KEY]
+    token = running.federation["310000"].issue().token
+    first = await service.verify(VerificationRequest(token), actor="warm")
+    call = asyncio.ensure_future(service.verify(VerificationRequest(token), actor="window"))
+    await asyncio.sleep(0)  # the hit has joined the turn's group, which has not run yet
+    client.app[TRUST_KEY].replace(TrustList.from_json(trust_document(running.federation,
+                                                                     version=7)))
+    answer = await call
+    assert 7 == answer["trust_list_version"] != first["trust_list_version"]
+    assert False is answer["cached"]
+    assert "TOTAL_PASSED" == answer["indication"]
