@@ -44,7 +44,10 @@
   ``verify`` with 32 callers at once (as served: the requests of one turn of the
   event loop verified together), each to its durable audit record and log-backed
   receipt; and the same with every request verified by itself (``alone``: the
-  service's ``coalesce`` off, as before it was on). CPU time is the process's
+  service's ``coalesce`` off, as before it was on); and a tier-1 cache hit
+  (``hit``: a second gateway with the verdict cache on, 32 callers cycling over 100
+  licences it verified once, each hit to its own durable record and receipt;
+  ``hit_vs_single`` is its cost ÷ ``verify``'s). CPU time is the process's
   (every thread: the audit writer's commits and fsyncs included). ``batch_ratio``
   (raw ES256 ÷ batch) is what the HTTP batch row's goal compares, without HTTP: an
   upper bound for that row.
@@ -222,6 +225,8 @@ def verifier(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
 _SERVICE_USE_CAUSE = "办理跨省通办事项（基准测试）"
 _SERVICE_BATCH = 100
 _SERVICE_CALLERS = 32
+_SERVICE_HIT_POOL = 100
+"""Licences the tier-1 hit path cycles over (verified once before the rounds)."""
 
 
 async def service(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
@@ -233,17 +238,24 @@ async def service(licences: int, rounds: int, seed: int = 22) -> dict[str, Any]:
         now = datetime.now(UTC)
         trust_list = TrustList.from_json(served.federation.trust_list(
             version=1, issued_at=now - timedelta(hours=1), next_update=now + timedelta(days=1)))
-        with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
+        with (tempfile.TemporaryDirectory(prefix="bench-service-") as tmp,
+              tempfile.TemporaryDirectory(prefix="bench-service-hits-") as tmp_hits):
             settings = load_settings({}, None, {"data_dir": Path(tmp), "access_log": False,
                                                 "cache_enabled": False})
             app = create_app(settings, trust_list=trust_list)
-            async with TestClient(TestServer(app)):  # the app's start-up and clean-up
+            # The tier-1 hit path: a gateway of its own with the verdict cache on, so
+            # the other paths' fresh licences are verified as they were, without a cache.
+            cached = create_app(load_settings({}, None, {"data_dir": Path(tmp_hits),
+                                                         "access_log": False}),
+                                trust_list=trust_list)
+            # The apps' start-up and clean-up.
+            async with TestClient(TestServer(app)), TestClient(TestServer(cached)):
                 return await _service_rounds(app[VERIFICATION_KEY], regions, trust_list,
-                                             licences, rounds)
+                                             licences, rounds, cached=cached[VERIFICATION_KEY])
 
 
 async def _service_rounds(verification: Any, regions: list[Any], trust_list: TrustList,
-                          licences: int, rounds: int) -> dict[str, Any]:
+                          licences: int, rounds: int, *, cached: Any) -> dict[str, Any]:
     clock = time.process_time
 
     def issue(n: int) -> list[str]:
@@ -279,6 +291,19 @@ async def _service_rounds(verification: Any, regions: list[Any], trust_list: Tru
         finally:
             verification.coalesce = True
 
+    async def hits(pool: list[VerificationRequest], count: int) -> float:
+        queue = deque(pool[i % len(pool)] for i in range(count))
+
+        async def caller() -> None:
+            while queue:
+                answer = await cached.verify(queue.popleft(), actor="bench")
+                if not answer["cached"] or answer["indication"] != "TOTAL_PASSED":
+                    raise AssertionError(f"a bench licence is not a passing hit: {answer}")
+
+        start = clock()
+        await asyncio.gather(*(caller() for _ in range(_SERVICE_CALLERS)))
+        return (clock() - start) / count * 1e6
+
     def verifier_alone(tokens: list[str]) -> float:
         snapshot = verification.trust.snapshot
         held = verification.status.held
@@ -304,15 +329,21 @@ async def _service_rounds(verification: Any, regions: list[Any], trust_list: Tru
     await batches(issue(2 * _SERVICE_BATCH))  # status lists fetched, paths and writer warm
     await singles(issue(2 * _SERVICE_CALLERS), together=True)
     await singles(issue(2 * _SERVICE_CALLERS), together=False)
+    hit_pool = requests(issue(_SERVICE_HIT_POOL))
+    for item in hit_pool:  # each kept (decoded) in the cached gateway's tier 1
+        await cached.verify(item, actor="bench")
+    await hits(hit_pool, 2 * _SERVICE_CALLERS)
     measured: dict[str, list[float]] = {"es256": [], "verifier": [], "batch": [], "single": [],
-                                        "alone": []}
+                                        "alone": [], "hit": []}
     for _ in range(rounds):
-        pools = {name: issue(licences) for name in measured}  # issued before the timing
+        # Issued before the timing (the hit path reuses its pool).
+        pools = {name: issue(licences) for name in measured if name != "hit"}
         measured["es256"].append(es256(pools["es256"]))
         measured["verifier"].append(verifier_alone(pools["verifier"]))
         measured["batch"].append(await batches(pools["batch"]))
         measured["single"].append(await singles(pools["single"], together=True))
         measured["alone"].append(await singles(pools["alone"], together=False))
+        measured["hit"].append(await hits(hit_pool, licences))
     med = {name: statistics.median(values) for name, values in measured.items()}
     return {
         "licences": licences, "rounds": rounds,
@@ -323,6 +354,7 @@ async def _service_rounds(verification: Any, regions: list[Any], trust_list: Tru
         "batch_beyond_verifier_us": round(med["batch"] - med["verifier"], 1),
         "single_beyond_verifier_us": round(med["single"] - med["verifier"], 1),
         "alone_beyond_verifier_us": round(med["alone"] - med["verifier"], 1),
+        "hit_vs_single": round(med["hit"] / med["single"], 3),
         "single_vs_alone": round(med["single"] / med["alone"], 3),
         "single_vs_alone_rounds": [round(c / s, 3) for c, s in
                                    zip(measured["single"], measured["alone"], strict=True)],

@@ -200,7 +200,7 @@ class TestServiceMeasurement:
         )
         assert 0 == done.returncode, done.stderr[-3000:]
         result = orjson.loads(done.stdout.splitlines()[-1])
-        paths = ("es256", "verifier", "batch", "single", "alone")
+        paths = ("es256", "verifier", "batch", "single", "alone", "hit")
         for name in paths:
             rounds = result[f"{name}_us_rounds"]
             assert 2 == len(rounds), name
@@ -214,6 +214,10 @@ class TestServiceMeasurement:
             result["batch_ratio"], abs=0.0011)
         assert round(result["single_us"] / result["alone_us"], 3) == pytest.approx(
             result["single_vs_alone"], abs=0.0011)
+        # A tier-1 hit checks no signature: it costs less than the verification it saves.
+        assert result["hit_us"] < result["single_us"]
+        assert round(result["hit_us"] / result["single_us"], 3) == pytest.approx(
+            result["hit_vs_single"], abs=0.0011)
 
 
 class TestOptions:
