@@ -844,18 +844,13 @@ class VerificationService:
             return []
         slices = _Slices()
         snapshot = self.trust.snapshot
-        outcomes: list[_Outcome | None]
-        if known is None or None in known:
-            rest = range(len(items)) if known is None else [
-                i for i, outcome in enumerate(known) if outcome is None]
+        outcomes: list[_Outcome | None] = [None] * len(items) if known is None else [*known]
+        rest = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if rest:
             found = await self._batch_outcomes(snapshot, [items[i] for i in rest], slices,
                                                fetch=fetch, keep_decoded=keep_decoded)
-            outcomes = list(known) if known is not None else found
-            if known is not None:
-                for i, outcome in zip(rest, found, strict=True):
-                    outcomes[i] = outcome
-        else:
-            outcomes = list(known)
+            for i, outcome in zip(rest, found, strict=True):
+                outcomes[i] = outcome
         for _ in range(SNAPSHOT_RETRIES):
             if snapshot is self.trust.snapshot:
                 break
