@@ -223,7 +223,7 @@ def _direct_handler(logger: logging.Logger) -> JsonLinesHandler | None:
         return None
     handler: logging.Handler | None = None
     current: logging.Logger | None = logger
-    while current is not None:  # no list made: this runs for every access line
+    while current is not None:  # no list made: this runs for every batch of access lines
         handlers = current.handlers
         if handlers:
             if handler is not None or len(handlers) != 1:
