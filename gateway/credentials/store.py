@@ -1083,8 +1083,11 @@ class IdentityStore:
     async def lookup(self, token: str) -> Identity | None:
         """The identity a secret belongs to, if enabled, unexpired and not past its overlap."""
         known = self.cached(token)
-        if known is not NOT_CACHED:
-            return known
+        return await self.fetch(token) if known is NOT_CACHED else known
+
+    async def fetch(self, token: str) -> Identity | None:
+        """``lookup`` from the database, for a secret ``cached`` did not answer; its answer
+        is remembered."""
         digest = _digest(token)
         generation = self._generation
         found = await self._db.run(lambda conn: _find(conn, digest))

@@ -166,11 +166,6 @@ def create_app(
     app[READINESS_KEY] = {}
     app[JWKS_KEY] = []
 
-    async def observed(app: web.Application) -> None:
-        observer.flush()  # the last loop turn's requests are counted and logged too
-
-    app.on_cleanup.append(observed)
-
     async def identities_ctx(app: web.Application) -> AsyncIterator[None]:
         store = IdentityStore(settings.data_dir, postgres_dsn=settings.postgres_dsn,
                               clock=clock or utc_now)

@@ -40,16 +40,19 @@ def bearer(request: web.Request) -> str | None:
 
 async def _lookup(request: web.Request, token: str | None) -> Identity | None:
     known = _cached(request, token)
-    if known is not NOT_CACHED:
-        return known
+    return await _fetched(request, token) if known is NOT_CACHED else known
+
+
+async def _fetched(request: web.Request, token: str | None) -> Identity | None:
+    """The store's answer from its database, for a token ``_cached`` did not answer."""
     assert token is not None  # _cached answers None for no token or a malformed one
-    return await request.app[IDENTITIES_KEY].lookup(token)
+    return await request.app[IDENTITIES_KEY].fetch(token)
 
 
 def _cached(request: web.Request, token: str | None) -> Identity | NotCached | None:
     """The identity of ``token`` as far as it is known without an await: None for no
     token or one that is no credential of ours, the store's remembered answer, else
-    ``NOT_CACHED`` (``_lookup`` asks the store)."""
+    ``NOT_CACHED`` (``_fetched`` then asks the store's database)."""
     # aiohttp keeps header bytes that are not UTF-8 as lone surrogates, which the
     # store's UTF-8 hashing refuses (a 500): such a value, like any other outside the
     # b64token syntax, is no credential of ours and is refused as an unknown one is.
@@ -63,7 +66,7 @@ async def require_client(request: web.Request) -> Identity:
     token = bearer(request)
     identity = _cached(request, token)  # a known key: no coroutine below this one
     if identity is NOT_CACHED:
-        identity = await _lookup(request, token)
+        identity = await _fetched(request, token)
     if identity is None or identity.kind is not IdentityKind.CLIENT:
         raise Problem(401, "Unauthorized", "a local system's API key is required",
                       headers=_CHALLENGE, extra={"cn_status": 11})
