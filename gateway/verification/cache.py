@@ -21,11 +21,12 @@ slower, never wrong and never 5xx. The client reconnects by itself.
 
 from __future__ import annotations
 
+import binascii
 import logging
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -46,9 +47,9 @@ __all__ = [
 
 _log = logging.getLogger("gateway.verification.cache")
 
-KEY_PREFIX = "ecert:v2:verdict:"
+KEY_PREFIX = "ecert:v3:verdict:"
 """Followed by ``<trust-list tag>:<credential SHA-256>:<matter>``. (``v1`` keys had no
-trust-list tag: they are never read.)"""
+trust-list tag, ``v2`` values held the answer uncompressed: neither is read.)"""
 REDIS_BACKOFF_S = 1.0
 """After a Redis error, tier 2 is skipped for this long (no timeout per request)."""
 
@@ -70,6 +71,14 @@ class CacheEntry:
     """Further status lists (URI, ``iat``) the verdict used: a combined certificate's
     components may point to other lists than the document. A newer one held locally
     voids the entry, as for ``status_uri``."""
+    packed: bytes = field(default=b"", compare=False, repr=False)
+    """``answer`` compressed against the preset dictionary, once made (``with_packed``): the
+    form both tiers keep, so an entry is compressed once, where it is made, and never again
+    by an instance that finds it in Redis."""
+
+    def with_packed(self) -> CacheEntry:
+        """This entry with ``packed`` made (itself when it already has it)."""
+        return self if self.packed else replace(self, packed=_pack(self.answer))
 
     def statuses(self) -> tuple[tuple[str, int], ...]:
         """Every status list (URI, ``iat``) the verdict used."""
@@ -78,10 +87,12 @@ class CacheEntry:
         return first + self.more_status
 
     def encode(self) -> bytes:
-        """Bytes for Redis."""
-        out: dict[str, Any] = {"a": orjson.Fragment(self.answer), "e": self.expires_at,
-                               "u": self.status_uri, "i": self.status_iat,
-                               "t": self.trust_list}
+        """Bytes for Redis: the limits as JSON, the answer as its compressed form (``z``,
+        base64), which the instance that finds it keeps in its tier 1 as it is."""
+        out: dict[str, Any] = {"z": binascii.b2a_base64(self.with_packed().packed,
+                                                         newline=False).decode("ascii"),
+                               "e": self.expires_at, "u": self.status_uri,
+                               "i": self.status_iat, "t": self.trust_list}
         if self.more_status:
             out["m"] = [list(pair) for pair in self.more_status]
         return orjson.dumps(out)
@@ -92,9 +103,11 @@ class CacheEntry:
         try:
             raw: dict[str, Any] = orjson.loads(data)
             more = tuple((str(uri), int(iat)) for uri, iat in raw.get("m") or ())
-            return cls(orjson.dumps(raw["a"]), float(raw["e"]), raw.get("u"), raw.get("i"),
-                       str(raw["t"]), more)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            packed = binascii.a2b_base64(raw["z"], strict_mode=True)
+            return cls(_unpack(packed), float(raw["e"]), raw.get("u"), raw.get("i"),
+                       str(raw["t"]), more, packed)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error,
+                zlib.error) as exc:
             raise ValueError("not a cache entry") from exc
 
 
@@ -146,7 +159,16 @@ def _pack(data: bytes) -> bytes:
 
 
 def _unpack(data: bytes) -> bytes:
-    return zlib.decompressobj(zdict=_ZDICT).decompress(data)
+    unpacker = zlib.decompressobj(zdict=_ZDICT)
+    answer = unpacker.decompress(data, _MAX_ANSWER)
+    if not unpacker.eof or unpacker.unconsumed_tail or unpacker.unused_data:
+        raise ValueError("not one complete compressed answer")
+    return answer
+
+
+_MAX_ANSWER = 1 << 20
+"""Bytes an answer may unpack to: far above any verdict; a value from Redis that would
+inflate beyond it is refused, not expanded."""
 
 
 HOT_ENTRIES = 1024
@@ -185,7 +207,8 @@ class MemoryTier:
             del self._data[key]
             return None
         self._data.move_to_end(key)
-        return CacheEntry(_unpack(item[0]), item[1], item[2], item[3], item[4], item[5])
+        return CacheEntry(_unpack(item[0]), item[1], item[2], item[3], item[4], item[5],
+                          item[0])
 
     def get_decoded(self, key: str, now: float) -> tuple[CacheEntry, object] | None:
         """The live entry for ``key`` with what ``keep_decoded`` was given for it, if held."""
@@ -203,7 +226,7 @@ class MemoryTier:
         if self._hot_max == 0:
             return
         # The decoded form stands for the answer bytes; only the limits are kept beside it.
-        self._hot[key] = (replace(entry, answer=b""), decoded)
+        self._hot[key] = (replace(entry, answer=b"", packed=b""), decoded)
         self._hot.move_to_end(key)
         if len(self._hot) > self._hot_max:
             self._hot.popitem(last=False)
@@ -211,7 +234,7 @@ class MemoryTier:
     def put(self, key: str, entry: CacheEntry) -> None:
         """Store, evicting the least recently used beyond the bound."""
         self._hot.pop(key, None)  # a decoded form belongs to the entry it was made from
-        self._data[key] = (_pack(entry.answer), entry.expires_at, entry.status_uri,
+        self._data[key] = (entry.with_packed().packed, entry.expires_at, entry.status_uri,
                            entry.status_iat, entry.trust_list, entry.more_status)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
@@ -439,7 +462,8 @@ class VerdictCache:
                        now: float) -> None:
         """``put`` for many entries, with one Redis round trip."""
         self._observe(tag)
-        live = [(f"{tag}:{key}", entry) for key, entry in items
+        # Compressed once here, for both tiers.
+        live = [(f"{tag}:{key}", entry.with_packed()) for key, entry in items
                 if entry.expires_at > now and entry.trust_list == tag]
         for key, entry in live:
             self.memory.put(key, entry)
@@ -455,6 +479,7 @@ class VerdictCache:
         if entry.expires_at <= now or entry.trust_list != tag:
             return
         full = f"{tag}:{key}"
+        entry = entry.with_packed()  # compressed once here, for both tiers
         self.memory.put(full, entry)
         self.metrics.count("memory", "store")
         if self.redis is not None:

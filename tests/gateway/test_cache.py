@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
 import logging
 import time
 import uuid
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -21,6 +24,7 @@ from gateway.audit.event import EventType
 from gateway.credentials.store import IdentityKind, Role, add_identity
 from gateway.infra.redislink import redis_client
 from gateway.settings import load_settings
+from gateway.verification import cache as cache_module
 from gateway.verification.cache import (
     KEY_PREFIX,
     CacheEntry,
@@ -105,6 +109,57 @@ class TestMemoryTier:
         """An entry survives encoding for Redis."""
         entry = CacheEntry(b'{"x":1}', 12.5, "http://s/1", 7)
         assert entry == CacheEntry.decode(entry.encode())
+
+    def test_an_entry_is_compressed_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Compressed where it is made; an instance that reads it from Redis keeps the
+        compressed form in its tier 1 as it came, and a tier-1 entry read and stored again
+        is not compressed again either."""
+        packs: list[bytes] = []
+        real = cache_module._pack
+
+        def counting(data: bytes) -> bytes:
+            packs.append(data)
+            return real(data)
+
+        monkeypatch.setattr(cache_module, "_pack", counting)
+        answer = b'{"indication":"TOTAL_PASSED","checks":[]}'
+        made = CacheEntry(answer, 100.0, "http://s/1", 7, "tag").with_packed()
+        assert [answer] == packs
+        sent = made.encode()  # what the instance that made it stores in Redis
+        assert [answer] == packs
+        found = CacheEntry.decode(sent)  # another instance reads it
+        assert (answer, made.packed) == (found.answer, found.packed)
+        tier = MemoryTier(10)
+        tier.put("k", found)
+        again = tier.get("k", 0.0)
+        assert again is not None
+        assert answer == again.answer
+        tier.put("k2", again)
+        assert [answer] == packs  # nothing compressed after the first time
+        fresh = MemoryTier(10)
+        fresh.put("k", CacheEntry(answer, 100.0))  # an entry without its compressed form
+        assert [answer, answer] == packs
+
+    @pytest.mark.parametrize("damage", ["truncated", "trailing", "bomb", "old-format",
+                                        "not-base64"])
+    def test_a_damaged_redis_value_is_no_entry(self, damage: str) -> None:
+        """A value whose compressed answer is cut, followed by more bytes, inflates beyond
+        any answer, is of the older uncompressed layout or is no base64 is refused (a miss
+        and an error counted, as for any value that is no entry)."""
+        entry = CacheEntry(b'{"x":1}', 12.5, "http://s/1", 7, "tag").with_packed()
+        raw = orjson.loads(entry.encode())
+        if damage == "truncated":
+            raw["z"] = base64.b64encode(entry.packed[:-3]).decode()
+        elif damage == "trailing":
+            raw["z"] = base64.b64encode(entry.packed + b"more").decode()
+        elif damage == "bomb":
+            raw["z"] = base64.b64encode(zlib.compress(b"0" * (2 << 20))).decode()
+        elif damage == "old-format":
+            raw = {"a": {"x": 1}, "e": 12.5, "u": None, "i": None, "t": "tag"}
+        else:
+            raw["z"] = "not base64!"
+        with pytest.raises(ValueError, match="not a cache entry"):
+            CacheEntry.decode(orjson.dumps(raw))
 
 
 async def test_redis_tier_down_is_a_miss_not_an_error() -> None:
