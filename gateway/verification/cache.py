@@ -74,7 +74,8 @@ class CacheEntry:
     packed: bytes = field(default=b"", compare=False, repr=False)
     """``answer`` compressed against the preset dictionary, once made (``with_packed``): the
     form both tiers keep, so an entry is compressed once, where it is made, and never again
-    by an instance that finds it in Redis."""
+    by an instance that finds it in Redis. It stands for ``answer``: a copy with another
+    answer must clear it (``replace(entry, answer=..., packed=b"")``)."""
 
     def with_packed(self) -> CacheEntry:
         """This entry with ``packed`` made (itself when it already has it)."""
