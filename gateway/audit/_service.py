@@ -1177,17 +1177,25 @@ def _entry_with_chunks(
     leaves read for it could not be checked against a node).
 
     The entry's chunk comes from the leaf file when it holds it (one ``pread``, and the
-    entry's row alone from the store), else with the entry in one range query."""
+    entry's row alone from the store; a file lagging behind the log: from the store after
+    the row), and without a leaf file with the entry in one range query. The file's read
+    is asked of the kernel before the store is read (``LeafFile.prefetch``): on a cold
+    disk the two reads overlap instead of following each other."""
     own_chunk = index // chunk_size
     first = own_chunk * chunk_size
-    own = _file_leaves(leaf_file, first, first + chunk_size) if own_chunk < complete else None
-    if own is not None:
-        found, own_leaves = store.entry(index), (own, True)
-    elif own_chunk >= complete:  # the tree's last chunk: its leaves are in memory
+    own_leaves: Leaves
+    if own_chunk >= complete:  # the tree's last chunk: its leaves are in memory
         found, own_leaves = store.entry(index), ([], False)
-    else:
+    elif leaf_file is None:
         found, stored = store.entry_with_leaves(index, first, first + chunk_size)
         own_leaves = (stored, False)
+    else:
+        leaf_file.prefetch(first, first + chunk_size)
+        found = store.entry(index)
+        own = _file_leaves(leaf_file, first, first + chunk_size)
+        # A file that lacks the chunk (it lags behind the log): the store has it.
+        own_leaves = ((own, True) if own is not None
+                      else (store.leaf_hashes(first, first + chunk_size), False))
     checkpoint = store.latest_checkpoint()
     read: dict[int, Leaves] = {}
     if found is not None:

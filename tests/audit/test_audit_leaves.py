@@ -112,6 +112,39 @@ class TestLeafFile:
             await _check_proofs(svc, leaves, _picks(size))
             assert reads == []
 
+    @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+    async def test_a_proof_asks_for_its_chunk_before_reading_the_row(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The entry's chunk of the file is asked of the kernel (``POSIX_FADV_WILLNEED``)
+        before the entry's row is read from the store, so that on a cold disk the two reads
+        overlap; the proof is RFC 6962's all the same."""
+        size = 3 * CHUNK + 1
+        async with AuditService(data_dir=data_dir) as svc:
+            await _fill(svc, make_event, size)
+            await svc.publish()
+            assert await svc.leaves_kept() == size
+            leaves = _stored(data_dir)
+            calls: list[tuple[object, ...]] = []
+            fadvise = os.posix_fadvise
+
+            def advised(fd: int, offset: int, length: int, advice: int) -> None:
+                calls.append(("advise", offset, length, advice))
+                fadvise(fd, offset, length, advice)
+
+            entry = _store.SqlAuditStore.entry
+
+            def row(self: _store.SqlAuditStore, index: int) -> tuple[bytes, bytes] | None:
+                calls.append(("row", index))
+                return entry(self, index)
+
+            monkeypatch.setattr(os, "posix_fadvise", advised)
+            monkeypatch.setattr(_store.SqlAuditStore, "entry", row)
+            index = CHUNK + 3
+            await _check_proofs(svc, leaves, [index])
+            assert calls == [("advise", HEADER + 32 * CHUNK, 32 * CHUNK, os.POSIX_FADV_WILLNEED),
+                             ("row", index)]
+
     @pytest.mark.parametrize("damage", ["truncated", "torn", "missing", "emptied"])
     async def test_short_file_is_filled_from_the_store(
         self, data_dir: Path, make_event: EventFactory, damage: str
