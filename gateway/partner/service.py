@@ -126,6 +126,12 @@ STATUS_LIFETIME_S = 86400
 """``exp - iat`` of the status list token."""
 STATUS_REFRESH_S = 30.0
 """A built status list token is served for this long before it is rebuilt from the store."""
+SIGNED_REUSE_S = 60
+"""A licence signed for one query is handed out again, as signed, to the queries of the
+next this many seconds (its ``iat`` says when it was signed); a changed licence (the
+store's row changed), another status list or another key is signed afresh."""
+SIGNED_MAX = 20_000
+"""Signed licences kept for reuse, at most (the store's default licence cache)."""
 SM2_STATUS_LIST_NAME = f"{STATUS_LIST_NAME}-sm2"
 """The same status list signed with Huzhou's SM2 key: where the licences answered to a
 partner whose agreement says ``signing_alg: SM2SM3`` point."""
@@ -469,6 +475,15 @@ def _lenient_matter(raw: bytes, facts: QueryFacts) -> None:
 # ----------------------------------------------------------------------- the service
 
 
+class _Signed(NamedTuple):
+    """A licence's token as signed for a query, kept for reuse."""
+
+    licence: StoredLicence
+    signer: Callable[[dict[str, Any]], Awaitable[str]]
+    iat: int
+    token: str
+
+
 class PartnerService:
     """Answers partner queries from the licence store and signs what it hands out."""
 
@@ -521,6 +536,9 @@ class PartnerService:
             STATUS_LIST_NAME: (status_key, self.status_uri)}
         self._signers: dict[Alg, tuple[Callable[[dict[str, Any]], Awaitable[str]], str]] = {
             Alg.ES256: (self._sign_licence_claims, self.status_uri)}
+        self._signed: dict[tuple[Alg, str, str], _Signed] = {}
+        """Licences signed lately, for reuse (``SIGNED_REUSE_S``), by algorithm, identifier
+        and status list URI."""
         if sm2_licence_key is not None and sm2_status_key is not None:
             self._status_keys[SM2_STATUS_LIST_NAME] = (sm2_status_key, self.sm2_status_uri)
             self._signers[Alg.SM2SM3] = (
@@ -563,8 +581,28 @@ class PartnerService:
 
     async def sign_licence(self, licence: StoredLicence, *, iat: int, status_uri: str,
                            alg: Alg = Alg.ES256) -> str:
-        """An ``ecert+jwt`` of one Huzhou licence (ecert-profile.md), signed now with the
-        licence key of ``alg`` (ES256, or SM2SM3 for a partner whose agreement asks)."""
+        """An ``ecert+jwt`` of one Huzhou licence (ecert-profile.md), signed with the
+        licence key of ``alg`` (ES256, or SM2SM3 for a partner whose agreement asks): at
+        ``iat``, or the same licence's token signed within ``SIGNED_REUSE_S`` before it.
+
+        Reused only for the very ``StoredLicence`` it was signed from (the store hands out
+        one object per row until the row or the library changes; a combined certificate
+        with its components' entries is a new object each time, so it is signed afresh),
+        with the same signer and status list URI."""
+        signer = self._signer(alg)[0]
+        key = (alg, licence.identifier, status_uri)
+        held = self._signed.get(key)
+        if (held is not None and held.licence is licence and held.signer is signer
+                and 0 <= iat - held.iat < SIGNED_REUSE_S):
+            return held.token
+        token = await signer(self._licence_claims(licence, iat=iat, status_uri=status_uri))
+        if len(self._signed) >= SIGNED_MAX:
+            self._signed.clear()
+        self._signed[key] = _Signed(licence, signer, iat, token)
+        return token
+
+    def _licence_claims(self, licence: StoredLicence, *, iat: int,
+                        status_uri: str) -> dict[str, Any]:
         lic = licence.lic
         claims: dict[str, Any] = {"iss": self.settings.gateway_id, "jti": licence.identifier,
                                   "iat": iat}
@@ -577,7 +615,7 @@ class PartnerService:
         # it is serialised as it is, never changed.
         claims["lic"] = lic if type(lic) is dict else dict(lic)
         claims["status"] = {"status_list": {"idx": licence.status_idx, "uri": status_uri}}
-        return await self._signer(alg)[0](claims)
+        return claims
 
     def _signer(self, alg: Alg) -> tuple[Callable[[dict[str, Any]], Awaitable[str]], str]:
         """The licence signer of ``alg`` and the URI of the status list it points to."""

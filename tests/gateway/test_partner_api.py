@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.types import Options
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audit.event import ActorKind, AuditEvent, EventType
@@ -39,6 +40,7 @@ from gateway.partner.checks import (
     check_request_token_async,
 )
 from gateway.partner.routes import PARTNER_KEY, QUERY_PATH, setup
+from gateway.partner.service import SIGNED_REUSE_S
 from gateway.settings import load_settings
 from gateway.web.app import create_app
 from mocks import (
@@ -241,6 +243,46 @@ class TestFound:
         assert "ok" == event.outcome
         assert 0 == event.cn_status
         assert row["identifier"] == event.licence_identifier
+
+    async def test_a_licence_signed_lately_is_handed_out_again_as_signed(
+            self, start: Start, running: RunningFederation) -> None:
+        """Within ``SIGNED_REUSE_S`` of its signature a licence's token is handed out again
+        as it was signed (its ``iat`` says when): one signature for both queries. After
+        that time, for another status list or for a licence the store hands out anew (a
+        changed row), it is signed afresh."""
+        row = licence_row(1)
+        client = await start([row], crypto_thread=False)
+        service = client.app[PARTNER_KEY]
+        sh = partner(client, running)
+        body = sh.by_identifier(row["identifier"], matter_code=SH_MATTER)
+        first, second = [(await sh.query(body)).body["licences"] for _ in range(2)]
+        assert 1 == len(first)
+        assert first == second
+        signed_at = jwt.decode(first[0], options={"verify_signature": False})["iat"]
+        licence = await service.store.by_identifier(row["identifier"])
+        assert licence is not None
+        uri = service.status_uri
+        again = await service.sign_licence(licence, iat=signed_at, status_uri=uri)
+        late = await service.sign_licence(licence, iat=signed_at + SIGNED_REUSE_S - 1,
+                                          status_uri=uri)
+        assert again == late  # the store's object: reused within the time
+        after = await service.sign_licence(licence, iat=signed_at + SIGNED_REUSE_S,
+                                           status_uri=uri)
+        assert after != late
+        key = await _jwk(client, _b64json(after.split(".")[0])["kid"])
+        future: Options = {"verify_iat": False}  # signed "later" than the test runs
+        claims = jwt.decode(after, key.key, algorithms=["ES256"], options=future)
+        assert signed_at + SIGNED_REUSE_S == claims["iat"]
+        assert after == await service.sign_licence(
+            licence, iat=signed_at + SIGNED_REUSE_S + 1, status_uri=uri)
+        anew = await service.sign_licence(replace(licence), iat=signed_at + SIGNED_REUSE_S + 1,
+                                          status_uri=uri)
+        assert anew != after  # another object: another row, signed afresh
+        other = await service.sign_licence(replace(licence), iat=signed_at + SIGNED_REUSE_S + 1,
+                                           status_uri=uri + "-other")
+        assert other != anew
+        assert uri + "-other" == jwt.decode(other, key.key, algorithms=["ES256"],
+                                            options=future)["status"]["status_list"]["uri"]
 
     async def test_holder_query_returns_valid_licences_and_audits_holder_only_as_personal(
             self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
