@@ -129,7 +129,8 @@ STATUS_REFRESH_S = 30.0
 SIGNED_REUSE_S = 60
 """A licence signed for one query is handed out again, as signed, to the queries of the
 next this many seconds (its ``iat`` says when it was signed); a changed licence (the
-store's row changed), another status list or another key is signed afresh."""
+store's row changed) or another status list is signed afresh, and so is everything
+after a restart (the keys are loaded at start-up; nothing signed is kept on disk)."""
 SIGNED_MAX = 20_000
 """Signed licences kept for reuse, at most (the store's default licence cache)."""
 SM2_STATUS_LIST_NAME = f"{STATUS_LIST_NAME}-sm2"
@@ -479,7 +480,6 @@ class _Signed(NamedTuple):
     """A licence's token as signed for a query, kept for reuse."""
 
     licence: StoredLicence
-    signer: Callable[[dict[str, Any]], Awaitable[str]]
     iat: int
     token: str
 
@@ -588,17 +588,16 @@ class PartnerService:
         Reused only for the very ``StoredLicence`` it was signed from (the store hands out
         one object per row until the row or the library changes; a combined certificate
         with its components' entries is a new object each time, so it is signed afresh),
-        with the same signer and status list URI."""
+        with the same algorithm (its signer is fixed at start-up) and status list URI."""
         signer = self._signer(alg)[0]
         key = (alg, licence.identifier, status_uri)
         held = self._signed.get(key)
-        if (held is not None and held.licence is licence and held.signer is signer
-                and 0 <= iat - held.iat < SIGNED_REUSE_S):
+        if held is not None and held.licence is licence and 0 <= iat - held.iat < SIGNED_REUSE_S:
             return held.token
         token = await signer(self._licence_claims(licence, iat=iat, status_uri=status_uri))
         if len(self._signed) >= SIGNED_MAX:
             self._signed.clear()
-        self._signed[key] = _Signed(licence, signer, iat, token)
+        self._signed[key] = _Signed(licence, iat, token)
         return token
 
     def _licence_claims(self, licence: StoredLicence, *, iat: int,

@@ -235,8 +235,9 @@ class MemoryTier:
     def put(self, key: str, entry: CacheEntry) -> None:
         """Store, evicting the least recently used beyond the bound."""
         self._hot.pop(key, None)  # a decoded form belongs to the entry it was made from
-        self._data[key] = (entry.with_packed().packed, entry.expires_at, entry.status_uri,
-                           entry.status_iat, entry.trust_list, entry.more_status)
+        self._data[key] = (entry.packed or _pack(entry.answer), entry.expires_at,
+                           entry.status_uri, entry.status_iat, entry.trust_list,
+                           entry.more_status)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)

@@ -278,9 +278,9 @@ class TestFound:
         anew = await service.sign_licence(replace(licence), iat=signed_at + SIGNED_REUSE_S + 1,
                                           status_uri=uri)
         assert anew != after  # another object: another row, signed afresh
-        other = await service.sign_licence(replace(licence), iat=signed_at + SIGNED_REUSE_S + 1,
+        other = await service.sign_licence(licence, iat=signed_at + SIGNED_REUSE_S + 1,
                                            status_uri=uri + "-other")
-        assert other != anew
+        assert other != after  # the same row for another status list: signed afresh
         assert uri + "-other" == jwt.decode(other, key.key, algorithms=["ES256"],
                                             options=future)["status"]["status_list"]["uri"]
 
