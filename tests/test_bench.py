@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench._instr import parse_total
 from bench._report import Row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -524,3 +526,28 @@ class TestCacheCounters:
                  'ecert_cache_memory_entries': 4.0}
         assert {"redis hits": 15, "redis misses": 2, "redis errors": 0,
                 "tier-1 hits": 3} == _counter_delta(before, after)
+
+
+def test_instruction_totals_are_read_from_callgrind_output() -> None:
+    """``bench._instr`` reads the ``totals:`` line: with counting switched on and off while
+    the server runs, callgrind's ``summary:`` line says 0."""
+    text = ("version: 1\ncmd: python -m gateway serve\nsummary: 0\nfn=(1) main\n0 5\n"
+            "totals: 2241514\n")
+    assert parse_total(text) == 2_241_514
+    with pytest.raises(ValueError, match="no totals line"):
+        parse_total("version: 1\nsummary: 0\n")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
+                    reason="valgrind is not installed")
+def test_instruction_counts_of_the_minimal_endpoint() -> None:
+    """``bench._instr`` end to end on its cheapest row: the minimal endpoint under callgrind,
+    100 requests counted, a count in the range an aiohttp request takes (tens of thousands
+    of instructions at least, and not the whole start-up of the interpreter)."""
+    done = subprocess.run([sys.executable, "-m", "bench._instr", "--rows", "minimal",
+                           "--requests", "100"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = orjson.loads(done.stdout.strip().splitlines()[-1])
+    per_request = result["instructions"]["minimal"]
+    assert 20_000 < per_request < 1_500_000, result
