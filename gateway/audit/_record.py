@@ -203,12 +203,22 @@ def _time(at: datetime) -> str:
     return text
 
 
+_second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def _time_text(at: datetime) -> str:
-    if at.tzinfo is UTC:  # the common case: no conversion, isoformat ends "+00:00"
-        return at.isoformat(timespec="milliseconds")[:-6] + "Z"
+    """RFC 3339 UTC, milliseconds, ``Z``: the text of ``at`` truncated to its millisecond,
+    as ``isoformat(timespec="milliseconds")`` writes it. The text of the second is made
+    once per second (records of one second share it); only the milliseconds are new."""
+    global _second_text  # noqa: PLW0603 - a one-entry cache, as _last_time
     if at.tzinfo is None:
         raise ValueError("audit event time must be timezone-aware")
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    second, milli = divmod(time_ms(at), 1000)
+    known, prefix = _second_text
+    if second != known:
+        prefix = (_EPOCH + timedelta(seconds=second)).isoformat()[:-6]
+        _second_text = (second, prefix)
+    return f"{prefix}.{milli:03d}Z"
 
 
 def _plain(value: Mapping[str, Any]) -> dict[str, Any]:

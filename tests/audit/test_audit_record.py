@@ -65,6 +65,24 @@ def test_time_is_utc_milliseconds(at: datetime) -> None:
     assert time_ms(at) == time_ms(parsed)
 
 
+def test_times_of_one_second_and_the_next_share_nothing_stale() -> None:
+    """The text of a second is kept for the records of that second: a record a millisecond
+    later in the same second, in the next second, back in the earlier one, or the same
+    instant in another zone, each gets its own time."""
+    base = datetime(2026, 12, 6, 21, 40, 13, 999_999, tzinfo=UTC)
+    shanghai = timezone(timedelta(hours=8))
+    for at, expected in [
+        (base, "2026-12-06T21:40:13.999Z"),
+        (base - timedelta(microseconds=998_000), "2026-12-06T21:40:13.001Z"),
+        (base + timedelta(microseconds=1), "2026-12-06T21:40:14.000Z"),
+        (base - timedelta(milliseconds=500), "2026-12-06T21:40:13.499Z"),
+        (base.astimezone(shanghai), "2026-12-06T21:40:13.999Z"),
+        (datetime(2026, 12, 31, 23, 59, 59, 1_500, tzinfo=UTC), "2026-12-31T23:59:59.001Z"),
+        (datetime(2027, 1, 1, 0, 0, 0, tzinfo=UTC), "2027-01-01T00:00:00.000Z"),
+    ]:
+        assert _record(at=at)["time"] == expected
+
+
 def test_naive_time_is_refused() -> None:
     """An event time without a zone cannot be recorded."""
     with pytest.raises(ValueError, match="timezone-aware"):
