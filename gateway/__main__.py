@@ -43,15 +43,25 @@ from trust import ChangeError, TrustError
 __all__ = ["EXIT_CODES", "exit_for", "main", "run_command"]
 
 
+GC_YOUNG_THRESHOLD = 20_000
+"""Container objects allocated (net) before the youngest generation is collected."""
+
+
 async def _settle_heap(_: web.Application) -> None:
-    """Leave what start-up built out of the cyclic collector's work.
+    """Leave what start-up built out of the cyclic collector's work, and collect less often.
 
     The trust list, the registry, the audit tree and the rest live as long as
     the process; frozen, they are no longer traversed by every collection that
-    the requests' short-lived objects trigger.
+    the requests' short-lived objects trigger. Those objects are freed by their
+    reference counts; a collection of the youngest generation finds little but
+    the requests still in flight, so it runs every 20,000 allocations rather than
+    Python's 700 (a few MB more at most between collections). Counted by callgrind
+    (``python -m bench._instr``): 1.4 % fewer instructions a single verification.
     """
     gc.collect()
     gc.freeze()
+    _young, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,6 +4,7 @@ requests its HTTP parser refuses."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import signal
@@ -18,7 +19,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
+from gateway.__main__ import GC_YOUNG_THRESHOLD, _settle_heap
 from mocks import Federation, serve_federation
 from tests.services import free_port
 
@@ -237,3 +240,18 @@ async def test_log_names_the_event_loop(tmp_path: Path, env: dict[str, str],
         assert 0 == await asyncio.to_thread(proc.wait, 30)
     loops = [r.get("loop") for r in _log_records(log) if r["message"] == "event loop"]
     assert [expected] == loops
+
+
+async def test_a_served_heap_is_frozen_and_collected_less_often() -> None:
+    """What ``serve`` does once the application has started: what start-up built is
+    frozen out of the collector's work, and the youngest generation is collected every
+    ``GC_YOUNG_THRESHOLD`` allocations, the older generations as Python's defaults say."""
+    before = gc.get_threshold()
+    try:
+        await _settle_heap(web.Application())
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+        assert GC_YOUNG_THRESHOLD > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
