@@ -51,6 +51,8 @@ from bench._procs import HOST, clean_env, free_port, http_get, python, run_bound
 ROWS: Final = ("minimal", "naive", "single", "hit", "batch", "translation")
 BATCH_SIZE: Final = 100
 IN_FLIGHT: Final = 32
+IDLE_S: Final = 10.0
+"""Seconds of the idle window counted before the requests."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,32 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
-def count(row: Row, requests: int, work: Path) -> int:
-    """Instructions the server of ``row`` executes for ``requests`` requests."""
+@dataclass(frozen=True)
+class Counted:
+    """What one row's server executed: the requests' window and an idle one before it."""
+
+    requests: int
+    total: int
+    window_s: float
+    idle_total: int
+    idle_s: float
+
+    @property
+    def idle_per_s(self) -> float:
+        """Instructions a second of the server's own periodic work (timers, pollers)."""
+        return self.idle_total / self.idle_s if self.idle_s > 0 else 0.0
+
+    @property
+    def per_request(self) -> float:
+        """The window's instructions less the periodic work of as long, per request."""
+        return max(0.0, self.total - self.idle_per_s * self.window_s) / self.requests
+
+
+def count(row: Row, requests: int, work: Path) -> Counted:
+    """Instructions the server of ``row`` executes for ``requests`` requests, and in an
+    idle window of ``IDLE_S`` before them (valgrind stretches wall time about fiftyfold,
+    so the server's periodic work weighs that much more per request than when it serves
+    at full speed: it is measured apart and taken out)."""
     out = work / f"callgrind.{row.name}"
     log = work / f"{row.name}.log"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
@@ -132,13 +158,20 @@ def count(row: Row, requests: int, work: Path) -> int:
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, env={**clean_env(), **row.env}, stdout=sink,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    pid = str(proc.pid)
     try:
         _wait_ready(row.ready, proc, log, timeout=600)
         asyncio.run(_send(row.url, row.warm, row.auth))
         bodies = [row.bodies[i % len(row.bodies)] for i in range(requests)]
-        _control("-i", "on", str(proc.pid))
+        _control("-i", "on", pid)
+        began = time.monotonic()
+        time.sleep(IDLE_S)
+        _control("-d", pid)  # the idle window to <out>.1; counting goes on from zero
+        idle_s = time.monotonic() - began
+        began = time.monotonic()
         asyncio.run(_send(row.url, bodies, row.auth))
-        _control("-i", "off", str(proc.pid))
+        window_s = time.monotonic() - began
+        _control("-i", "off", pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -146,7 +179,10 @@ def count(row: Row, requests: int, work: Path) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return parse_total(out.read_text(errors="replace"))
+    idle = Path(f"{out}.1")
+    return Counted(requests=requests, total=parse_total(out.read_text(errors="replace")),
+                   window_s=window_s, idle_total=parse_total(idle.read_text(errors="replace")),
+                   idle_s=idle_s)
 
 
 def _rows(wanted: Sequence[str], pools: Path, data: Path, key: str, requests: int,
@@ -216,17 +252,22 @@ def run(wanted: Sequence[str], requests: int, seed: int, work: Path) -> dict[str
         _cli(["init", "--data-dir", str(data)])
         key = _cli(["clients", "add", "instr", "--data-dir", str(data)])
         per: dict[str, float] = {}
+        idle: dict[str, float] = {}
         for row in _rows(wanted, pools, data, key, requests):
             n = batch_requests if row.per_request > 1 else requests
-            total = count(row, n, work)
-            per[row.name] = total / (n * row.per_request)
+            counted = count(row, n, work)
+            per[row.name] = counted.per_request / row.per_request
+            idle[row.name] = counted.idle_per_s
             print(f"{row.name}: {per[row.name]:,.0f} instructions per "
-                  f"{'licence' if row.per_request > 1 else 'request'}", file=sys.stderr)
+                  f"{'licence' if row.per_request > 1 else 'request'} (the window: "
+                  f"{counted.total:,} in {counted.window_s:.0f} s; idle "
+                  f"{counted.idle_per_s:,.0f} a second, taken out)", file=sys.stderr)
     finally:
         mock.send_signal(signal.SIGTERM)
         mock.wait(timeout=30)
     result: dict[str, Any] = {"requests": requests, "seed": seed,
-                              "instructions": {k: round(v) for k, v in per.items()}}
+                              "instructions": {k: round(v) for k, v in per.items()},
+                              "idle_per_s": {k: round(v) for k, v in idle.items()}}
     for name in ("single", "hit", "batch"):
         if name in per and "naive" in per:
             result[f"{name}_vs_naive"] = round(per[name] / per["naive"], 3)

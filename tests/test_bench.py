@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench._instr import parse_total
+from bench._instr import Counted, parse_total
 from bench._report import Row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -538,6 +538,17 @@ def test_instruction_totals_are_read_from_callgrind_output() -> None:
         parse_total("version: 1\nsummary: 0\n")
 
 
+def test_periodic_work_is_taken_out_of_the_count() -> None:
+    """The server's own periodic work, counted in an idle window, is taken out of the
+    requests' window in proportion to its length: what is left is the requests' work."""
+    counted = Counted(requests=1000, total=2_600_000_000, window_s=40.0,
+                      idle_total=50_000_000, idle_s=10.0)
+    assert counted.idle_per_s == 5_000_000
+    assert counted.per_request == (2_600_000_000 - 5_000_000 * 40.0) / 1000
+    silent = Counted(requests=10, total=1000, window_s=1.0, idle_total=0, idle_s=10.0)
+    assert silent.per_request == 100
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
                     reason="valgrind is not installed")
 def test_instruction_counts_of_the_minimal_endpoint() -> None:
@@ -551,3 +562,4 @@ def test_instruction_counts_of_the_minimal_endpoint() -> None:
     result = orjson.loads(done.stdout.strip().splitlines()[-1])
     per_request = result["instructions"]["minimal"]
     assert 20_000 < per_request < 1_500_000, result
+    assert result["idle_per_s"]["minimal"] >= 0
