@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import aiohttp
 import orjson
 
 from bench._inproc import translate_calls
-from bench._procs import HOST, clean_env, free_port, http_get, python, run_bounded
+from bench._procs import HOST, Children, Pinning, free_port, python, run_bounded
 
 ROWS: Final = ("minimal", "naive", "single", "hit", "batch", "translation")
 BATCH_SIZE: Final = 100
@@ -111,20 +110,6 @@ def _control(*args: str) -> None:
         raise RuntimeError(f"callgrind_control {' '.join(args)}: {done.stderr or done.stdout}")
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text(errors='replace')[-1500:]}")
-        try:
-            if http_get(url, timeout=5.0)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
-
-
 @dataclass(frozen=True)
 class Counted:
     """What one row's server executed: the requests' window and an idle one before it."""
@@ -146,21 +131,17 @@ class Counted:
         return max(0.0, self.total - self.idle_per_s * self.window_s) / self.requests
 
 
-def count(row: Row, requests: int, work: Path) -> Counted:
+def count(row: Row, requests: int, work: Path, children: Children) -> Counted:
     """Instructions the server of ``row`` executes for ``requests`` requests, and in an
     idle window of ``IDLE_S`` before them (valgrind stretches wall time about fiftyfold,
     so the server's periodic work weighs that much more per request than when it serves
     at full speed: it is measured apart and taken out)."""
     out = work / f"callgrind.{row.name}"
-    log = work / f"{row.name}.log"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
             f"--callgrind-out-file={out}", *row.argv]
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, env={**clean_env(), **row.env}, stdout=sink,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    pid = str(proc.pid)
+    pid = str(children.start(row.name, argv, env=row.env, role="free").pid)
     try:
-        _wait_ready(row.ready, proc, log, timeout=600)
+        children.wait_http(row.name, row.ready, timeout=600)
         asyncio.run(_send(row.url, row.warm, row.auth))
         bodies = [row.bodies[i % len(row.bodies)] for i in range(requests)]
         _control("-i", "on", pid)
@@ -173,12 +154,7 @@ def count(row: Row, requests: int, work: Path) -> Counted:
         window_s = time.monotonic() - began
         _control("-i", "off", pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        children.stop(row.name, grace=300)
     idle = Path(f"{out}.1")
     return Counted(requests=requests, total=parse_total(out.read_text(errors="replace")),
                    window_s=window_s, idle_total=parse_total(idle.read_text(errors="replace")),
@@ -236,18 +212,14 @@ def run(wanted: Sequence[str], requests: int, seed: int, work: Path) -> dict[str
     """Count every row asked; instructions per request (per licence for batch)."""
     pools = work / "pools"
     batch_requests = max(1, requests // BATCH_SIZE)
-    mock = subprocess.Popen(
-        [python(), "-m", "bench._mockserver", "--out", str(pools), "--seed", str(seed),
-         "--single", str(requests), "--batch", str(batch_requests), "--batch-size",
-         str(BATCH_SIZE), "--naive", str(requests), "--warm", "400", "--repeated", "4"],
-        env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL)
+    children = Children(Pinning(), work)  # not pinned: instructions do not mind
     try:
-        deadline = time.monotonic() + 900
-        while not (pools / "manifest.json").exists():
-            if mock.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the mock federation did not write its pools")
-            time.sleep(0.5)
+        children.start("mockserver", [
+            python(), "-m", "bench._mockserver", "--out", str(pools), "--seed", str(seed),
+            "--single", str(requests), "--batch", str(batch_requests), "--batch-size",
+            str(BATCH_SIZE), "--naive", str(requests), "--warm", "400", "--repeated", "4"],
+            role="free")
+        children.wait_file("mockserver", pools / "manifest.json", 900)
         data = work / "gateway"
         _cli(["init", "--data-dir", str(data)])
         key = _cli(["clients", "add", "instr", "--data-dir", str(data)])
@@ -255,7 +227,7 @@ def run(wanted: Sequence[str], requests: int, seed: int, work: Path) -> dict[str
         idle: dict[str, float] = {}
         for row in _rows(wanted, pools, data, key, requests):
             n = batch_requests if row.per_request > 1 else requests
-            counted = count(row, n, work)
+            counted = count(row, n, work, children)
             per[row.name] = counted.per_request / row.per_request
             idle[row.name] = counted.idle_per_s
             print(f"{row.name}: {per[row.name]:,.0f} instructions per "
@@ -263,8 +235,7 @@ def run(wanted: Sequence[str], requests: int, seed: int, work: Path) -> dict[str
                   f"{counted.total:,} in {counted.window_s:.0f} s; idle "
                   f"{counted.idle_per_s:,.0f} a second, taken out)", file=sys.stderr)
     finally:
-        mock.send_signal(signal.SIGTERM)
-        mock.wait(timeout=30)
+        children.stop_all()
     result: dict[str, Any] = {"requests": requests, "seed": seed,
                               "instructions": {k: round(v) for k, v in per.items()},
                               "idle_per_s": {k: round(v) for k, v in idle.items()}}
