@@ -55,8 +55,8 @@ async def _settle_heap(_: web.Application) -> None:
     the requests' short-lived objects trigger. Those objects are freed by their
     reference counts; a collection of the youngest generation finds little but
     the requests still in flight, so it runs every 20,000 allocations rather than
-    Python's 700 (a few MB more at most between collections). Counted by callgrind
-    (``python -m bench._instr``): 1.4 % fewer instructions a single verification.
+    Python's 700 (a few MB more at most between collections; what it saves is in
+    docs/performance.md).
     """
     gc.collect()
     gc.freeze()
