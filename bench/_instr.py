@@ -10,7 +10,9 @@ row: 2,241,514 and 2,256,453 instructions a request in two runs of one commit).
 
 For each endpoint asked (``--rows``), the server runs under ``valgrind
 --tool=callgrind --instr-atstart=no`` (about fifty times slower than without),
-is warmed up with counting off, then answers ``--requests`` requests (32 in
+is warmed up with counting off, is counted idle for ``IDLE_S`` (its periodic
+work, whose rate times the requests' window is taken out: valgrind stretches
+that window about fiftyfold), then answers ``--requests`` requests (32 in
 flight) with counting on (``callgrind_control -i on|off``), and is stopped. The
 count covers every thread of the server (the audit writer's commits included)
 but not the kernel's work in system calls, so it is a companion to the bench's
@@ -22,8 +24,9 @@ Rows: ``minimal`` and ``naive`` (the bench's baselines), ``single`` (unique
 licences, cache off), ``hit`` (four licences over and over, cache on),
 ``batch`` (100 unique licences a request, cache off; counted per licence),
 ``translation``. The mock federation and the licences are the bench's own
-(``bench._mockserver``, one seed), so two runs compare. One JSON line out, and
-a table on stderr.
+(``bench._mockserver``, one seed), so two runs compare; the gateway rows share
+one data folder in turn, so give two runs the same ``--rows``. One JSON line
+out, and a line a row on stderr.
 """
 
 from __future__ import annotations
