@@ -20,6 +20,9 @@ RESULTS_HEADER: Final = """# Benchmark results
 Written by `python -m bench` (`make bench`); newest run first. Each run
 measures the gateway and its baselines in the same run, on the same machine,
 with the same load generator; see `bench/README.md` for what each row means.
+Entries headed "instruction counts" were added by hand from `python -m
+bench._instr` (`bench/README.md`, "Instructions instead of time"), with the
+command that made them.
 
 <!-- runs below: newest first -->
 """
