@@ -20,7 +20,7 @@ CPU per request, not a replacement: instructions differ in cost (an ES256
 verification runs several instructions a cycle, Python's interpreter far
 fewer).
 
-Rows: ``minimal`` and ``naive`` (the bench's baselines), ``single`` (unique
+Rows: ``minimal``, ``bare`` and ``naive`` (the bench's baselines), ``single`` (unique
 licences, cache off), ``hit`` (four licences over and over, cache on),
 ``batch`` (100 unique licences a request, cache off; counted per licence),
 ``translation``. The mock federation and the licences are the bench's own
@@ -50,7 +50,7 @@ import orjson
 from bench._inproc import translate_calls
 from bench._procs import HOST, Children, Pinning, free_port, python, run_bounded
 
-ROWS: Final = ("minimal", "naive", "single", "hit", "batch", "translation")
+ROWS: Final = ("minimal", "bare", "naive", "single", "hit", "batch", "translation")
 BATCH_SIZE: Final = 100
 IN_FLIGHT: Final = 32
 IDLE_S: Final = 10.0
@@ -174,7 +174,7 @@ def _rows(wanted: Sequence[str], pools: Path, data: Path, key: str, requests: in
     for name in wanted:
         port = free_port()
         base = f"http://{HOST}:{port}"
-        if name in ("minimal", "naive"):
+        if name in ("minimal", "bare", "naive"):
             jwk = ["--jwk", str(pools / "naive-jwk.json")] if name == "naive" else []
             made.append(Row(name, [py, "-m", "bench._baselines", name, "--port", str(port),
                                    *jwk], {}, f"{base}/", f"{base}/", _lines(pools / "naive.jsonl"),

@@ -57,10 +57,10 @@ TRANSLATE_BODY: Final = {
     "target_region": "330100",
     "conditions": {"applicant_type": "enterprise"},
 }
-SCENARIO_KEYS: Final = ("minimal", "naive", "node", "single", "single-43", "single-sm2",
-                         "batch", "repeated", "translation", "partner", "partner-43", "tier2",
-                         "workers-1", "workers-2", "es256", "sm2", "audit", "trust-load",
-                         "cases", "audit-scale")
+SCENARIO_KEYS: Final = ("minimal", "bare", "naive", "node", "single", "single-43",
+                         "single-sm2", "batch", "repeated", "translation", "partner",
+                         "partner-43", "tier2", "workers-1", "workers-2", "es256", "sm2",
+                         "audit", "trust-load", "cases", "audit-scale")
 ALIASES: Final = {"workers": ("workers-1", "workers-2"),
                   "federation": ("single", "single-43", "partner", "partner-43", "trust-load")}
 """``--only`` names that stand for several scenarios (a ratio needs both of its rows)."""
@@ -854,7 +854,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
 
     # -- gateway A (measured), then B and C on the same data folder; the baselines
     gw_port, b_port, minimal_port, naive_port = free_port(), free_port(), free_port(), free_port()
-    c_port, node_port = free_port(), free_port()
+    c_port, node_port, bare_port = free_port(), free_port(), free_port()
     serve = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
     env = {"ECERT_APPROVALS_REQUIRED": "1",
@@ -863,6 +863,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     gateway = children.start("gateway", [*serve, "--listen", f"{HOST}:{gw_port}"], env=env)
     minimal_proc = children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
                                               "--port", str(minimal_port)])
+    bare_proc = children.start("bare", [python(), "-m", "bench._baselines", "bare",
+                                        "--port", str(bare_port)])
     children.wait_file("mockserver", pools / "naive-jwk.json", 300)
     naive_proc = children.start("naive", [
         python(), "-m", "bench._baselines", "naive", "--port", str(naive_port),
@@ -874,6 +876,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     gw_b = f"http://{HOST}:{b_port}"
     minimal = f"http://{HOST}:{minimal_port}/"
     naive = f"http://{HOST}:{naive_port}/"
+    bare = f"http://{HOST}:{bare_port}/"
     node_url = f"http://{HOST}:{node_port}/"
     children.wait_http("gateway", f"{gw}/readyz")
     # B only once A has seeded the store from the trust list.
@@ -923,6 +926,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
             children.wait_http(name, f"{url}/readyz")
     children.wait_http("minimal", minimal)
     children.wait_http("naive", naive)
+    children.wait_http("bare", bare)
     if node_proc is not None:
         children.wait_http("node", node_url)
     children.wait_http("gateway-b", f"{gw_b}/readyz")
@@ -997,6 +1001,7 @@ def _run(opts: Options, command: str, work: Path, children: Children,
 
     scenarios = [
         Http("minimal", minimal, pool("naive"), pool("naive-warm")),
+        Http("bare", bare, pool("naive"), pool("naive-warm")),
         Http("naive", naive, pool("naive"), pool("naive-warm")),
         Http("single", f"{gw_c}/v1/verifications", pool("single"), pool("single-warm"), auth,
              unique=True),
@@ -1090,8 +1095,8 @@ def _run(opts: Options, command: str, work: Path, children: Children,
         tier2.prepare, tier2.finish = prepare_tier2, finish_tier2
         scenarios.append(tier2)
 
-    servers = {minimal: minimal_proc.pid, naive: naive_proc.pid, gw: gateway.pid,
-               gw_b: gateway_b.pid, gw_c: gateway_c.pid,
+    servers = {minimal: minimal_proc.pid, bare: bare_proc.pid, naive: naive_proc.pid,
+               gw: gateway.pid, gw_b: gateway_b.pid, gw_c: gateway_c.pid,
                **({node_url: node_proc.pid} if node_proc else {}),
                **dict(workers.values()), **procs43}
     for s in scenarios:
@@ -1318,6 +1323,9 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
             _compare(row, base, name)
 
     minimal = http("minimal", "Baseline: minimal JSON endpoint (aiohttp)")
+    bare = http("bare", "Baseline: bare HTTP/1.1 protocol, no web layer (uvloop + aiohttp's C "
+                "parser), the minimal endpoint's answer")
+    compared(bare, minimal, "minimal JSON")
     naive = http("naive", "Baseline: naive verify (aiohttp + PyJWT ES256, one key)")
     compared(naive, minimal, "minimal JSON")
     node = http("node", "Baseline: Node.js verify (node:http + jose compactVerify, one key)",
@@ -1443,6 +1451,14 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
          "server, less sensitive than the rates to other tenants of the machine."),
         ("Node.js jose (÷): the Node.js endpoint's median rate in this run (it verifies one "
          "licence per request) and this row's median ÷ it."),
+        *([] if not full and "bare" not in index else [
+         ("Bare protocol: an `asyncio.Protocol` on uvloop that parses each request with "
+         "aiohttp's own C parser (llhttp) and writes the minimal endpoint's answer once the "
+         "body has arrived (`bench._baselines`): what parsing one request and answering it "
+         "costs in Python here. Its CPU per request against the minimal endpoint's is the "
+         "price of aiohttp's web layer (request and response objects, the handler task, the "
+         "stream writer), which every aiohttp row pays: a cost of that library, not a bound "
+         "(docs/performance.md, \"The HTTP layer\").")]),
         (f"The batch row counts licences/s (requests/s × {BATCH_SIZE}); its p50/p99 are per "
          f"batch request, with {opts.batch_connections} batch(es) in flight."),
         *([] if not full and "workers-2" not in index else [

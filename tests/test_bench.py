@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -17,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_ROWS = (
     "Baseline: minimal JSON endpoint",
+    "Baseline: bare HTTP/1.1 protocol, no web layer",
     "Baseline: naive verify",
     "Baseline: Node.js verify (node:http + jose compactVerify",
     "Baseline: raw ES256 verify loop",
@@ -563,3 +567,103 @@ def test_instruction_counts_of_the_minimal_endpoint() -> None:
     per_request = result["instructions"]["minimal"]
     assert 20_000 < per_request < 1_500_000, result
     assert result["idle_per_s"]["minimal"] >= 0
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    """A ``bare`` baseline server on a free port, for the tests of this module that ask."""
+    from bench._procs import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench._baselines", "bare", "--port",
+                             str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                _, err = proc.communicate()
+                raise RuntimeError(f"the bare baseline did not start: {err[-2000:]!r}") from None
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err[-2000:]
+
+
+def _post(body: bytes) -> bytes:
+    return b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+class TestBareBaseline:
+    """``python -m bench._baselines bare``: the protocol the bench's bare row measures answers
+    HTTP/1.1 as a server must (keep-alive, pipelining in order, bodies in several reads,
+    chunked bodies, refusals), so that its row measures a real server's work."""
+
+    @staticmethod
+    def _exchange(port: int, raw: bytes, answers: int
+                  ) -> list[tuple[int, dict[str, str], bytes]]:
+        """Send ``raw`` on one connection (in pieces of 64 KiB) and read ``answers`` answers."""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for i in range(0, len(raw), 1 << 16):
+                sock.sendall(raw[i:i + (1 << 16)])
+            got: list[tuple[int, dict[str, str], bytes]] = []
+            buffer = b""
+            while len(got) < answers:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = sock.recv(65536)
+                    assert chunk, f"connection closed after {len(got)} answers"
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                status_line, *lines = head.decode().split("\r\n")
+                headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+                length = int(headers["content-length"])
+                while len(buffer) < length:
+                    chunk = sock.recv(65536)
+                    assert chunk, "connection closed inside a body"
+                    buffer += chunk
+                got.append((int(status_line.split()[1]), headers, buffer[:length]))
+                buffer = buffer[length:]
+            return got
+
+    def test_pipelined_requests_are_answered_in_order(self, port: int) -> None:
+        body = b'{"credential": "x"}'
+        raw = (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+               + _post(body)
+               + b"GET /elsewhere HTTP/1.1\r\nHost: a\r\n\r\n"
+               + b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + b"2\r\n{}\r\n0\r\n\r\n")
+        got = self._exchange(port, raw, 4)
+        assert [status for status, _, _ in got] == [200, 200, 404, 200]
+        assert orjson.loads(got[0][2]) == {"status": "ok"}
+        assert orjson.loads(got[1][2]) == {"ok": True, "service": "bare"}
+        assert orjson.loads(got[3][2]) == {"ok": True, "service": "bare"}
+        assert all(h["content-type"] == "application/json" for _, h, _ in got)
+
+    def test_a_body_in_many_reads_is_read_whole_before_the_answer(self, port: int) -> None:
+        # Larger than the parser's buffer (64 KiB) and than one read: flow control pauses
+        # and resumes the transport, and the answer waits for the last byte.
+        body = b"y" * 600_000
+        raw = (_post(body) + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        got = self._exchange(port, raw, 2)
+        assert [status for status, _, _ in got] == [200, 200]
+        assert orjson.loads(got[1][2]) == {"status": "ok"}
+
+    def test_refusals_close_the_connection(self, port: int) -> None:
+        big = b"z" * 1_100_000  # over the 1 MiB the bare server reads
+        got = self._exchange(port, _post(big), 1)
+        assert got[0][0] == 413
+        assert got[0][1]["connection"] == "close"
+        got = self._exchange(port, b"NOT HTTP AT ALL\r\n\r\n", 1)
+        assert got[0][0] == 400
+        assert got[0][1]["connection"] == "close"
+
+    def test_connection_close_is_honoured(self, port: int) -> None:
+        got = self._exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                             1)
+        assert got[0][0] == 200
+        assert got[0][1]["connection"] == "close"
