@@ -250,6 +250,10 @@ class Settings:
     uvloop: bool = True
     """``serve`` runs on uvloop when it is installed; false (``ECERT_UVLOOP=0``): on
     asyncio's own event loop. The log says which loop runs."""
+    http_lane: bool = True
+    """``serve`` answers simple requests to the lane's routes without aiohttp's
+    per-request machinery (``gateway.web.lane``); false (``ECERT_HTTP_LANE=0``): every
+    request goes aiohttp's way. The answers are the same."""
     access_log: bool = True
     """One JSON line per request on the ``gateway.access`` logger (``web.observability``)."""
     partner_rate_per_s: float = 20.0

@@ -1,14 +1,20 @@
-"""Shared fixtures: the blocking-call guard, real Redis and PostgreSQL, data folders."""
+"""Shared fixtures: the blocking-call guard, real Redis and PostgreSQL, data folders, and
+gateway applications served as ``serve`` serves them."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from gateway.web.appkeys import SETTINGS_KEY
+from gateway.web.runner import GatewayRunner
 from tests.services import postgres_server, redis_server, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +22,39 @@ REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO / "tests" / "vectors"
 """Public conformance vectors the tests use, kept in the repository (their sources and
 licences are in ``tests/vectors/SOURCES.md``)."""
+
+
+class GatewayTestServer(TestServer):
+    """aiohttp's test server, serving through the runner ``serve`` uses (``GatewayRunner``):
+    parser refusals as problems, and the lane (``gateway.web.lane``) when ``lane``."""
+
+    def __init__(self, app: web.Application, *, lane: bool, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.lane = lane
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return GatewayRunner(self.app, lane=self.lane, **kwargs)
+
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: ClientFactory) -> ClientFactory:
+    """pytest-aiohttp's client factory, but a gateway application (one with settings) is
+    served as ``serve`` serves it (``GatewayTestServer``, the lane as its settings say):
+    every test of a lane's route goes through the lane, unless it turns the lane off."""
+
+    async def go(param: web.Application | BaseTestServer, *,
+                 server_kwargs: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> TestClient[Any, Any]:
+        if isinstance(param, web.Application) and SETTINGS_KEY in param:
+            param = GatewayTestServer(param, lane=param[SETTINGS_KEY].http_lane,
+                                      **(server_kwargs or {}))
+            server_kwargs = None
+        return await aiohttp_client(param, server_kwargs=server_kwargs, **kwargs)
+
+    return go
 
 
 @pytest.fixture(autouse=True)

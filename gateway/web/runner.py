@@ -22,6 +22,10 @@ Two things are done differently from ``run_app``:
   and the log gets one WARNING line that names the error's class, never its
   bytes.
 
+* **The lane** (``gateway.web.lane``): a simple request to one of its routes that
+  arrives on an idle connection is answered by the lane rather than by
+  aiohttp's per-request machinery, with the same middleware and handler.
+
 The event loop is uvloop's when it is installed and ``uvloop`` is on (the
 default), else asyncio's own; the start-up log line ``event loop`` names it.
 """
@@ -33,17 +37,21 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import RawRequestMessage
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
 from gateway.settings import Settings
+from gateway.web.lane import Lane, LaneRequest, lanes_of
 from gateway.web.logs import flush_logs, new_request_id, request_id_var
 from gateway.web.problems import Problem, problem_response
 
-__all__ = ["STOP_SIGNALS", "loop_factory", "serve"]
+__all__ = ["STOP_SIGNALS", "GatewayRunner", "loop_factory", "serve"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -62,7 +70,100 @@ def _refusal(exc: HttpProcessingError) -> Problem:
 
 
 class _RequestHandler(web.RequestHandler):
-    """aiohttp's connection protocol, answering parser refusals as problems (module doc)."""
+    """aiohttp's connection protocol, answering parser refusals as problems and simple
+    requests to the lane's routes through the lane (module doc)."""
+
+    def __init__(self, manager: web.Server, *, lanes: Mapping[tuple[str, str], Lane],
+                 **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._lanes = lanes
+        self._lane_task: asyncio.Task[None] | None = None  # the request the lane answers
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if not self._lanes or waiter is None or waiter.done():
+            # aiohttp is on a request of this connection (or about to be): its way.
+            super().data_received(data)
+            return
+        # Idle: the requests parsed now are looked at before aiohttp's loop is woken.
+        self._waiter = None
+        try:
+            super().data_received(data)
+        finally:
+            self._waiter = waiter
+        if self._force_close or self._close:
+            waiter.cancel()
+            return
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Give the next queued request to the lane when it may take it, else wake aiohttp's
+        loop for the queue (never while the lane answers: answers leave in order)."""
+        if self._lane_task is not None or not self._messages:
+            return
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        message, payload = self._messages[0]
+        lane = self._lane_for(message, payload)
+        if lane is None or not isinstance(message, RawRequestMessage):
+            waiter.set_result(None)
+            return
+        self._messages.popleft()
+        if self._parser is not None:  # as aiohttp's loop does for a request it takes
+            self._parser.message_consumed()
+        if isinstance(self._manager, _Server):
+            self._manager.requests_count += 1
+            self._manager.lane_taken += 1
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        self._lane_task = self._loop.create_task(self._answer(lane, message, payload))
+
+    def _lane_for(self, message: object, payload: object) -> Lane | None:
+        if (not isinstance(message, RawRequestMessage) or not isinstance(payload, StreamReader)
+                or message.upgrade or self._upgraded or self._payload_parser is not None):
+            return None
+        lane = self._lanes.get((message.method, message.path))
+        if lane is None or payload.exception() is not None or hdrs.EXPECT in message.headers:
+            return None  # (aiohttp answers an expectation before the body is sent)
+        return lane
+
+    async def _answer(self, lane: Lane, message: RawRequestMessage,
+                      payload: StreamReader) -> None:
+        keep = False
+        try:
+            answer, keep = await lane.answer(message, payload, self._peername, self._lane_error)
+            if self.transport is not None and not self._force_close:
+                self.transport.write(answer)
+        except asyncio.CancelledError:
+            self.force_close()
+            raise
+        except Exception as exc:  # writing the answer failed: as aiohttp's loop would
+            self.log_exception("Unhandled exception", exc_info=exc)
+            keep = False
+        finally:
+            self._lane_task = None
+        if not keep or self._close:
+            self.force_close()
+            return
+        loop = self._loop
+        self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
+        if self._keepalive_handle is None and self._keepalive_timeout > 0:
+            self._keepalive_handle = loop.call_at(self._next_keepalive_close_time,
+                                                  self._process_keepalive)
+        self._dispatch()
+
+    def _peername(self) -> object:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    def _lane_error(self, request: LaneRequest, exc: BaseException) -> web.StreamResponse:
+        return self.handle_error(request, 500, exc)  # type: ignore[arg-type]
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 - aiohttp's
+        """Let the request the lane answers finish (up to ``timeout``), then aiohttp's."""
+        task = self._lane_task
+        if task is not None:
+            await asyncio.wait({task}, timeout=timeout)
+        await super().shutdown(timeout)
 
     def handle_error(self, request: BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
@@ -93,12 +194,24 @@ class _RequestHandler(web.RequestHandler):
 class _Server(web.Server):
     """The low-level server, making a ``_RequestHandler`` for each connection."""
 
+    def __init__(self, *args: Any, lanes: Mapping[tuple[str, str], Lane], **kwargs: Any
+                 ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lanes = lanes
+        self.lane_taken = 0
+        """Requests the lane answered, of ``requests_count`` (all requests served)."""
+
     def __call__(self) -> web.RequestHandler:
-        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+        return _RequestHandler(self, loop=self._loop, lanes=self.lanes, **self._kwargs)
 
 
-class _Runner(web.AppRunner):
-    """``web.AppRunner`` serving through ``_Server``."""
+class GatewayRunner(web.AppRunner):
+    """``web.AppRunner`` serving through ``_Server``: parser refusals as problems, and the
+    lane when ``lane`` is on (module doc). ``serve`` runs one; tests run one too."""
+
+    def __init__(self, app: web.Application, *, lane: bool = True, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._lane = lane
 
     async def _make_server(self) -> web.Server:
         # aiohttp builds its Server in Application._make_handler, with no hook for the
@@ -106,7 +219,8 @@ class _Runner(web.AppRunner):
         made = await super()._make_server()  # starts the application, then builds its server
         return _Server(made.request_handler, request_factory=made.request_factory,
                        handler_cancellation=made.handler_cancellation,
-                       loop=asyncio.get_running_loop(), **made._kwargs)
+                       loop=asyncio.get_running_loop(),
+                       lanes=lanes_of(self.app) if self._lane else {}, **made._kwargs)
 
 
 async def _watch_parent(parent_pid: int, stopping: asyncio.Event) -> None:
@@ -137,7 +251,8 @@ async def _serve(app: web.Application, settings: Settings, *, sock: socket.socke
     watch = None
     if parent_pid is not None:
         watch = asyncio.create_task(_watch_parent(parent_pid, stopping), name="parent-watch")
-    runner = _Runner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s)
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
+                     lane=settings.http_lane)
     await runner.setup()
     try:
         if not stopping.is_set():

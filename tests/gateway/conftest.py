@@ -116,7 +116,7 @@ def gateway_client(
             made.append(TrustList.from_json(trust_document(running.federation)))
         tl = trust_list or made[0]
         app = create_app(config, audit=audit, trust_list=tl, clock=clock)
-        return await aiohttp_client(app)
+        return await aiohttp_client(app)  # served as serve serves it (tests/conftest.py)
 
     return start
 
