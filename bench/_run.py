@@ -140,6 +140,8 @@ class Options:
     """Development runs: measure only these scenarios, print them, write nothing."""
     crypto_thread: bool = True
     """The gateways' ``crypto_thread`` setting (A/B runs)."""
+    http_lane: bool = True
+    """The gateways' ``http_lane`` setting (A/B runs)."""
     batch_connections: int = BATCH_CONNECTIONS
     """Connections of the batch row."""
     without_node: bool = False
@@ -202,6 +204,10 @@ class Options:
                             help="development: partner signature work on a thread beside the "
                                  "loop (gateways' crypto_thread setting), or on the loop; "
                                  "with --only")
+        parser.add_argument("--http-lane", choices=["on", "off"], default="on",
+                            help="development: the gateways' http_lane setting (simple requests "
+                                 "to the busiest routes answered without aiohttp's per-request "
+                                 "machinery), or every request aiohttp's way; with --only")
         args = parser.parse_args(argv)
         only = None
         if args.only:
@@ -211,6 +217,8 @@ class Options:
                 parser.error(f"--only: unknown scenario(s) {sorted(unknown)}")
         if args.crypto_thread == "off" and not only:
             parser.error("--crypto-thread off is for development runs (with --only)")
+        if args.http_lane == "off" and not only:
+            parser.error("--http-lane off is for development runs (with --only)")
         if (args.audit_entries is not None and args.audit_entries < 1) or args.audit_proofs < 1:
             parser.error("--audit-entries and --audit-proofs must be positive")
         duration = args.duration or (2.0 if args.quick else 10.0)
@@ -234,6 +242,7 @@ class Options:
             licences=2000 if args.quick else 10_000,
             only=only,
             crypto_thread=args.crypto_thread == "on",
+            http_lane=args.http_lane == "on",
             batch_connections=args.batch_connections,
             without_node=args.without_node,
             case_units=10 if args.quick else 100,
@@ -858,8 +867,10 @@ def _run(opts: Options, command: str, work: Path, children: Children,
     serve = [python(), "-m", "gateway", "serve", "--data-dir", str(data),
              "--trust-list", str(pools / "trust-list.json"), "--config", str(settings)]
     env = {"ECERT_APPROVALS_REQUIRED": "1",
-           "ECERT_CRYPTO_THREAD": "1" if opts.crypto_thread else "0"}
+           "ECERT_CRYPTO_THREAD": "1" if opts.crypto_thread else "0",
+           "ECERT_HTTP_LANE": "1" if opts.http_lane else "0"}
     log(f"crypto thread (partner signature work): {'on' if opts.crypto_thread else 'off'}")
+    log(f"HTTP lane: {'on' if opts.http_lane else 'off'}")
     gateway = children.start("gateway", [*serve, "--listen", f"{HOST}:{gw_port}"], env=env)
     minimal_proc = children.start("minimal", [python(), "-m", "bench._baselines", "minimal",
                                               "--port", str(minimal_port)])

@@ -252,6 +252,15 @@ class TestOptions:
         with pytest.raises(SystemExit):
             Options.parse(["--crypto-thread", "off"])
 
+    def test_http_lane_switch_is_for_development_runs(self) -> None:
+        """``--http-lane off`` needs ``--only``."""
+        from bench._run import Options
+
+        assert Options.parse([]).http_lane
+        assert not Options.parse(["--only", "single", "--http-lane", "off"]).http_lane
+        with pytest.raises(SystemExit):
+            Options.parse(["--http-lane", "off"])
+
     def test_development_runs_issue_full_pools_only_for_what_they_measure(self) -> None:
         """``--only`` keeps the pools its scenarios send at full size and shrinks the rest."""
         from bench._run import Options, _sizes
