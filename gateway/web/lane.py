@@ -38,7 +38,7 @@ from aiohttp.helpers import HeadersMixin, rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11, RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_urldispatcher import UrlMappingMatchInfo
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 __all__ = ["LANE_ROUTES", "Lane", "LaneRequest", "lanes_of"]
 
@@ -69,6 +69,8 @@ class LaneRequest(HeadersMixin, dict[str, Any]):
     handlers keep on a request (its id, the caller)."""
 
     writer = _NoOutput()
+    query: MultiDictProxy[str] = MultiDictProxy(MultiDict())
+    """Always empty: a request with a query string does not take the lane."""
 
     def __init__(self, message: RawRequestMessage, payload: StreamReader,
                  app: web.Application, match_info: UrlMappingMatchInfo,
