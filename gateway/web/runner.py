@@ -117,6 +117,10 @@ class _RequestHandler(web.RequestHandler):
             self._manager.lane_taken += 1
         self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         self._lane_task = self._loop.create_task(self._answer(lane, message, payload))
+        if self._buffer_paused and len(self._messages) <= self._msg_queue_resume_size:
+            # A full queue paused reading; drained enough, read on, as aiohttp's loop does
+            # (what is parsed meanwhile waits in the queue: the lane is busy).
+            self._resume_reading_if_drained()
 
     def _lane_for(self, message: object, payload: object) -> Lane | None:
         if (not isinstance(message, RawRequestMessage) or not isinstance(payload, StreamReader)

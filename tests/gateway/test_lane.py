@@ -329,3 +329,26 @@ async def test_a_header_split_in_two_is_refused(value: str) -> None:
     response.headers["X-A"] = value
     with pytest.raises(ValueError, match="newline or carriage return"):
         _serialise(response, message)
+
+
+async def test_more_requests_pipelined_than_aiohttp_queues(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """More requests written at once than aiohttp's message queue holds (32): the parser
+    pauses, and reading resumes as the lane takes them; every one is answered, in order."""
+    client = await gateway_client()
+    issued = [running.federation["310000"].issue() for _ in range(3)]
+    raw = b"".join(_post(client_key, orjson.dumps({"credential": issued[i % 3].token}))
+                   for i in range(45))
+    answers = await _exchange(client, raw, 45)
+    assert all(a[0] == "HTTP/1.1 200 OK" for a in answers)
+    assert [orjson.loads(a[2])["licence"]["identifier"] for a in answers] == [
+        issued[i % 3].identifier for i in range(45)]
+
+
+async def test_more_bodiless_requests_pipelined_than_aiohttp_queues(
+        gateway_client: AppFactory, client_key: str) -> None:
+    """The same with requests that have no body (each refused: not JSON), so that no body
+    read resumes the paused transport: the lane resumes it as aiohttp's loop would."""
+    client = await gateway_client()
+    answers = await _exchange(client, _post(client_key, b"") * 45, 45)
+    assert [a[0] for a in answers] == ["HTTP/1.1 400 Bad Request"] * 45
