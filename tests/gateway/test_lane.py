@@ -329,6 +329,14 @@ async def test_a_header_split_in_two_is_refused(value: str) -> None:
     response.headers["X-A"] = value
     with pytest.raises(ValueError, match="newline or carriage return"):
         _serialise(response, message)
+    # What aiohttp's prepare() would add, the lane does not write: refused, not dropped.
+    cookie, compressed, chunked = (web.Response(body=b"{}") for _ in range(3))
+    cookie.set_cookie("session", "x")
+    compressed.enable_compression()
+    chunked.enable_chunked_encoding()
+    for response in (cookie, compressed, chunked):
+        with pytest.raises(TypeError, match="no cookies, compression or chunked"):
+            _serialise(response, message)
 
 
 async def test_more_requests_pipelined_than_aiohttp_queues(
