@@ -158,8 +158,9 @@ def _serialise(response: web.StreamResponse, message: RawRequestMessage) -> tupl
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes):
         raise TypeError(f"the lane answers only with a bytes body, not {type(body).__name__}")
-    if response.cookies or response.compression or response.chunked:
-        # What prepare() would add or change here; no handler of LANE_ROUTES asks for it.
+    if response._cookies or response.compression or response.chunked:
+        # What prepare() would add or change here (it reads _cookies too: the ``cookies``
+        # property makes an empty jar); no handler of LANE_ROUTES asks for it.
         raise TypeError("the lane writes no cookies, compression or chunked answers")
     keep_alive = response.keep_alive
     if keep_alive is None:
