@@ -165,7 +165,7 @@ def count(row: Row, requests: int, work: Path, children: Children) -> Counted:
 
 
 def _rows(wanted: Sequence[str], pools: Path, data: Path, key: str, requests: int,
-          ) -> list[Row]:
+          *, http_lane: bool = True) -> list[Row]:
     py = python()
     serve = [py, "-m", "gateway", "serve", "--data-dir", str(data),
              "--trust-list", str(pools / "trust-list.json")]
@@ -181,14 +181,16 @@ def _rows(wanted: Sequence[str], pools: Path, data: Path, key: str, requests: in
                             _lines(pools / "naive-warm.jsonl")[:200]))
             continue
         gateway = [*serve, "--listen", f"{HOST}:{port}"]
-        off = {"ECERT_CACHE_ENABLED": "0"}
+        # http_lane off: every request aiohttp's way (docs/operators.md, "The lane").
+        on = {} if http_lane else {"ECERT_HTTP_LANE": "0"}
+        off = {**on, "ECERT_CACHE_ENABLED": "0"}
         if name == "single":
             made.append(Row(name, gateway, off, f"{base}/readyz", f"{base}/v1/verifications",
                             _lines(pools / "single.jsonl")[:requests],
                             _lines(pools / "single-warm.jsonl")[:200], auth=auth))
         elif name == "hit":
             repeated = _lines(pools / "repeated.jsonl")
-            made.append(Row(name, gateway, {}, f"{base}/readyz", f"{base}/v1/verifications",
+            made.append(Row(name, gateway, on, f"{base}/readyz", f"{base}/v1/verifications",
                             repeated, repeated * 50, auth=auth))
         elif name == "batch":
             made.append(Row(name, gateway, off, f"{base}/readyz",
@@ -199,7 +201,7 @@ def _rows(wanted: Sequence[str], pools: Path, data: Path, key: str, requests: in
             calls = [orjson.dumps({"source": {"region": source, "code": code},
                                    "target_region": target})
                      for source, code, target in translate_calls()[1]]
-            made.append(Row(name, gateway, {}, f"{base}/readyz",
+            made.append(Row(name, gateway, on, f"{base}/readyz",
                             f"{base}/v1/matters/translate", calls, calls, auth=auth))
     return made
 
@@ -211,8 +213,10 @@ def _cli(args: Sequence[str]) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def run(wanted: Sequence[str], requests: int, seed: int, work: Path) -> dict[str, Any]:
-    """Count every row asked; instructions per request (per licence for batch)."""
+def run(wanted: Sequence[str], requests: int, seed: int, work: Path, *,
+        http_lane: bool = True) -> dict[str, Any]:
+    """Count every row asked; instructions per request (per licence for batch).
+    ``http_lane`` off: the gateway rows are served with ``ECERT_HTTP_LANE=0``."""
     pools = work / "pools"
     batch_requests = max(1, requests // BATCH_SIZE)
     children = Children(Pinning(), work)  # not pinned: instructions do not mind
@@ -228,7 +232,7 @@ def run(wanted: Sequence[str], requests: int, seed: int, work: Path) -> dict[str
         key = _cli(["clients", "add", "instr", "--data-dir", str(data)])
         per: dict[str, float] = {}
         idle: dict[str, float] = {}
-        for row in _rows(wanted, pools, data, key, requests):
+        for row in _rows(wanted, pools, data, key, requests, http_lane=http_lane):
             n = batch_requests if row.per_request > 1 else requests
             counted = count(row, n, work, children)
             per[row.name] = counted.per_request / row.per_request
@@ -258,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="requests counted per row (batch: this many licences)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the mock federation")
     parser.add_argument("--keep", type=Path, help="keep the work folder (callgrind files) here")
+    parser.add_argument("--http-lane", choices=["on", "off"], default="on",
+                        help="the gateway rows' http_lane setting (A/B of the lane)")
     args = parser.parse_args(argv)
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     if unknown := set(wanted) - set(ROWS):
@@ -271,10 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        result = run(wanted, args.requests, args.seed, args.keep)
+        result = run(wanted, args.requests, args.seed, args.keep,
+                     http_lane=args.http_lane == "on")
     else:
         with tempfile.TemporaryDirectory(prefix="bench-instr-") as tmp:
-            result = run(wanted, args.requests, args.seed, Path(tmp))
+            result = run(wanted, args.requests, args.seed, Path(tmp),
+                         http_lane=args.http_lane == "on")
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0
 

@@ -676,3 +676,21 @@ class TestBareBaseline:
                              1)
         assert got[0][0] == 200
         assert got[0][1]["connection"] == "close"
+
+
+def test_instruction_rows_serve_the_gateway_with_or_without_the_lane(tmp_path: Path) -> None:
+    """``bench._instr --http-lane off`` starts every gateway row with ``ECERT_HTTP_LANE=0``
+    (an A/B of the lane), and leaves the baselines and the default alone."""
+    from bench._instr import ROWS, _rows
+
+    for name in ("naive", "naive-warm", "single", "single-warm", "repeated", "batch",
+                 "batch-warm"):
+        (tmp_path / f"{name}.jsonl").write_bytes(b'{"credential": "x"}\n')
+    made = {row.name: row.env for row in _rows(ROWS, tmp_path, tmp_path, "key", 100)}
+    assert all("ECERT_HTTP_LANE" not in env for env in made.values())
+    off = {row.name: row.env
+           for row in _rows(ROWS, tmp_path, tmp_path, "key", 100, http_lane=False)}
+    gateways = {"single", "hit", "batch", "translation"}
+    assert {name for name, env in off.items() if env.get("ECERT_HTTP_LANE") == "0"} == gateways
+    assert off["single"]["ECERT_CACHE_ENABLED"] == "0"
+    assert "ECERT_CACHE_ENABLED" not in off["hit"]
