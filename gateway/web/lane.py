@@ -22,7 +22,9 @@ Anything else goes aiohttp's way, unchanged: other routes and methods,
 ``Expect``, an upgrade, a request the parser refused, and every request that
 arrives while aiohttp is busy on the connection (answers leave in the order
 the requests came). A request answered before its body was read whole (a
-refusal) closes its connection, with ``Connection: close``.
+refusal) has the rest of its body read and dropped after the answer, for up to
+aiohttp's lingering time, as aiohttp does; the connection closes if it does
+not end by then.
 """
 
 from __future__ import annotations
@@ -142,10 +144,6 @@ class Lane:
             raise
         except Exception as exc:
             response = on_error(request, exc)
-        if not payload.is_eof():
-            # Answered before its body was read whole (a refusal): the rest is not waited
-            # for, and the connection closes after the answer, which says so.
-            response.force_close()
         try:
             return _serialise(response, message)
         except (ValueError, TypeError) as exc:  # a header value aiohttp would refuse too

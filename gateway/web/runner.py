@@ -145,8 +145,12 @@ class _RequestHandler(web.RequestHandler):
             self.log_exception("Unhandled exception", exc_info=exc)
             keep = False
         finally:
+            if payload.is_eof() or self._force_close:
+                self._lane_task = None
+        if not payload.is_eof() and not self._force_close:
+            await self._linger(payload)
             self._lane_task = None
-        if not keep or self._close:
+        if not keep or self._close or not payload.is_eof():
             self.force_close()
             return
         loop = self._loop
@@ -155,6 +159,18 @@ class _RequestHandler(web.RequestHandler):
             self._keepalive_handle = loop.call_at(self._next_keepalive_close_time,
                                                   self._process_keepalive)
         self._dispatch()
+
+    async def _linger(self, payload: StreamReader) -> None:
+        """Read and drop the rest of a body the answer came before, for up to the lingering
+        time, as aiohttp's loop does: closing with unread bytes would reset the connection
+        and could lose the answer on its way to the client."""
+        end = self._loop.time() + self._lingering_time
+        try:
+            while not payload.is_eof() and self._loop.time() < end:
+                async with asyncio.timeout(end - self._loop.time()):
+                    await payload.readany()
+        except TimeoutError:
+            pass
 
     def _peername(self) -> object:
         return None if self.transport is None else self.transport.get_extra_info("peername")

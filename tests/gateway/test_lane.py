@@ -10,6 +10,7 @@ gateway with the lane and one without (``http_lane = false``)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import re
@@ -171,26 +172,33 @@ async def test_a_body_in_pieces_is_read_as_it_comes(gateway_client: AppFactory,
     assert _lane_taken(client) == before + 2
 
 
-async def test_a_refusal_before_the_body_closes_the_connection(
-        gateway_client: AppFactory, running: RunningFederation) -> None:
-    """Refused before its body came (no key): the 401 says ``Connection: close`` and the
-    connection closes, the rest of the body not waited for."""
+async def test_a_refusal_before_the_body_reads_the_rest_then_serves_on(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str) -> None:
+    """Refused before its body came (no key): the 401 is written, the rest of the body is
+    read and dropped when it comes, and the connection serves the next request, with the
+    lane as without it (aiohttp's lingering read)."""
     lane, plain = await _twins(gateway_client)
-    raw = _post(None, orjson.dumps({"credential": running.federation["310000"].issue().token}))
-    cut = raw.index(b"\r\n\r\n") + 4
-    reader, writer = await asyncio.open_connection(lane.host, lane.port)
-    try:
-        writer.write(raw[:cut])
-        data = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closed
-    finally:
-        writer.close()
-    assert data.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
-    assert b"\r\nConnection: close\r\n" in data
-    # Sent whole, the same request keeps its connection, with or without the lane.
+    body = orjson.dumps({"credential": running.federation["310000"].issue().token})
+    refused = _post(None, body)
+    cut = refused.index(b"\r\n\r\n") + 4
     for client in (lane, plain):
-        answer = await _exchange(client, raw, 1)
-        assert answer[0][0] == "HTTP/1.1 401 Unauthorized"
-        assert "connection" not in answer[0][1]
+        answers = await _exchange(client, refused + _post(client_key, body), 2,
+                                  pieces=[cut], pause=0.2)
+        assert [a[0] for a in answers] == ["HTTP/1.1 401 Unauthorized", "HTTP/1.1 200 OK"]
+        assert "connection" not in answers[0][1]
+
+
+async def test_a_body_over_the_limit_is_answered_413_without_a_reset(
+        gateway_client: AppFactory, client_key: str) -> None:
+    """A declared length over the limit: 413 at once; the body the client goes on sending
+    is read and dropped, so the answer is not lost to a reset (through the test client,
+    which sends the whole body)."""
+    client = await gateway_client()  # 1 MiB for a single verification
+    for _ in range(3):
+        resp = await client.post("/v1/verifications", data=io.BytesIO(b"x" * 3_000_000),
+                                 headers={"Authorization": f"Bearer {client_key}",
+                                          "Content-Type": "application/json"})
+        assert resp.status == 413
 
 
 async def test_an_expectation_goes_aiohttps_way(gateway_client: AppFactory,
