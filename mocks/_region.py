@@ -275,6 +275,7 @@ class MockRegion:
         self._base_url = ""
         self.base_url = base_url or f"https://gw-{region_code}.mock.invalid"
         self._status = StatusList()
+        """Its entries (``status_list_size`` of them encoded at least)."""
         self._serials: set[str] = set()
         self._keys: dict[str, _Key] = {}
 
@@ -343,6 +344,19 @@ class MockRegion:
     def status_uri(self) -> str:
         """The URI of the region's status list (the ``sub`` of its token)."""
         return f"{self.base_url}/status/{self.status_list_name}"
+
+    @property
+    def status_list_size(self) -> int:
+        """Entries the status list always encodes (herd privacy; 16,384 unless set). Past
+        it, the list grows with every licence issued: set low, a list a gateway holds soon
+        lacks the entries of licences issued after it was fetched."""
+        return self._status.size
+
+    @status_list_size.setter
+    def status_list_size(self, size: int) -> None:
+        if size < 0:
+            raise ValueError("a status list size is not negative")
+        self._status.size = size
 
     @property
     def root_certificate(self) -> x509.Certificate:

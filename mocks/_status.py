@@ -26,7 +26,8 @@ class StatusList:
 
     def __init__(self, *, size: int = 16384) -> None:
         """Start with every entry valid; ``size`` entries are always encoded (herd privacy)."""
-        self._size = size
+        self.size = size
+        """Entries always encoded, however few are allocated; more are as they are."""
         self._values: dict[int, LicenceState] = {}
         self._next = 0
 
@@ -53,7 +54,7 @@ class StatusList:
         """Return the uncompressed byte array with ``bits`` bits per entry."""
         if bits not in (1, 2, 4, 8):
             raise ValueError("bits is one of 1, 2, 4, 8")
-        highest = max([self._next, self._size, *(i + 1 for i in self._values)])
+        highest = max([self._next, self.size, *(i + 1 for i in self._values)])
         data = bytearray((highest * bits + 7) // 8)
         for idx, state in self._values.items():
             if state >= 1 << bits:

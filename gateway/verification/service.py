@@ -342,6 +342,12 @@ class VerificationService:
     @staticmethod
     def _status_keys(pending: Pending | Verdict) -> list[tuple[tuple[str, str], Partner]]:
         """The status lists a started verification needs, by URI and partner region."""
+        return [(key, partner) for key, partner, _ in VerificationService._status_refs(pending)]
+
+    @staticmethod
+    def _status_refs(pending: Pending | Verdict
+                     ) -> list[tuple[tuple[str, str], Partner, int]]:
+        """``_status_keys`` with the entry index each reference needs."""
         if not isinstance(pending, Pending):
             return []
         refs = [*pending.component_status_needed]
@@ -351,40 +357,43 @@ class VerificationService:
             return []
         partner = pending.partner
         assert partner is not None
-        return [((ref.uri, partner.region_code), partner) for ref in refs]
+        return [((ref.uri, partner.region_code), partner, ref.idx) for ref in refs]
 
     def _held_statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]
-                       ) -> tuple[_Statuses, list[tuple[tuple[str, str], Partner]]]:
+                       ) -> tuple[_Statuses, list[tuple[tuple[str, str], Partner, int]]]:
         """The status lists ``started`` need that are answered without waiting (held and
         fresh, or a failed fetch not yet due again: ``StatusFetcher.answer_now``), and those
-        to fetch, each distinct one once, keyed by URI and partner region."""
-        needed: dict[tuple[str, str], Partner] = {}
+        to fetch, each distinct one once, keyed by URI and partner region, with the largest
+        entry index asked of it (a held list too short for it may be fetched again)."""
+        needed: dict[tuple[str, str], tuple[Partner, int]] = {}
         for pending in started:
-            for key, partner in self._status_keys(pending):
-                needed.setdefault(key, partner)
+            for key, partner, idx in self._status_refs(pending):
+                known = needed.get(key)
+                if known is None or idx > known[1]:
+                    needed[key] = (partner, idx)
         trust_list = snapshot.trust_list
         found: _Statuses = {}
-        missing: list[tuple[tuple[str, str], Partner]] = []
-        for key, partner in needed.items():
-            ready = self.status.answer_now(key[0], partner, trust_list)
+        missing: list[tuple[tuple[str, str], Partner, int]] = []
+        for key, (partner, idx) in needed.items():
+            ready = self.status.answer_now(key[0], partner, trust_list, idx)
             if ready is None:
-                missing.append((key, partner))
+                missing.append((key, partner, idx))
             else:
                 found[key] = ready
         return found, missing
 
     async def _fetched(self, snapshot: TrustSnapshot, found: _Statuses,
-                       missing: list[tuple[tuple[str, str], Partner]]) -> _Statuses:
+                       missing: list[tuple[tuple[str, str], Partner, int]]) -> _Statuses:
         """``found`` with the ``missing`` lists fetched, all at once: a batch waits for its
         slowest list, not for the sum of them (a hanging partner costs one timeout)."""
         trust_list = snapshot.trust_list
         if len(missing) == 1:
-            key, partner = missing[0]
-            found[key] = await self.status.get(key[0], partner, trust_list)
+            key, partner, idx = missing[0]
+            found[key] = await self.status.get(key[0], partner, trust_list, idx)
         elif missing:
-            lists = await asyncio.gather(*(self.status.get(uri, partner, trust_list)
-                                           for (uri, _), partner in missing))
-            found.update(zip((key for key, _ in missing), lists, strict=True))
+            lists = await asyncio.gather(*(self.status.get(uri, partner, trust_list, idx)
+                                           for (uri, _), partner, idx in missing))
+            found.update(zip((key for key, _, _ in missing), lists, strict=True))
         return found
 
     async def _statuses(self, snapshot: TrustSnapshot, started: Sequence[Pending | Verdict]

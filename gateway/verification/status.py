@@ -16,6 +16,10 @@ core, and keeps it until its ``ttl`` runs out.
   waiting for a connection counts against its timeout.
 * A failed fetch keeps the last good list: the verifier then judges its freshness
   and answers TRY_LATER once it is too old, never a pass.
+* A list held and fresh that has no entry for a licence's index (the licence is
+  newer than the list: a partner's list grows as it issues) is fetched again
+  before its ttl, at most once every ``SHORT_LIST_REFETCH_S`` per URI; until a
+  list with the entry arrives, the verifier answers TRY_LATER for it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ DEFAULT_REFRESH_S = 300.0
 MIN_REFRESH_S = 1.0
 DEFAULT_RETRY_AFTER_S = 5.0
 """How long a URI whose fetch failed is not tried again."""
+SHORT_LIST_REFETCH_S = 5.0
+"""How soon a held list without a licence's entry may be fetched again (its ttl aside)."""
 MAX_FAILURES = 1024
 """Failed URIs remembered at most (for the retry pause and the alerts)."""
 MAX_CONNECTIONS = 100
@@ -55,6 +61,7 @@ class _Entry:
     status: StatusList
     refresh_at: float
     trust_version: int
+    fetched_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,19 +156,35 @@ class StatusFetcher:
             return previous.status
         return StatusUnavailable(reason)
 
-    def ready(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result | None:
+    def ready(self, uri: str, partner: Partner, trust_list: TrustList,
+              covering: int = -1) -> _Result | None:
         """What ``get`` answers without waiting: the refusal of a URI outside ``partner``'s
-        prefixes, or the list held for ``uri`` that needs no refreshing yet; else None."""
+        prefixes, or the list held for ``uri`` that needs no refreshing yet; else None.
+
+        ``covering``: the largest entry index the caller needs. A held list too short for
+        it counts as not held when it may be fetched again already (``_short``)."""
         if not partner.status_uri_allowed(uri):  # remembered by the partner, per URI
             return StatusUnavailable(f"status URI {uri} is outside partner "
                                      f"{partner.region_code}'s registered prefixes; not fetched")
-        return self.cached(uri, trust_list)
+        hit = self.cached(uri, trust_list)
+        if hit is not None and covering >= 0 and self._short(uri, hit, covering):
+            return None
+        return hit
 
-    def answer_now(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result | None:
+    def _short(self, uri: str, status: StatusList, covering: int) -> bool:
+        """Whether ``status`` has no entry ``covering`` and was fetched long enough ago to
+        be fetched again for it (a licence newer than the list)."""
+        if status.value(covering) is not None:
+            return False
+        entry = self._cache.get(uri)
+        return entry is None or entry.fetched_at + SHORT_LIST_REFETCH_S <= time.monotonic()
+
+    def answer_now(self, uri: str, partner: Partner, trust_list: TrustList,
+                   covering: int = -1) -> _Result | None:
         """``ready``, or what ``get`` answers at once for a URI whose last fetch failed and
         is not yet due again (the last good list, else ``StatusUnavailable``); None when
-        ``get`` would fetch."""
-        hit = self.ready(uri, partner, trust_list)
+        ``get`` would fetch. ``covering`` as in ``ready``."""
+        hit = self.ready(uri, partner, trust_list, covering)
         if hit is not None:
             return hit
         failed = self._failed.get(uri)
@@ -170,13 +193,15 @@ class StatusFetcher:
             return self._fallback(uri, trust_list, failed.reason)
         return None
 
-    async def get(self, uri: str, partner: Partner, trust_list: TrustList) -> _Result:
+    async def get(self, uri: str, partner: Partner, trust_list: TrustList,
+                  covering: int = -1) -> _Result:
         """The status list at ``uri``, which must lie under one of ``partner``'s prefixes.
 
         The verifier checked the prefixes already; they are checked again here so
-        that no caller can make this adapter fetch anything else.
+        that no caller can make this adapter fetch anything else. ``covering`` as in
+        ``ready``: a held list without that entry is fetched again when it may be.
         """
-        hit = self.ready(uri, partner, trust_list)
+        hit = self.ready(uri, partner, trust_list, covering)
         if hit is not None:
             return hit
         failed = self._failed.get(uri)
@@ -245,5 +270,6 @@ class StatusFetcher:
         self.failing.pop(uri, None)
         ttl = float(status.ttl_s) if status.ttl_s is not None else DEFAULT_REFRESH_S
         refresh = max(MIN_REFRESH_S, min(ttl, float(partner.status_max_age_s)))
-        self._cache[uri] = _Entry(status, time.monotonic() + refresh, trust_list.version)
+        now = time.monotonic()
+        self._cache[uri] = _Entry(status, now + refresh, trust_list.version, now)
         return status

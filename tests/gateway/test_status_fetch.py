@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+import gateway.verification.status as status_module
 from gateway.verification.service import VerificationRequest
 from gateway.verification.status import StatusFetcher
 from gateway.web.appkeys import VERIFICATION_KEY
@@ -78,6 +79,42 @@ async def test_cached_by_ttl_and_single_flight(partner: tuple[Partner, TrustList
         later = [await fetcher.get(uri, p, tl) for _ in range(10)]
         assert all(isinstance(s, StatusList) for s in first + later)
         assert 1 == mock.hits
+    finally:
+        await fetcher.close()
+
+
+async def test_a_list_without_a_licences_entry_is_fetched_again(
+        partner: tuple[Partner, TrustList, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held, fresh list too short for the index asked (a licence issued after the list
+    was fetched) is fetched again before its ttl, but not within SHORT_LIST_REFETCH_S of
+    the last fetch; a list that has the entry is answered as held."""
+    mock, tl, uri = partner
+    mock.region.status_list_size = 0  # the list encodes the licences issued so far
+    p = tl.partner("310000")
+    assert p is not None
+    fetcher = await _fetcher()
+    try:
+        for _ in range(4):  # indices 0-3: one byte of 2-bit entries
+            mock.region.issue()
+        held = await fetcher.get(uri, p, tl, 3)
+        assert isinstance(held, StatusList)
+        assert held.value(3) is not None
+        assert held.value(4) is None
+        newer = mock.region.issue()
+        assert newer.status_idx == 4
+        # Fetched just now: the short list is answered as held, the partner not asked.
+        assert held is await fetcher.get(uri, p, tl, 4)
+        assert held is fetcher.answer_now(uri, p, tl, 4)
+        assert 1 == mock.hits
+        monkeypatch.setattr(status_module, "SHORT_LIST_REFETCH_S", 0.0)
+        assert fetcher.answer_now(uri, p, tl, 4) is None  # would fetch
+        assert held is fetcher.answer_now(uri, p, tl, 3)  # has the entry: held
+        again = await asyncio.gather(*(fetcher.get(uri, p, tl, 4) for _ in range(5)))
+        assert 2 == mock.hits  # one fetch for the five
+        assert all(isinstance(s, StatusList) and s.value(4) is not None for s in again)
+        assert again[0] is await fetcher.get(uri, p, tl, 4)  # now held with the entry
+        assert again[0] is await fetcher.get(uri, p, tl)  # no index asked: as held
+        assert 2 == mock.hits
     finally:
         await fetcher.close()
 
@@ -543,3 +580,50 @@ async def test_a_failed_fetch_not_yet_due_again_is_answered_with_the_others(
         (a["indication"], a["sub_indication"]) for a in answers]
     assert [] == alone
     assert asked == len(hefei.requests)
+
+
+async def test_a_licence_newer_than_the_held_list_passes_once_it_is_fetched_again(
+        gateway_client: AppFactory, running: RunningFederation, client_key: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partner's list grows as it issues. A licence whose entry the held, fresh list
+    lacks is answered TRY_LATER within SHORT_LIST_REFETCH_S of the list's fetch (the
+    partner not asked again), and after it the list is fetched again, once for a single
+    request, a batch or a turn's group, and the licence passes."""
+    shanghai = running.federation["310000"]
+    shanghai.status_list_size = 0
+    client = await gateway_client(_trust_list(running))
+    service = client.app[VERIFICATION_KEY]
+
+    async def verify(*tokens: str) -> list[tuple[str, str | None]]:
+        answers = await asyncio.gather(*(
+            service.verify(VerificationRequest(token), actor="w") for token in tokens))
+        return [(a["indication"], a["sub_indication"]) for a in answers]
+
+    def beyond_the_held_list(count: int) -> list[str]:
+        """``count`` new licences, the first one past the entries of the list held."""
+        held = service.status.held(shanghai.status_uri)
+        assert held is not None
+        issued = shanghai.issue()
+        while issued.status_idx is None or held.value(issued.status_idx) is not None:
+            issued = shanghai.issue()  # entries fill whole bytes
+        return [issued.token, *(shanghai.issue().token for _ in range(count - 1))]
+
+    passed = ("TOTAL_PASSED", None)
+    assert [passed] == await verify(shanghai.issue().token)
+    fetched = service.status.fetches
+    [newer] = beyond_the_held_list(1)
+    assert [("INDETERMINATE", "TRY_LATER")] == await verify(newer)
+    assert fetched == service.status.fetches
+    monkeypatch.setattr(status_module, "SHORT_LIST_REFETCH_S", 0.0)
+    assert [passed] == await verify(newer)
+    assert fetched + 1 == service.status.fetches
+    group = beyond_the_held_list(3)
+    assert [passed] * 4 == await verify(newer, *group)  # one turn's group
+    assert fetched + 2 == service.status.fetches
+    batch = beyond_the_held_list(3)
+    resp = await client.post("/v1/verifications/batch", headers=_auth(client_key),
+                             json={"items": [{"credential": t} for t in [*batch, newer]]})
+    assert 200 == resp.status
+    body = await resp.json()
+    assert [passed] * 4 == [(r["indication"], r["sub_indication"]) for r in body["results"]]
+    assert fetched + 3 == service.status.fetches
