@@ -627,3 +627,29 @@ async def test_a_licence_newer_than_the_held_list_passes_once_it_is_fetched_agai
     body = await resp.json()
     assert [passed] * 4 == [(r["indication"], r["sub_indication"]) for r in body["results"]]
     assert fetched + 3 == service.status.fetches
+
+
+async def test_a_combined_certificates_newer_components_have_the_list_fetched_again(
+        gateway_client: AppFactory, running: RunningFederation,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entries a combined certificate's components name count too: a document whose
+    own entry the held list has, but whose components' entries it lacks, has the list
+    fetched again, and its components pass (docs/combined-certificates.md)."""
+    shanghai = running.federation["310000"]
+    shanghai.status_list_size = 0
+    client = await gateway_client(_trust_list(running))
+    service = client.app[VERIFICATION_KEY]
+    first = await service.verify(VerificationRequest(shanghai.issue().token), actor="w")
+    assert "TOTAL_PASSED" == first["indication"]
+    held = service.status.held(shanghai.status_uri)
+    assert held is not None
+    fetched = service.status.fetches
+    combined = shanghai.issue_combined(claims_override={
+        "status": {"status_list": {"idx": 0, "uri": shanghai.status_uri}}})
+    assert held.value(0) is not None  # the document's own entry is held
+    assert any(held.value(c.status_idx) is None for c in combined.components)
+    monkeypatch.setattr(status_module, "SHORT_LIST_REFETCH_S", 0.0)
+    answer = await service.verify(VerificationRequest(combined.token), actor="w")
+    assert fetched + 1 == service.status.fetches
+    assert ("TOTAL_PASSED", None) == (answer["indication"], answer["sub_indication"])
+    assert {"TOTAL_PASSED"} == {c["indication"] for c in answer["components"]}
