@@ -3,10 +3,13 @@
 Write path. ``append(event)`` builds the record (pseudonymised, canonical
 bytes, leaf hash) on the event loop, queues it with a loop future and wakes the
 writer task; ``append_many``/``append_proved_many`` queue a group of records with
-one future. The writer takes whole groups up to ``batch_max`` queued records and
-hands the batch to the writer thread once (one job on the thread's queue: one
-hand-off and one wake-up back per batch, no per-record object crosses threads). The
-thread commits them in one transaction under the sequencer lock (SQLite
+one future. Before it takes a batch, the writer lets the event loop run the requests
+it has ready, one turn at a time while their records keep arriving (at most
+``_SETTLE_TURNS``), so they join the same commit rather than the next; it stops at the
+first turn that adds none, so it never waits on an idle loop. It takes whole groups up
+to ``batch_max`` queued records and hands the batch to the writer thread once (one job
+on the thread's queue: one hand-off and one wake-up back per batch, no per-record object
+crosses threads). The thread commits them in one transaction under the sequencer lock (SQLite
 ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock).
 When a caller of the batch waits for a proof (``append_proved``), the same
 transaction keeps ONE checkpoint signed for the tree the batch makes (its right
@@ -116,6 +119,8 @@ _INDEX, _PROVED, _INDICES, _PROVED_MANY = 0, 1, 2, 3
 _MANY = 2
 _FILL_BELOW = 16
 """Records queued below which the woken writer lets the loop turn once before it takes them."""
+_SETTLE_TURNS = 8
+"""Loop turns the writer lets run, while each adds records, before it takes a batch."""
 _Waiter = tuple[int, "asyncio.Future[Any]", int]
 """One caller's rows in the queue: how many, its future, what it waits for."""
 TREE_CHUNK_BITS = 4
@@ -810,6 +815,7 @@ class AuditService:
                     # add theirs first (one commit, fsync and signature for more of them).
                     await asyncio.sleep(0)
                 continue
+            await self._settle()
             # Whole callers' groups, up to batch_max rows (a larger group goes alone).
             count = taken = 0
             for n, _, _ in waiters:
@@ -830,6 +836,21 @@ class AuditService:
                         future.set_exception(
                             AuditUnavailableError(f"audit record not written: {exc}")
                         )
+
+    async def _settle(self) -> None:
+        """Let the loop run what it has ready, one turn at a time, while the turns add rows.
+
+        Requests read while the last commit was on the thread are answered in the turns
+        after it, and most of them queue a record: taken now, each commit would carry
+        about half of the requests in flight. A turn that adds no row means the loop has
+        nothing more ready, and the writer takes what is queued at once."""
+        for _ in range(_SETTLE_TURNS):
+            queued = len(self._rows)
+            if queued >= self._batch_max or self._closing:
+                return
+            await asyncio.sleep(0)
+            if len(self._rows) == queued:
+                return
 
     async def _commit(self, rows: list[EntryRow], batch: list[_Waiter]) -> None:
         """Commit one batch with its checkpoint (one hand-off), then answer its futures."""

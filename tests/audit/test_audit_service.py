@@ -60,6 +60,29 @@ class TestAppend:
         assert 200 == counted["ecert_audit_records"]
         assert 1 <= counted["ecert_audit_commits"] < 200
 
+    async def test_records_arriving_turn_after_turn_share_a_commit(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """Before a commit the writer lets the loop run while each turn adds records: six
+        appends made one loop turn after another are committed together (taken at once,
+        the first two would have gone alone), each at its own index."""
+        await service.append(make_event())  # the writer is idle and waiting again
+        before = service.commits
+
+        async def after_turns(turns: int) -> int:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            return await service.append(make_event(actor_id=f"turn-{turns}"))
+
+        indices = await asyncio.gather(*(after_turns(turns) for turns in range(6)))
+        assert [1, 2, 3, 4, 5, 6] == indices
+        assert 1 == service.commits - before
+        # Records that never stop arriving do not hold a commit back past a few turns.
+        before = service.commits
+        indices = await asyncio.gather(*(after_turns(turns) for turns in range(40)))
+        assert list(range(7, 47)) == indices
+        assert service.commits - before >= 2
+
     async def test_record_is_canonical_and_pseudonymised(
         self, service: AuditService, make_event: EventFactory
     ) -> None:
