@@ -117,8 +117,6 @@ _MAX_PENDING = 100_000
 _INDEX, _PROVED, _INDICES, _PROVED_MANY = 0, 1, 2, 3
 """What a caller waits for: bit 1, a proof (``LoggedEntry``); bit 2, a list (one per event)."""
 _MANY = 2
-_FILL_BELOW = 16
-"""Records queued below which the woken writer lets the loop turn once before it takes them."""
 _SETTLE_TURNS = 8
 """Loop turns the writer lets run, while each adds records, before it takes a batch."""
 _Waiter = tuple[int, "asyncio.Future[Any]", int]
@@ -810,12 +808,8 @@ class AuditService:
                     return
                 self._wake.clear()
                 await self._wake.wait()
-                if len(self._rows) < _FILL_BELOW and not self._closing:
-                    # A few records: let the requests already read this turn of the loop
-                    # add theirs first (one commit, fsync and signature for more of them).
-                    await asyncio.sleep(0)
                 continue
-            await self._settle()
+            await self._settle()  # the requests the loop has ready add theirs first
             # Whole callers' groups, up to batch_max rows (a larger group goes alone).
             count = taken = 0
             for n, _, _ in waiters:
@@ -840,10 +834,11 @@ class AuditService:
     async def _settle(self) -> None:
         """Let the loop run what it has ready, one turn at a time, while the turns add rows.
 
-        Requests read while the last commit was on the thread are answered in the turns
-        after it, and most of them queue a record: taken now, each commit would carry
-        about half of the requests in flight. A turn that adds no row means the loop has
-        nothing more ready, and the writer takes what is queued at once."""
+        Requests read while the last commit was on the thread (or in the turn that woke
+        the writer) are answered in the turns after it, and most of them queue a record:
+        taken at once, each commit would carry about half of the requests in flight, and
+        pay its fsync and signature for them alone. A turn that adds no row means the loop
+        has nothing more ready, and the writer takes what is queued at once."""
         for _ in range(_SETTLE_TURNS):
             queued = len(self._rows)
             if queued >= self._batch_max or self._closing:

@@ -340,14 +340,10 @@ class VerificationService:
             matter_codes_for=lambda partner: self._matter_codes(req, partner.region_code))
 
     @staticmethod
-    def _status_keys(pending: Pending | Verdict) -> list[tuple[tuple[str, str], Partner]]:
-        """The status lists a started verification needs, by URI and partner region."""
-        return [(key, partner) for key, partner, _ in VerificationService._status_refs(pending)]
-
-    @staticmethod
     def _status_refs(pending: Pending | Verdict
                      ) -> list[tuple[tuple[str, str], Partner, int]]:
-        """``_status_keys`` with the entry index each reference needs."""
+        """The status lists a started verification needs, by URI and partner region, with
+        the entry index each reference names."""
         if not isinstance(pending, Pending):
             return []
         refs = [*pending.component_status_needed]
@@ -928,7 +924,7 @@ class VerificationService:
             statuses, missing = self._held_statuses(snapshot, started)
             if missing:
                 misses = [(index, pending) for index, pending in misses
-                          if all(key in statuses for key, _ in self._status_keys(pending))]
+                          if all(key in statuses for key, _, _ in self._status_refs(pending))]
         to_store: list[tuple[str, CacheEntry]] = []
         decoded: list[tuple[str, CacheEntry, _Outcome]] = []
         for index, pending in misses:

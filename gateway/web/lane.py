@@ -98,14 +98,6 @@ class LaneRequest(HeadersMixin, dict[str, Any]):
         return self._message.path
 
     @property
-    def version(self) -> Any:
-        return self._message.version
-
-    @property
-    def keep_alive(self) -> bool:
-        return not self._message.should_close
-
-    @property
     def remote(self) -> str | None:
         """The peer's address, as ``web.Request.remote`` gives it (no proxy headers)."""
         peer = self._peername()

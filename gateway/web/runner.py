@@ -272,7 +272,7 @@ async def _serve(app: web.Application, settings: Settings, *, sock: socket.socke
     if parent_pid is not None:
         watch = asyncio.create_task(_watch_parent(parent_pid, stopping), name="parent-watch")
     runner = GatewayRunner(app, access_log=None, shutdown_timeout=settings.shutdown_timeout_s,
-                     lane=settings.http_lane)
+                           lane=settings.http_lane)
     await runner.setup()
     try:
         if not stopping.is_set():
