@@ -203,6 +203,11 @@ class Settings:
     More than one needs ``redis_url``: the replay cache of partner request tokens, the
     partners' rate limits and console sessions are shared through it
     (``gateway.web.runner``, docs/operators.md "Workers and scaling")."""
+    worker_balance: bool = True
+    """With several workers, each keeps its share of the open connections even: it stops
+    accepting while it holds more than the least loaded worker and closes its excess
+    after an answer (``gateway.web.balance``); false (``ECERT_WORKER_BALANCE=0``): the
+    kernel's split stands."""
     public_url: str | None = None
     """The URL partners reach this gateway at (``https://gw.example/ecert``: scheme, host,
     port, any path prefix; no trailing slash). What Huzhou signs names it (its status

@@ -50,6 +50,7 @@ from gateway.web.appkeys import (
     WITNESSING_KEY,
 )
 from gateway.web.auth import require_operator
+from gateway.web.balance import BALANCE_KEY, BalanceHolder
 from gateway.web.middleware import make_request_middleware
 from gateway.web.observability import GatewayCollector, HttpObserver
 from gateway.web.workermetrics import WORKER_KEY, render
@@ -154,12 +155,14 @@ def create_app(
     """
     registry = CollectorRegistry()
     observer = HttpObserver(registry, access_log=settings.access_log)
+    balance = BalanceHolder()
     app = web.Application(
-        middlewares=[make_request_middleware(observer)],
+        middlewares=[make_request_middleware(observer, balance)],
         client_max_size=settings.max_batch_body_bytes,
         handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES},
     )
     app[SETTINGS_KEY] = settings
+    app[BALANCE_KEY] = balance
     app[METRICS_REGISTRY_KEY] = registry
     now = clock or utc_now
     registry.register(GatewayCollector(lambda: _service_metrics(app, now())))

@@ -9,7 +9,9 @@ does all of it:
 * any failure becomes an RFC 9457 problem body (``gateway.web.problems.problem_for``),
   logged with the request id still in context. A redirect passes through;
 * every answer is counted and timed per route, and logged as one access-log line
-  (``gateway.web.observability``).
+  (``gateway.web.observability``);
+* a worker holding more than its share of the workers' connections closes some of
+  them after their answer (``gateway.web.balance``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from multidict import istr
 
+from gateway.web.balance import BalanceHolder
 from gateway.web.logs import REQUEST_ID_KEY, new_request_id, request_id_var
 from gateway.web.observability import HttpObserver
 from gateway.web.problems import problem_for, problem_response
@@ -33,8 +36,11 @@ _X_REQUEST_ID = istr("X-Request-Id")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_request_middleware(observer: HttpObserver | None) -> Middleware:
-    """The middleware, reporting every answered request to ``observer`` (metrics, access log)."""
+def make_request_middleware(observer: HttpObserver | None,
+                            balance: BalanceHolder | None = None) -> Middleware:
+    """The middleware, reporting every answered request to ``observer`` (metrics, access log).
+    With a worker's ``balance``, an answer closes its connection when the worker sheds
+    connections (``gateway.web.balance``)."""
 
     @web.middleware
     async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,6 +59,10 @@ def make_request_middleware(observer: HttpObserver | None) -> Middleware:
         finally:
             request_id_var.reset(token)
         response.headers[_X_REQUEST_ID] = request_id
+        if balance is not None:
+            current = balance.current
+            if current is not None and current.should_shed():
+                response.force_close()
         if observer is not None:
             observer.observe(request, response.status, started, request_id)
         return response

@@ -47,6 +47,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
 from gateway.settings import Settings
+from gateway.web.balance import BALANCE_KEY, BalancedSockSite, ConnectionBalance, Slots
 from gateway.web.lane import Lane, LaneRequest, lanes_of
 from gateway.web.logs import flush_logs, new_request_id, request_id_var
 from gateway.web.problems import Problem, problem_response
@@ -54,6 +55,9 @@ from gateway.web.problems import Problem, problem_response
 __all__ = ["STOP_SIGNALS", "GatewayRunner", "loop_factory", "serve"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+WorkerSlot = tuple[Slots, int, int]
+"""A worker's place in the connection balance: the shared slots, its index, how many."""
 
 _log = logging.getLogger("gateway.http")
 
@@ -220,9 +224,23 @@ class _Server(web.Server):
         self.lanes = lanes
         self.lane_taken = 0
         """Requests the lane answered, of ``requests_count`` (all requests served)."""
+        self.balance: ConnectionBalance | None = None
+        """The worker's connection balance, told of every connection (``gateway.web.balance``)."""
 
     def __call__(self) -> web.RequestHandler:
         return _RequestHandler(self, loop=self._loop, lanes=self.lanes, **self._kwargs)
+
+    def connection_made(self, handler: web.RequestHandler,
+                        transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if self.balance is not None:
+            self.balance.opened()
+
+    def connection_lost(self, handler: web.RequestHandler,
+                        exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        if self.balance is not None:
+            self.balance.closed()
 
 
 class GatewayRunner(web.AppRunner):
@@ -255,7 +273,8 @@ async def _watch_parent(parent_pid: int, stopping: asyncio.Event) -> None:
 
 async def _serve(app: web.Application, settings: Settings, *, sock: socket.socket | None,
                  stop_signals: tuple[signal.Signals, ...], parent_pid: int | None,
-                 on_serving: Callable[[], object] | None) -> None:
+                 on_serving: Callable[[], object] | None,
+                 balance: WorkerSlot | None) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -279,8 +298,10 @@ async def _serve(app: web.Application, settings: Settings, *, sock: socket.socke
             site: web.BaseSite
             if sock is None:
                 site = web.TCPSite(runner, settings.host, settings.port)
-            else:
+            elif balance is None:
                 site = web.SockSite(runner, sock)
+            else:
+                site = _balanced_site(app, runner, sock, balance)
             await site.start()
             if on_serving is not None:
                 on_serving()
@@ -295,6 +316,19 @@ async def _serve(app: web.Application, settings: Settings, *, sock: socket.socke
         for sig in stop_signals:
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
+
+
+def _balanced_site(app: web.Application, runner: GatewayRunner, sock: socket.socket,
+                   slot: WorkerSlot) -> BalancedSockSite:
+    slots, index, workers = slot
+    site = BalancedSockSite(runner, sock, slots=slots, index=index, workers=workers)
+    server = runner.server
+    if isinstance(server, _Server):
+        server.balance = site.balance
+    holder = app.get(BALANCE_KEY)
+    if holder is not None:
+        holder.current = site.balance
+    return site
 
 
 def loop_factory(settings: Settings) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
@@ -313,7 +347,8 @@ def loop_factory(settings: Settings) -> tuple[str, Callable[[], asyncio.Abstract
 def serve(app: web.Application, settings: Settings, *, sock: socket.socket | None = None,
           stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
           parent_pid: int | None = None,
-          on_serving: Callable[[], object] | None = None) -> None:
+          on_serving: Callable[[], object] | None = None,
+          balance: WorkerSlot | None = None) -> None:
     """Serve ``app`` on ``settings.listen`` until SIGTERM or SIGINT, then stop gracefully:
     stop accepting, let requests in flight finish (``shutdown_timeout_s``), close every
     cleanup context. Signals repeated while stopping are logged and ignored.
@@ -321,12 +356,15 @@ def serve(app: web.Application, settings: Settings, *, sock: socket.socket | Non
     A worker of ``gateway.web.workers`` passes the listening socket it inherited
     (``sock``, instead of binding ``listen``), the signals that stop it, and its
     supervisor's pid (it stops when that process is gone), and ``on_serving`` is called
-    once the application started and the socket is served."""
+    once the application started and the socket is served. ``balance``: the workers'
+    shared slots, this worker's index and the number of workers; the worker then
+    balances its connections with the others' (``gateway.web.balance``)."""
     name, new_loop = loop_factory(settings)
     _log.info("event loop", extra={"loop": name})
     try:
         with asyncio.Runner(loop_factory=new_loop) as runner:
             runner.run(_serve(app, settings, sock=sock, stop_signals=stop_signals,
-                              parent_pid=parent_pid, on_serving=on_serving))
+                              parent_pid=parent_pid, on_serving=on_serving,
+                              balance=balance))
     finally:
         flush_logs()  # a forked worker leaves with os._exit: no logging.shutdown

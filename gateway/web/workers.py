@@ -32,6 +32,10 @@ Start-up. The first worker starts alone: it reconciles ``--trust-list`` with
 the store (an import is audited once, not once per worker) and makes what a new
 data folder lacks; the others start once it serves, and serve the store's list.
 
+Connections. The workers keep their shares of the open connections even (each
+stops accepting while it holds more than the least loaded, and closes its excess
+after an answer): ``gateway.web.balance``; ``worker_balance = false`` turns it off.
+
 Supervision. SIGTERM or SIGINT to the supervisor stops every worker gracefully
 (SIGTERM to each; a worker still running ``shutdown_timeout_s`` + 5 s later is
 killed) and the supervisor exits 0 once all have stopped cleanly. A worker that
@@ -67,6 +71,7 @@ from aiohttp import web
 
 from gateway.settings import Settings
 from gateway.web.app import METRICS_REGISTRY_KEY
+from gateway.web.balance import Slots, clear_slot, new_slots
 from gateway.web.logs import StaticFields
 from gateway.web.runner import STOP_SIGNALS, serve
 from gateway.web.workermetrics import WORKER_KEY, Worker, snapshots_ctx
@@ -114,7 +119,7 @@ def listening_socket(settings: Settings) -> socket.socket:
 
 def _worker_main(make_app: Callable[[Settings], web.Application], settings: Settings, *,
                  sock: socket.socket, index: int, parent_pid: int, wakeup: tuple[int, int],
-                 metrics: Path, serving: Event) -> None:
+                 metrics: Path, serving: Event, slots: Slots | None) -> None:
     """A worker process (forked): build the application and serve on the inherited socket."""
     signal.set_wakeup_fd(-1)  # the supervisor's, inherited with the fork
     for fd in wakeup:
@@ -127,7 +132,8 @@ def _worker_main(make_app: Callable[[Settings], web.Application], settings: Sett
     app[WORKER_KEY] = Worker(index, metrics)
     app.cleanup_ctx.append(snapshots_ctx(app[METRICS_REGISTRY_KEY]))
     serve(app, settings, sock=sock, stop_signals=(signal.SIGTERM,),
-          parent_pid=parent_pid, on_serving=serving.set)
+          parent_pid=parent_pid, on_serving=serving.set,
+          balance=None if slots is None else (slots, index, settings.workers))
 
 
 def _describe(code: int | None) -> str:
@@ -153,6 +159,8 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
     check_workers(settings)
     sock = listening_socket(settings)
     metrics = Path(tempfile.mkdtemp(prefix="ecert-gateway-metrics-"))
+    # The workers' connection counts, shared (gateway.web.balance); inherited with the fork.
+    slots = new_slots(settings.workers) if settings.worker_balance else None
     context = multiprocessing.get_context("fork")
     received: list[int] = []
     read_fd, write_fd = os.pipe()
@@ -170,12 +178,14 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
         """Start worker ``index``; ``again``: the store already holds --trust-list."""
         given = replace(settings, trust_list_file=None) if again else settings
         serving[index] = context.Event()
+        if slots is not None:
+            clear_slot(slots, index)  # what a worker that ended left there counts no more
         process = context.Process(
             target=_worker_main, name=f"ecert-worker-{index}",
             args=(make_app, given),
             kwargs={"sock": sock, "index": index, "parent_pid": parent_pid,
                     "wakeup": (read_fd, write_fd), "metrics": metrics,
-                    "serving": serving[index]})
+                    "serving": serving[index], "slots": slots})
         process.start()
         _log.info("worker started", extra={"worker": index, "pid": process.pid})
         return process
@@ -226,6 +236,8 @@ def supervise(make_app: Callable[[Settings], web.Application], settings: Setting
                 code = process.exitcode
                 if code is None or index in ended:
                     continue
+                if slots is not None:
+                    clear_slot(slots, index)
                 if stopping_since is not None:
                     ended.add(index)
                     if code != 0:
