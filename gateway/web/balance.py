@@ -18,12 +18,13 @@ connection balance, does two things:
   worker** (its server on the shared socket is closed and opened again; the socket
   stays listening, and what arrives meanwhile waits in its queue for a worker that
   accepts). The least loaded worker always accepts, so some worker always does;
-* **it sheds its excess**: when, at a heartbeat, it holds more than its share of
-  all the workers' connections (the total divided by the live workers, rounded up),
-  that many of the next answers on its connections carry ``Connection: close``
-  (``should_shed``, asked by the request middleware). The client reconnects,
-  and the connection lands on a worker that accepts. A burst that was split
-  unevenly is even again after one answer on each shed connection.
+* **it sheds its excess**: when, at a heartbeat, it holds more than one connection
+  over its share of all the workers' connections (the total divided by the live
+  workers, rounded up), that many of the next answers on its connections, less
+  one, carry ``Connection: close`` (``should_shed``, asked by the request
+  middleware). The client reconnects, and the connection lands on a worker that
+  accepts. A burst that was split unevenly is even again, within one connection,
+  after one answer on each shed connection.
 
 A worker counts as live while its heartbeat (every ``TICK_S``) is younger than
 ``STALE_S``: a worker that hangs or ends is left out within that time, and the
@@ -47,7 +48,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.web_runner import BaseRunner
 
-__all__ = ["BALANCE_KEY", "STALE_S", "TICK_S", "BalanceHolder", "BalancedSockSite",
+__all__ = ["BALANCE_KEY", "RECHECK_S", "STALE_S", "TICK_S", "BalanceHolder", "BalancedSockSite",
            "ConnectionBalance", "Slots", "accepts", "clear_slot", "new_slots", "share_of"]
 
 _log = logging.getLogger("gateway.http")
@@ -56,6 +57,11 @@ TICK_S: Final = 0.1
 """How often a worker writes its heartbeat and looks at the others' counts."""
 STALE_S: Final = 2.0
 """A worker whose heartbeat is older than this is not counted (hung, ended)."""
+RECHECK_S: Final = 0.005
+"""How often a worker that does not accept looks at the others' counts again. Each
+worker accepts a burst of connections before it looks (the event loop accepts all
+that are queued at once), so two workers can each find the other ahead and both stop;
+the one that is in fact behind accepts again within this time."""
 
 Slots = Any
 """The shared array: per worker, its open connections and its heartbeat (monotonic ms)."""
@@ -135,8 +141,10 @@ class ConnectionBalance:
         self._accepting = accepts(self.connections, others)
         self._gate(self._accepting)
         # From one view of the counts, not after each close: until the shed clients are
-        # back (at another worker), this worker's count falls and the total with it.
-        self._to_shed = (max(0, self.connections - share_of(self.connections, others))
+        # back (at another worker), this worker's count falls and the total with it. One
+        # connection over the share is let be: shedding it would only move the one extra
+        # to another worker, and then back.
+        self._to_shed = (max(0, self.connections - share_of(self.connections, others) - 1)
                          if others else 0)
 
     def leave(self) -> None:
@@ -169,6 +177,9 @@ class ConnectionBalance:
         if accepting != self._accepting:
             self._accepting = accepting
             self._gate(accepting)
+        if not accepting and not self._check_pending:
+            self._check_pending = True
+            asyncio.get_running_loop().call_later(RECHECK_S, self._check)
 
     def should_shed(self) -> bool:
         """Whether the answer being made should close its connection: at the last tick this

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.web.balance import (
     BALANCE_KEY,
+    RECHECK_S,
     STALE_S,
     BalancedSockSite,
     BalanceHolder,
@@ -80,17 +81,21 @@ async def test_balance_gates_sheds_and_leaves_out_stale_workers(slots: Slots) ->
     assert mine.others() == [2]  # worker 2 never beat: not live
     mine.tick()
     assert not gate()
-    # Its share of 8 over 2 live workers is 4: two answers close their connection.
-    assert [mine.should_shed() for _ in range(4)] == [True, True, False, False]
-    assert mine.shed == 2
-    mine.closed()
+    # Its share of 8 over 2 live workers is 4; one over it is let be: one answer closes
+    # its connection.
+    assert [mine.should_shed() for _ in range(3)] == [True, False, False]
+    assert mine.shed == 1
     mine.closed()
     await asyncio.sleep(0)
-    other.connections = 4  # the two clients came back, to the other worker
+    other.connections = 3  # the client came back, to the other worker
     other.tick()
     mine.tick()
-    assert not mine.should_shed()  # 4 and 4
-    assert gate()
+    assert not mine.should_shed()  # 5 and 3: one over the share
+    mine.closed()
+    other.connections = 4
+    other.tick()
+    mine.tick()
+    assert gate()  # 4 and 4
     mine.opened()
     mine.opened()
     mine.tick()
@@ -109,6 +114,24 @@ async def test_balance_gates_sheds_and_leaves_out_stale_workers(slots: Slots) ->
     assert mine.others() == []
     clear_slot(slots, 0)
     assert other.others() == []
+
+
+async def test_a_worker_that_stopped_accepting_looks_again_soon(slots: Slots) -> None:
+    """Two workers that each took a burst can each find the other ahead and both stop;
+    the one that is in fact behind must accept again well before its next heartbeat."""
+    clock = _Clock()
+    gates: list[bool] = []
+    mine = ConnectionBalance(slots, 0, 3, gate=gates.append, clock_ms=clock)
+    other = ConnectionBalance(slots, 1, 3, gate=lambda _: None, clock_ms=clock)
+    other.connections = 4
+    other.tick()
+    for _ in range(5):
+        mine.opened()
+    await asyncio.sleep(0)
+    assert gates == [False]  # 5 against 4
+    slots[2] = 8  # worker 1's count: it took a burst meanwhile; no heartbeat of either yet
+    await asyncio.sleep(RECHECK_S * 4)
+    assert gates == [False, True]
 
 
 # -- two workers' sites on one socket ----------------------------------------------
@@ -207,13 +230,13 @@ async def test_a_worker_over_its_share_closes_the_excess_after_an_answer(
     sites[0].balance.tick()  # worker 0 sees worker 1 again
     heads = [await _get(reader, writer) for reader, writer in opened]
     closing = [b"Connection: close" in head for head in heads]
-    assert closing.count(True) == 3  # 6 against 0: its share is 3
-    assert sites[0].balance.shed == 3
+    assert closing.count(True) == 2  # 6 against 0: its share is 3, and one over is let be
+    assert sites[0].balance.shed == 2
     # The clients that were asked to go come back, to the worker that accepts.
-    again = [await _ask(port) for _ in range(3)]
+    again = [await _ask(port) for _ in range(2)]
     await asyncio.sleep(0.05)
-    assert sites[0].balance.connections == 3
-    assert restarted.balance.connections == 3
+    assert sites[0].balance.connections == 4
+    assert restarted.balance.connections == 2
     for writer in [w for _, w in opened] + [w for _, w, _ in again]:
         writer.close()
         await writer.wait_closed()
