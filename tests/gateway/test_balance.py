@@ -63,6 +63,20 @@ def slots() -> Slots:
     return new_slots(3)
 
 
+async def _behind(slots: Slots, clock: _Clock, gates: list[bool], *, mine: int,
+                  other: int) -> tuple[ConnectionBalance, ConnectionBalance]:
+    """Worker 0 (its gate's calls in ``gates``) opened ``mine`` connections after worker 1
+    beat with ``other``; worker 2 never beats."""
+    first = ConnectionBalance(slots, 0, 3, gate=gates.append, clock_ms=clock)
+    second = ConnectionBalance(slots, 1, 3, gate=lambda _: None, clock_ms=clock)
+    second.connections = other
+    second.tick()
+    for _ in range(mine):
+        first.opened()
+    await asyncio.sleep(0)  # the check after the changes runs once, a turn later
+    return first, second
+
+
 async def test_balance_gates_sheds_and_leaves_out_stale_workers(slots: Slots) -> None:
     clock = _Clock()
     gates: list[bool] = []
@@ -70,13 +84,7 @@ async def test_balance_gates_sheds_and_leaves_out_stale_workers(slots: Slots) ->
     def gate() -> bool:
         return gates[-1]
 
-    mine = ConnectionBalance(slots, 0, 3, gate=gates.append, clock_ms=clock)
-    other = ConnectionBalance(slots, 1, 3, gate=lambda _: None, clock_ms=clock)
-    other.connections = 2
-    other.tick()
-    for _ in range(6):
-        mine.opened()
-    await asyncio.sleep(0)  # the check after the changes runs once, a turn later
+    mine, other = await _behind(slots, clock, gates, mine=6, other=2)
     assert gates == [False]  # 6 against 2: no more accepts
     assert mine.others() == [2]  # worker 2 never beat: not live
     mine.tick()
@@ -119,15 +127,8 @@ async def test_balance_gates_sheds_and_leaves_out_stale_workers(slots: Slots) ->
 async def test_a_worker_that_stopped_accepting_looks_again_soon(slots: Slots) -> None:
     """Two workers that each took a burst can each find the other ahead and both stop;
     the one that is in fact behind must accept again well before its next heartbeat."""
-    clock = _Clock()
     gates: list[bool] = []
-    mine = ConnectionBalance(slots, 0, 3, gate=gates.append, clock_ms=clock)
-    other = ConnectionBalance(slots, 1, 3, gate=lambda _: None, clock_ms=clock)
-    other.connections = 4
-    other.tick()
-    for _ in range(5):
-        mine.opened()
-    await asyncio.sleep(0)
+    await _behind(slots, _Clock(), gates, mine=5, other=4)
     assert gates == [False]  # 5 against 4
     slots[2] = 8  # worker 1's count: it took a burst meanwhile; no heartbeat of either yet
     await asyncio.sleep(RECHECK_S * 4)
