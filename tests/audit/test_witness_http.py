@@ -391,3 +391,21 @@ class TestMockRegionLog:
         note = setup.partner.checkpoint(4) + "".join(f"{line}\n" for line in
                                                      publisher.cosignatures)
         assert key.name in cosignatures(note, [key])
+
+    async def test_publisher_of_a_log_made_afresh_stops_at_the_409(self, setup: Setup) -> None:
+        """A log made again under the same key (a demo started again, its data folder
+        kept) is shorter than the tree Huzhou cosigned: submitting answers the witness's
+        409 and raises nothing (it used to fail on a proof from 3 entries to 1)."""
+        publisher = LogPublisher(setup.partner)
+        publisher.url = str(setup.client.make_url("/v1/witness/add-checkpoint"))
+        async with aiohttp.ClientSession() as session:
+            for i in range(3):
+                setup.partner.append(f"sh {i}".encode())
+                assert 200 == await publisher.submit(session)
+            setup.partner.leaves = setup.partner.leaves[:1]
+            again = LogPublisher(setup.partner)
+            again.url = publisher.url
+            assert 409 == await again.submit(session)
+            assert 3 == again.witnessed_size
+        with pytest.raises(ValueError, match="no consistency proof from 3 to 1"):
+            setup.partner.consistency(3, 1)
