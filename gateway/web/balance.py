@@ -98,9 +98,9 @@ def share_of(mine: int, others: Sequence[int]) -> int:
 class ConnectionBalance:
     """One worker's side of the balance (module doc), on its event loop.
 
-    ``opened``/``closed`` follow this worker's connections (the server's protocol factory
-    and its connections' ends); ``pause``/``resume`` are called with whether it should
-    accept now (``BalancedSockSite`` does the closing and opening)."""
+    ``opened``/``closed`` follow this worker's connections (the server's
+    ``connection_made`` and ``connection_lost``); ``gate`` is called with whether it
+    should accept now (``BalancedSockSite`` closes and makes its server again)."""
 
     def __init__(self, slots: Slots, index: int, workers: int, *,
                  gate: Callable[[bool], None],
