@@ -255,6 +255,8 @@ class BalancedSockSite(web.BaseSite):
 
     def _gate(self, accepting: bool) -> None:
         self._accepting = accepting
+        if (self._server is not None) == accepting:
+            return  # already so (each heartbeat says it again); a change under way follows
         if self._changing is None or self._changing.done():
             self._changing = asyncio.create_task(self._follow(), name="connection-gate")
 
