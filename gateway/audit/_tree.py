@@ -22,6 +22,13 @@ root, without the tree, on another thread.
 Appending is amortised O(1); the root of any prefix, inclusion proofs and
 consistency proofs (RFC 6962 2.1.1, 2.1.2) need O(log n) complete nodes,
 O(log n) right-edge folds and at most a few chunks of leaves each.
+
+A subtree that is not perfect (its width not a power of two) is the right edge of
+some tree size: every proof against that size needs the same few of them, and
+each costs one hash per perfect subtree it folds. The tree is append-only, so the
+hash of leaves ``[start, end)`` never changes once they exist: the tree remembers
+the most recent of these folds (``_FOLDS_MAX``), and proofs against one checkpoint
+hash its right edge once.
 Verification lives in ``trust.merkle``.
 
 Not thread-safe: the audit service touches it only from the event loop.
@@ -43,6 +50,11 @@ ChunkLevels = Sequence[Sequence[bytes]]
 """A complete chunk's subtree level by level: its leaf hashes first, its root last."""
 GivenChunks = Mapping[int, ChunkLevels]
 """Complete chunks' subtrees by chunk number, made by ``chunk_levels`` from stored leaves."""
+
+
+_FOLDS_MAX = 4096
+"""Hashes of non-perfect subtrees remembered (``MerkleTree._hash``): about 20 per tree
+size asked for, so proofs against a few hundred recent sizes; forgotten all at once."""
 
 
 class TreeError(ValueError):
@@ -134,6 +146,7 @@ class MerkleTree:
         self._size = 0
         self._recent_max = recent_chunks if chunk_bits else 0
         self._recent: dict[int, ChunkLevels] = {}  # chunk -> its subtree, oldest first
+        self._folds: dict[tuple[int, int], bytes] = {}  # (start, end) -> MTH, not perfect
 
     @property
     def size(self) -> int:
@@ -288,8 +301,16 @@ class MerkleTree:
             if level >= self._k:
                 return self._node(level - self._k, start >> level)
             return self._low_node(level, start, given)
+        folds = self._folds
+        found = folds.get((start, end))
+        if found is not None:
+            return found
         k = _split(n)
-        return node_hash(self._hash(start, start + k, given), self._hash(start + k, end, given))
+        node = node_hash(self._hash(start, start + k, given), self._hash(start + k, end, given))
+        if len(folds) >= _FOLDS_MAX:
+            folds.clear()
+        folds[(start, end)] = node
+        return node
 
     def leaf(self, index: int, given: GivenChunks | None = None) -> bytes:
         """The leaf hash at ``index``."""

@@ -73,6 +73,39 @@ class TestMerkleTree:
             tree.root(N + 1)
 
 
+class TestGrowingTree:
+    """The hashes of subtrees that are not perfect are remembered (``_hash``'s folds):
+    proofs asked between appends, of the sizes the tree had and has, stay right."""
+
+    @pytest.mark.parametrize("chunk_bits", [0, 2, 4])
+    def test_proofs_between_appends(self, chunk_bits: int) -> None:
+        """After every append, the root, every inclusion proof and the consistency proofs
+        of the sizes so far verify against roots made from the leaves alone."""
+        tree = MerkleTree(chunk_bits, recent_chunks=64)
+        for size in range(1, N + 1):
+            tree.append(LEAVES[size - 1])
+            for older in range(1, size + 1):
+                root = root_from_leaf_hashes(LEAVES[:older])
+                assert tree.root(older) == root
+                for index in range(older):
+                    verify_inclusion(index, older, LEAVES[index],
+                                     tree.inclusion_proof(index, older), root)
+                verify_consistency(older, size, tree.consistency_proof(older, size), root,
+                                   root_from_leaf_hashes(LEAVES[:size]))
+
+    def test_folds_are_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past its bound the memory of folds is emptied, and the proofs stay right."""
+        monkeypatch.setattr("gateway.audit._tree._FOLDS_MAX", 4)
+        tree = MerkleTree(0)
+        tree.extend(LEAVES)
+        for size in range(1, N + 1):
+            root = root_from_leaf_hashes(LEAVES[:size])
+            for index in range(size):
+                verify_inclusion(index, size, LEAVES[index],
+                                 tree.inclusion_proof(index, size), root)
+            assert len(tree._folds) <= 4
+
+
 class TestChunks:
     """What a tree that keeps no leaves below its chunks asks of the store."""
 
