@@ -1537,6 +1537,11 @@ def _audit_scale_rows(a: dict[str, Any]) -> list[Row]:
         row.goal_name = f"audit {kind} proof at {n:,} entries < {GOAL_PROOF_MS:g} ms (p99)"
         row.measured = f"p50 {p50:.3f} ms, p99 {p99:.3f} ms"
         rows.append(row)
+    if "page_read_p50_ms" in a:
+        p50, p99 = a["page_read_p50_ms"], a["page_read_p99_ms"]
+        rows.append(Row(f"One read of a random 4 KiB page of the log's database (os.pread,"
+                        f" read-ahead off), {cache}: the disk's own latency, for the proofs"
+                        f" above", "ms", values=[p50], p50_ms=[p50], p99_ms=[p99]))
     startup = Row(f"Audit service start-up at {n:,} entries (kept chunk nodes and leaf hashes;"
                   f" {cache}; RSS grew {a['rss_startup_growth_mb']:.0f} MB)", "s",
                   values=[a["startup_s"]], goal_text=f"< {GOAL_STARTUP_S:g} s")

@@ -156,7 +156,7 @@ class TestAuditScaleRun:
     def test_audit_scale_alone_prints_a_dated_section(self, tmp_path: Path) -> None:
         """It builds the log in ``--audit-data-dir`` (then measures the one kept there), and
         prints the section a write would prepend: date, commit, machine, command, load, the
-        proof, start-up, verify and memory rows with their goals."""
+        proof, disk-read, start-up, verify and memory rows with their goals."""
         folder = tmp_path / "audit-scale"
         for _ in range(2):
             done = subprocess.run(
@@ -175,6 +175,7 @@ class TestAuditScaleRun:
             assert "--audit-entries 3000" in out
             for label in ("Audit inclusion proof (AuditService.entry",
                           "Audit consistency proof (random older size",
+                          "One read of a random 4 KiB page of the log's database",
                           "Audit service start-up at 3,000 entries",
                           "audit verify of 3,000 entries",
                           "Audit tree in memory per million entries"):
