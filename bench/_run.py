@@ -633,7 +633,8 @@ def _audit_scale_run(opts: Options, command: str) -> int:
         f"- Python: {sys.version.split()[0]}",
         f"- Command: `{command}`",
         "- Pinning: none (no load generator in this run; the process may use every CPU)",
-        (f"- Settings: the audit log at scale alone, in-process (`bench._inproc audit-scale`):"
+        (f"- Settings: the audit log at scale alone, in-process (`bench._inproc audit-scale`,"
+         f" on the {a.get('event_loop', 'asyncio')} event loop, as `serve` runs it):"
          f" {a['entries']:,} entries ("
          + (f"built in this run in {a['build_s']:.0f} s" if a.get("build_s") is not None
             else "found in --audit-data-dir, built earlier by `bench._inproc`")
@@ -1427,7 +1428,8 @@ def _rows(scenarios: Sequence[Http], *, es256: Sequence[dict[str, Any]],
         sizes = [a["tree_size"] for a in audits]
         rows += [
             Row(f"Audit appends (AuditService batching writer, SQLite FULL, "
-                f"{opts.appenders} concurrent appenders, in-process)", "appends/s",
+                f"{opts.appenders} concurrent appenders, in-process, "
+                f"{audits[0].get('event_loop', 'asyncio')} event loop)", "appends/s",
                 values=[a["rate"] for a in audits]),
             Row(f"Audit inclusion proof via AuditService.entry at tree size "
                 f"~{int(statistics.median(sizes)):,} (store read + proof)", "ms",
@@ -1521,6 +1523,7 @@ def _audit_scale_rows(a: dict[str, Any]) -> list[Row]:
     n = a["entries"]
     cache = ("page cache dropped first" if a.get("page_cache_dropped")
              else "page cache not dropped")
+    loop = a.get("event_loop", "asyncio")
     rows: list[Row] = []
     for key, what in (("proof", ("inclusion proof (AuditService.entry: the record and its "
                                  "proof in the latest checkpoint)")),
@@ -1528,7 +1531,7 @@ def _audit_scale_rows(a: dict[str, Any]) -> list[Row]:
         p50, p99 = a[f"{key}_p50_ms"], a[f"{key}_p99_ms"]
         cpu_ms = a.get(f"{key}_cpu_ms")
         p90 = a.get(f"{key}_p90_ms")
-        row = Row(f"Audit {what} at {n:,} entries, {cache}"
+        row = Row(f"Audit {what} at {n:,} entries, {cache}, {loop} event loop"
                   + (f"; p90 {p90:.3f} ms" if p90 is not None else ""), "ms", values=[p50],
                   p50_ms=[p50], p99_ms=[p99], goal_text=f"< {GOAL_PROOF_MS:g} ms (p99)",
                   cpu_us=[] if cpu_ms is None else [cpu_ms * 1000])

@@ -173,6 +173,7 @@ class TestAuditScaleRun:
                           "- Machine load (1-minute average): "):
                 assert f"\n{field}" in out, field
             assert "--audit-entries 3000" in out
+            assert "on the uvloop event loop, as `serve` runs it" in out
             for label in ("Audit inclusion proof (AuditService.entry",
                           "Audit consistency proof (random older size",
                           "One read of a random 4 KiB page of the log's database",
