@@ -6,7 +6,13 @@ writer task; ``append_many``/``append_proved_many`` queue a group of records wit
 one future. Before it takes a batch, the writer lets the event loop run the requests
 it has ready, one turn at a time while their records keep arriving (at most
 ``_SETTLE_TURNS``), so they join the same commit rather than the next; it stops at the
-first turn that adds none, so it never waits on an idle loop. It takes whole groups up
+first turn that adds none, so it never waits on an idle loop. When its last commit found
+entries another writer had committed meanwhile (another worker of ``serve --workers N``
+or another gateway on the same log), it first waits on its thread until that writer's
+commit is over (``AuditStore.wait_turn``), and the loop's records keep arriving
+meanwhile: writers sharing a log take turns with one commit each, each carrying what
+came while the other committed, instead of each queueing a small batch behind the
+other's and paying a commit (its fsync and signature) for it. It takes whole groups up
 to ``batch_max`` queued records and hands the batch to the writer thread once (one job
 on the thread's queue: one hand-off and one wake-up back per batch, no per-record object
 crosses threads). The thread commits them in one transaction under the sequencer lock (SQLite
@@ -385,6 +391,7 @@ class AuditService:
         self._leaves_held = 0  # what the file held at the last write
         self._leaf_fill: asyncio.Task[None] | None = None
         self._fill_worker: _Worker | None = None
+        self._shared = False  # the last commit found other writers' entries (_writer_loop)
         self.commits = 0
         """Batches committed by this instance (one transaction and fsync each)."""
         self.committed = 0
@@ -809,6 +816,12 @@ class AuditService:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._shared:  # another writer commits in turn: wait for it to be done
+                self._shared = False
+                try:
+                    await self._write(_wait_turn)
+                except Exception:  # only a wait: the commit below meets the cause and says it
+                    _log.debug("waiting for the other writer failed", exc_info=True)
             await self._settle()  # the requests the loop has ready add theirs first
             # Whole callers' groups, up to batch_max rows (a larger group goes alone).
             count = taken = 0
@@ -854,6 +867,7 @@ class AuditService:
             # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
             # this batch; the publisher covers it within checkpoint_interval_s.
             first, foreign = await self._write(partial(_append, rows, known, None))
+            self._shared = bool(foreign)
             self.commits += 1
             self.committed += len(rows)
             self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
@@ -872,6 +886,7 @@ class AuditService:
         ours.extend(row.leaf_hash for row in rows)
         seal = self._sealer(base, ours, rows, self._clock_ms(), sealed)
         first, foreign = await self._write(partial(_append, rows, known, seal))
+        self._shared = bool(foreign)
         self.commits += 1
         self.committed += len(rows)
         self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
@@ -1150,6 +1165,10 @@ def _append(
     rows: list[EntryRow], known: int, seal: Seal | None, store: AuditStore
 ) -> tuple[int, list[bytes]]:
     return store.append(rows, known, seal)
+
+
+def _wait_turn(store: AuditStore) -> None:
+    store.wait_turn()
 
 
 def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:

@@ -148,6 +148,11 @@ class AuditStore(Protocol):
         checkpoint is kept in the same commit (unless one of that size is).
         """
 
+    def wait_turn(self) -> None:
+        """Return once no other writer holds the sequencer lock (taken and let go at once,
+        nothing written): a writer that shares the log waits here for the other's commit
+        before it gathers its own rows."""
+
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         """Record bytes and stored leaf hash of an entry."""
 
@@ -477,6 +482,10 @@ class SqlAuditStore:
                            (checkpoint.size, checkpoint.root, checkpoint.note,
                             checkpoint.created_ms))
         return first, foreign
+
+    def wait_turn(self) -> None:
+        with self._write(_APPEND_LOCK):
+            pass
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         row = self._exec(

@@ -388,6 +388,30 @@ class TestWriteLock:
         assert 1 == await asyncio.wait_for(pending, 10)
 
     @pytest.mark.allow_blocking
+    async def test_after_another_writers_entries_it_waits_its_turn_before_taking_records(
+        self, service: AuditService, make_event: EventFactory
+    ) -> None:
+        """Once a commit found entries another writer made, the writer waits for the lock
+        before it takes its records: those that arrive while the other holds it go into one
+        commit, after the other's (taken at once, the first would have been committed alone
+        and the rest after it)."""
+        assert 0 == await service.append(make_event())
+        assert 1 == append_cli_event(service.data_dir, make_event(actor_id="cli"))
+        assert 2 == await service.append(make_event())  # its commit finds entry 1
+        before = service.commits
+        with _holding_write_lock(service.data_dir):
+            first = asyncio.ensure_future(service.append(make_event(actor_id="first")))
+            await asyncio.sleep(0.1)
+            rest = [asyncio.ensure_future(service.append(make_event(actor_id=f"next-{i}")))
+                    for i in range(3)]
+            await asyncio.sleep(0.1)
+            assert not first.done(), "a record was committed while the lock was held"
+        assert [3, 4, 5, 6] == await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+        assert 1 == service.commits - before
+        # With no other writer since, the next record is taken at once, as before.
+        assert 7 == await service.append(make_event())
+
+    @pytest.mark.allow_blocking
     def test_cli_append_waits_while_another_writer_holds_the_lock(
         self, data_dir: Path, make_event: EventFactory
     ) -> None:

@@ -302,6 +302,39 @@ class TestAuditStore:
             assert columns == _columns(database, table)
         assert "append-only" in _refused(database, "DELETE FROM audit_entries")
 
+    def test_wait_turn_waits_for_the_writer_holding_the_lock(self, place: Place) -> None:
+        """``wait_turn`` returns at once when no writer holds the sequencer lock, waits
+        while another connection's append holds it, and writes nothing itself."""
+        data_dir, dsn = place
+        store, other = open_audit_store(data_dir, dsn), open_audit_store(data_dir, dsn)
+        holding, release = threading.Event(), threading.Event()
+
+        def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
+            holding.set()  # inside the other's append transaction, its lock held
+            release.wait(10)
+            return StoredCheckpoint(first + 1, b"\x02" * 32, "a signed note", 1_700_000_000_000)
+
+        appending = threading.Thread(target=lambda: other.append([_entry(0)], 0, seal))
+        try:
+            store.wait_turn()
+            appending.start()
+            assert holding.wait(10)
+            waiting = threading.Thread(target=store.wait_turn)
+            waiting.start()
+            waiting.join(0.3)
+            assert waiting.is_alive(), "wait_turn returned while the other writer held the lock"
+            release.set()
+            appending.join(10)
+            waiting.join(10)
+            assert not waiting.is_alive()
+            assert 1 == store.size()
+        finally:
+            release.set()
+            if appending.is_alive():
+                appending.join(10)
+            store.close()
+            other.close()
+
     def test_from_todays_schema(self, place: Place) -> None:
         """An earlier release's log is adopted at version 1 with every entry, checkpoint and
         setting, then loses its unused event_id index (version 2) keeping every row; the
