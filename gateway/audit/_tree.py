@@ -29,6 +29,7 @@ each costs one hash per perfect subtree it folds. The tree is append-only, so th
 hash of leaves ``[start, end)`` never changes once they exist: the tree remembers
 the most recent of these folds (``_FOLDS_MAX``), and proofs against one checkpoint
 hash its right edge once.
+
 Verification lives in ``trust.merkle``.
 
 Not thread-safe: the audit service touches it only from the event loop.
