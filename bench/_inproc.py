@@ -784,8 +784,8 @@ def _on_gateway_loop(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any
     settings (``gateway.web.runner.loop_factory``: uvloop when installed), so that the
     services measured here hop between threads and wake as they do when served; the
     result names the loop (``event_loop``)."""
-    with tempfile.TemporaryDirectory(prefix="bench-settings-") as tmp:
-        name, factory = loop_factory(load_settings({}, None, {"data_dir": Path(tmp)}))
+    # Settings need a data folder; only their ``uvloop`` is read, nothing is opened.
+    name, factory = loop_factory(load_settings({}, None, {"data_dir": Path(".")}))
     with asyncio.Runner(loop_factory=factory) as runner:
         return {**runner.run(coro), "event_loop": name}
 
