@@ -12,7 +12,8 @@ or another gateway on the same log), it first waits on its thread until that wri
 commit is over (``AuditStore.wait_turn``), and the loop's records keep arriving
 meanwhile: writers sharing a log take turns with one commit each, each carrying what
 came while the other committed, instead of each queueing a small batch behind the
-other's and paying a commit (its fsync and signature) for it. It takes whole groups up
+other's and paying a commit (its fsync and signature) for it. Such a batch's tree is
+hashed on the writer thread only, where the other's entries are seen. It takes whole groups up
 to ``batch_max`` queued records and hands the batch to the writer thread once (one job
 on the thread's queue: one hand-off and one wake-up back per batch, no per-record object
 crosses threads). The thread commits them in one transaction under the sequencer lock (SQLite
@@ -777,33 +778,38 @@ class AuditService:
         # are still written, and the writer skips futures that are already done.
         return future
 
-    def _sealer(self, frontier: Frontier, ours: Frontier, rows: list[EntryRow],
-                created_ms: int, sealed: list[StoredCheckpoint]) -> Seal:
+    def _sealer(self, frontier: Frontier, ours: Frontier | None, rows: list[EntryRow],
+                created_ms: int, sealed: list[tuple[StoredCheckpoint, Frontier]]) -> Seal:
         """What signs the tree a batch makes, inside its transaction, on the writer thread.
 
         The tree the batch makes when nobody else wrote first (``ours``: ``frontier``
-        grown by the batch) is hashed on the loop; the thread then only signs (and, when
-        entries of other writers came first, hashes again from its own copy of the right
-        edge: never the loop's tree). Neither ``frontier`` nor ``ours`` is changed.
+        grown by the batch) is hashed on the loop; the thread then only signs. When
+        entries of other writers came first, or ``ours`` is None (another writer is
+        taking turns with this one, so its entries are all but sure to come first), the
+        thread hashes it from its own copy of the right edge: never the loop's tree.
+        ``sealed`` gets the checkpoint and the right edge it was signed for (the tree's
+        once the batch is absorbed). Neither ``frontier`` nor ``ours`` is changed.
         """
         signer = self._signer
         assert signer is not None
         known = frontier.size
-        size, root = ours.size, ours.root()
+        edge = ours
+        root = b"" if ours is None else ours.root()
 
         def seal(first: int, foreign: list[bytes]) -> StoredCheckpoint:
-            nonlocal size, root
-            if foreign or first != known:
-                grown = frontier.copy()
-                grown.extend(foreign)
-                grown.extend(row.leaf_hash for row in rows)
-                size, root = grown.size, grown.root()
+            nonlocal edge, root
+            if edge is None or foreign or first != known:
+                edge = frontier.copy()
+                edge.extend(foreign)
+                edge.extend(row.leaf_hash for row in rows)
+                root = edge.root()
+            size = edge.size
             if size != first + len(rows):
                 raise AuditStoreError(f"the batch ends at {first + len(rows)}, its tree at"
                                       f" {size}")
             note = Checkpoint(self.origin, size, root).sign(signer)
-            sealed[:] = [StoredCheckpoint(size, root, note, created_ms)]
-            return sealed[0]
+            sealed[:] = [(StoredCheckpoint(size, root, note, created_ms), edge)]
+            return sealed[0][0]
 
         return seal
 
@@ -816,7 +822,8 @@ class AuditService:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._shared:  # another writer commits in turn: wait for it to be done
+            contended = self._shared
+            if contended:  # another writer commits in turn: wait for it to be done
                 self._shared = False
                 try:
                     await self._write(_wait_turn)
@@ -835,7 +842,7 @@ class AuditService:
             rows = self._rows[:count]
             del self._rows[:count]
             try:
-                await self._commit(rows, batch)
+                await self._commit(rows, batch, contended=contended)
             except Exception as exc:
                 _log.error("audit batch not written: %s", exc)
                 for _, future, _ in batch:
@@ -860,8 +867,10 @@ class AuditService:
             if len(self._rows) == queued:
                 return
 
-    async def _commit(self, rows: list[EntryRow], batch: list[_Waiter]) -> None:
-        """Commit one batch with its checkpoint (one hand-off), then answer its futures."""
+    async def _commit(self, rows: list[EntryRow], batch: list[_Waiter], *,
+                      contended: bool = False) -> None:
+        """Commit one batch with its checkpoint (one hand-off), then answer its futures.
+        ``contended``: the last commit found another writer's entries first."""
         known = self._tree.size
         if not any(kind & _PROVED for _, _, kind in batch):
             # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
@@ -878,23 +887,25 @@ class AuditService:
                                       else index)
                 index += n
             return
-        sealed: list[StoredCheckpoint] = []
+        sealed: list[tuple[StoredCheckpoint, Frontier]] = []
         base = self._frontier
         if base is None or base.size != known:
             base = self._tree.frontier()  # O(log n) nodes and the last chunk's leaves again
-        ours = base.copy()
-        ours.extend(row.leaf_hash for row in rows)
+        ours = None
+        if not contended:  # else the thread hashes the tree, with the other's entries
+            ours = base.copy()
+            ours.extend(row.leaf_hash for row in rows)
         seal = self._sealer(base, ours, rows, self._clock_ms(), sealed)
         first, foreign = await self._write(partial(_append, rows, known, seal))
         self._shared = bool(foreign)
         self.commits += 1
         self.committed += len(rows)
         self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
-        # The right edge of the tree now held, for the next batch: ours, when nobody else
-        # wrote before or after this batch (the tree is append-only, so same size, same edge).
-        self._frontier = ours if (not foreign and first == known
-                                  and self._tree.size == ours.size) else None
-        checkpoint = sealed[0]
+        # The right edge of the tree now held, for the next batch: the one just signed,
+        # other writers' entries before this batch included (append-only: same size, same
+        # edge); none when the tree is not at that size (a gap the next catch-up reads).
+        checkpoint, edge = sealed[0]
+        self._frontier = edge if self._tree.size == edge.size else None
         size = checkpoint.size
         if self._latest is None or self._latest.size < size:
             self._latest = checkpoint

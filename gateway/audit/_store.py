@@ -484,8 +484,10 @@ class SqlAuditStore:
         return first, foreign
 
     def wait_turn(self) -> None:
-        with self._write(_APPEND_LOCK):
-            pass
+        try:
+            self._conn.wait_for_writer(_APPEND_LOCK)
+        except StorageError as exc:
+            raise AuditStoreError(str(exc)) from exc
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         row = self._exec(

@@ -272,6 +272,26 @@ class Connection:
         except _DRIVER_ERRORS as exc:
             raise _mapped(exc) from exc
 
+    def wait_for_writer(self, lock: WriteLock | None = None) -> None:
+        """Return once no other writer holds the write lock; nothing is written.
+
+        SQLite with a ``write_lock`` file: that ``flock`` taken and let go at once (a
+        writer of such a database holds it for its whole transaction, commit included).
+        Otherwise an empty write transaction: ``BEGIN IMMEDIATE`` and ``COMMIT``, or on
+        PostgreSQL ``lock`` in a transaction of its own. Only a wait, for a writer that
+        takes turns with others: what a transaction reads is decided inside it.
+        """
+        held = self._write_lock
+        if held is None:
+            with self.transaction(lock):
+                pass
+            return
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX)  # blocks this thread, not the GIL
+        except OSError as exc:
+            raise StorageError(f"cannot lock the database for writing: {exc}") from exc
+        fcntl.flock(held, fcntl.LOCK_UN)
+
     def table_exists(self, name: str) -> bool:
         """Whether a table of this name is in the schema this connection uses."""
         if self._pg:

@@ -34,6 +34,7 @@ from gateway.audit._leaves import LEAVES_FILE
 from gateway.audit._record import Uuid7Generator, mask
 from gateway.audit._service import TREE_CHUNK_BITS
 from gateway.audit._store import AuditStore
+from gateway.audit._tree import Frontier, MerkleTree
 from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
 from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
 from trust.note import NoteSigner, open_checkpoint
@@ -410,6 +411,49 @@ class TestWriteLock:
         assert 1 == service.commits - before
         # With no other writer since, the next record is taken at once, as before.
         assert 7 == await service.append(make_event())
+
+    @pytest.mark.allow_blocking
+    async def test_writers_taking_turns_prove_from_the_edge_signed_with_the_others(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two writers of one log commit in turn, each batch after the other's entries.
+        Each checkpoint is signed for the tree with them (the writer thread grows it), every
+        receipt verifies in it, ``verify_log`` passes, and the right edge just signed serves
+        the next batch: the tree's edge is not rebuilt from its nodes for every commit."""
+        rebuilt: list[int] = []
+        frontier = MerkleTree.frontier
+
+        def counted(tree: MerkleTree) -> Frontier:
+            rebuilt.append(tree.size)
+            return frontier(tree)
+
+        monkeypatch.setattr(MerkleTree, "frontier", counted)
+        logged: list[LoggedEntry] = []
+        async with AuditService(data_dir=data_dir) as a, AuditService(data_dir=data_dir) as b:
+            for turn in range(10):
+                writer = (a, b)[turn % 2]
+                logged += await writer.append_proved_many(
+                    [make_event(actor_id=f"t{turn}-{i}") for i in range(3)])
+                if turn == 1:
+                    rebuilt.clear()  # each has now committed once after the other
+            assert [] == rebuilt, "a writer rebuilt the tree's edge for a batch"
+            assert list(range(30)) == [e.index for e in logged]
+            for entry in logged:
+                body = open_checkpoint(entry.checkpoint, a.verifier)
+                assert body.size == entry.tree_size == 3 * (entry.index // 3 + 1)
+                verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                                 list(entry.inclusion), body.root_hash)
+
+        def read() -> VerifyReport:
+            store = open_store(data_dir, None)
+            try:
+                return verify_log(store, a.verifier)
+            finally:
+                store.close()
+
+        report = await asyncio.to_thread(read)
+        assert report.ok, report
+        assert 30 == report.entries
 
     @pytest.mark.allow_blocking
     def test_cli_append_waits_while_another_writer_holds_the_lock(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,47 @@ class TestConnection:
         finally:
             conn.close()
             other.close()
+
+    @pytest.mark.allow_blocking
+    def test_waiting_for_the_writer_queues_on_the_lock_file_alone(self, tmp_path: Path) -> None:
+        """With a ``write_lock`` file, ``wait_for_writer`` waits while another connection's
+        transaction holds that file, and takes no lock of SQLite's own: it returns while a
+        writer that skipped the file holds SQLite's (its commit decides nothing here).
+        Without the file it is an empty write transaction, which SQLite's lock holds up."""
+        locked = Database.sqlite(tmp_path / "locked.db", write_lock=tmp_path / "locked.lock")
+        waiter, holder = locked.connect(), locked.connect()
+        try:
+            with holder.transaction():
+                done = threading.Thread(target=waiter.wait_for_writer)
+                done.start()
+                done.join(0.3)
+                assert done.is_alive(), "returned while the other held the lock file"
+            done.join(10)
+            assert not done.is_alive()
+            holder.raw.execute("BEGIN IMMEDIATE")  # SQLite's lock, not the file's
+            try:
+                started = time.monotonic()
+                waiter.wait_for_writer()
+                assert time.monotonic() - started < 1.0
+            finally:
+                holder.raw.execute("ROLLBACK")
+        finally:
+            waiter.close()
+            holder.close()
+        plain = Database.sqlite(tmp_path / "plain.db")
+        waiter, holder = plain.connect(), plain.connect()
+        try:
+            holder.raw.execute("BEGIN IMMEDIATE")
+            done = threading.Thread(target=waiter.wait_for_writer)
+            done.start()
+            done.join(0.3)
+            assert done.is_alive(), "returned while the other held SQLite's write lock"
+            holder.raw.execute("ROLLBACK")
+            done.join(10)
+            assert not done.is_alive()
+        finally:
+            waiter.close()
+            holder.close()
 
     def test_an_unreachable_database_is_a_storage_error(self, tmp_path: Path) -> None:
         """Neither engine's connect error escapes as the driver's."""
