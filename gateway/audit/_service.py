@@ -901,11 +901,8 @@ class AuditService:
         self.commits += 1
         self.committed += len(rows)
         self._absorb(known, [*foreign, *(row.leaf_hash for row in rows)])
-        # The right edge of the tree now held, for the next batch: the one just signed,
-        # other writers' entries before this batch included (append-only: same size, same
-        # edge); none when the tree is not at that size (a gap the next catch-up reads).
         checkpoint, edge = sealed[0]
-        self._frontier = edge if self._tree.size == edge.size else None
+        self._frontier = None  # kept below, once the tree hashes to the root just signed
         size = checkpoint.size
         if self._latest is None or self._latest.size < size:
             self._latest = checkpoint
@@ -929,6 +926,11 @@ class AuditService:
         if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
             raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
                                     " just signed for it")
+        # The right edge of the tree now held, for the next batch: the one just signed,
+        # other writers' entries before this batch included (append-only: same size, same
+        # edge); none when the tree is not at that size (a gap, or a catch-up meanwhile).
+        if self._tree.size == edge.size:
+            self._frontier = edge
         note = checkpoint.note
         paths = iter(proofs)
         index = first

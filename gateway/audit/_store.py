@@ -149,9 +149,10 @@ class AuditStore(Protocol):
         """
 
     def wait_turn(self) -> None:
-        """Return once no other writer holds the sequencer lock (taken and let go at once,
-        nothing written): a writer that shares the log waits here for the other's commit
-        before it gathers its own rows."""
+        """Return once no other writer holds the sequencer lock, nothing written: a writer
+        that shares the log waits here for the other's commit before it gathers its own
+        rows. Only a wait (on SQLite the lock file's ``flock``, taken and let go): the
+        order of commits is still decided by each append's own lock."""
 
     def entry(self, index: int) -> tuple[bytes, bytes] | None:
         """Record bytes and stored leaf hash of an entry."""

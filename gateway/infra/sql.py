@@ -286,6 +286,9 @@ class Connection:
             with self.transaction(lock):
                 pass
             return
+        if isinstance(self.raw, sqlite3.Connection) and self.raw.in_transaction:
+            # letting the file go would free the lock that transaction holds
+            raise StorageError("waiting for the writer from inside a write transaction")
         try:
             fcntl.flock(held, fcntl.LOCK_EX)  # blocks this thread, not the GIL
         except OSError as exc:

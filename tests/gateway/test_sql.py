@@ -151,6 +151,14 @@ class TestConnection:
                 assert time.monotonic() - started < 1.0
             finally:
                 holder.raw.execute("ROLLBACK")
+            # From inside its own transaction it would let go of the file that transaction
+            # holds: refused.
+            with holder.transaction(), pytest.raises(StorageError, match="inside"):
+                holder.wait_for_writer()
+            done = threading.Thread(target=waiter.wait_for_writer)
+            done.start()
+            done.join(10)
+            assert not done.is_alive(), "the lock file was left held"
         finally:
             waiter.close()
             holder.close()
