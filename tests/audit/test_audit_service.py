@@ -37,7 +37,7 @@ from gateway.audit._store import AuditStore
 from gateway.audit._tree import Frontier, MerkleTree
 from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
 from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
-from trust.note import NoteSigner, open_checkpoint
+from trust.note import Checkpoint, NoteSigner, open_checkpoint
 
 
 async def _fill(service: AuditService, make_event: EventFactory, n: int) -> list[int]:
@@ -454,6 +454,63 @@ class TestWriteLock:
         report = await asyncio.to_thread(read)
         assert report.ok, report
         assert 30 == report.entries
+
+    @pytest.mark.allow_blocking
+    async def test_a_turn_that_finds_nobody_else_and_a_failed_commit_keep_the_edge_right(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A writer that waited its turn but finds no other entries hashes its batch on the
+        thread alone; a commit that fails inside its transaction (its checkpoint cannot be
+        signed) keeps no edge. Every receipt before and after verifies, the edges kept serve
+        the next batches without a rebuild, and ``verify_log`` passes."""
+        rebuilt: list[int] = []
+        frontier = MerkleTree.frontier
+
+        def counted(tree: MerkleTree) -> Frontier:
+            rebuilt.append(tree.size)
+            return frontier(tree)
+
+        monkeypatch.setattr(MerkleTree, "frontier", counted)
+        sign = Checkpoint.sign
+        failures = [RuntimeError("the signing key is gone")]
+
+        def flaky(checkpoint: Checkpoint, signer: NoteSigner) -> str:
+            if failures:
+                raise failures.pop()
+            return sign(checkpoint, signer)
+
+        logged: list[LoggedEntry] = []
+        async with AuditService(data_dir=data_dir) as a, AuditService(data_dir=data_dir) as b:
+            logged += await b.append_proved_many([make_event() for _ in range(2)])
+            logged += await a.append_proved_many([make_event() for _ in range(3)])  # after b's
+            rebuilt.clear()
+            # Its turn next, and nobody else writes: the thread hashes the batch alone.
+            logged += await a.append_proved_many([make_event() for _ in range(3)])
+            logged += await a.append_proved_many([make_event() for _ in range(3)])
+            assert [] == rebuilt, "a batch rebuilt the tree's edge"
+            monkeypatch.setattr(Checkpoint, "sign", flaky)
+            with pytest.raises(AuditUnavailableError):
+                await a.append_proved(make_event())
+            assert 11 == a.tree_size  # nothing of the failed batch was kept
+            logged += await a.append_proved_many([make_event() for _ in range(2)])
+            assert [] == rebuilt  # the failed batch left the edge it found
+            assert list(range(13)) == [e.index for e in logged]
+            for entry in logged:
+                body = open_checkpoint(entry.checkpoint, a.verifier)
+                assert body.size == entry.tree_size
+                verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                                 list(entry.inclusion), body.root_hash)
+
+        def read() -> VerifyReport:
+            store = open_store(data_dir, None)
+            try:
+                return verify_log(store, a.verifier)
+            finally:
+                store.close()
+
+        report = await asyncio.to_thread(read)
+        assert report.ok, report
+        assert 13 == report.entries
 
     @pytest.mark.allow_blocking
     def test_cli_append_waits_while_another_writer_holds_the_lock(
