@@ -420,14 +420,7 @@ class TestWriteLock:
         Each checkpoint is signed for the tree with them (the writer thread grows it), every
         receipt verifies in it, ``verify_log`` passes, and the right edge just signed serves
         the next batch: the tree's edge is not rebuilt from its nodes for every commit."""
-        rebuilt: list[int] = []
-        frontier = MerkleTree.frontier
-
-        def counted(tree: MerkleTree) -> Frontier:
-            rebuilt.append(tree.size)
-            return frontier(tree)
-
-        monkeypatch.setattr(MerkleTree, "frontier", counted)
+        rebuilt = _count_edge_rebuilds(monkeypatch)
         logged: list[LoggedEntry] = []
         async with AuditService(data_dir=data_dir) as a, AuditService(data_dir=data_dir) as b:
             for turn in range(10):
@@ -438,22 +431,8 @@ class TestWriteLock:
                     rebuilt.clear()  # each has now committed once after the other
             assert [] == rebuilt, "a writer rebuilt the tree's edge for a batch"
             assert list(range(30)) == [e.index for e in logged]
-            for entry in logged:
-                body = open_checkpoint(entry.checkpoint, a.verifier)
-                assert body.size == entry.tree_size == 3 * (entry.index // 3 + 1)
-                verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
-                                 list(entry.inclusion), body.root_hash)
-
-        def read() -> VerifyReport:
-            store = open_store(data_dir, None)
-            try:
-                return verify_log(store, a.verifier)
-            finally:
-                store.close()
-
-        report = await asyncio.to_thread(read)
-        assert report.ok, report
-        assert 30 == report.entries
+            assert all(e.tree_size == 3 * (e.index // 3 + 1) for e in logged)
+            await _receipts_and_log_verify(logged, a)
 
     @pytest.mark.allow_blocking
     async def test_a_turn_that_finds_nobody_else_and_a_failed_commit_keep_the_edge_right(
@@ -463,14 +442,7 @@ class TestWriteLock:
         thread alone; a commit that fails inside its transaction (its checkpoint cannot be
         signed) keeps no edge. Every receipt before and after verifies, the edges kept serve
         the next batches without a rebuild, and ``verify_log`` passes."""
-        rebuilt: list[int] = []
-        frontier = MerkleTree.frontier
-
-        def counted(tree: MerkleTree) -> Frontier:
-            rebuilt.append(tree.size)
-            return frontier(tree)
-
-        monkeypatch.setattr(MerkleTree, "frontier", counted)
+        rebuilt = _count_edge_rebuilds(monkeypatch)
         sign = Checkpoint.sign
         failures = [RuntimeError("the signing key is gone")]
 
@@ -495,22 +467,7 @@ class TestWriteLock:
             logged += await a.append_proved_many([make_event() for _ in range(2)])
             assert [] == rebuilt  # the failed batch left the edge it found
             assert list(range(13)) == [e.index for e in logged]
-            for entry in logged:
-                body = open_checkpoint(entry.checkpoint, a.verifier)
-                assert body.size == entry.tree_size
-                verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
-                                 list(entry.inclusion), body.root_hash)
-
-        def read() -> VerifyReport:
-            store = open_store(data_dir, None)
-            try:
-                return verify_log(store, a.verifier)
-            finally:
-                store.close()
-
-        report = await asyncio.to_thread(read)
-        assert report.ok, report
-        assert 13 == report.entries
+            await _receipts_and_log_verify(logged, a)
 
     @pytest.mark.allow_blocking
     def test_cli_append_waits_while_another_writer_holds_the_lock(
@@ -527,6 +484,41 @@ class TestWriteLock:
             assert writer.is_alive(), "the CLI wrote while the lock was held"
         writer.join(10)
         assert [1] == written
+
+
+def _count_edge_rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The tree sizes at which ``MerkleTree.frontier`` (the right edge rebuilt from the
+    tree's nodes) is called from now on."""
+    rebuilt: list[int] = []
+    frontier = MerkleTree.frontier
+
+    def counted(tree: MerkleTree) -> Frontier:
+        rebuilt.append(tree.size)
+        return frontier(tree)
+
+    monkeypatch.setattr(MerkleTree, "frontier", counted)
+    return rebuilt
+
+
+async def _receipts_and_log_verify(logged: list[LoggedEntry], service: AuditService) -> None:
+    """Every receipt's inclusion proof verifies in the checkpoint it carries, whose size is
+    the receipt's; then ``verify_log`` passes over the whole log, which holds them all."""
+    for entry in logged:
+        body = open_checkpoint(entry.checkpoint, service.verifier)
+        assert body.size == entry.tree_size
+        verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                         list(entry.inclusion), body.root_hash)
+
+    def read() -> VerifyReport:
+        store = open_store(service.data_dir, None)
+        try:
+            return verify_log(store, service.verifier)
+        finally:
+            store.close()
+
+    report = await asyncio.to_thread(read)
+    assert report.ok, report
+    assert len(logged) == report.entries
 
 
 class _CommitsBetweenReads:
