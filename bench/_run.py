@@ -103,10 +103,14 @@ EXPECTED_PARTNER_PER_S: Final = 6000
 """Upper guess of partner queries/s: sizes each round's pool of one-use request tokens."""
 WORKERS_POOL: Final = 10_000
 """ES256 licences cycled by the workers rows (instances D and E, cache off)."""
-BATCH_CONNECTIONS: Final = 2
-"""Batches in flight: one verified while the other's audit commit is made durable. With
-the 32 connections of the other rows, 3,200 licences would queue and the p99 of a batch
-would measure that queue, not the gateway."""
+BATCH_CONNECTIONS: Final = 1
+"""Batches in flight. A batch of 100 keeps the server's core busy for about 20 ms, so by
+Little's law each batch in flight adds that much to every batch's latency: two in flight
+served about 6 % more licences a second (the loop verifies one while the other's audit
+commit is made durable) with a p99 of 69-77 ms, one in flight a p99 of 40-47 ms
+(2026-12-07, docs/performance.md). No row may buy throughput with a p99 above 50 ms, so
+the row runs one. With the 32 connections of the other rows, 3,200 licences would queue
+and the p99 of a batch would measure that queue, not the gateway."""
 
 
 def log(message: str) -> None:

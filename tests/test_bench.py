@@ -290,11 +290,11 @@ class TestOptions:
         assert full["workers"] > 300
 
     def test_defaults_keep_the_full_run_short(self) -> None:
-        """Full run: 3 rounds of 10 s; batch with 2 connections, the others with 32."""
+        """Full run: 3 rounds of 10 s; batch with 1 connection (its p99), the others with 32."""
         from bench._run import Options
 
         whole = Options.parse([])
-        assert (3, 10.0, 32, 2) == (whole.rounds, whole.duration, whole.connections,
+        assert (3, 10.0, 32, 1) == (whole.rounds, whole.duration, whole.connections,
                                     whole.batch_connections)
 
 
