@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -45,6 +46,9 @@ RECORD_FIELDS = (
 )  # fmt: skip
 
 
+_U64 = struct.Struct(">Q")
+
+
 class Uuid7Generator:
     """RFC 9562 UUIDv7: 48-bit Unix milliseconds, then a 12-bit counter and 62 random bits.
 
@@ -63,17 +67,14 @@ class Uuid7Generator:
         self._pool = b""
         self._offset = 0
 
-    def _random64(self) -> int:
-        if self._offset >= len(self._pool):
-            self._pool, self._offset = os.urandom(self._POOL_BYTES), 0
-        start = self._offset
-        self._offset = start + 8
-        return int.from_bytes(self._pool[start : start + 8])
-
     def __call__(self) -> str:
         """A new id in the 8-4-4-4-12 hex form."""
         now = self._clock_ms()
-        bits = self._random64()
+        offset = self._offset
+        if offset >= len(self._pool):
+            self._pool, offset = os.urandom(self._POOL_BYTES), 0
+        (bits,) = _U64.unpack_from(self._pool, offset)
+        self._offset = offset + 8
         if now > self._last_ms:
             self._last_ms = now
             self._counter = bits >> 53  # 11 random bits: leave room to count up
@@ -82,11 +83,12 @@ class Uuid7Generator:
             if self._counter >= 1 << 12:
                 self._last_ms += 1
                 self._counter = 0
-        value = (self._last_ms & ((1 << 48) - 1)) << 80
-        value |= 0x7 << 76 | self._counter << 64
-        value |= 0b10 << 62 | (bits & ((1 << 62) - 1))
-        text = f"{value:032x}"
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        # The five groups of the 128 bits: the 48-bit time (32 + 16 bits), version 7 and
+        # the counter, variant 10 and 14 random bits, the last 48 random bits.
+        ms = self._last_ms & 0xFFFF_FFFF_FFFF
+        return "%08x-%04x-%04x-%04x-%012x" % (  # noqa: UP031 - one call, no 128-bit int
+            ms >> 16, ms & 0xFFFF, 0x7000 | self._counter,
+            0x8000 | (bits >> 48) & 0x3FFF, bits & 0xFFFF_FFFF_FFFF)
 
 
 def mask(field: str, value: str) -> str:
@@ -190,30 +192,39 @@ class Pseudonymiser:
         return protected
 
 
-_last_time: tuple[datetime | None, str] = (None, "")
+_last_time: tuple[datetime | None, str, int] = (None, "", 0)
 
 
 def _time(at: datetime) -> str:
     global _last_time  # noqa: PLW0603 - a one-entry cache: a batch's records share one instant
-    last, text = _last_time
+    last, text, _ = _last_time
     if at is last:
         return text
-    text = _time_text(at)
-    _last_time = (at, text)
+    if at.tzinfo is None:
+        raise ValueError("audit event time must be timezone-aware")
+    ms = time_ms(at)
+    text = _time_text(ms)
+    _last_time = (at, text, ms)
     return text
+
+
+def event_time_ms(at: datetime) -> int:
+    """``time_ms(at)``, taken from the record just built when ``at`` is its very instant
+    (the store's ``ts_ms`` column beside the record's ``time``: computed once)."""
+    last, _, ms = _last_time
+    return ms if at is last else time_ms(at)
 
 
 _second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")
 
 
-def _time_text(at: datetime) -> str:
-    """RFC 3339 UTC, milliseconds, ``Z``: the text of ``at`` truncated to its millisecond,
-    as ``isoformat(timespec="milliseconds")`` writes it. The text of the second is made
-    once per second (records of one second share it); only the milliseconds are new."""
+def _time_text(ms: int) -> str:
+    """RFC 3339 UTC, milliseconds, ``Z``: the text of the instant ``ms`` (Unix
+    milliseconds), as ``isoformat(timespec="milliseconds")`` writes it once truncated to
+    its millisecond. The text of the second is made once per second (records of one
+    second share it); only the milliseconds are new."""
     global _second_text  # noqa: PLW0603 - a one-entry cache, as _last_time
-    if at.tzinfo is None:
-        raise ValueError("audit event time must be timezone-aware")
-    second, milli = divmod(time_ms(at), 1000)
+    second, milli = divmod(ms, 1000)
     known, prefix = _second_text
     if second != known:
         prefix = (_EPOCH + timedelta(seconds=second)).isoformat()[:-6]

@@ -77,10 +77,10 @@ from gateway.audit._record import (
     Uuid7Generator,
     build_record,
     encode_record,
+    event_time_ms,
     record_matter,
     record_partner,
     record_time_ms,
-    time_ms,
 )
 from gateway.audit._store import (
     AuditStore,
@@ -752,16 +752,15 @@ class AuditService:
                                   gateway=self.gateway_id)
             data = encode_record(record)
             matter = event.matter_before
-            return EntryRow(
-                event_id=record["event_id"],
-                ts_ms=time_ms(event.at),
-                event_type=record["event_type"],
-                outcome=event.outcome,
-                partner=event.partner_region or event.issuer_region,
-                matter=None if matter is None
-                else f"{matter.get('region', '')}:{matter.get('code', '')}",
-                record=data,
-                leaf_hash=sha256(b"\x00" + data).digest(),  # trust.merkle.leaf_hash
+            return EntryRow(  # by position (the fields' order): cheaper than by name
+                record["event_id"],
+                event_time_ms(event.at),
+                record["event_type"],
+                event.outcome,
+                event.partner_region or event.issuer_region,
+                None if matter is None else f"{matter.get('region', '')}:{matter.get('code', '')}",
+                data,
+                sha256(b"\x00" + data).digest(),  # trust.merkle.leaf_hash
             )
         except (TypeError, ValueError) as exc:
             raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc

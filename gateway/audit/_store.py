@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gateway.infra.migrations import (
     Migration,
@@ -66,9 +66,11 @@ class AuditStoreError(Exception):
     """The audit store failed or holds something it must not."""
 
 
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """One record to append, with the columns queries filter on."""
+class EntryRow(NamedTuple):
+    """One record to append, with the columns queries filter on.
+
+    A named tuple: immutable like a frozen dataclass, and about three times cheaper to
+    make (one is made for every audit record, on the event loop)."""
 
     event_id: str
     ts_ms: int

@@ -20,6 +20,7 @@ from gateway.audit._record import (
     Pseudonymiser,
     build_record,
     encode_record,
+    event_time_ms,
     time_ms,
 )
 from tests.audit.conftest import HOLDER_CODE, event
@@ -63,6 +64,23 @@ def test_time_is_utc_milliseconds(at: datetime) -> None:
     assert text == utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     parsed = datetime.fromisoformat(text)
     assert time_ms(at) == time_ms(parsed)
+
+
+def test_the_stored_milliseconds_are_the_instant_of_the_record_just_built() -> None:
+    """``event_time_ms`` reuses the milliseconds of the record just built only for that
+    very instant: another instant, even an equal one in another zone or a later one,
+    gets its own, and a naive one is refused before anything is kept."""
+    first = datetime(2026, 12, 7, 14, 5, 6, 789_999, tzinfo=UTC)
+    text = _record(at=first)["time"]
+    assert text == "2026-12-07T14:05:06.789Z"
+    assert event_time_ms(first) == time_ms(first) == 1_796_652_306_789
+    later = first + timedelta(milliseconds=1)
+    assert event_time_ms(later) == time_ms(first) + 1  # not the one kept
+    elsewhere = first.astimezone(timezone(timedelta(hours=8)))
+    assert event_time_ms(elsewhere) == time_ms(first)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        _record(at=datetime(2026, 12, 7, 14, 5, 6))  # noqa: DTZ001 - the naive time refused
+    assert event_time_ms(first) == time_ms(first)
 
 
 def test_times_of_one_second_and_the_next_share_nothing_stale() -> None:

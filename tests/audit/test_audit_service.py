@@ -9,13 +9,17 @@ import os
 import sqlite3
 import stat
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.audit import (
     AuditService,
@@ -756,6 +760,22 @@ class TestUuid7:
         first = ids[0].replace("-", "")
         assert first.startswith("0123456789ab7")
         assert first[16] in "89ab"
+
+    @given(ms=st.integers(0, (1 << 48) - 1), pool=st.binary(min_size=4096, max_size=4096))
+    def test_fields_are_the_time_counter_and_random_bits(self, ms: int, pool: bytes) -> None:
+        """Read by Python's own ``uuid``: version 7, the RFC 9562 variant, the 48-bit time,
+        the counter (its first value the top 11 random bits, then one more) and the low 62
+        bits of each id's 8 random bytes, whatever the time and the bytes."""
+        gen = Uuid7Generator(lambda: ms)
+        with mock.patch("gateway.audit._record.os.urandom", return_value=pool):
+            first, second = uuid.UUID(gen()), uuid.UUID(gen())
+        for index, made in enumerate((first, second)):
+            random64 = int.from_bytes(pool[8 * index:8 * index + 8])
+            assert made.version == 7
+            assert made.variant == uuid.RFC_4122
+            assert made.int >> 80 == ms
+            assert made.int & ((1 << 62) - 1) == random64 & ((1 << 62) - 1)
+            assert (made.int >> 64) & 0xFFF == (int.from_bytes(pool[:8]) >> 53) + index
 
     def test_clock_going_back_keeps_order(self) -> None:
         """A clock stepping back does not make an older-looking id."""

@@ -119,6 +119,17 @@ class TestOpen:
         with pytest.raises(NoteError):
             open_note(note, [signer.verifier])
 
+    def test_signing_refuses_exactly_the_control_characters(self, signer: NoteSigner) -> None:
+        """Below U+0020 only the newline may appear in a note's text; every other
+        character (U+007F and non-ASCII included, as before) is signed and opens again."""
+        for code in [*range(0x80), 0x85, 0xA0, 0x2028, 0x4E2D]:
+            text = f"a{chr(code)}b\n"
+            if code < 0x20 and code != 0x0A:
+                with pytest.raises(NoteError, match="control character"):
+                    sign_note(text, [signer])
+            else:
+                assert open_note(sign_note(text, [signer]), [signer.verifier]) == text
+
     @given(st.binary(max_size=300))
     def test_any_bytes_raise_only_note_error(self, data: bytes) -> None:
         """Parsing arbitrary bytes raises NoteError or returns, never anything else."""
