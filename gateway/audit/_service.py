@@ -13,8 +13,8 @@ commit is over (``AuditStore.wait_turn``), and the loop's records keep arriving
 meanwhile: writers sharing a log take turns with one commit each, each carrying what
 came while the other committed, instead of each queueing a small batch behind the
 other's and paying a commit (its fsync and signature) for it. Such a batch's tree is
-hashed on the writer thread only, where the other's entries are seen. It takes whole groups up
-to ``batch_max`` queued records and hands the batch to the writer thread once (one job
+hashed on the writer thread only, where the other's entries are seen. It takes whole
+groups up to ``batch_max`` queued records and hands the batch to the writer thread once (one job
 on the thread's queue: one hand-off and one wake-up back per batch, no per-record object
 crosses threads). The thread commits them in one transaction under the sequencer lock (SQLite
 ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, or a PostgreSQL advisory lock).
@@ -58,7 +58,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from hashlib import sha256
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -163,15 +162,17 @@ def _now_ms() -> int:
 
 
 def _row(record: dict[str, Any], data: bytes, ts_ms: int | None = None) -> EntryRow:
-    return EntryRow(
-        event_id=str(record["event_id"]),
-        ts_ms=record_time_ms(record) if ts_ms is None else ts_ms,
-        event_type=str(record["event_type"]),
-        outcome=str(record["outcome"]),
-        partner=record_partner(record),
-        matter=record_matter(record),
-        record=data,
-        leaf_hash=leaf_hash(data),
+    """The stored row of a record and its bytes: the columns queries filter on, derived
+    from the record alone (the same for a live append and a rebuilt or imported one)."""
+    return EntryRow(  # by position (the fields' order): cheaper than by name
+        str(record["event_id"]),
+        record_time_ms(record) if ts_ms is None else ts_ms,
+        str(record["event_type"]),
+        str(record["outcome"]),
+        record_partner(record),
+        record_matter(record),
+        data,
+        leaf_hash(data),
     )
 
 
@@ -750,18 +751,7 @@ class AuditService:
         try:
             record = build_record(event, event_id=self._new_id(), pseudonymiser=pseudonymiser,
                                   gateway=self.gateway_id)
-            data = encode_record(record)
-            matter = event.matter_before
-            return EntryRow(  # by position (the fields' order): cheaper than by name
-                record["event_id"],
-                event_time_ms(event.at),
-                record["event_type"],
-                event.outcome,
-                event.partner_region or event.issuer_region,
-                None if matter is None else f"{matter.get('region', '')}:{matter.get('code', '')}",
-                data,
-                sha256(b"\x00" + data).digest(),  # trust.merkle.leaf_hash
-            )
+            return _row(record, encode_record(record), event_time_ms(event.at))
         except (TypeError, ValueError) as exc:
             raise AuditUnavailableError(f"audit record cannot be built: {exc}") from exc
 

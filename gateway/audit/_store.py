@@ -69,7 +69,7 @@ class AuditStoreError(Exception):
 class EntryRow(NamedTuple):
     """One record to append, with the columns queries filter on.
 
-    A named tuple: immutable like a frozen dataclass, and about three times cheaper to
+    A named tuple: immutable like a frozen dataclass, and less than half its cost to
     make (one is made for every audit record, on the event loop)."""
 
     event_id: str

@@ -291,9 +291,9 @@ class Connection:
             raise StorageError("waiting for the writer from inside a write transaction")
         try:
             fcntl.flock(held, fcntl.LOCK_EX)  # blocks this thread, not the GIL
+            fcntl.flock(held, fcntl.LOCK_UN)
         except OSError as exc:
             raise StorageError(f"cannot lock the database for writing: {exc}") from exc
-        fcntl.flock(held, fcntl.LOCK_UN)
 
     def table_exists(self, name: str) -> bool:
         """Whether a table of this name is in the schema this connection uses."""
