@@ -51,6 +51,7 @@ from gateway.partner.checks import (
     ReplayCache,
 )
 from gateway.partner.service import (
+    SIGNED_PRUNE_S,
     STATUS_REFRESH_S,
     Clock,
     Failure,
@@ -216,6 +217,20 @@ def _rate_limits(settings: Settings) -> dict[str, tuple[float, int]]:
             for region, limit in settings.partner.rate_limits.items()}
 
 
+async def _prune_signed(service: PartnerService) -> None:
+    """Drop the signed licences no longer reusable, every ``SIGNED_PRUNE_S``, so that a
+    burst of queries leaves no tokens held once the queries stop."""
+    while True:
+        await asyncio.sleep(SIGNED_PRUNE_S)
+        service.prune_signed()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def setup(app: web.Application, *, clock: Clock | None = None) -> None:
     """Add the partner query and status routes, and the context that opens what they use.
 
@@ -278,6 +293,9 @@ def setup(app: web.Application, *, clock: Clock | None = None) -> None:
                 sm2_licence_key=None if sm2_keys is None else sm2_keys[0],
                 sm2_status_key=None if sm2_keys is None else sm2_keys[1],
             )
+            pruning = asyncio.create_task(_prune_signed(app[PARTNER_KEY]),
+                                          name="partner-signed-prune")
+            opened.push_async_callback(_cancelled, pruning)
             yield
 
     app.cleanup_ctx.append(partner_ctx)

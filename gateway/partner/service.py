@@ -53,6 +53,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from itertools import islice
 from typing import Any, NamedTuple
 
 import orjson
@@ -132,7 +133,11 @@ next this many seconds (its ``iat`` says when it was signed); a changed licence 
 store's row changed) or another status list is signed afresh, and so is everything
 after a restart (the keys are loaded at start-up; nothing signed is kept on disk)."""
 SIGNED_MAX = 20_000
-"""Signed licences kept for reuse, at most (the store's default licence cache)."""
+"""Signed licences kept for reuse, at most (the store's default licence cache); past it the
+oldest goes first."""
+SIGNED_PRUNE_S = SIGNED_REUSE_S / 2
+"""How often the partner context drops the signed licences no longer reusable, so that
+none is held more than one and a half reuse windows after it was signed."""
 SM2_STATUS_LIST_NAME = f"{STATUS_LIST_NAME}-sm2"
 """The same status list signed with Huzhou's SM2 key: where the licences answered to a
 partner whose agreement says ``signing_alg: SM2SM3`` point."""
@@ -538,7 +543,8 @@ class PartnerService:
             Alg.ES256: (self._sign_licence_claims, self.status_uri)}
         self._signed: dict[tuple[Alg, str, str], _Signed] = {}
         """Licences signed lately, for reuse (``SIGNED_REUSE_S``), by algorithm, identifier
-        and status list URI."""
+        and status list URI, oldest first: a token no longer reusable is dropped
+        (``prune_signed``), so a burst of queries leaves no tokens held after it."""
         if sm2_licence_key is not None and sm2_status_key is not None:
             self._status_keys[SM2_STATUS_LIST_NAME] = (sm2_status_key, self.sm2_status_uri)
             self._signers[Alg.SM2SM3] = (
@@ -595,10 +601,36 @@ class PartnerService:
         if held is not None and held.licence is licence and 0 <= iat - held.iat < SIGNED_REUSE_S:
             return held.token
         token = await signer(self._licence_claims(licence, iat=iat, status_uri=status_uri))
-        if len(self._signed) >= SIGNED_MAX:
-            self._signed.clear()
-        self._signed[key] = _Signed(licence, iat, token)
+        signed = self._signed
+        signed.pop(key, None)  # put back last: the dict stays in the order of signing
+        self.prune_signed(iat)
+        while len(signed) >= SIGNED_MAX:
+            del signed[next(iter(signed))]
+        signed[key] = _Signed(licence, iat, token)
         return token
+
+    @property
+    def signed_held(self) -> int:
+        """How many signed licences are held for reuse."""
+        return len(self._signed)
+
+    def prune_signed(self, now: int | None = None) -> int:
+        """Drop the signed licences that can no longer be reused at ``now`` (Unix seconds;
+        default: the service's clock), oldest first, up to the first that still can.
+        Returns how many were dropped. Cheap enough for every signature; the partner
+        context also calls it every ``SIGNED_PRUNE_S``, for when no query comes."""
+        if now is None:
+            now = int(self.clock().timestamp())
+        signed = self._signed
+        dropped = 0
+        for held in signed.values():
+            if now - held.iat < SIGNED_REUSE_S:
+                break
+            dropped += 1
+        if dropped:
+            for key in list(islice(signed, dropped)):
+                del signed[key]
+        return dropped
 
     def _licence_claims(self, licence: StoredLicence, *, iat: int,
                         status_uri: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +32,8 @@ from gateway.licences.store import (
     open_repository,
     record_from_mapping,
 )
+from gateway.partner import routes as partner_routes
+from gateway.partner import service as partner_service
 from gateway.partner.checks import (
     MemoryReplayCache,
     RateLimiter,
@@ -283,6 +285,61 @@ class TestFound:
         assert other != after  # the same row for another status list: signed afresh
         assert uri + "-other" == jwt.decode(other, key.key, algorithms=["ES256"],
                                             options=future)["status"]["status_list"]["uri"]
+
+    async def test_signed_licences_are_held_only_while_reusable(
+            self, start: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A token no longer reusable is dropped, oldest first: when another is signed,
+        by ``prune_signed``, and by the partner context's timer when no query comes.
+        Past ``SIGNED_MAX`` the oldest goes, not every token at once."""
+        monkeypatch.setattr(partner_routes, "SIGNED_PRUNE_S", 0.01)  # the timer, below
+        rows = [licence_row(n) for n in (1, 2, 3, 4)]
+        client = await start(rows, crypto_thread=False)
+        service = client.app[PARTNER_KEY]
+        t = 1_800_000_000
+        now = [t]  # the timer prunes by the service's clock: nothing is stale before the end
+        service.clock = lambda: datetime.fromtimestamp(now[0], UTC)
+        uri = service.status_uri
+        licences = []
+        for row in rows:
+            found = await service.store.by_identifier(row["identifier"])
+            assert found is not None
+            licences.append(found)
+        one, two, three, four = licences
+        first = await service.sign_licence(one, iat=t, status_uri=uri)
+        await service.sign_licence(two, iat=t + 1, status_uri=uri)
+        await service.sign_licence(three, iat=t + 2, status_uri=uri)
+        assert 3 == service.signed_held
+        assert 0 == service.prune_signed(t + SIGNED_REUSE_S - 1)  # all still reusable
+        # A changed row is signed afresh and goes behind the others, as does a token
+        # signed again once its window passed.
+        await service.sign_licence(replace(two), iat=t + 30, status_uri=uri)
+        again = await service.sign_licence(one, iat=t + SIGNED_REUSE_S, status_uri=uri)
+        assert again != first
+        assert 3 == service.signed_held
+        assert 1 == service.prune_signed(t + SIGNED_REUSE_S + 2)  # three, not two or one
+        assert 2 == service.signed_held
+        assert again == await service.sign_licence(one, iat=t + SIGNED_REUSE_S + 2,
+                                                   status_uri=uri)  # still held
+        # Signing drops what is no longer reusable before it keeps the new token.
+        await service.sign_licence(two, iat=t + 2 * SIGNED_REUSE_S, status_uri=uri)
+        assert 1 == service.signed_held
+        # At the cap the oldest goes; the newer tokens are still handed out as signed.
+        monkeypatch.setattr(partner_service, "SIGNED_MAX", 2)
+        late = t + 2 * SIGNED_REUSE_S
+        kept_three = await service.sign_licence(three, iat=late, status_uri=uri)
+        kept_four = await service.sign_licence(four, iat=late, status_uri=uri)
+        assert 2 == service.signed_held
+        assert kept_three == await service.sign_licence(three, iat=late, status_uri=uri)
+        assert kept_four == await service.sign_licence(four, iat=late, status_uri=uri)
+        # With no query at all, the context's timer drops them once they are stale.
+        await asyncio.sleep(0.05)
+        assert 2 == service.signed_held
+        now[0] = late + SIGNED_REUSE_S
+        for _ in range(200):
+            if service.signed_held == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert 0 == service.signed_held
 
     async def test_holder_query_returns_valid_licences_and_audits_holder_only_as_personal(
             self, start: Start, running: RunningFederation, audit: MemoryAudit) -> None:
