@@ -21,18 +21,23 @@ _ECHO_KEYS = "local out = {} for i, k in ipairs(KEYS) do out[i] = k .. ARGV[i] e
 
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """The ordinary client (a short timeout), closed after the test."""
-    c = redis_client(redis_url, timeout_s=0.5)
+    """The test's own client, which looks at what the link did, closed after the test.
+    Its timeout is roomy: it is not what is tested, and a loaded CI host once stalled
+    long enough for a 0.5 s connect to give up."""
+    c = redis_client(redis_url, timeout_s=5.0)
     yield c
     await c.aclose()
 
 
 @pytest.fixture
-async def link(client: aioredis.Redis) -> AsyncIterator[RedisLink]:
-    """A link made from that client, closed after the test."""
-    made = RedisLink(client)
+async def link(redis_url: str) -> AsyncIterator[RedisLink]:
+    """A link made from a client of its own with a short timeout (0.5 s, as the gateway's
+    replay cache has 1 s), closed after the test."""
+    made_from = redis_client(redis_url, timeout_s=0.5)
+    made = RedisLink(made_from)
     yield made
     await made.close()
+    await made_from.aclose()
 
 
 def _key() -> str:
