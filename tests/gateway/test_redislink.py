@@ -31,8 +31,8 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 async def link(redis_url: str) -> AsyncIterator[RedisLink]:
-    """A link made from a client of its own with a short timeout (0.5 s, as the gateway's
-    replay cache has 1 s), closed after the test."""
+    """A link made from a client of its own with the short timeout (0.5 s) that the
+    timeout tests below rely on, closed after the test."""
     made_from = redis_client(redis_url, timeout_s=0.5)
     made = RedisLink(made_from)
     yield made
