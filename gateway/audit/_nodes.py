@@ -19,7 +19,8 @@ from pathlib import Path
 
 from trust.merkle import HASH_SIZE
 
-__all__ = ["NODES_FILE", "read_chunk_nodes", "reset_chunk_nodes", "write_chunk_nodes"]
+__all__ = ["NODES_FILE", "chunk_nodes_held", "read_chunk_nodes", "reset_chunk_nodes",
+           "write_chunk_nodes"]
 
 NODES_FILE = "audit-tree.nodes"
 _MAGIC = b"ecert-gateway audit chunk nodes "
@@ -31,18 +32,30 @@ def _header(chunk_bits: int) -> bytes:
     return header
 
 
-def read_chunk_nodes(data_dir: Path, chunk_bits: int, limit: int) -> bytes:
-    """The first ``limit`` chunk nodes kept (fewer when fewer are; none without a valid
-    header), as one ``bytes`` of 32-byte roots."""
+def read_chunk_nodes(data_dir: Path, chunk_bits: int, limit: int, first: int = 0) -> bytes:
+    """The chunk nodes kept from chunk ``first`` up to chunk ``limit`` (fewer when fewer
+    are; none without a valid header), as one ``bytes`` of 32-byte roots."""
     path = data_dir / NODES_FILE
     try:
         with path.open("rb") as file:
             if file.read(HASH_SIZE) != _header(chunk_bits):
                 return b""
-            data = file.read(limit * HASH_SIZE)
+            file.seek(HASH_SIZE * (1 + first))
+            data = file.read(max(0, limit - first) * HASH_SIZE)
     except FileNotFoundError:
         return b""
     return data[: len(data) - len(data) % HASH_SIZE]
+
+
+def chunk_nodes_held(data_dir: Path, chunk_bits: int) -> int:
+    """How many chunk nodes the file holds (0 when it is missing or not for these chunks)."""
+    try:
+        with (data_dir / NODES_FILE).open("rb") as file:
+            if file.read(HASH_SIZE) != _header(chunk_bits):
+                return 0
+            return max(0, os.fstat(file.fileno()).st_size // HASH_SIZE - 1)
+    except FileNotFoundError:
+        return 0
 
 
 def write_chunk_nodes(data_dir: Path, chunk_bits: int, first: int, nodes: bytes) -> int:

@@ -67,6 +67,7 @@ from gateway.audit._keys import HmacKeyring, load_signing_key
 from gateway.audit._leaves import LEAVES_FILE, LeafFile
 from gateway.audit._nodes import (
     NODES_FILE,
+    chunk_nodes_held,
     read_chunk_nodes,
     reset_chunk_nodes,
     write_chunk_nodes,
@@ -132,12 +133,15 @@ TREE_CHUNK_BITS = 4
 64 leaves keep a quarter of that but make a proof read and rehash 64 leaves, which doubled
 its time; bench/RESULTS.md, 2026-11-27 05:20.)"""
 _CATCH_UP_SLICE = 65_536
+"""Leaf hashes read from the store at a time when the tree catches up (at start: the whole log)."""
 _LEAVES_PENDING_MAX = 1 << 20
-_FILL_WAIT_S = 0.5
-"""How often a process waiting for another's fill of ``audit-tree.leaves`` looks again."""
 """Leaf hashes held for ``audit-tree.leaves`` while it lags (32 MB at most): past that they are
 dropped and read from the store when the file catches up."""
-"""Leaf hashes read from the store at a time when the tree catches up (at start: the whole log)."""
+_FILL_WAIT_S = 0.5
+"""How often a process waiting for another's fill of ``audit-tree.leaves`` looks again."""
+_SKIP_MIN_CHUNKS = 4
+"""Chunks another process's kept nodes must be ahead of the tree before it grows by them
+(``_skip_ahead``) instead of by stored leaf hashes."""
 _HMAC_CHECK = b"ecert-gateway audit hmac key check"
 BACKEND_FILE = "audit-backend"
 
@@ -398,6 +402,8 @@ class AuditService:
         """Batches committed by this instance (one transaction and fsync each)."""
         self.committed = 0
         """Records committed by this instance."""
+        self.skipped = 0
+        """Other writers' entries the tree took by their kept chunk nodes (``_skip_ahead``)."""
 
     def metric_families(self) -> list[MetricFamily]:
         """Commits and records written by this instance, for ``/metrics``: their ratio is
@@ -949,9 +955,15 @@ class AuditService:
                 # The file lags far behind (a fill runs): it reads these from the store too.
                 self._pend_leaves_from(self._tree.size)
 
-    async def _catch_up(self) -> None:
-        """Grow the tree with entries other writers added (at start: all), a slice at a time."""
+    async def _catch_up(self, *, lazy: bool = False) -> None:
+        """Grow the tree with entries other writers added (at start: all), a slice at a time.
+
+        While serving, first as far as ``_skip_ahead`` can. ``lazy`` (the publisher's
+        tick): when it could, the entries after it are left for the next tick, when the
+        writer that added them will have kept their nodes too."""
         loop = asyncio.get_running_loop()
+        if self._started and await self._skip_ahead() and lazy:
+            return
         while True:
             start = self._tree.size
             hashes = await self._read(partial(_leaf_hashes, start, start + _CATCH_UP_SLICE))
@@ -964,6 +976,73 @@ class AuditService:
                 self._absorb(start, hashes)
             if len(hashes) < _CATCH_UP_SLICE:
                 return
+
+    async def _skip_ahead(self) -> bool:
+        """Grow the tree by the chunk nodes another process sharing the data folder kept in
+        ``audit-tree.nodes``, up to a signed checkpoint, instead of by every stored leaf hash.
+
+        A gateway beside a busy one (the same SQLite log) would otherwise read and hash
+        the leaf of every entry the other commits. Here it reads the stored leaf hashes
+        of at most two partial chunks, one 32-byte node for each of the 16 entries
+        between them, and the checkpoint of the largest tree the file covers; it grows
+        the tree only when that checkpoint's signature verifies and the tree it makes
+        hashes to the signed root (the trust start-up gives the same file). True when it
+        grew the tree."""
+        tree, leaf_file = self._tree, self._leaf_file
+        if tree.chunk_size == 1:
+            return False
+        if self._leaves_pending:
+            await self._keep_leaves(fill=False)  # its own entries' leaf hashes first
+            if self._leaves_pending:
+                return False  # not written: they must not be dropped (_pend_leaves_from)
+        size, chunk = tree.size, tree.chunk_size
+        loop = asyncio.get_running_loop()
+        try:
+            limit = chunk * await loop.run_in_executor(
+                None, chunk_nodes_held, self.data_dir, TREE_CHUNK_BITS)
+            if leaf_file is not None:  # never ahead of the leaf file: it would be filled
+                limit = min(limit, await loop.run_in_executor(None, leaf_file.held))
+        except OSError:
+            return False
+        first = -(-size // chunk)
+        if limit < (first + _SKIP_MIN_CHUNKS) * chunk:
+            return False
+        checkpoint, head, tail = await self._read(partial(_skip_reads, size, limit, chunk))
+        if checkpoint is None:
+            return False
+        end = checkpoint.size // chunk
+        if end < first + _SKIP_MIN_CHUNKS:
+            return False
+        try:
+            nodes = await loop.run_in_executor(
+                None, read_chunk_nodes, self.data_dir, TREE_CHUNK_BITS, end, first)
+        except OSError:
+            return False
+        if (tree.size != size or self._leaves_pending or len(nodes) != (end - first) * HASH_SIZE
+                or len(head) != first * chunk - size or len(tail) != checkpoint.size - end * chunk):
+            return False  # the tree grew meanwhile, or the file or the store moved: next time
+        edge = tree.frontier()
+        edge.extend(head)
+        edge.extend_subtrees(nodes, TREE_CHUNK_BITS)
+        edge.extend(tail)
+        try:
+            self._open_latest(checkpoint)
+        except LogIntegrityError as exc:
+            _log.error("a kept checkpoint does not verify; following the stored leaf hashes:"
+                       " %s", exc)
+            return False
+        if edge.size != checkpoint.size or edge.root() != checkpoint.root:
+            _log.warning("%s does not hash to the checkpoint of %d entries; following the"
+                         " stored leaf hashes", NODES_FILE, checkpoint.size)
+            return False
+        tree.extend(head)
+        tree.extend_chunks(nodes)
+        tree.extend(tail)
+        self._pend_leaves_from(tree.size)  # the leaf file holds those skipped (limit)
+        if self._nodes_kept >= first:
+            self._nodes_kept = max(self._nodes_kept, end)  # the file holds them
+        self.skipped += checkpoint.size - size
+        return True
 
     async def _with_leaves(
         self, compute: Callable[[GivenChunks], T], read: Mapping[int, Leaves] | None = None
@@ -1029,22 +1108,28 @@ class AuditService:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self.publish()
+                await self.publish(lazy=True)
             except Exception:
                 _log.exception("checkpoint not published")
 
-    async def publish(self) -> StoredCheckpoint | None:
+    async def publish(self, *, lazy: bool = False) -> StoredCheckpoint | None:
         """Sign and keep a checkpoint of the current tree if it grew; return the latest.
-        Then write the chunk nodes completed since the last tick to ``audit-tree.nodes``."""
+        Then write the chunk nodes completed since the last tick to ``audit-tree.nodes``.
+
+        ``lazy`` (the publisher's tick): the tree may take other writers' entries by their
+        kept nodes and leave the newest for the next tick (``_catch_up``). This instance's
+        own entries are always in its tree; the others' are covered by their writer's
+        checkpoints, and once no writer keeps nodes ahead of this tree (it stopped), the
+        tick takes them from the store and covers them, as before."""
         async with self._publish_lock:
-            latest = await self._publish()
+            latest = await self._publish(lazy=lazy)
             await self._keep_nodes()
             await self._keep_leaves()
             return latest
 
-    async def _publish(self) -> StoredCheckpoint | None:
+    async def _publish(self, *, lazy: bool = False) -> StoredCheckpoint | None:
         assert self._signer is not None, "service not started"
-        await self._catch_up()
+        await self._catch_up(lazy=lazy)
         latest = await self._read(lambda s: s.latest_checkpoint())
         size = self._tree.size
         if latest is not None and latest.size >= size:
@@ -1175,6 +1260,21 @@ def _wait_turn(store: AuditStore) -> None:
 
 def _leaf_hashes(start: int, end: int, store: AuditStore) -> list[bytes]:
     return store.leaf_hashes(start, end)
+
+
+def _skip_reads(size: int, limit: int, chunk: int, store: AuditStore
+                ) -> tuple[StoredCheckpoint | None, list[bytes], list[bytes]]:
+    """What ``_skip_ahead`` reads from the store: the checkpoint of the largest tree of at
+    most ``limit`` entries, the leaf hashes from ``size`` to the next chunk boundary, and
+    those of the checkpoint's last, partial chunk."""
+    checkpoint = store.checkpoint_at_most(limit)
+    if checkpoint is None or checkpoint.size <= size:
+        return None, [], []
+    boundary = min(-(-size // chunk) * chunk, checkpoint.size)
+    head = store.leaf_hashes(size, boundary)
+    tail = store.leaf_hashes(max(boundary, checkpoint.size - checkpoint.size % chunk),
+                             checkpoint.size)
+    return checkpoint, head, tail
 
 
 Leaves = tuple[list[bytes], bool]

@@ -187,6 +187,9 @@ class AuditStore(Protocol):
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The checkpoint of the largest tree."""
 
+    def checkpoint_at_most(self, size: int) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree of at most ``size`` entries."""
+
     def add_checkpoint(self, checkpoint: StoredCheckpoint, previous_size: int | None) -> bool:
         """Keep a checkpoint if the latest kept one still has ``previous_size``."""
 
@@ -562,6 +565,13 @@ class SqlAuditStore:
         row = self._exec(
             "SELECT tree_size, root_hash, note, created_ms FROM audit_checkpoints"
             " ORDER BY tree_size DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else self._checkpoint(row)
+
+    def checkpoint_at_most(self, size: int) -> StoredCheckpoint | None:
+        row = self._exec(
+            "SELECT tree_size, root_hash, note, created_ms FROM audit_checkpoints"
+            " WHERE tree_size <= ? ORDER BY tree_size DESC LIMIT 1", (size,)
         ).fetchone()
         return None if row is None else self._checkpoint(row)
 

@@ -124,6 +124,20 @@ class Frontier:
         for leaf in leaves:
             self.append(leaf)
 
+    def extend_subtrees(self, roots: bytes, height: int) -> None:
+        """Add perfect subtrees of ``2**height`` leaves each, by their roots (32 bytes each,
+        in order); the edge must end on such a subtree's boundary."""
+        if self.size % (1 << height) or len(roots) % HASH_SIZE:
+            raise TreeError(f"no subtrees of height {height} after {self.size} leaves")
+        nodes = self._nodes
+        for offset in range(0, len(roots), HASH_SIZE):
+            level, node = height, roots[offset : offset + HASH_SIZE]
+            while nodes and nodes[-1][0] == level:
+                node = node_hash(nodes.pop()[1], node)
+                level += 1
+            nodes.append((level, node))
+        self.size += (len(roots) // HASH_SIZE) << height
+
     def root(self) -> bytes:
         """The tree's root (RFC 6962 2.1 MTH)."""
         if not self._nodes:
@@ -187,6 +201,19 @@ class MerkleTree:
             level = above
         self._levels = levels
         self._size = (len(nodes) // HASH_SIZE) << self._k
+
+    def extend_chunks(self, nodes: bytes) -> None:
+        """Grow a tree that ends on a chunk boundary by whole chunks, from their roots
+        (32 bytes each, in order). Their leaves are not held (proofs inside them ask for
+        them, as for any older chunk). Nothing is checked: the caller compares a root
+        with a signed one first (``Frontier.extend_subtrees``)."""
+        if self._tail or self._chunk == 1:
+            raise TreeError("chunk nodes extend only a tree that ends on a chunk boundary")
+        if len(nodes) % HASH_SIZE:
+            raise TreeError("chunk nodes are 32 bytes each")
+        for offset in range(0, len(nodes), HASH_SIZE):
+            self._size += self._chunk
+            self._push(nodes[offset : offset + HASH_SIZE])
 
     def chunk_nodes(self, start: int, end: int) -> bytes:
         """The roots of complete chunks ``[start, end)``, 32 bytes each, in order."""

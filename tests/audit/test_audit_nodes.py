@@ -6,6 +6,7 @@ records as stored, not against the gateway's own tree code.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import sqlite3
@@ -16,7 +17,7 @@ import pytest
 from gateway.audit import AuditService, LogIntegrityError, _store, append_cli_event
 from gateway.audit._leaves import LEAVES_FILE
 from gateway.audit._nodes import NODES_FILE
-from gateway.audit._service import TREE_CHUNK_BITS
+from gateway.audit._service import _CATCH_UP_SLICE, TREE_CHUNK_BITS
 from gateway.audit._tree import MerkleTree
 from tests.audit.conftest import EventFactory
 
@@ -243,3 +244,122 @@ def test_tree_from_chunk_nodes_is_the_tree_from_leaves() -> None:
         for i in (0, size // 2, size - 1):
             assert loaded.inclusion_proof(i, size, given) == _path(i, leaves[:size])
         assert loaded.consistency_proof(size, None, given) == _subproof(size, leaves, True)
+
+
+def test_a_tree_grown_by_chunk_nodes_is_the_tree_grown_by_leaves() -> None:
+    """``extend_chunks`` after leaves (and leaves after it) makes the tree the leaves make,
+    and the right edge grown by ``Frontier.extend_subtrees`` hashes to the same root."""
+    leaves = [_h(bytes([i % 251, i // 251])) for i in range(13 * CHUNK + 9)]
+    whole = MerkleTree(TREE_CHUNK_BITS)
+    whole.extend(leaves)
+    grown = MerkleTree(TREE_CHUNK_BITS)
+    grown.extend(leaves[:2 * CHUNK + 5])
+    edge = grown.frontier()
+    grown.extend(leaves[2 * CHUNK + 5:3 * CHUNK])
+    edge.extend(leaves[2 * CHUNK + 5:3 * CHUNK])
+    grown.extend_chunks(whole.chunk_nodes(3, 11))
+    edge.extend_subtrees(whole.chunk_nodes(3, 11), TREE_CHUNK_BITS)
+    assert edge.size == grown.size == 11 * CHUNK
+    assert edge.root() == grown.root() == _mth(leaves[:11 * CHUNK])
+    grown.extend(leaves[11 * CHUNK:])
+    given = {c: grown.chunk_levels(c, leaves[c * CHUNK:(c + 1) * CHUNK]) for c in range(13)}
+    for size in (CHUNK, 3 * CHUNK + 1, 11 * CHUNK, len(leaves)):
+        assert grown.root(size, given) == _mth(leaves[:size])
+        for i in {0, size // 3, size - 1}:
+            assert grown.inclusion_proof(i, size, given) == _path(i, leaves[:size])
+    with pytest.raises(ValueError, match="chunk boundary"):
+        grown.extend_chunks(whole.chunk_nodes(0, 1))  # 9 leaves into a chunk
+    with pytest.raises(ValueError, match="height"):
+        grown.frontier().extend_subtrees(whole.chunk_nodes(0, 1), TREE_CHUNK_BITS)
+
+
+class TestFollowingByKeptNodes:
+    """A gateway beside a busy one on the same data folder takes the other's entries by the
+    chunk nodes it keeps, checked against a signed checkpoint, not leaf hash by leaf hash."""
+
+    # Commits of 7 proved entries each: a checkpoint every 7 entries.
+    GROUP = 7
+
+    async def _busy(self, busy: AuditService, make_event: EventFactory, n: int) -> None:
+        for start in range(0, n, self.GROUP):
+            await asyncio.gather(*(busy.append_proved(make_event(actor_id=f"b{start + i}"))
+                                   for i in range(min(self.GROUP, n - start))))
+
+    @pytest.mark.allow_blocking
+    async def test_the_idle_one_reads_two_partial_chunks_and_proves_the_same(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async with AuditService(data_dir=data_dir, checkpoint_interval_s=3600) as busy, \
+                AuditService(data_dir=data_dir, checkpoint_interval_s=3600) as idle:
+            await _fill(idle, make_event, 3)  # the idle one's tree ends inside a chunk
+            await self._busy(busy, make_event, 10 * CHUNK + 5)
+            await busy.publish()  # keeps the nodes and the leaf hashes of its tree
+            reads = _count_leaf_reads(monkeypatch)
+            await idle.publish(lazy=True)
+            # The nodes file covers 10 chunks; the last checkpoint within them is at
+            # 3 + 7 * 22 = 157 entries: the tree takes chunks 1 to 8 by their nodes.
+            assert idle.tree_size == 157
+            assert idle.skipped == 157 - 3
+            assert sum(end - start for start, end in reads if end is not None) == 13 + 13
+            assert sorted(reads) == [(3, CHUNK), (9 * CHUNK, 157)]
+            reads.clear()
+            # Its own entry after them, and proofs of entries it took by their nodes, are
+            # what RFC 6962 gives over the stored records.
+            own = await idle.append_proved(make_event(actor_id="idle"))
+            leaves = _stored_leaves(data_dir)
+            size = len(leaves)
+            assert own.index == size - 1
+            assert own.tree_size == size
+            assert list(own.inclusion) == _path(own.index, leaves)
+            for i in (0, 2, 3, CHUNK, 5 * CHUNK + 1, 156, 157):
+                entry = await idle.entry(i)
+                assert entry is not None
+                assert entry.tree_size == size
+                assert list(entry.inclusion) == _path(i, leaves)
+            assert await idle.consistency(157, size) == _subproof(157, leaves, True)
+
+    @pytest.mark.allow_blocking
+    async def test_a_changed_node_is_not_taken(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        async with AuditService(data_dir=data_dir, checkpoint_interval_s=3600) as busy, \
+                AuditService(data_dir=data_dir, checkpoint_interval_s=3600) as idle:
+            await _fill(idle, make_event, 3)
+            await self._busy(busy, make_event, 10 * CHUNK + 5)
+            await busy.publish()
+            nodes = bytearray((data_dir / NODES_FILE).read_bytes())
+            nodes[32 * (1 + 5) + 7] ^= 1  # chunk 5's node
+            (data_dir / NODES_FILE).write_bytes(bytes(nodes))
+            reads = _count_leaf_reads(monkeypatch)
+            with caplog.at_level(logging.WARNING, logger="gateway.audit"):
+                await idle.publish(lazy=True)
+            assert idle.skipped == 0
+            assert "does not hash to the checkpoint of 157 entries" in caplog.text
+            leaves = _stored_leaves(data_dir)
+            # It followed the stored leaf hashes instead, to the end of the log ...
+            assert idle.tree_size == len(leaves) == 3 + 10 * CHUNK + 5
+            assert (3, 3 + _CATCH_UP_SLICE) in reads
+            # ... and wrote the node it has in place of the changed one.
+            kept = (data_dir / NODES_FILE).read_bytes()
+            assert kept[32 * 6:32 * 7] == _mth(leaves[5 * CHUNK:6 * CHUNK])
+            own = await idle.append_proved(make_event(actor_id="idle"))
+            assert list(own.inclusion) == _path(own.index, _stored_leaves(data_dir))
+
+    @pytest.mark.allow_blocking
+    async def test_a_full_publish_still_takes_every_entry(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """Outside the publisher's tick (an entry asked for, a checkpoint served, the last
+        publish at stop) the tree takes the newest entries too, after the nodes."""
+        async with AuditService(data_dir=data_dir, checkpoint_interval_s=3600) as busy, \
+                AuditService(data_dir=data_dir, checkpoint_interval_s=3600) as idle:
+            await self._busy(busy, make_event, 10 * CHUNK + 5)
+            await busy.publish()
+            await idle.publish()
+            assert idle.skipped == 7 * 22  # the checkpoint of 154 entries: nodes up to there
+            assert idle.tree_size == 10 * CHUNK + 5
+            leaves = _stored_leaves(data_dir)
+            entry = await idle.entry(len(leaves) - 1)
+            assert entry is not None
+            assert list(entry.inclusion) == _path(len(leaves) - 1, leaves)
