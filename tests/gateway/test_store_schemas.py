@@ -335,6 +335,25 @@ class TestAuditStore:
             store.close()
             other.close()
 
+    def test_checkpoint_at_most_a_size(self, place: Place) -> None:
+        """``checkpoint_at_most``: the checkpoint of the largest tree within a size, on
+        both engines (what a gateway following another by its kept nodes checks against)."""
+        data_dir, dsn = place
+        store = open_audit_store(data_dir, dsn)
+        try:
+            assert store.checkpoint_at_most(10) is None
+            kept = [StoredCheckpoint(size, bytes([size]) * 32, f"note {size}",
+                                     1_700_000_000_000 + size) for size in (3, 7, 12)]
+            previous = None
+            for checkpoint in kept:
+                assert store.add_checkpoint(checkpoint, previous)
+                previous = checkpoint.size
+            assert store.checkpoint_at_most(2) is None
+            assert [kept[0], kept[0], kept[1], kept[1], kept[2], kept[2]] == [
+                store.checkpoint_at_most(size) for size in (3, 6, 7, 11, 12, 1 << 40)]
+        finally:
+            store.close()
+
     def test_from_todays_schema(self, place: Place) -> None:
         """An earlier release's log is adopted at version 1 with every entry, checkpoint and
         setting, then loses its unused event_id index (version 2) keeping every row; the
