@@ -342,22 +342,50 @@ class RedisRateLimiter(RateLimiter):
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)
+local again = math.max(0, now - tonumber(stamp))
 local out = {}
+local buckets = {}
 for i = 1, #KEYS / 2 do
   if redis.call('SET', KEYS[2 * i - 1], '1', 'NX', 'EX', ARGV[3 * i - 2]) then
     local key = KEYS[2 * i]
     local rate = tonumber(ARGV[3 * i - 1])
     local burst = tonumber(ARGV[3 * i])
-""" + _BUCKET + """    out[i] = string.format('%.6f', wait)
+    local b = buckets[key]
+    local tokens
+    if b == nil then
+      local held = redis.call('HMGET', key, 'tokens', 'updated')
+      tokens = tonumber(held[1]) or burst
+      tokens = math.min(burst, tokens + math.max(0, now - (tonumber(held[2]) or now)) * rate)
+      b = {}
+      buckets[key] = b
+    else
+      tokens = math.min(burst, b.tokens + again * rate)
+    end
+    local wait = 0
+    if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+    b.tokens = tonumber(string.format('%.6f', tokens))
+    b.ttl = math.ceil(burst / rate) + 1
+    out[i] = string.format('%.6f', wait)
   else
     out[i] = 'replayed'
   end
+end
+for key, b in pairs(buckets) do
+  redis.call('HSET', key, 'tokens', string.format('%.6f', b.tokens), 'updated', stamp)
+  redis.call('EXPIRE', key, b.ttl)
 end
 return out
 """
 """For each request (a jti key, its bucket key; ttl, rate, burst): ``_FIRST_USES``'s SET
 NX EX, and only when it set the key (a first use), ``_TAKE``'s bucket step: the wait as
-``_TAKE`` answers it, or "replayed"."""
+``_TAKE`` answers it, or "replayed".
+
+A bucket is read once a call and written once at its end: each step starts from what
+``_TAKE`` would read back after the step before (the tokens and the time as stored, to
+the microsecond), so the answers are those of a read and a write a step, with one
+HMGET, HSET and EXPIRE a bucket instead of a request (the requests a loop turn gathers
+mostly share one region's bucket)."""
 
 
 class RedisAdmission:

@@ -366,3 +366,46 @@ async def test_one_redis_call_answers_as_the_replay_check_then_the_rate_limit(
     separate = await run(False)
     assert separate == await run(True)
     assert {(True, True), (True, False), (False, True)} == set(separate)
+
+
+@pytest.mark.redis
+async def test_one_redis_call_reads_and_writes_each_bucket_once(redis_url: str) -> None:
+    """The admissions a loop turn gathers (one script call) read and write each region's
+    bucket once, not once a request: one HMGET, HSET and EXPIRE a bucket (Redis's own
+    command counts, which count the calls a script makes)."""
+    import os
+    import time
+
+    import redis.asyncio as aioredis
+
+    from gateway.partner.checks import RedisRateLimiter, RedisReplayCache, admit
+
+    tag = f"test-{os.getpid()}-{time.monotonic_ns()}-"
+    replay = RedisReplayCache(aioredis.Redis.from_url(redis_url))
+    limiter = RedisRateLimiter(aioredis.Redis.from_url(redis_url), 0.001, 25)
+    observer = aioredis.Redis.from_url(redis_url)
+
+    async def calls() -> dict[str, int]:
+        stats = await observer.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                for name in ("hmget", "hset", "expire", "evalsha", "eval")}
+
+    try:
+        # Once first, so that Redis holds the script (an unknown one is EVALSHA then EVAL).
+        await admit(replay, limiter, f"{tag}warm:0", 60, f"{tag}warm")
+        before = await calls()
+        answers = await asyncio.gather(*(
+            admit(replay, limiter, f"{tag}{region}:{i}", 60, f"{tag}{region}")
+            for i in range(30) for region in ("310000", "320500")))
+        after = await calls()
+    finally:
+        await replay.close()
+        await limiter.close()
+        await observer.aclose()
+    # Each region's bucket of 25 gave 25 tokens and told the other 5 requests to wait.
+    assert sorted(wait is None for fresh, wait in answers if fresh) == [False] * 10 + [True] * 50
+    assert all(fresh for fresh, _ in answers)
+    counted = {name: after[name] - before[name] for name in before}
+    assert (1, 0) == (counted["evalsha"], counted["eval"])  # one script call for the 60
+    assert {"hmget": 2, "hset": 2, "expire": 2} == {
+        name: counted[name] for name in ("hmget", "hset", "expire")}
