@@ -407,13 +407,18 @@ class AuditService:
 
     def metric_families(self) -> list[MetricFamily]:
         """Commits and records written by this instance, for ``/metrics``: their ratio is
-        the records one fsync (and one checkpoint signature) covers."""
+        the records one fsync (and one checkpoint signature) covers; and the other writers'
+        entries it followed by their kept nodes (``_skip_ahead``)."""
         return [
             MetricFamily("ecert_audit_commits", "counter",
                          "Audit batches committed (one transaction and fsync each).",
                          [({}, self.commits)]),
             MetricFamily("ecert_audit_records", "counter", "Audit records committed.",
                          [({}, self.committed)]),
+            MetricFamily("ecert_audit_followed_by_nodes", "counter",
+                         "Other writers' audit entries this instance's tree took by their"
+                         " kept chunk nodes, not leaf by leaf.",
+                         [({}, self.skipped)]),
         ]
 
     @property
@@ -510,7 +515,7 @@ class AuditService:
             self._leaf_file, file_held = None, 0
         nodes = b""
         if latest is not None and latest.size >> k:
-            self._open_latest(latest)
+            self._open_checkpoint(latest)
             stored = await self._read(lambda s: s.size())
             if stored < latest.size:
                 raise LogIntegrityError(
@@ -660,19 +665,22 @@ class AuditService:
         except OSError as exc:  # a cache: the next start reads the stored leaf hashes instead
             _log.warning("tree nodes not kept in %s: %s", NODES_FILE, exc)
 
-    def _open_latest(self, latest: StoredCheckpoint) -> None:
+    def _open_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        """A kept checkpoint's note must verify and say what its row says."""
         try:
-            body = open_checkpoint(latest.note, self.verifier, origin=self.origin)
+            body = open_checkpoint(checkpoint.note, self.verifier, origin=self.origin)
         except NoteError as exc:
-            raise LogIntegrityError(f"latest checkpoint does not verify: {exc}") from exc
-        if body.size != latest.size or body.root_hash != latest.root:
-            raise LogIntegrityError("latest checkpoint row does not match its signed note")
+            raise LogIntegrityError(
+                f"the checkpoint of {checkpoint.size} entries does not verify: {exc}") from exc
+        if body.size != checkpoint.size or body.root_hash != checkpoint.root:
+            raise LogIntegrityError(f"the checkpoint row of {checkpoint.size} entries does not"
+                                    " match its signed note")
 
     async def _check_against(self, latest: StoredCheckpoint | None) -> None:
         """The stored log must still contain the latest signed checkpoint's tree."""
         if latest is None:
             return
-        self._open_latest(latest)
+        self._open_checkpoint(latest)
         if self._tree.size < latest.size:
             raise LogIntegrityError(
                 f"the log holds {self._tree.size} entries but a checkpoint of {latest.size}"
@@ -997,14 +1005,15 @@ class AuditService:
                 return False  # not written: they must not be dropped (_pend_leaves_from)
         size, chunk = tree.size, tree.chunk_size
         loop = asyncio.get_running_loop()
+        first = -(-size // chunk)
         try:
             limit = chunk * await loop.run_in_executor(
                 None, chunk_nodes_held, self.data_dir, TREE_CHUNK_BITS)
-            if leaf_file is not None:  # never ahead of the leaf file: it would be filled
+            if limit >= (first + _SKIP_MIN_CHUNKS) * chunk and leaf_file is not None:
+                # Never ahead of the leaf file: this instance would fill it from the store.
                 limit = min(limit, await loop.run_in_executor(None, leaf_file.held))
         except OSError:
             return False
-        first = -(-size // chunk)
         if limit < (first + _SKIP_MIN_CHUNKS) * chunk:
             return False
         checkpoint, head, tail = await self._read(partial(_skip_reads, size, limit, chunk))
@@ -1026,10 +1035,9 @@ class AuditService:
         edge.extend_subtrees(nodes, TREE_CHUNK_BITS)
         edge.extend(tail)
         try:
-            self._open_latest(checkpoint)
+            self._open_checkpoint(checkpoint)
         except LogIntegrityError as exc:
-            _log.error("a kept checkpoint does not verify; following the stored leaf hashes:"
-                       " %s", exc)
+            _log.error("%s; following the stored leaf hashes", exc)
             return False
         if edge.size != checkpoint.size or edge.root() != checkpoint.root:
             _log.warning("%s does not hash to the checkpoint of %d entries; following the"

@@ -253,35 +253,62 @@ class RateLimiter:
         return str(max(1, math.ceil(wait_s)))
 
 
-_BUCKET = """
-  local held = redis.call('HMGET', key, 'tokens', 'updated')
-  local tokens = tonumber(held[1]) or burst
-  local updated = tonumber(held[2]) or now
-  tokens = math.min(burst, tokens + math.max(0, now - updated) * rate)
-  local wait = 0
-  if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens),
-             'updated', string.format('%.6f', now))
-  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
-"""
-"""Lua: one token from the bucket at ``key`` (``rate``, ``burst`` and ``now`` in scope),
-leaving ``wait``: the seconds until one is there, 0 when one was taken."""
-
-_TAKE = """
+_CLOCK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)
+local again = math.max(0, now - tonumber(stamp))
+local buckets = {}
 local out = {}
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-""" + _BUCKET + """  out[i] = string.format('%.6f', wait)
+"""
+"""Lua: Redis's clock (``now``; every process reads the same one, and a script may write
+after TIME since Redis 5, which replicates its effects), the time as a bucket stores it
+(``stamp``), what a bucket read back in the same call would gain since (``again``), the
+buckets the call steps and its answers."""
+
+_STEP = """
+  local b = buckets[key]
+  local tokens
+  if b == nil then
+    local held = redis.call('HMGET', key, 'tokens', 'updated')
+    tokens = tonumber(held[1]) or burst
+    tokens = math.min(burst, tokens + math.max(0, now - (tonumber(held[2]) or now)) * rate)
+    b = {}
+    buckets[key] = b
+  else
+    tokens = math.min(burst, b.tokens + again * rate)
+  end
+  local wait = 0
+  if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+  b.tokens = tonumber(string.format('%.6f', tokens))
+  b.ttl = math.ceil(burst / rate) + 1
+"""
+"""Lua: one token from the bucket at ``key`` (``rate`` and ``burst`` in scope), leaving
+``wait``: the seconds until one is there, 0 when one was taken. A bucket is read at its
+first step in a call and stepped in Lua after that, each step starting from what reading
+it back after the step before would give (the tokens and the time as stored, to the
+microsecond): the answers of a read and a write a step, with one HMGET a bucket, not one
+a request (the requests a loop turn gathers mostly share one region's bucket)."""
+
+_STORE = """
+for key, b in pairs(buckets) do
+  redis.call('HSET', key, 'tokens', string.format('%.6f', b.tokens), 'updated', stamp)
+  redis.call('EXPIRE', key, b.ttl)
 end
 return out
 """
-"""One token from each key's bucket, on Redis's clock (every process reads the same one;
-a script may write after TIME since Redis 5, which replicates its effects):
-the wait in seconds as text, "0.000000" where a token was taken. A bucket left alone
-until it is full again is dropped (EXPIRE)."""
+"""Lua: each bucket the call stepped written once (HSET, EXPIRE); the answers returned."""
+
+_TAKE = _CLOCK + """
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+""" + _STEP + """  out[i] = string.format('%.6f', wait)
+end
+""" + _STORE
+"""One token from each key's bucket, on Redis's clock: the wait in seconds as text,
+"0.000000" where a token was taken. A bucket left alone until it is full again is dropped
+(EXPIRE)."""
 
 
 class RedisRateLimiter(RateLimiter):
@@ -339,53 +366,21 @@ class RedisRateLimiter(RateLimiter):
 # ----------------------------------------------------------------------- both, in one trip
 
 
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local stamp = string.format('%.6f', now)
-local again = math.max(0, now - tonumber(stamp))
-local out = {}
-local buckets = {}
+_ADMIT = _CLOCK + """
 for i = 1, #KEYS / 2 do
   if redis.call('SET', KEYS[2 * i - 1], '1', 'NX', 'EX', ARGV[3 * i - 2]) then
     local key = KEYS[2 * i]
     local rate = tonumber(ARGV[3 * i - 1])
     local burst = tonumber(ARGV[3 * i])
-    local b = buckets[key]
-    local tokens
-    if b == nil then
-      local held = redis.call('HMGET', key, 'tokens', 'updated')
-      tokens = tonumber(held[1]) or burst
-      tokens = math.min(burst, tokens + math.max(0, now - (tonumber(held[2]) or now)) * rate)
-      b = {}
-      buckets[key] = b
-    else
-      tokens = math.min(burst, b.tokens + again * rate)
-    end
-    local wait = 0
-    if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-    b.tokens = tonumber(string.format('%.6f', tokens))
-    b.ttl = math.ceil(burst / rate) + 1
-    out[i] = string.format('%.6f', wait)
+""" + _STEP + """    out[i] = string.format('%.6f', wait)
   else
     out[i] = 'replayed'
   end
 end
-for key, b in pairs(buckets) do
-  redis.call('HSET', key, 'tokens', string.format('%.6f', b.tokens), 'updated', stamp)
-  redis.call('EXPIRE', key, b.ttl)
-end
-return out
-"""
+""" + _STORE
 """For each request (a jti key, its bucket key; ttl, rate, burst): ``_FIRST_USES``'s SET
 NX EX, and only when it set the key (a first use), ``_TAKE``'s bucket step: the wait as
-``_TAKE`` answers it, or "replayed".
-
-A bucket is read once a call and written once at its end: each step starts from what
-``_TAKE`` would read back after the step before (the tokens and the time as stored, to
-the microsecond), so the answers are those of a read and a write a step, with one
-HMGET, HSET and EXPIRE a bucket instead of a request (the requests a loop turn gathers
-mostly share one region's bucket)."""
+``_TAKE`` answers it, or "replayed"."""
 
 
 class RedisAdmission:

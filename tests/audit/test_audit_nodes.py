@@ -300,6 +300,8 @@ class TestFollowingByKeptNodes:
             # 3 + 7 * 22 = 157 entries: the tree takes chunks 1 to 8 by their nodes.
             assert idle.tree_size == 157
             assert idle.skipped == 157 - 3
+            followed = {f.name: f.samples for f in idle.metric_families()}
+            assert [({}, 157 - 3)] == followed["ecert_audit_followed_by_nodes"]
             assert sum(end - start for start, end in reads if end is not None) == 13 + 13
             assert sorted(reads) == [(3, CHUNK), (9 * CHUNK, 157)]
             reads.clear()
