@@ -100,7 +100,7 @@ from gateway.audit._tree import (
     MissingLeavesError,
     TreeError,
 )
-from gateway.audit.event import AuditEvent, AuditUnavailableError, LoggedEntry
+from gateway.audit.event import AuditEvent, AuditUnavailableError, LoggedEntry, receipt_json
 from gateway.infra.metrics import MetricFamily
 from trust import CHINA_TZ
 from trust.merkle import HASH_SIZE, MerkleProofError, leaf_hash, verify_consistency
@@ -404,11 +404,15 @@ class AuditService:
         """Records committed by this instance."""
         self.skipped = 0
         """Other writers' entries the tree took by their kept chunk nodes (``_skip_ahead``)."""
+        self.receipts_early = 0
+        """Commits whose receipts were made while the commit waited for the disk
+        (``_early``)."""
 
     def metric_families(self) -> list[MetricFamily]:
         """Commits and records written by this instance, for ``/metrics``: their ratio is
-        the records one fsync (and one checkpoint signature) covers; and the other writers'
-        entries it followed by their kept nodes (``_skip_ahead``)."""
+        the records one fsync (and one checkpoint signature) covers; the other writers'
+        entries it followed by their kept nodes (``_skip_ahead``); and the commits whose
+        receipts were made while they waited for the disk (``_early``)."""
         return [
             MetricFamily("ecert_audit_commits", "counter",
                          "Audit batches committed (one transaction and fsync each).",
@@ -419,6 +423,10 @@ class AuditService:
                          "Other writers' audit entries this instance's tree took by their"
                          " kept chunk nodes, not leaf by leaf.",
                          [({}, self.skipped)]),
+            MetricFamily("ecert_audit_receipts_early", "counter",
+                         "Audit commits whose receipts were made while the commit waited"
+                         " for the disk.",
+                         [({}, self.receipts_early)]),
         ]
 
     @property
@@ -878,7 +886,7 @@ class AuditService:
         if not any(kind & _PROVED for _, _, kind in batch):
             # Nobody waits for a proof (partner queries, operator acts ...): no tree head for
             # this batch; the publisher covers it within checkpoint_interval_s.
-            first, foreign = await self._write(partial(_append, rows, known, None))
+            first, foreign = await self._write(partial(_append, rows, known, None, None))
             self._shared = bool(foreign)
             self.commits += 1
             self.committed += len(rows)
@@ -899,7 +907,10 @@ class AuditService:
             ours = base.copy()
             ours.extend(row.leaf_hash for row in rows)
         seal = self._sealer(base, ours, rows, self._clock_ms(), sealed)
-        first, foreign = await self._write(partial(_append, rows, known, seal))
+        early: list[dict[int, LoggedEntry]] = []
+        ready = None if ours is None else self._early(base, ours, rows, batch, sealed=sealed,
+                                                      early=early)
+        first, foreign = await self._write(partial(_append, rows, known, seal, ready))
         self._shared = bool(foreign)
         self.commits += 1
         self.committed += len(rows)
@@ -909,6 +920,35 @@ class AuditService:
         size = checkpoint.size
         if self._latest is None or self._latest.size < size:
             self._latest = checkpoint
+        if early and first == known:  # the receipts were made while the commit waited
+            made = early[0]
+            root = await self._with_leaves(partial(self._tree.root, size))
+            self.receipts_early += 1
+        else:
+            root, made = await self._receipts(rows, batch, first, checkpoint)
+        if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
+            raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
+                                    " just signed for it")
+        # The right edge of the tree now held, for the next batch: the one just signed,
+        # other writers' entries before this batch included (append-only: same size, same
+        # edge); none when the tree is not at that size (a gap, or a catch-up meanwhile).
+        if self._tree.size == edge.size:
+            self._frontier = edge
+        index = first
+        for n, future, kind in batch:
+            if future.done():
+                pass
+            elif not kind & _PROVED:
+                future.set_result(list(range(index, index + n)) if kind & _MANY else index)
+            else:
+                entries = [made[i] for i in range(index, index + n)]
+                future.set_result(entries if kind & _MANY else entries[0])
+            index += n
+
+    async def _receipts(self, rows: list[EntryRow], batch: list[_Waiter], first: int,
+                        checkpoint: StoredCheckpoint) -> tuple[bytes, dict[int, LoggedEntry]]:
+        """The root of the checkpoint's tree, and the receipts of a batch just committed at
+        ``first`` that its callers still wait for, by index, from the tree."""
         wanted: list[int] = []
         index = first
         for n, future, kind in batch:
@@ -916,6 +956,7 @@ class AuditService:
                 wanted.extend(range(index, index + n))
             index += n
         tree = self._tree
+        size = checkpoint.size
         low = wanted[0] if wanted else first
 
         def prove(given: GivenChunks) -> tuple[bytes, list[list[bytes]]]:
@@ -925,28 +966,52 @@ class AuditService:
             return tree.range_proofs(low, wanted[-1] + 1, size, given)
 
         root, span = await self._with_leaves(prove)
-        proofs = [span[i - low] for i in wanted]
-        if root != checkpoint.root:  # the tree and the note must say the same: never a bad proof
-            raise LogIntegrityError(f"the tree of {size} entries does not hash to the root"
-                                    " just signed for it")
-        # The right edge of the tree now held, for the next batch: the one just signed,
-        # other writers' entries before this batch included (append-only: same size, same
-        # edge); none when the tree is not at that size (a gap, or a catch-up meanwhile).
-        if self._tree.size == edge.size:
-            self._frontier = edge
         note = checkpoint.note
-        paths = iter(proofs)
-        index = first
-        for n, future, kind in batch:
-            if future.done():
-                pass
-            elif not kind & _PROVED:
-                future.set_result(list(range(index, index + n)) if kind & _MANY else index)
-            else:
-                entries = [LoggedEntry(i, rows[i - first].record, size, tuple(next(paths)), note)
-                           for i in range(index, index + n)]
-                future.set_result(entries if kind & _MANY else entries[0])
-            index += n
+        return root, {i: LoggedEntry(i, rows[i - first].record, size, tuple(span[i - low]), note)
+                      for i in wanted}
+
+    def _early(self, base: Frontier, ours: Frontier, rows: list[EntryRow], batch: list[_Waiter],
+               *, sealed: list[tuple[StoredCheckpoint, Frontier]],
+               early: list[dict[int, LoggedEntry]]) -> Callable[[], None]:
+        """What the writer's thread calls once a batch and its checkpoint are written, just
+        before the commit: it has the loop make the batch's receipts while the commit waits
+        for the disk, instead of after.
+
+        Only when the thread signed ``ours`` (nobody else wrote first): the proofs are then
+        made from ``base`` and the batch's leaf hashes alone (``Frontier.proofs_after``),
+        and used only if they hash to the signed root. ``early`` gets the receipts by index;
+        nobody gets one before the commit returns, and ``_commit`` still checks the tree
+        against the signed root first. Left empty otherwise (the receipts are then made
+        after the commit, from the tree).
+        """
+        loop = asyncio.get_running_loop()
+
+        def prepare() -> None:  # on the loop
+            if not sealed or sealed[0][1] is not ours:
+                return
+            checkpoint = sealed[0][0]
+            first, size, note = base.size, checkpoint.size, checkpoint.note
+            if size != first + len(rows):
+                return
+            root, paths = base.proofs_after([row.leaf_hash for row in rows])
+            if root != checkpoint.root:
+                return  # the commit's own check below meets it and says so
+            made: dict[int, LoggedEntry] = {}
+            index = first
+            for n, _, kind in batch:
+                if kind & _PROVED:
+                    for i in range(index, index + n):
+                        record, path = rows[i - first].record, tuple(paths[i - first])
+                        made[i] = LoggedEntry(i, record, size, path, note,
+                                              receipt_json(i, record, size, path, note))
+                index += n
+            early.append(made)
+
+        def ready() -> None:  # on the writer's thread, inside the transaction: never raises
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is early
+                loop.call_soon_threadsafe(prepare)
+
+        return ready
 
     def _absorb(self, start: int, hashes: list[bytes]) -> None:
         """Grow the tree with stored leaf hashes of entries ``start...``; overlaps are skipped.
@@ -1257,9 +1322,10 @@ def report_day_ms(day: date) -> tuple[int, int]:
 
 
 def _append(
-    rows: list[EntryRow], known: int, seal: Seal | None, store: AuditStore
+    rows: list[EntryRow], known: int, seal: Seal | None, ready: Callable[[], None] | None,
+    store: AuditStore
 ) -> tuple[int, list[bytes]]:
-    return store.append(rows, known, seal)
+    return store.append(rows, known, seal, ready)
 
 
 def _wait_turn(store: AuditStore) -> None:

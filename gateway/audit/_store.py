@@ -140,7 +140,8 @@ class AuditStore(Protocol):
         """Stored leaf hashes of entries ``[start, end)`` in index order."""
 
     def append(self, rows: Sequence[EntryRow], known_size: int | None,
-               seal: Seal | None = None) -> tuple[int, list[bytes]]:
+               seal: Seal | None = None, ready: Callable[[], None] | None = None
+               ) -> tuple[int, list[bytes]]:
         """Append rows under the sequencer lock and commit.
 
         Returns the first index given to ``rows`` and the leaf hashes of
@@ -148,6 +149,8 @@ class AuditStore(Protocol):
         when ``known_size`` is None: the caller keeps no tree). ``seal``, when
         given, is called with those two inside the transaction and its
         checkpoint is kept in the same commit (unless one of that size is).
+        ``ready``, when given, is called once everything is written, just before
+        the commit (and its wait for the disk): it must not raise.
         """
 
     def wait_turn(self) -> None:
@@ -460,7 +463,8 @@ class SqlAuditStore:
         return [bytes(r[0]) for r in rows]
 
     def append(self, rows: Sequence[EntryRow], known_size: int | None,
-               seal: Seal | None = None) -> tuple[int, list[bytes]]:
+               seal: Seal | None = None, ready: Callable[[], None] | None = None
+               ) -> tuple[int, list[bytes]]:
         with self._write(_APPEND_LOCK):
             first = self.size()
             if known_size is None:
@@ -487,6 +491,8 @@ class SqlAuditStore:
                 self._exec(_INSERT_CHECKPOINT + " ON CONFLICT (tree_size) DO NOTHING",
                            (checkpoint.size, checkpoint.root, checkpoint.note,
                             checkpoint.created_ms))
+            if ready is not None:
+                ready()
         return first, foreign
 
     def wait_turn(self) -> None:

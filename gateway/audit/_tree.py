@@ -147,6 +147,47 @@ class Frontier:
             root = node_hash(node, root)
         return root
 
+    def proofs_after(self, leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+        """The root of this edge grown by ``leaves``, and the RFC 6962 inclusion proof of
+        each of them in that tree (``MerkleTree.range_proofs`` of the new leaves), from
+        the edge alone; the edge itself is not changed.
+
+        Every node a new leaf's path needs left of the edge is one of the edge's
+        subtrees: it is a perfect subtree left of ``size`` whose parent reaches past it,
+        which is what the edge holds. The rest is hashed from ``leaves``.
+        """
+        first = self.size
+        end = first + len(leaves)
+        if not leaves:
+            raise TreeError("no new leaves to prove")
+        held: dict[int, tuple[int, bytes]] = {}
+        start = 0
+        for height, node in self._nodes:
+            held[start] = (1 << height, node)
+            start += 1 << height
+        paths: list[list[bytes]] = [[] for _ in leaves]
+
+        def walk(lo: int, hi: int) -> bytes:
+            # [lo, hi) is a subtree RFC 6962 makes; it reaches past the edge, or is the
+            # left sibling of one that does.
+            if hi <= first:
+                width, node = held.get(lo, (0, b""))
+                if width != hi - lo:
+                    raise TreeError(f"the edge of {first} leaves holds no subtree [{lo}, {hi})")
+                return node
+            if hi - lo == 1:
+                return leaves[lo - first]
+            mid = lo + _split(hi - lo)
+            left = walk(lo, mid)
+            right = walk(mid, hi)
+            for i in range(max(first, lo) - first, mid - first):
+                paths[i].append(right)
+            for i in range(max(first, mid) - first, hi - first):
+                paths[i].append(left)
+            return node_hash(left, right)
+
+        return walk(0, end), paths
+
 
 class MerkleTree:
     """An append-only RFC 6962 tree over leaf hashes."""

@@ -8,7 +8,7 @@ turns it into keyed hashes and masks before the record is written.
 from __future__ import annotations
 
 from binascii import b2a_base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "LOG_RECEIPT_TYPE", "ActorKind", "AuditEvent", "AuditLog", "AuditUnavailableError",
-    "EventType", "LoggedEntry", "ProvingAuditLog",
+    "EventType", "LoggedEntry", "ProvingAuditLog", "receipt_json",
 ]
 
 
@@ -114,14 +114,30 @@ class LoggedEntry:
     tree_size: int
     inclusion: tuple[bytes, ...]
     checkpoint: str
+    rendered: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """``to_json()`` made beforehand (by the audit service, while the commit waits for
+    the disk), or None."""
 
     def to_json(self) -> dict[str, Any]:
         """The receipt as an answer carries it (docs/receipts.md); binary values are
         standard base64 with padding, as in the audit API."""
-        return {"type": LOG_RECEIPT_TYPE, "index": self.index, "tree_size": self.tree_size,
-                "leaf": b2a_base64(self.leaf, newline=False).decode("ascii"),
-                "inclusion": [_node_base64(h) for h in self.inclusion],
-                "checkpoint": self.checkpoint}
+        if self.rendered is not None:
+            return dict(self.rendered)
+        return self.render()
+
+    def render(self) -> dict[str, Any]:
+        """``to_json()`` made from the fields."""
+        return receipt_json(self.index, self.leaf, self.tree_size, self.inclusion,
+                            self.checkpoint)
+
+
+def receipt_json(index: int, leaf: bytes, tree_size: int, inclusion: Sequence[bytes],
+                 checkpoint: str) -> dict[str, Any]:
+    """A log-backed receipt as an answer carries it (``LoggedEntry.to_json``)."""
+    return {"type": LOG_RECEIPT_TYPE, "index": index, "tree_size": tree_size,
+            "leaf": b2a_base64(leaf, newline=False).decode("ascii"),
+            "inclusion": [_node_base64(h) for h in inclusion],
+            "checkpoint": checkpoint}
 
 
 _NODE_TEXT: dict[bytes, str] = {}

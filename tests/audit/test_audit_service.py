@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from gateway.audit import (
     LogIntegrityError,
     StoredCheckpoint,
     VerifyReport,
+    _service,
     _store,
     append_cli_event,
     open_store,
@@ -39,6 +41,7 @@ from gateway.audit._record import Uuid7Generator, mask
 from gateway.audit._service import TREE_CHUNK_BITS
 from gateway.audit._store import AuditStore
 from gateway.audit._tree import Frontier, MerkleTree
+from gateway.audit.event import receipt_json
 from tests.audit.conftest import HOLDER_CODE, HOLDER_NAME, EventFactory
 from trust.merkle import leaf_hash, verify_consistency, verify_inclusion
 from trust.note import Checkpoint, NoteSigner, open_checkpoint
@@ -285,6 +288,129 @@ class TestBatchCheckpoints:
             *(service.append_proved(make_event(actor_id=f"q{i}")) for i in range(64)))
         assert 64 == len(logged)
         assert [] == reads
+
+
+def _store_append_then(monkeypatch: pytest.MonkeyPatch,
+                       after_ready: Callable[[], None]) -> list[int]:
+    """Make ``SqlAuditStore.append`` call ``after_ready`` on the writer's thread right after
+    the audit service's ``ready`` (just before the commit); returns the sizes of the
+    batches whose ``ready`` was called."""
+    calls: list[int] = []
+    original = _store.SqlAuditStore.append
+
+    def append(self: _store.SqlAuditStore, rows: Any, known: int | None, seal: Any = None,
+               ready: Callable[[], None] | None = None) -> tuple[int, list[bytes]]:
+        def then() -> None:
+            assert ready is not None
+            ready()
+            calls.append(len(rows))
+            after_ready()
+
+        return original(self, rows, known, seal, None if ready is None else then)
+
+    monkeypatch.setattr(_store.SqlAuditStore, "append", append)
+    return calls
+
+
+class TestReceiptsWhileTheDiskWaits:
+    """A writer alone on its log makes a batch's receipts while its commit waits for the
+    disk (once the batch and its checkpoint are written), and hands them out only once the
+    commit returned."""
+
+    async def test_receipts_made_early_are_the_logs_proofs(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every proved commit of a lone writer makes its receipts early. While the thread
+        is still inside the transaction (given time for the loop to run), no caller has
+        its receipt yet. Every receipt then verifies in its signed checkpoint (RFC 6962,
+        ``trust.merkle``), equals the audit API's proof in the same tree, and renders as
+        its fields do."""
+        answered: list[LoggedEntry] = []
+        seen_inside: list[int] = []
+
+        def pause() -> None:  # the loop now makes the receipts; nobody may have one
+            time.sleep(0.02)
+            seen_inside.append(len(answered))
+
+        calls = _store_append_then(monkeypatch, pause)
+        async with AuditService(data_dir=data_dir, checkpoint_interval_s=3600.0,
+                                batch_max=64) as service:
+            await _fill(service, make_event, 37)
+            commits = service.commits
+
+            async def one(i: int) -> LoggedEntry:
+                entry = await service.append_proved(make_event(actor_id=f"e{i}"))
+                answered.append(entry)
+                return entry
+
+            logged = [*await asyncio.gather(*(one(i) for i in range(150))),
+                      *await service.append_proved_many([make_event() for _ in range(20)])]
+            assert service.commits - commits == service.receipts_early == len(calls) > 1
+            assert sum(calls) == 170
+            counted = {f.name: f.samples for f in service.metric_families()}
+            assert [({}, len(calls))] == counted["ecert_audit_receipts_early"]
+            for entry in logged:
+                assert entry.rendered is not None
+                assert entry.render() == entry.to_json()
+                body = open_checkpoint(entry.checkpoint, service.verifier)
+                assert body.size == entry.tree_size
+                verify_inclusion(entry.index, entry.tree_size, leaf_hash(entry.leaf),
+                                 list(entry.inclusion), body.root_hash)
+            for entry in logged[-20:]:  # the last batch: proved in the latest tree
+                served = await service.entry(entry.index)
+                assert served is not None
+                assert (entry.tree_size, list(entry.inclusion)) == (served.tree_size,
+                                                                    served.inclusion)
+        before = 0
+        for seen, size in zip(seen_inside, calls, strict=True):
+            assert seen <= before  # inside a commit, only earlier commits' callers answered
+            before += size
+
+    async def test_a_commit_that_fails_after_the_receipts_were_made_answers_none(
+        self, data_dir: Path, make_event: EventFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The commit fails after the loop made the batch's receipts: every caller gets
+        the error, the tree keeps nothing of the batch, and the next batch is proved right."""
+        failures = [RuntimeError("the disk is gone")]
+
+        def fail_once() -> None:
+            time.sleep(0.02)  # the loop makes the receipts meanwhile
+            if calls[-1] == 4 and failures:  # the second batch
+                raise failures.pop()
+
+        calls = _store_append_then(monkeypatch, fail_once)
+        made: list[int] = []
+        render = receipt_json
+
+        def counted(index: int, *rest: Any) -> dict[str, Any]:
+            made.append(index)
+            return render(index, *rest)
+
+        monkeypatch.setattr(_service, "receipt_json", counted)
+        async with AuditService(data_dir=data_dir, checkpoint_interval_s=3600.0) as service:
+            logged = await service.append_proved_many([make_event() for _ in range(3)])
+            early = service.receipts_early
+            with pytest.raises(AuditUnavailableError):
+                await service.append_proved_many([make_event() for _ in range(4)])
+            assert [0, 1, 2, 3, 4, 5, 6] == made  # the failed batch's receipts were made
+            assert (3, early) == (service.tree_size, service.receipts_early)
+            logged += await service.append_proved_many([make_event() for _ in range(2)])
+            assert [3, 4, 2] == calls
+            assert list(range(5)) == [e.index for e in logged]
+            await _receipts_and_log_verify(logged, service)
+
+    async def test_a_batch_after_another_writers_entries_is_proved_from_the_tree(
+        self, data_dir: Path, make_event: EventFactory
+    ) -> None:
+        """When another writer's entries came first, the checkpoint is signed for a tree
+        with them: no receipt is made early, and the receipts made after the commit
+        verify."""
+        async with AuditService(data_dir=data_dir) as a, AuditService(data_dir=data_dir) as b:
+            logged = await b.append_proved_many([make_event() for _ in range(2)])
+            logged += await a.append_proved_many([make_event() for _ in range(3)])
+            assert (1, 0) == (a.commits, a.receipts_early)
+            assert all(e.rendered is None for e in logged[2:])
+            await _receipts_and_log_verify(logged, a)
 
 
 class TestStore:

@@ -180,6 +180,33 @@ class TestFrontier:
         """No leaves: the empty tree's root."""
         assert root_from_leaf_hashes([]) == Frontier().root()
 
+    @pytest.mark.parametrize("chunk_bits", [0, 2])
+    def test_proofs_after_the_edge_are_the_grown_trees_proofs(self, chunk_bits: int) -> None:
+        """From the edge of every size, the next leaves of every count are proved in the
+        grown tree: its root, and paths that RFC 6962 verifies and that equal the tree's
+        own range_proofs. The edge itself is not changed."""
+        for first in range(N):
+            tree = MerkleTree(chunk_bits)
+            tree.extend(LEAVES[:first])
+            edge = tree.frontier()
+            for end in range(first + 1, N + 1):
+                root, paths = edge.proofs_after(LEAVES[first:end])
+                assert root_from_leaf_hashes(LEAVES[:end]) == root
+                for i, path in enumerate(paths, start=first):
+                    verify_inclusion(i, end, LEAVES[i], path, root)
+                grown = MerkleTree(chunk_bits)
+                grown.extend(LEAVES[:end])
+                assert grown.range_proofs(first, end, end, _given(grown)) == (root, paths)
+            assert (first, root_from_leaf_hashes(LEAVES[:first])) == (edge.size, edge.root())
+
+    def test_proofs_after_need_leaves_and_a_whole_edge(self) -> None:
+        """Nothing to prove is refused; so is an edge without the subtree a path needs
+        (an edge of 5 leaves that holds only the first 4)."""
+        with pytest.raises(TreeError):
+            Frontier().proofs_after([])
+        with pytest.raises(TreeError):
+            Frontier(5, [(2, root_from_leaf_hashes(LEAVES[:4]))]).proofs_after(LEAVES[5:6])
+
 
 class TestRecentChunks:
     """A tree keeps the leaves of its last completed chunks: proofs of recent entries need
