@@ -37,7 +37,7 @@ Not thread-safe: the audit service touches it only from the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 
 from trust.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash, root_from_leaf_hashes
@@ -89,6 +89,34 @@ def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
         below = [node_hash(below[i], below[i + 1]) for i in range(0, len(below), 2)]
         levels.append(below)
     return levels
+
+
+def _span_proofs(start: int, end: int, size: int, node: Callable[[int, int], bytes]
+                 ) -> tuple[bytes, list[list[bytes]]]:
+    """The root of a tree of ``size`` leaves and the RFC 6962 inclusion proof of every leaf
+    in ``[start, end)``, in one descent.
+
+    RFC 6962's split is walked once from the root, only into the subtrees that hold
+    leaves of the span; every node met on the way is hashed once, and its hash is the
+    sibling its neighbour's leaves need. ``node(lo, hi)`` gives the hash of a leaf of the
+    span (``hi == lo + 1``) and of every subtree wholly outside it that is met.
+    """
+    paths: list[list[bytes]] = [[] for _ in range(end - start)]
+
+    def walk(lo: int, hi: int) -> bytes:
+        # [lo, hi) holds at least one leaf of the span.
+        if hi - lo == 1:
+            return node(lo, hi)
+        mid = lo + _split(hi - lo)
+        left = walk(lo, mid) if start < mid else node(lo, mid)
+        right = walk(mid, hi) if end > mid else node(mid, hi)
+        for i in range(max(start, lo) - start, min(end, mid) - start):
+            paths[i].append(right)
+        for i in range(max(start, mid) - start, min(end, hi) - start):
+            paths[i].append(left)
+        return node_hash(left, right)
+
+    return walk(0, size), paths
 
 
 class Frontier:
@@ -157,36 +185,24 @@ class Frontier:
         which is what the edge holds. The rest is hashed from ``leaves``.
         """
         first = self.size
-        end = first + len(leaves)
         if not leaves:
             raise TreeError("no new leaves to prove")
         held: dict[int, tuple[int, bytes]] = {}
         start = 0
-        for height, node in self._nodes:
-            held[start] = (1 << height, node)
+        for height, root in self._nodes:
+            held[start] = (1 << height, root)
             start += 1 << height
-        paths: list[list[bytes]] = [[] for _ in leaves]
 
-        def walk(lo: int, hi: int) -> bytes:
-            # [lo, hi) is a subtree RFC 6962 makes; it reaches past the edge, or is the
-            # left sibling of one that does.
-            if hi <= first:
-                width, node = held.get(lo, (0, b""))
-                if width != hi - lo:
-                    raise TreeError(f"the edge of {first} leaves holds no subtree [{lo}, {hi})")
-                return node
-            if hi - lo == 1:
+        def node(lo: int, hi: int) -> bytes:
+            if lo >= first:
                 return leaves[lo - first]
-            mid = lo + _split(hi - lo)
-            left = walk(lo, mid)
-            right = walk(mid, hi)
-            for i in range(max(first, lo) - first, mid - first):
-                paths[i].append(right)
-            for i in range(max(first, mid) - first, hi - first):
-                paths[i].append(left)
-            return node_hash(left, right)
+            width, root = held.get(lo, (0, b""))
+            if width != hi - lo:
+                raise TreeError(f"the edge of {first} leaves holds no subtree [{lo}, {hi})")
+            return root
 
-        return walk(0, end), paths
+        end = first + len(leaves)
+        return _span_proofs(first, end, end, node)
 
 
 class MerkleTree:
@@ -496,19 +512,4 @@ class MerkleTree:
         """
         if not 0 <= start < end <= size <= self._size:
             raise TreeError(f"no leaves [{start}, {end}) in a tree of size {size}")
-        paths: list[list[bytes]] = [[] for _ in range(end - start)]
-
-        def walk(lo: int, hi: int) -> bytes:
-            # [lo, hi) holds at least one leaf of the range.
-            if hi - lo == 1:
-                return self._hash(lo, hi, given)
-            mid = lo + _split(hi - lo)
-            left = walk(lo, mid) if start < mid else self._hash(lo, mid, given)
-            right = walk(mid, hi) if end > mid else self._hash(mid, hi, given)
-            for i in range(max(start, lo) - start, min(end, mid) - start):
-                paths[i].append(right)
-            for i in range(max(start, mid) - start, min(end, hi) - start):
-                paths[i].append(left)
-            return node_hash(left, right)
-
-        return walk(0, size), paths
+        return _span_proofs(start, end, size, lambda lo, hi: self._hash(lo, hi, given))

@@ -123,10 +123,6 @@ class LoggedEntry:
         standard base64 with padding, as in the audit API."""
         if self.rendered is not None:
             return dict(self.rendered)
-        return self.render()
-
-    def render(self) -> dict[str, Any]:
-        """``to_json()`` made from the fields."""
         return receipt_json(self.index, self.leaf, self.tree_size, self.inclusion,
                             self.checkpoint)
 
