@@ -686,7 +686,9 @@ def translate(duration: float, warmup: float) -> dict[str, Any]:
     """Warm ``Registry.translate`` calls per second over the sample registry.
 
     Measured twice: as the gateway runs it (answers memoised per source, code,
-    target, date and conditions) and with the memo off (every call walks the maps).
+    target, date and conditions) and with the memo off: every call checks the code's
+    validity and picks, by day and conditions, among the candidate matches built once
+    per (source, code, target), as a first call of the day does.
     """
     loaded, calls = translate_calls()
     today = datetime.now(UTC).date()

@@ -1500,8 +1500,10 @@ def _scale_rows(extras: Extras) -> list[Row]:
     rows: list[Row] = []
     if extras.translate is not None:
         t = extras.translate
+        unmemoised = ("answer memo off: each call picks by day and conditions among "
+                      "candidates built once per code and target")
         for key, how in (("rate", "answers memoised, as the gateway serves"),
-                         ("rate_unmemoised", "answer memo off: every call walks the maps")):
+                         ("rate_unmemoised", unmemoised)):
             row = Row(f"Registry: in-process translate, warm ({how}; "
                       f"{t['distinct_calls']} distinct calls cycled, one core)", "lookups/s",
                       values=[t[key]], goal_text=f"≥ {GOAL_TRANSLATE_INPROC:,.0f}/s")

@@ -42,6 +42,7 @@ HUZHOU = RegionCode("330500")
 """Huzhou, the region this gateway serves."""
 
 _Depends = tuple[tuple[str, str], ...]
+_Refusal = tuple[str, tuple[tuple[int, int], ...], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +418,7 @@ class Registry:
         self._cache: dict[tuple[Any, ...], Translation] = {}
         self._candidates: dict[tuple[Any, ...], tuple[tuple[_Candidate, ...],
                                                       tuple[_Candidate, ...]]] = {}
+        self._refusals: dict[tuple[Any, ...], _Refusal] = {}
         # (kind, region, code) -> target region -> edges
         self._edges: dict[tuple[CatalogueKind, RegionCode, str],
                           dict[RegionCode, list[_Edge]]] = defaultdict(lambda: defaultdict(list))
@@ -592,12 +594,16 @@ class Registry:
 
     def _translate(self, src: RegionCode, code: str, tgt: RegionCode, *, at: date,
                    conditions: Mapping[str, str], kind: CatalogueKind) -> Translation:
-        for region in (src, tgt):
-            if (kind, region) not in self._held:
-                raise UnknownRegionError(region, kind.value)
+        held = self._held.get((kind, src))
+        if held is None:
+            raise UnknownRegionError(src, kind.value)
+        if (kind, tgt) not in self._held:
+            raise UnknownRegionError(tgt, kind.value)
         day = at.toordinal()
-        ranges = self._held[(kind, src)].get(code, ())
-        if not any(first <= day <= last for first, last in ranges):
+        for first, last in held.get(code, ()):
+            if first <= day <= last:
+                break
+        else:
             return Translation(False, (), f"{src}:{code} is not in the {kind.value} "
                                f"catalogue of {src} on {at.isoformat()}")
         if src == tgt:
@@ -608,9 +614,10 @@ class Registry:
         found = _select(direct, day, conditions) or _select(chained, day, conditions)
         if not found:
             return Translation(False, (), self._why_not(kind, src, code, tgt, at))
-        result = any(m.relationship is not Relationship.NOT_RELATED for m in found)
-        message = "" if result else "every match is not-related-to"
-        return Translation(result, found, message)
+        for m in found:
+            if m.relationship is not Relationship.NOT_RELATED:
+                return Translation(True, found)
+        return Translation(False, found, "every match is not-related-to")
 
     def _candidates_for(self, kind: CatalogueKind, src: RegionCode, code: str,
                         tgt: RegionCode) -> tuple[tuple[_Candidate, ...], tuple[_Candidate, ...]]:
@@ -642,20 +649,37 @@ class Registry:
 
     def _why_not(self, kind: CatalogueKind, src: RegionCode, code: str, tgt: RegionCode,
                  at: date) -> str:
-        message = f"no map leads from {src}:{code} to {tgt} on {at.isoformat()}"
+        key = (kind, src, code, tgt)
+        found = self._refusals.get(key)
+        if found is None:
+            found = self._refusals[key] = self._refusal(kind, src, code, tgt)
+        head, stops, tail = found
         day = at.toordinal()
-        if tgt != NATIONAL and any(
-                e.relationship is Relationship.NOT_RELATED and e.first <= day <= e.last
-                for e in self._edges.get((kind, src, code), {}).get(NATIONAL, ())):
-            message += "; the chain through the national catalogue stops at not-related-to"
+        for first, last in stops:
+            if first <= day <= last:
+                return (f"{head}{at.isoformat()}; the chain through the national "
+                        f"catalogue stops at not-related-to{tail}")
+        return f"{head}{at.isoformat()}{tail}"
+
+    def _refusal(self, kind: CatalogueKind, src: RegionCode, code: str, tgt: RegionCode
+                 ) -> _Refusal:
+        """What explains a translation that found no match, but for the day: the message's
+        start, the periods of the not-related-to steps that stop the chain through the
+        national catalogue, and the maps that run the other way."""
+        stops: tuple[tuple[int, int], ...] = ()
+        if tgt != NATIONAL:
+            stops = tuple((e.first, e.last)
+                          for e in self._edges.get((kind, src, code), {}).get(NATIONAL, ())
+                          if e.relationship is Relationship.NOT_RELATED)
         refused = [*self._one_way.get((kind, tgt, src), ())]
         if NATIONAL not in (src, tgt):
             refused += self._one_way.get((kind, NATIONAL, src), [])
             refused += self._one_way.get((kind, tgt, NATIONAL), [])
+        tail = ""
         if refused:
-            message += ("; map(s) " + ", ".join(sorted(set(refused)))
-                        + " run the other way and are not reviewed for reverse use")
-        return message
+            tail = ("; map(s) " + ", ".join(sorted(set(refused)))
+                    + " run the other way and are not reviewed for reverse use")
+        return f"no map leads from {src}:{code} to {tgt} on ", stops, tail
 
     def coverage(self, partner_regions: Iterable[RegionCode], *, at: date,
                  huzhou_region: RegionCode = HUZHOU) -> Mapping[RegionCode, Coverage]:
@@ -717,7 +741,7 @@ def _select(candidates: tuple[_Candidate, ...], day: int,
     for c in candidates:
         if not c.first <= day <= c.last:
             continue
-        if any(conditions.get(a, v) != v for a, v in c.depends):
+        if c.depends and any(conditions.get(a, v) != v for a, v in c.depends):
             continue
         found[c.match] = None
     if len(found) < 2:

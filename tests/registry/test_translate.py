@@ -71,6 +71,28 @@ class TestChain:
         answer = _chain(NR, EQ).translate(A, MatterCode("a1"), B, at=AT)
         assert (False, True) == (answer.result, "stops at not-related-to" in answer.message)
 
+    @pytest.mark.parametrize("cache_size", [0, 100])
+    def test_chain_stop_is_said_on_the_days_the_step_applies(self, cache_size: int) -> None:
+        """The message names the not-related-to stop while that step is valid and not
+        after it, whichever day is asked first, with the answer memo on or off; a map
+        that runs the other way is named on both days."""
+        stop = to("n1", NR, period=Period(day("2025-01-01"), day("2025-06-30")))
+        up = concept_map("a-n", CAT_A, CAT_N, [("a1", stop)])
+        down = concept_map("n-b", CAT_N, CAT_B, [("n1", to("b1", EQ))])
+        back = concept_map("b-a", CAT_B, CAT_A, [("b2", to("a2", EQ))])
+        registry = Registry([CAT_A, CAT_N, CAT_B], [up, down, back], cache_size=cache_size)
+        other_way = ("; map(s) urn:test:map:b-a|1 run the other way and are not reviewed "
+                     "for reverse use")
+        expected = [
+            "no map leads from 310000:a1 to 330500 on 2025-07-01" + other_way,
+            "no map leads from 310000:a1 to 330500 on 2025-03-01; the chain through the "
+            "national catalogue stops at not-related-to" + other_way,
+            "no map leads from 310000:a1 to 330500 on 2025-07-01" + other_way,
+        ]
+        actual = [registry.translate(A, MatterCode("a1"), B, at=day(at)).message
+                  for at in ("2025-07-01", "2025-03-01", "2025-07-01")]
+        assert expected == actual
+
     def test_direct_map_is_preferred(self) -> None:
         """A direct map's answer is used even when a chain exists."""
         up = concept_map("a-n", CAT_A, CAT_N, [("a1", to("n1", EQ))])
